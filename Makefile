@@ -1,0 +1,47 @@
+# Headwater: `make up` runs the demo pipeline, `make test` runs the whole suite.
+# Both set up what they need (virtualenv, generated code) themselves.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.bootstrap-stamp
+PROTOS := $(wildcard protos/headwater/v1/*.proto)
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || PYTHON=python3; \
+	  test -x $(PY) || $${PYTHON:-$(PYTHON)} -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install Headwater with its test dependencies (idempotent)
+
+proto: $(STAMP) ## Regenerate headwater/v1 from protos/
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+up: setup ## Start the four services and the dashboard, create the demo hub and job, run trips
+	$(VENV)/bin/headwater demo
+
+down: ## Stop what `make up` started
+	-$(VENV)/bin/headwater down
+
+test: setup ## Run the whole test suite
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+
+lint: setup ## Lint the contracts (buf via npx) and the code (ruff)
+	npx --yes @bufbuild/buf lint
+	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check headwater services plugins tests
+
+fmt: setup ## Format the code
+	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff format headwater services plugins tests
+
+bench: setup ## Run the perf commands against local services and print the numbers
+	$(VENV)/bin/headwater perf all
+
+perf: bench
+
+.PHONY: help setup proto up down test lint fmt bench perf

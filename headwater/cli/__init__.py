@@ -1,0 +1,1 @@
+"""The ``headwater`` command line. Nothing imports this package but the console script."""

@@ -1,0 +1,59 @@
+"""``headwater serve NAME`` and ``headwater connection-string``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from headwater.auth import ConnectionString, PolicyStore
+from headwater.config import DEFAULT_PORTS, headwater_home
+
+__all__ = ["add_commands", "SERVICE_NAMES", "service_class"]
+
+SERVICE_NAMES = ("ingestion", "registry", "processing", "sink")
+
+
+def service_class(name: str):
+    """The Service subclass of ``headwater.services.<name>``."""
+    return importlib.import_module(f"headwater.services.{name}.server").SERVICE
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from headwater.server import run
+
+    return run(service_class(args.service), args.rest)
+
+
+def _connection_string(args: argparse.Namespace) -> int:
+    store = PolicyStore(headwater_home() / "auth.json" if not args.auth_file else args.auth_file).ensure()
+    policy = store.get(args.policy) if args.policy else store.root()
+    if policy is None:
+        print(f"headwater: no policy named {args.policy!r}")
+        return 1
+    port = args.port or DEFAULT_PORTS[args.service][0]
+    conn = ConnectionString(endpoint=f"headwater://{args.host}:{port}/",
+                            shared_access_key_name=policy.name, shared_access_key=policy.key,
+                            entity_path=args.hub or "")
+    print(conn)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run one service in the foreground",
+                       description="Run one Headwater service until SIGTERM. "
+                                   "Options after the name go to the service (--config, --port, ...).")
+    p.add_argument("service", choices=SERVICE_NAMES)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="service options (see headwater serve NAME --help)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("connection-string", help="print the local root policy's connection string",
+                       description="Print a connection string for the SDK and for people, "
+                                   "from the policies file in $HEADWATER_HOME (created if missing).")
+    p.add_argument("--hub", help="add EntityPath=HUB")
+    p.add_argument("--policy", help="policy name (default RootManageSharedAccessKey)")
+    p.add_argument("--service", default="ingestion", choices=SERVICE_NAMES,
+                   help="whose default port to use (default ingestion)")
+    p.add_argument("--host", default="localhost")
+    p.add_argument("--port", type=int, help="override the port")
+    p.add_argument("--auth-file", help="policies file (default $HEADWATER_HOME/auth.json)")
+    p.set_defaults(func=_connection_string)

@@ -1,0 +1,182 @@
+"""Service configuration from a file and the environment, with clear errors.
+
+Precedence: defaults < the file given with ``--config`` (YAML or JSON) <
+environment variables ``HEADWATER_<SERVICE>_<FIELD>`` (service-specific) and
+``HEADWATER_<FIELD>`` (every service). A bad value is refused with the name of
+the setting, where it came from and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+from headwater.errors import HeadwaterError, Reason
+
+__all__ = ["ConfigError", "ServiceConfig", "DEFAULT_PORTS", "headwater_home", "load_config"]
+
+#: service -> (gRPC port, metrics port), DESIGN.md "Default ports".
+DEFAULT_PORTS: dict[str, tuple[int, int]] = {
+    "ingestion": (50051, 9101),
+    "registry": (50052, 9102),
+    "processing": (50053, 9103),
+    "sink": (50054, 9104),
+}
+
+
+class ConfigError(HeadwaterError):
+    """A configuration value is missing or malformed."""
+
+    def __init__(self, message: str, *, setting: str = "") -> None:
+        super().__init__(Reason.INVALID_ARGUMENT, message, metadata={"field": setting})
+
+
+def headwater_home() -> Path:
+    """Where local state lives: ``$HEADWATER_HOME``, default ``./.headwater``."""
+    return Path(os.environ.get("HEADWATER_HOME", ".headwater")).resolve()
+
+
+@dataclass
+class ServiceConfig:
+    """Settings every service has. Services subclass it to add their own."""
+
+    #: Address the servers bind to.
+    host: str = "127.0.0.1"
+    #: gRPC port; 0 picks a free one (tests).
+    grpc_port: int = 0
+    #: Prometheus /metrics port; 0 picks a free one, -1 disables it.
+    metrics_port: int = 0
+    #: Where the service keeps its files; default $HEADWATER_HOME/<service>.
+    data_dir: str = ""
+    #: DEBUG, INFO, WARNING, ERROR.
+    log_level: str = "INFO"
+    #: "json" (structured, one object a line) or "text".
+    log_format: str = "json"
+    #: Check shared access signatures on every RPC.
+    auth_enabled: bool = True
+    #: The policies file (JSON); default $HEADWATER_HOME/auth.json, created with a root policy.
+    auth_file: str = ""
+    #: PEM certificate chain and key: when both are set every port serves TLS.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: Seconds SIGTERM waits for in-flight RPCs before cancelling them.
+    shutdown_grace_s: float = 10.0
+
+    service_name: str = field(default="", repr=False)
+
+    def data_path(self) -> Path:
+        path = Path(self.data_dir) if self.data_dir else headwater_home() / self.service_name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def auth_path(self) -> Path:
+        return Path(self.auth_file) if self.auth_file else headwater_home() / "auth.json"
+
+
+C = TypeVar("C", bound=ServiceConfig)
+
+
+def _convert(name: str, raw: Any, typ: Any, source: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if raw is None:
+            return None
+        typ = args[0]
+    try:
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(str(raw).strip())
+        if typ is float:
+            return float(str(raw).strip())
+        if typ is str:
+            return str(raw)
+        if origin in (list, tuple) or typ in (list, tuple):
+            if isinstance(raw, str):
+                return [p.strip() for p in raw.split(",") if p.strip()]
+            return list(raw)
+        if origin is dict or typ is dict:
+            if isinstance(raw, str):
+                return json.loads(raw)
+            return dict(raw)
+    except (ValueError, TypeError, json.JSONDecodeError):
+        tname = getattr(typ, "__name__", str(typ))
+        raise ConfigError(
+            f"setting {name!r} from {source}: {raw!r} is not a valid {tname}", setting=name
+        ) from None
+    return raw
+
+
+def load_config(
+    cls: type[C],
+    service: str,
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> C:
+    """Build ``cls`` for ``service`` from defaults, a file, the environment and overrides."""
+    env = os.environ if env is None else env
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "service_name"}
+    values: dict[str, Any] = {}
+    grpc_port, metrics_port = DEFAULT_PORTS.get(service, (0, 0))
+    values["grpc_port"], values["metrics_port"] = grpc_port, metrics_port
+
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {str(p)!r} does not exist", setting="config")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML/JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping of settings")
+        section = data.get(service, data)
+        for key, raw in section.items():
+            if key in DEFAULT_PORTS and isinstance(raw, dict):
+                continue  # another service's section
+            if key not in fields:
+                raise ConfigError(
+                    f"config file {str(p)!r}: unknown setting {key!r} for the {service} service "
+                    f"(known: {', '.join(sorted(fields))})",
+                    setting=key,
+                )
+            values[key] = _convert(key, raw, hints[key], f"config file {str(p)!r}")
+
+    for name in fields:
+        for var in (f"HEADWATER_{name.upper()}", f"HEADWATER_{service.upper()}_{name.upper()}"):
+            if var in env:
+                values[name] = _convert(name, env[var], hints[name], f"environment variable {var}")
+    for name, raw in overrides.items():
+        if name not in fields:
+            raise ConfigError(f"unknown setting {name!r}", setting=name)
+        values[name] = _convert(name, raw, hints[name], "arguments")
+
+    cfg = cls(**values)
+    cfg.service_name = service
+    if cfg.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"setting 'log_level': {cfg.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR",
+                          setting="log_level")
+    if bool(cfg.tls_cert_file) != bool(cfg.tls_key_file):
+        raise ConfigError("settings 'tls_cert_file' and 'tls_key_file' go together: set both or neither",
+                          setting="tls_cert_file")
+    return cfg

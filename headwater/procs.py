@@ -1,0 +1,139 @@
+"""Services as local processes: start, wait for health, stream logs, stop or kill.
+
+Used by ``headwater up`` (compose.yaml's services without containers) and by
+the end-to-end and fault tests, which run every service as a real process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+__all__ = ["ServiceProcess", "wait_healthy", "free_port"]
+
+_LISTENING = re.compile(r"(\w+) listening on (\S+)")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(address: str, timeout: float = 30.0, service: str = "") -> None:
+    """Block until the gRPC health service at ``address`` says SERVING."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(address) as ch:
+                resp = health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{address} not healthy after {timeout:.0f}s: {last}")
+
+
+@dataclass
+class ServiceProcess:
+    """One service process. ``argv`` runs it; ``address`` is learnt from its
+    ``<name> listening on host:port`` line when not given."""
+
+    name: str
+    argv: Sequence[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    address: str = ""
+    log_prefix: str | None = None
+    on_line: Callable[[str], None] | None = None
+    proc: subprocess.Popen | None = None
+    lines: deque = field(default_factory=lambda: deque(maxlen=2000))
+
+    def start(self, timeout: float = 30.0) -> "ServiceProcess":
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            list(self.argv), env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1, start_new_session=True,
+        )
+        found = threading.Event()
+
+        def pump() -> None:
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                line = line.rstrip("\n")
+                self.lines.append(line)
+                m = _LISTENING.search(line)
+                if m and not found.is_set():
+                    if not self.address:
+                        self.address = m.group(2)
+                    found.set()
+                if self.on_line:
+                    self.on_line(line)
+                elif self.log_prefix is not None:
+                    sys.stdout.write(f"{self.log_prefix}{line}\n")
+                    sys.stdout.flush()
+            found.set()
+
+        threading.Thread(target=pump, name=f"log-{self.name}", daemon=True).start()
+        if not found.wait(timeout) or self.proc.poll() is not None:
+            out = "\n".join(self.lines)
+            self.kill()
+            raise RuntimeError(f"service {self.name} did not start:\n{out}")
+        if self.address:
+            wait_healthy(self.address, timeout)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (graceful drain), then SIGKILL after ``timeout``."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.returncode
+
+    def kill(self) -> None:
+        """kill -9: no drain, no flush."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def headwater_cmd() -> list[str]:
+    """The ``headwater`` console script of this interpreter's environment."""
+    exe = Path(sys.executable).with_name("headwater")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "headwater.cli.main"]

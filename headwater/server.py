@@ -1,0 +1,340 @@
+"""The base every Headwater service runs on.
+
+A service subclasses :class:`Service` and says what it serves; :func:`run`
+(the console entry point) and :func:`serve_in_process` (tests) build the
+``grpc.aio`` server around it with:
+
+- the standard gRPC health service and server reflection;
+- an interceptor that checks the shared access signature of every RPC against
+  the right the method needs (:attr:`Service.rights`), and maps exceptions to
+  statuses: a :class:`~headwater.errors.HeadwaterError` becomes its code plus a
+  ``google.rpc.ErrorInfo`` detail, anything else ``INTERNAL`` with an id that is
+  logged with the traceback (never sent);
+- a Prometheus ``/metrics`` endpoint, structured logs, optional TLS;
+- graceful shutdown on SIGTERM/SIGINT: health goes NOT_SERVING, in-flight RPCs
+  get ``shutdown_grace_s`` to finish, then :meth:`Service.stop` flushes and
+  checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from headwater.auth import PolicyStore, Right, verify_sas_token
+from headwater.config import ServiceConfig, load_config
+from headwater.errors import HeadwaterError, Reason
+from headwater.logs import configure_logging
+from headwater.metrics import RPC_LATENCY, RPC_REQUESTS, start_metrics_server
+
+__all__ = ["GrpcBinding", "RunningService", "Service", "caller_token", "run", "serve_in_process"]
+
+log = logging.getLogger("headwater.server")
+
+_OPEN_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass(frozen=True)
+class GrpcBinding:
+    """One gRPC service to add: ``add_XServicer_to_server``, the servicer, its full name."""
+
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    full_name: str
+
+
+class Service:
+    """Subclass per service: name, config class, bindings, rights, start/stop."""
+
+    #: Short name: ``ingestion``, ``registry``, ``processing``, ``sink``.
+    name: ClassVar[str] = ""
+    #: The dataclass holding this service's settings.
+    config_class: ClassVar[type[ServiceConfig]] = ServiceConfig
+    #: Right each method needs, by method name (``PublishEvents``) or full
+    #: method path; methods not listed need Manage.
+    rights: ClassVar[dict[str, Right]] = {}
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+
+    def bindings(self) -> Sequence[GrpcBinding]:
+        """The gRPC services this service serves."""
+        return ()
+
+    async def start(self) -> None:
+        """Open storage, recover, start background tasks. Runs before the port opens."""
+
+    async def started(self, running: "RunningService") -> None:
+        """Runs after the gRPC port is bound (start HTTP listeners here)."""
+
+    async def stop(self) -> None:
+        """Flush and checkpoint. Runs after in-flight RPCs drained."""
+
+    def right_for(self, method: str) -> Right:
+        short = method.rsplit("/", 1)[-1]
+        return self.rights.get(method) or self.rights.get(short) or Right.MANAGE
+
+
+# -- the interceptor ---------------------------------------------------------------
+
+_TOKEN_KEY: "contextvars.ContextVar[str]"
+import contextvars  # noqa: E402
+
+_TOKEN_KEY = contextvars.ContextVar("headwater_token", default="")
+
+
+def caller_token() -> str:
+    """The verified SAS token of the RPC being handled ('' when auth is off)."""
+    return _TOKEN_KEY.get()
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: HeadwaterError, service: str) -> None:
+    status = rpc_status.to_status(err.to_status(service))
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+class _Interceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service: Service, store: PolicyStore | None) -> None:
+        self.service = service
+        self.store = store
+
+    def _check(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        if self.store is None or method.startswith(_OPEN_METHODS):
+            return
+        token = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                token = value if isinstance(value, str) else value.decode()
+        if not token:
+            raise HeadwaterError(Reason.UNAUTHORIZED,
+                                 "no authorization metadata: send a SharedAccessSignature token "
+                                 "(the SDK signs for you from a connection string)")
+        verify_sas_token(token, self.store, self.service.right_for(method))
+        _TOKEN_KEY.set(token)
+
+    def _fail(self, method: str, exc: BaseException) -> HeadwaterError:
+        if isinstance(exc, HeadwaterError):
+            if exc.reason is Reason.INTERNAL_ERROR:
+                log.error("internal error in %s: %s", method, exc)
+            return exc
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("unhandled error %s in %s", error_id, method,
+                      extra={"fields": {"error_id": error_id, "method": method}})
+        return HeadwaterError(Reason.INTERNAL_ERROR,
+                              f"internal error {error_id}; the {self.service.name} service log has the details",
+                              metadata={"error_id": error_id})
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if method.startswith(_OPEN_METHODS):
+            return handler
+        svc = self.service.name
+        short = method.rsplit("/", 1)[-1]
+
+        def done(code: str, t0: float) -> None:
+            RPC_REQUESTS.labels(svc, short, code).inc()
+            RPC_LATENCY.labels(svc, short).observe(time.perf_counter() - t0)
+
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+
+            async def unary(request_or_iter, context):
+                t0 = time.perf_counter()
+                try:
+                    self._check(method, context)
+                    result = inner(request_or_iter, context)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    done("OK", t0)
+                    return result
+                except asyncio.CancelledError:
+                    done("CANCELLED", t0)
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    if _is_abort(exc):
+                        done("ABORTED_BY_HANDLER", t0)
+                        raise
+                    err = self._fail(method, exc)
+                    done(err.code.name, t0)
+                    await _abort(context, err, svc)
+
+            if handler.unary_unary:
+                return grpc.unary_unary_rpc_method_handler(
+                    unary, handler.request_deserializer, handler.response_serializer)
+            return grpc.stream_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer)
+
+        inner = handler.unary_stream or handler.stream_stream
+
+        async def streaming(request_or_iter, context):
+            t0 = time.perf_counter()
+            try:
+                self._check(method, context)
+                result = inner(request_or_iter, context)
+                if inspect.isasyncgen(result):
+                    async for item in result:
+                        yield item
+                elif inspect.isawaitable(result):
+                    await result
+                done("OK", t0)
+            except asyncio.CancelledError:
+                done("CANCELLED", t0)
+                raise
+            except Exception as exc:  # noqa: BLE001
+                if _is_abort(exc):
+                    raise
+                err = self._fail(method, exc)
+                done(err.code.name, t0)
+                await _abort(context, err, svc)
+
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                streaming, handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(
+            streaming, handler.request_deserializer, handler.response_serializer)
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # grpc.aio raises AbortError from context.abort(); let it through untouched.
+    return type(exc).__name__ in ("AbortError", "UsageError", "InternalError") and "grpc" in type(exc).__module__
+
+
+# -- running -------------------------------------------------------------------------
+
+
+@dataclass
+class RunningService:
+    """A started service: its ports and how to stop it."""
+
+    service: Service
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    grpc_port: int
+    metrics_port: int
+    metrics_server: Any = None
+
+    @property
+    def address(self) -> str:
+        host = self.service.config.host
+        return f"{'localhost' if host in ('0.0.0.0', '127.0.0.1', '::') else host}:{self.grpc_port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.service.config.shutdown_grace_s if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.service.stop()
+        if self.metrics_server is not None:
+            with contextlib.suppress(Exception):
+                self.metrics_server.shutdown()
+                self.metrics_server.server_close()
+
+
+async def start_service(service: Service) -> RunningService:
+    """Start ``service``: storage, gRPC (health, reflection, interceptor), /metrics."""
+    cfg = service.config
+    store = PolicyStore(cfg.auth_path()).ensure() if cfg.auth_enabled else None
+    await service.start()
+    server = grpc.aio.server(
+        interceptors=[_Interceptor(service, store)],
+        options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    for binding in service.bindings():
+        binding.add_to_server(binding.servicer, server)
+        names.append(binding.full_name)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(names, server)
+    address = f"{cfg.host}:{cfg.grpc_port}"
+    if cfg.tls_cert_file:
+        creds = grpc.ssl_server_credentials(
+            [(Path(cfg.tls_key_file).read_bytes(), Path(cfg.tls_cert_file).read_bytes())])
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise HeadwaterError(Reason.SERVICE_BUSY, f"could not bind {address}: is the port in use?")
+    await server.start()
+    metrics_server, metrics_port = None, -1
+    if cfg.metrics_port >= 0:
+        metrics_server, metrics_port = start_metrics_server(
+            cfg.host, cfg.metrics_port, cfg.tls_cert_file, cfg.tls_key_file)
+    running = RunningService(service, server, health_servicer, port, metrics_port, metrics_server)
+    await service.started(running)
+    for name in ["", *(b.full_name for b in service.bindings())]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("%s serving", service.name,
+             extra={"fields": {"grpc": running.address, "metrics_port": metrics_port,
+                               "auth": cfg.auth_enabled, "tls": bool(cfg.tls_cert_file)}})
+    return running
+
+
+@contextlib.asynccontextmanager
+async def serve_in_process(service: Service) -> AsyncIterator[RunningService]:
+    """Run ``service`` inside the current event loop (tests, embedding)."""
+    running = await start_service(service)
+    try:
+        yield running
+    finally:
+        await running.stop(grace=1.0)
+
+
+async def _serve_forever(service: Service) -> None:
+    running = await start_service(service)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"{service.name} listening on {running.address}", flush=True)
+    await stop.wait()
+    log.info("%s draining (grace %.1fs)", service.name, service.config.shutdown_grace_s)
+    await running.stop()
+    log.info("%s stopped", service.name)
+
+
+def run(service_cls: type[Service], argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, load configuration, serve until SIGTERM. Returns the exit code."""
+    parser = argparse.ArgumentParser(prog=f"headwater serve {service_cls.name}",
+                                     description=f"Run the Headwater {service_cls.name} service.")
+    parser.add_argument("--config", help="YAML or JSON settings file")
+    parser.add_argument("--host", help="address to bind (setting host)")
+    parser.add_argument("--port", type=int, help="gRPC port (setting grpc_port)")
+    parser.add_argument("--metrics-port", type=int, help="/metrics port (setting metrics_port)")
+    parser.add_argument("--data-dir", help="storage folder (setting data_dir)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"host": args.host, "grpc_port": args.port,
+                                   "metrics_port": args.metrics_port, "data_dir": args.data_dir}.items()
+                 if v is not None}
+    try:
+        cfg = load_config(service_cls.config_class, service_cls.name, args.config, **overrides)
+    except HeadwaterError as exc:
+        print(f"headwater {service_cls.name}: {exc.message}", flush=True)
+        return 2
+    configure_logging(service_cls.name, cfg.log_level, cfg.log_format)
+    try:
+        asyncio.run(_serve_forever(service_cls(cfg)))
+    except HeadwaterError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

@@ -1,0 +1,140 @@
+"""The job catalogue: job definitions and alert rules, persisted as one JSON file.
+
+Writes go to a temporary file that is renamed over the old one, so a crash
+leaves either the old or the new catalogue, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from headwater.errors import HeadwaterError, Reason
+from headwater.v1 import processing_pb2 as pb
+
+__all__ = ["JobCatalog", "job_id"]
+
+_NAME = re.compile(r"^jobs/([a-zA-Z0-9][a-zA-Z0-9_.-]{0,62})$")
+_RULE = re.compile(r"^(jobs/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62})/alertRules/([a-zA-Z0-9][a-zA-Z0-9_.-]{0,62})$")
+
+
+def job_id(name: str, field: str = "name") -> str:
+    """The `{job}` of `jobs/{job}`, or INVALID_ARGUMENT naming the field."""
+    m = _NAME.match(name or "")
+    if not m:
+        raise HeadwaterError(
+            Reason.INVALID_ARGUMENT,
+            f"{field} {name!r} is not a job name: expected jobs/{{job}} with letters, digits, '_', '.', '-'",
+            metadata={"field": field},
+        )
+    return m.group(1)
+
+
+class JobCatalog:
+    """Jobs and alert rules by name, kept in ``<data_dir>/jobs.json``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.jobs: dict[str, pb.Job] = {}
+        self.rules: dict[str, pb.AlertRule] = {}
+        self.requests: dict[str, str] = {}
+        if path.exists():
+            data = json.loads(path.read_text() or "{}")
+            for raw in data.get("jobs", []):
+                job = json_format.ParseDict(raw, pb.Job())
+                self.jobs[job.name] = job
+            for raw in data.get("rules", []):
+                rule = json_format.ParseDict(raw, pb.AlertRule())
+                self.rules[rule.name] = rule
+            self.requests = dict(data.get("requests", {}))
+
+    def _save(self) -> None:
+        data = {
+            "jobs": [json_format.MessageToDict(j) for j in self.jobs.values()],
+            "rules": [json_format.MessageToDict(r) for r in self.rules.values()],
+            "requests": self.requests,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def get(self, name: str) -> pb.Job:
+        job_id(name)
+        job = self.jobs.get(name)
+        if job is None:
+            raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"job {name!r} does not exist",
+                                 metadata={"resource": name})
+        return job
+
+    def create(self, job: pb.Job, request_id: str = "") -> pb.Job:
+        job_id(job.name, "job.name")
+        with self._lock:
+            if request_id and self.requests.get(request_id) == job.name and job.name in self.jobs:
+                return self.jobs[job.name]
+            if job.name in self.jobs:
+                raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"job {job.name!r} already exists",
+                                     metadata={"resource": job.name})
+            self.jobs[job.name] = job
+            if request_id:
+                self.requests[request_id] = job.name
+            self._save()
+        return job
+
+    def put(self, job: pb.Job) -> pb.Job:
+        with self._lock:
+            self.jobs[job.name] = job
+            self._save()
+        return job
+
+    def delete(self, name: str) -> None:
+        self.get(name)
+        with self._lock:
+            del self.jobs[name]
+            for rule in [r for r in self.rules if r.startswith(name + "/")]:
+                del self.rules[rule]
+            self.requests = {k: v for k, v in self.requests.items() if v != name}
+            self._save()
+
+    def page(self, items: list, page_size: int, page_token: str) -> tuple[list, str]:
+        size = page_size if page_size > 0 else 50
+        size = min(size, 1000)
+        try:
+            start = int(page_token) if page_token else 0
+        except ValueError:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"page_token {page_token!r} is not valid",
+                                 metadata={"field": "page_token"}) from None
+        chunk = items[start:start + size]
+        nxt = str(start + size) if start + size < len(items) else ""
+        return chunk, nxt
+
+    def add_rule(self, parent: str, rule: pb.AlertRule) -> pb.AlertRule:
+        self.get(parent)
+        m = _RULE.match(rule.name or "")
+        if not m or m.group(1) != parent:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                 f"rule.name {rule.name!r} must be {parent}/alertRules/{{rule}}",
+                                 metadata={"field": "rule.name"})
+        with self._lock:
+            if rule.name in self.rules:
+                raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"alert rule {rule.name!r} already exists",
+                                     metadata={"resource": rule.name})
+            self.rules[rule.name] = rule
+            self._save()
+        return rule
+
+    def delete_rule(self, name: str) -> None:
+        with self._lock:
+            if name not in self.rules:
+                raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"alert rule {name!r} does not exist",
+                                     metadata={"resource": name})
+            del self.rules[name]
+            self._save()

@@ -1,0 +1,79 @@
+"""ProcessingService: protobuf in, domain calls, protobuf out.
+
+Job definitions and alert rules are managed here; running jobs comes with the
+job runtime (jobs are created STOPPED).
+"""
+
+from __future__ import annotations
+
+from google.protobuf import timestamp_pb2
+
+from headwater.errors import HeadwaterError, Reason
+from headwater.v1 import processing_pb2 as pb
+from headwater.v1 import processing_pb2_grpc as pb_grpc
+from headwater.services.processing.jobs import JobCatalog, job_id
+
+__all__ = ["ProcessingServicer"]
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
+    def __init__(self, catalog: JobCatalog) -> None:
+        self.catalog = catalog
+
+    async def CreateJob(self, request: pb.CreateJobRequest, context) -> pb.CreateJobResponse:
+        job = pb.Job()
+        job.CopyFrom(request.job)
+        job_id(job.name, "job.name")
+        if not job.query.strip():
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "job.query is empty", metadata={"field": "job.query"})
+        job.state = pb.JOB_STATE_STOPPED
+        job.error = ""
+        job.create_time.CopyFrom(_now())
+        job.ClearField("start_time")
+        return pb.CreateJobResponse(job=self.catalog.create(job, request.request_id))
+
+    async def GetJob(self, request: pb.GetJobRequest, context) -> pb.GetJobResponse:
+        return pb.GetJobResponse(job=self.catalog.get(request.name))
+
+    async def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
+        jobs = [self.catalog.jobs[k] for k in sorted(self.catalog.jobs)]
+        page, nxt = self.catalog.page(jobs, request.page_size, request.page_token)
+        return pb.ListJobsResponse(jobs=page, next_page_token=nxt)
+
+    async def UpdateJob(self, request: pb.UpdateJobRequest, context) -> pb.UpdateJobResponse:
+        old = self.catalog.get(request.job.name)
+        if old.state not in (pb.JOB_STATE_STOPPED, pb.JOB_STATE_FAILED):
+            raise HeadwaterError(Reason.PRECONDITION_FAILED,
+                                 f"job {old.name!r} is {pb.JobState.Name(old.state)}: stop it before updating")
+        job = pb.Job()
+        job.CopyFrom(request.job)
+        job.state, job.error = old.state, old.error
+        job.create_time.CopyFrom(old.create_time)
+        return pb.UpdateJobResponse(job=self.catalog.put(job))
+
+    async def DeleteJob(self, request: pb.DeleteJobRequest, context) -> pb.DeleteJobResponse:
+        job = self.catalog.get(request.name)
+        if job.state in (pb.JOB_STATE_RUNNING, pb.JOB_STATE_STARTING, pb.JOB_STATE_DEGRADED):
+            raise HeadwaterError(Reason.PRECONDITION_FAILED,
+                                 f"job {job.name!r} is {pb.JobState.Name(job.state)}: stop it before deleting")
+        self.catalog.delete(request.name)
+        return pb.DeleteJobResponse()
+
+    async def CreateAlertRule(self, request: pb.CreateAlertRuleRequest, context) -> pb.CreateAlertRuleResponse:
+        return pb.CreateAlertRuleResponse(rule=self.catalog.add_rule(request.parent, request.rule))
+
+    async def ListAlertRules(self, request: pb.ListAlertRulesRequest, context) -> pb.ListAlertRulesResponse:
+        self.catalog.get(request.parent)
+        rules = [r for k, r in sorted(self.catalog.rules.items()) if k.startswith(request.parent + "/")]
+        page, nxt = self.catalog.page(rules, request.page_size, request.page_token)
+        return pb.ListAlertRulesResponse(rules=page, next_page_token=nxt)
+
+    async def DeleteAlertRule(self, request: pb.DeleteAlertRuleRequest, context) -> pb.DeleteAlertRuleResponse:
+        self.catalog.delete_rule(request.name)
+        return pb.DeleteAlertRuleResponse()

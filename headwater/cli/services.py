@@ -57,3 +57,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="override the port")
     p.add_argument("--auth-file", help="policies file (default $HEADWATER_HOME/auth.json)")
     p.set_defaults(func=_connection_string)
+    add_health_command(sub)
+
+
+def _health(args: argparse.Namespace) -> int:
+    from headwater.procs import wait_healthy
+
+    try:
+        wait_healthy(args.address, timeout=args.timeout, service=args.service_name)
+    except TimeoutError as exc:
+        print(f"headwater health: {exc}")
+        return 1
+    print(f"{args.address}: SERVING")
+    return 0
+
+
+def add_health_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("health", help="check a service's gRPC health (compose healthchecks use this)")
+    p.add_argument("address", help="host:port")
+    p.add_argument("--service-name", default="", help="a service name to check (default: the server)")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.set_defaults(func=_health)

@@ -1,0 +1,67 @@
+"""`headwater up` runs compose.yaml's services as local processes; each answers health."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from headwater.compose import load_compose
+from headwater.procs import headwater_cmd, wait_healthy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_file_shape():
+    doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    headwater = {n: s for n, s in doc["services"].items() if s.get("command", [""])[0] == "headwater"}
+    assert set(headwater) == {"ingestion", "registry", "processing", "sink"}
+    for name, svc in headwater.items():
+        assert svc["command"] == ["headwater", "serve", name]
+        assert svc["image"] == "headwater:local"  # one image for all
+        assert "headwater" in " ".join(svc["healthcheck"]["test"])
+    assert all(c["condition"] == "service_healthy" for c in doc["services"]["processing"]["depends_on"].values())
+    assert {"postgres", "nats"} <= {n for n, s in doc["services"].items() if "scaled" in s.get("profiles", [])}
+    order = [s.name for s in load_compose(ROOT / "compose.yaml")]
+    assert order.index("processing") > max(order.index(n) for n in ("ingestion", "registry", "sink"))
+    assert "postgres" in [s.name for s in load_compose(ROOT / "compose.yaml", ("scaled",))]
+
+
+def test_headwater_up_starts_every_service_and_stops_them(tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "HEADWATER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*headwater_cmd(), "up", "-f", str(ROOT / "compose.yaml"), "--ephemeral-ports"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("headwater up: ingestion"):
+                break
+        endpoints = json.loads((home / "endpoints.json").read_text())
+        assert set(endpoints) == {"ingestion", "registry", "processing", "sink"}, "".join(lines)
+        for address in endpoints.values():
+            wait_healthy(address, timeout=10)
+        # Logs are streamed with a service prefix.
+        assert any(line.startswith("processing | ") for line in lines)
+        pids = [int(p) for p in (home / "up.pids").read_text().split()]
+        assert len(pids) == 4
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"service process {pid} still running after headwater up stopped")

@@ -29,7 +29,14 @@ up: setup ## Start the four services and the dashboard, create the demo hub and 
 down: ## Stop what `make up` started
 	-$(VENV)/bin/headwater down
 
-test: setup ## Run the whole test suite
+# The dashboard's browser test drives Debian's chromium through chromedriver.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "make: chromium/chromedriver not installed; the browser test will be skipped"; }
+
+test: setup browser ## Run the whole test suite
 	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
 lint: setup ## Lint the contracts (buf via npx) and the code (ruff)
@@ -44,4 +51,4 @@ bench: setup ## Run the perf commands against local services and print the numbe
 
 perf: bench
 
-.PHONY: help setup proto up down test lint fmt bench perf
+.PHONY: help setup browser proto up down test lint fmt bench perf

@@ -39,8 +39,7 @@ class TokenSource:
 
 
 
-class _AioAuth(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-               grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
+class _AioAuthBase:
     def __init__(self, tokens: TokenSource) -> None:
         self.tokens = tokens
 
@@ -48,17 +47,31 @@ class _AioAuth(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientI
         md = grpc.aio.Metadata(*(tuple(d.metadata or ()) + self.tokens.metadata()))
         return grpc.aio.ClientCallDetails(d.method, d.timeout, md, d.credentials, d.wait_for_ready)
 
+
+# grpc.aio files an interceptor under the first call kind it implements only
+# (an if/elif chain), so each kind needs its own object.
+class _AioAuthUU(_AioAuthBase, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
+
+class _AioAuthUS(_AioAuthBase, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
+
+class _AioAuthSU(_AioAuthBase, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
         return await continuation(self._details(client_call_details), request_iterator)
 
+
+class _AioAuthSS(_AioAuthBase, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
         return await continuation(self._details(client_call_details), request_iterator)
+
+
+def _aio_auth(tokens: TokenSource) -> list:
+    return [_AioAuthUU(tokens), _AioAuthUS(tokens), _AioAuthSU(tokens), _AioAuthSS(tokens)]
 
 
 class _SyncAuth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
@@ -97,7 +110,7 @@ def aio_channel(conn: ConnectionString | str, entity: str = "", *,
     """An asyncio channel to ``conn``'s endpoint that signs every call."""
     if isinstance(conn, str):
         conn = ConnectionString.parse(conn)
-    interceptors = [_AioAuth(TokenSource(conn, entity))]
+    interceptors = _aio_auth(TokenSource(conn, entity))
     if conn.use_tls or root_certificates:
         return grpc.aio.secure_channel(conn.address, _creds(conn, root_certificates),
                                        options=_OPTIONS, interceptors=interceptors)

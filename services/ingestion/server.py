@@ -1,18 +1,107 @@
-"""The ingestion service: configuration and the gRPC services it serves.
+"""The ingestion service: Event Hubs on the embedded segment log.
 
-Its RPCs land with the service's own issue; until then the server is real and
-answers health and reflection.
+``headwater serve ingestion`` runs it; it serves ``headwater.v1.IngestionService``
+plus health, reflection and /metrics (from the service base), HTTP ingest on
+``http_port`` and background retention, interval fsync and Capture.
 """
 
 from __future__ import annotations
 
-from headwater.server import Service
+import asyncio
+import contextlib
+import logging
 
-__all__ = ["SERVICE"]
+from headwater.auth import Right
+from headwater.server import GrpcBinding, RunningService, Service
+from headwater.services.ingestion.config import IngestionConfig
+from headwater.services.ingestion.hubs import HubStore
+from headwater.services.ingestion.retention import fsync_loop, retention_loop
+from headwater.services.ingestion.servicer import IngestionServicer, add_to_server
+
+__all__ = ["IngestionService", "SERVICE"]
+
+log = logging.getLogger("headwater.ingestion")
 
 
 class IngestionService(Service):
+    """Hubs, partitions, consumer groups, checkpoints, quotas, faults."""
+
     name = "ingestion"
+    config_class = IngestionConfig
+    rights = {
+        "PublishEvents": Right.SEND,
+        "PublishEventsStream": Right.SEND,
+        "ReadEvents": Right.LISTEN,
+        "GetHub": Right.LISTEN,
+        "GetPartitionProperties": Right.LISTEN,
+        "GetConsumerGroup": Right.LISTEN,
+        "ListConsumerGroups": Right.LISTEN,
+        "ListCheckpoints": Right.LISTEN,
+        "UpdateCheckpoint": Right.LISTEN,
+        "ListOwnerships": Right.LISTEN,
+        "ClaimOwnership": Right.LISTEN,
+    }
+
+    def __init__(self, config: IngestionConfig) -> None:
+        super().__init__(config)
+        self.config: IngestionConfig = config
+        self.hubs: HubStore | None = None
+        self.servicer: IngestionServicer | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.http = None
+        self.http_port = -1
+        self.capture = None
+
+    def bindings(self):
+        assert self.servicer is not None, "start() first"
+        return [GrpcBinding(add_to_server, self.servicer, "headwater.v1.IngestionService")]
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.hubs = HubStore(cfg.data_path(), fsync_policy=cfg.fsync_policy, segment_max_bytes=cfg.segment_max_bytes,
+                             segment_max_age_s=cfg.segment_max_age_s, max_partitions=cfg.max_partitions,
+                             max_consumer_groups=cfg.max_consumer_groups).open()
+        self.servicer = IngestionServicer(cfg, self.hubs)
+        from headwater.services.ingestion.capture import CaptureWriter
+
+        self.capture = CaptureWriter(cfg.data_path() / "capture", namespace=cfg.host)
+        self.servicer.capture = self.capture
+        self._tasks.append(asyncio.create_task(retention_loop(self.hubs, cfg.retention_check_s)))
+        if cfg.fsync_policy == "interval":
+            self._tasks.append(asyncio.create_task(fsync_loop(self.hubs, cfg.fsync_interval_ms)))
+        self._tasks.append(asyncio.create_task(self.capture.run(self.hubs)))
+
+    async def started(self, running: RunningService) -> None:
+        cfg = self.config
+        port = cfg.http_port
+        if port >= 0 and running.grpc_port and cfg.grpc_port == 0:
+            port = 0  # an ephemeral gRPC port (tests): never collide on the default HTTP port
+        if port < 0:
+            return
+        from headwater.services.ingestion.http_ingest import start_http_ingest
+
+        try:
+            self.http, self.http_port = await start_http_ingest(self.servicer, cfg, port)
+        except OSError as exc:
+            log.error("HTTP ingest not started on port %s: %s", port, exc)
+            return
+        print(f"ingestion http on {cfg.host}:{self.http_port}", flush=True)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.http is not None:
+            await self.http.cleanup()
+        if self.capture is not None and self.hubs is not None:
+            self.capture.flush_all(self.hubs)
+        if self.servicer is not None:
+            for store in self.servicer.stores.values():
+                store.close()
+        if self.hubs is not None:
+            self.hubs.close()
 
 
 SERVICE = IngestionService

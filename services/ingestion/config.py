@@ -1,0 +1,59 @@
+"""Settings of the ingestion service (on top of :class:`headwater.config.ServiceConfig`).
+
+Every field can be set in the config file (``ingestion:`` section or top level)
+or through ``HEADWATER_INGESTION_<FIELD>`` / ``HEADWATER_<FIELD>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from headwater.config import ConfigError, ServiceConfig
+
+__all__ = ["IngestionConfig"]
+
+
+@dataclass
+class IngestionConfig(ServiceConfig):
+    """Ingestion settings."""
+
+    #: When appended bytes reach the disk: every_batch (ack after fdatasync),
+    #: interval (fsync every fsync_interval_ms; survives kill -9, a power loss
+    #: may lose the last interval), never (the OS decides; survives kill -9).
+    fsync_policy: str = "interval"
+    #: Milliseconds between syncs under the interval policy.
+    fsync_interval_ms: int = 100
+    #: A segment file is closed and a new one started past this size.
+    segment_max_bytes: int = 64 * 1024 * 1024
+    #: ... or when its first event is older than this (so retention can delete it).
+    segment_max_age_s: float = 3600.0
+    #: Largest partition count a hub may have.
+    max_partitions: int = 32
+    #: Consumer groups per hub, $Default included.
+    max_consumer_groups: int = 20
+    #: Largest event and largest batch, in bytes of encoded EventData.
+    max_message_bytes: int = 1024 * 1024
+    #: Retention of a hub created without one, in seconds (7 days).
+    default_retention_s: float = 7 * 24 * 3600.0
+    #: Seconds between retention sweeps.
+    retention_check_s: float = 60.0
+    #: How long an ownership claim lasts unless renewed.
+    ownership_expiry_s: float = 30.0
+    #: The HTTP ingest port (POST JSON events); 0 picks a free one, -1 disables it.
+    http_port: int = 8081
+    #: Log backend: embedded (segment files) or nats (JetStream, scaled-out profile).
+    log_backend: str = "embedded"
+
+    def __post_init__(self) -> None:
+        if self.fsync_policy not in ("every_batch", "interval", "never"):
+            raise ConfigError(f"setting 'fsync_policy': {self.fsync_policy!r} is not one of "
+                              "every_batch, interval, never", setting="fsync_policy")
+        if self.log_backend not in ("embedded",):
+            raise ConfigError(f"setting 'log_backend': {self.log_backend!r} is not supported "
+                              "(only 'embedded' in this version)", setting="log_backend")
+        for name in ("fsync_interval_ms", "segment_max_bytes", "max_partitions", "max_consumer_groups",
+                     "max_message_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"setting {name!r} must be > 0, got {getattr(self, name)!r}", setting=name)
+        if self.segment_max_bytes < 4096:
+            raise ConfigError("setting 'segment_max_bytes' must be at least 4096", setting="segment_max_bytes")

@@ -1,0 +1,384 @@
+"""Segment files: the on-disk unit of a partition's log.
+
+A segment file is a 24-byte file header followed by batches::
+
+    file header : b"HWSEG001" | base_sequence u64 | base_offset u64
+    batch       : header (50 bytes) | producer id | end positions (u32 each) | payload
+
+    batch header: magic b"HWB1" | payload_len u32 | crc32 u32 | base_sequence u64
+                  | count u32 | base_offset u64 | enqueued_time_ns u64
+                  | producer_sequence i64 (-1 when not idempotent) | producer_id_len u16
+
+The crc covers every byte of the batch after the crc field, so a torn or
+partial write at the tail is detected and cut off on recovery.
+
+The payload is the batch's events already encoded as a run of
+``ReadEventsResponse.events`` entries (tag 1, length, ``ReceivedEvent``), so a
+read answers with slices of stored bytes: no event is decoded or re-encoded on
+the read path. ``sequence_number`` and ``offset`` are written as fixed-width
+(9-byte, non-minimal) varints, which every protobuf parser accepts, so that a
+frame's size does not depend on its numbers and a batch is built with a few
+C-level passes instead of per-event Python arithmetic.
+
+The offset of an event is its logical byte position in the partition: the sum
+of the sizes of all frames before it (headers excluded).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+import zlib
+from array import array
+from bisect import bisect_left, bisect_right
+from itertools import accumulate, chain, repeat
+from pathlib import Path
+
+__all__ = [
+    "BATCH_HEADER",
+    "FILE_HEADER",
+    "EncodedBatch",
+    "Segment",
+    "encode_batch",
+    "varint",
+]
+
+FILE_MAGIC = b"HWSEG001"
+FILE_HEADER = struct.Struct("<8sQQ")
+BATCH_MAGIC = b"HWB1"
+BATCH_HEADER = struct.Struct("<4sIIQIQQqH")
+_U32 = struct.Struct("<I")
+_CRC_FROM = 12  # the crc covers the batch from this byte on
+
+
+def varint(value: int) -> bytes:
+    """Minimal protobuf varint of a non-negative int."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# b"\n" + varint(n): a length-delimited field 1 header, for n < 16384.
+_LD1 = [b"\n" + varint(n) for n in range(16384)]
+_SMALL = 16384 - 64
+# Low 14 bits of a fixed-width varint, with continuation bits, after a tag.
+_LOW_SEQ = [b"\x18" + bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80)) for n in range(16384)]
+_LOW_OFF = [b"\x20" + bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80)) for n in range(16384)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _high7(high: int) -> bytes:
+    """Bits 14..62 of a 9-byte varint (``high`` = value >> 14)."""
+    return bytes([((high >> (7 * i)) & 0x7F) | 0x80 for i in range(6)] + [(high >> 42) & 0x7F])
+
+
+def _fixed_varint(tag: int, value: int) -> bytes:
+    low = value & 0x3FFF
+    return bytes((tag, (low & 0x7F) | 0x80, ((low >> 7) & 0x7F) | 0x80)) + _high7(value >> 14)
+
+
+def _timestamp_field(ts_ns: int) -> bytes:
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    body = b"\x08" + varint(seconds) + (b"\x10" + varint(nanos) if nanos else b"")
+    return b"\x2a" + varint(len(body)) + body
+
+
+class EncodedBatch:
+    """A batch ready to append: bytes, count, and where each event ends."""
+
+    __slots__ = ("data", "count", "payload_len", "base_sequence", "base_offset", "ts_ns",
+                 "producer_id", "producer_sequence")
+
+    def __init__(self, data: bytes, count: int, payload_len: int, base_sequence: int, base_offset: int,
+                 ts_ns: int, producer_id: str, producer_sequence: int) -> None:
+        self.data = data
+        self.count = count
+        self.payload_len = payload_len
+        self.base_sequence = base_sequence
+        self.base_offset = base_offset
+        self.ts_ns = ts_ns
+        self.producer_id = producer_id
+        self.producer_sequence = producer_sequence
+
+
+def encode_batch(events: list[bytes], partition_id: str, base_sequence: int, base_offset: int,
+                 ts_ns: int, producer_id: str = "", producer_sequence: int = -1) -> EncodedBatch:
+    """Encode serialized ``EventData`` messages as one stored batch."""
+    n = len(events)
+    pid = partition_id.encode()
+    const = b"\x12" + varint(len(pid)) + pid + _timestamp_field(ts_ns)
+    lens = list(map(len, events))
+    k = len(const) + 20  # const + two 10-byte fields (tag + 9-byte varint)
+    if n and max(lens) < _SMALL:
+        ev_fields = list(map(_LD1.__getitem__, lens))
+        body_lens = [len(h) + ln + k for h, ln in zip(ev_fields, lens)]
+        if max(body_lens) < 16384:
+            frame_heads = list(map(_LD1.__getitem__, body_lens))
+            frame_lens = [len(h) + b for h, b in zip(frame_heads, body_lens)]
+            ends = list(accumulate(frame_lens))
+            offsets = [base_offset + e - f for e, f in zip(ends, frame_lens)]
+            seqs = range(base_sequence, base_sequence + n)
+            pieces = chain.from_iterable(zip(
+                frame_heads, ev_fields, events, repeat(const, n),
+                map(_LOW_SEQ.__getitem__, [s & 0x3FFF for s in seqs]),
+                map(_high7, [s >> 14 for s in seqs]),
+                map(_LOW_OFF.__getitem__, [o & 0x3FFF for o in offsets]),
+                map(_high7, [o >> 14 for o in offsets]),
+            ))
+            payload = b"".join(pieces)
+            return _frame(payload, ends, n, base_sequence, base_offset, ts_ns, producer_id, producer_sequence)
+    # General path: large events.
+    parts: list[bytes] = []
+    ends = []
+    pos = 0
+    for i, ev in enumerate(events):
+        body = b"".join((b"\n", varint(len(ev)), ev, const,
+                         _fixed_varint(0x18, base_sequence + i), _fixed_varint(0x20, base_offset + pos)))
+        frame = b"\n" + varint(len(body)) + body
+        parts.append(frame)
+        pos += len(frame)
+        ends.append(pos)
+    return _frame(b"".join(parts), ends, n, base_sequence, base_offset, ts_ns, producer_id, producer_sequence)
+
+
+def _frame(payload: bytes, ends: list[int], n: int, base_sequence: int, base_offset: int, ts_ns: int,
+           producer_id: str, producer_sequence: int) -> EncodedBatch:
+    pid = producer_id.encode()
+    tail = pid + array("I", ends).tobytes() + payload
+    head = BATCH_HEADER.pack(BATCH_MAGIC, len(payload), 0, base_sequence, n, base_offset, ts_ns,
+                             producer_sequence, len(pid))
+    crc = zlib.crc32(tail, zlib.crc32(head[_CRC_FROM:]))
+    head = head[:8] + _U32.pack(crc) + head[_CRC_FROM:]
+    return EncodedBatch(head + tail, n, len(payload), base_sequence, base_offset, ts_ns,
+                        producer_id, producer_sequence)
+
+
+class BatchInfo:
+    """A batch header as recovery reads it."""
+
+    __slots__ = ("position", "size", "base_sequence", "count", "base_offset", "ts_ns", "producer_id",
+                 "producer_sequence", "payload_len")
+
+    def __init__(self, position: int, size: int, base_sequence: int, count: int, base_offset: int,
+                 ts_ns: int, producer_id: str, producer_sequence: int, payload_len: int) -> None:
+        self.position = position
+        self.size = size
+        self.base_sequence = base_sequence
+        self.count = count
+        self.base_offset = base_offset
+        self.ts_ns = ts_ns
+        self.producer_id = producer_id
+        self.producer_sequence = producer_sequence
+        self.payload_len = payload_len
+
+
+class Segment:
+    """One segment file with its in-memory batch index."""
+
+    def __init__(self, path: Path, base_sequence: int, base_offset: int, fd: int, size: int) -> None:
+        self.path = path
+        self.base_sequence = base_sequence
+        self.base_offset = base_offset
+        self.fd = fd
+        self.size = size
+        # One entry per batch: first sequence, first offset, file position, time.
+        self.seqs = array("q")
+        self.offs = array("q")
+        self.poss = array("q")
+        self.times = array("q")
+        self.next_sequence = base_sequence
+        self.next_offset = base_offset
+        self.last_ts_ns = 0
+        self.dirty = False
+
+    # -- creation and recovery -------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: Path, base_sequence: int, base_offset: int) -> "Segment":
+        path = folder / f"{base_sequence:020d}.seg"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, FILE_HEADER.pack(FILE_MAGIC, base_sequence, base_offset))
+        os.fsync(fd)
+        _fsync_dir(folder)
+        return cls(path, base_sequence, base_offset, fd, FILE_HEADER.size)
+
+    @classmethod
+    def open(cls, path: Path, on_batch=None) -> "Segment":
+        """Open and recover: scan every batch, cut a torn tail, rebuild the index.
+
+        ``on_batch(BatchInfo)`` sees each valid batch (producer state).
+        """
+        fd = os.open(path, os.O_RDWR)
+        data = _read_all(fd)
+        if len(data) < FILE_HEADER.size or data[:8] != FILE_MAGIC:
+            os.close(fd)
+            raise ValueError(f"{path} is not a segment file")
+        _, base_sequence, base_offset = FILE_HEADER.unpack_from(data, 0)
+        seg = cls(path, base_sequence, base_offset, fd, FILE_HEADER.size)
+        pos = FILE_HEADER.size
+        view = memoryview(data)
+        total = len(data)
+        while pos + BATCH_HEADER.size <= total:
+            (magic, payload_len, crc, bseq, count, boff, ts_ns, pseq,
+             pid_len) = BATCH_HEADER.unpack_from(data, pos)
+            if magic != BATCH_MAGIC:
+                break
+            size = BATCH_HEADER.size + pid_len + 4 * count + payload_len
+            if pos + size > total or bseq != seg.next_sequence or boff != seg.next_offset:
+                break
+            if zlib.crc32(view[pos + _CRC_FROM:pos + size]) != crc:
+                break
+            pid_start = pos + BATCH_HEADER.size
+            producer_id = bytes(view[pid_start:pid_start + pid_len]).decode() if pid_len else ""
+            seg._index(pos, bseq, boff, ts_ns, count, payload_len)
+            if on_batch is not None:
+                on_batch(BatchInfo(pos, size, bseq, count, boff, ts_ns, producer_id, pseq, payload_len))
+            pos += size
+        if pos < total:
+            os.ftruncate(fd, pos)  # the torn tail: never acknowledged
+            os.fsync(fd)
+        seg.size = pos
+        return seg
+
+    def _index(self, pos: int, bseq: int, boff: int, ts_ns: int, count: int, payload_len: int) -> None:
+        self.seqs.append(bseq)
+        self.offs.append(boff)
+        self.poss.append(pos)
+        self.times.append(ts_ns)
+        self.next_sequence = bseq + count
+        self.next_offset = boff + payload_len
+        self.last_ts_ns = ts_ns
+
+    # -- writing ------------------------------------------------------------------
+
+    def append(self, batch: EncodedBatch) -> None:
+        data = batch.data
+        written = os.pwrite(self.fd, data, self.size)
+        while written < len(data):  # a short write: finish it
+            written += os.pwrite(self.fd, data[written:], self.size + written)
+        self._index(self.size, batch.base_sequence, batch.base_offset, batch.ts_ns, batch.count,
+                    batch.payload_len)
+        self.size += len(data)
+        self.dirty = True
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+    # -- reading ------------------------------------------------------------------
+
+    @property
+    def empty(self) -> bool:
+        return not self.seqs
+
+    def first_ts_ns(self) -> int:
+        return self.times[0] if self.times else 0
+
+    def read(self, start_sequence: int, max_events: int, max_bytes: int) -> tuple[list, int]:
+        """Frames of events from ``start_sequence``: (list of byte pieces, events)."""
+        if start_sequence >= self.next_sequence or not self.seqs:
+            return [], 0
+        i = bisect_right(self.seqs, start_sequence) - 1
+        if i < 0:
+            i = 0
+            start_sequence = self.seqs[0]
+        nb = len(self.seqs)
+        # Which batches to read: until max_events or max_bytes.
+        j = i
+        events = self._batch_end_seq(i) - start_sequence
+        while events < max_events and j + 1 < nb and (self._batch_end_pos(j) - self.poss[i]) < max_bytes:
+            j += 1
+            events += self._batch_end_seq(j) - self.seqs[j]
+        start_pos = self.poss[i]
+        end_pos = self._batch_end_pos(j)
+        buf = os.pread(self.fd, end_pos - start_pos, start_pos)
+        view = memoryview(buf)
+        pieces = []
+        got = 0
+        pos = 0
+        for b in range(i, j + 1):
+            (_, payload_len, _, bseq, count, _, _, _, pid_len) = BATCH_HEADER.unpack_from(buf, pos)
+            ends_at = pos + BATCH_HEADER.size + pid_len
+            payload_at = ends_at + 4 * count
+            first = start_sequence - bseq if b == i else 0
+            last = min(count, first + (max_events - got))
+            lo = _U32.unpack_from(buf, ends_at + 4 * (first - 1))[0] if first > 0 else 0
+            hi = _U32.unpack_from(buf, ends_at + 4 * (last - 1))[0] if last < count else payload_len
+            pieces.append(view[payload_at + lo:payload_at + hi])
+            got += last - first
+            pos = payload_at + payload_len
+            if got >= max_events:
+                break
+        return pieces, got
+
+    def _batch_end_seq(self, b: int) -> int:
+        return self.seqs[b + 1] if b + 1 < len(self.seqs) else self.next_sequence
+
+    def _batch_end_pos(self, b: int) -> int:
+        return self.poss[b + 1] if b + 1 < len(self.poss) else self.size
+
+    def sequence_at_offset(self, offset: int) -> int:
+        """Sequence number of the first event starting at or after ``offset``."""
+        i = bisect_right(self.offs, offset) - 1
+        if i < 0:
+            return self.base_sequence
+        pos = self.poss[i]
+        head = os.pread(self.fd, BATCH_HEADER.size, pos)
+        (_, payload_len, _, bseq, count, boff, _, _, pid_len) = BATCH_HEADER.unpack(head)
+        ends = array("I")
+        ends.frombytes(os.pread(self.fd, 4 * count, pos + BATCH_HEADER.size + pid_len))
+        rel = offset - boff
+        # starts of events are 0, ends[0], ends[1], ...
+        k = 1 + bisect_left(ends, rel) if rel > 0 else 0
+        return bseq + k
+
+    def offset_of(self, sequence: int) -> int:
+        """Offset of the event with ``sequence`` (in this segment)."""
+        i = bisect_right(self.seqs, sequence) - 1
+        pos = self.poss[i]
+        head = os.pread(self.fd, BATCH_HEADER.size, pos)
+        (_, _, _, bseq, count, boff, _, _, pid_len) = BATCH_HEADER.unpack(head)
+        k = sequence - bseq
+        if k == 0:
+            return boff
+        return boff + _U32.unpack(os.pread(self.fd, 4, pos + BATCH_HEADER.size + pid_len + 4 * (k - 1)))[0]
+
+    def sequence_at_time(self, ts_ns: int) -> int:
+        """First sequence enqueued at or after ``ts_ns`` (next_sequence if none)."""
+        b = bisect_left(self.times, ts_ns)  # times never decrease (the log keeps them monotonic)
+        return self.seqs[b] if b < len(self.seqs) else self.next_sequence
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    chunks = []
+    pos = 0
+    while pos < size:
+        chunk = os.pread(fd, min(64 << 20, size - pos), pos)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        pos += len(chunk)
+    return b"".join(chunks)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,566 @@
+"""The IngestionService RPCs: proto <-> hubs, logs, checkpoints, quotas, faults.
+
+Hot paths work on bytes: PublishEvents receives its events as opaque
+serialized EventData (the packed request view) and ReadEvents answers with
+slices of stored frames, serialized by identity (see :func:`add_to_server`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from headwater.auth import parse_sas_token
+from headwater.errors import HeadwaterError, Reason
+from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.server import caller_token
+from headwater.services.ingestion import metrics as m
+from headwater.services.ingestion.checkpoints import CheckpointStore
+from headwater.services.ingestion.config import IngestionConfig
+from headwater.services.ingestion.faults import ALL, PUBLISH, READ, FaultRule, FaultRules
+from headwater.services.ingestion.hubs import (
+    DEFAULT_CONSUMER_GROUP, Hub, HubStore, check_throughput, hub_id_from_name)
+from headwater.services.ingestion.log.embedded import PartitionLog
+from headwater.services.ingestion.quotas import HubQuota
+from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
+
+__all__ = ["IngestionServicer", "add_to_server"]
+
+log = logging.getLogger("headwater.ingestion")
+
+_OP_NAMES = {ingestion_pb2.FAULT_OPERATION_PUBLISH: PUBLISH, ingestion_pb2.FAULT_OPERATION_READ: READ,
+             ingestion_pb2.FAULT_OPERATION_ALL: ALL, ingestion_pb2.FAULT_OPERATION_UNSPECIFIED: ALL}
+_OP_VALUES = {PUBLISH: ingestion_pb2.FAULT_OPERATION_PUBLISH, READ: ingestion_pb2.FAULT_OPERATION_READ,
+              ALL: ingestion_pb2.FAULT_OPERATION_ALL}
+_FRAME_OVERHEAD = 16  # bytes a batch adds per event on the wire (tag + length)
+
+
+def _ts(seconds: float | None = None, ns: int | None = None) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    if ns is not None:
+        t.FromNanoseconds(ns)
+    else:
+        t.FromNanoseconds(int((seconds or 0.0) * 1e9))
+    return t
+
+
+def _duration_s(d: duration_pb2.Duration) -> float:
+    return d.seconds + d.nanos / 1e9
+
+
+def _page(items: list, page_size: int, page_token: str, key, default: int = 100, maximum: int = 1000):
+    if page_size < 0:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, "page_size must be >= 0", metadata={"field": "page_size"})
+    size = min(page_size or default, maximum)
+    if page_token:
+        items = [i for i in items if key(i) > page_token]
+    page = items[:size]
+    token = key(page[-1]) if len(items) > size else ""
+    return page, token
+
+
+@dataclass(eq=False)
+class _Reader:
+    owner_level: int
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
+    """Implements headwater.v1.IngestionService over a :class:`HubStore`."""
+
+    def __init__(self, config: IngestionConfig, hubs: HubStore) -> None:
+        self.config = config
+        self.hubs = hubs
+        self.stores: dict[str, CheckpointStore] = {}
+        self.quotas: dict[str, HubQuota] = {}
+        self.faults = FaultRules()
+        self.readers: dict[tuple[str, str, str], list[_Reader]] = {}
+        self.capture = None  # set by the server when a hub captures
+        for hub in hubs.list():
+            self._attach(hub)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _attach(self, hub: Hub) -> None:
+        self.stores[hub.name] = CheckpointStore(hub.folder / "checkpoints.jsonl",
+                                                self.config.ownership_expiry_s).open()
+        meta = hub.meta
+        self.quotas[hub.name] = HubQuota(hub.name, meta.throughput_units, meta.auto_inflate, meta.maximum_units)
+
+    def _hub(self, name: str, field_name: str = "name") -> Hub:
+        hub_id = hub_id_from_name(name, field_name)
+        self._check_entity(hub_id)
+        return self.hubs.get(hub_id)
+
+    @staticmethod
+    def _check_entity(hub_id: str) -> None:
+        """A token signed for one entity covers only that hub."""
+        token = caller_token()
+        if not token:
+            return
+        entity = parse_sas_token(token).entity()
+        if entity and entity != hub_id:
+            raise HeadwaterError(Reason.PERMISSION_DENIED,
+                                 f"the token is scoped to {entity!r}, not hub {hub_id!r}",
+                                 metadata={"right": "entity"})
+
+    def _hub_proto(self, hub: Hub) -> ingestion_pb2.Hub:
+        meta = hub.meta
+        retention = duration_pb2.Duration()
+        retention.FromNanoseconds(int(meta.retention_s * 1e9))
+        quota = self.quotas.get(hub.name)
+        cap = meta.capture or {}
+        interval = duration_pb2.Duration(seconds=int(cap.get("interval_s", 300)))
+        return ingestion_pb2.Hub(
+            name=f"hubs/{meta.name}", partition_count=meta.partition_count,
+            partition_ids=[str(i) for i in range(meta.partition_count)], message_retention=retention,
+            create_time=_ts(meta.create_time),
+            throughput=ingestion_pb2.ThroughputSettings(
+                units=quota.units if quota else meta.throughput_units, auto_inflate=meta.auto_inflate,
+                maximum_units=meta.maximum_units),
+            capture=ingestion_pb2.CaptureDescription(
+                enabled=bool(cap.get("enabled")), interval=interval,
+                size_limit_bytes=int(cap.get("size_limit_bytes", 300 << 20)),
+                destination=cap.get("destination", ""), archive_name_format=cap.get("archive_name_format", "")))
+
+    @staticmethod
+    def _partition_proto(hub: Hub, part: PartitionLog) -> ingestion_pb2.PartitionProperties:
+        props = ingestion_pb2.PartitionProperties(
+            name=f"hubs/{hub.name}/partitions/{part.partition_id}", hub=hub.name, partition_id=part.partition_id,
+            beginning_sequence_number=part.beginning_sequence,
+            last_enqueued_sequence_number=part.next_sequence - 1 if not part.is_empty else -1,
+            last_enqueued_offset=part.last_offset(), is_empty=part.is_empty)
+        if not part.is_empty:
+            props.last_enqueued_time.CopyFrom(_ts(ns=part.last_ts_ns))
+        return props
+
+    @staticmethod
+    def _capture_dict(cap: ingestion_pb2.CaptureDescription) -> dict:
+        if not cap.enabled:
+            return {}
+        return {"enabled": True, "interval_s": _duration_s(cap.interval) or 300.0,
+                "size_limit_bytes": cap.size_limit_bytes or 300 << 20, "destination": cap.destination,
+                "archive_name_format": cap.archive_name_format}
+
+    # -- hubs --------------------------------------------------------------------
+
+    async def CreateHub(self, request, context):
+        spec = request.hub
+        retention = _duration_s(spec.message_retention) if spec.HasField("message_retention") \
+            else self.config.default_retention_s
+        if not request.hub_id:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "hub_id is empty", metadata={"field": "hub_id"})
+        hub, created = self.hubs.create(
+            request.hub_id, spec.partition_count or 4, retention, throughput_units=spec.throughput.units,
+            auto_inflate=spec.throughput.auto_inflate, maximum_units=spec.throughput.maximum_units,
+            capture=self._capture_dict(spec.capture), request_id=request.request_id)
+        if created:
+            self._attach(hub)
+            log.info("hub created", extra={"fields": {"hub": hub.name, "partitions": hub.meta.partition_count}})
+        return ingestion_pb2.CreateHubResponse(hub=self._hub_proto(hub))
+
+    async def GetHub(self, request, context):
+        return ingestion_pb2.GetHubResponse(hub=self._hub_proto(self._hub(request.name)))
+
+    async def ListHubs(self, request, context):
+        page, token = _page(self.hubs.list(), request.page_size, request.page_token, key=lambda h: h.name)
+        return ingestion_pb2.ListHubsResponse(hubs=[self._hub_proto(h) for h in page], next_page_token=token)
+
+    async def UpdateHub(self, request, context):
+        hub = self._hub(request.hub.name, "hub.name")
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "update_mask is empty: name the fields to change "
+                                 "(message_retention, throughput, capture)", metadata={"field": "update_mask"})
+        meta = hub.meta
+        for path in paths:
+            if path == "message_retention":
+                seconds = _duration_s(request.hub.message_retention)
+                if seconds <= 0:
+                    raise HeadwaterError(Reason.INVALID_ARGUMENT, "message_retention must be positive",
+                                         metadata={"field": "hub.message_retention"})
+                meta.retention_s = seconds
+            elif path.startswith("throughput"):
+                t = request.hub.throughput
+                check_throughput(t.units, t.auto_inflate, t.maximum_units)
+                meta.throughput_units, meta.auto_inflate, meta.maximum_units = t.units, t.auto_inflate, t.maximum_units
+                self.quotas[hub.name].set_units(t.units, t.auto_inflate, t.maximum_units)
+            elif path.startswith("capture"):
+                meta.capture = self._capture_dict(request.hub.capture)
+            else:
+                raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                     f"update_mask path {path!r} cannot be changed; allowed: message_retention, "
+                                     "throughput, capture", metadata={"field": "update_mask"})
+        hub.save()
+        return ingestion_pb2.UpdateHubResponse(hub=self._hub_proto(hub))
+
+    async def DeleteHub(self, request, context):
+        hub = self._hub(request.name)
+        store = self.stores.pop(hub.name, None)
+        if store is not None:
+            store.close()
+        self.quotas.pop(hub.name, None)
+        self.faults.clear(hub.name)
+        self.hubs.delete(hub.name)
+        return ingestion_pb2.DeleteHubResponse()
+
+    async def GetPartitionProperties(self, request, context):
+        parts = request.name.split("/")
+        if len(parts) != 4 or parts[0] != "hubs" or parts[2] != "partitions":
+            raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                 f"name {request.name!r} is not hubs/{{hub}}/partitions/{{partition}}",
+                                 metadata={"field": "name"})
+        hub = self._hub(parts[1])
+        part = hub.partition(parts[3], "name")
+        return ingestion_pb2.GetPartitionPropertiesResponse(partition=self._partition_proto(hub, part))
+
+    # -- consumer groups -----------------------------------------------------
+
+    @staticmethod
+    def _group_name(name: str) -> tuple[str, str]:
+        parts = name.split("/")
+        if len(parts) != 4 or parts[0] != "hubs" or parts[2] != "consumerGroups":
+            raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                 f"name {name!r} is not hubs/{{hub}}/consumerGroups/{{consumer_group}}",
+                                 metadata={"field": "name"})
+        return parts[1], parts[3]
+
+    @staticmethod
+    def _group_proto(hub: str, name: str, info: dict) -> ingestion_pb2.ConsumerGroup:
+        return ingestion_pb2.ConsumerGroup(name=f"hubs/{hub}/consumerGroups/{name}",
+                                           user_metadata=info.get("user_metadata", ""),
+                                           create_time=_ts(info.get("create_time", 0.0)))
+
+    async def CreateConsumerGroup(self, request, context):
+        hub = self._hub(request.parent, "parent")
+        info = self.hubs.create_group(hub.name, request.consumer_group_id, request.user_metadata, request.request_id)
+        return ingestion_pb2.CreateConsumerGroupResponse(
+            consumer_group=self._group_proto(hub.name, request.consumer_group_id, info))
+
+    async def GetConsumerGroup(self, request, context):
+        hub_id, group = self._group_name(request.name)
+        hub = self._hub(hub_id)
+        return ingestion_pb2.GetConsumerGroupResponse(
+            consumer_group=self._group_proto(hub.name, group, self.hubs.group(hub.name, group)))
+
+    async def ListConsumerGroups(self, request, context):
+        hub = self._hub(request.parent, "parent")
+        items = sorted(hub.meta.consumer_groups.items())
+        page, token = _page(items, request.page_size, request.page_token, key=lambda kv: kv[0])
+        return ingestion_pb2.ListConsumerGroupsResponse(
+            consumer_groups=[self._group_proto(hub.name, k, v) for k, v in page], next_page_token=token)
+
+    async def DeleteConsumerGroup(self, request, context):
+        hub_id, group = self._group_name(request.name)
+        hub = self._hub(hub_id)
+        self.hubs.delete_group(hub.name, group)
+        self.stores[hub.name].delete_group(group)
+        return ingestion_pb2.DeleteConsumerGroupResponse()
+
+    # -- publish ---------------------------------------------------------------
+
+    async def _publish(self, request) -> ingestion_pb2.PublishEventsResponse:
+        hub = self._hub(request.hub, "hub")
+        name = hub.name
+        events = list(request.events)
+        if not events:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "the batch has no events", metadata={"field": "events"})
+        if request.partition_id and request.partition_key:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "set partition_id or partition_key, not both",
+                                 metadata={"field": "partition_key"})
+        if request.producer_id and not (request.partition_id or request.partition_key):
+            raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                 "idempotent publishing (producer_id) needs a partition_id or partition_key",
+                                 metadata={"field": "partition_id"})
+        limit = self.config.max_message_bytes
+        sizes = list(map(len, events))
+        total = sum(sizes) + _FRAME_OVERHEAD * len(sizes)
+        if total > limit:
+            biggest = max(sizes)
+            what = f"event of {biggest} bytes" if biggest > limit else f"batch of {total} bytes"
+            m.SIZE_REJECTED.labels(name).inc()
+            raise HeadwaterError(Reason.MESSAGE_SIZE_EXCEEDED,
+                                 f"{what} is over the {limit}-byte limit (setting max_message_bytes); "
+                                 "nothing of this batch was stored",
+                                 metadata={"size": max(biggest, total), "limit": limit})
+        part = hub.route(request.partition_id, request.partition_key)
+        self.faults.check(name, PUBLISH, part.partition_id)
+        quota = self.quotas.get(name)
+        if quota is not None and quota.units:
+            try:
+                quota.take_in(len(events), total, on_inflate=lambda u: self._inflated(hub, u))
+            except HeadwaterError:
+                m.THROTTLED.labels(name).inc()
+                raise
+        result = part.append(events, request.producer_id, request.producer_sequence)
+        if not result.duplicate:
+            await part.durable()
+            m.IN_MESSAGES.labels(name, part.partition_id).inc(len(events))
+            m.IN_BYTES.labels(name, part.partition_id).inc(total)
+            if self.capture is not None and hub.meta.capture.get("enabled"):
+                self.capture.notify(hub, part)
+        return ingestion_pb2.PublishEventsResponse(
+            partition_id=part.partition_id, first_sequence_number=result.first_sequence,
+            last_sequence_number=result.last_sequence, enqueued_time=_ts(ns=result.ts_ns),
+            duplicate=result.duplicate, request_id=request.request_id)
+
+    def _inflated(self, hub: Hub, units: int) -> None:
+        hub.meta.throughput_units = units
+        hub.save()
+        log.info("auto-inflate", extra={"fields": {"hub": hub.name, "units": units}})
+
+    async def PublishEvents(self, request, context):
+        try:
+            return await self._publish(request)
+        except HeadwaterError as exc:
+            _count_error(request.hub, exc)
+            raise
+
+    async def PublishEventsStream(self, request_iterator, context) -> AsyncIterator:
+        async for request in request_iterator:
+            try:
+                yield await self._publish(request)
+            except HeadwaterError as exc:
+                _count_error(request.hub, exc)
+                raise
+
+    # -- read ------------------------------------------------------------------
+
+    def _start_sequence(self, part: PartitionLog, pos: event_pb2.EventPosition) -> int:
+        which = pos.WhichOneof("position")
+        if which is None or which == "earliest":
+            return part.beginning_sequence
+        if which == "latest":
+            return part.next_sequence
+        if which == "sequence_number":
+            seq = pos.sequence_number
+            return max(seq if pos.inclusive else seq + 1, 0)
+        if which == "offset":
+            return part.sequence_for_offset(pos.offset, pos.inclusive)
+        return part.sequence_for_time(pos.enqueued_time.ToNanoseconds())
+
+    def _register_reader(self, key: tuple[str, str, str], owner_level: int) -> _Reader:
+        readers = self.readers.setdefault(key, [])
+        top = max((r.owner_level for r in readers), default=0)
+        if readers and top > 0 and owner_level < top:
+            raise HeadwaterError(
+                Reason.CONSUMER_DISCONNECTED,
+                f"a reader with owner level {top} holds partition {key[2]} of {key[0]}/{key[1]}; "
+                f"this reader's level is {owner_level}", metadata={"owner_level": top})
+        reader = _Reader(owner_level)
+        if owner_level > 0:
+            for other in readers:
+                if other.owner_level < owner_level:
+                    other.disconnected.set()
+        readers.append(reader)
+        return reader
+
+    async def ReadEvents(self, request, context) -> AsyncIterator:
+        hub = self._hub(request.hub, "hub")
+        name = hub.name
+        group = request.consumer_group or DEFAULT_CONSUMER_GROUP
+        self.hubs.group(name, group)
+        part = hub.partition(request.partition_id)
+        if request.max_batch_size < 0 or request.max_batch_size > 10000:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "max_batch_size must be 0..10000",
+                                 metadata={"field": "max_batch_size"})
+        max_events = request.max_batch_size or 300
+        max_wait = _duration_s(request.max_wait) if request.HasField("max_wait") else 60.0
+        if max_wait < 0:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "max_wait must not be negative",
+                                 metadata={"field": "max_wait"})
+        self.faults.check(name, READ, part.partition_id)
+        seq = self._start_sequence(part, request.event_position)
+        key = (name, group, part.partition_id)
+        reader = self._register_reader(key, request.owner_level)
+        track = request.track_last_enqueued_event_properties
+        quota = self.quotas.get(name)
+        out_msgs = m.OUT_MESSAGES.labels(name, part.partition_id)
+        out_bytes = m.OUT_BYTES.labels(name, part.partition_id)
+        try:
+            while True:
+                if reader.disconnected.is_set():
+                    raise HeadwaterError(Reason.CONSUMER_DISCONNECTED,
+                                         f"a reader with a higher owner level took partition {part.partition_id}")
+                if part.closed:
+                    raise HeadwaterError(Reason.SERVICE_BUSY, "the partition is closing; reconnect",
+                                         retry_after=0.5)
+                changed = part.changed()
+                pieces, count, next_seq = part.read(seq, max_events)
+                if count:
+                    self.faults.check(name, READ, part.partition_id)
+                    body = b"".join(pieces)
+                    if quota is not None and quota.units:
+                        while True:
+                            try:
+                                quota.take_out(count, len(body), on_inflate=lambda u: self._inflated(hub, u))
+                                break
+                            except HeadwaterError as exc:
+                                m.THROTTLED.labels(name).inc()
+                                await asyncio.sleep(exc.retry_after or 0.05)
+                    seq = next_seq
+                    out_msgs.inc(count)
+                    out_bytes.inc(len(body))
+                    yield body + self._tail(part) if track else body
+                    continue
+                if seq < part.beginning_sequence:
+                    seq = part.beginning_sequence
+                # Caught up: long-poll for new events or a disconnect.
+                waiters = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(reader.disconnected.wait())]
+                try:
+                    done, _ = await asyncio.wait(waiters, timeout=max_wait, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waiters:
+                        w.cancel()
+                if not done:
+                    yield self._tail(part) if track else b""
+        finally:
+            readers = self.readers.get(key, [])
+            if reader in readers:
+                readers.remove(reader)
+            if not readers:
+                self.readers.pop(key, None)
+
+    def _tail(self, part: PartitionLog) -> bytes:
+        msg = ingestion_pb2.ReadEventsResponse(
+            last_enqueued_sequence_number=part.next_sequence - 1, last_enqueued_offset=part.last_offset(),
+            retrieval_time=_ts(time.time()))
+        if part.last_ts_ns:
+            msg.last_enqueued_time.CopyFrom(_ts(ns=part.last_ts_ns))
+        return msg.SerializeToString()
+
+    # -- checkpoints and ownership ----------------------------------------------
+
+    def _store(self, hub_name: str, group: str, field_name: str = "hub") -> tuple[Hub, CheckpointStore, str]:
+        hub = self._hub(hub_name, field_name)
+        group = group or DEFAULT_CONSUMER_GROUP
+        self.hubs.group(hub.name, group)
+        return hub, self.stores[hub.name], group
+
+    async def ListCheckpoints(self, request, context):
+        hub, store, group = self._store(request.hub, request.consumer_group)
+        items = store.list_checkpoints(group)
+        page, token = _page(items, request.page_size, request.page_token,
+                            key=lambda c: f"{int(c.partition_id):08d}", default=1000)
+        return ingestion_pb2.ListCheckpointsResponse(checkpoints=[
+            ingestion_pb2.Checkpoint(hub=hub.name, consumer_group=group, partition_id=c.partition_id,
+                                     offset=c.offset, sequence_number=c.sequence_number,
+                                     update_time=_ts(c.update_time)) for c in page], next_page_token=token)
+
+    async def UpdateCheckpoint(self, request, context):
+        cp = request.checkpoint
+        hub, store, group = self._store(cp.hub, cp.consumer_group, "checkpoint.hub")
+        hub.partition(cp.partition_id, "checkpoint.partition_id")
+        if cp.sequence_number < 0:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "checkpoint.sequence_number must be >= 0",
+                                 metadata={"field": "checkpoint.sequence_number"})
+        rec = store.update_checkpoint(group, cp.partition_id, cp.offset, cp.sequence_number)
+        return ingestion_pb2.UpdateCheckpointResponse(checkpoint=ingestion_pb2.Checkpoint(
+            hub=hub.name, consumer_group=group, partition_id=rec.partition_id, offset=rec.offset,
+            sequence_number=rec.sequence_number, update_time=_ts(rec.update_time)))
+
+    @staticmethod
+    def _ownership_proto(hub: str, o) -> ingestion_pb2.Ownership:
+        return ingestion_pb2.Ownership(hub=hub, consumer_group=o.consumer_group, partition_id=o.partition_id,
+                                       owner_id=o.owner_id, etag=o.etag, last_modified_time=_ts(o.last_modified_time),
+                                       expire_time=_ts(o.expire_time))
+
+    async def ListOwnerships(self, request, context):
+        hub, store, group = self._store(request.hub, request.consumer_group)
+        items = store.list_ownership(group)
+        page, token = _page(items, request.page_size, request.page_token,
+                            key=lambda o: f"{int(o.partition_id):08d}", default=1000)
+        return ingestion_pb2.ListOwnershipsResponse(
+            ownerships=[self._ownership_proto(hub.name, o) for o in page], next_page_token=token)
+
+    async def ClaimOwnership(self, request, context):
+        claimed = []
+        for o in request.ownerships:
+            hub, store, group = self._store(o.hub, o.consumer_group, "ownerships.hub")
+            hub.partition(o.partition_id, "ownerships.partition_id")
+            if not o.owner_id:
+                raise HeadwaterError(Reason.INVALID_ARGUMENT, "ownership owner_id is empty",
+                                     metadata={"field": "ownerships.owner_id"})
+            rec = store.claim(group, o.partition_id, o.owner_id, o.etag)
+            if rec is not None:
+                claimed.append(self._ownership_proto(hub.name, rec))
+        return ingestion_pb2.ClaimOwnershipResponse(ownerships=claimed)
+
+    # -- faults ----------------------------------------------------------------
+
+    @staticmethod
+    def _rule_proto(r: FaultRule) -> ingestion_pb2.FaultRule:
+        return ingestion_pb2.FaultRule(rule_id=r.rule_id, hub=r.hub, operation=_OP_VALUES[r.operation],
+                                       reason=errors_pb2.ErrorReason.Value(r.reason.value),
+                                       probability=r.probability, count=r.count, partition_id=r.partition_id,
+                                       remaining=r.remaining, injected=r.injected)
+
+    async def SetFaultRule(self, request, context):
+        r = request.rule
+        hub = self._hub(r.hub, "rule.hub")
+        if r.reason == errors_pb2.ERROR_REASON_UNSPECIFIED:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "rule.reason is not set (SERVICE_BUSY, QUOTA_EXCEEDED, ...)",
+                                 metadata={"field": "rule.reason"})
+        if r.partition_id:
+            hub.partition(r.partition_id, "rule.partition_id")
+        rule = FaultRule(rule_id=r.rule_id or uuid.uuid4().hex[:8], hub=hub.name, operation=_OP_NAMES[r.operation],
+                         reason=Reason(errors_pb2.ErrorReason.Name(r.reason)), probability=r.probability,
+                         count=r.count, partition_id=r.partition_id)
+        return ingestion_pb2.SetFaultRuleResponse(rule=self._rule_proto(self.faults.set(rule)))
+
+    async def ListFaultRules(self, request, context):
+        hub = self._hub(request.hub, "hub")
+        page, token = _page(self.faults.list(hub.name), request.page_size, request.page_token,
+                            key=lambda r: r.rule_id)
+        return ingestion_pb2.ListFaultRulesResponse(rules=[self._rule_proto(r) for r in page], next_page_token=token)
+
+    async def ClearFaultRules(self, request, context):
+        hub = self._hub(request.hub, "hub")
+        return ingestion_pb2.ClearFaultRulesResponse(removed=self.faults.clear(hub.name, request.rule_id))
+
+
+def _count_error(hub: str, exc: HeadwaterError) -> None:
+    if exc.reason in (Reason.INTERNAL_ERROR, Reason.SERVICE_BUSY, Reason.SERVICE_TIMEOUT):
+        m.SERVER_ERRORS.labels(hub_id_from_name(hub) if hub else "").inc()
+
+
+def _identity(body: bytes) -> bytes:
+    return body
+
+
+def add_to_server(servicer: IngestionServicer, server: grpc.aio.Server) -> None:
+    """Like the generated ``add_IngestionServiceServicer_to_server``, with the hot
+    paths on bytes: publish requests parsed as the packed view, read responses
+    sent as the stored bytes."""
+    from headwater.v1 import ingestion_pb2_grpc as gen
+
+    captured: dict = {}
+
+    class _Capture:
+        def add_generic_rpc_handlers(self, handlers):
+            captured["generic"] = handlers
+
+        def add_registered_method_handlers(self, name, handlers):
+            captured["name"], captured["handlers"] = name, handlers
+
+    gen.add_IngestionServiceServicer_to_server(servicer, _Capture())
+    handlers = dict(captured["handlers"])
+    handlers["PublishEvents"] = grpc.unary_unary_rpc_method_handler(
+        servicer.PublishEvents, request_deserializer=PublishEventsRequestPacked.FromString,
+        response_serializer=ingestion_pb2.PublishEventsResponse.SerializeToString)
+    handlers["PublishEventsStream"] = grpc.stream_stream_rpc_method_handler(
+        servicer.PublishEventsStream, request_deserializer=PublishEventsRequestPacked.FromString,
+        response_serializer=ingestion_pb2.PublishEventsResponse.SerializeToString)
+    handlers["ReadEvents"] = grpc.unary_stream_rpc_method_handler(
+        servicer.ReadEvents, request_deserializer=ingestion_pb2.ReadEventsRequest.FromString,
+        response_serializer=_identity)
+    generic = grpc.method_handlers_generic_handler(captured["name"], handlers)
+    server.add_generic_rpc_handlers((generic,))
+    server.add_registered_method_handlers(captured["name"], handlers)

@@ -49,8 +49,12 @@ def test_headwater_up_starts_every_service_and_stops_them(tmp_path):
                 break
         endpoints = json.loads((home / "endpoints.json").read_text())
         assert set(endpoints) == {"ingestion", "registry", "processing", "sink"}, "".join(lines)
-        for address in endpoints.values():
+        from tests.integration.test_foundation_services import reflected_services
+
+        for name, address in endpoints.items():
             wait_healthy(address, timeout=10)
+            # Any language's client can discover the services through reflection.
+            assert "grpc.health.v1.Health" in reflected_services(address)
         # Logs are streamed with a service prefix.
         assert any(line.startswith("processing | ") for line in lines)
         pids = [int(p) for p in (home / "up.pids").read_text().split()]

@@ -1,18 +1,85 @@
-"""The sink service: configuration and the gRPC services it serves.
+"""The sink service: outputs as plugins, the gRPC SinkService and the live dashboard.
 
-Its RPCs land with the service's own issue; until then the server is real and
-answers health and reflection.
+``headwater serve sink`` (or ``python -m headwater.services.sink``) runs it; the
+dashboard listens on ``dashboard_port`` (default 8080, 0 picks a free port,
+-1 disables it) and the service prints ``sink dashboard on http://host:port``.
 """
 
 from __future__ import annotations
 
-from headwater.server import Service
+import asyncio
+import contextlib
+import logging
+from typing import Any, Sequence
 
-__all__ = ["SERVICE"]
+from headwater.auth import Right
+from headwater.pluginmanager import get_plugin_manager
+from headwater.retry import RetryPolicy
+from headwater.server import GrpcBinding, RunningService, Service
+from headwater.services.sink.config import SinkConfig
+from headwater.services.sink.outputs import Outputs
+from headwater.services.sink.servicer import SinkServicer
+from headwater.v1 import sink_pb2_grpc
+
+__all__ = ["SERVICE", "SinkService"]
+
+log = logging.getLogger("headwater.sink")
 
 
 class SinkService(Service):
     name = "sink"
+    config_class = SinkConfig
+    rights = {
+        "WriteRows": Right.SEND,
+        "GetSink": Right.LISTEN,
+        "ListSinks": Right.LISTEN,
+        "ListSinkKinds": Right.LISTEN,
+        "ReadTable": Right.LISTEN,
+        "SubscribeRows": Right.LISTEN,
+    }
+
+    def __init__(self, config: SinkConfig) -> None:
+        super().__init__(config)
+        self.config: SinkConfig = config
+        pm = get_plugin_manager().collect()
+        self.outputs = Outputs(
+            config.data_path(), pm.sinks,
+            RetryPolicy(max_attempts=config.retry_max_attempts, max_delay_s=config.retry_max_delay_s),
+            queue_size=config.subscriber_queue)
+        owners = {k.name: pm.sinks.owners[pm.sinks.key(k.name)] for k in pm.sinks.unique()}
+        self.servicer = SinkServicer(self.outputs, owners)
+        self._poller: asyncio.Task | None = None
+        self.dashboard: Any = None
+        self.dashboard_url = ""
+
+    def bindings(self) -> Sequence[GrpcBinding]:
+        return [GrpcBinding(sink_pb2_grpc.add_SinkServiceServicer_to_server, self.servicer,
+                            "headwater.v1.SinkService")]
+
+    async def start(self) -> None:
+        await self.outputs.open()
+        self._poller = asyncio.create_task(self.outputs.poll_forever(self.config.poll_interval_s))
+
+    async def started(self, running: RunningService) -> None:
+        if self.config.dashboard_port < 0:
+            return
+        from headwater.services.sink.dashboard import start_dashboard
+
+        host = self.config.dashboard_host or self.config.host
+        self.dashboard, port = await start_dashboard(self.outputs, host, self.config.dashboard_port)
+        shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
+        self.dashboard_url = f"http://{shown}:{port}"
+        print(f"sink dashboard on {self.dashboard_url}", flush=True)
+        log.info("dashboard serving", extra={"fields": {"url": self.dashboard_url}})
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self.dashboard is not None:
+            await self.dashboard.cleanup()
+        await self.outputs.close()
 
 
 SERVICE = SinkService

@@ -1,0 +1,27 @@
+"""Settings of the sink service (file ``sink:`` section or HEADWATER_SINK_* variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from headwater.config import ServiceConfig
+
+__all__ = ["SinkConfig"]
+
+
+@dataclass
+class SinkConfig(ServiceConfig):
+    """The base settings plus the dashboard and the output retry policy."""
+
+    #: Port of the live dashboard (HTTP); 0 picks a free one, -1 disables it.
+    dashboard_port: int = 8080
+    #: Address the dashboard binds to; empty means the service's host.
+    dashboard_host: str = ""
+    #: Error policy Retry: attempts per write before the write fails as SERVICE_BUSY.
+    retry_max_attempts: int = 8
+    #: Error policy Retry: seconds a write is held retrying before it fails.
+    retry_max_delay_s: float = 30.0
+    #: Seconds between polls of the sinks (roll files, commit old buffers).
+    poll_interval_s: float = 1.0
+    #: Bound of each live subscriber's queue (writes); a slower subscriber is disconnected.
+    subscriber_queue: int = 1000

@@ -1,0 +1,446 @@
+"""The sink service's domain: named outputs, their writes, error policy and live subscribers.
+
+The servicer (gRPC) and the dashboard (HTTP) both sit on :class:`Outputs`;
+neither knows any sink kind: kinds come from the plugin registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from headwater.errors import HeadwaterError, Reason
+from headwater.retry import RetryPolicy, retry_async
+from headwater.sinks import (
+    Checkpoint,
+    ErrorPolicy,
+    OutputMode,
+    ReadableSink,
+    Sink,
+    SinkKind,
+    SinkRowError,
+    SinkSpec,
+)
+from headwater.services.sink import metrics
+
+__all__ = ["Output", "Outputs", "Update", "WriteResult", "call"]
+
+log = logging.getLogger("headwater.sink")
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+async def call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a sink method: await a coroutine function, run a plain one in a worker thread."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    result = await asyncio.to_thread(fn, *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def sink_id(name: str) -> str:
+    """``sinks/x`` or ``x`` -> ``x``; INVALID_ARGUMENT when malformed."""
+    sid = name[len("sinks/"):] if name.startswith("sinks/") else name
+    if not _ID.match(sid or ""):
+        raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                             f"sink name {name!r} is not valid: use sinks/<id> with an id of letters, digits, "
+                             "'.', '_', '-' (at most 63, starting with a letter or digit)",
+                             metadata={"field": "name"})
+    return sid
+
+
+@dataclass
+class Update:
+    """One write as live subscribers see it."""
+
+    table: pa.Table
+    mode: OutputMode
+    checkpoint: Checkpoint
+    replace: bool
+    time: datetime
+    snapshot: bool = False
+
+
+@dataclass
+class WriteResult:
+    rows_written: int = 0
+    rows_dropped: int = 0
+    duplicate: bool = False
+    drop_reason: str = ""
+
+
+@dataclass
+class Stats:
+    rows_written: int = 0
+    bytes_written: int = 0
+    rows_dropped: int = 0
+    retries: int = 0
+    duplicate_writes: int = 0
+    last_write_time: datetime | None = None
+    last_error: str = ""
+
+
+@dataclass
+class Output:
+    """One sink: its definition, the plugin's Sink object, counters, subscribers."""
+
+    id: str
+    kind: SinkKind
+    spec: SinkSpec
+    error_policy: ErrorPolicy
+    create_time: datetime
+    description: str = ""
+    request_id: str = ""
+    sink: Sink | None = None
+    stats: Stats = field(default_factory=Stats)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last: dict[str, Checkpoint | None] = field(default_factory=dict)
+    trigger: int | None = None
+    subscribers: set[asyncio.Queue] = field(default_factory=set)
+    dirty: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"sinks/{self.id}"
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        return (self.id, self.kind.name)
+
+    def definition(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind.name, "config": dict(self.spec.config),
+                "output_mode": self.spec.output_mode.value, "key_columns": list(self.spec.key_columns),
+                "error_policy": self.error_policy.value, "create_time": self.create_time.isoformat(),
+                "description": self.description, "request_id": self.request_id}
+
+
+class Outputs:
+    """All sinks of the service."""
+
+    def __init__(self, data_dir: Path, kinds: Any, policy: RetryPolicy, queue_size: int = 1000) -> None:
+        self.data_dir = data_dir
+        self.kinds = kinds  # a NamedRegistry of SinkKind
+        self.policy = policy
+        self.queue_size = queue_size
+        self.outputs: dict[str, Output] = {}
+        self._file = data_dir / "sinks.json"
+        self._mutex = asyncio.Lock()
+        self._watchers: set[asyncio.Queue] = set()
+
+    # -- definitions -----------------------------------------------------------------
+    def _kind(self, name: str) -> SinkKind:
+        kind = self.kinds.get(name) if name else None
+        if kind is None:
+            known = ", ".join(sorted(k.name for k in self.kinds.unique()))
+            raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                 f"unknown sink kind {name!r} (installed kinds: {known})", metadata={"field": "kind"})
+        return kind
+
+    def _build(self, sid: str, kind_name: str, config: dict[str, Any], mode: OutputMode, keys: list[str],
+               policy: ErrorPolicy, create_time: datetime, description: str, request_id: str) -> Output:
+        kind = self._kind(kind_name)
+        if mode not in kind.output_modes:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                 f"sink kind {kind.name!r} does not support output mode {mode.value} "
+                                 f"(supported: {', '.join(m.value for m in kind.output_modes)})",
+                                 metadata={"field": "output_mode"})
+        spec = SinkSpec(name=sid, config=config, output_mode=mode, key_columns=tuple(keys),
+                        data_dir=self.data_dir / "sinks" / sid)
+        normalised = kind.validate(config, spec)
+        spec = SinkSpec(name=sid, config=normalised, output_mode=mode, key_columns=tuple(keys),
+                        data_dir=spec.data_dir)
+        return Output(sid, kind, spec, policy, create_time, description, request_id)
+
+    def _save(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([o.definition() for o in self.outputs.values()], indent=1, default=str))
+        os.replace(tmp, self._file)
+
+    async def open(self) -> None:
+        if not self._file.exists():
+            return
+        for d in json.loads(self._file.read_text()):
+            try:
+                out = self._build(d["id"], d["kind"], d["config"], OutputMode(d["output_mode"]),
+                                  d["key_columns"], ErrorPolicy(d["error_policy"]),
+                                  datetime.fromisoformat(d["create_time"]), d.get("description", ""),
+                                  d.get("request_id", ""))
+            except HeadwaterError as exc:
+                log.error("sink %s not restored: %s", d.get("id"), exc)
+                continue
+            self.outputs[out.id] = out
+            with contextlib.suppress(HeadwaterError):
+                await self._ensure_open(out)
+
+    async def _ensure_open(self, out: Output) -> Sink:
+        if out.sink is None:
+            sink = out.kind.create(out.spec)
+            try:
+                await call(sink.open)
+            except HeadwaterError as exc:
+                out.stats.last_error = str(exc)
+                raise
+            out.sink = sink
+        return out.sink
+
+    async def create(self, sid: str, kind: str, config: dict[str, Any], mode: OutputMode, keys: list[str],
+                     policy: ErrorPolicy, description: str = "", request_id: str = "") -> Output:
+        sid = sink_id(sid)
+        async with self._mutex:
+            existing = self.outputs.get(sid)
+            if existing is not None:
+                if request_id and existing.request_id == request_id:
+                    return existing
+                raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"sink {sid!r} already exists",
+                                     metadata={"name": f"sinks/{sid}"})
+            out = self._build(sid, kind, config, mode, keys, policy, datetime.now(timezone.utc), description,
+                              request_id)
+            await self._ensure_open(out)
+            self.outputs[sid] = out
+            self._save()
+        self._notify()
+        return out
+
+    def get(self, name: str) -> Output:
+        sid = sink_id(name)
+        out = self.outputs.get(sid)
+        if out is None:
+            raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"sink {sid!r} does not exist",
+                                 metadata={"name": f"sinks/{sid}"})
+        return out
+
+    def list(self, kind: str = "") -> list[Output]:
+        return [o for _, o in sorted(self.outputs.items()) if not kind or o.kind.name == kind]
+
+    async def delete(self, name: str, allow_missing: bool = False) -> None:
+        async with self._mutex:
+            try:
+                out = self.get(name)
+            except HeadwaterError as exc:
+                if allow_missing and exc.reason is Reason.RESOURCE_NOT_FOUND:
+                    return
+                raise
+            async with out.lock:
+                del self.outputs[out.id]
+                self._save()
+                if out.sink is not None:
+                    with contextlib.suppress(Exception):
+                        await call(out.sink.drop)
+                for q in list(out.subscribers):
+                    q.put_nowait(None)
+                shutil.rmtree(self.data_dir / "sinks" / out.id, ignore_errors=True)
+        self._notify()
+
+    # -- writes ----------------------------------------------------------------------
+    async def write(self, name: str, table: pa.Table, checkpoint: Checkpoint, commit: bool = False) -> WriteResult:
+        out = self.get(name)
+        result = WriteResult()
+        t0 = time.perf_counter()
+        async with out.lock:
+            try:
+                sink = await self._ensure_open(out)
+            except HeadwaterError as exc:
+                raise self._named(out, exc) from None
+            if checkpoint.tracked:
+                if checkpoint.writer not in out.last and sink.exactly_once:
+                    out.last[checkpoint.writer] = await self._retry(
+                        out, lambda: call(sink.last_checkpoint, checkpoint.writer))
+                if not checkpoint.after(out.last.get(checkpoint.writer)):
+                    return self._duplicate(out, result)
+            rows = table
+            applied = True
+            if rows.num_rows:
+                rows, dropped, reason, applied = await self._write_rows(out, sink, rows, checkpoint)
+                result.rows_dropped, result.drop_reason = dropped, reason
+                if not applied:
+                    return self._duplicate(out, result)
+            if commit:
+                await self._retry(out, lambda: call(sink.flush))
+                out.dirty = False
+            else:
+                out.dirty = True
+            if checkpoint.tracked:
+                out.last[checkpoint.writer] = checkpoint
+            result.rows_written = rows.num_rows
+            out.stats.rows_written += rows.num_rows
+            out.stats.bytes_written += rows.nbytes
+            out.stats.last_write_time = datetime.now(timezone.utc)
+            out.stats.last_error = ""
+            metrics.ROWS.labels(*out.labels).inc(rows.num_rows)
+            metrics.BYTES.labels(*out.labels).inc(rows.nbytes)
+            metrics.LATENCY.labels(*out.labels).observe(time.perf_counter() - t0)
+            replace = False
+            if out.spec.output_mode is OutputMode.COMPLETE:
+                replace = not checkpoint.tracked or checkpoint.checkpoint_id != out.trigger
+                out.trigger = checkpoint.checkpoint_id
+            if rows.num_rows or replace:
+                self._publish(out, Update(rows, out.spec.output_mode, checkpoint, replace, datetime.now(timezone.utc)))
+        return result
+
+    def _duplicate(self, out: Output, result: WriteResult) -> WriteResult:
+        out.stats.duplicate_writes += 1
+        metrics.DUPLICATES.labels(*out.labels).inc()
+        result.duplicate = True
+        return result
+
+    def _named(self, out: Output, exc: HeadwaterError, rows: pa.Table | None = None) -> HeadwaterError:
+        """The error as the writer sees it: naming the output."""
+        out.stats.last_error = exc.message
+        metrics.ERRORS.labels(*out.labels, exc.reason.value).inc()
+        message = exc.message if out.id in exc.message else f"output {out.name} ({out.kind.name}): {exc.message}"
+        return HeadwaterError(exc.reason, message, metadata={**exc.metadata, "sink": out.name},
+                              retry_after=exc.retry_after)
+
+    async def _retry(self, out: Output, fn: Callable[[], Any]) -> Any:
+        attempts = 0
+
+        async def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                out.stats.retries += 1
+                metrics.RETRIES.labels(*out.labels).inc()
+            return await fn()
+
+        policy = self.policy if out.error_policy is ErrorPolicy.RETRY else RetryPolicy(
+            max_attempts=min(3, self.policy.max_attempts), max_delay_s=min(5.0, self.policy.max_delay_s))
+        try:
+            return await retry_async(attempt, policy)
+        except SinkRowError:
+            raise
+        except HeadwaterError as exc:
+            if exc.is_transient:
+                raise self._named(out, HeadwaterError(
+                    exc.reason, f"{exc.message} (gave up after {attempts} attempts)",
+                    metadata=exc.metadata, retry_after=exc.retry_after)) from None
+            raise self._named(out, exc) from None
+
+    async def _write_rows(self, out: Output, sink: Sink, rows: pa.Table,
+                          checkpoint: Checkpoint) -> tuple[pa.Table, int, str, bool]:
+        """Write under the error policy; returns (rows stored, dropped, reason, applied)."""
+        dropped, reason = 0, ""
+        while True:
+            try:
+                res = await self._retry(out, lambda: call(sink.write_batch, rows, checkpoint))
+                return rows, dropped, reason, res != "duplicate"
+            except SinkRowError as exc:
+                named = self._named(out, exc)
+                if out.error_policy is not ErrorPolicy.DROP:
+                    raise named from None
+                bad = sorted({r for r in exc.rows if 0 <= r < rows.num_rows})
+                if not bad:
+                    bad = list(range(rows.num_rows))
+                keep = sorted(set(range(rows.num_rows)) - set(bad))
+                dropped += len(bad)
+                reason = reason or named.message
+                metrics.DROPPED.labels(*out.labels).inc(len(bad))
+                out.stats.rows_dropped += len(bad)
+                log.warning("%s: dropped %d rows (error policy Drop): %s; sample row: %s", out.name, len(bad),
+                            named.message, _sample(rows, bad[0]))
+                rows = rows.take(keep)
+                if not rows.num_rows:
+                    return rows, dropped, reason, True
+            except HeadwaterError as exc:
+                if out.error_policy is ErrorPolicy.DROP and exc.is_transient:
+                    n = rows.num_rows
+                    metrics.DROPPED.labels(*out.labels).inc(n)
+                    out.stats.rows_dropped += n
+                    log.warning("%s: dropped %d rows (error policy Drop): %s; sample row: %s", out.name, n,
+                                exc.message, _sample(rows, 0))
+                    return rows.slice(0, 0), dropped + n, reason or exc.message, True
+                raise
+
+    # -- reads -------------------------------------------------------------------------
+    async def read(self, name: str) -> pa.Table:
+        out = self.get(name)
+        sink = await self._ensure_open(out)
+        if not isinstance(sink, ReadableSink):
+            raise HeadwaterError(Reason.PRECONDITION_FAILED,
+                                 f"sink {out.id!r} is a {out.kind.name} sink: only memory and dashboard sinks "
+                                 "can be read back", metadata={"name": out.name})
+        return sink.read()
+
+    # -- live subscribers -------------------------------------------------------------
+    def subscribe(self, out: Output) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue(self.queue_size)
+        out.subscribers.add(q)
+        metrics.SUBSCRIBERS.labels(out.id).set(len(out.subscribers))
+        return q
+
+    def unsubscribe(self, out: Output, q: asyncio.Queue) -> None:
+        out.subscribers.discard(q)
+        metrics.SUBSCRIBERS.labels(out.id).set(len(out.subscribers))
+
+    def _publish(self, out: Output, update: Update) -> None:
+        for q in list(out.subscribers):
+            try:
+                q.put_nowait(update)
+            except asyncio.QueueFull:
+                out.subscribers.discard(q)
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()
+                q.put_nowait(OverflowError("subscriber too slow: queue full"))
+
+    def watch(self) -> asyncio.Queue:
+        """A queue that gets ``None`` whenever sinks are created or deleted (dashboard index)."""
+        q: asyncio.Queue = asyncio.Queue(100)
+        self._watchers.add(q)
+        return q
+
+    def unwatch(self, q: asyncio.Queue) -> None:
+        self._watchers.discard(q)
+
+    def _notify(self) -> None:
+        for q in list(self._watchers):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(None)
+
+    # -- background and shutdown ------------------------------------------------------
+    async def poll_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            for out in list(self.outputs.values()):
+                if out.sink is None or out.lock.locked():
+                    continue
+                try:
+                    async with out.lock:
+                        await call(out.sink.poll)
+                except Exception as exc:  # noqa: BLE001 - a failing poll must not stop the others
+                    out.stats.last_error = str(exc)
+                    log.warning("%s: poll failed: %s", out.name, exc)
+
+    async def close(self) -> None:
+        for out in list(self.outputs.values()):
+            if out.sink is None:
+                continue
+            async with out.lock:
+                try:
+                    await call(out.sink.close)
+                except Exception as exc:  # noqa: BLE001
+                    log.error("%s: close failed: %s", out.name, exc)
+            for q in list(out.subscribers):
+                with contextlib.suppress(asyncio.QueueFull):
+                    q.put_nowait(None)
+
+
+def _sample(rows: pa.Table, index: int) -> str:
+    try:
+        return json.dumps(rows.slice(index, 1).to_pylist()[0], default=str)[:500]
+    except Exception:  # noqa: BLE001
+        return "?"

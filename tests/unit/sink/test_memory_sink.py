@@ -1,0 +1,79 @@
+"""The memory table plugin: output modes, exactly-once, snapshot and restore."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from headwater.pluginmanager import get_plugin_manager
+from headwater.sinks import Checkpoint, OutputMode, SinkConfigError, SinkSpec
+
+
+def make(tmp_path, mode=OutputMode.APPEND, keys=(), **config):
+    kind = get_plugin_manager(load_entrypoints=False).collect().sinks.get("memory")
+    spec = SinkSpec("t", config, mode, tuple(keys), tmp_path)
+    spec = SinkSpec("t", kind.validate(config, spec), mode, tuple(keys), tmp_path)
+    sink = kind.create(spec)
+    sink.open()
+    return sink
+
+
+def test_append_keeps_write_order_and_new_columns(tmp_path):
+    sink = make(tmp_path)
+    sink.write_batch(pa.table({"k": ["a", "b"], "v": [1, 2]}), Checkpoint())
+    sink.write_batch(pa.table({"k": ["c"], "v": [3], "extra": [True]}), Checkpoint())
+    assert sink.read().to_pylist() == [
+        {"k": "a", "v": 1, "extra": None}, {"k": "b", "v": 2, "extra": None}, {"k": "c", "v": 3, "extra": True}]
+
+
+def test_update_replaces_rows_by_key(tmp_path):
+    sink = make(tmp_path, OutputMode.UPDATE, ["k"])
+    sink.write_batch(pa.table({"k": ["a", "b"], "v": [1, 2]}), Checkpoint())
+    sink.write_batch(pa.table({"k": ["b", "c", "c"], "v": [20, 3, 30]}), Checkpoint())
+    assert sorted(map(tuple, (r.values() for r in sink.read().to_pylist()))) == [("a", 1), ("b", 20), ("c", 30)]
+
+
+def test_update_without_key_columns_is_refused(tmp_path):
+    with pytest.raises(SinkConfigError, match="key_columns"):
+        make(tmp_path, OutputMode.UPDATE)
+
+
+def test_complete_replaces_the_table_each_trigger(tmp_path):
+    sink = make(tmp_path, OutputMode.COMPLETE)
+    sink.write_batch(pa.table({"k": ["a"], "n": [1]}), Checkpoint(1, 0, "w"))
+    sink.write_batch(pa.table({"k": ["b"], "n": [1]}), Checkpoint(1, 1, "w"))
+    assert sink.read().num_rows == 2
+    sink.write_batch(pa.table({"k": ["a"], "n": [5]}), Checkpoint(2, 0, "w"))
+    assert sink.read().to_pylist() == [{"k": "a", "n": 5}]
+
+
+def test_replayed_checkpoint_is_not_applied_twice(tmp_path):
+    sink = make(tmp_path)
+    batch = pa.table({"v": [1, 2, 3]})
+    assert sink.write_batch(batch, Checkpoint(7, 0, "job")) is None
+    assert sink.write_batch(batch, Checkpoint(7, 0, "job")) == "duplicate"
+    assert sink.write_batch(batch, Checkpoint(6, 9, "job")) == "duplicate"
+    sink.write_batch(batch, Checkpoint(7, 0, "other-writer"))
+    assert sink.read().num_rows == 6
+
+
+def test_flush_snapshots_rows_and_checkpoints_for_a_restart(tmp_path):
+    sink = make(tmp_path)
+    sink.write_batch(pa.table({"v": [1, 2]}), Checkpoint(3, 0, "job"))
+    sink.flush()
+    again = make(tmp_path)
+    assert again.read().to_pylist() == [{"v": 1}, {"v": 2}]
+    assert again.last_checkpoint("job") == Checkpoint(3, 0, "job")
+    assert again.write_batch(pa.table({"v": [1, 2]}), Checkpoint(3, 0, "job")) == "duplicate"
+
+
+def test_max_rows_keeps_the_newest(tmp_path):
+    sink = make(tmp_path, max_rows=3)
+    sink.write_batch(pa.table({"v": [1, 2]}), Checkpoint())
+    sink.write_batch(pa.table({"v": [3, 4]}), Checkpoint())
+    assert sink.read().column("v").to_pylist() == [2, 3, 4]
+
+
+def test_unknown_setting_is_named(tmp_path):
+    with pytest.raises(SinkConfigError, match="unknown setting 'max_row'"):
+        make(tmp_path, max_row=3)

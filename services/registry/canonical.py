@@ -135,9 +135,14 @@ class _AvroCanonicalizer:
         if "aliases" in schema:
             out["aliases"] = sorted(_fullname(a, ns or "") for a in schema["aliases"])
         self.names[full] = out
+        required = {"record": "fields", "error": "fields", "enum": "symbols", "fixed": "size"}[typ]
+        if required not in schema:
+            raise _invalid("avro", f"{typ} {full} has no {required!r} attribute")
         if typ in ("record", "error"):
+            if not isinstance(schema["fields"], list):
+                raise _invalid("avro", f"the fields of record {full} must be a list")
             fields = []
-            for f in schema.get("fields", []):
+            for f in schema["fields"]:
                 cf: dict[str, Any] = {"name": f["name"], "type": self.walk(f["type"], ns or "")}
                 if "default" in f:
                     cf["default"] = f["default"]

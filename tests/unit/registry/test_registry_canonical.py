@@ -47,6 +47,8 @@ def test_named_types_are_referenced_by_full_name():
     ('{"type": "record", "name": "T", "fields": [{"name": "x", "type": "int", "default": "a"}]}', "Default value"),
     ('{"type": "enum", "name": "E", "symbols": ["a", "a"]}', "unique"),
     ("", "empty"),
+    ('{"type": "record", "name": "T"}', "has no 'fields'"),
+    ('{"type": "fixed", "name": "F"}', "size"),
 ])
 def test_invalid_avro_refused_with_parser_message(text, needle):
     with pytest.raises(HeadwaterError) as err:

@@ -201,10 +201,19 @@ class DashboardKind(MemoryKind):
 
     name = "dashboard"
     description = "live dataset on the dashboard page: chart and table updating as rows arrive"
-    settings = ("max_rows", "key", "value", "time", "title")
+    settings = ("max_rows", "key", "value", "time", "title", "chart")
+    #: ``chart: {x, y, series}`` (the demo's shape) is accepted for key, value, time.
+    _chart_names = {"x": "key", "y": "value", "series": "time", "key": "key", "value": "value", "time": "time"}
 
     def validate(self, config: Mapping[str, Any], spec: SinkSpec) -> dict[str, Any]:
         out = super().validate(config, spec)
+        chart = out.pop("chart", None)
+        if chart is not None:
+            if not isinstance(chart, dict) or set(chart) - set(self._chart_names):
+                raise SinkConfigError("dashboard sink: setting 'chart' must be a mapping with x (key column), "
+                                      "y (value column) and series (time column)", setting="chart")
+            for name, column in chart.items():
+                out.setdefault(self._chart_names[name], column)
         if not out["max_rows"]:
             out["max_rows"] = 10_000
         for key in ("key", "value", "time", "title"):

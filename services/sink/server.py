@@ -13,6 +13,7 @@ import logging
 from typing import Any, Sequence
 
 from headwater.auth import Right
+from headwater.errors import HeadwaterError
 from headwater.pluginmanager import get_plugin_manager
 from headwater.retry import RetryPolicy
 from headwater.server import GrpcBinding, RunningService, Service
@@ -66,7 +67,13 @@ class SinkService(Service):
         from headwater.services.sink.dashboard import start_dashboard
 
         host = self.config.dashboard_host or self.config.host
-        self.dashboard, port = await start_dashboard(self.outputs, host, self.config.dashboard_port)
+        try:
+            self.dashboard, port = await start_dashboard(self.outputs, host, self.config.dashboard_port)
+        except HeadwaterError as exc:
+            # The outputs matter more than the page: keep serving gRPC, say so loudly.
+            log.error("dashboard not started: %s", exc.message)
+            print(f"sink dashboard not started: {exc.message}", flush=True)
+            return
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
         self.dashboard_url = f"http://{shown}:{port}"
         print(f"sink dashboard on {self.dashboard_url}", flush=True)

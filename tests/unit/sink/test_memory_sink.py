@@ -77,3 +77,12 @@ def test_max_rows_keeps_the_newest(tmp_path):
 def test_unknown_setting_is_named(tmp_path):
     with pytest.raises(SinkConfigError, match="unknown setting 'max_row'"):
         make(tmp_path, max_row=3)
+
+
+def test_dashboard_kind_accepts_chart_columns(tmp_path):
+    kind = get_plugin_manager(load_entrypoints=False).collect().sinks.get("dashboard")
+    spec = SinkSpec("d", {}, OutputMode.APPEND, (), tmp_path)
+    cfg = kind.validate({"chart": {"x": "startLocation", "y": "trips", "series": "WindowEnd"}}, spec)
+    assert (cfg["key"], cfg["value"], cfg["time"], cfg["max_rows"]) == ("startLocation", "trips", "WindowEnd", 10_000)
+    with pytest.raises(SinkConfigError, match="chart"):
+        kind.validate({"chart": {"z": "a"}}, spec)

@@ -1,0 +1,220 @@
+"""The sink service as a real process: sinks, WriteRows, ReadTable, SubscribeRows, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pyarrow as pa
+import pytest
+from google.protobuf import struct_pb2
+
+from headwater.channel import aio_channel
+from headwater.errors import HeadwaterError, Reason
+from headwater.sinks import batch_from_proto, batch_to_proto
+from headwater.v1 import event_pb2
+from headwater.v1 import sink_pb2 as spb
+from headwater.v1 import sink_pb2_grpc
+
+from tests.conftest import conn_for
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
+
+
+def start_sink(service_process, tmp_path):
+    return service_process("sink", "--data-dir", str(tmp_path / "sinkdata"),
+                           env={"HEADWATER_SINK_DASHBOARD_PORT": "-1"})
+
+
+async def rpc(coro):
+    try:
+        return await coro
+    except Exception as exc:  # grpc.aio.AioRpcError
+        if hasattr(exc, "code"):
+            raise await HeadwaterError.from_aio_call(exc) from None
+        raise
+
+
+def cfg(**values) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(values)
+    return s
+
+
+async def create(stub, sid, kind="memory", mode=spb.OUTPUT_MODE_APPEND, keys=(), policy=spb.ERROR_POLICY_RETRY,
+                 **config):
+    return (await rpc(stub.CreateSink(spb.CreateSinkRequest(
+        sink_id=sid, request_id=uuid.uuid4().hex,
+        sink=spb.Sink(kind=kind, config=cfg(**config), output_mode=mode, key_columns=list(keys),
+                      error_policy=policy))))).sink
+
+
+async def write(stub, sid, table, ckpt=0, batch=0, writer="jobs/j/outputs/o", commit=True, fmt=None):
+    return await rpc(stub.WriteRows(spb.WriteRowsRequest(
+        sink=f"sinks/{sid}", batch=batch_to_proto(table, fmt or 0), writer=writer, checkpoint_id=ckpt,
+        batch_id=batch, commit=commit)))
+
+
+async def read_all(stub, sid, **kw):
+    rows, token = [], ""
+    while True:
+        resp = await rpc(stub.ReadTable(spb.ReadTableRequest(name=f"sinks/{sid}", page_token=token, **kw)))
+        rows += batch_from_proto(resp.batch).to_pylist()
+        token = resp.next_page_token
+        if not token:
+            return rows
+
+
+async def test_memory_table_write_read_filter_order_paginate(service_process, root_policy, tmp_path):
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        sink = await create(stub, "trips")
+        assert sink.name == "sinks/trips" and sink.delivery_guarantee == spb.DELIVERY_GUARANTEE_EXACTLY_ONCE
+        cities = ["Oslo", "Lima", "Pune", "Kyiv"] * 25
+        await write(stub, "trips", pa.table({"city": cities, "n": list(range(100))}), ckpt=1)
+        # JSON lines are accepted too, for clients without Arrow.
+        jl = event_pb2.RecordBatch(format=event_pb2.RECORD_BATCH_FORMAT_JSON_LINES,
+                                   data=b'{"city": "Rome", "n": 100}\n{"city": "Oslo", "n": 101}\n')
+        resp = await rpc(stub.WriteRows(spb.WriteRowsRequest(sink="sinks/trips", batch=jl)))
+        assert resp.rows_written == 2
+        rows = await read_all(stub, "trips", page_size=7)
+        assert len(rows) == 102 and rows[0] == {"city": "Oslo", "n": 0} and rows[-1]["n"] == 101
+        oslo = await read_all(stub, "trips", filter="city = 'Oslo' AND n > 50", order_by="n DESC", limit=3,
+                              page_size=2)
+        assert [r["n"] for r in oslo] == [101, 96, 92]
+        with pytest.raises(HeadwaterError) as info:
+            await read_all(stub, "trips", filter="no_such_column > 3")
+        assert info.value.reason is Reason.INVALID_ARGUMENT and "no_such_column" in info.value.message
+
+
+async def test_replayed_write_is_acknowledged_as_duplicate(service_process, root_policy, tmp_path):
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        await create(stub, "t")
+        batch = pa.table({"v": [1, 2, 3]})
+        first = await write(stub, "t", batch, ckpt=4, batch=0, commit=False)
+        second = await write(stub, "t", batch, ckpt=4, batch=1, commit=True)
+        again = await write(stub, "t", batch, ckpt=4, batch=0)
+        assert (first.rows_written, second.rows_written, again.duplicate, again.rows_written) == (3, 3, True, 0)
+        assert len(await read_all(stub, "t")) == 6
+        got = (await rpc(stub.GetSink(spb.GetSinkRequest(name="sinks/t")))).sink
+        assert got.stats.rows_written == 6 and got.stats.duplicate_writes == 1
+
+
+async def test_committed_rows_survive_kill_9_and_replays_do_not_duplicate(service_process, root_policy, tmp_path):
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        await create(stub, "counts", mode=spb.OUTPUT_MODE_UPDATE, keys=["k"])
+        await write(stub, "counts", pa.table({"k": ["a", "b"], "n": [1, 1]}), ckpt=1, commit=True)
+        await write(stub, "counts", pa.table({"k": ["a"], "n": [2]}), ckpt=2, commit=True)
+    proc.kill()
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        assert sorted((r["k"], r["n"]) for r in await read_all(stub, "counts")) == [("a", 2), ("b", 1)]
+        replay = await write(stub, "counts", pa.table({"k": ["a"], "n": [2]}), ckpt=2, commit=True)
+        assert replay.duplicate
+        listed = await rpc(stub.ListSinks(spb.ListSinksRequest()))
+        assert [s.name for s in listed.sinks] == ["sinks/counts"]
+
+
+async def test_subscribe_streams_snapshot_then_live_writes(service_process, root_policy, tmp_path):
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        await create(stub, "live", mode=spb.OUTPUT_MODE_COMPLETE)
+        await write(stub, "live", pa.table({"k": ["old"], "n": [0]}), ckpt=1)
+        stream = stub.SubscribeRows(spb.SubscribeRowsRequest(name="sinks/live", include_snapshot=True))
+        snap = await asyncio.wait_for(stream.read(), 10)
+        assert snap.snapshot and snap.replace and batch_from_proto(snap.batch).to_pylist() == [{"k": "old", "n": 0}]
+        await write(stub, "live", pa.table({"k": ["a", "b"], "n": [1, 2]}), ckpt=2, batch=0, commit=False)
+        await write(stub, "live", pa.table({"k": ["c"], "n": [3]}), ckpt=2, batch=1)
+        one = await asyncio.wait_for(stream.read(), 10)
+        two = await asyncio.wait_for(stream.read(), 10)
+        assert (one.replace, one.checkpoint_id, one.output_mode) == (True, 2, spb.OUTPUT_MODE_COMPLETE)
+        assert not two.replace and batch_from_proto(two.batch).to_pylist() == [{"k": "c", "n": 3}]
+        stream.cancel()
+        assert len(await read_all(stub, "live")) == 3
+
+
+async def test_errors_name_what_is_wrong(service_process, root_policy, tmp_path):
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        with pytest.raises(HeadwaterError, match="unknown sink kind 'nosuch'.*memory") as info:
+            await create(stub, "x", kind="nosuch")
+        assert info.value.reason is Reason.INVALID_ARGUMENT
+        with pytest.raises(HeadwaterError, match="setting 'table' is required"):
+            await create(stub, "x", kind="postgres", dsn=PG_DSN)
+        with pytest.raises(HeadwaterError, match="does not support output mode update"):
+            await create(stub, "x", kind="files", mode=spb.OUTPUT_MODE_UPDATE, path=str(tmp_path))
+        with pytest.raises(HeadwaterError) as info:
+            await write(stub, "missing", pa.table({"v": [1]}))
+        assert info.value.reason is Reason.RESOURCE_NOT_FOUND
+        await create(stub, "x")
+        with pytest.raises(HeadwaterError) as info:
+            await create(stub, "x")
+        assert info.value.reason is Reason.RESOURCE_ALREADY_EXISTS
+        bad = event_pb2.RecordBatch(format=event_pb2.RECORD_BATCH_FORMAT_ARROW_IPC, data=b"not arrow")
+        with pytest.raises(HeadwaterError, match="not an Arrow IPC stream"):
+            await rpc(stub.WriteRows(spb.WriteRowsRequest(sink="sinks/x", batch=bad)))
+        with pytest.raises(HeadwaterError, match="sink name 'sinks/a b' is not valid"):
+            await rpc(stub.GetSink(spb.GetSinkRequest(name="sinks/a b")))
+        await rpc(stub.DeleteSink(spb.DeleteSinkRequest(name="sinks/x")))
+        with pytest.raises(HeadwaterError) as info:
+            await read_all(stub, "x")
+        assert info.value.reason is Reason.RESOURCE_NOT_FOUND
+        await rpc(stub.DeleteSink(spb.DeleteSinkRequest(name="sinks/x", allow_missing=True)))
+        kinds = await rpc(stub.ListSinkKinds(spb.ListSinkKindsRequest()))
+        by_name = {k.name: k for k in kinds.kinds}
+        assert {"memory", "dashboard", "postgres", "files", "delta", "webhook"} <= set(by_name)
+        assert by_name["webhook"].delivery_guarantee == spb.DELIVERY_GUARANTEE_AT_LEAST_ONCE
+        assert by_name["postgres"].plugin == "headwater.plugins.sinks"
+
+
+async def test_list_sinks_paginates(service_process, root_policy, tmp_path):
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        for i in range(5):
+            await create(stub, f"s{i}")
+        names, token = [], ""
+        while True:
+            page = await rpc(stub.ListSinks(spb.ListSinksRequest(page_size=2, page_token=token)))
+            names += [s.name for s in page.sinks]
+            token = page.next_page_token
+            if not token:
+                break
+        assert names == [f"sinks/s{i}" for i in range(5)]
+
+
+async def test_postgres_upsert_error_policies_through_the_service(service_process, root_policy, tmp_path):
+    psycopg = pytest.importorskip("psycopg")
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    proc = start_sink(service_process, tmp_path)
+    try:
+        async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+            stub = sink_pb2_grpc.SinkServiceStub(ch)
+            await create(stub, "strict", kind="postgres", dsn=PG_DSN, table=table, id_field="id")
+            await create(stub, "lenient", kind="postgres", dsn=PG_DSN, table=table, id_field="id",
+                         policy=spb.ERROR_POLICY_DROP)
+            rows = pa.table({"id": ["1", None, "3"], "v": [1, 2, 3]})
+            with pytest.raises(HeadwaterError) as info:
+                await write(stub, "strict", rows)
+            msg = info.value.message
+            assert "strict" in msg and "row 1" in msg and "document id field 'id' is missing" in msg
+            assert not info.value.is_transient
+            resp = await write(stub, "lenient", rows, ckpt=1)
+            assert (resp.rows_written, resp.rows_dropped) == (2, 1) and "row 1" in resp.drop_reason
+            await write(stub, "lenient", pa.table({"id": ["3"], "v": [30]}), ckpt=2)
+            with psycopg.connect(PG_DSN) as conn:
+                got = conn.execute(f'SELECT id, v FROM "{table}" ORDER BY id').fetchall()
+            assert got == [("1", 1), ("3", 30)]
+            sink = (await rpc(stub.GetSink(spb.GetSinkRequest(name="sinks/lenient")))).sink
+            assert sink.stats.rows_dropped == 1
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP TABLE IF EXISTS "{table}"')

@@ -1,0 +1,649 @@
+"""Builtin scalar functions, aggregates and operators (``register_functions``).
+
+Everything the query language calls by name, CAST, LIKE and COUNT(DISTINCT ...)
+included, is registered here exactly as a third-party plugin registers its own.
+
+String comparison is case-insensitive (T-SQL's default collation): the
+query-patterns article compares ``Event = 'start'`` against ``Start`` and still
+outputs the row (SEMANTICS.md §15.5).
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from headwater.functions import (
+    AggregateFunction, CastError, Operator, ScalarFunction, cast, from_micros, to_datetime, to_micros,
+    type_name,
+)
+from headwater.hookspecs import hookimpl
+
+__all__ = ["compare", "DATEPARTS"]
+
+
+# -- comparison -----------------------------------------------------------------
+def _num(v: Any) -> float | int | None:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float)):
+        return v
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def compare(a: Any, b: Any) -> int | None:
+    """-1/0/1, or None when either side is NULL or the types do not compare."""
+    if a is None or b is None:
+        return None
+    ta, tb = type(a), type(b)
+    if ta is str and tb is str:
+        x, y = a.lower(), b.lower()
+        return (x > y) - (x < y)
+    if isinstance(a, datetime) or isinstance(b, datetime):
+        try:
+            x, y = to_datetime(a), to_datetime(b)
+        except (CastError, TypeError):
+            return None
+        return (x > y) - (x < y)
+    if ta in (int, float, bool) and tb in (int, float, bool):
+        return (a > b) - (a < b)
+    x, y = _num(a), _num(b)
+    if x is not None and y is not None:
+        return (x > y) - (x < y)
+    if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
+        return 0 if a == b else None
+    return None
+
+
+def _cmp_op(test):
+    def fn(a, b):
+        c = compare(a, b)
+        return None if c is None else test(c)
+    return fn
+
+
+def _arith(op):
+    def fn(a, b):
+        if a is None or b is None:
+            return None
+        if op == "+" and isinstance(a, str) and isinstance(b, str):
+            return a + b
+        if isinstance(a, bool):
+            a = int(a)
+        if isinstance(b, bool):
+            b = int(b)
+        if isinstance(a, str):
+            a = cast(a, "float")
+        if isinstance(b, str):
+            b = cast(b, "float")
+        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+            raise CastError(f"operator {op} is not defined for '{type_name(a)}' and '{type_name(b)}'")
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op == "/":
+            if b == 0:
+                raise ZeroDivisionError("division by zero")
+            return a / b
+        if b == 0:
+            raise ZeroDivisionError("division by zero")
+        return math.fmod(a, b) if isinstance(a, float) or isinstance(b, float) else int(math.fmod(a, b))
+    return fn
+
+
+def _and(a, b):
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
+
+
+def _or(a, b):
+    if a is True or b is True:
+        return True
+    if a is None or b is None:
+        return None
+    return False
+
+
+def _not(a):
+    return None if a is None else not a
+
+
+def _neg(a):
+    if a is None:
+        return None
+    if isinstance(a, str):
+        a = cast(a, "float")
+    return -a
+
+
+@lru_cache(maxsize=512)
+def like_regex(pattern: str) -> re.Pattern:
+    """``%`` any run, ``_`` one character, ``[set]`` / ``[^set]`` a character class."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "%":
+            out.append(".*")
+        elif c == "_":
+            out.append(".")
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:j]
+                neg = body.startswith("^")
+                if neg:
+                    body = body[1:]
+                body = body.replace("\\", "\\\\")
+                out.append(f"[{'^' if neg else ''}{body}]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.S | re.I)
+
+
+def _like(s, pattern):
+    if s is None or pattern is None:
+        return None
+    return like_regex(str(pattern)).fullmatch(str(s)) is not None
+
+
+def _try_cast(v, t):
+    try:
+        return cast(v, t)
+    except (CastError, ValueError, OverflowError, TypeError):
+        return None
+
+
+# -- dates ----------------------------------------------------------------------
+DATEPARTS: dict[str, str] = {}
+for _canon, _names in {
+    "year": ("year", "yy", "yyyy"), "quarter": ("quarter", "qq", "q"), "month": ("month", "mm", "m"),
+    "dayofyear": ("dayofyear", "dy", "y"), "day": ("day", "dd", "d"), "week": ("week", "wk", "ww"),
+    "weekday": ("weekday", "dw", "w"), "hour": ("hour", "hh"), "minute": ("minute", "mi", "n"),
+    "second": ("second", "ss", "s"), "millisecond": ("millisecond", "ms"),
+    "microsecond": ("microsecond", "mcs"), "nanosecond": ("nanosecond", "ns"),
+}.items():
+    for _n in _names:
+        DATEPARTS[_n] = _canon
+
+_FIXED = {"day": 86_400_000_000, "dayofyear": 86_400_000_000, "hour": 3_600_000_000, "minute": 60_000_000,
+          "second": 1_000_000, "millisecond": 1000, "microsecond": 1}
+
+
+def _part(unit: str) -> str:
+    try:
+        return DATEPARTS[str(unit).lower()]
+    except KeyError:
+        raise ValueError(f"unknown date part {unit!r}") from None
+
+
+def datediff(unit, a, b):
+    """Signed count of ``unit`` boundaries crossed from ``a`` to ``b`` (T-SQL)."""
+    if a is None or b is None:
+        return None
+    p = _part(unit)
+    x, y = to_datetime(a), to_datetime(b)
+    if p in _FIXED:
+        u = _FIXED[p]
+        return to_micros(y) // u - to_micros(x) // u
+    if p == "nanosecond":
+        return (to_micros(y) - to_micros(x)) * 1000
+    if p == "year":
+        return y.year - x.year
+    if p == "quarter":
+        return (y.year * 4 + (y.month - 1) // 3) - (x.year * 4 + (x.month - 1) // 3)
+    if p == "month":
+        return (y.year * 12 + y.month) - (x.year * 12 + x.month)
+    # week / weekday: weeks start on Sunday; 1970-01-01 was a Thursday
+    day = 86_400_000_000
+    return (to_micros(y) // day + 4) // 7 - (to_micros(x) // day + 4) // 7
+
+
+def _add_months(d: datetime, months: int) -> datetime:
+    m = d.month - 1 + months
+    y, m = d.year + m // 12, m % 12 + 1
+    return d.replace(year=y, month=m, day=min(d.day, calendar.monthrange(y, m)[1]))
+
+
+def dateadd(unit, n, d):
+    if n is None or d is None:
+        return None
+    p = _part(unit)
+    d = to_datetime(d)
+    n = int(cast(n, "bigint")) if not isinstance(n, (int, float)) else int(n)
+    if p == "year":
+        return _add_months(d, 12 * n)
+    if p == "quarter":
+        return _add_months(d, 3 * n)
+    if p == "month":
+        return _add_months(d, n)
+    if p in ("week", "weekday"):
+        return d + timedelta(days=7 * n if p == "week" else n)
+    if p == "nanosecond":
+        return d + timedelta(microseconds=n // 1000)
+    return d + timedelta(microseconds=_FIXED[p] * n)
+
+
+def datepart(unit, d):
+    if d is None:
+        return None
+    p = _part(unit)
+    d = to_datetime(d)
+    return {
+        "year": lambda: d.year, "quarter": lambda: (d.month - 1) // 3 + 1, "month": lambda: d.month,
+        "dayofyear": lambda: d.timetuple().tm_yday, "day": lambda: d.day,
+        "week": lambda: (d.timetuple().tm_yday + (d.replace(month=1, day=1).isoweekday() % 7) - 1) // 7 + 1,
+        "weekday": lambda: d.isoweekday() % 7 + 1, "hour": lambda: d.hour, "minute": lambda: d.minute,
+        "second": lambda: d.second, "millisecond": lambda: d.microsecond // 1000,
+        "microsecond": lambda: d.microsecond, "nanosecond": lambda: d.microsecond * 1000,
+    }[p]()
+
+
+def datename(unit, d):
+    if d is None:
+        return None
+    p = _part(unit)
+    dt = to_datetime(d)
+    if p == "month":
+        return calendar.month_name[dt.month]
+    if p == "weekday":
+        return calendar.day_name[dt.weekday()]
+    return str(datepart(unit, dt))
+
+
+def datetimefromparts(y, mo, d, h=0, mi=0, s=0, ms=0):
+    if any(v is None for v in (y, mo, d, h, mi, s, ms)):
+        return None
+    return to_datetime(datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), int(ms) * 1000))
+
+
+# -- strings, math, records --------------------------------------------------------
+def _str(v):
+    return cast(v, "nvarchar(max)")
+
+
+def substring(s, start, length):
+    if s is None or start is None or length is None:
+        return None
+    s = _str(s)
+    start, length = int(start), int(length)
+    begin = max(start - 1, 0)
+    end = start - 1 + length
+    return s[begin:max(end, begin)] if end > 0 else ""
+
+
+def _round(x, n=0, mode=0):
+    if x is None or n is None:
+        return None
+    if isinstance(x, str) or not isinstance(x, (int, float)):
+        raise CastError(f"ROUND: Only 'bigint', 'float' is allowed, got '{type_name(x)}'")
+    n = int(n)
+    if mode:
+        f = 10.0 ** n
+        return math.trunc(x * f) / f
+    f = 10.0 ** n
+    r = math.floor(abs(x) * f + 0.5) / f
+    r = math.copysign(r, x)
+    return int(r) if isinstance(x, int) else r
+
+
+def _numeric(name, f):
+    def fn(x, *rest):
+        if not isinstance(x, (int, float)) or isinstance(x, bool):
+            raise CastError(f"{name}: Only 'bigint', 'float' is allowed, got '{type_name(x)}'")
+        return f(x, *rest)
+    return fn
+
+
+def _keep_int(f):
+    def fn(x):
+        r = f(x)
+        return int(r) if isinstance(x, int) else float(r)
+    return fn
+
+
+def get_array_element(arr, i):
+    if arr is None or i is None:
+        return None
+    arr = cast(arr, "array")
+    i = int(i)
+    return arr[i] if 0 <= i < len(arr) else None
+
+
+def get_array_length(arr):
+    return None if arr is None else len(cast(arr, "array"))
+
+
+def get_record_property_value(rec, name):
+    if rec is None or name is None:
+        return None
+    rec = cast(rec, "record")
+    if name in rec:
+        return rec[name]
+    low = str(name).lower()
+    for k, v in rec.items():
+        if k.lower() == low:
+            return v
+    return None
+
+
+def concat(*args):
+    return "".join("" if a is None else _str(a) for a in args)
+
+
+def charindex(find, s, start=1):
+    if find is None or s is None:
+        return None
+    return _str(s).lower().find(_str(find).lower(), max(int(start or 1) - 1, 0)) + 1
+
+
+def regexmatch(s, pattern):
+    if s is None or pattern is None:
+        return None
+    m = re.search(str(pattern), _str(s), re.I)
+    return m.start() + 1 if m else 0
+
+
+def coalesce(*args):
+    for a in args:
+        if a is not None:
+            return a
+    return None
+
+
+def _nullif(a, b):
+    return None if compare(a, b) == 0 else a
+
+
+def _sqrt(x):
+    return math.sqrt(x)
+
+
+SCALARS = [
+    ScalarFunction("LEN", lambda s: None if s is None else len(_str(s)), 1, 1),
+    ScalarFunction("SUBSTRING", substring, 3, 3),
+    ScalarFunction("UPPER", lambda s: None if s is None else _str(s).upper(), 1, 1),
+    ScalarFunction("LOWER", lambda s: None if s is None else _str(s).lower(), 1, 1),
+    ScalarFunction("CONCAT", concat, 1, None),
+    ScalarFunction("LTRIM", lambda s: None if s is None else _str(s).lstrip(), 1, 1),
+    ScalarFunction("RTRIM", lambda s: None if s is None else _str(s).rstrip(), 1, 1),
+    ScalarFunction("TRIM", lambda s: None if s is None else _str(s).strip(), 1, 1),
+    ScalarFunction("REPLACE", lambda s, a, b: None if None in (s, a, b) else
+                   re.sub(re.escape(_str(a)), lambda _m: _str(b), _str(s), flags=re.I), 3, 3),
+    ScalarFunction("CHARINDEX", charindex, 2, 3),
+    ScalarFunction("REGEXMATCH", regexmatch, 2, 2),
+    ScalarFunction("STARTSWITH", lambda s, p: None if None in (s, p) else _str(s).lower().startswith(_str(p).lower()), 2, 2),
+    ScalarFunction("ENDSWITH", lambda s, p: None if None in (s, p) else _str(s).lower().endswith(_str(p).lower()), 2, 2),
+    ScalarFunction("ABS", _numeric("ABS", abs), 1, 1, null_propagates=True),
+    ScalarFunction("ROUND", _round, 2, 3),
+    ScalarFunction("FLOOR", _numeric("FLOOR", _keep_int(math.floor)), 1, 1, null_propagates=True),
+    ScalarFunction("CEILING", _numeric("CEILING", _keep_int(math.ceil)), 1, 1, null_propagates=True),
+    ScalarFunction("SIGN", _numeric("SIGN", lambda x: (x > 0) - (x < 0)), 1, 1, null_propagates=True),
+    ScalarFunction("POWER", _numeric("POWER", lambda x, y: float(x) ** y), 2, 2, null_propagates=True),
+    ScalarFunction("SQRT", _numeric("SQRT", _sqrt), 1, 1, null_propagates=True),
+    ScalarFunction("SQUARE", _numeric("SQUARE", lambda x: float(x) * x), 1, 1, null_propagates=True),
+    ScalarFunction("EXP", _numeric("EXP", math.exp), 1, 1, null_propagates=True),
+    ScalarFunction("LOG", _numeric("LOG", lambda x, b=None: math.log(x) if b is None else math.log(x, b)), 1, 2,
+                   null_propagates=True),
+    ScalarFunction("LOG10", _numeric("LOG10", math.log10), 1, 1, null_propagates=True),
+    ScalarFunction("DATEADD", dateadd, 3, 3, unit_arg=True),
+    ScalarFunction("DATEDIFF", datediff, 3, 3, unit_arg=True),
+    ScalarFunction("DATEPART", datepart, 2, 2, unit_arg=True),
+    ScalarFunction("DATENAME", datename, 2, 2, unit_arg=True),
+    ScalarFunction("DATETIMEFROMPARTS", datetimefromparts, 7, 7),
+    ScalarFunction("YEAR", lambda d: datepart("year", d), 1, 1),
+    ScalarFunction("MONTH", lambda d: datepart("month", d), 1, 1),
+    ScalarFunction("DAY", lambda d: datepart("day", d), 1, 1),
+    ScalarFunction("GetArrayElement", get_array_element, 2, 2),
+    ScalarFunction("GetArrayLength", get_array_length, 1, 1),
+    ScalarFunction("GetRecordPropertyValue", get_record_property_value, 2, 2),
+    ScalarFunction("GetType", type_name, 1, 1),
+    ScalarFunction("COALESCE", coalesce, 1, None),
+    ScalarFunction("NULLIF", _nullif, 2, 2),
+]
+
+OPERATORS = [
+    Operator("+", _arith("+")), Operator("-", _arith("-")), Operator("*", _arith("*")),
+    Operator("/", _arith("/")), Operator("%", _arith("%")),
+    Operator("||", lambda a, b: None if a is None or b is None else _str(a) + _str(b)),
+    Operator("=", _cmp_op(lambda c: c == 0)), Operator("<>", _cmp_op(lambda c: c != 0)),
+    Operator("<", _cmp_op(lambda c: c < 0)), Operator(">", _cmp_op(lambda c: c > 0)),
+    Operator("<=", _cmp_op(lambda c: c <= 0)), Operator(">=", _cmp_op(lambda c: c >= 0)),
+    Operator("AND", _and), Operator("OR", _or), Operator("NOT", _not), Operator("NEG", _neg),
+    Operator("LIKE", _like), Operator("CAST", cast), Operator("TRY_CAST", _try_cast),
+]
+
+
+# -- aggregates ---------------------------------------------------------------------
+class Count(AggregateFunction):
+    """COUNT(*) counts events; COUNT(x) non-NULL values. Always bigint."""
+
+    name, star, columnar = "COUNT", True, "count"
+
+    def create(self):
+        return 0
+
+    def add(self, acc, value):
+        return acc + (value is not None)
+
+    def merge(self, a, b):
+        return a + b
+
+
+class CountDistinct(AggregateFunction):
+    """COUNT(DISTINCT x): unique non-NULL values (registered under the name ``COUNT DISTINCT``)."""
+
+    name, columnar = "COUNT DISTINCT", "count_distinct"
+
+    def create(self):
+        return set()
+
+    def add(self, acc, value):
+        if value is not None:
+            acc.add(_hashable(value))
+        return acc
+
+    def merge(self, a, b):
+        return a | b
+
+    def result(self, acc):
+        return len(acc)
+
+
+def _hashable(v):
+    if isinstance(v, str):
+        return v.lower()
+    if isinstance(v, dict):
+        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return tuple(_hashable(x) for x in v)
+    return v
+
+
+def _numeric_value(name, v):
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float)):
+        return v
+    if isinstance(v, str):
+        return cast(v, "float")
+    raise CastError(f"{name}: Only 'bigint', 'float' is allowed, got '{type_name(v)}'")
+
+
+class Sum(AggregateFunction):
+    name, columnar = "SUM", "sum"
+
+    def create(self):
+        return None
+
+    def add(self, acc, value):
+        if value is None:
+            return acc
+        v = _numeric_value("SUM", value)
+        return v if acc is None else acc + v
+
+    def merge(self, a, b):
+        return b if a is None else a if b is None else a + b
+
+
+class Avg(AggregateFunction):
+    name, columnar = "AVG", "avg"
+
+    def create(self):
+        return [0.0, 0]
+
+    def add(self, acc, value):
+        if value is not None:
+            acc[0] += _numeric_value("AVG", value)
+            acc[1] += 1
+        return acc
+
+    def merge(self, a, b):
+        return [a[0] + b[0], a[1] + b[1]]
+
+    def result(self, acc):
+        return acc[0] / acc[1] if acc[1] else None
+
+
+class _Extreme(AggregateFunction):
+    sign = 1
+
+    def create(self):
+        return None
+
+    def add(self, acc, value):
+        if value is None:
+            return acc
+        if acc is None:
+            return value
+        c = compare(value, acc)
+        return value if c is not None and c * self.sign > 0 else acc
+
+    def merge(self, a, b):
+        return self.add(a, b)
+
+
+class Min(_Extreme):
+    name, sign, columnar = "MIN", -1, "min"
+
+
+class Max(_Extreme):
+    name, sign, columnar = "MAX", 1, "max"
+
+
+class _Moments(AggregateFunction):
+    sample = True
+    root = True
+
+    def create(self):
+        return [0, 0.0, 0.0]
+
+    def add(self, acc, value):
+        if value is not None:
+            x = float(_numeric_value(self.name, value))
+            acc[0] += 1
+            d = x - acc[1]
+            acc[1] += d / acc[0]
+            acc[2] += d * (x - acc[1])
+        return acc
+
+    def result(self, acc):
+        n = acc[0] - (1 if self.sample else 0)
+        if n <= 0:
+            return None
+        v = acc[2] / n
+        return math.sqrt(v) if self.root else v
+
+
+class Stdev(_Moments):
+    name = "STDEV"
+
+
+class StdevP(_Moments):
+    name, sample = "STDEVP", False
+
+
+class Var(_Moments):
+    name, root = "VAR", False
+
+
+class VarP(_Moments):
+    name, root, sample = "VARP", False, False
+
+
+class TopOne(AggregateFunction):
+    """TopOne([expr]) OVER (ORDER BY ...): the first value (whole event without expr) in that order."""
+
+    name, no_args, ordered = "TopOne", True, True
+
+    def create(self):
+        return None
+
+    def add(self, acc, value):
+        key, v = value
+        if acc is None or _order_lt(key, acc[0]):
+            return (key, v)
+        return acc
+
+    def result(self, acc):
+        return None if acc is None else acc[1]
+
+
+def _order_lt(a: tuple, b: tuple) -> bool:
+    """``a`` sorts before ``b``; keys are ``(value, descending)`` pairs; NULL is the minimum."""
+    for (x, desc), (y, _) in zip(a, b):
+        if x is None and y is None:
+            continue
+        if x is None:
+            c = -1
+        elif y is None:
+            c = 1
+        else:
+            c = compare(x, y) or 0
+        if c:
+            return (c > 0) if desc else (c < 0)
+    return False
+
+
+class Collect(AggregateFunction):
+    """Collect([expr]): an array of the values (whole events without expr)."""
+
+    name, no_args = "Collect", True
+
+    def create(self):
+        return []
+
+    def add(self, acc, value):
+        acc.append(value)
+        return acc
+
+    def merge(self, a, b):
+        return a + b
+
+
+AGGREGATES = [Count(), CountDistinct(), Sum(), Avg(), Min(), Max(), Stdev(), StdevP(), Var(), VarP(),
+              TopOne(), Collect()]
+
+
+@hookimpl
+def register_functions(register) -> None:
+    for fn in (*SCALARS, *OPERATORS, *AGGREGATES):
+        register(fn)

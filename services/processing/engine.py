@@ -1,0 +1,283 @@
+"""The query engine's public entry points.
+
+    compiled = compile_query(text, references={"rules"})      # QueryCompileError on bad text
+    rt = compiled.runtime(OrderingPolicy.from_seconds(late=5, ooo=0, action="adjust"),
+                          reference_data={"rules": rows})
+    rt.feed("input", rows, arrival_times=[us, ...])          # batches per input, any time
+    rt.feed_bodies("input", [b'{"a":1}', ...], arrival_times)  # JSON bodies (columnar fast path)
+    rt.advance_time(now_us)                                   # idle inputs: watermark moves on
+    rows = rt.take()                                          # {output alias: [row, ...]} so far
+    blob = rt.snapshot(); rt2 = compiled.runtime(...); rt2.restore(blob)
+    rt.flush()                                                # end of input: close every window
+    rt.counters                                               # late/early/out_of_order/dropped/...
+
+Times are ``int`` microseconds since 1970-01-01 UTC. Row values are Python values
+(datetimes as ``datetime``); :func:`format_rows` gives JSON-ready rows with datetimes
+as ``2021-12-10T10:00:00.0000000Z``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+from headwater.errors import QueryCompileError
+from headwater.functions import format_datetime
+from headwater.services.processing.operators.base import MAX_TS, MIN_TS, QueryRuntimeError
+from headwater.services.processing.operators.scan import Source
+from headwater.services.processing.sql import ast as A
+from headwater.services.processing.sql.analyzer import analyze
+from headwater.services.processing.sql.diagnostics import error
+from headwater.services.processing.sql.logical import LogicalPlan
+from headwater.services.processing.sql.parser import parse
+from headwater.services.processing.sql.planner import ExprCompiler, Scope, plan_statement
+from headwater.services.processing.watermarks import Counters, OrderingPolicy
+
+__all__ = ["CompiledQuery", "Runtime", "compile_query", "format_rows", "format_value", "OrderingPolicy",
+           "QueryRuntimeError", "Counters"]
+
+
+def compile_query(text: str, pm=None, *, references: Iterable[str] = ()) -> "CompiledQuery":
+    """Parse, check and plan ``text``; every problem is a QueryCompileError with line/column.
+
+    ``references`` names the static reference inputs (joined without a time bound).
+    """
+    if not isinstance(text, str):
+        raise QueryCompileError("the query must be text", line=1, column=1)
+    if pm is None:
+        from headwater.pluginmanager import get_plugin_manager
+
+        pm = get_plugin_manager()
+    pm.collect()
+    refs = {r.lower() for r in references}
+    old = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(old, 3000))
+        query = parse(text)
+        plan = analyze(query, pm, refs)
+        compiled = CompiledQuery(text, plan, pm, refs)
+        compiled.runtime()  # plan once so every planning error surfaces at compile time
+    except RecursionError:
+        raise QueryCompileError("the query is nested too deeply", line=1, column=1) from None
+    finally:
+        sys.setrecursionlimit(old)
+    return compiled
+
+
+@dataclass
+class CompiledQuery:
+    text: str
+    plan: LogicalPlan
+    pm: Any
+    references: set[str]
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.plan.inputs)
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.plan.outputs)
+
+    def runtime(self, policy: OrderingPolicy | None = None, *,
+                reference_data: dict[str, list[dict]] | None = None, columnar: bool = True) -> "Runtime":
+        return Runtime(self, policy or OrderingPolicy(), reference_data or {}, columnar)
+
+
+class Runtime:
+    """A running query: feed events per input, take output rows per output alias."""
+
+    def __init__(self, compiled: CompiledQuery, policy: OrderingPolicy, reference_data: dict[str, list[dict]],
+                 columnar: bool = True) -> None:
+        self.compiled = compiled
+        self.policy = policy
+        self.counters = Counters()
+        self.refs = {k.lower(): list(v) for k, v in reference_data.items()}
+        self.sources: dict[str, list[Source]] = {}
+        self.watermark = MIN_TS
+        self.outputs: dict[str, list[tuple[int, dict]]] = {o: [] for o in compiled.plan.outputs}
+        comp = ExprCompiler(compiled.pm)
+        plan = compiled.plan
+        steps = {s.lower() for s in plan.steps}
+        self.statements = []
+        # queues[i][slot]: pending (ts, seq, record) for statement i's input slot
+        self.queues: list[list[list]] = []
+        self.subscribers: dict[str, list[tuple[int, int]]] = {}
+        self._seq = 0
+
+        def make_source(src: A.Source) -> Source:
+            alias = src.ref
+            scope = Scope({alias.lower()}, alias.lower())
+            ts = comp.compile(src.timestamp_by, scope) if src.timestamp_by is not None else None
+            over = [comp.compile(o, scope) for o in src.timestamp_over]
+            s = Source(src.name, alias, ts, over, policy)
+            self.sources.setdefault(src.name.lower(), []).append(s)
+            return s
+
+        self._slots: list[list[Any]] = []
+        for i, ls in enumerate(plan.statements):
+            ps = plan_statement(ls, comp, steps, compiled.references, self._ref_rows, make_source)
+            self.statements.append(ps)
+            self.queues.append([[] for _ in ps.inputs])
+            for k, (kind, what) in enumerate(ps.inputs):
+                if kind == "step":
+                    self.subscribers.setdefault(what, []).append((i, k))
+            self._slots.append([what for kind, what in ps.inputs])
+        self.columnar = None
+        if columnar:
+            from headwater.services.processing.operators.columnar import try_columnar
+
+            self.columnar = try_columnar(compiled, policy)
+
+    def _ref_rows(self, name: str) -> list[dict]:
+        return self.refs.get(name, [])
+
+    def set_reference(self, name: str, rows: list[dict]) -> None:
+        self.refs[name.lower()] = list(rows)
+
+    # -- input ---------------------------------------------------------------------
+    def feed(self, input_name: str, rows: list[dict], arrival_times: list[int] | None = None,
+             now: int | None = None) -> None:
+        """Add a batch of decoded events of one input (arrival times in us, or None for
+        "arrived on time": event time for TIMESTAMP BY inputs, ``now`` otherwise)."""
+        srcs = self.sources.get(input_name.lower())
+        if srcs is None:
+            return
+        if self.columnar is not None:
+            self.columnar.feed_rows(rows, arrival_times, self.counters)
+            return
+        if now is None:
+            now = int(time.time() * 1e6)
+        self.counters.events_in += len(rows)
+        for s in srcs:
+            s.push(rows, arrival_times, now, self.counters)
+        self._advance()
+
+    def feed_bodies(self, input_name: str, bodies: list[bytes], arrival_times: list[int] | None = None,
+                    now: int | None = None) -> None:
+        """Add a batch of JSON bodies (one event each, or JSON arrays of events)."""
+        srcs = self.sources.get(input_name.lower())
+        if srcs is None:
+            return
+        if self.columnar is not None and arrival_times is None:
+            self.columnar.feed_bodies(bodies, self.counters)
+            return
+        from headwater.serializers import decode_json_bodies
+
+        rows, arrivals = decode_json_bodies(bodies, arrival_times, self.counters)
+        self.feed(input_name, rows, arrivals, now)
+
+    def advance_time(self, now: int) -> None:
+        """The arrival clock moved to ``now`` (us): idle inputs' watermarks advance."""
+        for srcs in self.sources.values():
+            for s in srcs:
+                s.clock.advance_time(now)
+        self._advance()
+
+    def flush(self) -> None:
+        """End of input: everything is final."""
+        if self.columnar is not None:
+            self.columnar.flush(self.outputs)
+            return
+        self._advance(MAX_TS)
+
+    def take(self) -> dict[str, list[dict]]:
+        """Output rows produced since the last take, per output alias."""
+        if self.columnar is not None:
+            self.columnar.drain(self.outputs)
+        out = {name: [r for _, r in rows] for name, rows in self.outputs.items()}
+        for rows in self.outputs.values():
+            rows.clear()
+        return out
+
+    # -- the time loop -------------------------------------------------------------------
+    def _advance(self, force: int | None = None) -> None:
+        if force is not None:
+            w = force
+        else:
+            marks = [s.watermark() for srcs in self.sources.values() for s in srcs]
+            w = min(marks) if marks else MIN_TS
+        if w < self.watermark:
+            w = self.watermark
+        self.watermark = w
+        for srcs in self.sources.values():
+            for s in srcs:
+                released = s.release(w)
+                if released:
+                    for i, ps in enumerate(self.statements):
+                        for k, slot in enumerate(self._slots[i]):
+                            if slot is s:
+                                q = self.queues[i][k]
+                                for ts, rec in released:
+                                    q.append((ts, self._seq, rec))
+                                    self._seq += 1
+        for i, ps in enumerate(self.statements):
+            batches = []
+            for q in self.queues[i]:
+                q.sort(key=lambda t: (t[0], t[1]))
+                batches.append([(ts, rec) for ts, _, rec in q])
+                q.clear()
+            rows = ps.op.run(batches, w)
+            if not rows:
+                continue
+            if ps.is_output:
+                self.outputs[ps.target].extend(rows)
+            for si, k in self.subscribers.get(ps.target.lower(), ()):
+                q = self.queues[si][k]
+                for ts, rec in rows:
+                    q.append((ts, self._seq, rec))
+                    self._seq += 1
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """The whole state (sources, windows, joins, pending output) as bytes."""
+        if self.columnar is not None:
+            return pickle.dumps({"columnar": self.columnar.snapshot(), "counters": self.counters,
+                                 "outputs": self.outputs})
+        state = {
+            "sources": {k: [s.snapshot() for s in v] for k, v in self.sources.items()},
+            "statements": [ps.op.snapshot() for ps in self.statements],
+            "queues": self.queues,
+            "watermark": self.watermark,
+            "outputs": self.outputs,
+            "counters": self.counters,
+            "seq": self._seq,
+        }
+        return pickle.dumps(state)
+
+    def restore(self, blob: bytes) -> None:
+        state = pickle.loads(blob)
+        self.counters = state["counters"]
+        self.outputs = state["outputs"]
+        if "columnar" in state:
+            self.columnar.restore(state["columnar"])
+            return
+        for k, v in state["sources"].items():
+            for s, st in zip(self.sources.get(k, []), v):
+                s.restore(st)
+        for ps, st in zip(self.statements, state["statements"]):
+            ps.op.restore(st)
+        self.queues = state["queues"]
+        self.watermark = state["watermark"]
+        self._seq = state["seq"]
+
+
+def format_value(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return format_datetime(v)
+    if isinstance(v, dict):
+        return {k: format_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [format_value(x) for x in v]
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return None
+    return v
+
+
+def format_rows(rows: list[dict]) -> list[dict]:
+    """JSON-ready rows: datetimes as ``2021-12-10T10:00:00.0000000Z``."""
+    return [format_value(r) for r in rows]

@@ -1,0 +1,78 @@
+"""An input read by one FROM reference: timestamps, ordering policy, release by watermark."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Callable
+
+from headwater.functions import CastError, to_datetime, to_micros
+from headwater.services.processing.operators.base import Env, QueryRuntimeError
+from headwater.services.processing.watermarks import Counters, EventClock, OrderingPolicy
+
+__all__ = ["Source"]
+
+
+class Source:
+    """Events of one input as one FROM clause sees them (its alias and TIMESTAMP BY)."""
+
+    def __init__(self, input_name: str, alias: str, timestamp_by: Callable[[Env], Any] | None,
+                 over: list[Callable[[Env], Any]], policy: OrderingPolicy) -> None:
+        self.input = input_name.lower()
+        self.alias = alias.lower()
+        self.ts_fn = timestamp_by
+        self.over = over
+        self.clock = EventClock(policy, timestamp_by is not None)
+        self.heap: list[tuple[int, int, dict]] = []
+        self.seq = 0
+
+    def push(self, rows: list[dict], arrivals: list[int] | None, now: int, counters: Counters) -> None:
+        ts_fn, alias = self.ts_fn, self.alias
+        items: list[tuple[int, int, dict]] = []
+        if ts_fn is None:
+            for i, rec in enumerate(rows):
+                a = arrivals[i] if arrivals is not None else now
+                items.append((a, a, rec))
+        else:
+            for i, rec in enumerate(rows):
+                try:
+                    v = ts_fn(Env({alias: rec}, 0))
+                    if v is None:
+                        raise CastError("the TIMESTAMP BY value is NULL")
+                    e = to_micros(to_datetime(v))
+                except (CastError, ValueError, TypeError, OverflowError, QueryRuntimeError) as exc:
+                    counters.error(f"input {self.input!r}: {exc}")
+                    continue
+                items.append((e, arrivals[i] if arrivals is not None else e, rec))
+            if arrivals is None:  # on time: in timestamp order
+                items.sort(key=lambda t: t[0])
+        clock = self.clock
+        for e, a, rec in items:
+            key = None
+            if self.over:
+                env = Env({alias: rec}, e)
+                key = tuple(f(env) for f in self.over)
+            ts = clock.accept(e, a, key, counters)
+            if ts is None:
+                continue
+            heapq.heappush(self.heap, (ts, self.seq, rec))
+            self.seq += 1
+
+    def watermark(self) -> int:
+        return self.clock.watermark()
+
+    def release(self, watermark: int) -> list[tuple[int, dict]]:
+        out = []
+        heap = self.heap
+        while heap and heap[0][0] <= watermark:
+            ts, _, rec = heapq.heappop(heap)
+            out.append((ts, rec))
+        return out
+
+    def snapshot(self) -> Any:
+        return {"clock": self.clock.snapshot(), "heap": list(self.heap), "seq": self.seq}
+
+    def restore(self, state: Any) -> None:
+        self.clock.restore(state["clock"])
+        self.heap = list(state["heap"])
+        heapq.heapify(self.heap)
+        self.seq = state["seq"]

@@ -1,0 +1,273 @@
+"""Semantic checks and name resolution: :class:`ast.Query` -> :class:`logical.LogicalPlan`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from headwater.services.processing.sql import ast as A
+from headwater.services.processing.sql.diagnostics import error, suggest
+from headwater.services.processing.sql.logical import LogicalPlan, LogicalStatement, WindowSpec
+from headwater.windows import UNITS, WindowArgs
+
+__all__ = ["analyze", "DEFAULT_OUTPUT", "window_args", "duration_us"]
+
+DEFAULT_OUTPUT = "output"
+_NAMED = {"duration", "hop", "offset", "timeout", "maxduration"}
+
+
+def duration_us(unit: str, n: float, pos) -> int:
+    try:
+        u = UNITS[unit.lower()]
+    except KeyError:
+        raise error(f"unknown time unit {unit!r}{suggest(unit, UNITS)}", pos) from None
+    return int(round(n * u))
+
+
+def _number(node: A.Node) -> float | None:
+    if isinstance(node, A.Literal) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value)
+    return None
+
+
+def window_args(call: A.Call) -> WindowArgs:
+    positional: list[int] = []
+    named: dict[str, int] = {}
+    extra: list[Any] = []
+    unit: str | None = None
+    for arg in call.args:
+        if isinstance(arg, A.Call) and arg.name.lower() in _NAMED and not arg.namespace:
+            if len(arg.args) != 2 or not isinstance(arg.args[0], A.Column) or _number(arg.args[1]) is None:
+                raise error(f"{arg.name} takes (unit, size)", arg.pos)
+            key = arg.name.lower()
+            if key in named:
+                raise error(f"{arg.name} is given twice", arg.pos)
+            named[key] = duration_us(arg.args[0].parts[-1], _number(arg.args[1]), arg.args[0].pos)
+        elif isinstance(arg, A.Column) and len(arg.parts) == 1:
+            if arg.parts[0].lower() not in UNITS:
+                raise error(f"unknown time unit {arg.parts[0]!r}{suggest(arg.parts[0], UNITS)}", arg.pos)
+            unit = arg.parts[0]
+        elif _number(arg) is not None:
+            if unit is None:
+                raise error(f"{call.name}: a size needs a time unit first, e.g. (second, 10)", arg.pos)
+            positional.append(duration_us(unit, _number(arg), arg.pos))
+        elif isinstance(arg, A.Literal):
+            extra.append(arg.value)
+        else:
+            raise error(f"{call.name}: window sizes must be constants", arg.pos)
+    part = bool(call.over and call.over.partition_by)
+    return WindowArgs(tuple(positional), named, part, tuple(extra))
+
+
+class _Analyzer:
+    def __init__(self, pm, references: set[str]) -> None:
+        self.pm = pm
+        self.references = {r.lower() for r in references}
+
+    def window_kind(self, call: A.Call):
+        if call.namespace:
+            return None
+        return self.pm.windows.get(call.name)
+
+    def configure(self, kind, call: A.Call, label: str | None = None) -> WindowSpec:
+        args = window_args(call)
+        if args.partition_by and not kind.partitioned:
+            raise error(f"{call.name} does not take OVER (PARTITION BY ...)", call.over.pos)
+        try:
+            config = kind.configure(args)
+        except ValueError as exc:
+            raise error(f"{call.name}: {exc}", call.pos) from None
+        return WindowSpec(kind, config, label, list(call.over.partition_by) if call.over else [], call.pos)
+
+    def group_by(self, sel: A.Select, st: LogicalStatement) -> None:
+        windows: list[WindowSpec] = []
+        snapshot_nodes: list[A.Node] = []
+        keys: list[A.Node] = []
+        first_window: A.Node | None = None
+        for g in sel.group_by:
+            if isinstance(g, A.SystemTimestamp):
+                snapshot_nodes.append(g)
+                continue
+            if isinstance(g, A.Call) and not g.namespace and g.name.lower() == "windows":
+                if first_window is not None:
+                    raise error("only one window per GROUP BY; use Windows(...) for several", g.pos)
+                first_window = g
+                windows.extend(self.windows_call(g))
+                continue
+            kind = self.window_kind(g) if isinstance(g, A.Call) else None
+            if kind is not None:
+                if first_window is not None:
+                    raise error("only one window per GROUP BY; use Windows(...) for several", g.pos)
+                first_window = g
+                windows.append(self.configure(kind, g))
+                continue
+            self.no_window_inside(g, group_by=True)
+            keys.append(g)
+        if not windows:
+            if not snapshot_nodes:
+                raise error("GROUP BY needs a window: a window function or System.Timestamp()",
+                            sel.group_by[0].pos)
+            kind = self.pm.windows.get("SnapshotWindow")
+            if kind is None:
+                raise error("no snapshot window kind is registered", snapshot_nodes[0].pos)
+            windows.append(WindowSpec(kind, kind.configure(WindowArgs()), None, [], snapshot_nodes[0].pos))
+        else:
+            keys.extend(snapshot_nodes)
+        st.windows, st.group_keys = windows, keys
+
+    def windows_call(self, call: A.Call) -> list[WindowSpec]:
+        specs = []
+        labelled = None
+        for arg in call.args:
+            label = None
+            inner = arg
+            if isinstance(arg, A.Call) and arg.name.lower() == "window" and not arg.namespace:
+                if len(arg.args) != 2 or not isinstance(arg.args[0], A.Literal) or arg.args[0].value is None:
+                    raise error("Window takes ('id', window)", arg.pos)
+                label, inner = str(arg.args[0].value), arg.args[1]
+            if labelled is None:
+                labelled = label is not None
+            elif labelled != (label is not None):
+                raise error("either all windows in Windows(...) have an id or none has", arg.pos)
+            if isinstance(inner, A.SystemTimestamp):
+                kind = self.pm.windows.get("SnapshotWindow")
+                specs.append(WindowSpec(kind, kind.configure(WindowArgs()), label, [], inner.pos))
+                continue
+            kind = self.window_kind(inner) if isinstance(inner, A.Call) else None
+            if kind is None:
+                raise error("Windows(...) takes window functions", inner.pos)
+            specs.append(self.configure(kind, inner, label))
+        if not specs:
+            raise error("Windows(...) needs at least one window", call.pos)
+        labels = [s.label for s in specs if s.label is not None]
+        if len(labels) != len(set(labels)):
+            raise error("window ids in Windows(...) must be unique", call.pos)
+        return specs
+
+    def no_window_inside(self, node: A.Node, group_by: bool = False) -> None:
+        for n in _walk(node):
+            if isinstance(n, A.Call) and self.window_kind(n) is not None:
+                raise error(f"{n.name} can only be used directly in GROUP BY", n.pos)
+            if group_by and isinstance(n, A.SystemTimestamp) and n is not node:
+                raise error("a window must be specified: an expression of System.Timestamp() is "
+                            "not a window", n.pos)
+
+    def is_aggregate(self, node: A.Node) -> bool:
+        from headwater.functions import AggregateFunction
+
+        for n in _walk(node):
+            if isinstance(n, A.Call) and not (n.over and (n.over.limit_duration or n.over.partition_by)):
+                fn = self.pm.functions.get(n.name, n.namespace) if not n.distinct else \
+                    self.pm.functions.get(f"{n.name} DISTINCT") or self.pm.functions.get(n.name, n.namespace)
+                if isinstance(fn, AggregateFunction):
+                    return True
+        return False
+
+    def run(self, query: A.Query) -> LogicalPlan:
+        steps: dict[str, str] = {}
+        for name, _stmt, pos in query.steps:
+            if name.lower() in steps:
+                raise error(f"step {name!r} is defined twice", pos)
+            steps[name.lower()] = name
+        inputs: dict[str, str] = {}
+        refs: dict[str, str] = {}
+        statements: list[LogicalStatement] = []
+        outputs: dict[str, str] = {}
+        defined: set[str] = set()
+        for name, stmt, _pos in query.steps:
+            for sel in stmt.selects:
+                if sel.into is not None:
+                    raise error("a WITH step cannot have INTO", sel.into_pos)
+                statements.append(self.statement(sel, name, False, steps, defined, inputs, refs))
+            defined.add(name.lower())
+        for stmt in query.statements:
+            for sel in stmt.selects:
+                target = sel.into or DEFAULT_OUTPUT
+                if target.lower() in steps:
+                    raise error(f"INTO {target!r} names a step; outputs and steps need different names",
+                                sel.into_pos or sel.pos)
+                outputs.setdefault(target.lower(), target)
+                statements.append(self.statement(sel, outputs[target.lower()], True, steps, defined | set(steps),
+                                                 inputs, refs))
+        return LogicalPlan(query, list(inputs.values()), list(refs.values()), [n for n, _, _ in query.steps],
+                           list(outputs.values()), statements)
+
+    def statement(self, sel: A.Select, target: str, is_output: bool, steps: dict[str, str], defined: set[str],
+                  inputs: dict[str, str], refs: dict[str, str]) -> LogicalStatement:
+        st = LogicalStatement(sel, target, is_output)
+        aliases: dict[str, A.Node] = {}
+        for src in [sel.source] + [j.source for j in sel.joins]:
+            low = src.name.lower()
+            if low in steps:
+                if low not in defined:
+                    raise error(f"step {src.name!r} is used before it is defined", src.pos)
+                if src.timestamp_by is not None:
+                    raise error("TIMESTAMP BY applies to inputs, not to steps", src.timestamp_by.pos)
+            elif low in self.references:
+                refs.setdefault(low, src.name)
+                if src.timestamp_by is not None:
+                    raise error("TIMESTAMP BY does not apply to a reference input", src.timestamp_by.pos)
+            else:
+                inputs.setdefault(low, src.name)
+            if src.timestamp_by is not None:
+                self.no_window_inside(src.timestamp_by)
+                for n in _walk(src.timestamp_by):
+                    if isinstance(n, A.SystemTimestamp):
+                        raise error("TIMESTAMP BY cannot use System.Timestamp()", n.pos)
+            if src.ref.lower() in aliases:
+                raise error(f"alias {src.ref!r} is used twice", src.pos)
+            aliases[src.ref.lower()] = src
+        if sel.source.name.lower() in self.references:
+            raise error("a query must read a stream; a reference input can only be joined", sel.source.pos)
+        for ap in sel.applies:
+            if ap.alias.lower() in aliases:
+                raise error(f"alias {ap.alias!r} is used twice", ap.pos)
+            aliases[ap.alias.lower()] = ap
+            fname = ap.call.name.lower()
+            if fname not in ("getarrayelements", "getrecordproperties") or len(ap.call.args) != 1:
+                raise error("APPLY takes GetArrayElements(array) or GetRecordProperties(record)", ap.call.pos)
+        if sel.where is not None:
+            self.no_window_inside(sel.where)
+            if self.is_aggregate(sel.where):
+                raise error("aggregates are not allowed in WHERE; use HAVING", sel.where.pos)
+        for item in sel.items:
+            self.no_window_inside(item.expr)
+        if sel.group_by:
+            self.group_by(sel, st)
+            st.aggregate = True
+        else:
+            uses_agg = any(self.is_aggregate(i.expr) for i in sel.items) or \
+                (sel.having is not None and self.is_aggregate(sel.having))
+            if uses_agg:
+                node = next((i.expr for i in sel.items if self.is_aggregate(i.expr)), sel.having)
+                raise error("an aggregate needs GROUP BY with a window (or System.Timestamp())", node.pos)
+        if st.aggregate and any(isinstance(i.expr, A.Star) for i in sel.items):
+            star = next(i.expr for i in sel.items if isinstance(i.expr, A.Star))
+            raise error("SELECT * cannot be used with GROUP BY", star.pos)
+        if sel.match is not None and (sel.joins or sel.applies or sel.group_by):
+            raise error("MATCH_RECOGNIZE cannot be combined with JOIN, APPLY or GROUP BY", sel.match.pos)
+        return st
+
+
+def _walk(node: Any):
+    """Every AST node under ``node`` (depth first), including ``node``."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, A.Node):
+            yield n
+            for v in vars(n).values():
+                if isinstance(v, A.Node):
+                    stack.append(v)
+                elif isinstance(v, (list, tuple)):
+                    for x in v:
+                        if isinstance(x, A.Node):
+                            stack.append(x)
+                        elif isinstance(x, tuple):
+                            stack.extend(y for y in x if isinstance(y, A.Node))
+
+
+walk = _walk
+
+
+def analyze(query: A.Query, pm, references: set[str] = frozenset()) -> LogicalPlan:
+    return _Analyzer(pm, references).run(query)

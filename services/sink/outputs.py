@@ -353,7 +353,7 @@ class Outputs:
                 out.stats.rows_dropped += len(bad)
                 log.warning("%s: dropped %d rows (error policy Drop): %s; sample row: %s", out.name, len(bad),
                             named.message, _sample(rows, bad[0]))
-                rows = rows.take(keep)
+                rows = rows.take(pa.array(keep, pa.int64()))
                 if not rows.num_rows:
                     return rows, dropped, reason, True
             except HeadwaterError as exc:

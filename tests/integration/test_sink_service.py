@@ -218,3 +218,30 @@ async def test_postgres_upsert_error_policies_through_the_service(service_proces
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+
+
+async def test_metrics_per_output_on_the_metrics_endpoint(root_policy, tmp_path):
+    import urllib.request
+
+    from headwater.config import load_config
+    from headwater.server import serve_in_process
+    from headwater.services.sink.server import SinkService
+    from headwater.services.sink.config import SinkConfig
+
+    cfg = load_config(SinkConfig, "sink", env={}, grpc_port=0, metrics_port=0, dashboard_port=-1,
+                      data_dir=str(tmp_path / "d"))
+    async with serve_in_process(SinkService(cfg)) as running:
+        async with aio_channel(conn_for(running.address, root_policy)) as ch:
+            stub = sink_pb2_grpc.SinkServiceStub(ch)
+            await create(stub, "metered", mode=spb.OUTPUT_MODE_UPDATE, keys=["k"], policy=spb.ERROR_POLICY_DROP)
+            await write(stub, "metered", pa.table({"k": ["a", None, "b"][:2] + ["b"], "n": [1, 2, 3]}), ckpt=1)
+            await write(stub, "metered", pa.table({"n": [4]}), ckpt=2)  # no key column: dropped
+            await write(stub, "metered", pa.table({"k": ["a"], "n": [5]}), ckpt=2)  # replay: duplicate
+        url = f"http://127.0.0.1:{running.metrics_port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    labels = '{kind="memory",sink="metered"}'
+    assert f"headwater_sink_rows_written_total{labels} 3.0" in text
+    assert f"headwater_sink_rows_dropped_total{labels} 1.0" in text
+    assert f"headwater_sink_duplicate_writes_total{labels} 1.0" in text
+    assert f"headwater_sink_write_latency_seconds_count{labels}" in text
+    assert f"headwater_sink_bytes_written_total{labels}" in text

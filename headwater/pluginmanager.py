@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "headwater.plugins.windows",
     "headwater.plugins.functions",
     "headwater.plugins.serializers",
+    "headwater.plugins.avro",
     "headwater.plugins.sinks",
 )
 

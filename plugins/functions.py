@@ -3,9 +3,10 @@
 Everything the query language calls by name, CAST, LIKE and COUNT(DISTINCT ...)
 included, is registered here exactly as a third-party plugin registers its own.
 
-String comparison is case-insensitive (T-SQL's default collation): the
-query-patterns article compares ``Event = 'start'`` against ``Start`` and still
-outputs the row (SEMANTICS.md §15.5).
+String comparison (``=``, ``<``, ``LIKE``, ``IN``, CASE) is case-insensitive (T-SQL's
+default collation): the query-patterns article compares ``Event = 'start'`` against
+``Start`` and still outputs the row (SEMANTICS.md §15.5). Grouping, partitioning and
+DISTINCT compare values exactly.
 """
 
 from __future__ import annotations
@@ -469,8 +470,6 @@ class CountDistinct(AggregateFunction):
 
 
 def _hashable(v):
-    if isinstance(v, str):
-        return v.lower()
     if isinstance(v, dict):
         return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
     if isinstance(v, list):

@@ -31,7 +31,7 @@ def _key(vals):
     for v in vals:
         try:
             hash(v)
-            out.append(v.lower() if isinstance(v, str) else v)
+            out.append(v)
         except TypeError:
             out.append(repr(v))
     return tuple(out)

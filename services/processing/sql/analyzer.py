@@ -152,6 +152,9 @@ class _Analyzer:
                             "not a window", n.pos)
 
     def is_aggregate(self, node: A.Node) -> bool:
+        return self.find_aggregate(node) is not None
+
+    def find_aggregate(self, node: A.Node) -> A.Node | None:
         from headwater.functions import AggregateFunction
 
         for n in _walk(node):
@@ -159,8 +162,8 @@ class _Analyzer:
                 fn = self.pm.functions.get(n.name, n.namespace) if not n.distinct else \
                     self.pm.functions.get(f"{n.name} DISTINCT") or self.pm.functions.get(n.name, n.namespace)
                 if isinstance(fn, AggregateFunction):
-                    return True
-        return False
+                    return n
+        return None
 
     def run(self, query: A.Query) -> LogicalPlan:
         steps: dict[str, str] = {}
@@ -227,8 +230,9 @@ class _Analyzer:
                 raise error("APPLY takes GetArrayElements(array) or GetRecordProperties(record)", ap.call.pos)
         if sel.where is not None:
             self.no_window_inside(sel.where)
-            if self.is_aggregate(sel.where):
-                raise error("aggregates are not allowed in WHERE; use HAVING", sel.where.pos)
+            agg = self.find_aggregate(sel.where)
+            if agg is not None:
+                raise error("aggregates are not allowed in WHERE; use HAVING", agg.pos)
         for item in sel.items:
             self.no_window_inside(item.expr)
         if sel.group_by:
@@ -238,7 +242,8 @@ class _Analyzer:
             uses_agg = any(self.is_aggregate(i.expr) for i in sel.items) or \
                 (sel.having is not None and self.is_aggregate(sel.having))
             if uses_agg:
-                node = next((i.expr for i in sel.items if self.is_aggregate(i.expr)), sel.having)
+                node = next((self.find_aggregate(i.expr) for i in sel.items if self.is_aggregate(i.expr)), None) \
+                    or self.find_aggregate(sel.having)
                 raise error("an aggregate needs GROUP BY with a window (or System.Timestamp())", node.pos)
         if st.aggregate and any(isinstance(i.expr, A.Star) for i in sel.items):
             star = next(i.expr for i in sel.items if isinstance(i.expr, A.Star))

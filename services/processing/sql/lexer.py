@@ -91,9 +91,10 @@ def tokenize(text: str) -> list[Token]:
         elif c in "'\"":
             j = i + 1
             buf = []
+            sline = line
             while True:
                 if j >= n:
-                    raise error("unterminated string literal", (line, col))
+                    raise error("unterminated string literal", (sline, col))
                 if text[j] == c:
                     if j + 1 < n and text[j + 1] == c:
                         buf.append(c)
@@ -105,7 +106,7 @@ def tokenize(text: str) -> list[Token]:
                     line_start = j + 1
                 buf.append(text[j])
                 j += 1
-            tokens.append(Token("string", "".join(buf), line, col))
+            tokens.append(Token("string", "".join(buf), sline, col))
             i = j + 1
         elif c == "[":
             j = text.find("]", i + 1)
@@ -123,5 +124,10 @@ def tokenize(text: str) -> list[Token]:
                 i += 1
             else:
                 raise error(f"unexpected character {c!r}", (line, col))
-    tokens.append(Token("eof", "", line, n - line_start + 1))
+    if tokens:  # point just after the last token, not at trailing blank lines
+        last = tokens[-1]
+        width = len(last.value) + (2 if last.kind in ("string", "qident") else 0)
+        tokens.append(Token("eof", "", last.line, last.col + width))
+    else:
+        tokens.append(Token("eof", "", line, n - line_start + 1))
     return tokens

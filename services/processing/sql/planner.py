@@ -241,7 +241,8 @@ class ExprCompiler:
         if fn is None:
             fn = self.pm.functions.get(name, ns)
         if fn is None:
-            known = [k for k in self.pm.functions.items]
+            known = [(f"{f.namespace}." if getattr(f, "namespace", "") else "") + f.name
+                     for f in self.pm.functions.unique() if not isinstance(f, Operator)]
             full = f"{ns}.{name}" if ns else name
             raise error(f"unknown function {full!r}{suggest(full, known)}", node.pos)
         if isinstance(fn, AggregateFunction):

@@ -1,0 +1,28 @@
+"""Helpers for tests and plugin authors.
+
+Query engine part (this section): :func:`run_query` runs a query over in-memory events
+exactly as ``headwater query test`` does, with no services.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+__all__ = ["run_query"]
+
+
+# -- query engine ----------------------------------------------------------------------
+def run_query(sql: str, events_by_input: dict[str, list[dict]], *,
+              references: dict[str, list[dict]] | None = None,
+              late_arrival_tolerance: float | None = None, out_of_order_tolerance: float | None = None,
+              out_of_order_action: str = "adjust", arrival_time_field: str | None = None,
+              udfs: dict[str, Callable[..., Any]] | None = None, pm: Any = None,
+              raw: bool = False) -> dict[str, list[dict]]:
+    """Rows per output alias (JSON-ready: datetimes as ``2021-12-10T10:00:00.0000000Z``,
+    unless ``raw``). Raises QueryCompileError or QueryRuntimeError like a job would."""
+    from headwater.cli.query import run_local
+    from headwater.services.processing.engine import format_rows
+
+    out = run_local(sql, events_by_input, references, late=late_arrival_tolerance, ooo=out_of_order_tolerance,
+                    action=out_of_order_action, arrival_field=arrival_time_field, udfs=udfs, pm=pm)
+    return out if raw else {k: format_rows(v) for k, v in out.items()}

@@ -1,0 +1,3 @@
+-- fail: line 3, column 14: unterminated string literal
+SELECT city FROM Input
+WHERE city = 'Oslo AND id = 2

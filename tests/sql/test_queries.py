@@ -1,0 +1,59 @@
+"""Data-driven query tests: ``queries/*.sql`` + ``inputs/*.json`` -> ``golden/*.json``.
+
+Header comments of a query file:
+
+- ``-- inputs: NAME`` the events, ``inputs/NAME.json`` (``{alias: [events]}``);
+- ``-- references: ALIAS[, ...]`` aliases of that file read as reference inputs;
+- ``-- fail: line L, column C: message`` the query must not compile, with that error
+  (prefix match on the message).
+
+Set ``HEADWATER_UPDATE_GOLDEN=1`` to (re)write the golden files, then review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from headwater.errors import QueryCompileError
+from headwater.pluginmanager import get_plugin_manager
+from headwater.testing import run_query
+
+HERE = Path(__file__).parent
+QUERIES = sorted((HERE / "queries").glob("*.sql"))
+
+
+def _headers(text: str) -> dict[str, str]:
+    return {m.group(1).lower(): m.group(2).strip() for m in re.finditer(r"^--\s*(\w+):\s*(.*)$", text, re.M)}
+
+
+@pytest.fixture(scope="module")
+def pm():
+    return get_plugin_manager(load_entrypoints=False).collect()
+
+
+@pytest.mark.parametrize("path", QUERIES, ids=[p.stem for p in QUERIES])
+def test_query(path: Path, pm) -> None:
+    text = path.read_text()
+    h = _headers(text)
+    if "fail" in h:
+        m = re.match(r"line (\d+), column (\d+): (.*)", h["fail"])
+        assert m, "-- fail: needs 'line L, column C: message'"
+        with pytest.raises(QueryCompileError) as info:
+            run_query(text, {"Input": []}, pm=pm)
+        exc = info.value
+        assert (exc.line, exc.column) == (int(m.group(1)), int(m.group(2))), str(exc)
+        assert exc.message.startswith(m.group(3)), str(exc)
+        return
+    data = json.loads((HERE / "inputs" / f"{h['inputs']}.json").read_text())
+    refs = [r.strip() for r in h.get("references", "").split(",") if r.strip()]
+    streams = {k: v for k, v in data.items() if k not in refs}
+    out = run_query(text, streams, references={r: data[r] for r in refs}, pm=pm)
+    golden = HERE / "golden" / f"{path.stem}.json"
+    if os.environ.get("HEADWATER_UPDATE_GOLDEN"):
+        golden.write_text(json.dumps(out, indent=1) + "\n")
+    assert out == json.loads(golden.read_text())

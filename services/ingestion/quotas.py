@@ -38,13 +38,14 @@ class HubQuota:
 
     def __init__(self, hub: str, units: int, auto_inflate: bool = False, maximum_units: int = 0) -> None:
         self.hub = hub
-        self.units = units
+        self.units = 0
         self.auto_inflate = auto_inflate
         self.maximum_units = maximum_units
         self._b = {k: _Bucket(0.0, 0.0) for k in ("in_bytes", "in_events", "out_bytes", "out_events")}
         self.set_units(units)
 
     def set_units(self, units: int, auto_inflate: bool | None = None, maximum_units: int | None = None) -> None:
+        old = self.units
         self.units = units
         if auto_inflate is not None:
             self.auto_inflate = auto_inflate
@@ -54,7 +55,8 @@ class HubQuota:
                           ("out_events", OUT_EVENTS)):
             b = self._b[name]
             b.refill(per * units)
-            b.tokens = max(b.tokens, per * units)
+            # New units add their allowance; removed ones take theirs away.
+            b.tokens = min(per * units, b.tokens + per * (units - old))
 
     def _take(self, direction: str, events: int, nbytes: int, on_inflate) -> None:
         if self.units <= 0:

@@ -485,9 +485,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         for o in request.ownerships:
             hub, store, group = self._store(o.hub, o.consumer_group, "ownerships.hub")
             hub.partition(o.partition_id, "ownerships.partition_id")
-            if not o.owner_id:
-                raise HeadwaterError(Reason.INVALID_ARGUMENT, "ownership owner_id is empty",
-                                     metadata={"field": "ownerships.owner_id"})
+            # An empty owner_id releases the partition (a consumer closing).
             rec = store.claim(group, o.partition_id, o.owner_id, o.etag)
             if rec is not None:
                 claimed.append(self._ownership_proto(hub.name, rec))

@@ -1,0 +1,190 @@
+"""The async SDK against a real in-process ingestion service: publish, read, positions, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from headwater.errors import HeadwaterError, Reason
+from headwater.eventhub import EventData, EventDataBatch
+from headwater.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.v1 import event_pb2, ingestion_pb2
+from tests.integration.ingestion_support import ONE_TRY, admin, conn_str, create_hub, ingestion
+
+
+async def _read_all(address, policy, hub, partition_id, position="-1", inclusive=False, expect=None, wait=0.3):
+    got = []
+    consumer = EventHubConsumerClient.from_connection_string(conn_str(address, policy), "$Default",
+                                                             eventhub_name=hub)
+
+    async def on_event(ctx, event):
+        if event is None:
+            await consumer.close()
+            return
+        got.append(event)
+        if expect is not None and len(got) >= expect:
+            await consumer.close()
+
+    await asyncio.wait_for(consumer.receive(on_event, partition_id=partition_id, starting_position=position,
+                                            starting_position_inclusive=inclusive, max_wait_time=wait), 20)
+    return got
+
+
+async def test_publish_and_read_back_with_stamps(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "trips", 2)
+        producer = EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "trips"))
+        async with producer:
+            batch = await producer.create_batch(partition_id="1")
+            for i in range(10):
+                ev = EventData(f'{{"n": {i}}}')
+                ev.properties = {"kind": "trip", "n": i}
+                ev.content_type = "application/json"
+                batch.add(ev)
+            resp = await producer.send_batch(batch)
+            assert (resp.partition_id, resp.first_sequence_number, resp.last_sequence_number) == ("1", 0, 9)
+            props = await producer.get_partition_properties("1")
+            assert props["last_enqueued_sequence_number"] == 9 and not props["is_empty"]
+            assert (await producer.get_partition_properties("0"))["is_empty"]
+            assert (await producer.get_eventhub_properties())["partition_ids"] == ["0", "1"]
+        events = await _read_all(svc.address, root_policy, "trips", "1")
+        assert [e.sequence_number for e in events] == list(range(10))
+        assert [e.body_as_json()["n"] for e in events] == list(range(10))
+        assert events[3].properties == {"kind": "trip", "n": "3"}
+        assert events[0].partition_id == "1" and events[0].content_type == "application/json"
+        assert events[0].enqueued_time.tzinfo is not None
+        offsets = [int(e.offset) for e in events]
+        assert offsets == sorted(offsets) and len(set(offsets)) == 10
+        assert props["last_enqueued_offset"] == events[-1].offset
+
+
+async def test_positions_offset_sequence_time_latest(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "h", 1)
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h")) as p:
+            await p.send_batch([EventData(f"a{i}") for i in range(5)])
+            await asyncio.sleep(0.02)
+            middle = dt.datetime.now(dt.timezone.utc)
+            await asyncio.sleep(0.02)
+            await p.send_batch([EventData(f"b{i}") for i in range(5)])
+        every = await _read_all(svc.address, root_policy, "h", "0")
+        assert [e.body_as_str() for e in every] == [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
+        third = every[3]
+        exclusive = await _read_all(svc.address, root_policy, "h", "0", third.offset)
+        assert exclusive[0].sequence_number == 4
+        inclusive = await _read_all(svc.address, root_policy, "h", "0", third.offset, inclusive=True)
+        assert inclusive[0].sequence_number == 3
+        by_seq = await _read_all(svc.address, root_policy, "h", "0", 6)
+        assert by_seq[0].sequence_number == 7
+        by_seq_incl = await _read_all(svc.address, root_policy, "h", "0", 6, inclusive=True)
+        assert by_seq_incl[0].sequence_number == 6
+        by_time = await _read_all(svc.address, root_policy, "h", "0", middle)
+        assert [e.body_as_str() for e in by_time] == [f"b{i}" for i in range(5)]
+        assert await _read_all(svc.address, root_policy, "h", "0", "@latest") == []
+
+
+async def test_long_poll_delivers_new_events_and_heartbeats(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "h", 1)
+        consumer = EventHubConsumerClient.from_connection_string(conn_str(svc.address, root_policy, "h"), "$Default")
+        seen: list = []
+
+        async def on_event(ctx, event):
+            seen.append(event)
+            if event is not None:
+                await consumer.close()
+
+        task = asyncio.create_task(consumer.receive(on_event, partition_id="0", starting_position="@latest",
+                                                    max_wait_time=0.2))
+        await asyncio.sleep(0.7)
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h")) as p:
+            await p.send_event(EventData("late"))
+        await asyncio.wait_for(task, 10)
+        assert None in seen, "max_wait_time gives on_event(None) heartbeats"
+        assert seen[-1].body_as_str() == "late"
+
+
+async def test_partition_key_is_stable_and_balanced_spreads(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "h", 4)
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h")) as p:
+            keyed = {(await p.send_batch([EventData("x")], partition_key="car-42")).partition_id for _ in range(5)}
+            assert len(keyed) == 1
+            spread = {(await p.send_batch([EventData("x")])).partition_id for _ in range(8)}
+            assert spread == {"0", "1", "2", "3"}
+    # Same key, same partition after a restart.
+    async with ingestion(tmp_path / "data") as svc:
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h")) as p:
+            assert (await p.send_batch([EventData("x")], partition_key="car-42")).partition_id == keyed.pop()
+
+
+async def test_size_limits_refuse_the_whole_batch(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data", max_message_bytes=4096) as svc:
+        await create_hub(svc.address, root_policy, "h", 1)
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h"),
+                                                                 retry_policy=ONE_TRY) as p:
+            batch = await p.create_batch(max_size_in_bytes=1000)
+            batch.add(EventData(b"x" * 500))
+            with pytest.raises(ValueError, match="size limit"):
+                batch.add(EventData(b"x" * 500))
+            assert len(batch) == 1
+            with pytest.raises(HeadwaterError) as err:
+                await p.send_batch([EventData(b"y" * 100), EventData(b"z" * 5000)])
+            assert err.value.reason is Reason.MESSAGE_SIZE_EXCEEDED and not err.value.is_transient
+            with pytest.raises(HeadwaterError) as err:
+                await p.send_batch([EventData(b"y" * 1000) for _ in range(5)])
+            assert err.value.reason is Reason.MESSAGE_SIZE_EXCEEDED
+            assert (await p.get_partition_properties("0"))["is_empty"]
+
+
+async def test_idempotent_retry_is_stored_once(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "h", 2)
+        async with admin(svc.address, root_policy) as stub:
+            req = PublishEventsRequestPacked(hub="h", partition_id="1", producer_id="p1", producer_sequence=0,
+                                             events=[event_pb2.EventData(body=b"%d" % i).SerializeToString()
+                                                     for i in range(3)])
+            full = ingestion_pb2.PublishEventsRequest.FromString(req.SerializeToString())
+            first = await stub.PublishEvents(full)
+            again = await stub.PublishEvents(full)
+            assert not first.duplicate and again.duplicate
+            assert again.first_sequence_number == first.first_sequence_number == 0
+            full.producer_sequence = 3
+            nxt = await stub.PublishEvents(full)
+            assert nxt.first_sequence_number == 3 and not nxt.duplicate
+            full.producer_sequence = 10
+            with pytest.raises(Exception) as gap:
+                await stub.PublishEvents(full)
+            assert "next expected is 6" in str(gap.value)
+        async with EventHubProducerClient.from_connection_string(
+                conn_str(svc.address, root_policy, "h"), enable_idempotent_partitions=True) as p:
+            b = await p.create_batch(partition_id="0")
+            b.add(EventData("once"))
+            await p.send_batch(b)
+            with pytest.raises(ValueError, match="partition"):
+                await p.send_batch([EventData("no partition")])
+    async with ingestion(tmp_path / "data") as svc:  # producer state survives a restart
+        async with admin(svc.address, root_policy) as stub:
+            full.producer_sequence = 3
+            again = await stub.PublishEvents(full)
+            assert again.duplicate and again.first_sequence_number == 3
+
+
+async def test_bad_requests_name_what_is_wrong(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "h", 2)
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "nohub"),
+                                                                 retry_policy=ONE_TRY) as p:
+            with pytest.raises(HeadwaterError) as err:
+                await p.send_batch([EventData("x")])
+            assert err.value.reason is Reason.RESOURCE_NOT_FOUND and "nohub" in err.value.message
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h"),
+                                                                 retry_policy=ONE_TRY) as p:
+            with pytest.raises(HeadwaterError) as err:
+                await p.send_batch([EventData("x")], partition_id="7")
+            assert err.value.reason is Reason.RESOURCE_NOT_FOUND and "0..1" in err.value.message
+        with pytest.raises(ValueError):
+            EventDataBatch(partition_id="0", partition_key="k")

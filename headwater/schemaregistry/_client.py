@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any, Iterator
 
@@ -52,6 +53,7 @@ class SchemaRegistryClient:
         self._stub: pb_grpc.SchemaRegistryServiceStub | None = None
         self._lock = threading.Lock()
         self._retry, self._timeout = retry_policy, timeout
+        self._rest = dataclasses.replace(retry_policy, max_attempts=max(1, retry_policy.max_attempts - 1))
         self.cache_enabled = cache
         self._by_id = LruCache()
         self._props = LruCache()
@@ -80,7 +82,12 @@ class SchemaRegistryClient:
             except grpc.RpcError as exc:
                 raise HeadwaterError.from_rpc_error(exc) from None
 
-        return retry_sync(once, self._retry)
+        try:  # the first try without the retry machinery (most calls succeed)
+            return once()
+        except HeadwaterError as exc:
+            if not exc.is_transient or self._retry.max_attempts <= 1:
+                raise
+        return retry_sync(once, self._rest)
 
     def close(self) -> None:
         """Close the channel; the next call opens a new one (the book uses ``with client:`` twice)."""

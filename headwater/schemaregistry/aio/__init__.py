@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, AsyncIterator
 
 import grpc
@@ -40,6 +41,7 @@ class SchemaRegistryClient:
         self._channel = aio_channel(conn, root_certificates=root_certificates)
         self._stub = pb_grpc.SchemaRegistryServiceStub(self._channel)
         self._retry, self._timeout = retry_policy, timeout
+        self._rest = dataclasses.replace(retry_policy, max_attempts=max(1, retry_policy.max_attempts - 1))
         self.cache_enabled = cache
         self._by_id = LruCache()
         self._props = LruCache()
@@ -58,7 +60,12 @@ class SchemaRegistryClient:
             except grpc.aio.AioRpcError as exc:
                 raise await HeadwaterError.from_aio_call(exc) from None
 
-        return await retry_async(once, self._retry)
+        try:  # the first try without the retry machinery (most calls succeed)
+            return await once()
+        except HeadwaterError as exc:
+            if not exc.is_transient or self._retry.max_attempts <= 1:
+                raise
+        return await retry_async(once, self._rest)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -69,15 +69,31 @@ class PostgresStore(SqlStore):
 
     @contextlib.contextmanager
     def _tx(self, lock_key: str = "") -> Iterator[Any]:
+        import psycopg
+
         conn = self._pool.get()
         try:
+            if conn.closed or conn.broken:  # PostgreSQL restarted or the link dropped: reconnect
+                conn = self._reconnect(conn)
             with conn.transaction(), conn.cursor() as cur:
                 if lock_key:
                     cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                                 (f"{self.schema}/{lock_key}",))
                 yield cur
+        except psycopg.OperationalError as exc:
+            raise HeadwaterError(Reason.SERVICE_BUSY, f"PostgreSQL is unavailable: {exc}".strip(),
+                                 retry_after=1.0) from None
         finally:
             self._pool.put(conn)
+
+    def _reconnect(self, old: Any) -> Any:
+        import psycopg
+
+        with contextlib.suppress(Exception):
+            old.close()
+        conn = psycopg.connect(self.dsn, autocommit=True)
+        self._conns = [c for c in self._conns if c is not old] + [conn]
+        return conn
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         import psycopg

@@ -269,15 +269,27 @@ class PostgresSink(Sink):
 
         try:
             with conn.transaction():
-                last = None
+                previous: int | None = None
                 if checkpoint.tracked:
-                    last = self._last(conn, checkpoint.writer, lock=True)
-                    if not checkpoint.after(last):
+                    # Claim the write first: one statement locks the writer's row, refuses a
+                    # replay and returns the trigger (checkpoint id) stored before.
+                    row = conn.execute(sql.SQL(
+                        "WITH old AS (SELECT checkpoint_id FROM {side} WHERE sink = %s AND writer = %s FOR UPDATE) "
+                        "INSERT INTO {side} AS s (sink, writer, checkpoint_id, batch_id) VALUES (%s, %s, %s, %s) "
+                        "ON CONFLICT (sink, writer) DO UPDATE SET checkpoint_id = EXCLUDED.checkpoint_id, "
+                        "batch_id = EXCLUDED.batch_id, update_time = now() "
+                        "WHERE (s.checkpoint_id, s.batch_id) < (EXCLUDED.checkpoint_id, EXCLUDED.batch_id) "
+                        "RETURNING (SELECT checkpoint_id FROM old)").format(
+                            side=sql.Identifier(self.schema, SIDE_TABLE)),
+                        (self._key, checkpoint.writer, self._key, checkpoint.writer, checkpoint.checkpoint_id,
+                         checkpoint.batch_id)).fetchone()
+                    if row is None:
                         return "duplicate"
+                    previous = row[0]
                 self._ensure_table(conn, batch)
                 tname = sql.Identifier(self.schema, self.table)
                 if self.spec.output_mode is OutputMode.COMPLETE and (
-                        not checkpoint.tracked or last is None or last.checkpoint_id != checkpoint.checkpoint_id):
+                        not checkpoint.tracked or previous != checkpoint.checkpoint_id):
                     conn.execute(sql.SQL("TRUNCATE {}").format(tname))
                 cols = sql.SQL(", ").join(sql.Identifier(c) for c in batch.column_names)
                 if self.upsert:
@@ -286,13 +298,6 @@ class PostgresSink(Sink):
                     with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
                             tname, cols)) as cp:
                         cp.write(_csv(batch))
-                if checkpoint.tracked:
-                    conn.execute(sql.SQL(
-                        "INSERT INTO {}.{} (sink, writer, checkpoint_id, batch_id) VALUES (%s, %s, %s, %s) "
-                        "ON CONFLICT (sink, writer) DO UPDATE SET checkpoint_id = EXCLUDED.checkpoint_id, "
-                        "batch_id = EXCLUDED.batch_id, update_time = now()").format(
-                            sql.Identifier(self.schema), sql.Identifier(SIDE_TABLE)),
-                        (self._key, checkpoint.writer, checkpoint.checkpoint_id, checkpoint.batch_id))
         except BaseException:
             # The transaction rolled back: staging table and added columns with it.
             self._columns, self._stage_cols = None, None
@@ -338,6 +343,8 @@ class PostgresSink(Sink):
         """One row per id (an upsert cannot touch a row twice): the last, or all merged in order."""
         import polars as pl
 
+        if len(self.ids) == 1 and pc.count_distinct(batch.column(self.ids[0])).as_py() == batch.num_rows:
+            return batch
         df = pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
         if not df.select(pl.struct(self.ids).is_duplicated().any()).item():

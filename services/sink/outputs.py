@@ -303,7 +303,8 @@ class Outputs:
         """The error as the writer sees it: naming the output."""
         out.stats.last_error = exc.message
         metrics.ERRORS.labels(*out.labels, exc.reason.value).inc()
-        message = exc.message if out.id in exc.message else f"output {out.name} ({out.kind.name}): {exc.message}"
+        named = f"'{out.id}'" in exc.message or out.name in exc.message
+        message = exc.message if named else f"output {out.name} ({out.kind.name}): {exc.message}"
         return HeadwaterError(exc.reason, message, metadata={**exc.metadata, "sink": out.name},
                               retry_after=exc.retry_after)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 import time
 import uuid
 from typing import Any, Awaitable, Callable
@@ -426,6 +427,11 @@ class EventHubConsumerClient(_ClientBase):
         try:
             position = await self._initial_position(pid, opts)
             owner_level = opts["owner_level"] if opts["owner_level"] is not None else self._default_owner_level
+            if owner_level is None and self._balanced:
+                # Exclusive reading, as the Event Hubs processor does: the new
+                # owner's later (higher) level disconnects the previous owner's
+                # reader at once, so a moved partition is not read twice.
+                owner_level = time.time_ns() // 1000
             stub = self._conn.stub()
             attempt = 0
             while not self._closing:
@@ -462,6 +468,8 @@ class EventHubConsumerClient(_ClientBase):
                                                 max(err.retry_after or 0.0, self._retry.initial_backoff_s * 2 ** attempt)))
                         continue
                     reason = "ownership_lost" if err.reason is Reason.CONSUMER_DISCONNECTED else "error"
+                    if reason == "ownership_lost" and self._balanced:
+                        return
                     if opts["on_error"] is not None:
                         await _maybe_await(opts["on_error"](ctx, err))
                     else:
@@ -496,7 +504,9 @@ class EventHubConsumerClient(_ClientBase):
             for pid in sorted(owned, key=int):
                 self._start_partition(pid, on_event, on_batch, opts)
             try:
-                await asyncio.wait_for(self._closed.wait(), self._lb_interval)
+                # Jitter, so that consumers started together do not renew and
+                # steal in lockstep (a steal would always meet a fresh etag).
+                await asyncio.wait_for(self._closed.wait(), self._lb_interval * random.uniform(0.6, 1.4))
             except asyncio.TimeoutError:
                 pass
 

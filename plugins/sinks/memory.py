@@ -1,9 +1,9 @@
 """The memory table (Spark's memory sink) and the dashboard dataset (Power BI streaming dataset).
 
-Rows live in memory as Arrow tables; a flush (the writer's checkpoint) writes a
-snapshot to the sink's data folder with the last applied checkpoint of each
-writer in the same file, so a restarted service serves the same table and a
-replayed write is not applied twice.
+Rows live in memory as Arrow tables; a flush (the writer's checkpoint) writes the
+new rows to the sink's data folder as Arrow files, then the last applied
+checkpoint of each writer with the list of files in one atomic rename, so a
+restarted service serves the same table and a replayed write is not applied twice.
 
 Output modes: append adds rows; update replaces rows with the same key columns;
 complete replaces the whole table on the first write of each trigger
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,7 +33,16 @@ from headwater.sinks import (
 
 __all__ = ["MemoryKind", "DashboardKind", "MemorySink"]
 
-_SNAPSHOT = "table.arrow"
+_STATE = "state.json"
+#: A flush rewrites the table as one segment when it has more segments than this.
+_MAX_SEGMENTS = 64
+
+
+def _write_arrow(path: Path, table: pa.Table) -> None:
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def concat(tables: list[pa.Table]) -> pa.Table:
@@ -74,47 +84,75 @@ class MemorySink(ReadableSink):
         self._last: dict[str, Checkpoint] = {}
         self._trigger: int | None = None
         self._dirty = False
+        self._segments: list[str] = []
+        self._persisted = 0  # rows of the table already in segments (append mode)
+        self._full = True  # the next flush writes the whole table
+        self._seq = 0
         self.max_rows = int(spec.config.get("max_rows") or 0)
 
     # -- persistence -----------------------------------------------------------------
-    def _path(self) -> Path | None:
-        return None if self.spec.data_dir is None else Path(self.spec.data_dir) / _SNAPSHOT
+    # A flush writes the rows added since the last flush as one Arrow file (a segment)
+    # and then, atomically, ``state.json`` naming the live segments with the last
+    # checkpoint of each writer. Update and complete modes (and trims) write the whole
+    # table as one segment. A segment that state.json does not name is a leftover of
+    # a crash and is removed on open.
+    def _dir(self) -> Path | None:
+        return None if self.spec.data_dir is None else Path(self.spec.data_dir)
 
     def open(self) -> None:
-        path = self._path()
-        if path is None or not path.exists():
+        folder = self._dir()
+        if folder is None or not (folder / _STATE).exists():
             return
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
-        meta = json.loads((table.schema.metadata or {}).get(b"headwater", b"{}"))
-        self._parts = [table.replace_schema_metadata(None)] if table.num_columns else []
-        self._last = {w: Checkpoint(c, b, w) for w, (c, b) in meta.get("last", {}).items()}
-        self._trigger = meta.get("trigger")
+        state = json.loads((folder / _STATE).read_text())
+        parts = []
+        for name in state["segments"]:
+            with pa.memory_map(str(folder / name)) as source:
+                parts.append(pa.ipc.open_file(source).read_all())
+        for path in folder.glob("seg-*.arrow"):
+            if path.name not in state["segments"]:
+                path.unlink()
+        self._parts = [concat(parts)] if parts else []
+        self._segments = list(state["segments"])
+        self._persisted = sum(p.num_rows for p in parts)
+        self._last = {w: Checkpoint(c, b, w) for w, (c, b) in state.get("last", {}).items()}
+        self._trigger = state.get("trigger")
+        self._full = False
 
     def flush(self) -> None:
-        path = self._path()
+        folder = self._dir()
         with self._lock:
-            if path is None or not self._dirty:
+            if folder is None or not self._dirty:
                 return
             table = self._table_locked()
-            meta = {"last": {w: [c.checkpoint_id, c.batch_id] for w, c in self._last.items()},
-                    "trigger": self._trigger}
+            full = self._full or len(self._segments) >= _MAX_SEGMENTS
+            rows = table if full else table.slice(self._persisted)
+            state = {"last": {w: [c.checkpoint_id, c.batch_id] for w, c in self._last.items()},
+                     "trigger": self._trigger}
             self._dirty = False
-        table = table.replace_schema_metadata({"headwater": json.dumps(meta)})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        with open(tmp, "rb") as fh:
+            self._seq += 1
+            name = f"seg-{time.time_ns():020d}-{self._seq:06d}.arrow"
+            old = list(self._segments)
+            segments = [name] if full else [*old, name]
+            self._segments, self._persisted, self._full = segments, table.num_rows, False
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_arrow(folder / name, rows)
+        tmp = folder / (_STATE + ".tmp")
+        with open(tmp, "w") as fh:
+            json.dump({**state, "segments": segments}, fh)
+            fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, folder / _STATE)
+        if full:
+            for stale in old:
+                (folder / stale).unlink(missing_ok=True)
 
     def drop(self) -> None:
         with self._lock:
             self._parts = []
-        path = self._path()
-        if path is not None and path.exists():
-            path.unlink()
+        folder = self._dir()
+        if folder is not None:
+            for path in [*folder.glob("seg-*.arrow"), folder / _STATE]:
+                path.unlink(missing_ok=True)
 
     # -- rows --------------------------------------------------------------------------
     def _table_locked(self) -> pa.Table:
@@ -134,6 +172,8 @@ class MemorySink(ReadableSink):
             if checkpoint.tracked and not checkpoint.after(self._last.get(checkpoint.writer)):
                 return "duplicate"
             mode = self.spec.output_mode
+            if mode is not OutputMode.APPEND:
+                self._full = True
             if mode is OutputMode.COMPLETE:
                 if not checkpoint.tracked or checkpoint.checkpoint_id != self._trigger:
                     self._parts = []
@@ -147,6 +187,7 @@ class MemorySink(ReadableSink):
                 table = self._table_locked()
                 if table.num_rows > self.max_rows:
                     self._parts = [table.slice(table.num_rows - self.max_rows)]
+                    self._full = True
             if checkpoint.tracked:
                 self._last[checkpoint.writer] = checkpoint
             self._dirty = True

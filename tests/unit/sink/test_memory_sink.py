@@ -86,3 +86,26 @@ def test_dashboard_kind_accepts_chart_columns(tmp_path):
     assert (cfg["key"], cfg["value"], cfg["time"], cfg["max_rows"]) == ("startLocation", "trips", "WindowEnd", 10_000)
     with pytest.raises(SinkConfigError, match="chart"):
         kind.validate({"chart": {"z": "a"}}, spec)
+
+
+def test_append_flushes_write_only_new_rows_and_restore_them_all(tmp_path):
+    sink = make(tmp_path)
+    for ckpt in range(1, 4):
+        sink.write_batch(pa.table({"v": [ckpt * 10, ckpt * 10 + 1]}), Checkpoint(ckpt, 0, "job"))
+        sink.flush()
+    segments = sorted(tmp_path.glob("seg-*.arrow"))
+    assert [pa.ipc.open_file(pa.memory_map(str(p))).read_all().num_rows for p in segments] == [2, 2, 2]
+    (tmp_path / "seg-99999999999999999999-000001.arrow").write_bytes(b"left by a crash")
+    again = make(tmp_path)
+    assert again.read().column("v").to_pylist() == [10, 11, 20, 21, 30, 31]
+    assert not (tmp_path / "seg-99999999999999999999-000001.arrow").exists()
+
+
+def test_update_flush_rewrites_one_segment(tmp_path):
+    sink = make(tmp_path, OutputMode.UPDATE, ["k"])
+    sink.write_batch(pa.table({"k": ["a"], "n": [1]}), Checkpoint(1, 0, "w"))
+    sink.flush()
+    sink.write_batch(pa.table({"k": ["a"], "n": [2]}), Checkpoint(2, 0, "w"))
+    sink.flush()
+    assert len(list(tmp_path.glob("seg-*.arrow"))) == 1
+    assert make(tmp_path, OutputMode.UPDATE, ["k"]).read().to_pylist() == [{"k": "a", "n": 2}]

@@ -262,16 +262,18 @@ class Registry:
 
 def incompatible(group: Group, name: str, issues: list[compatibility.Issue]) -> HeadwaterError:
     """SCHEMA_INCOMPATIBLE naming each broken rule (the metadata carries the first, and the count)."""
-    lines = "; ".join(str(i) for i in issues[:20])
-    more = f" (and {len(issues) - 20} more)" if len(issues) > 20 else ""
+    # The status travels in trailing metadata (8 KiB by default): at most 10 issues in full.
+    lines = "; ".join(str(i)[:400] for i in issues[:10])
+    more = f" (and {len(issues) - 10} more)" if len(issues) > 10 else ""
     err = HeadwaterError(
         Reason.SCHEMA_INCOMPATIBLE,
         f"schema {name!r} is not {group.compatibility} compatible in group {group.group_id!r}: {lines}{more}",
         metadata={"group": group.group_id, "name": name, "compatibility": group.compatibility,
-                  "issue_count": len(issues), "rule": issues[0].rule, "path": issues[0].path,
+                  "issue_count": len(issues), "rule": issues[0].rule, "path": issues[0].path[:400],
                   "version": issues[0].version,
-                  "issues": json.dumps([{"version": i.version, "path": i.path, "rule": i.rule,
-                                         "message": i.message, "direction": i.direction} for i in issues[:50]])},
+                  "issues": json.dumps([{"version": i.version, "path": i.path[:400], "rule": i.rule,
+                                         "message": i.message[:400], "direction": i.direction}
+                                        for i in issues[:10]])},
     )
     err.issues = issues  # type: ignore[attr-defined]
     return err

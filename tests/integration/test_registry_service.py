@@ -196,3 +196,18 @@ def test_from_connection_string(service_process, root_policy, tmp_path):
             f"SharedAccessKey={root_policy.key}")
     with SchemaRegistryClient.from_connection_string(conn) as c:
         assert c.register_schema("g", "demo.Trip", TRIP_V1, "Avro").version == 1
+
+
+def test_many_incompatibilities_still_fit_in_the_error(service_process, root_policy, tmp_path):
+    proc = service_process("registry", "--data-dir", str(tmp_path / "d"))
+    names = [f"a_rather_long_field_name_that_people_do_write_{i:03d}" for i in range(60)]
+    old = {"type": "record", "name": "Wide", "namespace": "some.long.namespace.for.testing",
+           "fields": [{"name": n, "type": "string"} for n in names]}
+    new = dict(old, fields=[{"name": n, "type": "int"} for n in names])
+    with client(proc.address, root_policy, retry_policy=ONE_TRY) as c:
+        c.register_schema("wide", "Wide", json.dumps(old), "Avro")
+        with pytest.raises(HeadwaterError) as err:
+            c.register_schema("wide", "Wide", json.dumps(new), "Avro")
+    assert err.value.reason is Reason.SCHEMA_INCOMPATIBLE
+    assert err.value.metadata["issue_count"] == "60" and "(and 50 more)" in err.value.message
+    assert len(json.loads(err.value.metadata["issues"])) == 10

@@ -116,3 +116,13 @@ def test_book_example_runs_with_only_import_and_namespace_changed(registry, root
     again = subprocess.run([sys.executable, str(ROOT / "examples" / "book_schema_registry.py")], env=env,
                            capture_output=True, text=True, timeout=60)
     assert f"schema id: {lines['schema id']}" in again.stdout
+
+
+def test_encode_into_headwater_eventdata(registry, root_policy):
+    from headwater.eventhub import EventData
+
+    with client(registry.address, root_policy) as c:
+        encoder = AvroEncoder(client=c, group_name="trips", auto_register=True)
+        event = encoder.encode({"tripId": "e1", "fare": 4.0}, schema=TRIP_V1, message_type=EventData)
+        assert isinstance(event, EventData) and event.content_type.startswith("avro/binary+")
+        assert encoder.decode(event) == {"tripId": "e1", "fare": 4.0}

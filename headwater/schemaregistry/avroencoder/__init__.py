@@ -21,6 +21,7 @@ from headwater.schemaregistry.avroencoder._codec import (
     content_type_for,
     message_content,
     schema_id_of,
+    to_message,
 )
 
 __all__ = ["AvroEncoder", "InvalidContentError", "InvalidSchemaError", "MessageContent"]
@@ -74,7 +75,7 @@ class AvroEncoder:
         body = self._codec.write(content, parsed)
         ctype = content_type_for(self._schema_id(schema, parsed))
         if message_type is not None:
-            return message_type.from_message_content(body, ctype, **kwargs)
+            return to_message(message_type, body, ctype, **kwargs)
         return MessageContent(content=body, content_type=ctype)
 
     def decode(self, message: Any, *, readers_schema: str | None = None,

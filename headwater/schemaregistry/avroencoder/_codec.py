@@ -24,6 +24,7 @@ __all__ = [
     "content_type_for",
     "message_content",
     "schema_id_of",
+    "to_message",
 ]
 
 CONTENT_TYPE_PREFIX = "avro/binary+"
@@ -50,6 +51,17 @@ class InvalidContentError(HeadwaterError):
     def __init__(self, message: str, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(Reason.INVALID_ARGUMENT, message, metadata={k: v for k, v in (details or {}).items()})
         self.details = dict(details or {})
+
+
+def to_message(message_type: Any, body: bytes, content_type: str, **kwargs: Any) -> Any:
+    """``message_type.from_message_content(...)`` (Azure's protocol), or for a type without it
+    (an EventData-like class taking the body): ``message_type(body)`` with ``content_type`` set."""
+    factory = getattr(message_type, "from_message_content", None)
+    if factory is not None:
+        return factory(body, content_type, **kwargs)
+    message = message_type(body)
+    message.content_type = content_type
+    return message
 
 
 def content_type_for(schema_id: str) -> str:

@@ -11,6 +11,7 @@ from headwater.schemaregistry.avroencoder._codec import (
     content_type_for,
     message_content,
     schema_id_of,
+    to_message,
 )
 
 __all__ = ["AvroEncoder"]
@@ -44,7 +45,7 @@ class AvroEncoder:
             schema_id = self._ids[schema] = (await call(self._group, name, schema, SchemaFormat.AVRO)).id
         ctype = content_type_for(schema_id)
         if message_type is not None:
-            return message_type.from_message_content(body, ctype, **kwargs)
+            return to_message(message_type, body, ctype, **kwargs)
         return MessageContent(content=body, content_type=ctype)
 
     async def decode(self, message: Any, *, readers_schema: str | None = None,

@@ -211,3 +211,24 @@ def test_many_incompatibilities_still_fit_in_the_error(service_process, root_pol
     assert err.value.reason is Reason.SCHEMA_INCOMPATIBLE
     assert err.value.metadata["issue_count"] == "60" and "(and 50 more)" in err.value.message
     assert len(json.loads(err.value.metadata["issues"])) == 10
+
+
+def test_sigterm_drains_and_json_schema_groups(service_process, root_policy, tmp_path):
+    data = str(tmp_path / "d")
+    proc = service_process("registry", "--data-dir", data)
+    s1 = '{"type": "object", "properties": {"tripId": {"type": "string"}}, "required": ["tripId"]}'
+    s2 = '{"type": "object", "properties": {"tripId": {"type": "string"}, "tip": {"type": "number"}}}'
+    with client(proc.address, root_policy, retry_policy=ONE_TRY) as c:
+        c.create_schema_group("jtrips", "Json", "forward")
+        p1 = c.register_schema("jtrips", "Trip", s1, "Json")
+        assert p1.format is SchemaFormat.JSON
+        with pytest.raises(HeadwaterError) as err:  # FORWARD: v1 readers require tripId, v2 no longer does
+            c.register_schema("jtrips", "Trip", s2, "Json")
+        assert err.value.metadata["rule"] == "PROPERTY_MADE_REQUIRED"
+        with pytest.raises(HeadwaterError) as err:
+            c.register_schema("jtrips", "Trip", '{"type": "strin"}', "Json")
+        assert err.value.reason is Reason.INVALID_ARGUMENT and "invalid json schema" in err.value.message
+    assert proc.terminate() == 0
+    proc2 = service_process("registry", "--data-dir", data)
+    with client(proc2.address, root_policy) as c:
+        assert c.get_schema(p1.id).definition == s1

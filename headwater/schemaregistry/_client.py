@@ -123,16 +123,7 @@ class SchemaRegistryClient:
         Raises :class:`HeadwaterError` with reason SCHEMA_INCOMPATIBLE (the broken rules in its
         message and in ``metadata["issues"]``, JSON) or INVALID_ARGUMENT (the parser's message).
         """
-        fmt = SchemaFormat.parse(format)
-        key = (group_name, name, fmt, definition)
-        if self.cache_enabled:
-            hit = self._props.get(key)
-            if hit is not None:
-                return hit
-        resp = self._call("RegisterSchema", register_request(group_name, name, definition, fmt))
-        props = SchemaProperties.from_pb(resp.properties)
-        self._remember(Schema(definition, props), props, definition)
-        return props
+        return self._properties("RegisterSchema", register_request, group_name, name, definition, format)
 
     def get_schema(self, schema_id: str | None = None, *, group_name: str | None = None,
                    name: str | None = None, version: int | None = None, **_kwargs: Any) -> Schema:
@@ -151,15 +142,21 @@ class SchemaRegistryClient:
     def get_schema_properties(self, group_name: str, name: str, definition: str, format: SchemaFormat | str,
                               **_kwargs: Any) -> SchemaProperties:
         """The properties of a registered definition (RESOURCE_NOT_FOUND when it is not registered)."""
+        return self._properties("LookupSchema", lookup_request, group_name, name, definition, format)
+
+    def _properties(self, method: str, make: Any, group_name: str, name: str, definition: str,
+                    format: SchemaFormat | str) -> SchemaProperties:
         fmt = SchemaFormat.parse(format)
-        key = (group_name, name, fmt, definition)
         if self.cache_enabled:
-            hit = self._props.get(key)
+            hit = self._props.get((group_name, name, fmt, definition))
             if hit is not None:
                 return hit
-        props = SchemaProperties.from_pb(
-            self._call("LookupSchema", lookup_request(group_name, name, definition, fmt)).properties)
-        self._remember(None, props, definition)
+        resp = self._call(method, make(group_name, name, definition, fmt))
+        props = SchemaProperties.from_pb(resp.properties)
+        # Only a version this call created is known to be stored as this exact text; an existing
+        # one may have been registered with other whitespace, and get_schema returns the stored text.
+        created = getattr(resp, "created", False)
+        self._remember(Schema(definition, props) if created else None, props, definition)
         return props
 
     def list_schema_versions(self, group_name: str, name: str, *, page_size: int = 100) -> Iterator[SchemaProperties]:

@@ -232,3 +232,13 @@ def test_sigterm_drains_and_json_schema_groups(service_process, root_policy, tmp
     proc2 = service_process("registry", "--data-dir", data)
     with client(proc2.address, root_policy) as c:
         assert c.get_schema(p1.id).definition == s1
+
+
+def test_get_schema_returns_the_text_as_first_registered(service_process, root_policy, tmp_path):
+    proc = service_process("registry", "--data-dir", str(tmp_path / "d"))
+    spaced = json.dumps(json.loads(TRIP_V1), indent=8)
+    with client(proc.address, root_policy) as first, client(proc.address, root_policy) as second:
+        p = first.register_schema("g", "demo.Trip", TRIP_V1, "Avro")
+        assert second.register_schema("g", "demo.Trip", spaced, "Avro").id == p.id
+        assert second.get_schema(p.id).definition == TRIP_V1
+        assert second.get_schema_properties("g", "demo.Trip", spaced, "Avro").id == p.id

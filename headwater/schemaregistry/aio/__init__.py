@@ -87,7 +87,8 @@ class SchemaRegistryClient:
         props = SchemaProperties.from_pb(resp.properties)
         if self.cache_enabled:
             self._props.put(key, props)
-            self._by_id.put(props.id, Schema(definition, props))
+            if resp.created:  # stored as this exact text (see the sync client)
+                self._by_id.put(props.id, Schema(definition, props))
         return props
 
     async def get_schema(self, schema_id: str | None = None, *, group_name: str | None = None,

@@ -261,7 +261,11 @@ class Outputs:
                 if checkpoint.writer not in out.last and sink.exactly_once:
                     out.last[checkpoint.writer] = await self._retry(
                         out, lambda: call(sink.last_checkpoint, checkpoint.writer))
-                if not checkpoint.after(out.last.get(checkpoint.writer)):
+                last = out.last.get(checkpoint.writer)
+                if not checkpoint.after(last):
+                    log.info("%s: write of %s (checkpoint %d, batch %d) already applied (last %s): skipped",
+                             out.name, checkpoint.writer or "?", checkpoint.checkpoint_id, checkpoint.batch_id,
+                             f"{last.checkpoint_id}/{last.batch_id}" if last else "-")
                     return self._duplicate(out, result)
             rows = table
             applied = True

@@ -125,3 +125,18 @@ def test_container_files_and_encode_without_registry(tmp_path):
     assert [r["tripId"] for r in ser.read_file(buf.getvalue())] == ["a", "b"]
     with pytest.raises(Exception, match="not an Avro container"):
         ser.read_file(b"nope")
+
+
+def test_query_test_reads_avro_files_through_the_plugin(tmp_path):
+    import fastavro
+
+    from headwater.cli.main import main
+
+    schema = fastavro.parse_schema({"type": "record", "name": "T", "fields": [
+        {"name": "tripId", "type": "string"}, {"name": "fare", "type": "double"}]})
+    with open(tmp_path / "in.avro", "wb") as fh:
+        fastavro.writer(fh, schema, [{"tripId": "a", "fare": 1.0}, {"tripId": "b", "fare": 30.0}])
+    (tmp_path / "q.asaql").write_text("SELECT tripId INTO [Output] FROM [Input] WHERE fare > 10")
+    assert main(["query", "test", "--query", str(tmp_path / "q.asaql"), "--input", f"Input={tmp_path / 'in.avro'}",
+                 "--output-dir", str(tmp_path / "out")]) == 0
+    assert __import__("json").loads((tmp_path / "out" / "Output.json").read_text()) == [{"tripId": "b"}]

@@ -68,10 +68,13 @@ def parse_definition(fmt: str, definition: str) -> ParsedSchema:
     """Validate ``definition`` in format ``avro`` or ``json``; raise INVALID_ARGUMENT with the parser's message."""
     if not definition or not definition.strip():
         raise _invalid(fmt, "the definition is empty")
-    if fmt == "avro":
-        return parse_avro(definition)
-    if fmt == "json":
-        return parse_json_schema(definition)
+    try:
+        if fmt == "avro":
+            return parse_avro(definition)
+        if fmt == "json":
+            return parse_json_schema(definition)
+    except RecursionError:
+        raise _invalid(fmt, "the definition is nested too deeply") from None
     raise HeadwaterError(Reason.INVALID_ARGUMENT, f"unknown schema format {fmt!r}: use avro or json",
                          metadata={"field": "format"})
 

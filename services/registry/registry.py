@@ -184,8 +184,12 @@ class Registry:
             if group.format != fmt:
                 raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                      f"schema group {group_id!r} holds {group.format} schemas, not {fmt}")
-            issues = compatibility.check(group.compatibility, parsed,
-                                         [(v.version, self._parse(v.format, v.definition)) for v in previous])
+            try:
+                issues = compatibility.check(group.compatibility, parsed,
+                                             [(v.version, self._parse(v.format, v.definition)) for v in previous])
+            except RecursionError:
+                raise HeadwaterError(Reason.INVALID_ARGUMENT, "the definition is nested too deeply to check",
+                                     metadata={"field": "definition"}) from None
             if issues:
                 REGISTRATIONS.labels("incompatible").inc()
                 raise incompatible(group, name, issues)

@@ -49,6 +49,7 @@ def test_named_types_are_referenced_by_full_name():
     ("", "empty"),
     ('{"type": "record", "name": "T"}', "has no 'fields'"),
     ('{"type": "fixed", "name": "F"}', "size"),
+    ('{"type": "array", "items": ' * 3000 + '"int"' + "}" * 3000, "nested too deeply"),
 ])
 def test_invalid_avro_refused_with_parser_message(text, needle):
     with pytest.raises(HeadwaterError) as err:

@@ -9,7 +9,8 @@ loads anything from the internet.
 JSON API: ``GET /api/datasets``; ``GET /api/datasets/{id}`` (definition and
 stored rows); ``GET /api/datasets/{id}/events`` (SSE: ``snapshot`` then one
 ``rows`` event per write, ``{"rows": [...], "replace": bool, "mode": ...}``);
-``GET /api/events`` (SSE: ``datasets`` whenever sinks are created or deleted).
+``GET /api/events`` (SSE: ``datasets`` whenever sinks are created or deleted, and
+every few seconds with fresh row counts).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ STATIC = Path(__file__).with_name("static")
 #: Rows sent in a snapshot (the newest).
 SNAPSHOT_ROWS = 2000
 _KEEPALIVE_S = 15.0
+_INDEX_REFRESH_S = 3.0
 
 
 def _dumps(obj: Any) -> bytes:
@@ -123,11 +125,9 @@ def make_app(outputs: Outputs) -> web.Application:
             resp = await sse(request)
             await send(resp, "datasets", [_describe(o) for o in outputs.list()])
             while True:
-                try:
-                    await asyncio.wait_for(q.get(), _KEEPALIVE_S)
-                except asyncio.TimeoutError:
-                    await resp.write(b": keepalive\n\n")
-                    continue
+                # Sinks created or deleted now; row counts every few seconds.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(q.get(), _INDEX_REFRESH_S)
                 await send(resp, "datasets", [_describe(o) for o in outputs.list()])
         except (ConnectionResetError, asyncio.CancelledError):
             return web.StreamResponse()

@@ -58,7 +58,7 @@
     latest.forEach(function (r) { byKey[f.key ? fmt(r[f.key]) : "value"] = Number(r[f.value]) || 0; });
     var keys = Object.keys(byKey).sort();
     var top = Math.max.apply(null, keys.map(function (k) { return byKey[k]; }).concat([1]));
-    var W = 640, H = 300, L = 40, B = 250, T = 24;
+    var W = 640, H = 300, L = 40, B = 250, T = 36;
     var step = (W - L - 10) / Math.max(keys.length, 1), bw = Math.max(4, step * 0.7);
     svg.appendChild(el("line", {x1: L, y1: B, x2: W - 5, y2: B, "class": "axis"}));
     svg.appendChild(el("line", {x1: L, y1: T, x2: L, y2: B, "class": "axis"}));

@@ -156,7 +156,7 @@ class _Checker:
                                     f"property {name!r} is required by the reader but optional for the writer"))
             else:
                 issues.append(Issue(f"{path}/properties/{name}", "REQUIRED_PROPERTY_ADDED",
-                                    f"property {name!r} is new and required: data written before lacks it"))
+                                    f"the reader requires property {name!r}, which the writer's schema does not have"))
         for name, wschema in wprops.items():
             ppath = f"{path}/properties/{name}"
             if name in rprops:

@@ -216,11 +216,25 @@ class MemoryKind(SinkKind):
     description = "in-memory table read back with ReadTable / `headwater table show` (Spark's memory sink)"
     exactly_once = True
     output_modes = (OutputMode.APPEND, OutputMode.UPDATE, OutputMode.COMPLETE)
-    settings: tuple[str, ...] = ("max_rows",)
+    #: ``key``/``value``/``time``/``title`` (or ``chart: {x, y, series}``, the demo's shape)
+    #: choose the dashboard's chart columns: every memory table is also a dashboard dataset.
+    settings: tuple[str, ...] = ("max_rows", "key", "value", "time", "title", "chart")
+    _chart_names = {"x": "key", "y": "value", "series": "time", "key": "key", "value": "value", "time": "time"}
 
     def validate(self, config: Mapping[str, Any], spec: SinkSpec) -> dict[str, Any]:
         check_keys(config, self.settings, self.name)
         out = dict(config)
+        chart = out.pop("chart", None)
+        if chart is not None:
+            if not isinstance(chart, dict) or set(chart) - set(self._chart_names):
+                raise SinkConfigError(f"{self.name} sink: setting 'chart' must be a mapping with x (key column), "
+                                      "y (value column) and series (time column)", setting="chart")
+            for name, column in chart.items():
+                out.setdefault(self._chart_names[name], column)
+        for key in ("key", "value", "time", "title"):
+            if key in out and not isinstance(out[key], str):
+                raise SinkConfigError(f"{self.name} sink: setting {key!r} must be a column name (string)",
+                                      setting=key)
         max_rows = out.get("max_rows", 0)
         if isinstance(max_rows, float) and max_rows.is_integer():
             max_rows = int(max_rows)
@@ -242,23 +256,9 @@ class DashboardKind(MemoryKind):
 
     name = "dashboard"
     description = "live dataset on the dashboard page: chart and table updating as rows arrive"
-    settings = ("max_rows", "key", "value", "time", "title", "chart")
-    #: ``chart: {x, y, series}`` (the demo's shape) is accepted for key, value, time.
-    _chart_names = {"x": "key", "y": "value", "series": "time", "key": "key", "value": "value", "time": "time"}
 
     def validate(self, config: Mapping[str, Any], spec: SinkSpec) -> dict[str, Any]:
         out = super().validate(config, spec)
-        chart = out.pop("chart", None)
-        if chart is not None:
-            if not isinstance(chart, dict) or set(chart) - set(self._chart_names):
-                raise SinkConfigError("dashboard sink: setting 'chart' must be a mapping with x (key column), "
-                                      "y (value column) and series (time column)", setting="chart")
-            for name, column in chart.items():
-                out.setdefault(self._chart_names[name], column)
         if not out["max_rows"]:
             out["max_rows"] = 10_000
-        for key in ("key", "value", "time", "title"):
-            if key in out and not isinstance(out[key], str):
-                raise SinkConfigError(f"dashboard sink: setting {key!r} must be a column name (string)",
-                                      setting=key)
         return out

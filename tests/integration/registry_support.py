@@ -6,6 +6,8 @@ import os
 import uuid
 from pathlib import Path
 
+import pytest
+
 from headwater.auth import Policy, PolicyStore, Right, new_key
 from headwater.retry import RetryPolicy
 from headwater.schemaregistry import SchemaRegistryClient, SharedAccessKeyCredential
@@ -49,3 +51,14 @@ def drop_pg_schema(schema: str) -> None:
 
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_args(request, tmp_path):
+    """Arguments for `headwater serve registry` selecting the store (import this fixture to use it)."""
+    if request.param == "sqlite":
+        yield ["--data-dir", str(tmp_path / "registry-data")]
+        return
+    path, schema = postgres_config(tmp_path)
+    yield ["--config", str(path), "--data-dir", str(tmp_path / "registry-data")]
+    drop_pg_schema(schema)

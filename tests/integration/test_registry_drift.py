@@ -13,6 +13,7 @@ from headwater.pluginmanager import get_plugin_manager
 from headwater.schemaregistry.avroencoder import AvroEncoder
 from headwater.services.processing.engine import compile_query
 from tests.integration.registry_support import TRIP_V1, client
+from tests.integration.registry_support import store_args  # noqa: F401 - a fixture
 
 TRIP_V2 = """{"namespace": "demo", "type": "record", "name": "Trip",
  "fields": [{"name": "tripId", "type": "string"}, {"name": "fare", "type": "double"},
@@ -20,8 +21,8 @@ TRIP_V2 = """{"namespace": "demo", "type": "record", "name": "Trip",
 
 
 @pytest.fixture
-def registry(service_process, tmp_path, root_policy, monkeypatch):
-    proc = service_process("registry", "--data-dir", str(tmp_path / "registry-data"))
+def registry(service_process, store_args, tmp_path, root_policy, monkeypatch):
+    proc = service_process("registry", *store_args)
     monkeypatch.setenv("HEADWATER_REGISTRY_ADDRESS", proc.address)
     with client(proc.address, root_policy) as c:
         c.create_schema_group("trips", "Avro", "backward")

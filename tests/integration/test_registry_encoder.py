@@ -14,11 +14,12 @@ from headwater.schemaregistry import SchemaRegistryClient, SharedAccessKeyCreden
 from headwater.schemaregistry.avroencoder import AvroEncoder, InvalidContentError, MessageContent
 from tests.conftest import ROOT
 from tests.integration.registry_support import ONE_TRY, TRIP_V1, TRIP_V2, client
+from tests.integration.registry_support import store_args  # noqa: F401 - a fixture
 
 
 @pytest.fixture
-def registry(service_process, tmp_path):
-    return service_process("registry", "--data-dir", str(tmp_path / "registry-data"))
+def registry(service_process, store_args, tmp_path):
+    return service_process("registry", *store_args)
 
 
 class FakeEventData:

@@ -15,22 +15,12 @@ from tests.integration.registry_support import (
     client,
     drop_pg_schema,
     postgres_config,
+    store_args,  # noqa: F401 - a fixture
 )
 
 from headwater.auth import Right
 from headwater.errors import HeadwaterError, Reason
 from headwater.schemaregistry import CompatibilityMode, SchemaFormat, SchemaRegistryClient
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_args(request, tmp_path):
-    """Arguments for `headwater serve registry` selecting the store."""
-    if request.param == "sqlite":
-        yield ["--data-dir", str(tmp_path / "registry-data")]
-        return
-    path, schema = postgres_config(tmp_path)
-    yield ["--config", str(path), "--data-dir", str(tmp_path / "registry-data")]
-    drop_pg_schema(schema)
 
 
 def test_register_get_lookup_versions_groups(service_process, root_policy, store_args):

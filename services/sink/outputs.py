@@ -253,10 +253,7 @@ class Outputs:
         result = WriteResult()
         t0 = time.perf_counter()
         async with out.lock:
-            try:
-                sink = await self._ensure_open(out)
-            except HeadwaterError as exc:
-                raise self._named(out, exc) from None
+            sink = out.sink or await self._retry(out, lambda: self._ensure_open(out))
             if checkpoint.tracked:
                 if checkpoint.writer not in out.last and sink.exactly_once:
                     out.last[checkpoint.writer] = await self._retry(

@@ -245,3 +245,42 @@ async def test_metrics_per_output_on_the_metrics_endpoint(root_policy, tmp_path)
     assert f"headwater_sink_duplicate_writes_total{labels} 1.0" in text
     assert f"headwater_sink_write_latency_seconds_count{labels}" in text
     assert f"headwater_sink_bytes_written_total{labels}" in text
+
+
+async def test_sigterm_flushes_uncommitted_rows(service_process, root_policy, tmp_path):
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        await create(stub, "t")
+        await write(stub, "t", pa.table({"v": [1, 2]}), ckpt=1, commit=False)
+    assert proc.terminate() == 0
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        assert await read_all(stub, "t") == [{"v": 1}, {"v": 2}]
+
+
+async def test_rights_send_listen_manage(service_process, root_policy, tmp_path):
+    from headwater.auth import Policy, PolicyStore, Right, new_key
+
+    proc = start_sink(service_process, tmp_path)
+    store = PolicyStore(tmp_path / "hwhome" / "auth.json").ensure()  # the isolated HEADWATER_HOME
+    store.put(Policy("writer", new_key(), frozenset({Right.SEND})))
+    store.put(Policy("reader", new_key(), frozenset({Right.LISTEN})))
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        await create(sink_pb2_grpc.SinkServiceStub(ch), "t")
+    async with aio_channel(conn_for(proc.address, store.get("writer"))) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        assert (await write(stub, "t", pa.table({"v": [1]}))).rows_written == 1
+        with pytest.raises(HeadwaterError) as info:
+            await read_all(stub, "t")
+        assert info.value.reason is Reason.PERMISSION_DENIED
+        with pytest.raises(HeadwaterError) as info:
+            await create(stub, "u")
+        assert info.value.reason is Reason.PERMISSION_DENIED
+    async with aio_channel(conn_for(proc.address, store.get("reader"))) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        assert await read_all(stub, "t") == [{"v": 1}]
+        with pytest.raises(HeadwaterError) as info:
+            await write(stub, "t", pa.table({"v": [2]}))
+        assert info.value.reason is Reason.PERMISSION_DENIED

@@ -14,8 +14,7 @@ Run: ``make up`` (or ``headwater serve registry``), then
 
 import os
 
-from headwater.schemaregistry import SchemaRegistryClient
-from headwater.schemaregistry import DefaultAzureCredential
+from headwater.schemaregistry import DefaultAzureCredential, SchemaRegistryClient
 
 SCHEMA_NAMESPACE = os.environ.get("HEADWATER_REGISTRY_ADDRESS", "localhost:50052")
 SCHEMA_GROUPNAME = os.environ.get("SCHEMA_GROUPNAME", "book")

@@ -35,11 +35,16 @@ from __future__ import annotations
 import io
 import os
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.hookspecs import hookimpl
-from headwater.schemaregistry.avroencoder._codec import AvroCodec, InvalidContentError, schema_id_of
+from headwater.schemaregistry.avroencoder._codec import (
+    AvroCodec,
+    InvalidContentError,
+    schema_id_of,
+)
 from headwater.serializers import DecodeError, Serializer
 
 __all__ = ["AvroSerializer"]
@@ -77,7 +82,7 @@ class AvroSerializer(Serializer):
         #: (group, name) -> (parsed latest, version)
         self._latest: dict[tuple[str, str], tuple[Any, int]] = {}
 
-    def configured(self, client: Any = None, **options: Any) -> "AvroSerializer":
+    def configured(self, client: Any = None, **options: Any) -> AvroSerializer:
         """A copy bound to ``client`` and options (``reader_schema``, ``reader_view``, ``writer_schema``)."""
         opts = {"reader_schema": self.reader_schema, "reader_view": self.reader_view,
                 "writer_schema": self.writer_schema, **options}

@@ -18,7 +18,8 @@ import os
 import resource
 import tempfile
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = ["add_perf_commands", "run"]
 

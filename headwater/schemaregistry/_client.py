@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any, Self
 
 import grpc
 
@@ -60,7 +61,7 @@ class SchemaRegistryClient:
         self._by_version = LruCache()
 
     @classmethod
-    def from_connection_string(cls, conn_str: str, **kwargs: Any) -> "SchemaRegistryClient":
+    def from_connection_string(cls, conn_str: str, **kwargs: Any) -> SchemaRegistryClient:
         """A client from ``Endpoint=headwater://host:port/;SharedAccessKeyName=...;SharedAccessKey=...``."""
         conn = ConnectionString.parse(conn_str)
         return cls(conn.endpoint, credential_of(conn), **kwargs)
@@ -96,10 +97,10 @@ class SchemaRegistryClient:
                 self._channel.close()
             self._channel = self._stub = None
 
-    def __enter__(self) -> "SchemaRegistryClient":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def clear_cache(self) -> None:

@@ -7,9 +7,10 @@ import os
 import threading
 import urllib.parse
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Hashable
+from datetime import UTC, datetime
+from typing import Any
 
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.config import DEFAULT_PORTS, headwater_home
@@ -43,7 +44,7 @@ class SchemaFormat(str, enum.Enum):
     JSON = "Json"
 
     @classmethod
-    def parse(cls, value: "SchemaFormat | str") -> "SchemaFormat":
+    def parse(cls, value: SchemaFormat | str) -> SchemaFormat:
         if isinstance(value, SchemaFormat):
             return value
         text = str(value).strip().lower()
@@ -57,7 +58,7 @@ class SchemaFormat(str, enum.Enum):
         return pb.SCHEMA_FORMAT_AVRO if self is SchemaFormat.AVRO else pb.SCHEMA_FORMAT_JSON
 
     @classmethod
-    def from_pb(cls, value: int) -> "SchemaFormat":
+    def from_pb(cls, value: int) -> SchemaFormat:
         return cls.AVRO if value == pb.SCHEMA_FORMAT_AVRO else cls.JSON
 
 
@@ -73,7 +74,7 @@ class CompatibilityMode(str, enum.Enum):
     FULL_TRANSITIVE = "FULL_TRANSITIVE"
 
     @classmethod
-    def parse(cls, value: "CompatibilityMode | str") -> "CompatibilityMode":
+    def parse(cls, value: CompatibilityMode | str) -> CompatibilityMode:
         if isinstance(value, CompatibilityMode):
             return value
         text = str(value).strip().upper().replace("-", "_")
@@ -89,14 +90,14 @@ class CompatibilityMode(str, enum.Enum):
         return pb.CompatibilityMode.Value(f"COMPATIBILITY_MODE_{self.value}")
 
     @classmethod
-    def from_pb(cls, value: int) -> "CompatibilityMode":
+    def from_pb(cls, value: int) -> CompatibilityMode:
         return cls(pb.CompatibilityMode.Name(value).removeprefix("COMPATIBILITY_MODE_"))
 
 
 def _time(ts: Any) -> datetime | None:
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return None
-    return ts.ToDatetime(tzinfo=timezone.utc)
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class SchemaProperties:
     version: int
 
     @classmethod
-    def from_pb(cls, p: pb.SchemaProperties) -> "SchemaProperties":
+    def from_pb(cls, p: pb.SchemaProperties) -> SchemaProperties:
         return cls(p.id, SchemaFormat.from_pb(p.format), p.group_name, p.name, p.version)
 
 
@@ -122,7 +123,7 @@ class Schema:
     properties: SchemaProperties
 
     @classmethod
-    def from_pb(cls, s: pb.Schema) -> "Schema":
+    def from_pb(cls, s: pb.Schema) -> Schema:
         return cls(s.definition, SchemaProperties.from_pb(s.properties))
 
 
@@ -137,7 +138,7 @@ class SchemaGroup:
     updated_on: datetime | None = None
 
     @classmethod
-    def from_pb(cls, g: pb.SchemaGroup) -> "SchemaGroup":
+    def from_pb(cls, g: pb.SchemaGroup) -> SchemaGroup:
         return cls(g.group_id, SchemaFormat.from_pb(g.format), CompatibilityMode.from_pb(g.compatibility),
                    _time(g.create_time), _time(g.update_time))
 
@@ -196,7 +197,7 @@ def namespace_address(fully_qualified_namespace: str) -> tuple[str, bool]:
         tls = parsed.scheme in ("headwaters", "grpcs", "https")
         text = parsed.netloc
     text = text.strip("/")
-    host, sep, port = text.rpartition(":")
+    _host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         return f"{text}:{DEFAULT_PORT}", tls
     return text, tls

@@ -24,7 +24,7 @@ from typing import Any
 
 from headwater.errors import HeadwaterError, Reason
 
-__all__ = ["ParsedSchema", "PRIMITIVES", "parse_definition", "parse_avro", "parse_json_schema"]
+__all__ = ["PRIMITIVES", "ParsedSchema", "parse_avro", "parse_definition", "parse_json_schema"]
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED = ("record", "error", "enum", "fixed")

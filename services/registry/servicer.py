@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from google.protobuf import timestamp_pb2
-
-from headwater.errors import HeadwaterError, Reason
 from headwater.services.registry.model import Group, Version
 from headwater.services.registry.registry import Registry
+
+from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import schema_registry_pb2 as pb
 from headwater.v1 import schema_registry_pb2_grpc as pb_grpc
 
-__all__ = ["RegistryServicer", "FORMAT_TO_PB", "MODE_TO_PB"]
+__all__ = ["FORMAT_TO_PB", "MODE_TO_PB", "RegistryServicer"]
 
 FORMAT_TO_PB = {"avro": pb.SCHEMA_FORMAT_AVRO, "json": pb.SCHEMA_FORMAT_JSON}
 FORMAT_FROM_PB = {v: k for k, v in FORMAT_TO_PB.items()}

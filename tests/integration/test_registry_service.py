@@ -6,6 +6,15 @@ import json
 import threading
 
 import pytest
+
+from headwater.auth import Right
+from headwater.errors import HeadwaterError, Reason
+from headwater.schemaregistry import (
+    CompatibilityMode,
+    SchemaFormat,
+    SchemaRegistryClient,
+)
+from tests.integration import registry_support
 from tests.integration.registry_support import (
     ONE_TRY,
     TRIP_BAD,
@@ -15,12 +24,9 @@ from tests.integration.registry_support import (
     client,
     drop_pg_schema,
     postgres_config,
-    store_args,  # noqa: F401 - a fixture
 )
 
-from headwater.auth import Right
-from headwater.errors import HeadwaterError, Reason
-from headwater.schemaregistry import CompatibilityMode, SchemaFormat, SchemaRegistryClient
+store_args = registry_support.store_args  # the sqlite/postgres fixture
 
 
 def test_register_get_lookup_versions_groups(service_process, root_policy, store_args):

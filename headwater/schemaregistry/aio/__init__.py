@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any, Self
 
 import grpc
 
@@ -47,7 +48,7 @@ class SchemaRegistryClient:
         self._props = LruCache()
 
     @classmethod
-    def from_connection_string(cls, conn_str: str, **kwargs: Any) -> "SchemaRegistryClient":
+    def from_connection_string(cls, conn_str: str, **kwargs: Any) -> SchemaRegistryClient:
         conn = ConnectionString.parse(conn_str)
         return cls(conn.endpoint, credential_of(conn), **kwargs)
 
@@ -70,10 +71,10 @@ class SchemaRegistryClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def __aenter__(self) -> "SchemaRegistryClient":
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def register_schema(self, group_name: str, name: str, definition: str, format: SchemaFormat | str,

@@ -10,7 +10,8 @@ schema (cached) and decodes, optionally resolving to ``readers_schema``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, Self
 
 from headwater.schemaregistry._common import SchemaFormat
 from headwater.schemaregistry.avroencoder._codec import (
@@ -44,10 +45,10 @@ class AvroEncoder:
         self._codec = AvroCodec()
         self._ids: dict[str, str] = {}
 
-    def __enter__(self) -> "AvroEncoder":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:

@@ -11,13 +11,14 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from typing import Any, Mapping, TypedDict
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from headwater.errors import HeadwaterError, Reason
 
 __all__ = [
-    "AvroCodec",
     "CONTENT_TYPE_PREFIX",
+    "AvroCodec",
     "InvalidContentError",
     "InvalidSchemaError",
     "MessageContent",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, Self
 
 from headwater.schemaregistry._common import SchemaFormat
 from headwater.schemaregistry.avroencoder._codec import (
@@ -26,10 +27,10 @@ class AvroEncoder:
         self._codec = AvroCodec()
         self._ids: dict[str, str] = {}
 
-    async def __aenter__(self) -> "AvroEncoder":
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self._client.close()
 
     async def encode(self, content: Mapping[str, Any], *, schema: str, message_type: Any = None,

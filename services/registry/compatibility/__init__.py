@@ -12,8 +12,8 @@ becoming the next version; an empty list means it may.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from headwater.services.registry.canonical import ParsedSchema
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from headwater.services.registry.model import Group, Version
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.services.registry.model import Group, Version
 
 __all__ = ["SqlStore"]
 
@@ -36,7 +38,7 @@ class SqlStore(ABC):
     prefix = ""
 
     @abstractmethod
-    def open(self) -> "SqlStore":
+    def open(self) -> SqlStore:
         """Connect and create the tables when missing."""
 
     @abstractmethod
@@ -59,13 +61,13 @@ class SqlStore(ABC):
 
     def _ddl(self) -> list[str]:
         return [self._sql(q) for q in (
-            "CREATE TABLE IF NOT EXISTS {g} (group_id TEXT PRIMARY KEY, format TEXT NOT NULL, "
-            "compatibility TEXT NOT NULL, create_time DOUBLE PRECISION NOT NULL, "
-            "update_time DOUBLE PRECISION NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS {s} (id TEXT PRIMARY KEY, group_id TEXT NOT NULL, "
-            "name TEXT NOT NULL, version INTEGER NOT NULL, format TEXT NOT NULL, definition TEXT NOT NULL, "
-            "fingerprint TEXT NOT NULL, create_time DOUBLE PRECISION NOT NULL, "
-            "deleted INTEGER NOT NULL DEFAULT 0, UNIQUE (group_id, name, version))",
+            ("CREATE TABLE IF NOT EXISTS {g} (group_id TEXT PRIMARY KEY, format TEXT NOT NULL, "
+             "compatibility TEXT NOT NULL, create_time DOUBLE PRECISION NOT NULL, "
+             "update_time DOUBLE PRECISION NOT NULL)"),
+            ("CREATE TABLE IF NOT EXISTS {s} (id TEXT PRIMARY KEY, group_id TEXT NOT NULL, "
+             "name TEXT NOT NULL, version INTEGER NOT NULL, format TEXT NOT NULL, definition TEXT NOT NULL, "
+             "fingerprint TEXT NOT NULL, create_time DOUBLE PRECISION NOT NULL, "
+             "deleted INTEGER NOT NULL DEFAULT 0, UNIQUE (group_id, name, version))"),
             "CREATE INDEX IF NOT EXISTS schemas_by_content ON {s} (group_id, name, fingerprint)",
         )]
 
@@ -136,7 +138,7 @@ class SqlStore(ABC):
         for attempt in range(5):
             try:
                 return self._register_once(group_id, name, fingerprint, make, missing_group)
-            except Exception as exc:  # noqa: BLE001 - only a lost insert race is retried
+            except Exception as exc:
                 if not self._is_unique_violation(exc) or attempt == 4:
                     raise
         raise AssertionError("unreachable")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import queue
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+
+from headwater.services.registry.store.base import SqlStore
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.services.registry.store.base import SqlStore
 
 __all__ = ["PostgresStore"]
 
@@ -38,7 +40,7 @@ class PostgresStore(SqlStore):
         self._pool: queue.Queue = queue.Queue()
         self._conns: list[Any] = []
 
-    def open(self) -> "PostgresStore":
+    def open(self) -> PostgresStore:
         import psycopg
 
         for _ in range(self.pool_size):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from headwater.services.registry.store.base import SqlStore
 
@@ -26,7 +27,7 @@ class SqliteStore(SqlStore):
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
 
-    def open(self) -> "SqliteStore":
+    def open(self) -> SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         conn.execute("PRAGMA journal_mode=WAL")

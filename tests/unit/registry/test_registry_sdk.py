@@ -6,9 +6,18 @@ import pytest
 
 from headwater.auth import PolicyStore
 from headwater.errors import HeadwaterError
-from headwater.schemaregistry import CompatibilityMode, DefaultAzureCredential, SchemaFormat, SharedAccessKeyCredential
+from headwater.schemaregistry import (
+    CompatibilityMode,
+    DefaultAzureCredential,
+    SchemaFormat,
+    SharedAccessKeyCredential,
+)
 from headwater.schemaregistry._common import connection_for, namespace_address
-from headwater.schemaregistry.avroencoder._codec import InvalidContentError, message_content, schema_id_of
+from headwater.schemaregistry.avroencoder._codec import (
+    InvalidContentError,
+    message_content,
+    schema_id_of,
+)
 
 
 @pytest.mark.parametrize("text,address,tls", [
@@ -64,7 +73,7 @@ def test_content_types_and_messages():
     assert message_content({"content": b"x", "content_type": "t"}) == (b"x", "t")
 
     class Event:
-        body = [b"a", b"b"]
+        body = (b"a", b"b")
         content_type = "t"
 
     assert message_content(Event()) == (b"ab", "t")

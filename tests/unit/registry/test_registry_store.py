@@ -96,7 +96,7 @@ def test_group_auto_created_on_first_register_with_default_mode(registry):
 
 def test_versions_paginated_and_delete_never_reuses_numbers(registry):
     registry.create_group("g", "avro", "none")
-    ids = [registry.register("g", "Trip", avro(("f%d" % i, "int", None)))[0].id for i in range(5)]
+    ids = [registry.register("g", "Trip", avro((f"f{i}", "int", None)))[0].id for i in range(5)]
     seen, token = [], ""
     while True:
         page, token = registry.list_versions("g", "Trip", page_size=2, page_token=token)

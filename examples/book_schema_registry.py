@@ -12,9 +12,11 @@ Run: ``make up`` (or ``headwater serve registry``), then
 ``python examples/book_schema_registry.py``.
 """
 
+# ruff: noqa: I001 - the book's two imports stay one line each, as in the book
 import os
 
-from headwater.schemaregistry import DefaultAzureCredential, SchemaRegistryClient
+from headwater.schemaregistry import SchemaRegistryClient
+from headwater.schemaregistry import DefaultAzureCredential
 
 SCHEMA_NAMESPACE = os.environ.get("HEADWATER_REGISTRY_ADDRESS", "localhost:50052")
 SCHEMA_GROUPNAME = os.environ.get("SCHEMA_GROUPNAME", "book")

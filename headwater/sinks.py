@@ -53,9 +53,10 @@ from __future__ import annotations
 import abc
 import enum
 import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from headwater.errors import HeadwaterError, Reason
 
@@ -76,9 +77,9 @@ __all__ = [
     "SinkRowError",
     "SinkSpec",
     "SinkTransientError",
+    "as_table",
     "batch_from_proto",
     "batch_to_proto",
-    "as_table",
 ]
 
 
@@ -121,7 +122,7 @@ class Checkpoint:
         (Delta's transaction version): ``checkpoint_id * 2**20 + batch_id``."""
         return (self.checkpoint_id << 20) + self.batch_id
 
-    def after(self, last: "Checkpoint | None") -> bool:
+    def after(self, last: Checkpoint | None) -> bool:
         """True when this write comes after ``last`` (so it must be applied)."""
         if not self.tracked or last is None:
             return True
@@ -193,7 +194,7 @@ class Sink(abc.ABC):
         """Connect, create tables, recover. Called once before the first write."""
 
     @abc.abstractmethod
-    def write_batch(self, batch: "pa.Table", checkpoint: Checkpoint) -> Any:
+    def write_batch(self, batch: pa.Table, checkpoint: Checkpoint) -> Any:
         """Store ``batch`` (a :class:`pyarrow.Table`; never empty)."""
 
     def flush(self) -> Any:
@@ -219,7 +220,7 @@ class ReadableSink(Sink):
     """A sink whose rows the service can read back (memory tables, dashboard datasets)."""
 
     @abc.abstractmethod
-    def read(self) -> "pa.Table":
+    def read(self) -> pa.Table:
         """All stored rows, in write order."""
 
 
@@ -271,7 +272,7 @@ def check_keys(config: Mapping[str, Any], allowed: Sequence[str], kind: str) -> 
             setting=unknown[0])
 
 
-def as_table(batch: "pa.Table | pa.RecordBatch") -> "pa.Table":
+def as_table(batch: pa.Table | pa.RecordBatch) -> pa.Table:
     """A :class:`pyarrow.Table` for a table or a record batch."""
     import pyarrow as pa
 
@@ -280,7 +281,7 @@ def as_table(batch: "pa.Table | pa.RecordBatch") -> "pa.Table":
     return batch
 
 
-def batch_to_proto(table: "pa.Table | pa.RecordBatch", fmt: int = 0) -> "event_pb2.RecordBatch":
+def batch_to_proto(table: pa.Table | pa.RecordBatch, fmt: int = 0) -> event_pb2.RecordBatch:
     """Encode rows as a ``headwater.v1.RecordBatch`` (Arrow IPC unless ``fmt`` is JSON lines)."""
     import pyarrow as pa
 
@@ -300,7 +301,7 @@ def batch_to_proto(table: "pa.Table | pa.RecordBatch", fmt: int = 0) -> "event_p
                                  data=sink.getvalue(), row_count=table.num_rows)
 
 
-def batch_from_proto(batch: "event_pb2.RecordBatch") -> "pa.Table":
+def batch_from_proto(batch: event_pb2.RecordBatch) -> pa.Table:
     """Decode a ``headwater.v1.RecordBatch``; bad data raises INVALID_ARGUMENT naming the problem."""
     import pyarrow as pa
 

@@ -111,9 +111,9 @@ def _sink_text(s) -> str:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from headwater.v1 import sink_pb2 as spb
-
     from google.protobuf import struct_pb2
+
+    from headwater.v1 import sink_pb2 as spb
 
     config = struct_pb2.Struct()
     config.update(_config(args))
@@ -190,10 +190,10 @@ def _kinds(args: argparse.Namespace) -> int:
 
 
 def _table_show(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
     from headwater.sinks import batch_from_proto
     from headwater.v1 import sink_pb2 as spb
-
-    import pyarrow as pa
 
     parts, token, total = [], "", 0
     channel, stub = _stub(args)

@@ -26,10 +26,11 @@ import shutil
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-__all__ = ["add_perf_commands", "run", "OUTPUTS"]
+__all__ = ["OUTPUTS", "add_perf_commands", "run"]
 
 OUTPUTS = ("memory", "postgres", "postgres-upsert", "parquet", "delta", "jsonl")
 DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
@@ -39,7 +40,7 @@ CITIES = ["San Francisco", "San José", "Los Ángeles", "Oakland", "Sacramento",
 def _batches(rows: int, batch: int, upsert: bool) -> list[Any]:
     import pyarrow as pa
 
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     out = []
     distinct = max(1, rows // 2) if upsert else rows
     for start in range(0, rows, batch):
@@ -91,11 +92,10 @@ def _service(args: argparse.Namespace, home: str) -> Iterator[tuple[str, Any]]:
 def _peak_rss_mb(pid: int | None) -> float:
     if pid is None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return 0.0
 
 

@@ -4,11 +4,12 @@ third-party plugin uses (module path ``headwater.plugins.sinks`` is in
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from headwater.hookspecs import hookimpl
 
-__all__ = ["register_sinks", "builtin_kinds"]
+__all__ = ["builtin_kinds", "register_sinks"]
 
 
 def builtin_kinds() -> list[Any]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -117,7 +118,6 @@ class DeltaSink(Sink):
     def _commit(self) -> None:
         from deltalake import CommitProperties, Transaction, write_deltalake
         from deltalake.exceptions import DeltaError, SchemaMismatchError
-
         from headwater.plugins.sinks.memory import concat
 
         data = concat(self._buf)

@@ -31,10 +31,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -70,7 +71,7 @@ def render_dirs(table: pa.Table, pattern: str, date_fmt: str, time_fmt: str, tim
 
     if not pattern:
         return [""] * table.num_rows
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
     exprs: list[Any] = []
@@ -193,9 +194,9 @@ class FilesSink(Sink):
                 path.unlink(missing_ok=True)
                 continue
             m = _NAME.match(path.name)
-            if m and m.group("prefix") == self.prefix and m.group("tag") in known | set(committed):
-                if int(m.group("ckpt")) > committed.get(m.group("tag"), 0):
-                    path.unlink(missing_ok=True)  # an uncommitted checkpoint: its writer replays it
+            if (m and m.group("prefix") == self.prefix and m.group("tag") in known | set(committed)
+                    and int(m.group("ckpt")) > committed.get(m.group("tag"), 0)):
+                path.unlink(missing_ok=True)  # an uncommitted checkpoint: its writer replays it
 
     def last_checkpoint(self, writer: str) -> Checkpoint | None:
         return self._last.get(writer)
@@ -223,7 +224,7 @@ class FilesSink(Sink):
     def _new_name(self, d: str, checkpoint: Checkpoint) -> str:
         ext = self.fmt
         if not checkpoint.tracked:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             return f"{self.prefix}-{stamp}-{uuid.uuid4().hex[:8]}.{ext}"
         tag = self._tag(checkpoint.writer)
         key = (d, tag, checkpoint.checkpoint_id)
@@ -253,7 +254,7 @@ class FilesSink(Sink):
             self._close(d)
 
     def _start(self, f: _OpenFile) -> None:
-        f.handle = open(f.tmp, "wb")
+        f.handle = open(f.tmp, "wb")  # noqa: SIM115 - open until the file is rolled or flushed
         if self.fmt == "csv":
             import pyarrow.csv as pacsv
 
@@ -273,9 +274,7 @@ class FilesSink(Sink):
             import orjson
 
             f.handle.write(b"".join(orjson.dumps(r, default=str) + b"\n" for r in part.to_pylist()))
-        elif self.fmt == "csv":
-            f.writer.write_table(part)
-        elif self.fmt == "parquet":
+        elif self.fmt == "csv" or self.fmt == "parquet":
             f.writer.write_table(part)
         else:
             for row in _avro_rows(part):

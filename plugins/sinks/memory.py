@@ -16,8 +16,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
@@ -31,7 +32,7 @@ from headwater.sinks import (
     check_keys,
 )
 
-__all__ = ["MemoryKind", "DashboardKind", "MemorySink"]
+__all__ = ["DashboardKind", "MemoryKind", "MemorySink"]
 
 _STATE = "state.json"
 #: A flush rewrites the table as one segment when it has more segments than this.
@@ -219,7 +220,7 @@ class MemoryKind(SinkKind):
     #: ``key``/``value``/``time``/``title`` (or ``chart: {x, y, series}``, the demo's shape)
     #: choose the dashboard's chart columns: every memory table is also a dashboard dataset.
     settings: tuple[str, ...] = ("max_rows", "key", "value", "time", "title", "chart")
-    _chart_names = {"x": "key", "y": "value", "series": "time", "key": "key", "value": "value", "time": "time"}
+    _chart_names: ClassVar[dict[str, str]] = {"x": "key", "y": "value", "series": "time", "key": "key", "value": "value", "time": "time"}
 
     def validate(self, config: Mapping[str, Any], spec: SinkSpec) -> dict[str, Any]:
         check_keys(config, self.settings, self.name)

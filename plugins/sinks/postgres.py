@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc

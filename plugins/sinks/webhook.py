@@ -12,7 +12,8 @@ timeout may reach the receiver twice.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -54,7 +55,6 @@ class WebhookSink(Sink):
         return self._session
 
     async def write_batch(self, batch: pa.Table, checkpoint: Checkpoint) -> Any:
-        import asyncio
 
         import aiohttp
         import orjson
@@ -81,7 +81,7 @@ class WebhookSink(Sink):
                         raise SinkTransientError(f"{where}: HTTP {resp.status}: {text}", retry_after=retry_after)
                     reason = Reason.UNAUTHORIZED if resp.status in (401, 403) else Reason.PRECONDITION_FAILED
                     raise HeadwaterError(reason, f"{where}: HTTP {resp.status} (permanent): {text}")
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise SinkTransientError(f"{where}: no answer within {self.timeout:g}s") from None
             except aiohttp.ClientError as exc:
                 raise SinkTransientError(f"{where}: {type(exc).__name__}: {exc}") from None

@@ -2,7 +2,8 @@
 
 import sys
 
-from headwater.server import run
 from headwater.services.sink.server import SERVICE
+
+from headwater.server import run
 
 sys.exit(run(SERVICE))

@@ -23,10 +23,10 @@ from typing import Any
 import orjson
 import pyarrow as pa
 from aiohttp import web
+from headwater.services.sink.outputs import Output, Outputs, Update
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.sinks import ReadableSink
-from headwater.services.sink.outputs import Output, Outputs, Update
 
 __all__ = ["make_app", "start_dashboard"]
 
@@ -104,7 +104,7 @@ def make_app(outputs: Outputs) -> web.Application:
             while True:
                 try:
                     item = await asyncio.wait_for(q.get(), _KEEPALIVE_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await resp.write(b": keepalive\n\n")
                     continue
                 if item is None or isinstance(item, Exception):
@@ -158,6 +158,6 @@ async def start_dashboard(outputs: Outputs, host: str, port: int) -> tuple[web.A
                              "(set dashboard_port, or -1 to disable the dashboard)") from None
     bound = port
     with contextlib.suppress(Exception):
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        server = site._server
         bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, bound

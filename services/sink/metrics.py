@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["ROWS", "BYTES", "LATENCY", "RETRIES", "DROPPED", "DUPLICATES", "ERRORS", "SUBSCRIBERS"]
+__all__ = ["BYTES", "DROPPED", "DUPLICATES", "ERRORS", "LATENCY", "RETRIES", "ROWS", "SUBSCRIBERS"]
 
 ROWS = Counter("headwater_sink_rows_written_total", "Rows stored, per output.", ["sink", "kind"])
 BYTES = Counter("headwater_sink_bytes_written_total", "Bytes of Arrow data stored, per output.", ["sink", "kind"])

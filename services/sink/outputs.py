@@ -15,12 +15,14 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
+from headwater.services.sink import metrics
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.retry import RetryPolicy, retry_async
@@ -34,7 +36,6 @@ from headwater.sinks import (
     SinkRowError,
     SinkSpec,
 )
-from headwater.services.sink import metrics
 
 __all__ = ["Output", "Outputs", "Update", "WriteResult", "call"]
 
@@ -55,7 +56,7 @@ async def call(fn: Callable[..., Any], *args: Any) -> Any:
 
 def sink_id(name: str) -> str:
     """``sinks/x`` or ``x`` -> ``x``; INVALID_ARGUMENT when malformed."""
-    sid = name[len("sinks/"):] if name.startswith("sinks/") else name
+    sid = name.removeprefix("sinks/")
     if not _ID.match(sid or ""):
         raise HeadwaterError(Reason.INVALID_ARGUMENT,
                              f"sink name {name!r} is not valid: use sinks/<id> with an id of letters, digits, "
@@ -209,7 +210,7 @@ class Outputs:
                     return existing
                 raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"sink {sid!r} already exists",
                                      metadata={"name": f"sinks/{sid}"})
-            out = self._build(sid, kind, config, mode, keys, policy, datetime.now(timezone.utc), description,
+            out = self._build(sid, kind, config, mode, keys, policy, datetime.now(UTC), description,
                               request_id)
             await self._ensure_open(out)
             self.outputs[sid] = out
@@ -281,7 +282,7 @@ class Outputs:
             result.rows_written = rows.num_rows
             out.stats.rows_written += rows.num_rows
             out.stats.bytes_written += rows.nbytes
-            out.stats.last_write_time = datetime.now(timezone.utc)
+            out.stats.last_write_time = datetime.now(UTC)
             out.stats.last_error = ""
             metrics.ROWS.labels(*out.labels).inc(rows.num_rows)
             metrics.BYTES.labels(*out.labels).inc(rows.nbytes)
@@ -291,7 +292,7 @@ class Outputs:
                 replace = not checkpoint.tracked or checkpoint.checkpoint_id != out.trigger
                 out.trigger = checkpoint.checkpoint_id
             if rows.num_rows or replace:
-                self._publish(out, Update(rows, out.spec.output_mode, checkpoint, replace, datetime.now(timezone.utc)))
+                self._publish(out, Update(rows, out.spec.output_mode, checkpoint, replace, datetime.now(UTC)))
         return result
 
     def _duplicate(self, out: Output, result: WriteResult) -> WriteResult:
@@ -339,7 +340,7 @@ class Outputs:
         dropped, reason = 0, ""
         while True:
             try:
-                res = await self._retry(out, lambda: call(sink.write_batch, rows, checkpoint))
+                res = await self._retry(out, lambda rows=rows: call(sink.write_batch, rows, checkpoint))
                 return rows, dropped, reason, res != "duplicate"
             except SinkRowError as exc:
                 named = self._named(out, exc)

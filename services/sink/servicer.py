@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC
+from typing import Any
 
 import pyarrow as pa
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from headwater.services.sink.outputs import Output, Outputs, Update
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.sinks import Checkpoint, ErrorPolicy, OutputMode, batch_from_proto, batch_to_proto
-from headwater.services.sink.outputs import Output, Outputs, Update
+from headwater.sinks import (
+    Checkpoint,
+    ErrorPolicy,
+    OutputMode,
+    batch_from_proto,
+    batch_to_proto,
+)
 from headwater.v1 import sink_pb2, sink_pb2_grpc
 
-__all__ = ["SinkServicer", "to_proto", "query_table"]
+__all__ = ["SinkServicer", "query_table", "to_proto"]
 
 _MODES = {sink_pb2.OUTPUT_MODE_UNSPECIFIED: OutputMode.APPEND, sink_pb2.OUTPUT_MODE_APPEND: OutputMode.APPEND,
           sink_pb2.OUTPUT_MODE_UPDATE: OutputMode.UPDATE, sink_pb2.OUTPUT_MODE_COMPLETE: OutputMode.COMPLETE}
@@ -178,11 +185,11 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
         q = self.outputs.subscribe(out)
         try:
             if request.include_snapshot:
-                from datetime import datetime, timezone
+                from datetime import datetime
 
                 table = await self.outputs.read(request.name)
                 yield self._update(Update(table, out.spec.output_mode, Checkpoint(), True,
-                                          datetime.now(timezone.utc), snapshot=True), request.format)
+                                          datetime.now(UTC), snapshot=True), request.format)
             while True:
                 item = await q.get()
                 if item is None:
@@ -191,8 +198,6 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
                     raise HeadwaterError(Reason.CONSUMER_DISCONNECTED,
                                          f"subscription to {out.name} closed: {item}")
                 yield self._update(item, request.format)
-        except asyncio.CancelledError:
-            raise
         finally:
             self.outputs.unsubscribe(out, q)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -16,7 +16,6 @@ from headwater.channel import sync_channel
 from headwater.sinks import batch_to_proto
 from headwater.v1 import sink_pb2 as spb
 from headwater.v1 import sink_pb2_grpc
-
 from tests.conftest import conn_for
 
 pytestmark = [pytest.mark.browser]
@@ -91,7 +90,7 @@ def test_rows_appear_in_chart_and_table_without_reload(service_process, root_pol
         assert bars(browser) == {}
         marker = browser.execute_script("window.__noReload = 'same page'; return window.__noReload;")
 
-        w0 = datetime(2026, 1, 1, 12, 0, 10, tzinfo=timezone.utc)
+        w0 = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)
         first = pa.table({"WindowEnd": pa.array([w0, w0], pa.timestamp("us", tz="UTC")),
                           "startLocation": ["San Francisco", "Los Ángeles"], "trips": [3, 5]})
         stub.WriteRows(spb.WriteRowsRequest(sink="sinks/trips", batch=batch_to_proto(first)), timeout=10)

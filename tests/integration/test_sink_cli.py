@@ -12,14 +12,13 @@ from headwater.procs import headwater_cmd
 from headwater.sinks import batch_to_proto
 from headwater.v1 import sink_pb2 as spb
 from headwater.v1 import sink_pb2_grpc
-
 from tests.conftest import conn_for
 from tests.integration.test_sink_service import start_sink
 
 
 def cli(address, *args, check=True):
     proc = subprocess.run([*headwater_cmd(), *args, "--sink", address], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, check=False)
     if check:
         assert proc.returncode == 0, proc.stderr + proc.stdout
     return proc

@@ -10,9 +10,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from headwater.channel import aio_channel
-from headwater.v1 import sink_pb2 as spb
 from headwater.v1 import sink_pb2_grpc
-
 from tests.conftest import conn_for
 from tests.integration.test_sink_service import create, start_sink, write
 

@@ -12,10 +12,8 @@ from google.protobuf import struct_pb2
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
 from headwater.sinks import batch_from_proto, batch_to_proto
-from headwater.v1 import event_pb2
+from headwater.v1 import event_pb2, sink_pb2_grpc
 from headwater.v1 import sink_pb2 as spb
-from headwater.v1 import sink_pb2_grpc
-
 from tests.conftest import conn_for
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
@@ -223,10 +221,11 @@ async def test_postgres_upsert_error_policies_through_the_service(service_proces
 async def test_metrics_per_output_on_the_metrics_endpoint(root_policy, tmp_path):
     import urllib.request
 
+    from headwater.services.sink.config import SinkConfig
+    from headwater.services.sink.server import SinkService
+
     from headwater.config import load_config
     from headwater.server import serve_in_process
-    from headwater.services.sink.server import SinkService
-    from headwater.services.sink.config import SinkConfig
 
     cfg = load_config(SinkConfig, "sink", env={}, grpc_port=0, metrics_port=0, dashboard_port=-1,
                       data_dir=str(tmp_path / "d"))

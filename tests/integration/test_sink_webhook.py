@@ -13,7 +13,6 @@ from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import sink_pb2 as spb
 from headwater.v1 import sink_pb2_grpc
-
 from tests.conftest import conn_for
 from tests.integration.test_sink_service import create, rpc, start_sink, write
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,7 +29,7 @@ def visible(tmp_path, pattern="**/*"):
 
 
 TRIPS = pa.table({"city": ["Oslo", "Lima", "Oslo"], "fare": [10, 20, 30],
-                  "createdAt": pa.array([datetime(2026, 3, 4, 5, 6, tzinfo=timezone.utc)] * 3,
+                  "createdAt": pa.array([datetime(2026, 3, 4, 5, 6, tzinfo=UTC)] * 3,
                                         pa.timestamp("us", tz="UTC"))})
 
 
@@ -67,7 +67,7 @@ def test_csv_and_avro_formats(tmp_path):
     with open(avro_file, "rb") as fh:
         records = list(fastavro.reader(fh))
     assert [r["city"] for r in records] == ["Oslo", "Lima", "Oslo"]
-    assert records[0]["createdAt"] == datetime(2026, 3, 4, 5, 6, tzinfo=timezone.utc)
+    assert records[0]["createdAt"] == datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
 
 
 def test_files_roll_by_size(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from headwater.services.sink.outputs import Outputs
 
 from headwater import hookimpl
 from headwater.errors import HeadwaterError, Reason
@@ -20,7 +21,6 @@ from headwater.sinks import (
     SinkRowError,
     SinkSpec,
 )
-from headwater.services.sink.outputs import Outputs
 
 
 class FlakySink(Sink):

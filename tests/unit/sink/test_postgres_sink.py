@@ -9,7 +9,13 @@ import pytest
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.pluginmanager import get_plugin_manager
-from headwater.sinks import Checkpoint, OutputMode, SinkConfigError, SinkRowError, SinkSpec
+from headwater.sinks import (
+    Checkpoint,
+    OutputMode,
+    SinkConfigError,
+    SinkRowError,
+    SinkSpec,
+)
 
 from .conftest import pg_columns, pg_rows
 
@@ -26,7 +32,7 @@ def make(tmp_path, dsn, table, mode=OutputMode.APPEND, keys=(), **config):
 
 def test_insert_creates_the_table_with_typed_columns(tmp_path, pg_dsn, pg_table):
     sink = make(tmp_path, pg_dsn, pg_table)
-    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
     sink.write_batch(pa.table({
         "tripId": ["a", "b"], "fare": [10, None], "distance": [1.5, 2.0], "ok": [True, False],
         "createdAt": pa.array([when, when], pa.timestamp("us", tz="UTC")), "note": ['x,"y', ""],

@@ -195,7 +195,11 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def write_batch(self, batch: pa.Table, checkpoint: Checkpoint) -> Any:
-        """Store ``batch`` (a :class:`pyarrow.Table`; never empty)."""
+        """Store ``batch`` (a :class:`pyarrow.Table`).
+
+        Never empty, except in output mode complete, where an empty first batch of a
+        trigger means the result is now empty.
+        """
 
     def flush(self) -> Any:
         """Make everything written so far durable and visible (at the writer's checkpoint)."""

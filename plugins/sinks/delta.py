@@ -121,6 +121,12 @@ class DeltaSink(Sink):
         from headwater.plugins.sinks.memory import concat
 
         data = concat(self._buf)
+        if not data.num_columns:  # an empty trigger with no schema: overwrite with nothing known
+            if getattr(self, "_replace", False) and self._table() is not None:
+                self._table().delete()
+            self._reset()
+            self._replace = False
+            return
         txns = [Transaction(self._app(w), c.sequence) for w, c in self._pending.items()]
         props = CommitProperties(app_transactions=txns, custom_metadata={"headwater.sink": self.name})
         mode = self.spec.output_mode

@@ -287,8 +287,12 @@ class PostgresSink(Sink):
                     if row is None:
                         return "duplicate"
                     previous = row[0]
-                self._ensure_table(conn, batch)
                 tname = sql.Identifier(self.schema, self.table)
+                if not batch.num_rows:  # an empty trigger of a complete output: empty the table
+                    if self._columns or self._load_columns(conn):
+                        conn.execute(sql.SQL("TRUNCATE {}").format(tname))
+                    return None
+                self._ensure_table(conn, batch)
                 if self.spec.output_mode is OutputMode.COMPLETE and (
                         not checkpoint.tracked or previous != checkpoint.checkpoint_id):
                     conn.execute(sql.SQL("TRUNCATE {}").format(tname))

@@ -267,7 +267,9 @@ class Outputs:
                     return self._duplicate(out, result)
             rows = table
             applied = True
-            if rows.num_rows:
+            new_trigger = out.spec.output_mode is OutputMode.COMPLETE and (
+                not checkpoint.tracked or checkpoint.checkpoint_id != out.trigger)
+            if rows.num_rows or new_trigger:  # an empty trigger of a complete sink empties it
                 rows, dropped, reason, applied = await self._write_rows(out, sink, rows, checkpoint)
                 result.rows_dropped, result.drop_reason = dropped, reason
                 if not applied:

@@ -283,3 +283,13 @@ async def test_rights_send_listen_manage(service_process, root_policy, tmp_path)
         with pytest.raises(HeadwaterError) as info:
             await write(stub, "t", pa.table({"v": [2]}))
         assert info.value.reason is Reason.PERMISSION_DENIED
+
+
+async def test_an_empty_trigger_empties_a_complete_table(service_process, root_policy, tmp_path):
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        await create(stub, "c", mode=spb.OUTPUT_MODE_COMPLETE)
+        await write(stub, "c", pa.table({"k": ["a"], "n": [1]}), ckpt=1)
+        await write(stub, "c", pa.table({"k": pa.array([], pa.string()), "n": pa.array([], pa.int64())}), ckpt=2)
+        assert await read_all(stub, "c") == []

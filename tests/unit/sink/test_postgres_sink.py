@@ -148,3 +148,11 @@ def test_unreachable_server_is_transient(tmp_path, pg_table):
     with pytest.raises(HeadwaterError) as info:
         sink.open()
     assert info.value.is_transient
+
+
+def test_complete_mode_empty_trigger_empties_the_table(tmp_path, pg_dsn, pg_table):
+    sink = make(tmp_path, pg_dsn, pg_table, OutputMode.COMPLETE)
+    sink.write_batch(pa.table({"k": ["a"], "n": [1]}), Checkpoint(1, 0, "w"))
+    sink.write_batch(pa.table({"k": pa.array([], pa.string())}), Checkpoint(2, 0, "w"))
+    assert pg_rows(pg_dsn, pg_table) == []
+    sink.close()

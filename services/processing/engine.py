@@ -128,6 +128,7 @@ class Runtime:
                     self.subscribers.setdefault(what, []).append((i, k))
             self._slots.append([what for kind, what in ps.inputs])
         self.columnar = None
+        self.mode: str | None = None
         if columnar:
             from headwater.services.processing.operators.columnar import try_columnar
 
@@ -147,7 +148,7 @@ class Runtime:
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
-        if self.columnar is not None:
+        if self._use_columnar(arrival_times):
             self.columnar.feed_rows(rows, arrival_times, self.counters)
             return
         if now is None:
@@ -163,7 +164,7 @@ class Runtime:
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
-        if self.columnar is not None and arrival_times is None:
+        if self._use_columnar(arrival_times):
             self.columnar.feed_bodies(bodies, self.counters)
             return
         from headwater.serializers import decode_json_bodies
@@ -171,8 +172,17 @@ class Runtime:
         rows, arrivals = decode_json_bodies(bodies, arrival_times, self.counters)
         self.feed(input_name, rows, arrivals, now)
 
+    def _use_columnar(self, arrival_times) -> bool:
+        """The columnar path serves on-time input; the first batch decides for the whole run."""
+        if self.mode is None:
+            self.mode = "columnar" if self.columnar is not None and arrival_times is None else "row"
+        return self.mode == "columnar"
+
     def advance_time(self, now: int) -> None:
         """The arrival clock moved to ``now`` (us): idle inputs' watermarks advance."""
+        if self.mode == "columnar":
+            self.columnar.advance_time(now)
+            return
         for srcs in self.sources.values():
             for s in srcs:
                 s.clock.advance_time(now)
@@ -180,14 +190,14 @@ class Runtime:
 
     def flush(self) -> None:
         """End of input: everything is final."""
-        if self.columnar is not None:
+        if self.mode == "columnar":
             self.columnar.flush(self.outputs)
             return
         self._advance(MAX_TS)
 
     def take(self) -> dict[str, list[dict]]:
         """Output rows produced since the last take, per output alias."""
-        if self.columnar is not None:
+        if self.mode == "columnar":
             self.columnar.drain(self.outputs)
         out = {name: [r for _, r in rows] for name, rows in self.outputs.items()}
         for rows in self.outputs.values():
@@ -235,7 +245,7 @@ class Runtime:
     # -- checkpoints ------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """The whole state (sources, windows, joins, pending output) as bytes."""
-        if self.columnar is not None:
+        if self.mode == "columnar":
             return pickle.dumps({"columnar": self.columnar.snapshot(), "counters": self.counters,
                                  "outputs": self.outputs})
         state = {
@@ -254,6 +264,7 @@ class Runtime:
         self.counters = state["counters"]
         self.outputs = state["outputs"]
         if "columnar" in state:
+            self.mode = "columnar"
             self.columnar.restore(state["columnar"])
             return
         for k, v in state["sources"].items():

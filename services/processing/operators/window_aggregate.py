@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from headwater.services.processing.operators.base import Env, MIN_TS
+from headwater.services.processing.operators.base import Env, QueryRuntimeError
 from headwater.services.processing.operators.project import Stage
 
 __all__ = ["AggSpec", "WindowAggregate", "WindowRun", "group_key"]
@@ -127,8 +127,11 @@ class WindowAggregate(Stage):
                     if st is None:
                         st = g[gkey] = [[f.create() for f in fns], e]
                     accs = st[0]
-                    for i, f in enumerate(fns):
-                        accs[i] = f.add(accs[i], vals[i])
+                    try:
+                        for i, f in enumerate(fns):
+                            accs[i] = f.add(accs[i], vals[i])
+                    except (ValueError, TypeError, ArithmeticError) as exc:
+                        raise QueryRuntimeError(f"{aggs[i].fn.name}: {exc}") from None
         return []
 
     def advance(self, watermark: int) -> list[Env]:

@@ -1,0 +1,175 @@
+"""``headwater perf ...``: performance tools, after Kafka's perf-test tools.
+
+Each prints a human summary and, with ``--json``, one JSON object as its last line with
+at least ``events_per_s`` and ``peak_rss_mb``.
+
+Adding a perf command (other areas: produce, consume, sink, registry): write a function
+``add_<name>(perf_subparsers)`` that calls ``perf_subparsers.add_parser("<name>", ...)``
+and ``set_defaults(func=...)``, and list it in :data:`PERF_COMMANDS` below (or call
+:func:`register_perf_command` from your module before the CLI is built). The
+``--json`` flag and :func:`emit` / :func:`peak_rss_mb` helpers are shared.
+
+``headwater perf query``: N generated trip events as JSON bodies, in memory, through the
+query engine in batches as a job feeds it (JSON decode included); ``--compare duckdb``
+runs DuckDB's batch SQL over the same events in the same run and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from typing import Callable
+
+__all__ = ["PERF_COMMANDS", "add_commands", "emit", "peak_rss_mb", "register_perf_command", "QUERIES",
+           "trip_batches"]
+
+#: perf subcommand name -> function adding its parser to the ``perf`` subparsers.
+PERF_COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+
+def register_perf_command(name: str, add: Callable[[argparse._SubParsersAction], None]) -> None:
+    PERF_COMMANDS[name] = add
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("perf", help="performance tools (events/s, latency, memory)")
+    perf_sub = p.add_subparsers(dest="perf_command", metavar="SUBCOMMAND")
+    for add in PERF_COMMANDS.values():
+        add(perf_sub)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def emit(summary: str, result: dict, as_json: bool) -> None:
+    print(summary)
+    if as_json:
+        print(json.dumps(result))
+
+
+# -- perf query --------------------------------------------------------------------------------
+_AGGS = "COUNT(DISTINCT tripId) AS uniqueTrips, SUM(CAST(fare AS float)) AS fares"
+QUERIES = {
+    "book": ("SELECT startLocation, COUNT(*) AS trips, System.Timestamp() AS windowEnd "
+             "FROM trips TIMESTAMP BY createdAt GROUP BY startLocation, TumblingWindow(second, 10)"),
+    "distinct": (f"SELECT startLocation, {_AGGS}, System.Timestamp() AS windowEnd "
+                 "FROM trips TIMESTAMP BY createdAt GROUP BY startLocation, TumblingWindow(second, 10)"),
+    "hopping": (f"SELECT startLocation, {_AGGS}, System.Timestamp() AS windowEnd "
+                "FROM trips TIMESTAMP BY createdAt GROUP BY startLocation, HoppingWindow(second, 20, 10)"),
+    "session": (f"SELECT startLocation, {_AGGS}, System.Timestamp() AS windowEnd "
+                "FROM trips TIMESTAMP BY createdAt "
+                "GROUP BY startLocation, SessionWindow(second, 5, 60) OVER (PARTITION BY startLocation)"),
+}
+DUCKDB = {
+    "book": ("SELECT startLocation, count(*) AS trips, "
+             "to_timestamp(ceil(epoch_us(createdAt::TIMESTAMP) / 1e7) * 10) AS windowEnd "
+             "FROM read_json('{path}', format='newline_delimited', columns={cols}) GROUP BY ALL"),
+    "distinct": ("SELECT startLocation, count(DISTINCT tripId) AS uniqueTrips, sum(fare::DOUBLE) AS fares, "
+                 "to_timestamp(ceil(epoch_us(createdAt::TIMESTAMP) / 1e7) * 10) AS windowEnd "
+                 "FROM read_json('{path}', format='newline_delimited', columns={cols}) GROUP BY ALL"),
+}
+DUCKDB["hopping"] = DUCKDB["distinct"]  # the batch peer computes the same aggregates per key and bucket
+DUCKDB["session"] = DUCKDB["distinct"]
+CITIES = ("San Francisco", "San Jose", "Los Angeles", "Seattle", "Portland", "San Diego", "Sacramento",
+          "Las Vegas", "Phoenix", "Denver")
+
+
+def trip_batches(n: int, batch: int, *, rate_per_s: float = 10_000.0, seed: int = 7):
+    """JSON trip bodies in batches: ``tripId`` (uuid), ``createdAt`` (ISO, ``rate_per_s`` per
+    second of event time from 2024-01-01), ``startLocation``/``endLocation`` among 10 cities,
+    ``distance``, ``fare``."""
+    rng = random.Random(seed)
+    base = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z in us
+    step = 1e6 / rate_per_s
+    cities = [c.encode() for c in CITIES]
+    from datetime import datetime, timezone
+
+    sent = 0
+    while sent < n:
+        m = min(batch, n - sent)
+        out = []
+        for i in range(sent, sent + m):
+            us = base + int(i * step)
+            dt = datetime.fromtimestamp(us / 1e6, tz=timezone.utc)
+            h = rng.getrandbits(128).to_bytes(16, "big").hex()
+            out.append(b'{"tripId":"%s-%s-4%s-a%s-%s","createdAt":"%s.%03dZ","startLocation":"%s",'
+                       b'"endLocation":"%s","distance":%d,"fare":%d.%02d}' % (
+                           h[:8].encode(), h[8:12].encode(), h[13:16].encode(), h[17:20].encode(),
+                           h[20:32].encode(), dt.strftime("%Y-%m-%dT%H:%M:%S").encode(), dt.microsecond // 1000,
+                           cities[rng.randrange(10)], cities[rng.randrange(10)], rng.randrange(10, 1000),
+                           rng.randrange(5, 200), rng.randrange(100)))
+        sent += m
+        yield out
+
+
+def add_query(perf_sub: argparse._SubParsersAction) -> None:
+    q = perf_sub.add_parser("query", help="events/s of the query engine over generated trip events")
+    q.add_argument("-n", "--events", type=int, default=1_000_000)
+    q.add_argument("--batch", type=int, default=50_000, help="events per batch fed to the engine")
+    q.add_argument("--query", choices=sorted(QUERIES), default="book")
+    q.add_argument("--rate", type=float, default=10_000.0, help="events per second of event time")
+    q.add_argument("--row-path", action="store_true", help="disable the columnar path (for comparison)")
+    q.add_argument("--compare", choices=["duckdb"], default=None)
+    q.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    q.set_defaults(func=run_perf_query)
+
+
+def run_perf_query(args: argparse.Namespace) -> int:
+    from headwater.services.processing.engine import compile_query
+
+    compiled = compile_query(QUERIES[args.query])
+    rt = compiled.runtime(columnar=not args.row_path)
+    dump = None
+    if args.compare == "duckdb":
+        fd, dump_path = tempfile.mkstemp(suffix=".ndjson")
+        dump = os.fdopen(fd, "wb")
+    engine_s = 0.0
+    rows = 0
+    for bodies in trip_batches(args.events, args.batch, rate_per_s=args.rate):
+        if dump is not None:
+            dump.write(b"\n".join(bodies) + b"\n")
+        t0 = time.perf_counter()
+        rt.feed_bodies("trips", bodies)
+        rows += sum(len(v) for v in rt.take().values())
+        engine_s += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rt.flush()
+    rows += sum(len(v) for v in rt.take().values())
+    engine_s += time.perf_counter() - t0
+    eps = args.events / engine_s if engine_s else 0.0
+    result = {"query": args.query, "events": args.events, "batch": args.batch, "output_rows": rows,
+              "seconds": round(engine_s, 3), "events_per_s": round(eps), "peak_rss_mb": round(peak_rss_mb(), 1),
+              "path": rt.mode or "row", **{k: v for k, v in rt.counters.as_dict().items() if k != "samples"}}
+    summary = (f"perf query {args.query}: {args.events} events in {engine_s:.2f} s = {eps:,.0f} events/s "
+               f"({rt.mode} path), {rows} output rows, peak RSS {result['peak_rss_mb']} MB")
+    if dump is not None:
+        dump.close()
+        try:
+            import duckdb
+        except ImportError:
+            print("headwater: --compare duckdb needs the duckdb package", file=sys.stderr)
+            return 1
+        cols = "{'tripId': 'VARCHAR', 'createdAt': 'VARCHAR', 'startLocation': 'VARCHAR', 'fare': 'DOUBLE'}"
+        sql = DUCKDB[args.query].format(path=dump_path, cols=cols)
+        con = duckdb.connect()
+        t0 = time.perf_counter()
+        con.execute(sql).fetchall()
+        duck_s = time.perf_counter() - t0
+        os.unlink(dump_path)
+        duck_eps = args.events / duck_s
+        result.update({"duckdb_events_per_s": round(duck_eps), "ratio_vs_duckdb": round(eps / duck_eps, 3)})
+        summary += f"\nduckdb (batch SQL, same events): {duck_eps:,.0f} events/s; ratio {eps / duck_eps:.3f}"
+    emit(summary, result, args.json)
+    return 0
+
+
+register_perf_command("query", add_query)

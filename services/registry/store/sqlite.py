@@ -16,6 +16,8 @@ from typing import Any
 
 from headwater.services.registry.store.base import SqlStore
 
+from headwater.errors import HeadwaterError, Reason
+
 __all__ = ["SqliteStore"]
 
 
@@ -51,14 +53,20 @@ class SqliteStore(SqlStore):
             if conn is None:
                 raise RuntimeError("the SQLite store is closed")
             cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE" if lock_key else "BEGIN")
             try:
-                yield cur
-            except BaseException:
-                conn.rollback()
+                cur.execute("BEGIN IMMEDIATE" if lock_key else "BEGIN")
+                try:
+                    yield cur
+                except BaseException:
+                    conn.rollback()
+                    raise
+                else:
+                    conn.commit()
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):  # another process held the file too long
+                    raise HeadwaterError(Reason.SERVICE_BUSY, f"the registry's SQLite file is busy: {exc}",
+                                         retry_after=0.5) from None
                 raise
-            else:
-                conn.commit()
             finally:
                 cur.close()
 

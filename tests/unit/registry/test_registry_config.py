@@ -55,3 +55,21 @@ def test_auto_create_off_refuses_unknown_group(tmp_path):
         assert err.value.reason is Reason.RESOURCE_NOT_FOUND and "create it first" in err.value.message
     finally:
         store.close()
+
+
+def test_sqlite_file_held_by_another_writer_is_busy_not_internal(tmp_path):
+    import sqlite3
+
+    store = SqliteStore(tmp_path / "busy.db").open()
+    other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        store._conn.execute("PRAGMA busy_timeout = 100")
+        with pytest.raises(HeadwaterError) as err:
+            Registry(store).create_group("g", "avro")
+        assert err.value.reason is Reason.SERVICE_BUSY and err.value.is_transient
+        other.execute("ROLLBACK")
+        assert Registry(store).create_group("g", "avro").group_id == "g"
+    finally:
+        other.close()
+        store.close()

@@ -72,6 +72,11 @@ class AlignedConfig(WindowConfig):
         return {"kind": "hopping", "size": self.size, "hop": self.hop, "offset": self.offset}
 
 
+def _no_extra(args: WindowArgs) -> None:
+    if args.extra:
+        raise ValueError("a size needs a time unit first, e.g. (second, 10)")
+
+
 def _one(args: WindowArgs, key: str, index: int, what: str, required: bool = True) -> int | None:
     if key in args.named:
         return args.named[key]
@@ -89,7 +94,8 @@ class TumblingWindow(WindowKind):
     aliases = ("Tumbling",)
 
     def configure(self, args: WindowArgs) -> WindowConfig:
-        if len(args.positional) > 2 or args.extra or args.partition_by:
+        _no_extra(args)
+        if len(args.positional) > 2 or args.partition_by:
             raise ValueError("TumblingWindow takes (unit, size[, offset])")
         size = _check_size("the window size", _one(args, "duration", 0, "the window size"))
         offset = _one(args, "offset", 1, "offset", required=False) or 0
@@ -103,7 +109,8 @@ class HoppingWindow(WindowKind):
     aliases = ("Hopping",)
 
     def configure(self, args: WindowArgs) -> WindowConfig:
-        if len(args.positional) > 3 or args.extra or args.partition_by:
+        _no_extra(args)
+        if len(args.positional) > 3 or args.partition_by:
             raise ValueError("HoppingWindow takes (unit, size, hop[, offset])")
         size = _check_size("the window size", _one(args, "duration", 0, "the window size"))
         pos_hop = 0 if "duration" in args.named else 1
@@ -169,7 +176,8 @@ class SlidingWindow(WindowKind):
     buffered = True
 
     def configure(self, args: WindowArgs) -> WindowConfig:
-        if len(args.positional) > 1 or args.extra or args.partition_by:
+        _no_extra(args)
+        if len(args.positional) > 1 or args.partition_by:
             raise ValueError("SlidingWindow takes (unit, size)")
         return SlidingConfig(_check_size("the window size", _one(args, "duration", 0, "the window size")))
 
@@ -241,7 +249,8 @@ class SessionWindow(WindowKind):
     partitioned = True
 
     def configure(self, args: WindowArgs) -> WindowConfig:
-        if len(args.positional) > 2 or args.extra:
+        _no_extra(args)
+        if len(args.positional) > 2:
             raise ValueError("SessionWindow takes (unit, timeout, maxDuration)")
         timeout = _check_size("the session timeout", _one(args, "timeout", 0, "the session timeout"))
         pos = 0 if "timeout" in args.named else 1

@@ -47,9 +47,10 @@ def window_args(call: A.Call) -> WindowArgs:
                 raise error(f"unknown time unit {arg.parts[0]!r}{suggest(arg.parts[0], UNITS)}", arg.pos)
             unit = arg.parts[0]
         elif _number(arg) is not None:
-            if unit is None:
-                raise error(f"{call.name}: a size needs a time unit first, e.g. (second, 10)", arg.pos)
-            positional.append(duration_us(unit, _number(arg), arg.pos))
+            if unit is None:  # not a duration: the window kind decides (CountWindow(n))
+                extra.append(arg.value)
+            else:
+                positional.append(duration_us(unit, _number(arg), arg.pos))
         elif isinstance(arg, A.Literal):
             extra.append(arg.value)
         else:

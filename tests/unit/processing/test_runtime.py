@@ -1,0 +1,128 @@
+"""The runtime a job drives: batches per input with arrival times, idle watermarks,
+ordering policies, counters, snapshot/restore, UDFs and UDAs through the hooks."""
+
+from __future__ import annotations
+
+import pytest
+
+from headwater.functions import format_datetime, from_micros, uda, udf
+from headwater.hookspecs import hookimpl
+from headwater.pluginmanager import get_plugin_manager
+from headwater.services.processing.engine import OrderingPolicy, compile_query, format_rows
+from headwater.testing import run_query
+
+S = 1_000_000
+T0 = 1_704_067_200 * S  # 2024-01-01T00:00:00Z
+COUNT10 = "SELECT COUNT(*) AS n, System.Timestamp() AS e FROM i TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)"
+
+
+def ev(sec: float, **kw) -> dict:
+    return {"t": format_datetime(from_micros(T0 + int(sec * S))), **kw}
+
+
+@pytest.fixture(scope="module")
+def pm():
+    return get_plugin_manager(load_entrypoints=False).collect()
+
+
+def test_window_closes_only_when_the_watermark_passes(pm) -> None:
+    rt = compile_query(COUNT10, pm).runtime(OrderingPolicy.from_seconds(late=5, ooo=0))
+    rt.feed("i", [ev(1), ev(4)], arrival_times=[T0 + 1 * S, T0 + 4 * S])
+    assert rt.take() == {"output": []}
+    rt.feed("i", [ev(11)], arrival_times=[T0 + 11 * S])
+    assert [r["n"] for r in rt.take()["output"]] == [2]
+
+
+def test_idle_input_closes_windows_with_the_arrival_clock(pm) -> None:
+    rt = compile_query(COUNT10, pm).runtime(OrderingPolicy.from_seconds(late=5, ooo=3))
+    rt.feed("i", [ev(1)], arrival_times=[T0 + 1 * S])
+    rt.advance_time(T0 + 14 * S)  # watermark = 14 - 5 = 9: not yet
+    assert rt.take()["output"] == []
+    rt.advance_time(T0 + 16 * S)  # watermark 11 > 10
+    assert [r["n"] for r in rt.take()["output"]] == [1]
+
+
+def test_late_events_adjusted_or_dropped(pm) -> None:
+    q = "SELECT v, System.Timestamp() AS ts FROM i TIMESTAMP BY t"
+    for action, expected in (("adjust", [(1, 5), (2, 25)]), ("drop", [(1, 5)])):
+        rt = compile_query(q, pm).runtime(OrderingPolicy.from_seconds(late=15, ooo=0, action=action))
+        rt.feed("i", [ev(5, v=1), ev(0, v=2)], arrival_times=[T0 + 5 * S, T0 + 40 * S])
+        rt.flush()
+        got = [(r["v"], (r["ts"] - from_micros(T0)).seconds) for r in rt.take()["output"]]
+        assert got == expected
+        assert rt.counters.late == 1
+        assert rt.counters.dropped == (1 if action == "drop" else 0)
+
+
+def test_out_of_order_within_tolerance_is_reordered(pm) -> None:
+    q = "SELECT v FROM i TIMESTAMP BY t"
+    rt = compile_query(q, pm).runtime(OrderingPolicy.from_seconds(late=60, ooo=10))
+    rt.feed("i", [ev(10, v=1), ev(5, v=2), ev(12, v=3)], arrival_times=[T0 + 10 * S, T0 + 11 * S, T0 + 12 * S])
+    rt.flush()
+    assert [r["v"] for r in rt.take()["output"]] == [2, 1, 3]
+    assert rt.counters.out_of_order == 0
+
+
+def test_early_events_are_dropped(pm) -> None:
+    rt = compile_query("SELECT v FROM i TIMESTAMP BY t", pm).runtime()
+    rt.feed("i", [ev(600, v=1), ev(2, v=2)], arrival_times=[T0, T0 + 2 * S])
+    rt.flush()
+    assert [r["v"] for r in rt.take()["output"]] == [2]
+    assert rt.counters.early == 1
+
+
+def test_conversion_errors_are_counted_with_a_sample(pm) -> None:
+    rt = compile_query("SELECT v FROM i TIMESTAMP BY t", pm).runtime()
+    rt.feed("i", [{"t": "not a time", "v": 1}, {"v": 2}, ev(1, v=3)])
+    rt.flush()
+    assert [r["v"] for r in rt.take()["output"]] == [3]
+    assert rt.counters.conversion_errors == 2 and "not a time" in rt.counters.samples[0]
+
+
+def test_without_timestamp_by_the_arrival_time_is_the_timestamp(pm) -> None:
+    rt = compile_query("SELECT v, System.Timestamp() AS ts FROM i", pm).runtime()
+    rt.feed("i", [{"v": 1}], arrival_times=[T0 + 7 * S])
+    rt.flush()
+    assert format_rows(rt.take()["output"]) == [{"v": 1, "ts": "2024-01-01T00:00:07.0000000Z"}]
+
+
+def test_snapshot_restore_keeps_open_windows_and_joins(pm) -> None:
+    q = ("SELECT a.k, COUNT(*) AS n FROM i a TIMESTAMP BY t JOIN j b TIMESTAMP BY t "
+         "ON a.k = b.k AND DATEDIFF(second, a, b) BETWEEN 0 AND 5 GROUP BY a.k, TumblingWindow(second, 30)")
+    compiled = compile_query(q, pm)
+    rt = compiled.runtime()
+    rt.feed("i", [ev(1, k="x"), ev(2, k="y")], [T0 + S, T0 + 2 * S])
+    blob = rt.snapshot()
+    rt2 = compiled.runtime()
+    rt2.restore(blob)
+    rt2.feed("j", [ev(3, k="x"), ev(4, k="x")], [T0 + 3 * S, T0 + 4 * S])
+    rt2.flush()
+    assert rt2.take()["output"] == [{"k": "x", "n": 2}]
+
+
+class _Plugin:
+    @hookimpl
+    def register_functions(self, register):
+        register(udf("Double", lambda x: None if x is None else x * 2.0))
+        register(uda("Product", lambda: 1, lambda acc, v: acc * v if v is not None else acc))
+
+
+def test_udf_and_uda_through_the_hooks() -> None:
+    pm = get_plugin_manager([("mine", _Plugin())], load_entrypoints=False)
+    out = run_query("SELECT UDA.Product(UDF.Double(v)) AS p FROM i TIMESTAMP BY t "
+                    "GROUP BY TumblingWindow(minute, 1)", {"i": [ev(1, v=1), ev(2, v=3)]}, pm=pm)
+    assert out == {"output": [{"p": 12.0}]}
+
+
+def test_udf_failure_is_a_runtime_error() -> None:
+    from headwater.services.processing.engine import QueryRuntimeError
+
+    pm = get_plugin_manager([("mine", _Plugin())], load_entrypoints=False)
+    with pytest.raises(QueryRuntimeError, match="UDF.Double"):
+        run_query("SELECT UDF.Double(v) AS d FROM i", {"i": [{"v": "x"}]}, pm=pm)
+
+
+def test_multiple_inputs_and_outputs_and_columns_named_as_written(pm) -> None:
+    out = run_query("SELECT DeviceID, Location.Lat INTO a FROM i\nSELECT v INTO b FROM j",
+                    {"i": [{"DeviceId": 1, "Location": {"Lat": 2}}], "j": [{"v": 3}]}, pm=pm)
+    assert out == {"a": [{"DeviceID": 1, "Lat": 2}], "b": [{"v": 3}]}

@@ -1,0 +1,94 @@
+"""Builtin window logic, tested directly (Bytewax style). Times in seconds * 1e6.
+
+``|`` marks a window end (inclusive), ``x`` an event.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from headwater.pluginmanager import get_plugin_manager
+from headwater.windows import WindowArgs
+
+S = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def kinds():
+    return get_plugin_manager(load_entrypoints=False).collect().windows
+
+
+def build(kinds, name, *positional, **named):
+    kind = kinds.get(name)
+    cfg = kind.configure(WindowArgs(tuple(p * S for p in positional), {k: v * S for k, v in named.items()}))
+    return cfg.build()
+
+
+def test_tumbling_end_inclusive(kinds) -> None:
+    # 0        |10        |20
+    #   x     x x          x
+    logic = build(kinds, "TumblingWindow", 10)
+    assert [logic.assign(t * S) for t in (2, 9, 10, 20)] == [[10 * S], [10 * S], [10 * S], [20 * S]]
+    assert logic.close_for(10 * S) == []          # an event at 10 may still come
+    assert logic.close_for(10 * S + 1) == [(10 * S, 10 * S)]
+    assert logic.close_for(100 * S) == [(20 * S, 20 * S)]
+
+
+def test_tumbling_offset_and_alias(kinds) -> None:
+    # Offset(millisecond, -1): windows end at 9.999, 19.999
+    logic = build(kinds, "Tumbling", 10, offset=-0.001)
+    assert logic.assign(10 * S) == [20 * S - 1000]
+    assert logic.assign(10 * S - 1000) == [10 * S - 1000]
+
+
+def test_hopping_each_event_in_size_over_hop_windows(kinds) -> None:
+    # size 10, hop 5: x@12 is in (5,15] and (10,20]
+    logic = build(kinds, "HoppingWindow", 10, 5)
+    assert logic.assign(12 * S) == [15 * S, 20 * S]
+    assert logic.assign(15 * S) == [15 * S, 20 * S]
+    restored = kinds.get("Hopping").configure(WindowArgs((10 * S, 5 * S))).build(logic.snapshot())
+    assert restored.close_for(16 * S) == [(15 * S, 15 * S)]
+
+
+def test_sliding_outputs_on_entry_and_exit(kinds) -> None:
+    # size 5: x@34 x@38 x@42 -> instants 34 38 39 42 43 (47 too, but that window is empty)
+    logic = build(kinds, "SlidingWindow", 5)
+    for t in (34, 38, 42):
+        assert logic.assign(t * S) == []
+    assert [w for w, _ in logic.close_for(44 * S)] == [t * S for t in (34, 38, 39, 42, 43)]
+    assert logic.bounds(39 * S) == (34 * S, 39 * S)
+
+
+def test_session_timeout_and_max_duration_checkpoints(kinds) -> None:
+    # timeout 5, max 10: x1 x4 x7 x11 x14 x17 x19 |20 (checkpoint: length 19 > 10) x22 ... |27
+    logic = build(kinds, "SessionWindow", 5, 10)
+    ids = [logic.assign(t * S)[0] for t in (1, 4, 7, 11, 14, 17, 19, 22)]
+    assert ids == [1 * S] * 7 + [22 * S]
+    assert logic.close_for(100 * S) == [(1 * S, 20 * S), (22 * S, 27 * S)]
+
+
+def test_session_gap_closes(kinds) -> None:
+    # timeout 5: x1 x3 |8   x20 |25
+    logic = build(kinds, "Session", 5, 60)
+    for t in (1, 3, 20):
+        logic.assign(t * S)
+    assert logic.close_for(21 * S) == [(1 * S, 8 * S)]
+    assert logic.close_for(26 * S) == [(20 * S, 25 * S)]
+
+
+def test_snapshot_window_groups_identical_times(kinds) -> None:
+    logic = build(kinds, "SnapshotWindow")
+    assert logic.assign(5) == [5] and logic.assign(5) == [5] and logic.assign(7) == [7]
+    assert logic.close_for(6) == [(5, 5)]
+
+
+@pytest.mark.parametrize("name,args,message", [
+    ("TumblingWindow", WindowArgs((0,)), "must be positive"),
+    ("TumblingWindow", WindowArgs((8 * 86400 * S,)), "at most 7 days"),
+    ("HoppingWindow", WindowArgs((10 * S,)), "hop"),
+    ("SessionWindow", WindowArgs((10 * S, 5 * S)), "at least the timeout"),
+    ("TumblingWindow", WindowArgs(extra=(10,)), "time unit"),
+])
+def test_bad_arguments(kinds, name, args, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        kinds.get(name).configure(args)

@@ -240,7 +240,8 @@ class ColumnarAggregate:
         df = df.with_columns(ts.alias("__ts"))
         if ts.null_count():
             df = df.filter(pl.col("__ts").is_not_null())
-        df = df.sort("__ts", maintain_order=True)
+        if self.spec["kind"] == "session":  # sessions are assigned in time order
+            df = df.sort("__ts", maintain_order=True)
         if df.height == 0:
             return
         floor = self.newest - self.policy.out_of_order_tolerance_us if self.newest > MIN_TS else MIN_TS
@@ -256,7 +257,7 @@ class ColumnarAggregate:
                 df = df.with_columns(pl.when(low).then(pl.lit(floor)).otherwise(pl.col("__ts")).alias("__ts"))
         if df.height == 0:
             return
-        top = int(df["__ts"][-1])
+        top = int(df["__ts"].max())
         self.newest = max(self.newest, top)
         self.clock = max(self.clock, top)
         self._aggregate(df)

@@ -18,7 +18,6 @@ as ``2021-12-10T10:00:00.0000000Z``.
 
 from __future__ import annotations
 
-import pickle
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from headwater.functions import format_datetime
 from headwater.services.processing.operators.base import MAX_TS, MIN_TS, QueryRuntimeError
 from headwater.services.processing.operators.scan import Source
 from headwater.services.processing.sql import ast as A
+from headwater.services.processing.state import snapshot
 from headwater.services.processing.sql.analyzer import analyze
 from headwater.services.processing.sql.diagnostics import error
 from headwater.services.processing.sql.logical import LogicalPlan
@@ -246,8 +246,8 @@ class Runtime:
     def snapshot(self) -> bytes:
         """The whole state (sources, windows, joins, pending output) as bytes."""
         if self.mode == "columnar":
-            return pickle.dumps({"columnar": self.columnar.snapshot(), "counters": self.counters,
-                                 "outputs": self.outputs})
+            return snapshot.dumps({"columnar": self.columnar.snapshot(), "counters": self.counters,
+                                   "outputs": self.outputs}, self.compiled.text)
         state = {
             "sources": {k: [s.snapshot() for s in v] for k, v in self.sources.items()},
             "statements": [ps.op.snapshot() for ps in self.statements],
@@ -257,10 +257,11 @@ class Runtime:
             "counters": self.counters,
             "seq": self._seq,
         }
-        return pickle.dumps(state)
+        return snapshot.dumps(state, self.compiled.text)
 
     def restore(self, blob: bytes) -> None:
-        state = pickle.loads(blob)
+        """Continue from :meth:`snapshot` (of a runtime of the same query)."""
+        state = snapshot.loads(blob, self.compiled.text)
         self.counters = state["counters"]
         self.outputs = state["outputs"]
         if "columnar" in state:

@@ -1,0 +1,72 @@
+"""``headwater query test`` in-process: file formats, outputs, errors and exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import fastavro
+
+from headwater.cli.main import main
+
+EVENTS = [{"Make": "A", "Time": "2024-01-01T00:00:01Z", "v": 1},
+          {"Make": "A", "Time": "2024-01-01T00:00:05Z", "v": 2},
+          {"Make": "B", "Time": "2024-01-01T00:00:12Z", "v": 3}]
+QUERY = ("SELECT Make, COUNT(*) AS n, SUM(CAST(v AS bigint)) AS total, System.Timestamp() AS e INTO counts\n"
+         "FROM Input TIMESTAMP BY Time GROUP BY Make, TumblingWindow(second, 10)")
+EXPECTED = [{"Make": "A", "n": 2, "total": 3, "e": "2024-01-01T00:00:10.0000000Z"},
+            {"Make": "B", "n": 1, "total": 3, "e": "2024-01-01T00:00:20.0000000Z"}]
+
+
+def _run(tmp_path, query, *extra):
+    (tmp_path / "q.asaql").write_text(query)
+    return main(["query", "test", "--query", str(tmp_path / "q.asaql"), "--output-dir", str(tmp_path / "out"),
+                 *extra])
+
+
+def _write_inputs(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(EVENTS))
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(e) for e in EVENTS))
+    (tmp_path / "a.csv").write_text("Make,Time,v\n" + "\n".join(f"{e['Make']},{e['Time']},{e['v']}" for e in EVENTS))
+    schema = {"type": "record", "name": "E", "fields": [{"name": "Make", "type": "string"},
+                                                         {"name": "Time", "type": "string"},
+                                                         {"name": "v", "type": "long"}]}
+    buf = io.BytesIO()
+    fastavro.writer(buf, schema, EVENTS)
+    (tmp_path / "a.avro").write_bytes(buf.getvalue())
+
+
+def test_every_input_format_gives_the_same_rows(tmp_path) -> None:
+    _write_inputs(tmp_path)
+    for name in ("a.json", "a.jsonl", "a.csv", "a.avro"):
+        assert _run(tmp_path, QUERY, "--input", f"Input={tmp_path / name}") == 0, name
+        assert json.loads((tmp_path / "out" / "counts.json").read_text()) == EXPECTED, name
+
+
+def test_compile_error_prints_line_and_column(tmp_path, capsys) -> None:
+    code = _run(tmp_path, "SELECT a\nFROM Input\nWHERE a LIKE", "--input", "Input=/dev/null")
+    assert code == 1
+    assert capsys.readouterr().err.strip() == "line 3, column 13: expected an expression, found end of query"
+    assert not (tmp_path / "out").exists()
+
+
+def test_failing_cast_exits_non_zero(tmp_path, capsys) -> None:
+    (tmp_path / "a.json").write_text(json.dumps([{"v": "this is a string"}]))
+    assert _run(tmp_path, "SELECT CAST(v AS bigint) AS b FROM Input", "--input", f"Input={tmp_path / 'a.json'}") == 1
+    assert "CAST" in capsys.readouterr().err
+
+
+def test_udf_from_a_file_arrival_field_and_reference(tmp_path) -> None:
+    (tmp_path / "udfs.py").write_text("def shout(s):\n    return s.upper() + '!'\n")
+    (tmp_path / "a.json").write_text(json.dumps([
+        {"k": "x", "t": "2024-01-01T00:00:00Z", "arr": "2024-01-01T00:00:30Z"}]))
+    (tmp_path / "r.json").write_text(json.dumps([{"k": "x", "label": "ex"}]))
+    code = _run(tmp_path, "SELECT UDF.shout(r.label) AS s, System.Timestamp() AS ts, i.* FROM Input i "
+                          "TIMESTAMP BY t JOIN R r ON i.k = r.k",
+                "--input", f"Input={tmp_path / 'a.json'}", "--reference", f"R={tmp_path / 'r.json'}",
+                "--udf", f"shout={tmp_path / 'udfs.py'}:shout", "--arrival-time-field", "arr",
+                "--late-arrival-tolerance", "10")
+    assert code == 0
+    rows = json.loads((tmp_path / "out" / "output.json").read_text())
+    # late by 30 s with a 10 s tolerance: System.Timestamp() = arrival - 10 s; payload unchanged, arr removed
+    assert rows == [{"s": "EX!", "ts": "2024-01-01T00:00:20.0000000Z", "k": "x", "t": "2024-01-01T00:00:00Z"}]

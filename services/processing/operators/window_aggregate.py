@@ -126,12 +126,7 @@ class WindowAggregate(Stage):
                     st = g.get(gkey)
                     if st is None:
                         st = g[gkey] = [[f.create() for f in fns], e]
-                    accs = st[0]
-                    try:
-                        for i, f in enumerate(fns):
-                            accs[i] = f.add(accs[i], vals[i])
-                    except (ValueError, TypeError, ArithmeticError) as exc:
-                        raise QueryRuntimeError(f"{aggs[i].fn.name}: {exc}") from None
+                    self._add(st[0], vals)
         return []
 
     def advance(self, watermark: int) -> list[Env]:
@@ -169,13 +164,23 @@ class WindowAggregate(Stage):
                 if st is None:
                     st = groups[gkey] = [[f.create() for f in self.fns], e]
                 st[1] = e
-                for i, f in enumerate(self.fns):
-                    st[0][i] = f.add(st[0][i], vals[i])
+                self._add(st[0], vals)
         for st in groups.values():
             self._emit(run, st[0], st[1], end, out)
 
+    def _add(self, accs: list, vals: list) -> None:
+        i = 0
+        try:
+            for i, f in enumerate(self.fns):
+                accs[i] = f.add(accs[i], vals[i])
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise QueryRuntimeError(f"{self.aggs[i].fn.name}: {exc}") from None
+
     def _emit(self, run: WindowRun, accs: list, rep: Env, end: int, out: list) -> None:
-        res = [f.result(a) for f, a in zip(self.fns, accs)]
+        try:
+            res = [f.result(a) for f, a in zip(self.fns, accs)]
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise QueryRuntimeError(f"aggregate: {exc}") from None
         e = Env(rep.recs, end, rep.times, res, rep.an, run.label)
         if self.having is not None and self.having(e) is not True:
             return

@@ -249,6 +249,9 @@ class _Analyzer:
         if st.aggregate and any(isinstance(i.expr, A.Star) for i in sel.items):
             star = next(i.expr for i in sel.items if isinstance(i.expr, A.Star))
             raise error("SELECT * cannot be used with GROUP BY", star.pos)
+        if sel.distinct:
+            raise error("SELECT DISTINCT is not supported; use GROUP BY with a window, or "
+                        "COUNT(DISTINCT ...)", sel.pos)
         if sel.match is not None and (sel.joins or sel.applies or sel.group_by):
             raise error("MATCH_RECOGNIZE cannot be combined with JOIN, APPLY or GROUP BY", sel.match.pos)
         return st

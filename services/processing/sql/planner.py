@@ -358,6 +358,9 @@ class ExprCompiler:
             if duration is None:
                 raise error(f"{node.name} needs OVER (LIMIT DURATION(unit, n))", node.pos)
             if agg is not None:
+                if agg.ordered or agg.no_args:
+                    raise error(f"{node.name} with LIMIT DURATION is not supported; use it with a window "
+                                "in GROUP BY", node.pos)
                 value = self.compile(node.args[0], inner) if node.args else None
                 spec = AnalyticSpec("agg", (lambda e: 1) if node.star else value, partition, duration, when, agg=agg)
             else:

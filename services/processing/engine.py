@@ -4,7 +4,7 @@
     rt = compiled.runtime(OrderingPolicy.from_seconds(late=5, ooo=0, action="adjust"),
                           reference_data={"rules": rows})
     rt.feed("input", rows, arrival_times=[us, ...])          # batches per input, any time
-    rt.feed_bodies("input", [b'{"a":1}', ...], arrival_times)  # JSON bodies (columnar fast path)
+    rt.feed_bodies("input", [b'{"a":1}', ...], arrival_times)  # JSON bodies, decoded in one go
     rt.advance_time(now_us)                                   # idle inputs: watermark moves on
     rows = rt.take()                                          # {output alias: [row, ...]} so far
     blob = rt.snapshot(); rt2 = compiled.runtime(...); rt2.restore(blob)
@@ -165,7 +165,7 @@ class Runtime:
         if srcs is None:
             return
         if self._use_columnar(arrival_times):
-            self.columnar.feed_bodies(bodies, self.counters)
+            self.columnar.feed_bodies(bodies, arrival_times, self.counters)
             return
         from headwater.serializers import decode_json_bodies
 
@@ -173,9 +173,9 @@ class Runtime:
         self.feed(input_name, rows, arrivals, now)
 
     def _use_columnar(self, arrival_times) -> bool:
-        """The columnar path serves on-time input; the first batch decides for the whole run."""
+        """The columnar path serves every query it supports; decided on the first batch."""
         if self.mode is None:
-            self.mode = "columnar" if self.columnar is not None and arrival_times is None else "row"
+            self.mode = "columnar" if self.columnar is not None else "row"
         return self.mode == "columnar"
 
     def advance_time(self, now: int) -> None:

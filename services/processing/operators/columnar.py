@@ -29,6 +29,7 @@ from headwater.functions import from_micros, to_datetime, to_micros
 from headwater.services.processing.operators.base import MAX_TS, MIN_TS, QueryRuntimeError
 from headwater.services.processing.sql import ast as A
 from headwater.services.processing.sql.planner import output_name
+from headwater.services.processing.watermarks import EARLY_US
 
 __all__ = ["try_columnar", "ColumnarAggregate"]
 
@@ -137,20 +138,22 @@ class ColumnarAggregate:
         self.sessions: dict[tuple, list] = {}  # key -> [start, last]
         self.session_ends: dict[tuple, int] = {}  # (key, sid) -> end, for closed sessions
         self.ready: list[tuple[int, dict]] = []
+        self._pending: list[pl.DataFrame] = []  # session input above the watermark
 
     # -- decoding --------------------------------------------------------------------------
-    def _decode(self, bodies: list[bytes], counters) -> pl.DataFrame:
+    def _decode(self, bodies: list[bytes], counters) -> tuple[pl.DataFrame, np.ndarray | None]:
         if self.schema is None:
             self._infer(bodies)
         if self.schema is not None:
             try:
                 df = pl.read_ndjson(io.BytesIO(b"\n".join(bodies)), schema=self.schema)
                 if df.height == len(bodies):
-                    return df
+                    return df, None
             except Exception:  # noqa: BLE001 - odd bodies: decode them one by one below
                 pass
         rows = []
-        for b in bodies:
+        index = []
+        for i, b in enumerate(bodies):
             try:
                 v = orjson.loads(b)
             except orjson.JSONDecodeError as exc:
@@ -159,9 +162,10 @@ class ColumnarAggregate:
             for item in v if isinstance(v, list) else [v]:
                 if isinstance(item, dict):
                     rows.append(item)
+                    index.append(i)
                 else:
                     counters.error("InputDeserializationError: an event must be a JSON object")
-        return self._frame(rows)
+        return self._frame(rows), np.asarray(index, dtype=np.int64)
 
     def _infer(self, bodies: list[bytes]) -> None:
         """Column types from a sample of the first batch (polars' own inference)."""
@@ -225,25 +229,43 @@ class ColumnarAggregate:
         return ts
 
     # -- input --------------------------------------------------------------------------------
-    def feed_bodies(self, bodies: list[bytes], counters) -> None:
-        counters.events_in += len(bodies)
-        self._feed(self._decode(bodies, counters), counters)
+    def feed_bodies(self, bodies: list[bytes], arrivals: list[int] | None, counters) -> None:
+        df, index = self._decode(bodies, counters)
+        arr = None
+        if arrivals is not None:
+            arr = np.asarray(arrivals, dtype=np.int64)
+            if index is not None:
+                arr = arr[index] if len(index) else arr[:0]
+        self._feed(df, arr, counters)
 
-    def feed_rows(self, rows: list[dict], arrivals, counters) -> None:
-        counters.events_in += len(rows)
-        self._feed(self._frame(rows), counters)
+    def feed_rows(self, rows: list[dict], arrivals: list[int] | None, counters) -> None:
+        self._feed(self._frame(rows), None if arrivals is None else np.asarray(arrivals, dtype=np.int64), counters)
 
-    def _feed(self, df: pl.DataFrame, counters) -> None:
+    def _feed(self, df: pl.DataFrame, arrivals: np.ndarray | None, counters) -> None:
+        counters.events_in += df.height
         if df.height == 0:
             return
         ts = self._timestamps(df[self.ts_col], counters)
         df = df.with_columns(ts.alias("__ts"))
+        if arrivals is not None:
+            df = df.with_columns(pl.Series("__a", arrivals))
         if ts.null_count():
             df = df.filter(pl.col("__ts").is_not_null())
-        if self.spec["kind"] == "session":  # sessions are assigned in time order
-            df = df.sort("__ts", maintain_order=True)
         if df.height == 0:
             return
+        if arrivals is None:
+            df = self._on_time(df, counters)
+        else:
+            df = self._policy(df, counters)
+        if df.height:
+            if self.spec["kind"] == "session":
+                self._pending.append(df)
+            else:
+                self._aggregate(df)
+        self._close(self._watermark())
+
+    def _on_time(self, df: pl.DataFrame, counters) -> pl.DataFrame:
+        """Arrival = event time, in time order: only older batches can make an event late."""
         floor = self.newest - self.policy.out_of_order_tolerance_us if self.newest > MIN_TS else MIN_TS
         floor = max(floor, self.clock - self.policy.late_arrival_tolerance_us if self.clock > MIN_TS else MIN_TS)
         low = df["__ts"] < floor
@@ -255,13 +277,47 @@ class ColumnarAggregate:
                 df = df.filter(~low)
             else:
                 df = df.with_columns(pl.when(low).then(pl.lit(floor)).otherwise(pl.col("__ts")).alias("__ts"))
-        if df.height == 0:
-            return
-        top = int(df["__ts"].max())
-        self.newest = max(self.newest, top)
-        self.clock = max(self.clock, top)
-        self._aggregate(df)
-        self._close(self._watermark())
+        if df.height:
+            top = int(df["__ts"].max())
+            self.newest = max(self.newest, top)
+            self.clock = max(self.clock, top)
+        return df
+
+    def _policy(self, df: pl.DataFrame, counters) -> pl.DataFrame:
+        """The row path's EventClock.accept over a whole batch in arrival order (watermarks.py).
+
+        ``newest`` here is the running maximum of ``max(ts, clock - late)``: it can exceed the
+        newest accepted time only by clock terms, which the floor holds anyway, so floors,
+        adjustments and the watermark are the same as event-by-event.
+        """
+        late_us, ooo = self.policy.late_arrival_tolerance_us, self.policy.out_of_order_tolerance_us
+        drop = self.policy.out_of_order_action == "drop"
+        e = df["__ts"].to_numpy().astype(np.int64)
+        a = df["__a"].to_numpy().astype(np.int64)
+        clock = np.maximum.accumulate(np.maximum(a, self.clock))
+        early = (e - a) > EARLY_US
+        late = ~early & (a - e > 0) & (a - e >= late_us)
+        ts = np.where(late, a - late_us, e)
+        x = np.where(early, MIN_TS, np.maximum(ts, clock - late_us))
+        newest = np.maximum.accumulate(np.maximum(x, self.newest))
+        prev = np.concatenate(([self.newest], newest[:-1]))
+        seen = prev > MIN_TS
+        floor = np.maximum(clock - late_us, np.where(seen, prev - ooo, MIN_TS))
+        eo = ~late & seen & (ts < prev) & (a - ts > ooo)
+        floor = np.where(eo, np.maximum(floor, np.minimum(a - ooo, prev)), floor)
+        keep = ~early & ~(late & drop)
+        low = keep & (ts < floor)
+        counters.early += int(early.sum())
+        counters.late += int(late.sum())
+        counters.out_of_order += int(low.sum())
+        counters.dropped += int(early.sum()) + (int(late.sum()) + int(low.sum()) if drop else 0)
+        if drop:
+            keep &= ~low
+        else:
+            ts = np.where(low, floor, ts)
+        self.clock = max(self.clock, int(clock[-1]))
+        self.newest = max(self.newest, int(newest[-1]))
+        return df.with_columns(pl.Series("__ts", ts)).filter(pl.Series(keep)).drop("__a")
 
     def advance_time(self, now: int) -> None:
         self.clock = max(self.clock, now)
@@ -384,7 +440,19 @@ class ColumnarAggregate:
                 aggs.append(pl.col(f"m{j}").max())
         return df.group_by(group, maintain_order=True).agg(aggs)
 
+    def _release(self, watermark: int) -> None:
+        """Sessions see events in time order up to the watermark, as the row path does."""
+        if not self._pending:
+            return
+        df = pl.concat(self._pending, how="vertical_relaxed") if len(self._pending) > 1 else self._pending[0]
+        ready = df.filter(pl.col("__ts") <= watermark).sort("__ts", maintain_order=True)
+        rest = df.filter(pl.col("__ts") > watermark)
+        self._pending = [rest] if rest.height else []
+        if ready.height:
+            self._aggregate(ready)
+
     def _close(self, watermark: int) -> None:
+        self._release(watermark)
         if self.open_min >= watermark or not self.partials:
             return
         state = self._merge(pl.concat(self.partials, how="vertical_relaxed"))
@@ -492,7 +560,7 @@ class ColumnarAggregate:
             "partials": [p.to_arrow() for p in self.partials],
             "distinct": [d.to_arrow() for d in self.distinct],
             "open_min": self.open_min, "sessions": dict(self.sessions), "session_ends": dict(self.session_ends),
-            "ready": list(self.ready),
+            "ready": list(self.ready), "pending": [p.to_arrow() for p in self._pending],
         }
 
     def restore(self, state: Any) -> None:
@@ -503,3 +571,4 @@ class ColumnarAggregate:
         self.sessions = dict(state["sessions"])
         self.session_ends = dict(state["session_ends"])
         self.ready = list(state["ready"])
+        self._pending = [pl.from_arrow(t) for t in state["pending"]]

@@ -114,3 +114,54 @@ def test_out_of_order_batches_adjusted_the_same(pm) -> None:
         outs.append((_canon(rt.take()["output"]), rt.counters.out_of_order))
     assert outs[0] == outs[1]
     assert outs[0][1] == 1
+
+
+def _with_arrivals(batches, seed=3):
+    """Arrival = event time + a random delay (0-12 s), events in arrival order, some bodies
+    that are JSON arrays of two events."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for b in batches:
+        evs = [orjson.loads(x) for x in b]
+        from headwater.functions import to_datetime, to_micros
+
+        arr = [to_micros(to_datetime(e["createdAt"])) + int(rng.random() ** 3 * 12e6) for e in evs]
+        order = sorted(range(len(evs)), key=lambda i: arr[i])
+        bodies, arrivals = [], []
+        for i in order:
+            bodies.append(orjson.dumps(evs[i]))
+            arrivals.append(arr[i])
+        if len(bodies) > 4:
+            bodies[1:3] = [b"[" + bodies[1] + b"," + bodies[2] + b"]"]
+            arrivals[1:3] = [arrivals[2]]
+        out.append((bodies, arrivals))
+    return out
+
+
+@pytest.mark.parametrize("name", ["book", "hopping", "session", "session_global"])
+@pytest.mark.parametrize("action", ["adjust", "drop"])
+def test_columnar_equals_row_path_with_arrival_times(pm, batches, name, action) -> None:
+    from headwater.services.processing.engine import OrderingPolicy
+
+    policy = OrderingPolicy.from_seconds(late=5, ooo=3, action=action)
+    fed = _with_arrivals(batches[:4])
+    results = []
+    for columnar in (True, False):
+        compiled = compile_query(ALL[name], pm)
+        rt = compiled.runtime(policy, columnar=columnar)
+        rows = []
+        for i, (bodies, arrivals) in enumerate(fed):
+            rt.feed_bodies("trips", bodies, arrivals)
+            rows += rt.take()["output"]
+            if i == 1:
+                rt.advance_time(arrivals[-1] + 2_000_000)
+        rt.flush()
+        rows += rt.take()["output"]
+        counters = {k: v for k, v in rt.counters.as_dict().items() if k != "samples"}
+        results.append((_canon(rows), counters, rt.mode))
+    assert results[0][2] == "columnar" and results[1][2] == "row"
+    assert results[0][1] == results[1][1]
+    assert results[0][1]["late"] > 0 and results[0][1]["out_of_order"] > 0
+    assert results[0][0] == results[1][0]

@@ -43,7 +43,10 @@ def service_process(_isolated_home, tmp_path):
 
     def start(name: str, *args: str, env: dict[str, str] | None = None) -> ServiceProcess:
         argv = [*headwater_cmd(), "serve", name, "--port", "0", "--metrics-port", "-1", *args]
-        proc = ServiceProcess(name, argv, env={"HEADWATER_HOME": str(_isolated_home), **(env or {})})
+        # No fixed ports: HTTP ingest and the dashboard bind free ones too.
+        base = {"HEADWATER_HOME": str(_isolated_home), "HEADWATER_INGESTION_HTTP_PORT": "0",
+                "HEADWATER_SINK_DASHBOARD_PORT": "0"}
+        proc = ServiceProcess(name, argv, env={**base, **(env or {})})
         started.append(proc)
         return proc.start()
 

@@ -18,6 +18,7 @@ __all__ = ["build_parser", "main"]
 #: Modules of headwater.cli that add commands, in --help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "up",
+    "demo",
     "services",
     "hub",
     "schema",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from headwater.auth import Right
 from headwater.server import GrpcBinding, Service
 from headwater.v1 import processing_pb2_grpc as pb_grpc
+from headwater.services.processing.config import ProcessingConfig
 from headwater.services.processing.jobs import JobCatalog
+from headwater.services.processing.manager import JobManager
 from headwater.services.processing.servicer import ProcessingServicer
 
 __all__ = ["SERVICE", "ProcessingService"]
@@ -13,6 +17,7 @@ __all__ = ["SERVICE", "ProcessingService"]
 
 class ProcessingService(Service):
     name = "processing"
+    config_class = ProcessingConfig
     rights = {
         "GetJob": Right.LISTEN,
         "ListJobs": Right.LISTEN,
@@ -24,7 +29,16 @@ class ProcessingService(Service):
 
     async def start(self) -> None:
         self.catalog = JobCatalog(self.config.data_path() / "jobs.json")
-        self.servicer = ProcessingServicer(self.catalog)
+        self.manager = JobManager(self.config, self.catalog)  # type: ignore[arg-type]
+        self.servicer = ProcessingServicer(self.catalog, self.manager)
+
+    async def started(self, running) -> None:
+        # Jobs that were running resume in the background: the port is already serving.
+        self._opening = asyncio.create_task(self.manager.open())
+
+    async def stop(self) -> None:
+        await asyncio.gather(self._opening, return_exceptions=True)
+        await self.manager.close()
 
     def bindings(self):
         return [GrpcBinding(pb_grpc.add_ProcessingServiceServicer_to_server, self.servicer,

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2
 from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import processing_pb2 as pb
 from headwater.v1 import processing_pb2_grpc as pb_grpc
+from headwater.services.processing.alerts import validate_rule
 from headwater.services.processing.jobs import JobCatalog, job_id
 
 __all__ = ["ProcessingServicer"]
@@ -23,8 +24,9 @@ def _now() -> timestamp_pb2.Timestamp:
 
 
 class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
-    def __init__(self, catalog: JobCatalog) -> None:
+    def __init__(self, catalog: JobCatalog, manager) -> None:
         self.catalog = catalog
+        self.manager = manager  # headwater.services.processing.manager.JobManager
 
     async def CreateJob(self, request: pb.CreateJobRequest, context) -> pb.CreateJobResponse:
         job = pb.Job()
@@ -32,6 +34,7 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
         job_id(job.name, "job.name")
         if not job.query.strip():
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "job.query is empty", metadata={"field": "job.query"})
+        self.manager.compile(job)  # QUERY_COMPILE_ERROR with line and column
         job.state = pb.JOB_STATE_STOPPED
         job.error = ""
         job.create_time.CopyFrom(_now())
@@ -53,6 +56,7 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
                                  f"job {old.name!r} is {pb.JobState.Name(old.state)}: stop it before updating")
         job = pb.Job()
         job.CopyFrom(request.job)
+        self.manager.compile(job)
         job.state, job.error = old.state, old.error
         job.create_time.CopyFrom(old.create_time)
         return pb.UpdateJobResponse(job=self.catalog.put(job))
@@ -65,7 +69,33 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
         self.catalog.delete(request.name)
         return pb.DeleteJobResponse()
 
+    async def StartJob(self, request: pb.StartJobRequest, context) -> pb.StartJobResponse:
+        start = request.start_time.ToDatetime(tzinfo=__import__("datetime").timezone.utc) \
+            if request.HasField("start_time") else None
+        if request.start_mode == pb.JOB_START_MODE_CUSTOM_TIME and start is None:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "start_mode CUSTOM_TIME needs start_time",
+                                 metadata={"field": "start_time"})
+        job = await self.manager.start(request.name, request.start_mode, start)
+        return pb.StartJobResponse(job=job)
+
+    async def StopJob(self, request: pb.StopJobRequest, context) -> pb.StopJobResponse:
+        return pb.StopJobResponse(job=await self.manager.stop(request.name))
+
+    async def GetJobMetrics(self, request: pb.GetJobMetricsRequest, context) -> pb.GetJobMetricsResponse:
+        self.catalog.get(request.name)
+        return pb.GetJobMetricsResponse(metrics=self.manager.metrics(request.name) or pb.JobMetrics())
+
+    async def TestQuery(self, request: pb.TestQueryRequest, context) -> pb.TestQueryResponse:
+        return self.manager.test_query(request)
+
+    async def ListAlerts(self, request: pb.ListAlertsRequest, context) -> pb.ListAlertsResponse:
+        self.catalog.get(request.parent)
+        alerts = [a for a in self.manager.alerts.alerts if a.rule.startswith(request.parent + "/")]
+        page, nxt = self.catalog.page(alerts, request.page_size, request.page_token)
+        return pb.ListAlertsResponse(alerts=page, next_page_token=nxt)
+
     async def CreateAlertRule(self, request: pb.CreateAlertRuleRequest, context) -> pb.CreateAlertRuleResponse:
+        validate_rule(request.rule)
         return pb.CreateAlertRuleResponse(rule=self.catalog.add_rule(request.parent, request.rule))
 
     async def ListAlertRules(self, request: pb.ListAlertRulesRequest, context) -> pb.ListAlertRulesResponse:

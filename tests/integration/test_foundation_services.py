@@ -40,6 +40,11 @@ def test_each_service_answers_health_and_reflection(service_process, name):
         assert own == {"headwater.v1.ProcessingService"}
 
 
+def job(name: str, query: str = "SELECT * INTO [o] FROM [i]") -> pb.Job:
+    return pb.Job(name=name, query=query, inputs=[pb.JobInput(alias="i", kind=pb.INPUT_KIND_STREAM, hub="hubs/h")],
+                  outputs=[pb.JobOutput(alias="o", sink="sinks/s")])
+
+
 def call(stub_method, request, **kw):
     try:
         return stub_method(request, timeout=10, **kw)
@@ -57,19 +62,23 @@ def test_errors_round_trip_reason_and_transience(service_process, root_policy):
         assert info.value.metadata["resource"] == "jobs/missing"
         assert info.value.metadata["service"] == "processing"
         with pytest.raises(HeadwaterError) as info:
-            call(stub.CreateJob, pb.CreateJobRequest(job=pb.Job(name="trips job", query="SELECT 1")))
+            call(stub.CreateJob, pb.CreateJobRequest(job=job("trips job")))
         assert info.value.reason is Reason.INVALID_ARGUMENT
         assert info.value.metadata["field"] == "job.name"
-        job = call(stub.CreateJob, pb.CreateJobRequest(job=pb.Job(name="jobs/trips", query="SELECT * FROM i"),
-                                                       request_id="r1")).job
-        assert job.state == pb.JOB_STATE_STOPPED
+        created = call(stub.CreateJob, pb.CreateJobRequest(job=job("jobs/trips"), request_id="r1")).job
+        assert created.state == pb.JOB_STATE_STOPPED
         # A retried create with the same request id is not a conflict.
-        again = call(stub.CreateJob, pb.CreateJobRequest(job=pb.Job(name="jobs/trips", query="SELECT * FROM i"),
+        again = call(stub.CreateJob, pb.CreateJobRequest(job=job("jobs/trips"),
                                                          request_id="r1")).job
-        assert again.create_time == job.create_time
+        assert again.create_time == created.create_time
         with pytest.raises(HeadwaterError) as info:
-            call(stub.CreateJob, pb.CreateJobRequest(job=pb.Job(name="jobs/trips", query="SELECT 2")))
+            call(stub.CreateJob, pb.CreateJobRequest(job=job("jobs/trips")))
         assert info.value.reason is Reason.RESOURCE_ALREADY_EXISTS
+        # A query that does not compile: QUERY_COMPILE_ERROR with line and column, over the wire.
+        with pytest.raises(HeadwaterError) as info:
+            call(stub.CreateJob, pb.CreateJobRequest(job=job("jobs/bad", "SELECT *\nINTO [o]\nFROM [i] WHERE")))
+        assert info.value.reason is Reason.QUERY_COMPILE_ERROR
+        assert (info.value.line, info.value.column) == (3, 15), info.value
 
 
 def test_jobs_survive_a_restart(service_process, root_policy, tmp_path):
@@ -77,7 +86,7 @@ def test_jobs_survive_a_restart(service_process, root_policy, tmp_path):
     proc = service_process("processing", "--data-dir", data)
     with sync_channel(conn_for(proc.address, root_policy)) as ch:
         call(pb_grpc.ProcessingServiceStub(ch).CreateJob,
-             pb.CreateJobRequest(job=pb.Job(name="jobs/a", query="SELECT * FROM i")))
+             pb.CreateJobRequest(job=job("jobs/a")))
     proc.kill()
     proc = service_process("processing", "--data-dir", data)
     with sync_channel(conn_for(proc.address, root_policy)) as ch:
@@ -96,7 +105,7 @@ def test_auth_refusals(service_process, root_policy, _isolated_home):
             stub = pb_grpc.ProcessingServiceStub(ch)
             md = (("authorization", token),) if token else ()
             req = (pb.ListJobsRequest() if method == "list"
-                   else pb.CreateJobRequest(job=pb.Job(name="jobs/x", query="SELECT * FROM i")))
+                   else pb.CreateJobRequest(job=job("jobs/x")))
             return call(getattr(stub, "ListJobs" if method == "list" else "CreateJob"), req, metadata=md)
 
     reader = generate_sas_token(resource, "reader", "cmVhZGVy")
@@ -117,4 +126,4 @@ def test_auth_refusals(service_process, root_policy, _isolated_home):
     # The root policy's connection string signs for the SDK and may do anything.
     with sync_channel(conn_for(proc.address, root_policy)) as ch:
         call(pb_grpc.ProcessingServiceStub(ch).CreateJob,
-             pb.CreateJobRequest(job=pb.Job(name="jobs/x", query="SELECT * FROM i")))
+             pb.CreateJobRequest(job=job("jobs/x")))

@@ -1,0 +1,25 @@
+"""Settings of the processing service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from headwater.config import ServiceConfig
+
+__all__ = ["ProcessingConfig"]
+
+
+@dataclass
+class ProcessingConfig(ServiceConfig):
+    #: The ingestion service jobs read from (host:port), unless an input names its own.
+    ingestion_address: str = "localhost:50051"
+    #: The sink service jobs write to (host:port), unless an output names its own.
+    sink_address: str = "localhost:50054"
+    #: The schema registry the Avro serializer looks schemas up in (host:port).
+    registry_address: str = "localhost:50052"
+    #: Seconds between job checkpoints (and output writes) unless a job sets its own.
+    checkpoint_interval_s: float = 1.0
+    #: Seconds between samples of job metrics for alert rules.
+    alert_sample_interval_s: float = 1.0
+    #: Restart jobs that were running when the service stopped (or was killed).
+    resume_jobs: bool = True

@@ -1,0 +1,135 @@
+"""The job manager: compiles, starts, stops and watches the service's jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from headwater.auth import ConnectionString, PolicyStore
+from headwater.channel import aio_channel
+from headwater.errors import HeadwaterError, Reason
+from headwater.v1 import processing_pb2 as pb
+from headwater.services.processing import engine_adapter
+from headwater.services.processing.alerts import AlertEvaluator
+from headwater.services.processing.config import ProcessingConfig
+from headwater.services.processing.jobs import JobCatalog, job_id
+from headwater.services.processing.runtime import JobRunner, RunnerSettings
+
+__all__ = ["JobManager"]
+
+log = logging.getLogger("headwater.processing.jobs")
+
+_ACTIVE = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_STARTING, pb.JOB_STATE_DEGRADED)
+
+
+class JobManager:
+    def __init__(self, config: ProcessingConfig, catalog: JobCatalog) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.runners: dict[str, JobRunner] = {}
+        self.channels: dict[str, object] = {}
+        self.alerts = AlertEvaluator(rules=lambda: list(self.catalog.rules.values()),
+                                     metrics_of=self.metrics, sample_interval_s=config.alert_sample_interval_s)
+
+    # -- lifecycle of the service ------------------------------------------------------
+    async def open(self) -> None:
+        self.alerts.start()
+        if not self.config.resume_jobs:
+            return
+        for job in list(self.catalog.jobs.values()):
+            if job.state in _ACTIVE:
+                try:
+                    await self.start(job.name, pb.JOB_START_MODE_WHEN_LAST_STOPPED, None, resuming=True)
+                except HeadwaterError as exc:
+                    self._set_state(job.name, pb.JOB_STATE_FAILED, str(exc))
+
+    async def close(self) -> None:
+        """SIGTERM: final checkpoint of every running job; they stay RUNNING to resume on start."""
+        for name, runner in list(self.runners.items()):
+            try:
+                await runner.stop(final_checkpoint=True)
+            except Exception:  # noqa: BLE001
+                log.exception("job %s: final checkpoint failed", name)
+        self.runners.clear()
+        await self.alerts.stop()
+        for ch in self.channels.values():
+            await ch.close()
+
+    # -- helpers --------------------------------------------------------------------------
+    def _channel(self, address: str, conn_str: str = ""):
+        key = conn_str or address
+        if key not in self.channels:
+            if conn_str:
+                conn = ConnectionString.parse(conn_str)
+            else:
+                conn = ConnectionString(endpoint=f"headwater://{address}/")
+                if self.config.auth_enabled:
+                    root = PolicyStore(self.config.auth_path()).ensure().root()
+                    conn.shared_access_key_name, conn.shared_access_key = root.name, root.key
+            self.channels[key] = aio_channel(conn)
+        return self.channels[key]
+
+    def _set_state(self, name: str, state: int, error: str = "", started: bool = False) -> pb.Job:
+        job = pb.Job()
+        job.CopyFrom(self.catalog.get(name))
+        job.state, job.error = state, error
+        if started:
+            job.start_time.GetCurrentTime()
+        return self.catalog.put(job)
+
+    def compile(self, job: pb.Job) -> object:
+        return engine_adapter.compile_job(job)
+
+    # -- jobs --------------------------------------------------------------------------------
+    async def start(self, name: str, mode: int, start_time: datetime | None, resuming: bool = False) -> pb.Job:
+        from headwater.v1 import ingestion_pb2_grpc, sink_pb2_grpc
+
+        job = self.catalog.get(name)
+        if name in self.runners:
+            raise HeadwaterError(Reason.PRECONDITION_FAILED, f"job {name!r} is already running")
+        if job.state in _ACTIVE and not resuming:
+            raise HeadwaterError(Reason.PRECONDITION_FAILED, f"job {name!r} is already running")
+        runtime = engine_adapter.runtime_for(job, self.config)
+        stream_inputs = [i for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE]
+        conn = stream_inputs[0].connection_string if stream_inputs else ""
+        ingestion = ingestion_pb2_grpc.IngestionServiceStub(self._channel(self.config.ingestion_address, conn))
+        out_conn = job.outputs[0].connection_string if job.outputs else ""
+        sinks = sink_pb2_grpc.SinkServiceStub(self._channel(self.config.sink_address, out_conn))
+        runner = JobRunner(job, runtime, self.config.data_path() / "jobs" / job_id(name), ingestion, sinks,
+                           RunnerSettings(checkpoint_interval_s=self.config.checkpoint_interval_s))
+        runner.on_failure = lambda msg, n=name: self._on_failure(n, msg)
+        self._set_state(name, pb.JOB_STATE_STARTING)
+        try:
+            await runner.start(mode, start_time)
+        except HeadwaterError as exc:
+            await runner.stop(final_checkpoint=False)
+            self._set_state(name, pb.JOB_STATE_FAILED, str(exc))
+            raise
+        self.runners[name] = runner
+        return self._set_state(name, pb.JOB_STATE_RUNNING, started=True)
+
+    def _on_failure(self, name: str, message: str) -> None:
+        runner = self.runners.pop(name, None)
+        self._set_state(name, pb.JOB_STATE_FAILED, message)
+        if runner is not None:
+            asyncio.get_event_loop().create_task(runner.stop(final_checkpoint=False))
+
+    async def stop(self, name: str) -> pb.Job:
+        job = self.catalog.get(name)
+        runner = self.runners.pop(name, None)
+        if runner is None:
+            if job.state in _ACTIVE:
+                return self._set_state(name, pb.JOB_STATE_STOPPED)
+            return job
+        self._set_state(name, pb.JOB_STATE_STOPPING)
+        await runner.stop(final_checkpoint=True)
+        return self._set_state(name, pb.JOB_STATE_STOPPED, runner.error)
+
+    def metrics(self, name: str) -> pb.JobMetrics | None:
+        runner = self.runners.get(name)
+        return runner.metrics() if runner is not None else None
+
+    def test_query(self, request: pb.TestQueryRequest) -> pb.TestQueryResponse:
+        return engine_adapter.test_query(request)

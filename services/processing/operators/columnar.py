@@ -323,6 +323,11 @@ class ColumnarAggregate:
         self.clock = max(self.clock, now)
         self._close(self._watermark())
 
+    @property
+    def watermark(self) -> int:
+        """No event from now on gets a timestamp below this (us)."""
+        return self._watermark()
+
     def _watermark(self) -> int:
         w = self.clock - self.policy.late_arrival_tolerance_us if self.clock > MIN_TS else MIN_TS
         if self.newest > MIN_TS:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from headwater.services.processing.operators.base import Env
+from headwater.functions import CastError
+from headwater.services.processing.operators.base import Env, QueryRuntimeError
 from headwater.services.processing.operators.join import ReferenceJoin, StreamJoin
 from headwater.services.processing.operators.project import Stage
 
 __all__ = ["StatementOp"]
+
+_VALUE_ERRORS = (CastError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
 
 
 class StatementOp:
@@ -24,8 +27,20 @@ class StatementOp:
         self.final = final
 
     def run(self, inputs: list[list[tuple[int, dict]]], watermark: int) -> list[tuple[int, dict]]:
+        """One step of the time loop; an expression failing on a value stops the query."""
+        try:
+            return self._run(inputs, watermark)
+        except QueryRuntimeError:
+            raise
+        except _VALUE_ERRORS as exc:
+            raise QueryRuntimeError(f"{type(exc).__name__}: {exc}") from None
+
+    def _run(self, inputs: list[list[tuple[int, dict]]], watermark: int) -> list[tuple[int, dict]]:
         alias = self.main_alias
-        envs = [Env({alias: rec}, ts, {alias: ts}) for ts, rec in inputs[0]]
+        if self.joins:
+            envs = [Env({alias: rec}, ts, {alias: ts}) for ts, rec in inputs[0]]
+        else:
+            envs = [Env({alias: rec}, ts) for ts, rec in inputs[0]]
         k = 1
         for join in self.joins:
             if isinstance(join, StreamJoin):

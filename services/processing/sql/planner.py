@@ -26,6 +26,7 @@ __all__ = ["ExprCompiler", "Scope", "plan_statement", "PlannedStatement", "outpu
 _RUNTIME_ERRORS = (CastError, ValueError, TypeError, ZeroDivisionError, OverflowError, ArithmeticError,
                    AttributeError, KeyError, IndexError)
 _ANALYTIC = {"lag", "last", "isfirst"}
+_MISSING = object()
 
 
 @dataclass
@@ -106,6 +107,17 @@ class ExprCompiler:
             return _path(lambda e: e.recs.get(alias), rest)
         if scope.main is not None:
             main = scope.main
+            if len(parts) == 1:
+                field = parts[0]
+
+                def one(e):
+                    r = e.recs.get(main)
+                    if type(r) is dict:
+                        v = r.get(field, _MISSING)
+                        if v is not _MISSING:
+                            return v
+                    return get_ci(r, field)
+                return one
             return _path(lambda e: e.recs.get(main), parts)
         first = parts[0]
         rest = parts[1:]
@@ -126,7 +138,7 @@ class ExprCompiler:
         if node.op == "+":
             return inner
         fn = self.op({"NOT": "NOT", "-": "NEG"}.get(node.op, node.op), node.pos)
-        return _guard(lambda e: fn(inner(e)), node.op)
+        return lambda e: fn(inner(e))
 
     def _binary(self, node: A.Binary, scope: Scope):
         left, right = self.compile(node.left, scope), self.compile(node.right, scope)
@@ -145,7 +157,7 @@ class ExprCompiler:
                     return True
                 return fn(a, right(e))
             return f_or
-        return _guard(lambda e: fn(left(e), right(e)), node.op)
+        return lambda e: fn(left(e), right(e))
 
     def _between(self, node: A.Between, scope: Scope):
         x, lo, hi = (self.compile(n, scope) for n in (node.expr, node.low, node.high))
@@ -157,7 +169,7 @@ class ExprCompiler:
             v = x(e)
             r = and_(ge(v, lo(e)), le(v, hi(e)))
             return not_(r) if neg else r
-        return _guard(f, "BETWEEN")
+        return f
 
     def _inlist(self, node: A.InList, scope: Scope):
         x = self.compile(node.expr, scope)
@@ -176,7 +188,7 @@ class ExprCompiler:
                 if r is None:
                     result = None
             return not_(result) if neg else result
-        return _guard(f, "IN")
+        return f
 
     def _isnull(self, node: A.IsNull, scope: Scope):
         x = self.compile(node.expr, scope)
@@ -188,8 +200,8 @@ class ExprCompiler:
         x, p = self.compile(node.expr, scope), self.compile(node.pattern, scope)
         fn, not_ = self.op("LIKE", node.pos), self.op("NOT", node.pos)
         if node.negated:
-            return _guard(lambda e: not_(fn(x(e), p(e))), "LIKE")
-        return _guard(lambda e: fn(x(e), p(e)), "LIKE")
+            return lambda e: not_(fn(x(e), p(e)))
+        return lambda e: fn(x(e), p(e))
 
     def _case(self, node: A.Case, scope: Scope):
         whens = [(self.compile(c, scope), self.compile(v, scope)) for c, v in node.whens]
@@ -405,17 +417,6 @@ def _path(base: Callable[[Env], Any], parts: list[str]) -> Callable[[Env], Any]:
     return f
 
 
-def _guard(f: Callable[[Env], Any], label: str) -> Callable[[Env], Any]:
-    def g(e):
-        try:
-            return f(e)
-        except QueryRuntimeError:
-            raise
-        except _RUNTIME_ERRORS as exc:
-            raise QueryRuntimeError(f"{label}: {exc}") from None
-    return g
-
-
 # -- statements ---------------------------------------------------------------------
 @dataclass
 class PlannedStatement:
@@ -439,6 +440,19 @@ def project_fn(items: list[A.SelectItem], comp: ExprCompiler, scope: Scope) -> C
                 compiled.append(("stars", "", lambda env: env.recs))
             continue
         compiled.append(("expr", output_name(item, i), comp.compile(e, scope)))
+
+    if all(kind == "expr" for kind, _, _ in compiled):
+        names, fns, seen = [], [], set()
+        for _, name, fn in compiled:
+            if name.lower() not in seen:
+                seen.add(name.lower())
+                names.append(name)
+                fns.append(fn)
+        pairs = list(zip(names, fns))
+
+        def project_plain(env: Env) -> dict:
+            return {name: fn(env) for name, fn in pairs}
+        return project_plain
 
     def project(env: Env) -> dict:
         out: dict[str, Any] = {}

@@ -1,0 +1,25 @@
+"""``headwater perf query`` smoke test: a JSON summary as the last line, every query, DuckDB peer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from headwater.cli.main import main
+
+
+@pytest.mark.parametrize("query", ["book", "distinct", "hopping", "session"])
+def test_perf_query_json(query, capsys) -> None:
+    assert main(["perf", "query", "-n", "20000", "--batch", "5000", "--query", query, "--json"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(last)
+    assert result["events_per_s"] > 0 and result["peak_rss_mb"] > 0
+    assert result["path"] == "columnar" and result["output_rows"] > 0 and result["events_in"] == 20000
+
+
+def test_perf_query_compare_duckdb(capsys) -> None:
+    pytest.importorskip("duckdb")
+    assert main(["perf", "query", "-n", "10000", "--compare", "duckdb", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["duckdb_events_per_s"] > 0 and result["ratio_vs_duckdb"] > 0

@@ -1,0 +1,245 @@
+"""``headwater job ...``: Stream Analytics jobs on the processing service.
+
+    headwater job create NAME --query Q.asaql --input ALIAS=HUB[:json|avro|csv] \\
+        [--reference ALIAS=FILE] --output ALIAS=SINK [--late-arrival-tolerance S] \\
+        [--out-of-order-tolerance S] [--out-of-order-action adjust|drop] \\
+        [--output-error-policy retry|drop] [--udf NAME=module:function] [--start]
+    headwater job list | show NAME | start NAME [--from now|earliest|last|TIME] | stop NAME
+    headwater job delete NAME | metrics NAME
+    headwater job alert create NAME RULE --metric M --operator gt --threshold X \\
+        [--aggregation maximum] [--window 5m] [--frequency 1m] [--webhook URL]
+    headwater job alert list NAME | delete NAME RULE | fired NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+from pathlib import Path
+
+from google.protobuf import duration_pb2, json_format
+
+from headwater.cli.common import Client, add_connection_options, print_result
+from headwater.errors import HeadwaterError, Reason
+from headwater.v1 import processing_pb2 as pb
+from headwater.v1 import processing_pb2_grpc as pb_grpc
+
+__all__ = ["add_commands"]
+
+
+def _client(args) -> Client:
+    return Client(args, "processing", pb_grpc.ProcessingServiceStub)
+
+
+def _name(name: str) -> str:
+    return name if name.startswith("jobs/") else f"jobs/{name}"
+
+
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    alias, sep, rest = text.partition("=")
+    if not sep or not alias or not rest:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"{flag} {text!r}: expected ALIAS=VALUE")
+    return alias, rest
+
+
+def _seconds(text: str) -> duration_pb2.Duration:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    for suffix in sorted(units, key=len, reverse=True):
+        if text.endswith(suffix):
+            number, scale = text[: -len(suffix)], units[suffix]
+            break
+    else:
+        number, scale = text, 1
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"{text!r} is not a duration (10s, 5m, 1h)") from None
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(value * 1e9))
+    return d
+
+
+def _row(job: pb.Job) -> dict:
+    return {"name": job.name, "state": pb.JobState.Name(job.state).removeprefix("JOB_STATE_"),
+            "inputs": ",".join(i.alias for i in job.inputs), "outputs": ",".join(o.alias for o in job.outputs),
+            **({"error": job.error} if job.error else {})}
+
+
+def _create(args) -> int:
+    job = pb.Job(name=_name(args.name), query=Path(args.query).read_text(), udfs=args.udf)
+    for spec in args.input:
+        alias, rest = _pair(spec, "--input")
+        hub, _, fmt = rest.partition(":")
+        job.inputs.add(alias=alias, kind=pb.INPUT_KIND_STREAM, hub=hub if hub.startswith("hubs/") else f"hubs/{hub}",
+                       format=fmt or "json", consumer_group=args.consumer_group)
+    for spec in args.reference:
+        alias, path = _pair(spec, "--reference")
+        job.inputs.add(alias=alias, kind=pb.INPUT_KIND_REFERENCE, reference_data=Path(path).read_bytes())
+    for spec in args.output:
+        alias, sink = _pair(spec, "--output")
+        job.outputs.add(alias=alias, sink=sink if sink.startswith("sinks/") else f"sinks/{sink}")
+    eo = job.event_ordering
+    if args.late_arrival_tolerance is not None:
+        eo.late_arrival_tolerance.CopyFrom(_seconds(args.late_arrival_tolerance))
+    if args.out_of_order_tolerance is not None:
+        eo.out_of_order_tolerance.CopyFrom(_seconds(args.out_of_order_tolerance))
+    eo.out_of_order_action = pb.OUT_OF_ORDER_ACTION_DROP if args.out_of_order_action == "drop" \
+        else pb.OUT_OF_ORDER_ACTION_ADJUST
+    job.output_error_policy = pb.OUTPUT_ERROR_POLICY_DROP if args.output_error_policy == "drop" \
+        else pb.OUTPUT_ERROR_POLICY_RETRY
+    client = _client(args)
+    created = client.CreateJob(pb.CreateJobRequest(job=job)).job
+    if args.start:
+        created = client.StartJob(pb.StartJobRequest(name=created.name, start_mode=pb.JOB_START_MODE_NOW)).job
+    print_result(_row(created), args.json)
+    return 0
+
+
+def _list(args) -> int:
+    client, token, rows = _client(args), "", []
+    while True:
+        resp = client.ListJobs(pb.ListJobsRequest(page_size=200, page_token=token))
+        rows += [_row(j) for j in resp.jobs]
+        token = resp.next_page_token
+        if not token:
+            break
+    print_result(rows, args.json)
+    return 0
+
+
+def _show(args) -> int:
+    job = _client(args).GetJob(pb.GetJobRequest(name=_name(args.name))).job
+    print_result(json_format.MessageToDict(job) if args.json else {**_row(job), "query": "\n" + job.query},
+                 args.json)
+    return 0
+
+
+_MODES = {"now": pb.JOB_START_MODE_NOW, "earliest": pb.JOB_START_MODE_EARLIEST,
+          "last": pb.JOB_START_MODE_WHEN_LAST_STOPPED}
+
+
+def _start(args) -> int:
+    req = pb.StartJobRequest(name=_name(args.name))
+    if args.start_from in _MODES:
+        req.start_mode = _MODES[args.start_from]
+    else:
+        try:
+            when = datetime.fromisoformat(args.start_from.replace("Z", "+00:00"))
+        except ValueError:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                 f"--from {args.start_from!r}: use now, earliest, last or an ISO-8601 time") from None
+        req.start_mode = pb.JOB_START_MODE_CUSTOM_TIME
+        req.start_time.FromDatetime((when if when.tzinfo else when.replace(tzinfo=timezone.utc))
+                                    .astimezone(timezone.utc).replace(tzinfo=None))
+    print_result(_row(_client(args).StartJob(req).job), args.json)
+    return 0
+
+
+def _stop(args) -> int:
+    print_result(_row(_client(args).StopJob(pb.StopJobRequest(name=_name(args.name))).job), args.json)
+    return 0
+
+
+def _delete(args) -> int:
+    _client(args).DeleteJob(pb.DeleteJobRequest(name=_name(args.name)))
+    print(f"deleted {_name(args.name)}")
+    return 0
+
+
+def _metrics(args) -> int:
+    m = _client(args).GetJobMetrics(pb.GetJobMetricsRequest(name=_name(args.name))).metrics
+    print_result(json_format.MessageToDict(m, always_print_fields_with_no_presence=True), args.json)
+    return 0
+
+
+_OPS = {"gt": pb.ALERT_OPERATOR_GREATER_THAN, "ge": pb.ALERT_OPERATOR_GREATER_THAN_OR_EQUAL,
+        "lt": pb.ALERT_OPERATOR_LESS_THAN, "le": pb.ALERT_OPERATOR_LESS_THAN_OR_EQUAL}
+_AGGS = {"maximum": pb.ALERT_AGGREGATION_MAXIMUM, "minimum": pb.ALERT_AGGREGATION_MINIMUM,
+         "average": pb.ALERT_AGGREGATION_AVERAGE, "total": pb.ALERT_AGGREGATION_TOTAL}
+
+
+def _alert_create(args) -> int:
+    parent = _name(args.name)
+    rule = pb.AlertRule(name=f"{parent}/alertRules/{args.rule}", metric=args.metric, operator=_OPS[args.operator],
+                        aggregation=_AGGS[args.aggregation], threshold=args.threshold,
+                        window=_seconds(args.window), frequency=_seconds(args.frequency), webhook_urls=args.webhook)
+    rule = _client(args).CreateAlertRule(pb.CreateAlertRuleRequest(parent=parent, rule=rule)).rule
+    print_result(json_format.MessageToDict(rule), args.json)
+    return 0
+
+
+def _alert_list(args) -> int:
+    rules = _client(args).ListAlertRules(pb.ListAlertRulesRequest(parent=_name(args.name), page_size=1000)).rules
+    print_result([json_format.MessageToDict(r) for r in rules], args.json)
+    return 0
+
+
+def _alert_delete(args) -> int:
+    _client(args).DeleteAlertRule(pb.DeleteAlertRuleRequest(name=f"{_name(args.name)}/alertRules/{args.rule}"))
+    print("deleted")
+    return 0
+
+
+def _alert_fired(args) -> int:
+    alerts = _client(args).ListAlerts(pb.ListAlertsRequest(parent=_name(args.name), page_size=100)).alerts
+    print_result([{"rule": a.rule, "time": a.fire_time.ToJsonString(), "value": a.value,
+                   "description": a.description} for a in alerts], args.json)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    job = sub.add_parser("job", help="Stream Analytics jobs: create, start, stop, metrics, alerts",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    js = job.add_subparsers(dest="job_command", metavar="COMMAND", required=True)
+
+    p = add_connection_options(js.add_parser("create", help="create a job (stopped unless --start)"), "processing")
+    p.add_argument("name")
+    p.add_argument("--query", required=True, help="file with the query text")
+    p.add_argument("--input", action="append", default=[], metavar="ALIAS=HUB[:FORMAT]")
+    p.add_argument("--reference", action="append", default=[], metavar="ALIAS=FILE",
+                   help="reference data (JSON array or lines)")
+    p.add_argument("--output", action="append", default=[], metavar="ALIAS=SINK")
+    p.add_argument("--consumer-group", default="$Default")
+    p.add_argument("--late-arrival-tolerance", metavar="DURATION", help="default 5s")
+    p.add_argument("--out-of-order-tolerance", metavar="DURATION", help="default 0s")
+    p.add_argument("--out-of-order-action", choices=("adjust", "drop"), default="adjust")
+    p.add_argument("--output-error-policy", choices=("retry", "drop"), default="retry")
+    p.add_argument("--udf", action="append", default=[], metavar="NAME=module:function")
+    p.add_argument("--start", action="store_true", help="start it now")
+    p.set_defaults(func=_create)
+
+    for name, fn, helptext in (("list", _list, "list jobs"), ("show", _show, "show a job and its query"),
+                               ("stop", _stop, "stop after a final checkpoint"), ("delete", _delete, "delete a job"),
+                               ("metrics", _metrics, "input/output/late/error counters, watermark delay, SU %%")):
+        p = add_connection_options(js.add_parser(name, help=helptext), "processing")
+        if name != "list":
+            p.add_argument("name")
+        p.set_defaults(func=fn)
+    p = add_connection_options(js.add_parser("start", help="start a job"), "processing")
+    p.add_argument("name")
+    p.add_argument("--from", dest="start_from", default="now",
+                   help="now (default), earliest, last (when last stopped) or an ISO-8601 time")
+    p.set_defaults(func=_start)
+
+    alert = js.add_parser("alert", help="alert rules on job metrics")
+    als = alert.add_subparsers(dest="alert_command", metavar="COMMAND", required=True)
+    p = add_connection_options(als.add_parser("create", help="create an alert rule"), "processing")
+    p.add_argument("name")
+    p.add_argument("rule")
+    p.add_argument("--metric", required=True, help="a job metric, e.g. su_utilization_percent")
+    p.add_argument("--operator", choices=tuple(_OPS), required=True)
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--aggregation", choices=tuple(_AGGS), default="maximum")
+    p.add_argument("--window", default="5m")
+    p.add_argument("--frequency", default="1m")
+    p.add_argument("--webhook", action="append", default=[], help="URL POSTed when it fires")
+    p.set_defaults(func=_alert_create)
+    for name, fn in (("list", _alert_list), ("fired", _alert_fired)):
+        p = add_connection_options(als.add_parser(name, help=f"{name} alert rules" if name == "list"
+                                                  else "alerts fired, newest first"), "processing")
+        p.add_argument("name")
+        p.set_defaults(func=fn)
+    p = add_connection_options(als.add_parser("delete", help="delete an alert rule"), "processing")
+    p.add_argument("name")
+    p.add_argument("rule")
+    p.set_defaults(func=_alert_delete)

@@ -133,7 +133,7 @@ class ColumnarAggregate:
         self.newest = MIN_TS
         self.clock = MIN_TS
         self.partials: list[pl.DataFrame] = []
-        self.distinct: list[pl.DataFrame] = []
+        self.distinct: dict[int, list[pl.DataFrame]] = {}  # per COUNT(DISTINCT) aggregate
         self.open_min = MAX_TS
         self.sessions: dict[tuple, list] = {}  # key -> [start, last]
         self.session_ends: dict[tuple, int] = {}  # (key, sid) -> end, for closed sessions
@@ -423,8 +423,7 @@ class ColumnarAggregate:
             elif a.kind == "max":
                 aggs.append(v.max().alias(f"m{j}"))
             elif a.kind == "count_distinct":
-                self.distinct.append(vals.select(group + [v.alias("d")]).drop_nulls("d").unique()
-                                     .with_columns(pl.lit(j).alias("j")))
+                self.distinct.setdefault(j, []).append(vals.select(group + [v.alias("d")]).drop_nulls("d").unique())
         self.partials.append(vals.group_by(group).agg(aggs))
         if self.spec["kind"] == "hopping":
             self.open_min = min(self.open_min, int(vals["__wid"].min()))
@@ -496,24 +495,22 @@ class ColumnarAggregate:
 
     def _emit(self, done: pl.DataFrame, watermark: int) -> None:
         group = ["__wid"] + self.kcols
-        distinct = None
-        if self.distinct:
-            alld = pl.concat(self.distinct, how="vertical_relaxed")
+        keys = None
+        for j, frames in list(self.distinct.items()):
+            if not frames:
+                continue
+            alld = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
             if self.spec["kind"] == "hopping":  # window id = end: a numeric filter
                 is_closed = pl.col("__wid") < watermark
                 closed = alld.filter(is_closed)
                 rest = alld.filter(~is_closed)
             else:
-                keys = done.select(group)
+                keys = done.select(group) if keys is None else keys
                 closed = alld.join(keys, on=group, how="semi", nulls_equal=True)
                 rest = alld.join(keys, on=group, how="anti", nulls_equal=True)
-            self.distinct = [rest] if rest.height else []
-            distinct = closed.group_by(group + ["j"]).agg(pl.col("d").n_unique().alias("u"))
-        if distinct is not None:
-            for j, a in enumerate(self.aggs):
-                if a.kind == "count_distinct":
-                    dj = distinct.filter(pl.col("j") == j).select(group + [pl.col("u").alias(f"u{j}")])
-                    done = done.join(dj, on=group, how="left", nulls_equal=True)
+            self.distinct[j] = [rest] if rest.height else []
+            counts = closed.group_by(group).agg(pl.col("d").n_unique().alias(f"u{j}"))
+            done = done.join(counts, on=group, how="left", nulls_equal=True)
         if "__end" not in done.columns:
             done = done.with_columns(pl.col("__wid").alias("__end"))
         done = done.sort("__end", maintain_order=True)
@@ -563,7 +560,7 @@ class ColumnarAggregate:
         return {
             "newest": self.newest, "clock": self.clock, "schema": self.schema,
             "partials": [p.to_arrow() for p in self.partials],
-            "distinct": [d.to_arrow() for d in self.distinct],
+            "distinct": {j: [d.to_arrow() for d in v] for j, v in self.distinct.items()},
             "open_min": self.open_min, "sessions": dict(self.sessions), "session_ends": dict(self.session_ends),
             "ready": list(self.ready), "pending": [p.to_arrow() for p in self._pending],
         }
@@ -571,7 +568,7 @@ class ColumnarAggregate:
     def restore(self, state: Any) -> None:
         self.newest, self.clock, self.schema = state["newest"], state["clock"], state["schema"]
         self.partials = [pl.from_arrow(t) for t in state["partials"]]
-        self.distinct = [pl.from_arrow(t) for t in state["distinct"]]
+        self.distinct = {j: [pl.from_arrow(t) for t in v] for j, v in state["distinct"].items()}
         self.open_min = state["open_min"]
         self.sessions = dict(state["sessions"])
         self.session_ends = dict(state["session_ends"])

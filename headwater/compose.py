@@ -3,12 +3,14 @@
 Only what Headwater's compose file uses is understood: ``services.<name>``
 with ``command``, ``environment`` (mapping or list), ``depends_on`` (list or
 mapping with conditions), ``profiles``, ``image``/``build``, YAML anchors and
-merge keys. Services whose command is not ``headwater ...`` (PostgreSQL, NATS)
+merge keys, ``${VAR:-default}`` substitution. Services whose command is not ``headwater ...`` (PostgreSQL, NATS)
 are containers only: locally, the machine's own servers stand in for them.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,15 @@ class ComposeService:
         return bool(self.command) and self.command[0] == "headwater"
 
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+
+def interpolate(text: str, env=None) -> str:
+    """``${VAR}`` and ``${VAR:-default}`` as docker compose substitutes them."""
+    env = os.environ if env is None else env
+    return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
+
+
 def _env(raw) -> dict[str, str]:
     if raw is None:
         return {}
@@ -51,7 +62,7 @@ def load_compose(path: str | Path, profiles: tuple[str, ...] = ()) -> list[Compo
     if not path.exists():
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"compose file {str(path)!r} does not exist")
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yaml.safe_load(interpolate(path.read_text())) or {}
     except yaml.YAMLError as exc:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"compose file {str(path)!r}: {exc}") from None
     services = []

@@ -69,3 +69,12 @@ def test_headwater_up_starts_every_service_and_stops_them(tmp_path):
         except ProcessLookupError:
             continue
         raise AssertionError(f"service process {pid} still running after headwater up stopped")
+
+
+def test_compose_variables_are_substituted(monkeypatch):
+    monkeypatch.setenv("HEADWATER_REGISTRY_STORE", "postgres")
+    registry = next(s for s in load_compose(ROOT / "compose.yaml") if s.name == "registry")
+    assert registry.environment["HEADWATER_REGISTRY_STORE"] == "postgres"
+    monkeypatch.delenv("HEADWATER_REGISTRY_STORE")
+    registry = next(s for s in load_compose(ROOT / "compose.yaml") if s.name == "registry")
+    assert registry.environment["HEADWATER_REGISTRY_STORE"] == "sqlite"

@@ -54,14 +54,16 @@ class Serializer(ABC):
         return self.decode([data])
 
 
-def decode_json_bodies(bodies: list[bytes], arrival_times: list[int] | None, counters: Any = None
-                       ) -> tuple[list[dict], list[int] | None]:
-    """JSON bodies -> rows (a body holding an array gives one row per element).
+def decode_json_bodies(bodies: list[bytes], arrival_times: list[int] | None, counters: Any = None,
+                       partition_ids: list | None = None) -> tuple[list[dict], list[int] | None, list | None]:
+    """JSON bodies -> rows (a body holding an array gives one row per element), with each
+    row's arrival time and partition carried over from its body.
 
     Bodies that are not JSON objects are dropped and counted as conversion errors.
     """
     rows: list[dict] = []
     arrivals: list[int] | None = [] if arrival_times is not None else None
+    parts: list | None = [] if partition_ids is not None else None
     for i, body in enumerate(bodies):
         try:
             v = orjson.loads(body)
@@ -78,4 +80,6 @@ def decode_json_bodies(bodies: list[bytes], arrival_times: list[int] | None, cou
             rows.append(item)
             if arrivals is not None:
                 arrivals.append(arrival_times[i])
-    return rows, arrivals
+            if parts is not None:
+                parts.append(partition_ids[i])
+    return rows, arrivals, parts

@@ -142,35 +142,39 @@ class Runtime:
 
     # -- input ---------------------------------------------------------------------
     def feed(self, input_name: str, rows: list[dict], arrival_times: list[int] | None = None,
-             now: int | None = None) -> None:
+             now: int | None = None, partition_ids: list | None = None) -> None:
         """Add a batch of decoded events of one input (arrival times in us, or None for
-        "arrived on time": event time for TIMESTAMP BY inputs, ``now`` otherwise)."""
+        "arrived on time": event time for TIMESTAMP BY inputs, ``now`` otherwise).
+
+        ``partition_ids`` (one per event) keeps each input partition's event ordering and
+        watermark apart, as Stream Analytics does; the input's watermark is the lowest.
+        """
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
         if self._use_columnar(arrival_times):
-            self.columnar.feed_rows(rows, arrival_times, self.counters)
+            self.columnar.feed_rows(rows, arrival_times, self.counters, partition_ids)
             return
         if now is None:
             now = int(time.time() * 1e6)
         self.counters.events_in += len(rows)
         for s in srcs:
-            s.push(rows, arrival_times, now, self.counters)
+            s.push(rows, arrival_times, now, self.counters, partition_ids)
         self._advance()
 
     def feed_bodies(self, input_name: str, bodies: list[bytes], arrival_times: list[int] | None = None,
-                    now: int | None = None) -> None:
+                    now: int | None = None, partition_ids: list | None = None) -> None:
         """Add a batch of JSON bodies (one event each, or JSON arrays of events)."""
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
         if self._use_columnar(arrival_times):
-            self.columnar.feed_bodies(bodies, arrival_times, self.counters)
+            self.columnar.feed_bodies(bodies, arrival_times, self.counters, partition_ids)
             return
         from headwater.serializers import decode_json_bodies
 
-        rows, arrivals = decode_json_bodies(bodies, arrival_times, self.counters)
-        self.feed(input_name, rows, arrivals, now)
+        rows, arrivals, parts = decode_json_bodies(bodies, arrival_times, self.counters, partition_ids)
+        self.feed(input_name, rows, arrivals, now, parts)
 
     def _use_columnar(self, arrival_times) -> bool:
         """The columnar path serves every query it supports; decided on the first batch."""

@@ -130,7 +130,7 @@ class ColumnarAggregate:
         self.columns = list(cols.values())
         self.kcols = [f"k{i}" for i in range(len(keys))]
         self.schema: dict[str, Any] | None = None
-        self.newest = MIN_TS
+        self.newest: dict[Any, int] = {}  # per input partition
         self.clock = MIN_TS
         self.partials: list[pl.DataFrame] = []
         self.distinct: dict[int, list[pl.DataFrame]] = {}  # per COUNT(DISTINCT) aggregate
@@ -229,19 +229,22 @@ class ColumnarAggregate:
         return ts
 
     # -- input --------------------------------------------------------------------------------
-    def feed_bodies(self, bodies: list[bytes], arrivals: list[int] | None, counters) -> None:
+    def feed_bodies(self, bodies: list[bytes], arrivals: list[int] | None, counters,
+                    partitions: list | None = None) -> None:
         df, index = self._decode(bodies, counters)
-        arr = None
-        if arrivals is not None:
-            arr = np.asarray(arrivals, dtype=np.int64)
-            if index is not None:
+        arr = None if arrivals is None else np.asarray(arrivals, dtype=np.int64)
+        if index is not None:
+            if arr is not None:
                 arr = arr[index] if len(index) else arr[:0]
-        self._feed(df, arr, counters)
+            if partitions is not None:
+                partitions = [partitions[i] for i in index]
+        self._feed(df, arr, counters, partitions)
 
-    def feed_rows(self, rows: list[dict], arrivals: list[int] | None, counters) -> None:
-        self._feed(self._frame(rows), None if arrivals is None else np.asarray(arrivals, dtype=np.int64), counters)
+    def feed_rows(self, rows: list[dict], arrivals: list[int] | None, counters, partitions: list | None = None) -> None:
+        self._feed(self._frame(rows), None if arrivals is None else np.asarray(arrivals, dtype=np.int64), counters,
+                   partitions)
 
-    def _feed(self, df: pl.DataFrame, arrivals: np.ndarray | None, counters) -> None:
+    def _feed(self, df: pl.DataFrame, arrivals: np.ndarray | None, counters, partitions: list | None) -> None:
         counters.events_in += df.height
         if df.height == 0:
             return
@@ -249,6 +252,8 @@ class ColumnarAggregate:
         df = df.with_columns(ts.alias("__ts"))
         if arrivals is not None:
             df = df.with_columns(pl.Series("__a", arrivals))
+        if partitions is not None:
+            df = df.with_columns(pl.Series("__p", [str(p) for p in partitions], dtype=pl.Utf8))
         if ts.null_count():
             df = df.filter(pl.col("__ts").is_not_null())
         if df.height == 0:
@@ -257,6 +262,8 @@ class ColumnarAggregate:
             df = self._on_time(df, counters)
         else:
             df = self._policy(df, counters)
+        if "__p" in df.columns:
+            df = df.drop("__p")
         if df.height:
             if self.spec["kind"] == "session":
                 self._pending.append(df)
@@ -264,31 +271,50 @@ class ColumnarAggregate:
                 self._aggregate(df)
         self._close(self._watermark())
 
+    def _parts(self, df: pl.DataFrame) -> list[tuple[Any, np.ndarray | None]]:
+        """(partition, row mask or None for all rows) of a batch."""
+        if "__p" not in df.columns:
+            return [(None, None)]
+        p = df["__p"].to_numpy()
+        return [(k, p == k) for k in dict.fromkeys(p.tolist())]
+
     def _on_time(self, df: pl.DataFrame, counters) -> pl.DataFrame:
         """Arrival = event time, in time order: only older batches can make an event late."""
-        floor = self.newest - self.policy.out_of_order_tolerance_us if self.newest > MIN_TS else MIN_TS
-        floor = max(floor, self.clock - self.policy.late_arrival_tolerance_us if self.clock > MIN_TS else MIN_TS)
-        low = df["__ts"] < floor
+        late_us, ooo = self.policy.late_arrival_tolerance_us, self.policy.out_of_order_tolerance_us
+        e = df["__ts"].to_numpy().astype(np.int64)
+        clock_floor = self.clock - late_us if self.clock > MIN_TS else MIN_TS
+        floor = np.full(len(e), clock_floor, dtype=np.int64)
+        for part, mask in self._parts(df):
+            prev = self.newest.get(part, MIN_TS)
+            if prev > MIN_TS:
+                if mask is None:
+                    floor = np.maximum(floor, prev - ooo)
+                else:
+                    floor[mask] = np.maximum(floor[mask], prev - ooo)
+        low = e < floor
         n_low = int(low.sum())
+        keep = np.ones(len(e), dtype=bool)
         if n_low:
             counters.out_of_order += n_low
             if self.policy.out_of_order_action == "drop":
                 counters.dropped += n_low
-                df = df.filter(~low)
+                keep = ~low
             else:
-                df = df.with_columns(pl.when(low).then(pl.lit(floor)).otherwise(pl.col("__ts")).alias("__ts"))
-        if df.height:
-            top = int(df["__ts"].max())
-            self.newest = max(self.newest, top)
-            self.clock = max(self.clock, top)
-        return df
+                e = np.where(low, floor, e)
+        for part, mask in self._parts(df):
+            sel = keep if mask is None else keep & mask
+            if sel.any():
+                self.newest[part] = max(self.newest.get(part, MIN_TS), int(e[sel].max()))
+        if keep.any():
+            self.clock = max(self.clock, int(e[keep].max()))
+        return df.with_columns(pl.Series("__ts", e)).filter(pl.Series(keep))
 
     def _policy(self, df: pl.DataFrame, counters) -> pl.DataFrame:
         """The row path's EventClock.accept over a whole batch in arrival order (watermarks.py).
 
-        ``newest`` here is the running maximum of ``max(ts, clock - late)``: it can exceed the
-        newest accepted time only by clock terms, which the floor holds anyway, so floors,
-        adjustments and the watermark are the same as event-by-event.
+        ``newest`` here is, per partition, the running maximum of ``max(ts, clock - late)``:
+        it can exceed the newest accepted time only by clock terms, which the floor holds
+        anyway, so floors, adjustments and the watermark are the same as event by event.
         """
         late_us, ooo = self.policy.late_arrival_tolerance_us, self.policy.out_of_order_tolerance_us
         drop = self.policy.out_of_order_action == "drop"
@@ -299,8 +325,19 @@ class ColumnarAggregate:
         late = ~early & (a - e > 0) & (a - e >= late_us)
         ts = np.where(late, a - late_us, e)
         x = np.where(early, MIN_TS, np.maximum(ts, clock - late_us))
-        newest = np.maximum.accumulate(np.maximum(x, self.newest))
-        prev = np.concatenate(([self.newest], newest[:-1]))
+        prev = np.empty(len(e), dtype=np.int64)
+        parts = self._parts(df)
+        last: dict[Any, int] = {}
+        for part, mask in parts:
+            start = self.newest.get(part, MIN_TS)
+            xs = x if mask is None else x[mask]
+            run = np.maximum.accumulate(np.maximum(xs, start))
+            before = np.concatenate(([start], run[:-1]))
+            if mask is None:
+                prev = before
+            else:
+                prev[mask] = before
+            last[part] = int(run[-1])
         seen = prev > MIN_TS
         floor = np.maximum(clock - late_us, np.where(seen, prev - ooo, MIN_TS))
         eo = ~late & seen & (ts < prev) & (a - ts > ooo)
@@ -315,8 +352,10 @@ class ColumnarAggregate:
             keep &= ~low
         else:
             ts = np.where(low, floor, ts)
+        for part, mask in parts:  # a partition counts for the watermark once an event of it is accepted
+            if part in self.newest or (keep if mask is None else keep & mask).any():
+                self.newest[part] = last[part]
         self.clock = max(self.clock, int(clock[-1]))
-        self.newest = max(self.newest, int(newest[-1]))
         return df.with_columns(pl.Series("__ts", ts)).filter(pl.Series(keep)).drop("__a")
 
     def advance_time(self, now: int) -> None:
@@ -330,8 +369,8 @@ class ColumnarAggregate:
 
     def _watermark(self) -> int:
         w = self.clock - self.policy.late_arrival_tolerance_us if self.clock > MIN_TS else MIN_TS
-        if self.newest > MIN_TS:
-            w = max(w, self.newest - self.policy.out_of_order_tolerance_us)
+        if self.newest:
+            w = max(w, min(self.newest.values()) - self.policy.out_of_order_tolerance_us)
         return w
 
     # -- aggregation ------------------------------------------------------------------------------
@@ -558,7 +597,7 @@ class ColumnarAggregate:
 
     def snapshot(self) -> Any:
         return {
-            "newest": self.newest, "clock": self.clock, "schema": self.schema,
+            "newest": dict(self.newest), "clock": self.clock, "schema": self.schema,
             "partials": [p.to_arrow() for p in self.partials],
             "distinct": {j: [d.to_arrow() for d in v] for j, v in self.distinct.items()},
             "open_min": self.open_min, "sessions": dict(self.sessions), "session_ends": dict(self.session_ends),
@@ -566,7 +605,7 @@ class ColumnarAggregate:
         }
 
     def restore(self, state: Any) -> None:
-        self.newest, self.clock, self.schema = state["newest"], state["clock"], state["schema"]
+        self.newest, self.clock, self.schema = dict(state["newest"]), state["clock"], state["schema"]
         self.partials = [pl.from_arrow(t) for t in state["partials"]]
         self.distinct = {j: [pl.from_arrow(t) for t in v] for j, v in state["distinct"].items()}
         self.open_min = state["open_min"]

@@ -25,7 +25,8 @@ class Source:
         self.heap: list[tuple[int, int, dict]] = []
         self.seq = 0
 
-    def push(self, rows: list[dict], arrivals: list[int] | None, now: int, counters: Counters) -> None:
+    def push(self, rows: list[dict], arrivals: list[int] | None, now: int, counters: Counters,
+             partitions: list | None = None) -> None:
         ts_fn, alias = self.ts_fn, self.alias
         items: list[tuple[int, int, dict]] = []
         if ts_fn is None:
@@ -42,15 +43,17 @@ class Source:
                 except (CastError, ValueError, TypeError, OverflowError, QueryRuntimeError) as exc:
                     counters.error(f"input {self.input!r}: {exc}")
                     continue
-                items.append((e, arrivals[i] if arrivals is not None else e, rec))
+                items.append((e, arrivals[i] if arrivals is not None else e, rec,
+                              None if partitions is None else str(partitions[i])))
             if arrivals is None:  # on time: in timestamp order
                 items.sort(key=lambda t: t[0])
         clock = self.clock
-        for e, a, rec in items:
-            key = None
+        for item in items:
+            e, a, rec = item[0], item[1], item[2]
+            key = item[3] if len(item) > 3 else None  # the input partition: its own ordering
             if self.over:
                 env = Env({alias: rec}, e)
-                key = tuple(f(env) for f in self.over)
+                key = (key, tuple(f(env) for f in self.over))
             ts = clock.accept(e, a, key, counters)
             if ts is None:
                 continue

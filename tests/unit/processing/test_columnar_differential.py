@@ -46,13 +46,14 @@ def _batches(rng: random.Random):
     return out
 
 
-def _outcome(pm, sql, batches, columnar, with_arrivals, policy):
+def _outcome(pm, sql, batches, columnar, with_arrivals, policy, partitions=False):
     compiled = compile_query(sql, pm)
     rt = compiled.runtime(policy, columnar=columnar)
     rows = []
     try:
         for bodies, arrivals in batches:
-            rt.feed_bodies("s", bodies, arrivals if with_arrivals else None)
+            pids = [str(i % 3) for i in range(len(bodies))] if partitions else None
+            rt.feed_bodies("s", bodies, arrivals if with_arrivals else None, partition_ids=pids)
             rows += rt.take()["output"]
         rt.flush()
         rows += rt.take()["output"]
@@ -74,7 +75,8 @@ def test_random_queries_same_on_both_paths(seed) -> None:
         with_arrivals = rng.random() < 0.5
         policy = OrderingPolicy.from_seconds(late=rng.choice([0, 1, 5]), ooo=rng.choice([0, 1, 3]),
                                              action=rng.choice(["adjust", "drop"]))
-        col, mode_c = _outcome(pm, sql, batches, True, with_arrivals, policy)
-        row, mode_r = _outcome(pm, sql, batches, False, with_arrivals, policy)
+        parts = rng.random() < 0.5
+        col, mode_c = _outcome(pm, sql, batches, True, with_arrivals, policy, parts)
+        row, mode_r = _outcome(pm, sql, batches, False, with_arrivals, policy, parts)
         assert mode_c in ("columnar", None) and mode_r in ("row", None)
-        assert col == row, (sql, with_arrivals, policy)
+        assert col == row, (sql, with_arrivals, policy, parts)

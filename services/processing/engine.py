@@ -31,7 +31,6 @@ from headwater.services.processing.operators.scan import Source
 from headwater.services.processing.sql import ast as A
 from headwater.services.processing.state import snapshot
 from headwater.services.processing.sql.analyzer import analyze
-from headwater.services.processing.sql.diagnostics import error
 from headwater.services.processing.sql.logical import LogicalPlan
 from headwater.services.processing.sql.parser import parse
 from headwater.services.processing.sql.planner import ExprCompiler, Scope, plan_statement

@@ -34,7 +34,6 @@ from headwater.services.processing.watermarks import EARLY_US
 __all__ = ["try_columnar", "ColumnarAggregate"]
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
-_AGGS = {"count", "count distinct", "sum", "avg", "min", "max"}
 
 
 @dataclass

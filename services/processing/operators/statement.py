@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from headwater.functions import CastError
 from headwater.services.processing.operators.base import Env, QueryRuntimeError
-from headwater.services.processing.operators.join import ReferenceJoin, StreamJoin
+from headwater.services.processing.operators.join import StreamJoin
 from headwater.services.processing.operators.project import Stage
 
 __all__ = ["StatementOp"]
@@ -67,6 +67,3 @@ class StatementOp:
         for st, s in zip(self.stages, state["stages"]):
             st.restore(s)
 
-
-# keep ReferenceJoin importable from here for the planner
-ReferenceJoin = ReferenceJoin

@@ -501,7 +501,8 @@ def _time_bound(on: A.Node, right: str, left_aliases: set[str], pos) -> tuple[st
                 return an, int(lo), int(hi)
             if an == right and bn in left_aliases:
                 return bn, int(-hi), int(-lo)
-    raise error("a JOIN of two streams needs DATEDIFF(unit, left, right) BETWEEN x AND y in ON", pos)
+    raise error(f"a JOIN of two streams needs DATEDIFF(unit, left, right) BETWEEN x AND y in ON (if {right!r} "
+                "is reference data, give it as a reference input)", pos)
 
 
 def plan_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[str], references: set[str],

@@ -78,8 +78,14 @@ class AggregateFunction:
     star: bool = False
     no_args: bool = False
     ordered: bool = False
+    #: leading constant arguments (``CollectTop(n, ...)``), given to :meth:`configure`
+    constant_args: int = 0
     columnar: str | None = None
     doc: str = ""
+
+    def configure(self, *constants: Any) -> "AggregateFunction":
+        """This aggregate for the query's constant arguments (raise ValueError if wrong)."""
+        return self
 
     def create(self) -> Any:
         raise NotImplementedError

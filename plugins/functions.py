@@ -622,6 +622,47 @@ def _order_lt(a: tuple, b: tuple) -> bool:
     return False
 
 
+class CollectTop(AggregateFunction):
+    """CollectTop(n[, expr]) OVER (ORDER BY ...): ``[{"rank": r, "value": v}, ...]`` for the
+    values ranked 1..n in that order (equal keys share a rank; NULL sorts as the minimum)."""
+
+    name, no_args, ordered, constant_args = "CollectTop", True, True, 1
+
+    def __init__(self, n: int = 1) -> None:
+        self.n = n
+
+    def configure(self, *constants):
+        n = constants[0] if constants else None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError("CollectTop(n, ...) needs a positive integer n")
+        return CollectTop(n)
+
+    def create(self):
+        return []
+
+    def add(self, acc, value):
+        acc.append(value)
+        return acc
+
+    def merge(self, a, b):
+        return a + b
+
+    def result(self, acc):
+        from functools import cmp_to_key
+
+        def cmp(x, y):
+            return -1 if _order_lt(x[0], y[0]) else 1 if _order_lt(y[0], x[0]) else 0
+        ranked, rank, prev = [], 0, None
+        for i, (key, v) in enumerate(sorted(acc, key=cmp_to_key(cmp))):
+            if prev is None or cmp((prev, None), (key, None)) != 0:
+                rank = i + 1
+            if rank > self.n:
+                break
+            prev = key
+            ranked.append({"rank": rank, "value": v})
+        return ranked
+
+
 class Collect(AggregateFunction):
     """Collect([expr]): an array of the values (whole events without expr)."""
 
@@ -639,7 +680,7 @@ class Collect(AggregateFunction):
 
 
 AGGREGATES = [Count(), CountDistinct(), Sum(), Avg(), Min(), Max(), Stdev(), StdevP(), Var(), VarP(),
-              TopOne(), Collect()]
+              TopOne(), CollectTop(), Collect()]
 
 
 @hookimpl

@@ -56,12 +56,23 @@ def _pair(text: str, what: str) -> tuple[str, str]:
 
 
 def read_events(path: str | Path, pm: Any = None) -> list[dict]:
-    """Events of a file: JSON array, JSON lines, CSV, or an Avro container file."""
+    """Events of a file: JSON array, JSON lines, CSV, or an Avro container file.
+
+    The format is the registered serializer whose ``file_suffixes`` match the file name
+    (``.json``/``.jsonl`` JSON, ``.csv`` CSV, ``.avro`` Avro); an Avro container is also
+    recognised by its magic bytes, and read with fastavro when no ``avro`` serializer is
+    registered.
+    """
+    if pm is None:
+        from headwater.pluginmanager import get_plugin_manager
+
+        pm = get_plugin_manager()
+    pm.collect()
     p = Path(path)
     data = p.read_bytes()
     suffix = p.suffix.lower()
     if suffix == ".avro" or data[:4] == b"Obj\x01":
-        ser = pm.serializers.get("avro") if pm is not None else None
+        ser = pm.serializers.get("avro")
         if ser is not None:
             return ser.read_file(data)
         import io
@@ -69,15 +80,14 @@ def read_events(path: str | Path, pm: Any = None) -> list[dict]:
         import fastavro
 
         return [dict(r) for r in fastavro.reader(io.BytesIO(data))]
-    if suffix == ".csv":
-        from headwater.plugins.serializers import CsvSerializer
-
-        return CsvSerializer().read_file(data)
-    from headwater.plugins.serializers import JsonSerializer
-
     if not data.strip():
         return []
-    return JsonSerializer().read_file(data)
+    ser = next((s for s in pm.serializers.unique() if suffix in getattr(s, "file_suffixes", ())), None)
+    if ser is None:
+        ser = pm.serializers.get("json")
+    if ser is None:
+        raise ValueError(f"no serializer plugin reads {p.name}")
+    return ser.read_file(data)
 
 
 def load_udf(spec: str) -> Callable[..., Any]:

@@ -318,6 +318,16 @@ class ExprCompiler:
             raise error(f"aggregate {node.name} needs GROUP BY with a window", node.pos)
         star = node.star
         arg = None
+        if fn.constant_args:
+            consts = node.args[:fn.constant_args]
+            if len(consts) < fn.constant_args or not all(isinstance(c, A.Literal) for c in consts):
+                raise error(f"{node.name} takes {fn.constant_args} constant argument(s) first", node.pos)
+            try:
+                fn = fn.configure(*(c.value for c in consts))
+            except ValueError as exc:
+                raise error(f"{node.name}: {exc}", node.pos) from None
+            node = A.Call(node.pos, node.name, node.args[fn.constant_args:], node.namespace, node.distinct,
+                          node.star, node.over)
         if star and not fn.star:
             raise error(f"{node.name}(*) is not allowed", node.pos)
         if not node.args and not star and not fn.no_args:

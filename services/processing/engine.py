@@ -115,7 +115,7 @@ class Runtime:
             scope = Scope({alias.lower()}, alias.lower())
             ts = comp.compile(src.timestamp_by, scope) if src.timestamp_by is not None else None
             over = [comp.compile(o, scope) for o in src.timestamp_over]
-            s = Source(src.name, alias, ts, over, policy)
+            s = Source(src.name, alias, ts, over, policy, compiled.plan.query.tables.get(src.name.lower()))
             self.sources.setdefault(src.name.lower(), []).append(s)
             return s
 

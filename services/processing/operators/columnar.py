@@ -52,7 +52,7 @@ def _plain_column(node: A.Node) -> str | None:
 
 def try_columnar(compiled, policy) -> "ColumnarAggregate | None":
     plan = compiled.plan
-    if len(plan.statements) != 1 or plan.steps:
+    if len(plan.statements) != 1 or plan.steps or plan.query.tables:
         return None
     ls = plan.statements[0]
     sel = ls.select

@@ -5,18 +5,36 @@ from __future__ import annotations
 import heapq
 from typing import Any, Callable
 
-from headwater.functions import CastError, to_datetime, to_micros
+from headwater.functions import CastError, cast, to_datetime, to_micros
 from headwater.services.processing.operators.base import Env, QueryRuntimeError
 from headwater.services.processing.watermarks import Counters, EventClock, OrderingPolicy
 
-__all__ = ["Source"]
+__all__ = ["Source", "conform"]
+
+
+def conform(rec: dict, schema: list[tuple[str, str]]) -> dict:
+    """``rec`` with each declared column converted to its type (NULL stays NULL); CastError
+    when a value does not convert without loss."""
+    out = dict(rec)
+    lower = {k.lower(): k for k in rec}
+    for col, typ in schema:
+        key = lower.get(col.lower())
+        if key is None or rec[key] is None:
+            continue
+        v = rec[key]
+        if typ == "bigint" and isinstance(v, float) and not v.is_integer():
+            raise CastError(f"{col}: {v!r} is not a bigint")
+        out[key] = cast(v, typ)
+    return out
 
 
 class Source:
     """Events of one input as one FROM clause sees them (its alias and TIMESTAMP BY)."""
 
     def __init__(self, input_name: str, alias: str, timestamp_by: Callable[[Env], Any] | None,
-                 over: list[Callable[[Env], Any]], policy: OrderingPolicy) -> None:
+                 over: list[Callable[[Env], Any]], policy: OrderingPolicy,
+                 schema: list[tuple[str, str]] | None = None) -> None:
+        self.schema = schema
         self.input = input_name.lower()
         self.alias = alias.lower()
         self.ts_fn = timestamp_by
@@ -28,6 +46,8 @@ class Source:
     def push(self, rows: list[dict], arrivals: list[int] | None, now: int, counters: Counters,
              partitions: list | None = None) -> None:
         ts_fn, alias = self.ts_fn, self.alias
+        if self.schema:
+            rows, arrivals, partitions = self._conform(rows, arrivals, partitions, counters)
         items: list[tuple[int, int, dict]] = []
         if ts_fn is None:
             for i, rec in enumerate(rows):
@@ -59,6 +79,22 @@ class Source:
                 continue
             heapq.heappush(self.heap, (ts, self.seq, rec))
             self.seq += 1
+
+    def _conform(self, rows, arrivals, partitions, counters):
+        """CREATE TABLE: convert declared columns to their types; drop events that do not conform."""
+        out, arr, parts = [], [] if arrivals is not None else None, [] if partitions is not None else None
+        for i, rec in enumerate(rows):
+            try:
+                rec = conform(rec, self.schema)
+            except (CastError, ValueError, TypeError, OverflowError) as exc:
+                counters.error(f"input {self.input!r}: the event does not match CREATE TABLE: {exc}")
+                continue
+            out.append(rec)
+            if arr is not None:
+                arr.append(arrivals[i])
+            if parts is not None:
+                parts.append(partitions[i])
+        return out, arr, parts
 
     def watermark(self) -> int:
         return self.clock.watermark()

@@ -206,3 +206,5 @@ class Statement(Node):
 class Query(Node):
     steps: list[tuple[str, Statement, tuple[int, int]]]
     statements: list[Statement]
+    #: CREATE TABLE input (col type, ...): declared input schemas, by input name (lower case)
+    tables: dict[str, list[tuple[str, str]]] = field(default_factory=dict)

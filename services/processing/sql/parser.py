@@ -82,8 +82,13 @@ class _Parser:
         start = self.tok.pos
         steps: list[tuple[str, A.Statement, tuple[int, int]]] = []
         statements: list[A.Statement] = []
-        while self.accept_op(";"):
-            pass
+        tables: dict[str, list[tuple[str, str]]] = {}
+        while self.accept_op(";") or self.at_kw("create"):
+            if self.at_kw("create"):
+                name, cols = self.create_table()
+                if name.value.lower() in tables:
+                    raise error(f"table {name.value!r} is declared twice", name.pos)
+                tables[name.value.lower()] = cols
         if self.accept_kw("with"):
             while True:
                 name = self.ident("a step name")
@@ -102,7 +107,32 @@ class _Parser:
             statements.append(self.statement())
         if not statements:
             raise error("the query has no SELECT statement", self.tok.pos if steps else start)
-        return A.Query(start, steps, statements)
+        return A.Query(start, steps, statements, tables)
+
+    def create_table(self) -> tuple[Token, list[tuple[str, str]]]:
+        """``CREATE TABLE input (col type, ...)``: the schema events of an input must have."""
+        self.advance()
+        self.expect_kw("table")
+        name = self.ident("a table (input) name")
+        self.expect_op("(")
+        cols: list[tuple[str, str]] = []
+        while True:
+            col = self.any_name("a column name")
+            t = self.any_name("a type")
+            tname = t.value.lower()
+            if tname not in _TYPES:
+                raise error(f"unknown type {t.value!r}; use bigint, float, nvarchar(max), datetime, bit, "
+                            "record or array", t.pos)
+            if self.accept_op("("):
+                self.advance()
+                self.expect_op(")")
+            tname = {"int": "bigint", "real": "float", "varchar": "nvarchar", "nvarchar": "nvarchar(max)"}.get(
+                tname, tname)
+            cols.append((col.value, "nvarchar(max)" if tname == "nvarchar" else tname))
+            if not self.accept_op(","):
+                break
+        self.expect_op(")")
+        return name, cols
 
     def statement(self) -> A.Statement:
         pos = self.tok.pos

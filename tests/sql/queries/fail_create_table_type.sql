@@ -1,0 +1,3 @@
+-- fail: line 2, column 37: unknown type 'number'
+CREATE TABLE Input (id bigint, fare number)
+SELECT id FROM Input

@@ -66,7 +66,10 @@ class Analytic(Stage):
             limit = e.ts - s.duration
             while q and q[0][0] < limit:
                 q.popleft()
-        value = s.value(e) if s.value is not None else e.recs
+        if s.value is not None:
+            value = s.value(e)
+        else:  # LAG(*): the whole event
+            value = next(iter(e.recs.values())) if len(e.recs) == 1 else dict(e.recs)
         if s.kind == "lag":
             if len(q) >= s.offset:
                 result = q[-s.offset][1]

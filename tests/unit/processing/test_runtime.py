@@ -137,3 +137,9 @@ def test_partitions_keep_their_own_event_order(pm, columnar) -> None:
     rt.flush()
     assert sorted(r["n"] for r in rt.take()["output"]) == [2, 2]
     assert rt.counters.out_of_order == 0
+
+
+def test_lag_star_is_the_previous_event(pm) -> None:
+    out = run_query("SELECT a, LAG(*) OVER (LIMIT DURATION(hour, 1)) AS prev FROM i TIMESTAMP BY t",
+                    {"i": [ev(1, a=1), ev(2, a=2)]}, pm=pm)
+    assert out["output"][1]["prev"] == {"t": "2024-01-01T00:00:01.0000000Z", "a": 1}

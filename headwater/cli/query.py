@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import orjson
 
-__all__ = ["add_commands", "run_test", "read_events", "load_udf", "write_outputs"]
+__all__ = ["add_commands", "run_explain", "run_test", "read_events", "load_udf", "write_outputs"]
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +45,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="a Python function called in the query as UDF.NAME(...)")
     t.add_argument("--output-dir", required=True, metavar="DIR")
     t.set_defaults(func=run_test)
+    e = qsub.add_parser("explain", help="print the plan of a query (compile errors as in test)")
+    e.add_argument("--query", required=True, help="file with the query text")
+    e.add_argument("--reference", action="append", default=[], metavar="ALIAS",
+                   help="an input that is static reference data")
+    e.set_defaults(func=run_explain)
     q.set_defaults(func=lambda args: (q.print_help(), 2)[1])
 
 
@@ -223,4 +228,21 @@ def run_test(args: argparse.Namespace) -> int:
     write_outputs(args.output_dir, rows)
     for alias, items in rows.items():
         print(f"{alias}: {len(items)} rows -> {Path(args.output_dir) / (alias + '.json')}")
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from headwater.errors import QueryCompileError
+    from headwater.services.processing.engine import compile_query
+
+    try:
+        text = Path(args.query).read_text(encoding="utf-8-sig")
+        compiled = compile_query(text, references=[r.split("=", 1)[0] for r in args.reference])
+    except QueryCompileError as exc:
+        print(f"line {exc.line}, column {exc.column}: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"headwater: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(compiled.explain())
     return 0

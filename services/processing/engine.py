@@ -84,6 +84,13 @@ class CompiledQuery:
     def outputs(self) -> list[str]:
         return list(self.plan.outputs)
 
+    def explain(self) -> str:
+        """The plan as text: per statement what it reads and the stages it runs, and the path."""
+        from headwater.services.processing.operators.columnar import try_columnar
+        from headwater.services.processing.sql.explain import explain
+
+        return explain(self.plan, try_columnar(self, OrderingPolicy()) is not None)
+
     def runtime(self, policy: OrderingPolicy | None = None, *,
                 reference_data: dict[str, list[dict]] | None = None, columnar: bool = True) -> "Runtime":
         return Runtime(self, policy or OrderingPolicy(), reference_data or {}, columnar)

@@ -7,6 +7,8 @@ Header comments of a query file:
 - ``-- fail: line L, column C: message`` the query must not compile, with that error
   (prefix match on the message).
 
+``explain/NAME.txt`` holds the plan (``headwater query explain``) of each query that compiles.
+
 Set ``HEADWATER_UPDATE_GOLDEN=1`` to (re)write the golden files, then review the diff.
 """
 
@@ -53,6 +55,14 @@ def test_query(path: Path, pm) -> None:
     refs = [r.strip() for r in h.get("references", "").split(",") if r.strip()]
     streams = {k: v for k, v in data.items() if k not in refs}
     out = run_query(text, streams, references={r: data[r] for r in refs}, pm=pm)
+    explained = HERE / "explain" / f"{path.stem}.txt"
+    from headwater.services.processing.engine import compile_query
+
+    plan = compile_query(text, pm, references=refs).explain()
+    if os.environ.get("HEADWATER_UPDATE_GOLDEN"):
+        explained.parent.mkdir(exist_ok=True)
+        explained.write_text(plan)
+    assert plan == explained.read_text()
     golden = HERE / "golden" / f"{path.stem}.json"
     if os.environ.get("HEADWATER_UPDATE_GOLDEN"):
         golden.write_text(json.dumps(out, indent=1) + "\n")

@@ -70,3 +70,13 @@ def test_udf_from_a_file_arrival_field_and_reference(tmp_path) -> None:
     rows = json.loads((tmp_path / "out" / "output.json").read_text())
     # late by 30 s with a 10 s tolerance: System.Timestamp() = arrival - 10 s; payload unchanged, arr removed
     assert rows == [{"s": "EX!", "ts": "2024-01-01T00:00:20.0000000Z", "k": "x", "t": "2024-01-01T00:00:00Z"}]
+
+
+def test_explain_prints_the_plan_and_path(tmp_path, capsys) -> None:
+    (tmp_path / "q.asaql").write_text(QUERY)
+    assert main(["query", "explain", "--query", str(tmp_path / "q.asaql")]) == 0
+    out = capsys.readouterr().out
+    assert "aggregate keys Make windows TumblingWindow(size=10s, hop=10s, offset=0)" in out
+    assert out.strip().endswith("path: columnar")
+    (tmp_path / "bad.asaql").write_text("SELECT FROM")
+    assert main(["query", "explain", "--query", str(tmp_path / "bad.asaql")]) == 1

@@ -10,7 +10,7 @@ from headwater.pluginmanager import get_plugin_manager
 from headwater.services.processing.engine import QueryRuntimeError, compile_query, format_rows
 
 EXTRA = {
-    "avg_min_max": ("SELECT startLocation, endLocation, AVG(distance) AS a, MIN(fare) AS lo, MAX(fare) AS hi, "
+    "avg_min_max": ("SELECT startLocation, endLocation, AVG(distance) AS a, MIN(CAST(fare AS float)) AS lo, MAX(CAST(fare AS bigint)) AS hi, "
                     "COUNT(distance) AS c, System.Timestamp() AS e FROM trips TIMESTAMP BY createdAt "
                     "GROUP BY startLocation, endLocation, TumblingWindow(second, 5, -1)"),
     "session_global": ("SELECT COUNT(*) AS n, SUM(distance) AS d FROM trips TIMESTAMP BY createdAt "

@@ -7,6 +7,7 @@
     rt.feed_bodies("input", [b'{"a":1}', ...], arrival_times)  # JSON bodies, decoded in one go
     rt.advance_time(now_us)                                   # idle inputs: watermark moves on
     rows = rt.take()                                          # {output alias: [row, ...]} so far
+    timed = rt.take_with_time()                               # {output alias: [(ts_us, row), ...]}
     blob = rt.snapshot(); rt2 = compiled.runtime(...); rt2.restore(blob)
     rt.flush()                                                # end of input: close every window
     rt.counters                                               # late/early/out_of_order/dropped/...
@@ -212,9 +213,13 @@ class Runtime:
 
     def take(self) -> dict[str, list[dict]]:
         """Output rows produced since the last take, per output alias."""
+        return {name: [r for _, r in rows] for name, rows in self.take_with_time().items()}
+
+    def take_with_time(self) -> dict[str, list[tuple[int, dict]]]:
+        """Like :meth:`take`, each row with its System.Timestamp() (us)."""
         if self.mode == "columnar":
             self.columnar.drain(self.outputs)
-        out = {name: [r for _, r in rows] for name, rows in self.outputs.items()}
+        out = {name: list(rows) for name, rows in self.outputs.items()}
         for rows in self.outputs.values():
             rows.clear()
         return out

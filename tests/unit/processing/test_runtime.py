@@ -143,3 +143,11 @@ def test_lag_star_is_the_previous_event(pm) -> None:
     out = run_query("SELECT a, LAG(*) OVER (LIMIT DURATION(hour, 1)) AS prev FROM i TIMESTAMP BY t",
                     {"i": [ev(1, a=1), ev(2, a=2)]}, pm=pm)
     assert out["output"][1]["prev"] == {"t": "2024-01-01T00:00:01.0000000Z", "a": 1}
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+def test_take_with_time(pm, columnar) -> None:
+    rt = compile_query(COUNT10, pm).runtime(columnar=columnar)
+    rt.feed("i", [ev(1), ev(12)])
+    rt.flush()
+    assert [(ts - T0) // S for ts, _ in rt.take_with_time()["output"]] == [10, 20]

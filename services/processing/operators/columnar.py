@@ -2,8 +2,9 @@
 
 Used when a query is one SELECT ... INTO ... FROM one input TIMESTAMP BY a field,
 GROUP BY field keys and one tumbling, hopping (size a multiple of hop) or session
-window (partitioned by the group keys, or not partitioned with no keys), with no WHERE,
-HAVING, JOIN, APPLY or CREATE TABLE, selecting keys, System.Timestamp() and COUNT(*),
+window (partitioned by the group keys, or not partitioned with no keys), no HAVING,
+JOIN, APPLY or CREATE TABLE, a WHERE of field-versus-constant comparisons, IS [NOT] NULL,
+AND, OR and NOT if any, selecting keys, System.Timestamp() and COUNT(*),
 COUNT(x), COUNT(DISTINCT x), SUM/AVG(x or CAST(x AS float|bigint)) and
 MIN/MAX(CAST(x AS float|bigint)). Anything else runs on the row path.
 
@@ -57,7 +58,12 @@ def try_columnar(compiled, policy) -> "ColumnarAggregate | None":
         return None
     ls = plan.statements[0]
     sel = ls.select
-    if not ls.aggregate or sel.joins or sel.applies or sel.match or sel.where is not None \
+    where = None
+    if sel.where is not None:
+        where = _predicate(sel.where)
+        if where is None:
+            return None
+    if not ls.aggregate or sel.joins or sel.applies or sel.match \
             or sel.having is not None or sel.distinct or len(ls.windows) != 1:
         return None
     src = sel.source
@@ -116,7 +122,69 @@ def try_columnar(compiled, policy) -> "ColumnarAggregate | None":
             items.append(("agg", name, _Agg(kind if kind != "count" else "count", col, cast, name)))
         else:
             return None
-    return ColumnarAggregate(ts_col, keys, spec, items, policy)
+    agg = ColumnarAggregate(ts_col, keys, spec, items, policy)
+    if where is not None:
+        agg.where, agg.where_columns = where
+        agg._add_columns(agg.where_columns)
+    return agg
+
+
+_CMP = {"=": "eq", "<>": "ne", "<": "lt", ">": "gt", "<=": "le", ">=": "ge"}
+
+
+def _predicate(node: A.Node):
+    """WHERE as a function of the batch's dtypes -> polars expression, or None when the
+    predicate is outside the subset with the row path's exact meaning: comparisons of a
+    field with a number or a string constant (strings compare case-insensitively), IS [NOT]
+    NULL, AND, OR, NOT (three-valued, as polars' Kleene logic)."""
+    cols: set[str] = set()
+
+    def build(n):
+        if isinstance(n, A.Binary) and n.op in ("AND", "OR"):
+            left, right = build(n.left), build(n.right)
+            if left is None or right is None:
+                return None
+            if n.op == "AND":
+                return lambda d: left(d) & right(d)
+            return lambda d: left(d) | right(d)
+        if isinstance(n, A.Unary) and n.op == "NOT":
+            inner = build(n.operand)
+            return None if inner is None else (lambda d: ~inner(d))
+        if isinstance(n, A.IsNull):
+            c = _plain_column(n.expr)
+            if c is None:
+                return None
+            cols.add(c)
+            return (lambda d: pl.col(c).is_not_null()) if n.negated else (lambda d: pl.col(c).is_null())
+        if isinstance(n, A.Binary) and n.op in _CMP:
+            c, lit, op = _plain_column(n.left), n.right, n.op
+            if c is None:
+                c, lit = _plain_column(n.right), n.left
+                op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
+            if c is None or not isinstance(lit, A.Literal) or lit.value is None or isinstance(lit.value, bool):
+                return None
+            cols.add(c)
+            method = _CMP[op]
+            value = lit.value
+
+            def cmp(d, c=c, value=value, method=method):
+                dtype = d.get(c)
+                if isinstance(value, str):
+                    if dtype == pl.Utf8:
+                        return getattr(pl.col(c).str.to_lowercase(), method)(value.lower())
+                    try:
+                        num = float(value)
+                    except ValueError:
+                        return pl.lit(None, dtype=pl.Boolean)
+                    return getattr(pl.col(c).cast(pl.Float64, strict=False), method)(num)
+                if dtype in (pl.Utf8, pl.Boolean) or dtype is None:
+                    return getattr(pl.col(c).cast(pl.Float64, strict=False), method)(float(value))
+                return getattr(pl.col(c), method)(value)
+            return cmp
+        return None
+
+    f = build(node)
+    return None if f is None else (f, sorted(cols))
 
 
 class ColumnarAggregate:
@@ -130,6 +198,8 @@ class ColumnarAggregate:
             if a.column:
                 cols.setdefault(a.column.lower(), a.column)
         self.columns = list(cols.values())
+        self.where = None
+        self.where_columns: list[str] = []
         self.kcols = [f"k{i}" for i in range(len(keys))]
         self.schema: dict[str, Any] | None = None
         self.newest: dict[Any, int] = {}  # per input partition
@@ -169,6 +239,22 @@ class ColumnarAggregate:
                     counters.error("InputDeserializationError: an event must be a JSON object")
         return self._frame(rows), np.asarray(index, dtype=np.int64)
 
+    def _add_columns(self, names: list[str]) -> None:
+        have = {c.lower() for c in self.columns}
+        for n in names:
+            if n.lower() not in have:
+                self.columns.append(n)
+                have.add(n.lower())
+
+    def _filter(self, df: pl.DataFrame) -> pl.DataFrame:
+        """WHERE, with the same three-valued meaning as the row path (only True passes)."""
+        actual = {c.lower(): c for c in df.columns}
+        spelled = [pl.col(actual[c.lower()]).alias(c) if c.lower() in actual else pl.lit(None).alias(c)
+                   for c in self.where_columns if c not in df.columns]
+        view = df.with_columns(spelled) if spelled else df
+        dtypes = {c: view[c].dtype for c in self.where_columns}
+        return df.filter(view.select(self.where(dtypes).alias("__keep"))["__keep"])
+
     def _infer(self, bodies: list[bytes]) -> None:
         """Column types from a sample of the first batch (polars' own inference)."""
         try:
@@ -185,12 +271,14 @@ class ColumnarAggregate:
     def _frame(self, rows: list[dict]) -> pl.DataFrame:
         data: dict[str, list] = {c: [] for c in self.columns}
         lower = {c.lower(): c for c in self.columns}
+        exact = True  # JSON keys spelled as in the query: polars may read later batches by name
         for r in rows:
             got = dict.fromkeys(self.columns)
             for k, v in r.items():
                 c = lower.get(k.lower())
                 if c is not None and got[c] is None:
                     got[c] = v
+                    exact = exact and k == c
             for c in self.columns:
                 data[c].append(got[c])
         series = []
@@ -205,7 +293,7 @@ class ColumnarAggregate:
                                             for v in vals], dtype=pl.Utf8 if kinds - {int, float} else None,
                                         strict=False))
         df = pl.DataFrame(series) if series else pl.DataFrame()
-        if self.schema is None and df.height:
+        if self.schema is None and df.height and exact:
             self.schema = {c: df[c].dtype for c in self.columns}
             if any(t == pl.Null for t in self.schema.values()):
                 self.schema = None
@@ -449,6 +537,10 @@ class ColumnarAggregate:
         self.open_min = min(ends) if ends else MAX_TS
 
     def _aggregate(self, df: pl.DataFrame) -> None:
+        if self.where is not None:
+            df = self._filter(df)
+            if df.height == 0:
+                return
         df = self._assign(df)
         vals = self._values(df)
         group = ["__wid"] + self.kcols

@@ -21,7 +21,9 @@ def _query(rng: random.Random) -> str:
     win = rng.choice(WINDOWS)
     keyed = "PARTITION BY k" in win or rng.random() < 0.6
     key = "k, " if keyed else ""
-    return f"SELECT {key}{aggs}, System.Timestamp() AS e FROM s TIMESTAMP BY t GROUP BY {key}{win}"
+    where = rng.choice(["", "", " WHERE v > 1", " WHERE k = 'A' OR v <= 2.5", " WHERE NOT (V <> 2) OR k IS NULL",
+                        " WHERE v IS NOT NULL AND k <> 'b'", " WHERE 3 > v", " WHERE k = 2", " WHERE v = '10'"])
+    return f"SELECT {key}{aggs}, System.Timestamp() AS e FROM s TIMESTAMP BY t{where} GROUP BY {key}{win}"
 
 
 def _batches(rng: random.Random):
@@ -78,5 +80,5 @@ def test_random_queries_same_on_both_paths(seed) -> None:
         parts = rng.random() < 0.5
         col, mode_c = _outcome(pm, sql, batches, True, with_arrivals, policy, parts)
         row, mode_r = _outcome(pm, sql, batches, False, with_arrivals, policy, parts)
-        assert mode_c in ("columnar", None) and mode_r in ("row", None)
+        assert mode_c in ("columnar", None) and mode_r in ("row", None), sql
         assert col == row, (sql, with_arrivals, policy, parts)

@@ -33,6 +33,7 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
+from operator import add, and_, rshift, sub
 from pathlib import Path
 
 __all__ = [
@@ -114,20 +115,26 @@ def encode_batch(events: list[bytes], partition_id: str, base_sequence: int, bas
     lens = list(map(len, events))
     k = len(const) + 20  # const + two 10-byte fields (tag + 9-byte varint)
     if n and max(lens) < _SMALL:
+        # Every step is a C-level map over the batch: no per-event Python code.
         ev_fields = list(map(_LD1.__getitem__, lens))
-        body_lens = [len(h) + ln + k for h, ln in zip(ev_fields, lens)]
+        body_lens = list(map(add, map(len, ev_fields), map(add, lens, repeat(k, n))))
         if max(body_lens) < 16384:
             frame_heads = list(map(_LD1.__getitem__, body_lens))
-            frame_lens = [len(h) + b for h, b in zip(frame_heads, body_lens)]
+            frame_lens = list(map(add, map(len, frame_heads), body_lens))
             ends = list(accumulate(frame_lens))
-            offsets = [base_offset + e - f for e, f in zip(ends, frame_lens)]
-            seqs = range(base_sequence, base_sequence + n)
+            offsets = list(map(sub, map(add, ends, repeat(base_offset, n)), frame_lens))
+            lo = base_sequence & 0x3FFF
+            if lo + n <= 16384:  # consecutive numbers: a slice of the table, one high part
+                seq_low = _LOW_SEQ[lo:lo + n]
+                seq_high = repeat(_high7(base_sequence >> 14), n)
+            else:
+                seqs = range(base_sequence, base_sequence + n)
+                seq_low = map(_LOW_SEQ.__getitem__, map(and_, seqs, repeat(0x3FFF, n)))
+                seq_high = map(_high7, map(rshift, seqs, repeat(14, n)))
             pieces = chain.from_iterable(zip(
-                frame_heads, ev_fields, events, repeat(const, n),
-                map(_LOW_SEQ.__getitem__, [s & 0x3FFF for s in seqs]),
-                map(_high7, [s >> 14 for s in seqs]),
-                map(_LOW_OFF.__getitem__, [o & 0x3FFF for o in offsets]),
-                map(_high7, [o >> 14 for o in offsets]),
+                frame_heads, ev_fields, events, repeat(const, n), seq_low, seq_high,
+                map(_LOW_OFF.__getitem__, map(and_, offsets, repeat(0x3FFF, n))),
+                map(_high7, map(rshift, offsets, repeat(14, n))),
             ))
             payload = b"".join(pieces)
             return _frame(payload, ends, n, base_sequence, base_offset, ts_ns, producer_id, producer_sequence)

@@ -188,3 +188,15 @@ async def test_bad_requests_name_what_is_wrong(tmp_path, root_policy):
             assert err.value.reason is Reason.RESOURCE_NOT_FOUND and "0..1" in err.value.message
         with pytest.raises(ValueError):
             EventDataBatch(partition_id="0", partition_key="k")
+
+
+async def test_every_batch_fsync_policy_acknowledges_after_sync(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data", fsync_policy="every_batch") as svc:
+        await create_hub(svc.address, root_policy, "h", 1)
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h")) as p:
+            results = await asyncio.gather(*(p.send_batch([EventData(f"{i}-{j}") for j in range(10)])
+                                             for i in range(20)))
+        firsts = sorted(r.first_sequence_number for r in results)
+        assert firsts == list(range(0, 200, 10))
+        part = svc.service.hubs.get("h").partitions[0]
+        assert all(not seg.dirty for seg in part.segments), "acknowledged bytes were synced"

@@ -325,6 +325,40 @@ class PublishEventsResponse(_message.Message):
     request_id: str
     def __init__(self, partition_id: _Optional[str] = ..., first_sequence_number: _Optional[int] = ..., last_sequence_number: _Optional[int] = ..., enqueued_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class PublishEventsStreamRequest(_message.Message):
+    __slots__ = ("hub", "events", "partition_id", "partition_key", "producer_id", "producer_sequence", "request_id")
+    HUB_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_KEY_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    hub: str
+    events: _containers.RepeatedCompositeFieldContainer[_event_pb2.EventData]
+    partition_id: str
+    partition_key: str
+    producer_id: str
+    producer_sequence: int
+    request_id: str
+    def __init__(self, hub: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_event_pb2.EventData, _Mapping]]] = ..., partition_id: _Optional[str] = ..., partition_key: _Optional[str] = ..., producer_id: _Optional[str] = ..., producer_sequence: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class PublishEventsStreamResponse(_message.Message):
+    __slots__ = ("partition_id", "first_sequence_number", "last_sequence_number", "enqueued_time", "duplicate", "request_id")
+    PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_TIME_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    partition_id: str
+    first_sequence_number: int
+    last_sequence_number: int
+    enqueued_time: _timestamp_pb2.Timestamp
+    duplicate: bool
+    request_id: str
+    def __init__(self, partition_id: _Optional[str] = ..., first_sequence_number: _Optional[int] = ..., last_sequence_number: _Optional[int] = ..., enqueued_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
 class ReadEventsRequest(_message.Message):
     __slots__ = ("hub", "partition_id", "consumer_group", "event_position", "max_batch_size", "max_wait", "owner_level", "track_last_enqueued_event_properties")
     HUB_FIELD_NUMBER: _ClassVar[int]

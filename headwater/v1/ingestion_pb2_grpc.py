@@ -99,8 +99,8 @@ class IngestionServiceStub:
                 _registered_method=True)
         self.PublishEventsStream = channel.stream_stream(
                 '/headwater.v1.IngestionService/PublishEventsStream',
-                request_serializer=headwater_dot_v1_dot_ingestion__pb2.PublishEventsRequest.SerializeToString,
-                response_deserializer=headwater_dot_v1_dot_ingestion__pb2.PublishEventsResponse.FromString,
+                request_serializer=headwater_dot_v1_dot_ingestion__pb2.PublishEventsStreamRequest.SerializeToString,
+                response_deserializer=headwater_dot_v1_dot_ingestion__pb2.PublishEventsStreamResponse.FromString,
                 _registered_method=True)
         self.ReadEvents = channel.unary_stream(
                 '/headwater.v1.IngestionService/ReadEvents',
@@ -358,8 +358,8 @@ def add_IngestionServiceServicer_to_server(servicer, server):
             ),
             'PublishEventsStream': grpc.stream_stream_rpc_method_handler(
                     servicer.PublishEventsStream,
-                    request_deserializer=headwater_dot_v1_dot_ingestion__pb2.PublishEventsRequest.FromString,
-                    response_serializer=headwater_dot_v1_dot_ingestion__pb2.PublishEventsResponse.SerializeToString,
+                    request_deserializer=headwater_dot_v1_dot_ingestion__pb2.PublishEventsStreamRequest.FromString,
+                    response_serializer=headwater_dot_v1_dot_ingestion__pb2.PublishEventsStreamResponse.SerializeToString,
             ),
             'ReadEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.ReadEvents,
@@ -732,8 +732,8 @@ class IngestionService:
             request_iterator,
             target,
             '/headwater.v1.IngestionService/PublishEventsStream',
-            headwater_dot_v1_dot_ingestion__pb2.PublishEventsRequest.SerializeToString,
-            headwater_dot_v1_dot_ingestion__pb2.PublishEventsResponse.FromString,
+            headwater_dot_v1_dot_ingestion__pb2.PublishEventsStreamRequest.SerializeToString,
+            headwater_dot_v1_dot_ingestion__pb2.PublishEventsStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -553,6 +553,7 @@ def add_to_server(servicer: IngestionServicer, server: grpc.aio.Server) -> None:
     handlers["PublishEvents"] = grpc.unary_unary_rpc_method_handler(
         servicer.PublishEvents, request_deserializer=PublishEventsRequestPacked.FromString,
         response_serializer=ingestion_pb2.PublishEventsResponse.SerializeToString)
+    # PublishEventsStreamRequest/Response are wire-identical to PublishEventsRequest/Response.
     handlers["PublishEventsStream"] = grpc.stream_stream_rpc_method_handler(
         servicer.PublishEventsStream, request_deserializer=PublishEventsRequestPacked.FromString,
         response_serializer=ingestion_pb2.PublishEventsResponse.SerializeToString)

@@ -200,3 +200,20 @@ async def test_every_batch_fsync_policy_acknowledges_after_sync(tmp_path, root_p
         assert firsts == list(range(0, 200, 10))
         part = svc.service.hubs.get("h").partitions[0]
         assert all(not seg.dirty for seg in part.segments), "acknowledged bytes were synced"
+
+
+async def test_publish_stream_with_the_generated_stub(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "h", 2)
+        async with admin(svc.address, root_policy) as stub:
+            requests = [ingestion_pb2.PublishEventsStreamRequest(
+                hub="hubs/h", partition_id=str(i % 2), request_id=f"r{i}",
+                events=[event_pb2.EventData(body=b"s%d-%d" % (i, j)) for j in range(3)]) for i in range(4)]
+
+            async def gen():
+                for r in requests:
+                    yield r
+
+            responses = [r async for r in stub.PublishEventsStream(gen())]
+        assert [r.request_id for r in responses] == ["r0", "r1", "r2", "r3"]
+        assert [(r.partition_id, r.first_sequence_number) for r in responses] == [("0", 0), ("1", 0), ("0", 3), ("1", 3)]

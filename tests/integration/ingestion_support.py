@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 from typing import AsyncIterator
@@ -54,3 +55,24 @@ async def create_hub(address: str, policy: Policy, name: str, partitions: int = 
         resp = await stub.CreateHub(ingestion_pb2.CreateHubRequest(
             hub_id=name, hub=ingestion_pb2.Hub(partition_count=partitions, **hub_fields)))
         return resp.hub
+
+
+async def read_all(address, policy, hub, partition_id, position="-1", inclusive=False, expect=None, wait=0.3):
+    """Read one partition from ``position`` until caught up (or ``expect`` events)."""
+    from headwater.eventhub.aio import EventHubConsumerClient
+
+    got = []
+    consumer = EventHubConsumerClient.from_connection_string(conn_str(address, policy), "$Default",
+                                                             eventhub_name=hub)
+
+    async def on_event(ctx, event):
+        if event is None:
+            await consumer.close()
+            return
+        got.append(event)
+        if expect is not None and len(got) >= expect:
+            await consumer.close()
+
+    await asyncio.wait_for(consumer.receive(on_event, partition_id=partition_id, starting_position=position,
+                                            starting_position_inclusive=inclusive, max_wait_time=wait), 20)
+    return got

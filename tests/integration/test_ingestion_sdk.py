@@ -12,25 +12,7 @@ from headwater.eventhub import EventData, EventDataBatch
 from headwater.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from headwater.eventhub._wire import PublishEventsRequestPacked
 from headwater.v1 import event_pb2, ingestion_pb2
-from tests.integration.ingestion_support import ONE_TRY, admin, conn_str, create_hub, ingestion
-
-
-async def _read_all(address, policy, hub, partition_id, position="-1", inclusive=False, expect=None, wait=0.3):
-    got = []
-    consumer = EventHubConsumerClient.from_connection_string(conn_str(address, policy), "$Default",
-                                                             eventhub_name=hub)
-
-    async def on_event(ctx, event):
-        if event is None:
-            await consumer.close()
-            return
-        got.append(event)
-        if expect is not None and len(got) >= expect:
-            await consumer.close()
-
-    await asyncio.wait_for(consumer.receive(on_event, partition_id=partition_id, starting_position=position,
-                                            starting_position_inclusive=inclusive, max_wait_time=wait), 20)
-    return got
+from tests.integration.ingestion_support import ONE_TRY, admin, conn_str, create_hub, ingestion, read_all
 
 
 async def test_publish_and_read_back_with_stamps(tmp_path, root_policy):
@@ -50,7 +32,7 @@ async def test_publish_and_read_back_with_stamps(tmp_path, root_policy):
             assert props["last_enqueued_sequence_number"] == 9 and not props["is_empty"]
             assert (await producer.get_partition_properties("0"))["is_empty"]
             assert (await producer.get_eventhub_properties())["partition_ids"] == ["0", "1"]
-        events = await _read_all(svc.address, root_policy, "trips", "1")
+        events = await read_all(svc.address, root_policy, "trips", "1")
         assert [e.sequence_number for e in events] == list(range(10))
         assert [e.body_as_json()["n"] for e in events] == list(range(10))
         assert events[3].properties == {"kind": "trip", "n": "3"}
@@ -70,20 +52,20 @@ async def test_positions_offset_sequence_time_latest(tmp_path, root_policy):
             middle = dt.datetime.now(dt.timezone.utc)
             await asyncio.sleep(0.02)
             await p.send_batch([EventData(f"b{i}") for i in range(5)])
-        every = await _read_all(svc.address, root_policy, "h", "0")
+        every = await read_all(svc.address, root_policy, "h", "0")
         assert [e.body_as_str() for e in every] == [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
         third = every[3]
-        exclusive = await _read_all(svc.address, root_policy, "h", "0", third.offset)
+        exclusive = await read_all(svc.address, root_policy, "h", "0", third.offset)
         assert exclusive[0].sequence_number == 4
-        inclusive = await _read_all(svc.address, root_policy, "h", "0", third.offset, inclusive=True)
+        inclusive = await read_all(svc.address, root_policy, "h", "0", third.offset, inclusive=True)
         assert inclusive[0].sequence_number == 3
-        by_seq = await _read_all(svc.address, root_policy, "h", "0", 6)
+        by_seq = await read_all(svc.address, root_policy, "h", "0", 6)
         assert by_seq[0].sequence_number == 7
-        by_seq_incl = await _read_all(svc.address, root_policy, "h", "0", 6, inclusive=True)
+        by_seq_incl = await read_all(svc.address, root_policy, "h", "0", 6, inclusive=True)
         assert by_seq_incl[0].sequence_number == 6
-        by_time = await _read_all(svc.address, root_policy, "h", "0", middle)
+        by_time = await read_all(svc.address, root_policy, "h", "0", middle)
         assert [e.body_as_str() for e in by_time] == [f"b{i}" for i in range(5)]
-        assert await _read_all(svc.address, root_policy, "h", "0", "@latest") == []
+        assert await read_all(svc.address, root_policy, "h", "0", "@latest") == []
 
 
 async def test_long_poll_delivers_new_events_and_heartbeats(tmp_path, root_policy):

@@ -16,7 +16,8 @@ from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData
 from headwater.eventhub.aio import EventHubProducerClient
 from headwater.v1 import errors_pb2, ingestion_pb2
-from tests.integration.ingestion_support import FAST_RETRY, ONE_TRY, add_policy, admin, conn_str, create_hub, ingestion
+from tests.integration.ingestion_support import (
+    FAST_RETRY, ONE_TRY, add_policy, admin, conn_str, create_hub, ingestion, read_all)
 
 
 async def _err(coro) -> HeadwaterError:
@@ -195,3 +196,19 @@ async def test_metrics_count_per_hub_and_partition(tmp_path, root_policy):
         value = REGISTRY.get_sample_value("headwater_ingestion_incoming_messages_total",
                                           {"hub": "metrics-hub", "partition": "1"})
         assert value == 7
+
+
+async def test_retention_sweeps_old_segments_and_reads_start_at_the_beginning(tmp_path, root_policy):
+    async with ingestion(tmp_path / "d", retention_check_s=0.1) as svc:
+        await create_hub(svc.address, root_policy, "h", 1, message_retention={"nanos": 300_000_000})
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h")) as p:
+            await p.send_batch([EventData("old") for _ in range(5)])
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                props = await p.get_partition_properties("0")
+                if props["is_empty"]:
+                    break
+            assert props["is_empty"] and props["beginning_sequence_number"] == 5
+            await p.send_batch([EventData("new")])
+        events = await read_all(svc.address, root_policy, "h", "0", 0, inclusive=True)
+        assert [(e.sequence_number, e.body_as_str()) for e in events] == [(5, "new")]

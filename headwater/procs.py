@@ -138,3 +138,32 @@ def headwater_cmd() -> list[str]:
     """The ``headwater`` console script of this interpreter's environment."""
     exe = Path(sys.executable).with_name("headwater")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "headwater.cli.main"]
+
+
+def start_local_services(names: Sequence[str], home: Path | str, env: dict[str, str] | None = None,
+                         quiet: bool = True) -> dict[str, ServiceProcess]:
+    """Start services as processes on free ports sharing ``home`` (state and policies).
+
+    Processing is told the addresses of the others started before it. Stop them
+    with :func:`stop_local_services`.
+    """
+    started: dict[str, ServiceProcess] = {}
+    try:
+        for name in names:
+            e = {"HEADWATER_HOME": str(home), "HEADWATER_INGESTION_HTTP_PORT": "0",
+                 "HEADWATER_SINK_DASHBOARD_PORT": "0", **(env or {})}
+            for other, proc in started.items():
+                e[f"HEADWATER_{name.upper()}_{other.upper()}_ADDRESS"] = proc.address
+            proc = ServiceProcess(name, [*headwater_cmd(), "serve", name, "--port", "0", "--metrics-port", "-1"],
+                                  env=e, log_prefix=None if quiet else f"{name} | ",
+                                  on_line=(lambda line: None) if quiet else None)
+            started[name] = proc.start()
+    except BaseException:
+        stop_local_services(started)
+        raise
+    return started
+
+
+def stop_local_services(procs: dict[str, ServiceProcess]) -> None:
+    for proc in reversed(list(procs.values())):
+        proc.terminate(timeout=15)

@@ -64,7 +64,7 @@ async def publish(address, policy, hub, events):
 
 
 def test_book_query_through_the_services_survives_kill_9(service_process, root_policy, tmp_path):
-    from headwater.cli.demo import setup_pipeline
+    from headwater.pipeline import setup_pipeline
 
     ingestion = service_process("ingestion", "--data-dir", str(tmp_path / "ing"))
     sink = service_process("sink", "--data-dir", str(tmp_path / "sink"))

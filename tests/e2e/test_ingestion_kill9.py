@@ -117,3 +117,22 @@ def test_acknowledged_events_survive_kill_9_exactly_once_in_order(service_proces
     for pid, first, bodies in acked:  # each ack points at exactly its events
         part = dict(stored[pid])
         assert [part[first + i] for i in range(len(bodies))] == bodies
+
+
+def test_sigterm_drains_and_a_restart_keeps_everything(service_process, tmp_path, root_policy):
+    data = str(tmp_path / "data")
+    proc = service_process("ingestion", "--data-dir", data)
+    token = generate_sas_token(f"headwater://{proc.address}/", root_policy.name, root_policy.key)
+    with grpc.insecure_channel(proc.address) as ch:
+        ingestion_pb2_grpc.IngestionServiceStub(ch).CreateHub(
+            ingestion_pb2.CreateHubRequest(hub_id="h", hub=ingestion_pb2.Hub(partition_count=2)),
+            metadata=[("authorization", token)])
+    with EventHubProducerClient.from_connection_string(conn_str(proc.address, root_policy, "h")) as p:
+        p.send_batch([EventData(f"e{i}") for i in range(50)], partition_id="1")
+    assert proc.terminate() == 0
+    proc = service_process("ingestion", "--data-dir", data)
+    consumer = EventHubConsumerClient.from_connection_string(conn_str(proc.address, root_policy, "h"), "$Default")
+    props = consumer.get_partition_properties("1")
+    assert (props["beginning_sequence_number"], props["last_enqueued_sequence_number"]) == (0, 49)
+    with EventHubProducerClient.from_connection_string(conn_str(proc.address, root_policy, "h")) as p:
+        assert p.send_batch([EventData("next")], partition_id="1").first_sequence_number == 50

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
 __all__ = ["IN_BYTES", "IN_MESSAGES", "OUT_BYTES", "OUT_MESSAGES", "SERVER_ERRORS", "SIZE_REJECTED",
            "THROTTLED", "RETENTION_DELETED", "CAPTURE_FILES", "HTTP_REQUESTS"]
@@ -24,5 +24,3 @@ RETENTION_DELETED = Counter("headwater_ingestion_retention_deleted_events_total"
 CAPTURE_FILES = Counter("headwater_ingestion_capture_files_total", "Avro capture files written.", ["hub"])
 HTTP_REQUESTS = Counter("headwater_ingestion_http_requests_total", "HTTP ingest requests by status.",
                         ["status"])
-PARTITION_LAST_SEQUENCE = Gauge("headwater_ingestion_partition_last_sequence_number",
-                                "Last sequence number per partition.", ["hub", "partition"])

@@ -299,9 +299,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             except HeadwaterError:
                 m.THROTTLED.labels(name).inc()
                 raise
-        result = part.append(events, request.producer_id, request.producer_sequence)
+        result = await part.publish(events, request.producer_id, request.producer_sequence)
         if not result.duplicate:
-            await part.durable()
             m.IN_MESSAGES.labels(name, part.partition_id).inc(len(events))
             m.IN_BYTES.labels(name, part.partition_id).inc(total)
             if self.capture is not None and hub.meta.capture.get("enabled"):
@@ -393,7 +392,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                     raise HeadwaterError(Reason.SERVICE_BUSY, "the partition is closing; reconnect",
                                          retry_after=0.5)
                 changed = part.changed()
-                pieces, count, next_seq = part.read(seq, max_events)
+                pieces, count, next_seq = await part.fetch(seq, max_events)
                 if count:
                     self.faults.check(name, READ, part.partition_id)
                     body = b"".join(pieces)

@@ -30,7 +30,7 @@ from pathlib import Path
 from headwater.errors import HeadwaterError, Reason
 from headwater.services.ingestion.log.segment import BatchInfo, Segment, encode_batch
 
-__all__ = ["AppendResult", "FsyncPolicy", "PartitionLog"]
+__all__ = ["AppendResult", "FsyncPolicy", "PartitionLog", "ProducerTable"]
 
 log = logging.getLogger("headwater.ingestion.log")
 
@@ -64,6 +64,47 @@ class _ProducerBatch:
     ts_ns: int
 
 
+class ProducerTable:
+    """Idempotent producers of one partition: their last few batches."""
+
+    def __init__(self, partition_id: str) -> None:
+        self.partition_id = partition_id
+        self.producers: dict[str, deque[_ProducerBatch]] = {}
+
+    def check(self, producer_id: str, producer_sequence: int, count: int) -> AppendResult | None:
+        """The stored result when this batch is a retry; raises when out of order."""
+        if not producer_id:
+            return None
+        hist = self.producers.get(producer_id)
+        if not hist:
+            if producer_sequence < 0:
+                raise HeadwaterError(Reason.INVALID_ARGUMENT, "producer_sequence must be >= 0 with a producer_id",
+                                     metadata={"field": "producer_sequence"})
+            return None
+        for old in hist:
+            if old.producer_sequence == producer_sequence and old.count == count:
+                return AppendResult(old.first_sequence, old.first_sequence + old.count - 1, old.ts_ns,
+                                    duplicate=True)
+        last = hist[-1]
+        expected = last.producer_sequence + last.count
+        if producer_sequence != expected:
+            raise HeadwaterError(
+                Reason.PRECONDITION_FAILED,
+                f"producer {producer_id!r} sent sequence {producer_sequence} to partition "
+                f"{self.partition_id}; the next expected is {expected}",
+                metadata={"expected": expected, "producer_id": producer_id})
+        return None
+
+    def remember(self, producer_id: str, producer_sequence: int, count: int, first_sequence: int,
+                 ts_ns: int) -> None:
+        if not producer_id:
+            return
+        hist = self.producers.get(producer_id)
+        if hist is None:
+            hist = self.producers[producer_id] = deque(maxlen=_PRODUCER_HISTORY)
+        hist.append(_ProducerBatch(producer_sequence, count, first_sequence, ts_ns))
+
+
 class PartitionLog:
     """The log of one partition."""
 
@@ -75,7 +116,7 @@ class PartitionLog:
         self.segment_max_age_ns = int(segment_max_age_s * 1e9)
         self.fsync_policy = FsyncPolicy(fsync_policy)
         self.segments: list[Segment] = []
-        self.producers: dict[str, deque[_ProducerBatch]] = {}
+        self.producer_table = ProducerTable(partition_id)
         self._changed = asyncio.Event() if _has_loop() else None
         self._sync_task: asyncio.Future | None = None
         self._synced: dict[int, int] = {}  # id(segment) -> synced size
@@ -111,15 +152,12 @@ class PartitionLog:
         return self
 
     def _recover_batch(self, info: BatchInfo) -> None:
-        if info.producer_id:
-            self._remember(info.producer_id, _ProducerBatch(info.producer_sequence, info.count,
-                                                            info.base_sequence, info.ts_ns))
+        self.producer_table.remember(info.producer_id, info.producer_sequence, info.count, info.base_sequence,
+                                     info.ts_ns)
 
-    def _remember(self, producer_id: str, batch: _ProducerBatch) -> None:
-        hist = self.producers.get(producer_id)
-        if hist is None:
-            hist = self.producers[producer_id] = deque(maxlen=_PRODUCER_HISTORY)
-        hist.append(batch)
+    @property
+    def producers(self) -> dict:
+        return self.producer_table.producers
 
     # -- properties -----------------------------------------------------------
 
@@ -166,25 +204,9 @@ class PartitionLog:
         if self.closed:
             raise HeadwaterError(Reason.SERVICE_BUSY, f"partition {self.partition_id} is closing; retry",
                                  retry_after=0.5)
-        if producer_id:
-            hist = self.producers.get(producer_id)
-            if hist:
-                for old in hist:
-                    if old.producer_sequence == producer_sequence and old.count == len(events):
-                        return AppendResult(old.first_sequence, old.first_sequence + old.count - 1,
-                                            old.ts_ns, duplicate=True)
-                last = hist[-1]
-                expected = last.producer_sequence + last.count
-                if producer_sequence != expected:
-                    raise HeadwaterError(
-                        Reason.PRECONDITION_FAILED,
-                        f"producer {producer_id!r} sent sequence {producer_sequence} to partition "
-                        f"{self.partition_id}; the next expected is {expected}",
-                        metadata={"expected": expected, "producer_id": producer_id})
-            elif producer_sequence < 0:
-                raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                     "producer_sequence must be >= 0 with a producer_id",
-                                     metadata={"field": "producer_sequence"})
+        duplicate = self.producer_table.check(producer_id, producer_sequence, len(events))
+        if duplicate is not None:
+            return duplicate
         seg = self.active
         now = time.time_ns()
         ts_ns = max(now, self.last_ts_ns)  # enqueued times never go backwards
@@ -204,13 +226,23 @@ class PartitionLog:
             raise HeadwaterError(Reason.SERVICE_BUSY, f"could not write partition {self.partition_id}: {exc}",
                                  retry_after=1.0) from None
         self.last_ts_ns = ts_ns
-        if producer_id:
-            self._remember(producer_id, _ProducerBatch(producer_sequence, batch.count, batch.base_sequence, ts_ns))
+        self.producer_table.remember(producer_id, producer_sequence, batch.count, batch.base_sequence, ts_ns)
         if self._changed is not None:
             self._changed.set()
             self._changed = asyncio.Event()
         return AppendResult(batch.base_sequence, batch.base_sequence + batch.count - 1, ts_ns,
                             bytes_written=batch.payload_len)
+
+    async def publish(self, events: list[bytes], producer_id: str = "", producer_sequence: int = -1) -> AppendResult:
+        """Append and, under ``every_batch``, wait for the sync (the servicer's entry point)."""
+        result = self.append(events, producer_id, producer_sequence)
+        if not result.duplicate:
+            await self.durable()
+        return result
+
+    async def fetch(self, start_sequence: int, max_events: int, max_bytes: int = 4 << 20) -> tuple[list, int, int]:
+        """:meth:`read` for the servicer (the NATS backend's read is asynchronous)."""
+        return self.read(start_sequence, max_events, max_bytes)
 
     def _roll(self) -> Segment:
         old = self.active

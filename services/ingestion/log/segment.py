@@ -41,7 +41,9 @@ __all__ = [
     "FILE_HEADER",
     "EncodedBatch",
     "Segment",
+    "batch_ends",
     "encode_batch",
+    "slice_batches",
     "varint",
 ]
 
@@ -162,6 +164,40 @@ def _frame(payload: bytes, ends: list[int], n: int, base_sequence: int, base_off
     head = head[:8] + _U32.pack(crc) + head[_CRC_FROM:]
     return EncodedBatch(head + tail, n, len(payload), base_sequence, base_offset, ts_ns,
                         producer_id, producer_sequence)
+
+
+def slice_batches(buf: bytes, start_sequence: int, max_events: int) -> tuple[list, int]:
+    """Frames of up to ``max_events`` events from ``start_sequence`` out of
+    ``buf``, which holds whole consecutive batches (the first one containing
+    ``start_sequence``): (list of memoryview pieces, events)."""
+    view = memoryview(buf)
+    pieces = []
+    got = 0
+    pos = 0
+    first_batch = True
+    while pos < len(buf) and got < max_events:
+        (_, payload_len, _, bseq, count, _, _, _, pid_len) = BATCH_HEADER.unpack_from(buf, pos)
+        ends_at = pos + BATCH_HEADER.size + pid_len
+        payload_at = ends_at + 4 * count
+        first = max(start_sequence - bseq, 0) if first_batch else 0
+        first_batch = False
+        last = min(count, first + (max_events - got))
+        if first < last:
+            lo = _U32.unpack_from(buf, ends_at + 4 * (first - 1))[0] if first > 0 else 0
+            hi = _U32.unpack_from(buf, ends_at + 4 * (last - 1))[0] if last < count else payload_len
+            pieces.append(view[payload_at + lo:payload_at + hi])
+            got += last - first
+        pos = payload_at + payload_len
+    return pieces, got
+
+
+def batch_ends(buf: bytes) -> array:
+    """End position of each event in the payload of the batch at the start of ``buf``."""
+    (_, _, _, _, count, _, _, _, pid_len) = BATCH_HEADER.unpack_from(buf, 0)
+    ends = array("I")
+    start = BATCH_HEADER.size + pid_len
+    ends.frombytes(bytes(buf[start:start + 4 * count]))
+    return ends
 
 
 class BatchInfo:
@@ -308,24 +344,7 @@ class Segment:
         start_pos = self.poss[i]
         end_pos = self._batch_end_pos(j)
         buf = os.pread(self.fd, end_pos - start_pos, start_pos)
-        view = memoryview(buf)
-        pieces = []
-        got = 0
-        pos = 0
-        for b in range(i, j + 1):
-            (_, payload_len, _, bseq, count, _, _, _, pid_len) = BATCH_HEADER.unpack_from(buf, pos)
-            ends_at = pos + BATCH_HEADER.size + pid_len
-            payload_at = ends_at + 4 * count
-            first = start_sequence - bseq if b == i else 0
-            last = min(count, first + (max_events - got))
-            lo = _U32.unpack_from(buf, ends_at + 4 * (first - 1))[0] if first > 0 else 0
-            hi = _U32.unpack_from(buf, ends_at + 4 * (last - 1))[0] if last < count else payload_len
-            pieces.append(view[payload_at + lo:payload_at + hi])
-            got += last - first
-            pos = payload_at + payload_len
-            if got >= max_events:
-                break
-        return pieces, got
+        return slice_batches(buf, start_sequence, max_events)
 
     def _batch_end_seq(self, b: int) -> int:
         return self.seqs[b + 1] if b + 1 < len(self.seqs) else self.next_sequence

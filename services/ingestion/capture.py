@@ -77,6 +77,8 @@ class CaptureWriter:
             if not cap.get("enabled"):
                 continue
             for part in hub.partitions:
+                if not hasattr(part, "segments"):
+                    continue  # Capture reads the embedded log only
                 key = f"{hub.name}/{part.partition_id}"
                 start = self.window_start.get(key)
                 done = self.state.get(key, part.beginning_sequence)

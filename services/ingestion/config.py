@@ -41,16 +41,18 @@ class IngestionConfig(ServiceConfig):
     ownership_expiry_s: float = 30.0
     #: The HTTP ingest port (POST JSON events); 0 picks a free one, -1 disables it.
     http_port: int = 8081
-    #: Log backend: embedded (segment files) or nats (JetStream, scaled-out profile).
+    #: Log backend: embedded (segment files) or nats (JetStream streams, the scaled-out profile).
     log_backend: str = "embedded"
+    #: NATS server(s) of the nats backend.
+    nats_url: str = "nats://127.0.0.1:4222"
 
     def __post_init__(self) -> None:
         if self.fsync_policy not in ("every_batch", "interval", "never"):
             raise ConfigError(f"setting 'fsync_policy': {self.fsync_policy!r} is not one of "
                               "every_batch, interval, never", setting="fsync_policy")
-        if self.log_backend not in ("embedded",):
-            raise ConfigError(f"setting 'log_backend': {self.log_backend!r} is not supported "
-                              "(only 'embedded' in this version)", setting="log_backend")
+        if self.log_backend not in ("embedded", "nats"):
+            raise ConfigError(f"setting 'log_backend': {self.log_backend!r} is not one of embedded, nats",
+                              setting="log_backend")
         for name in ("fsync_interval_ms", "segment_max_bytes", "max_partitions", "max_consumer_groups",
                      "max_message_bytes"):
             if getattr(self, name) <= 0:

@@ -148,10 +148,10 @@ class HubStore:
                                  metadata={"resource": f"hubs/{hub_id}"})
         return hub
 
-    def create(self, hub_id: str, partition_count: int, retention_s: float, *, throughput_units: int = 0,
-               auto_inflate: bool = False, maximum_units: int = 0, capture: dict | None = None,
-               request_id: str = "") -> tuple[Hub, bool]:
-        """Create a hub; returns (hub, created). A retry with the same request id returns the hub."""
+    def _prepare(self, hub_id: str, partition_count: int, retention_s: float, *, throughput_units: int = 0,
+                 auto_inflate: bool = False, maximum_units: int = 0, capture: dict | None = None,
+                 request_id: str = "") -> tuple[Hub | None, HubMeta, Path]:
+        """Validate a create; returns (existing hub for a retried request, meta, folder)."""
         if not _HUB_ID.match(hub_id):
             raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                  f"hub id {hub_id!r} is invalid: use letters, digits, '.', '_', '-' "
@@ -160,7 +160,7 @@ class HubStore:
         if hub_id in self.hubs:
             existing = self.hubs[hub_id]
             if request_id and existing.meta.request_id == request_id:
-                return existing, False
+                return existing, existing.meta, existing.folder
             raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"hub {hub_id!r} already exists",
                                  metadata={"resource": f"hubs/{hub_id}"})
         if not 1 <= partition_count <= self.max_partitions:
@@ -179,10 +179,30 @@ class HubStore:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
+        return None, meta, folder
+
+    def create(self, hub_id: str, partition_count: int, retention_s: float, **kwargs) -> tuple[Hub, bool]:
+        """Create a hub; returns (hub, created). A retry with the same request id returns the hub."""
+        existing, meta, folder = self._prepare(hub_id, partition_count, retention_s, **kwargs)
+        if existing is not None:
+            return existing, False
         hub = self._open_hub(meta, folder)
         hub.save()
         self.hubs[hub_id] = hub
         return hub, True
+
+    # The servicer calls these; a backend with an asynchronous log overrides them.
+    async def open_async(self) -> "HubStore":
+        return self.open()
+
+    async def create_async(self, hub_id: str, partition_count: int, retention_s: float, **kwargs) -> tuple[Hub, bool]:
+        return self.create(hub_id, partition_count, retention_s, **kwargs)
+
+    async def delete_async(self, hub_id: str) -> Hub:
+        return self.delete(hub_id)
+
+    async def close_async(self) -> None:
+        self.close()
 
     def delete(self, hub_id: str) -> Hub:
         hub = self.get(hub_id)

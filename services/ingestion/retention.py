@@ -4,6 +4,7 @@ retention, and the interval fsync of the ``interval`` policy."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 
@@ -15,7 +16,7 @@ __all__ = ["retention_loop", "sweep", "fsync_loop"]
 log = logging.getLogger("headwater.ingestion.retention")
 
 
-def sweep(hubs: HubStore, now_ns: int | None = None) -> int:
+async def sweep(hubs: HubStore, now_ns: int | None = None) -> int:
     """Apply every hub's retention once; returns the events removed."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     removed = 0
@@ -23,6 +24,8 @@ def sweep(hubs: HubStore, now_ns: int | None = None) -> int:
         cutoff = now_ns - int(hub.meta.retention_s * 1e9)
         for part in hub.partitions:
             n = part.apply_retention(cutoff)
+            if inspect.isawaitable(n):  # the NATS backend purges over the network
+                n = await n
             if n:
                 m.RETENTION_DELETED.labels(hub.name, part.partition_id).inc(n)
                 log.info("retention removed events",
@@ -35,7 +38,7 @@ async def retention_loop(hubs: HubStore, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
         try:
-            sweep(hubs)
+            await sweep(hubs)
         except Exception:  # noqa: BLE001 - keep sweeping; log why
             log.exception("retention sweep failed")
 
@@ -44,7 +47,8 @@ async def fsync_loop(hubs: HubStore, every_ms: int) -> None:
     """Sync dirty segments every ``every_ms`` (fsync_policy interval)."""
     while True:
         await asyncio.sleep(every_ms / 1000)
-        parts = [p for h in hubs.list() for p in h.partitions if not p.closed and any(s.dirty for s in p.segments)]
+        parts = [p for h in hubs.list() for p in h.partitions
+                 if not p.closed and any(s.dirty for s in getattr(p, "segments", ()))]
         for part in parts:
             try:
                 await asyncio.to_thread(part.sync_now)

@@ -58,16 +58,22 @@ class IngestionService(Service):
 
     async def start(self) -> None:
         cfg = self.config
-        self.hubs = HubStore(cfg.data_path(), fsync_policy=cfg.fsync_policy, segment_max_bytes=cfg.segment_max_bytes,
-                             segment_max_age_s=cfg.segment_max_age_s, max_partitions=cfg.max_partitions,
-                             max_consumer_groups=cfg.max_consumer_groups).open()
+        kwargs = dict(fsync_policy=cfg.fsync_policy, segment_max_bytes=cfg.segment_max_bytes,
+                      segment_max_age_s=cfg.segment_max_age_s, max_partitions=cfg.max_partitions,
+                      max_consumer_groups=cfg.max_consumer_groups)
+        if cfg.log_backend == "nats":
+            from headwater.services.ingestion.log.nats import nats_hub_store
+
+            self.hubs = await nats_hub_store(HubStore)(cfg.data_path(), nats_url=cfg.nats_url, **kwargs).open_async()
+        else:
+            self.hubs = await HubStore(cfg.data_path(), **kwargs).open_async()
         self.servicer = IngestionServicer(cfg, self.hubs)
         from headwater.services.ingestion.capture import CaptureWriter
 
         self.capture = CaptureWriter(cfg.data_path() / "capture", namespace=cfg.host)
         self.servicer.capture = self.capture
         self._tasks.append(asyncio.create_task(retention_loop(self.hubs, cfg.retention_check_s)))
-        if cfg.fsync_policy == "interval":
+        if cfg.fsync_policy == "interval" and cfg.log_backend == "embedded":
             self._tasks.append(asyncio.create_task(fsync_loop(self.hubs, cfg.fsync_interval_ms)))
         self._tasks.append(asyncio.create_task(self.capture.run(self.hubs)))
 
@@ -101,7 +107,7 @@ class IngestionService(Service):
             for store in self.servicer.stores.values():
                 store.close()
         if self.hubs is not None:
-            self.hubs.close()
+            await self.hubs.close_async()
 
 
 SERVICE = IngestionService

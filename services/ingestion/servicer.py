@@ -157,7 +157,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             else self.config.default_retention_s
         if not request.hub_id:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "hub_id is empty", metadata={"field": "hub_id"})
-        hub, created = self.hubs.create(
+        hub, created = await self.hubs.create_async(
             request.hub_id, spec.partition_count or 4, retention, throughput_units=spec.throughput.units,
             auto_inflate=spec.throughput.auto_inflate, maximum_units=spec.throughput.maximum_units,
             capture=self._capture_dict(spec.capture), request_id=request.request_id)
@@ -208,7 +208,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             store.close()
         self.quotas.pop(hub.name, None)
         self.faults.clear(hub.name)
-        self.hubs.delete(hub.name)
+        await self.hubs.delete_async(hub.name)
         return ingestion_pb2.DeleteHubResponse()
 
     async def GetPartitionProperties(self, request, context):

@@ -20,7 +20,7 @@ def test_defaults_and_environment():
     ({"HEADWATER_INGESTION_FSYNC_POLICY": "sometimes"}, "every_batch, interval, never"),
     ({"HEADWATER_INGESTION_MAX_PARTITIONS": "0"}, "max_partitions"),
     ({"HEADWATER_INGESTION_SEGMENT_MAX_BYTES": "ten"}, "segment_max_bytes"),
-    ({"HEADWATER_INGESTION_LOG_BACKEND": "kafka"}, "log_backend"),
+    ({"HEADWATER_INGESTION_LOG_BACKEND": "kafka"}, "embedded, nats"),
 ])
 def test_bad_settings_name_the_setting(env, words):
     with pytest.raises(ConfigError) as err:

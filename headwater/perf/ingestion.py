@@ -82,6 +82,17 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
             os.environ["HEADWATER_HOME"] = home
 
 
+async def _delete_hub(conn: str, name: str) -> None:
+    from headwater.channel import aio_channel
+    from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
+
+    ch = aio_channel(conn)
+    try:
+        await ingestion_pb2_grpc.IngestionServiceStub(ch).DeleteHub(ingestion_pb2.DeleteHubRequest(name=f"hubs/{name}"))
+    finally:
+        await ch.close()
+
+
 async def _create_hub(conn: str, name: str, partitions: int) -> None:
     from headwater.channel import aio_channel
     from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
@@ -291,7 +302,11 @@ def produce(args: argparse.Namespace) -> int:
         async def main():
             if not args.hub:
                 await _create_hub(conn, hub, args.partitions)
-            ours = await _produce(conn, hub, args)
+            try:
+                ours = await _produce(conn, hub, args)
+            finally:
+                if not args.hub:  # leave a running service as it was
+                    await _delete_hub(conn, hub)
             peer = await _nats_peer(args)
             return ours, peer
 
@@ -327,9 +342,14 @@ def consume(args: argparse.Namespace) -> int:
         async def main():
             if not args.hub:
                 await _create_hub(conn, hub, args.partitions)
-                await _produce(conn, hub, args)
-            raw = await _consume(conn, hub, args.partitions, args.events)
-            sdk = await _consume_sdk(conn, hub, args.partitions) if args.sdk else None
+            try:
+                if not args.hub:
+                    await _produce(conn, hub, args)
+                raw = await _consume(conn, hub, args.partitions, args.events)
+                sdk = await _consume_sdk(conn, hub, args.partitions) if args.sdk else None
+            finally:
+                if not args.hub:
+                    await _delete_hub(conn, hub)
             peer = await _nats_peer(args)
             return raw, sdk, peer
 

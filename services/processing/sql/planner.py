@@ -493,6 +493,43 @@ def _conjuncts(node: A.Node) -> list[A.Node]:
     return [node]
 
 
+def _aliases_of(node: A.Node, aliases: set[str]) -> set[str] | None:
+    """Aliases an expression reads; None when it reads anything else (unqualified fields,
+    System.Timestamp(), analytic functions)."""
+    found: set[str] = set()
+    for n in walk(node):
+        if isinstance(n, A.Column):
+            if len(n.parts) < 2 or n.parts[0].lower() not in aliases:
+                return None
+            found.add(n.parts[0].lower())
+        elif isinstance(n, (A.SystemTimestamp, A.SystemWindowId)) or (isinstance(n, A.Call) and n.over is not None):
+            return None
+    return found
+
+
+def _equi_keys(on: A.Node, right: str, left_aliases: set[str], comp: "ExprCompiler", scope: Scope):
+    """Closures computing the values of ON's ``left_expr = right_expr`` conjuncts on each side."""
+    lefts, rights = [], []
+    every = left_aliases | {right}
+    for c in _conjuncts(on):
+        if not (isinstance(c, A.Binary) and c.op == "="):
+            continue
+        a, b = _aliases_of(c.left, every), _aliases_of(c.right, every)
+        if not a or not b:
+            continue
+        if a <= left_aliases and b == {right}:
+            lefts.append(c.left)
+            rights.append(c.right)
+        elif b <= left_aliases and a == {right}:
+            lefts.append(c.right)
+            rights.append(c.left)
+    if not lefts:
+        return None, None
+    lf = [comp.compile(x, scope) for x in lefts]
+    rf = [comp.compile(x, scope) for x in rights]
+    return (lambda e: [f(e) for f in lf]), (lambda e: [f(e) for f in rf])
+
+
 def _time_bound(on: A.Node, right: str, left_aliases: set[str], pos) -> tuple[str, int, int]:
     """From ``DATEDIFF(unit, a, b) BETWEEN lo AND hi`` in ON: (anchor alias, lo, hi) of
     ts(right) - ts(anchor) in us."""
@@ -538,12 +575,13 @@ def plan_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[str], re
         main = None
         scope = Scope(set(aliases), None)
         on = comp.compile(j.on, scope)
+        lkey, rkey = _equi_keys(j.on, ralias, left_aliases, comp, scope)
         if j.source.name.lower() in references:
             name = j.source.name.lower()
-            joins.append(ReferenceJoin(ralias, lambda n=name: reference_rows(n), on, j.kind == "left"))
+            joins.append(ReferenceJoin(ralias, lambda n=name: reference_rows(n), on, j.kind == "left", lkey, rkey))
         else:
             anchor, lo, hi = _time_bound(j.on, ralias, left_aliases, j.pos)
-            joins.append(StreamJoin(ralias, anchor, lo, hi, on, j.kind == "left"))
+            joins.append(StreamJoin(ralias, anchor, lo, hi, on, j.kind == "left", lkey, rkey))
             slot(j.source)
     stages: list[Any] = []
     for ap in sel.applies:

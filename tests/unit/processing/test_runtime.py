@@ -151,3 +151,22 @@ def test_take_with_time(pm, columnar) -> None:
     rt.feed("i", [ev(1), ev(12)])
     rt.flush()
     assert [(ts - T0) // S for ts, _ in rt.take_with_time()["output"]] == [10, 20]
+
+
+def test_join_index_never_hides_a_match(pm) -> None:
+    # equality as the comparison operators define it: text numbers = numbers, case-insensitive
+    # text, datetime text = datetimes; NULL never matches
+    left = [ev(1, k="10"), ev(2, k="Oslo"), ev(3, k="2024-01-01T00:00:00Z"), ev(4, k=None), ev(5, k=7.0)]
+    right = [ev(1, k=10), ev(2, k="OSLO"), ev(3, k="2024-01-01T00:00:00.000Z"), ev(4, k=None), ev(5, k=7)]
+    q = ("SELECT a.k AS ak, b.k AS bk FROM l a TIMESTAMP BY t JOIN r b TIMESTAMP BY t "
+         "ON a.k = b.k AND DATEDIFF(second, a, b) BETWEEN -10 AND 10")
+    out = run_query(q, {"l": left, "r": right}, pm=pm)["output"]
+    assert sorted((str(r["ak"]), str(r["bk"])) for r in out) == sorted([("10", "10"), ("Oslo", "OSLO"), ("7.0", "7")])
+    q2 = q.replace("a.k = b.k", "a.k = CAST(b.k AS datetime)").replace("b.k AS bk", "b.t AS bk")
+    out = run_query(q2, {"l": left, "r": right[2:3]}, pm=pm)["output"]
+    assert [r["ak"] for r in out] == ["2024-01-01T00:00:00Z"]  # text vs datetime: compared as times
+    refs = {"rules": [{"k": 10, "v": "ten"}, {"k": "oslo", "v": "city"}]}
+    out = run_query("SELECT a.k, r.v FROM l a TIMESTAMP BY t LEFT JOIN rules r ON r.k = a.k",
+                    {"l": left}, references=refs, pm=pm)["output"]
+    assert sorted((str(r["k"]), str(r["v"])) for r in out) == sorted([
+        ("10", "ten"), ("Oslo", "city"), ("2024-01-01T00:00:00Z", "None"), ("None", "None"), ("7.0", "None")])

@@ -173,3 +173,8 @@ def run_perf_query(args: argparse.Namespace) -> int:
 
 
 register_perf_command("query", add_query)
+
+# Ingestion: `headwater perf produce` and `headwater perf consume`.
+from headwater.perf.ingestion import add_perf_commands as _add_ingestion  # noqa: E402
+
+register_perf_command("ingestion", _add_ingestion)

@@ -30,13 +30,14 @@ def _component(v: Any) -> Any:
     if t is bool or t is int or t is float:
         return ("n", float(v))
     if t is str:
-        if v[:1].isdigit() or v[:1] in "+-.":
-            try:
-                float(v)
-                return WILD
-            except ValueError:
-                if len(v) >= 10 and v[4:5] == "-":  # may be a datetime
-                    return WILD
+        try:
+            float(v)  # text that reads as a number equals that number
+            return WILD
+        except ValueError:
+            pass
+        w = v.strip()
+        if len(w) >= 10 and w[4:5] == "-":  # may be a datetime, which equals a datetime value
+            return WILD
         return ("s", v.lower())
     return WILD
 

@@ -375,6 +375,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         if max_wait < 0:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "max_wait must not be negative",
                                  metadata={"field": "max_wait"})
+        max_wait = max(max_wait, 0.01)  # a zero wait would spin on heartbeats
         self.faults.check(name, READ, part.partition_id)
         seq = self._start_sequence(part, request.event_position)
         key = (name, group, part.partition_id)

@@ -212,3 +212,22 @@ async def test_retention_sweeps_old_segments_and_reads_start_at_the_beginning(tm
             await p.send_batch([EventData("new")])
         events = await read_all(svc.address, root_policy, "h", "0", 0, inclusive=True)
         assert [(e.sequence_number, e.body_as_str()) for e in events] == [(5, "new")]
+
+
+async def test_reads_over_the_outgoing_quota_are_slowed_not_failed(tmp_path, root_policy):
+    from prometheus_client import REGISTRY
+
+    async with ingestion(tmp_path / "d") as svc:
+        await create_hub(svc.address, root_policy, "egress", 1)
+        async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "egress")) as p:
+            for _ in range(6):
+                await p.send_batch([EventData("x" * 10) for _ in range(1000)])
+        async with admin(svc.address, root_policy) as stub:
+            await stub.UpdateHub(ingestion_pb2.UpdateHubRequest(
+                hub=ingestion_pb2.Hub(name="hubs/egress", throughput=ingestion_pb2.ThroughputSettings(units=1)),
+                update_mask=field_mask_pb2.FieldMask(paths=["throughput"])))
+        before = REGISTRY.get_sample_value("headwater_ingestion_throttled_requests_total", {"hub": "egress"}) or 0
+        events = await read_all(svc.address, root_policy, "egress", "0", expect=6000)
+        assert [e.sequence_number for e in events] == list(range(6000)), "every event arrives, in order"
+        after = REGISTRY.get_sample_value("headwater_ingestion_throttled_requests_total", {"hub": "egress"})
+        assert after > before, "the reader was held back by the 4096 events/s egress quota"

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from headwater.services.processing.operators.base import Env
 from headwater.services.processing.operators.project import Stage
+from headwater.services.processing.operators.window_aggregate import group_key
 
 __all__ = ["AnalyticSpec", "Analytic"]
 
@@ -26,17 +27,6 @@ class AnalyticSpec:
     agg: Any = None  # AggregateFunction for kind 'agg'
 
 
-def _key(vals):
-    out = []
-    for v in vals:
-        try:
-            hash(v)
-            out.append(v)
-        except TypeError:
-            out.append(repr(v))
-    return tuple(out)
-
-
 class Analytic(Stage):
     def __init__(self, specs: list[AnalyticSpec]) -> None:
         self.specs = specs
@@ -48,7 +38,7 @@ class Analytic(Stage):
         return envs
 
     def _eval(self, i: int, s: AnalyticSpec, e: Env) -> Any:
-        key = _key([p(e) for p in s.partition])
+        key = group_key([p(e) for p in s.partition])
         hist = self.history[i]
         passes = s.when is None or s.when(e) is True
         if s.kind == "isfirst":

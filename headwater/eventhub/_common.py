@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_MAX_BATCH_BYTES",
     "EventData",
     "EventDataBatch",
+    "connection_for",
     "event_position",
     "parse_connection",
     "hub_properties",
@@ -212,6 +213,30 @@ def parse_connection(conn_str: str, eventhub_name: str | None) -> tuple[Connecti
     if conn.entity_path and eventhub_name and conn.entity_path != eventhub_name:
         raise ValueError(f"eventhub_name {eventhub_name!r} differs from EntityPath {conn.entity_path!r}")
     return conn, hub
+
+
+def connection_for(fully_qualified_namespace: str | ConnectionString, credential: Any = None) -> ConnectionString:
+    """The Azure constructors' (namespace, credential) as a connection string.
+
+    ``fully_qualified_namespace`` is ``host:port`` (or ``headwater://host:port/``);
+    ``credential`` has ``policy_name``/``key`` (headwater's SharedAccessKeyCredential,
+    DefaultAzureCredential) or ``named_key`` (azure.core's AzureNamedKeyCredential),
+    or is None when the service runs without auth.
+    """
+    if isinstance(fully_qualified_namespace, ConnectionString):
+        return fully_qualified_namespace
+    ns = fully_qualified_namespace
+    endpoint = ns if "://" in ns else f"headwater://{ns.rstrip('/')}/"
+    name = key = ""
+    if credential is not None:
+        named = getattr(credential, "named_key", None)
+        if named is not None:
+            name, key = named.name, named.key
+        elif hasattr(credential, "policy_name") and hasattr(credential, "key"):
+            name, key = credential.policy_name, credential.key
+        else:
+            raise TypeError("credential must carry a shared access key: policy_name and key, or named_key")
+    return ConnectionString(endpoint=endpoint, shared_access_key_name=name, shared_access_key=key)
 
 
 def event_position(position: Any, inclusive: bool = False) -> event_pb2.EventPosition:

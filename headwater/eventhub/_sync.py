@@ -21,7 +21,8 @@ from headwater.channel import sync_channel
 from headwater.errors import HeadwaterError
 from headwater.eventhub import aio as _aio
 from headwater.eventhub._common import (
-    EventData, EventDataBatch, Idempotence, hub_properties, parse_connection, partition_properties, to_batch)
+    EventData, EventDataBatch, Idempotence, connection_for, hub_properties, parse_connection, partition_properties,
+    to_batch)
 from headwater.eventhub._wire import PublishEventsRequestPacked, method
 from headwater.eventhub.aio._client import _policy
 from headwater.retry import retry_sync
@@ -38,7 +39,9 @@ def _call(fn: Callable[[], Any]) -> Any:
 
 
 class _SyncBase:
-    def __init__(self, conn: ConnectionString, eventhub_name: str, **kwargs: Any) -> None:
+    def __init__(self, fully_qualified_namespace: str | ConnectionString, eventhub_name: str,
+                 credential: Any = None, **kwargs: Any) -> None:
+        conn = connection_for(fully_qualified_namespace, credential)
         self._retry = _policy(kwargs)
         self._conn = conn
         self.eventhub_name = eventhub_name
@@ -83,11 +86,12 @@ class _SyncBase:
 class EventHubProducerClient(_SyncBase):
     """Publishes batches, as azure.eventhub.EventHubProducerClient (see the aio docs)."""
 
-    def __init__(self, conn: ConnectionString, eventhub_name: str, **kwargs: Any) -> None:
+    def __init__(self, fully_qualified_namespace: str | ConnectionString, eventhub_name: str,
+                 credential: Any = None, **kwargs: Any) -> None:
         self._idempotence = Idempotence(bool(kwargs.pop("enable_idempotent_partitions", False)))
         self._max_batch = kwargs.pop("max_batch_size_in_bytes", None)
         kwargs.pop("logging_enable", None)
-        super().__init__(conn, eventhub_name, **kwargs)
+        super().__init__(fully_qualified_namespace, eventhub_name, credential, **kwargs)
         self._publish = None
 
     @classmethod
@@ -191,13 +195,14 @@ class PartitionContext:
 class EventHubConsumerClient:
     """Receives events, as azure.eventhub.EventHubConsumerClient (see the aio docs)."""
 
-    def __init__(self, conn: ConnectionString, consumer_group: str, eventhub_name: str, **kwargs: Any) -> None:
+    def __init__(self, fully_qualified_namespace: str | ConnectionString, eventhub_name: str, consumer_group: str,
+                 credential: Any = None, **kwargs: Any) -> None:
         store = kwargs.pop("checkpoint_store", None)
         if isinstance(store, ServiceCheckpointStore):
             kwargs["checkpoint_store"] = store._aio()
         elif store is not None:
             kwargs["checkpoint_store"] = store
-        self._args = (conn, consumer_group, eventhub_name)
+        self._args = (connection_for(fully_qualified_namespace, credential), eventhub_name, consumer_group)
         self._kwargs = kwargs
         self.eventhub_name = eventhub_name
         self.consumer_group = consumer_group
@@ -210,7 +215,7 @@ class EventHubConsumerClient:
     def from_connection_string(cls, conn_str: str, consumer_group: str, *, eventhub_name: str | None = None,
                                **kwargs: Any) -> "EventHubConsumerClient":
         conn, hub = parse_connection(conn_str, eventhub_name)
-        return cls(conn, consumer_group, hub, **kwargs)
+        return cls(conn, hub, consumer_group, **kwargs)
 
     def _wrap(self, fn: Callable | None, with_ctx: bool = True):
         if fn is None:

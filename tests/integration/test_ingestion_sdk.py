@@ -199,3 +199,23 @@ async def test_publish_stream_with_the_generated_stub(tmp_path, root_policy):
             responses = [r async for r in stub.PublishEventsStream(gen())]
         assert [r.request_id for r in responses] == ["r0", "r1", "r2", "r3"]
         assert [(r.partition_id, r.first_sequence_number) for r in responses] == [("0", 0), ("1", 0), ("0", 3), ("1", 3)]
+
+
+async def test_azure_style_constructors_with_a_credential(tmp_path, root_policy):
+    from collections import namedtuple
+
+    class NamedKey:  # the shape of azure.core's AzureNamedKeyCredential
+        def __init__(self, name, key):
+            self.named_key = namedtuple("AzureNamedKey", "name key")(name, key)
+
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "h", 1)
+        producer = EventHubProducerClient(fully_qualified_namespace=svc.address, eventhub_name="h",
+                                          credential=NamedKey(root_policy.name, root_policy.key))
+        async with producer:
+            await producer.send_batch([EventData("hello")])
+        consumer = EventHubConsumerClient(svc.address, "h", "$Default", NamedKey(root_policy.name, root_policy.key))
+        assert (await consumer.get_partition_properties("0"))["last_enqueued_sequence_number"] == 0
+        await consumer.close()
+        with pytest.raises(TypeError, match="shared access key"):
+            EventHubProducerClient(svc.address, "h", credential=object())

@@ -16,7 +16,7 @@ from headwater.auth import ConnectionString
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._common import (
-    EventData, EventDataBatch, Idempotence, duration, event_position, hub_properties, last_enqueued,
+    EventData, EventDataBatch, Idempotence, connection_for, duration, event_position, hub_properties, last_enqueued,
     parse_connection, partition_properties, to_batch)
 from headwater.eventhub._wire import PublishEventsRequestPacked, method
 from headwater.retry import DEFAULT_POLICY, RetryPolicy, retry_async
@@ -79,7 +79,9 @@ class _Connection:
 
 
 class _ClientBase:
-    def __init__(self, conn: ConnectionString, eventhub_name: str, **kwargs: Any) -> None:
+    def __init__(self, fully_qualified_namespace: str | ConnectionString, eventhub_name: str,
+                 credential: Any = None, **kwargs: Any) -> None:
+        conn = connection_for(fully_qualified_namespace, credential)
         self._retry = _policy(kwargs)
         self._conn = _Connection(conn, eventhub_name)
         self.eventhub_name = eventhub_name
@@ -120,11 +122,12 @@ class EventHubProducerClient(_ClientBase):
     transient failures (SERVICE_BUSY, QUOTA_EXCEEDED, SERVICE_TIMEOUT).
     """
 
-    def __init__(self, conn: ConnectionString, eventhub_name: str, **kwargs: Any) -> None:
+    def __init__(self, fully_qualified_namespace: str | ConnectionString, eventhub_name: str,
+                 credential: Any = None, **kwargs: Any) -> None:
         self._idempotence = Idempotence(bool(kwargs.pop("enable_idempotent_partitions", False)))
         self._max_batch = kwargs.pop("max_batch_size_in_bytes", None)
         kwargs.pop("logging_enable", None)
-        super().__init__(conn, eventhub_name, **kwargs)
+        super().__init__(fully_qualified_namespace, eventhub_name, credential, **kwargs)
 
     @classmethod
     def from_connection_string(cls, conn_str: str, *, eventhub_name: str | None = None,
@@ -307,7 +310,8 @@ class EventHubConsumerClient(_ClientBase):
     ``partition_ownership_expiration_interval`` is taken over).
     """
 
-    def __init__(self, conn: ConnectionString, consumer_group: str, eventhub_name: str, **kwargs: Any) -> None:
+    def __init__(self, fully_qualified_namespace: str | ConnectionString, eventhub_name: str, consumer_group: str,
+                 credential: Any = None, **kwargs: Any) -> None:
         self.consumer_group = consumer_group
         store = kwargs.pop("checkpoint_store", None)
         self._balanced = store is not None
@@ -317,7 +321,7 @@ class EventHubConsumerClient(_ClientBase):
         self._default_owner_level = kwargs.pop("owner_level", None)
         self._prefetch = int(kwargs.pop("prefetch", 300))
         kwargs.pop("logging_enable", None)
-        super().__init__(conn, eventhub_name, **kwargs)
+        super().__init__(fully_qualified_namespace, eventhub_name, credential, **kwargs)
         self.owner_id = uuid.uuid4().hex
         self._tasks: dict[str, asyncio.Task] = {}
         self._closed = asyncio.Event() if _loop_running() else None
@@ -327,7 +331,7 @@ class EventHubConsumerClient(_ClientBase):
     def from_connection_string(cls, conn_str: str, consumer_group: str, *, eventhub_name: str | None = None,
                                **kwargs: Any) -> "EventHubConsumerClient":
         conn, hub = parse_connection(conn_str, eventhub_name)
-        return cls(conn, consumer_group, hub, **kwargs)
+        return cls(conn, hub, consumer_group, **kwargs)
 
     async def receive(self, on_event: Callable, *, max_wait_time: float | None = None,
                       partition_id: str | None = None, owner_level: int | None = None,

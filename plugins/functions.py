@@ -470,6 +470,8 @@ class CountDistinct(AggregateFunction):
 
 
 def _hashable(v):
+    if v is True or v is False:
+        return ("bit", v)
     if isinstance(v, dict):
         return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
     if isinstance(v, list):

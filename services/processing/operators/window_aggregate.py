@@ -42,8 +42,12 @@ def _whole(e: Env) -> Any:
 
 
 def group_key(vals: list) -> tuple:
+    """A hashable key; bit values stay apart from the numbers 1 and 0 they equal in Python."""
     out = []
     for v in vals:
+        if v is True or v is False:
+            out.append(("bit", v))
+            continue
         try:
             hash(v)
             out.append(v)

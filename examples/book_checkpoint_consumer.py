@@ -11,7 +11,8 @@ import asyncio
 import os
 
 from headwater.eventhub.aio import EventHubConsumerClient  # was: azure.eventhub.aio
-from headwater.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore  # was: azure.eventhub.extensions...
+# was: from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+from headwater.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 EVENTHUB_CONN_STRING = os.environ["HEADWATER_CONNECTION_STRING"]
 STORE_CONN_STRING = EVENTHUB_CONN_STRING

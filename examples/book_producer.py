@@ -13,8 +13,8 @@ import os
 import random
 import uuid
 
-from headwater.eventhub.aio import EventHubProducerClient  # was: azure.eventhub.aio
 from headwater.eventhub import EventData  # was: azure.eventhub
+from headwater.eventhub.aio import EventHubProducerClient  # was: azure.eventhub.aio
 
 CONNECTION_STR = os.environ["HEADWATER_CONNECTION_STRING"]
 EVENTHUB_NAME = os.environ.get("HEADWATER_EVENTHUB", "trips")
@@ -29,7 +29,7 @@ async def run():
             eventDataBatch = await producer.create_batch()
             cityList = ["San Francisco", "San José", "Los Ángeles", "Seattle", "Portland"]
             tripDetail = {'tripId': str(uuid.uuid4()),
-                          'timestamp': str(datetime.datetime.utcnow()),
+                          'timestamp': str(datetime.datetime.utcnow()),  # noqa: DTZ003 - the book's line
                           'startLocation': random.choice(cityList),
                           'endLocation': random.choice(cityList),
                           'distancia': random.randint(10, 1000),

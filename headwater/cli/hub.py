@@ -14,7 +14,8 @@ import json
 import os
 import re
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
@@ -53,7 +54,7 @@ def parse_position(text: str) -> event_pb2.EventPosition:
         if kind == "time":
             when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
             if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.timezone.utc)
+                when = when.replace(tzinfo=dt.UTC)
             pos = event_pb2.EventPosition()
             pos.enqueued_time.FromDatetime(when)
             return pos
@@ -92,7 +93,7 @@ def _hub_row(hub: ingestion_pb2.Hub) -> dict:
     return {"name": hub.name.removeprefix("hubs/"), "partitions": hub.partition_count,
             "retention": f"{hub.message_retention.seconds / 86400:g}d",
             "throughput_units": hub.throughput.units, "capture": hub.capture.enabled,
-            "created": hub.create_time.ToDatetime(tzinfo=dt.timezone.utc).isoformat()}
+            "created": hub.create_time.ToDatetime(tzinfo=dt.UTC).isoformat()}
 
 
 def _print(obj: Any, as_json: bool) -> None:
@@ -150,7 +151,7 @@ def _hub_show(args: argparse.Namespace) -> int:
         parts.append({"partition": pid, "beginning_sequence_number": p.beginning_sequence_number,
                       "last_sequence_number": p.last_enqueued_sequence_number,
                       "last_offset": p.last_enqueued_offset, "is_empty": p.is_empty,
-                      "last_enqueued_time": p.last_enqueued_time.ToDatetime(tzinfo=dt.timezone.utc).isoformat()
+                      "last_enqueued_time": p.last_enqueued_time.ToDatetime(tzinfo=dt.UTC).isoformat()
                       if p.HasField("last_enqueued_time") else None})
     if args.json:
         print(json.dumps({**row, "partition_properties": parts}))

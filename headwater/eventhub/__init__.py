@@ -23,7 +23,11 @@ from __future__ import annotations
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._common import EventData, EventDataBatch
 from headwater.eventhub._sync import (
-    EventHubConsumerClient, EventHubProducerClient, PartitionContext, ServiceCheckpointStore)
+    EventHubConsumerClient,
+    EventHubProducerClient,
+    PartitionContext,
+    ServiceCheckpointStore,
+)
 
 EventHubError = HeadwaterError
 

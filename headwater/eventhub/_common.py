@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable
+from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from headwater.auth import ConnectionString
-from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import event_pb2, ingestion_pb2
 
 __all__ = [
@@ -23,8 +23,8 @@ __all__ = [
     "EventDataBatch",
     "connection_for",
     "event_position",
-    "parse_connection",
     "hub_properties",
+    "parse_connection",
     "partition_properties",
 ]
 
@@ -41,8 +41,16 @@ class EventData:
     ``enqueued_time``, ``partition_key`` and ``partition_id``.
     """
 
-    __slots__ = ("_body", "properties", "content_type", "correlation_id", "message_id", "_partition_key",
-                 "_received", "_encoded")
+    __slots__ = (
+        "_body",
+        "_encoded",
+        "_partition_key",
+        "_received",
+        "content_type",
+        "correlation_id",
+        "message_id",
+        "properties",
+    )
 
     def __init__(self, body: str | bytes | None = None) -> None:
         if body is None:
@@ -63,7 +71,7 @@ class EventData:
 
     # -- received events ------------------------------------------------------
     @classmethod
-    def _from_received(cls, msg: event_pb2.ReceivedEvent) -> "EventData":
+    def _from_received(cls, msg: event_pb2.ReceivedEvent) -> EventData:
         ev = cls.__new__(cls)
         e = msg.event
         ev._body = e.body
@@ -103,7 +111,7 @@ class EventData:
     def enqueued_time(self) -> dt.datetime | None:
         if self._received is None:
             return None
-        return self._received.enqueued_time.ToDatetime(tzinfo=dt.timezone.utc)
+        return self._received.enqueued_time.ToDatetime(tzinfo=dt.UTC)
 
     @property
     def partition_key(self) -> str | None:
@@ -158,7 +166,7 @@ class EventDataBatch:
 
     @classmethod
     def _from_encoded(cls, encoded: list[bytes], partition_id: str | None = None,
-                      partition_key: str | None = None) -> "EventDataBatch":
+                      partition_key: str | None = None) -> EventDataBatch:
         """A batch of already serialized EventData (perf tools, HTTP bridges)."""
         batch = cls(max_size_in_bytes=1 << 62, partition_id=partition_id, partition_key=partition_key)
         batch._events = list(encoded)
@@ -251,7 +259,7 @@ def event_position(position: Any, inclusive: bool = False) -> event_pb2.EventPos
     if isinstance(position, dt.datetime):
         ts = timestamp_pb2.Timestamp()
         if position.tzinfo is None:
-            position = position.replace(tzinfo=dt.timezone.utc)
+            position = position.replace(tzinfo=dt.UTC)
         ts.FromDatetime(position)
         return event_pb2.EventPosition(enqueued_time=ts, inclusive=inclusive)
     if isinstance(position, bool):
@@ -275,7 +283,7 @@ def duration(seconds: float) -> duration_pb2.Duration:
 
 def hub_properties(hub: ingestion_pb2.Hub) -> dict:
     return {"eventhub_name": hub.name.removeprefix("hubs/"),
-            "created_at": hub.create_time.ToDatetime(tzinfo=dt.timezone.utc),
+            "created_at": hub.create_time.ToDatetime(tzinfo=dt.UTC),
             "partition_ids": list(hub.partition_ids)}
 
 
@@ -284,7 +292,7 @@ def partition_properties(hub: str, p: ingestion_pb2.PartitionProperties) -> dict
             "beginning_sequence_number": p.beginning_sequence_number,
             "last_enqueued_sequence_number": p.last_enqueued_sequence_number,
             "last_enqueued_offset": str(p.last_enqueued_offset),
-            "last_enqueued_time_utc": p.last_enqueued_time.ToDatetime(tzinfo=dt.timezone.utc)
+            "last_enqueued_time_utc": p.last_enqueued_time.ToDatetime(tzinfo=dt.UTC)
             if p.HasField("last_enqueued_time") else None,
             "is_empty": p.is_empty}
 
@@ -293,9 +301,9 @@ def last_enqueued(resp: ingestion_pb2.ReadEventsResponse) -> dict | None:
     if not resp.HasField("retrieval_time"):
         return None
     return {"sequence_number": resp.last_enqueued_sequence_number, "offset": str(resp.last_enqueued_offset),
-            "enqueued_time": resp.last_enqueued_time.ToDatetime(tzinfo=dt.timezone.utc)
+            "enqueued_time": resp.last_enqueued_time.ToDatetime(tzinfo=dt.UTC)
             if resp.HasField("last_enqueued_time") else None,
-            "retrieval_time": resp.retrieval_time.ToDatetime(tzinfo=dt.timezone.utc)}
+            "retrieval_time": resp.retrieval_time.ToDatetime(tzinfo=dt.UTC)}
 
 
 class Idempotence:

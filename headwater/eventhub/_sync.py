@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -21,8 +22,15 @@ from headwater.channel import sync_channel
 from headwater.errors import HeadwaterError
 from headwater.eventhub import aio as _aio
 from headwater.eventhub._common import (
-    EventData, EventDataBatch, Idempotence, connection_for, hub_properties, parse_connection, partition_properties,
-    to_batch)
+    EventData,
+    EventDataBatch,
+    Idempotence,
+    connection_for,
+    hub_properties,
+    parse_connection,
+    partition_properties,
+    to_batch,
+)
 from headwater.eventhub._wire import PublishEventsRequestPacked, method
 from headwater.eventhub.aio._client import _policy
 from headwater.retry import retry_sync
@@ -79,7 +87,7 @@ class _SyncBase:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -96,7 +104,7 @@ class EventHubProducerClient(_SyncBase):
 
     @classmethod
     def from_connection_string(cls, conn_str: str, *, eventhub_name: str | None = None,
-                               **kwargs: Any) -> "EventHubProducerClient":
+                               **kwargs: Any) -> EventHubProducerClient:
         conn, hub = parse_connection(conn_str, eventhub_name)
         return cls(conn, hub, **kwargs)
 
@@ -139,7 +147,7 @@ class ServiceCheckpointStore:
         self._kwargs = kwargs
 
     @classmethod
-    def from_connection_string(cls, conn_str: str, container_name: str = "", **kwargs: Any) -> "ServiceCheckpointStore":
+    def from_connection_string(cls, conn_str: str, container_name: str = "", **kwargs: Any) -> ServiceCheckpointStore:
         return cls(ConnectionString.parse(conn_str), **kwargs)
 
     def _aio(self) -> _aio.ServiceCheckpointStore:
@@ -213,7 +221,7 @@ class EventHubConsumerClient:
 
     @classmethod
     def from_connection_string(cls, conn_str: str, consumer_group: str, *, eventhub_name: str | None = None,
-                               **kwargs: Any) -> "EventHubConsumerClient":
+                               **kwargs: Any) -> EventHubConsumerClient:
         conn, hub = parse_connection(conn_str, eventhub_name)
         return cls(conn, hub, consumer_group, **kwargs)
 
@@ -299,5 +307,5 @@ class EventHubConsumerClient:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

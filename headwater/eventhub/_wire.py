@@ -13,7 +13,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from headwater.v1 import ingestion_pb2
 
-__all__ = ["PublishEventsRequestPacked", "ReadEventsResponsePacked", "SERVICE", "method"]
+__all__ = ["SERVICE", "PublishEventsRequestPacked", "ReadEventsResponsePacked", "method"]
 
 SERVICE = "headwater.v1.IngestionService"
 

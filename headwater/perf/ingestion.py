@@ -29,9 +29,10 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["add_perf_commands", "produce", "consume"]
+__all__ = ["add_perf_commands", "consume", "produce"]
 
 
 def _peak_rss_mb() -> float:

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import fastavro
-
 from headwater.services.ingestion import metrics as m
+
 from headwater.v1 import ingestion_pb2
 
-__all__ = ["CAPTURE_SCHEMA", "CaptureWriter", "DEFAULT_FORMAT"]
+__all__ = ["CAPTURE_SCHEMA", "DEFAULT_FORMAT", "CaptureWriter"]
 
 log = logging.getLogger("headwater.ingestion.capture")
 
@@ -66,7 +66,7 @@ class CaptureWriter:
             await asyncio.sleep(tick_s)
             try:
                 self.flush_due(hubs)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("capture failed")
 
     def flush_due(self, hubs, force: bool = False) -> int:
@@ -97,7 +97,7 @@ class CaptureWriter:
     def flush_all(self, hubs) -> None:
         try:
             self.flush_due(hubs, force=True)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("capture flush at shutdown failed")
 
     def _write(self, hub, part, cap: dict, start_seq: int) -> int:
@@ -109,7 +109,7 @@ class CaptureWriter:
                 break
             resp = ingestion_pb2.ReadEventsResponse.FromString(b"".join(pieces))
             for e in resp.events:
-                when = e.enqueued_time.ToDatetime(tzinfo=dt.timezone.utc)
+                when = e.enqueued_time.ToDatetime(tzinfo=dt.UTC)
                 records.append({
                     "SequenceNumber": e.sequence_number, "Offset": str(e.offset),
                     "EnqueuedTimeUtc": when.strftime("%m/%d/%Y %I:%M:%S %p"),
@@ -121,7 +121,7 @@ class CaptureWriter:
                     "Properties": dict(e.event.properties), "Body": e.event.body})
         if not records:
             return 0
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         fmt = cap.get("archive_name_format") or DEFAULT_FORMAT
         rel = fmt.format(Namespace=self.namespace, EventHub=hub.name, PartitionId=part.partition_id,
                          Year=f"{now:%Y}", Month=f"{now:%m}", Day=f"{now:%d}", Hour=f"{now:%H}",

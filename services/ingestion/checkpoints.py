@@ -54,7 +54,7 @@ class CheckpointStore:
         self._lines = 0
         self._fd: int | None = None
 
-    def open(self) -> "CheckpointStore":
+    def open(self) -> CheckpointStore:
         if self.path.exists():
             for line in self.path.read_bytes().splitlines():
                 try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from headwater.errors import HeadwaterError, Reason
 
-__all__ = ["FaultRule", "FaultRules", "PUBLISH", "READ", "ALL"]
+__all__ = ["ALL", "PUBLISH", "READ", "FaultRule", "FaultRules"]
 
 PUBLISH, READ, ALL = "publish", "read", "all"
 

@@ -18,10 +18,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headwater.errors import HeadwaterError, Reason
 from headwater.services.ingestion.log.embedded import FsyncPolicy, PartitionLog
 
-__all__ = ["DEFAULT_CONSUMER_GROUP", "HubMeta", "HubStore", "partition_for_key", "hub_id_from_name"]
+from headwater.errors import HeadwaterError, Reason
+
+__all__ = ["DEFAULT_CONSUMER_GROUP", "HubMeta", "HubStore", "hub_id_from_name", "partition_for_key"]
 
 DEFAULT_CONSUMER_GROUP = "$Default"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
@@ -35,7 +36,7 @@ def partition_for_key(key: str, partition_count: int) -> int:
 
 def hub_id_from_name(name: str, field_name: str = "name") -> str:
     """``hubs/x`` or ``x`` -> ``x``; INVALID_ARGUMENT when empty or malformed."""
-    hub = name[5:] if name.startswith("hubs/") else name
+    hub = name.removeprefix("hubs/")
     hub = hub.split("/", 1)[0]
     if not hub:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"{field_name} is empty: name a hub (hubs/<hub>)",
@@ -62,7 +63,7 @@ class HubMeta:
         return dict(self.__dict__)
 
     @classmethod
-    def from_json(cls, data: dict) -> "HubMeta":
+    def from_json(cls, data: dict) -> HubMeta:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -123,7 +124,7 @@ class HubStore:
         self.max_consumer_groups = max_consumer_groups
         self.hubs: dict[str, Hub] = {}
 
-    def open(self) -> "HubStore":
+    def open(self) -> HubStore:
         self.root.mkdir(parents=True, exist_ok=True)
         for folder in sorted(self.root.iterdir()):
             meta_path = folder / "hub.json"
@@ -192,7 +193,7 @@ class HubStore:
         return hub, True
 
     # The servicer calls these; a backend with an asynchronous log overrides them.
-    async def open_async(self) -> "HubStore":
+    async def open_async(self) -> HubStore:
         return self.open()
 
     async def create_async(self, hub_id: str, partition_count: int, retention_s: float, **kwargs) -> tuple[Hub, bool]:

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-__all__ = ["IN_BYTES", "IN_MESSAGES", "OUT_BYTES", "OUT_MESSAGES", "SERVER_ERRORS", "SIZE_REJECTED",
-           "THROTTLED", "RETENTION_DELETED", "CAPTURE_FILES", "HTTP_REQUESTS"]
+__all__ = [
+           "CAPTURE_FILES",
+           "HTTP_REQUESTS",
+           "IN_BYTES",
+           "IN_MESSAGES",
+           "OUT_BYTES",
+           "OUT_MESSAGES",
+           "RETENTION_DELETED",
+           "SERVER_ERRORS",
+           "SIZE_REJECTED",
+           "THROTTLED",
+]
 
 IN_MESSAGES = Counter("headwater_ingestion_incoming_messages_total", "Events appended.", ["hub", "partition"])
 IN_BYTES = Counter("headwater_ingestion_incoming_bytes_total", "Bytes of events appended.", ["hub", "partition"])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from headwater.errors import HeadwaterError, Reason
 
-__all__ = ["HubQuota", "IN_BYTES", "IN_EVENTS", "OUT_BYTES", "OUT_EVENTS"]
+__all__ = ["IN_BYTES", "IN_EVENTS", "OUT_BYTES", "OUT_EVENTS", "HubQuota"]
 
 IN_BYTES, IN_EVENTS = 1_000_000, 1000
 OUT_BYTES, OUT_EVENTS = 2_000_000, 4096

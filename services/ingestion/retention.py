@@ -11,7 +11,7 @@ import time
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.hubs import HubStore
 
-__all__ = ["retention_loop", "sweep", "fsync_loop"]
+__all__ = ["fsync_loop", "retention_loop", "sweep"]
 
 log = logging.getLogger("headwater.ingestion.retention")
 
@@ -39,7 +39,7 @@ async def retention_loop(hubs: HubStore, every_s: float) -> None:
         await asyncio.sleep(every_s)
         try:
             await sweep(hubs)
-        except Exception:  # noqa: BLE001 - keep sweeping; log why
+        except Exception:
             log.exception("retention sweep failed")
 
 

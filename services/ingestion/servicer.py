@@ -11,24 +11,35 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
+from headwater.services.ingestion import metrics as m
+from headwater.services.ingestion.checkpoints import CheckpointStore
+from headwater.services.ingestion.config import IngestionConfig
+from headwater.services.ingestion.faults import (
+    ALL,
+    PUBLISH,
+    READ,
+    FaultRule,
+    FaultRules,
+)
+from headwater.services.ingestion.hubs import (
+    DEFAULT_CONSUMER_GROUP,
+    Hub,
+    HubStore,
+    check_throughput,
+    hub_id_from_name,
+)
+from headwater.services.ingestion.log.embedded import PartitionLog
+from headwater.services.ingestion.quotas import HubQuota
 
 from headwater.auth import parse_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
 from headwater.server import caller_token
-from headwater.services.ingestion import metrics as m
-from headwater.services.ingestion.checkpoints import CheckpointStore
-from headwater.services.ingestion.config import IngestionConfig
-from headwater.services.ingestion.faults import ALL, PUBLISH, READ, FaultRule, FaultRules
-from headwater.services.ingestion.hubs import (
-    DEFAULT_CONSUMER_GROUP, Hub, HubStore, check_throughput, hub_id_from_name)
-from headwater.services.ingestion.log.embedded import PartitionLog
-from headwater.services.ingestion.quotas import HubQuota
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
 
 __all__ = ["IngestionServicer", "add_to_server"]
@@ -410,8 +421,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                     out_bytes.inc(len(body))
                     yield body + self._tail(part) if track else body
                     continue
-                if seq < part.beginning_sequence:
-                    seq = part.beginning_sequence
+                seq = max(seq, part.beginning_sequence)
                 # Caught up: long-poll for new events or a disconnect.
                 waiters = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(reader.disconnected.wait())]
                 try:

@@ -8,7 +8,11 @@ import pytest
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData
-from headwater.eventhub.aio import EventHubConsumerClient, EventHubProducerClient, ServiceCheckpointStore
+from headwater.eventhub.aio import (
+    EventHubConsumerClient,
+    EventHubProducerClient,
+    ServiceCheckpointStore,
+)
 from headwater.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from headwater.v1 import ingestion_pb2
 from tests.integration.ingestion_support import admin, conn_str, create_hub, ingestion

@@ -6,15 +6,22 @@ import time
 import uuid
 
 import pytest
+from headwater.services.ingestion.log.nats import stream_name
+from headwater.services.ingestion.retention import sweep
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData
-from headwater.eventhub.aio import EventHubProducerClient
 from headwater.eventhub._wire import PublishEventsRequestPacked
-from headwater.services.ingestion.log.nats import stream_name
-from headwater.services.ingestion.retention import sweep
+from headwater.eventhub.aio import EventHubProducerClient
 from headwater.v1 import event_pb2, ingestion_pb2
-from tests.integration.ingestion_support import ONE_TRY, admin, conn_str, create_hub, ingestion, read_all
+from tests.integration.ingestion_support import (
+    ONE_TRY,
+    admin,
+    conn_str,
+    create_hub,
+    ingestion,
+    read_all,
+)
 
 NATS = {"log_backend": "nats", "nats_url": "nats://127.0.0.1:4222"}
 
@@ -65,8 +72,10 @@ async def test_publish_read_restart_and_idempotence_on_jetstream(tmp_path, root_
         assert [e.body_as_str() for e in events] == ["d0"]
         async with admin(svc.address, root_policy) as stub:
             await stub.DeleteHub(ingestion_pb2.DeleteHubRequest(name=f"hubs/{hub_id}"))
+        from nats.js.errors import NotFoundError
+
         js = svc.service.hubs.js
-        with pytest.raises(Exception):
+        with pytest.raises(NotFoundError):
             await js.stream_info(stream_name(hub_id, "1")[0])
 
 

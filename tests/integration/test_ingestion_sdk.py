@@ -9,10 +9,17 @@ import pytest
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData, EventDataBatch
-from headwater.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from headwater.v1 import event_pb2, ingestion_pb2
-from tests.integration.ingestion_support import ONE_TRY, admin, conn_str, create_hub, ingestion, read_all
+from tests.integration.ingestion_support import (
+    ONE_TRY,
+    admin,
+    conn_str,
+    create_hub,
+    ingestion,
+    read_all,
+)
 
 
 async def test_publish_and_read_back_with_stamps(tmp_path, root_policy):
@@ -49,7 +56,7 @@ async def test_positions_offset_sequence_time_latest(tmp_path, root_policy):
         async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h")) as p:
             await p.send_batch([EventData(f"a{i}") for i in range(5)])
             await asyncio.sleep(0.02)
-            middle = dt.datetime.now(dt.timezone.utc)
+            middle = dt.datetime.now(dt.UTC)
             await asyncio.sleep(0.02)
             await p.send_batch([EventData(f"b{i}") for i in range(5)])
         every = await read_all(svc.address, root_policy, "h", "0")

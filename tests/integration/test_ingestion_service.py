@@ -17,7 +17,15 @@ from headwater.eventhub import EventData
 from headwater.eventhub.aio import EventHubProducerClient
 from headwater.v1 import errors_pb2, ingestion_pb2
 from tests.integration.ingestion_support import (
-    FAST_RETRY, ONE_TRY, add_policy, admin, conn_str, create_hub, ingestion, read_all)
+    FAST_RETRY,
+    ONE_TRY,
+    add_policy,
+    admin,
+    conn_str,
+    create_hub,
+    ingestion,
+    read_all,
+)
 
 
 async def _err(coro) -> HeadwaterError:

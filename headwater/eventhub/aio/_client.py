@@ -8,7 +8,8 @@ import logging
 import random
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -16,8 +17,18 @@ from headwater.auth import ConnectionString
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._common import (
-    EventData, EventDataBatch, Idempotence, connection_for, duration, event_position, hub_properties, last_enqueued,
-    parse_connection, partition_properties, to_batch)
+    EventData,
+    EventDataBatch,
+    Idempotence,
+    connection_for,
+    duration,
+    event_position,
+    hub_properties,
+    last_enqueued,
+    parse_connection,
+    partition_properties,
+    to_batch,
+)
 from headwater.eventhub._wire import PublishEventsRequestPacked, method
 from headwater.retry import DEFAULT_POLICY, RetryPolicy, retry_async
 from headwater.v1 import event_pb2, ingestion_pb2, ingestion_pb2_grpc
@@ -109,7 +120,7 @@ class _ClientBase:
     async def __aenter__(self):
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
@@ -131,7 +142,7 @@ class EventHubProducerClient(_ClientBase):
 
     @classmethod
     def from_connection_string(cls, conn_str: str, *, eventhub_name: str | None = None,
-                               **kwargs: Any) -> "EventHubProducerClient":
+                               **kwargs: Any) -> EventHubProducerClient:
         conn, hub = parse_connection(conn_str, eventhub_name)
         return cls(conn, hub, **kwargs)
 
@@ -217,7 +228,7 @@ class ServiceCheckpointStore(CheckpointStore):
         self._retry = _policy(kwargs)
 
     @classmethod
-    def from_connection_string(cls, conn_str: str, container_name: str = "", **kwargs: Any) -> "ServiceCheckpointStore":
+    def from_connection_string(cls, conn_str: str, container_name: str = "", **kwargs: Any) -> ServiceCheckpointStore:
         """``container_name`` is accepted for BlobCheckpointStore compatibility and ignored."""
         return cls(ConnectionString.parse(conn_str), **kwargs)
 
@@ -280,7 +291,7 @@ def _ownership_dict(ns: str, o: ingestion_pb2.Ownership) -> dict:
 class PartitionContext:
     """Which partition an event came from, and how to checkpoint it."""
 
-    def __init__(self, client: "EventHubConsumerClient", partition_id: str) -> None:
+    def __init__(self, client: EventHubConsumerClient, partition_id: str) -> None:
         self._client = client
         self.partition_id = partition_id
         self.eventhub_name = client.eventhub_name
@@ -329,7 +340,7 @@ class EventHubConsumerClient(_ClientBase):
 
     @classmethod
     def from_connection_string(cls, conn_str: str, consumer_group: str, *, eventhub_name: str | None = None,
-                               **kwargs: Any) -> "EventHubConsumerClient":
+                               **kwargs: Any) -> EventHubConsumerClient:
         conn, hub = parse_connection(conn_str, eventhub_name)
         return cls(conn, hub, consumer_group, **kwargs)
 
@@ -488,7 +499,7 @@ class EventHubConsumerClient(_ClientBase):
             if opts["on_partition_close"] is not None:
                 try:
                     await _maybe_await(opts["on_partition_close"](ctx, reason))
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("on_partition_close failed")
 
     # -- load balancing (the Event Hubs processor's algorithm) ---------------------------
@@ -511,7 +522,7 @@ class EventHubConsumerClient(_ClientBase):
                 # Jitter, so that consumers started together do not renew and
                 # steal in lockstep (a steal would always meet a fresh etag).
                 await asyncio.wait_for(self._closed.wait(), self._lb_interval * random.uniform(0.6, 1.4))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _balance_once(self, pids: list[str]) -> set[str]:

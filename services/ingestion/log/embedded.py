@@ -27,8 +27,9 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from headwater.errors import HeadwaterError, Reason
 from headwater.services.ingestion.log.segment import BatchInfo, Segment, encode_batch
+
+from headwater.errors import HeadwaterError, Reason
 
 __all__ = ["AppendResult", "FsyncPolicy", "PartitionLog", "ProducerTable"]
 
@@ -125,7 +126,7 @@ class PartitionLog:
 
     # -- open / recover -------------------------------------------------------
 
-    def open(self) -> "PartitionLog":
+    def open(self) -> PartitionLog:
         self.folder.mkdir(parents=True, exist_ok=True)
         paths = sorted(self.folder.glob("*.seg"))
         expected_seq: int | None = None
@@ -292,8 +293,7 @@ class PartitionLog:
         Reading before the beginning starts at the beginning.
         """
         begin = self.beginning_sequence
-        if start_sequence < begin:
-            start_sequence = begin
+        start_sequence = max(start_sequence, begin)
         pieces: list = []
         got = 0
         seq = start_sequence

@@ -29,9 +29,15 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from typing import Any
 
-from headwater.errors import HeadwaterError, Reason
 from headwater.services.ingestion.log.embedded import AppendResult, ProducerTable
-from headwater.services.ingestion.log.segment import BATCH_HEADER, batch_ends, encode_batch, slice_batches
+from headwater.services.ingestion.log.segment import (
+    BATCH_HEADER,
+    batch_ends,
+    encode_batch,
+    slice_batches,
+)
+
+from headwater.errors import HeadwaterError, Reason
 
 __all__ = ["NatsPartitionLog", "stream_name"]
 
@@ -70,7 +76,7 @@ class NatsPartitionLog:
 
     # -- open / recover ---------------------------------------------------------
 
-    async def open(self) -> "NatsPartitionLog":
+    async def open(self) -> NatsPartitionLog:
         from nats.js.api import DiscardPolicy, StorageType, StreamConfig
         from nats.js.errors import NotFoundError
 
@@ -203,8 +209,7 @@ class NatsPartitionLog:
 
     async def fetch(self, start_sequence: int, max_events: int, max_bytes: int = 4 << 20) -> tuple[list, int, int]:
         begin = self.beginning_sequence
-        if start_sequence < begin:
-            start_sequence = begin
+        start_sequence = max(start_sequence, begin)
         if start_sequence >= self.next_sequence:
             return [], 0, start_sequence
         i = max(bisect_right(self.seqs, start_sequence) - 1, 0)

@@ -93,8 +93,16 @@ def _timestamp_field(ts_ns: int) -> bytes:
 class EncodedBatch:
     """A batch ready to append: bytes, count, and where each event ends."""
 
-    __slots__ = ("data", "count", "payload_len", "base_sequence", "base_offset", "ts_ns",
-                 "producer_id", "producer_sequence")
+    __slots__ = (
+        "base_offset",
+        "base_sequence",
+        "count",
+        "data",
+        "payload_len",
+        "producer_id",
+        "producer_sequence",
+        "ts_ns",
+    )
 
     def __init__(self, data: bytes, count: int, payload_len: int, base_sequence: int, base_offset: int,
                  ts_ns: int, producer_id: str, producer_sequence: int) -> None:
@@ -203,8 +211,17 @@ def batch_ends(buf: bytes) -> array:
 class BatchInfo:
     """A batch header as recovery reads it."""
 
-    __slots__ = ("position", "size", "base_sequence", "count", "base_offset", "ts_ns", "producer_id",
-                 "producer_sequence", "payload_len")
+    __slots__ = (
+        "base_offset",
+        "base_sequence",
+        "count",
+        "payload_len",
+        "position",
+        "producer_id",
+        "producer_sequence",
+        "size",
+        "ts_ns",
+    )
 
     def __init__(self, position: int, size: int, base_sequence: int, count: int, base_offset: int,
                  ts_ns: int, producer_id: str, producer_sequence: int, payload_len: int) -> None:
@@ -241,7 +258,7 @@ class Segment:
     # -- creation and recovery -------------------------------------------------
 
     @classmethod
-    def create(cls, folder: Path, base_sequence: int, base_offset: int) -> "Segment":
+    def create(cls, folder: Path, base_sequence: int, base_offset: int) -> Segment:
         path = folder / f"{base_sequence:020d}.seg"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         os.write(fd, FILE_HEADER.pack(FILE_MAGIC, base_sequence, base_offset))
@@ -250,7 +267,7 @@ class Segment:
         return cls(path, base_sequence, base_offset, fd, FILE_HEADER.size)
 
     @classmethod
-    def open(cls, path: Path, on_batch=None) -> "Segment":
+    def open(cls, path: Path, on_batch=None) -> Segment:
         """Open and recover: scan every batch, cut a torn tail, rebuild the index.
 
         ``on_batch(BatchInfo)`` sees each valid batch (producer state).
@@ -359,7 +376,7 @@ class Segment:
             return self.base_sequence
         pos = self.poss[i]
         head = os.pread(self.fd, BATCH_HEADER.size, pos)
-        (_, payload_len, _, bseq, count, boff, _, _, pid_len) = BATCH_HEADER.unpack(head)
+        (_, _, _, bseq, count, boff, _, _, pid_len) = BATCH_HEADER.unpack(head)
         ends = array("I")
         ends.frombytes(os.pread(self.fd, 4 * count, pos + BATCH_HEADER.size + pid_len))
         rel = offset - boff
@@ -372,7 +389,7 @@ class Segment:
         i = bisect_right(self.seqs, sequence) - 1
         pos = self.poss[i]
         head = os.pread(self.fd, BATCH_HEADER.size, pos)
-        (_, _, _, bseq, count, boff, _, _, pid_len) = BATCH_HEADER.unpack(head)
+        (_, _, _, bseq, _, boff, _, _, pid_len) = BATCH_HEADER.unpack(head)
         k = sequence - bseq
         if k == 0:
             return boff

@@ -6,10 +6,10 @@ import os
 import time
 
 import pytest
-
-from headwater.errors import HeadwaterError, Reason
 from headwater.services.ingestion.log.embedded import PartitionLog
 from headwater.services.ingestion.log.segment import encode_batch
+
+from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import event_pb2, ingestion_pb2
 
 

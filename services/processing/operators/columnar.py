@@ -2,8 +2,8 @@
 
 Used when a query is one SELECT ... INTO ... FROM one input TIMESTAMP BY a field,
 GROUP BY field keys and one tumbling, hopping (size a multiple of hop) or session
-window (partitioned by the group keys, or not partitioned with no keys), no HAVING,
-JOIN, APPLY or CREATE TABLE, a WHERE of field-versus-constant comparisons, IS [NOT] NULL,
+window (partitioned by the group keys, or not partitioned with no keys), no JOIN, APPLY
+or CREATE TABLE, a HAVING over such aggregates and the keys, a WHERE of field-versus-constant comparisons, IS [NOT] NULL,
 AND, OR and NOT if any, selecting keys, System.Timestamp() and COUNT(*),
 COUNT(x), COUNT(DISTINCT x), SUM/AVG(x or CAST(x AS float|bigint)) and
 MIN/MAX(CAST(x AS float|bigint)). Anything else runs on the row path.
@@ -28,7 +28,7 @@ import orjson
 import polars as pl
 
 from headwater.functions import from_micros, to_datetime, to_micros
-from headwater.services.processing.operators.base import MAX_TS, MIN_TS, QueryRuntimeError
+from headwater.services.processing.operators.base import MAX_TS, MIN_TS, Env, QueryRuntimeError
 from headwater.services.processing.sql import ast as A
 from headwater.services.processing.sql.planner import output_name
 from headwater.services.processing.watermarks import EARLY_US
@@ -63,8 +63,7 @@ def try_columnar(compiled, policy) -> "ColumnarAggregate | None":
         where = _predicate(sel.where)
         if where is None:
             return None
-    if not ls.aggregate or sel.joins or sel.applies or sel.match \
-            or sel.having is not None or sel.distinct or len(ls.windows) != 1:
+    if not ls.aggregate or sel.joins or sel.applies or sel.match or sel.distinct or len(ls.windows) != 1:
         return None
     src = sel.source
     ts_col = _plain_column(src.timestamp_by) if src.timestamp_by is not None else None
@@ -99,34 +98,99 @@ def try_columnar(compiled, policy) -> "ColumnarAggregate | None":
             items.append(("key", name, match[0]))
         elif isinstance(e, A.SystemTimestamp):
             items.append(("ts", name, None))
-        elif isinstance(e, A.Call) and not e.namespace and e.over is None:
-            fn = fns.get(f"{e.name} DISTINCT") if e.distinct else fns.get(e.name)
-            kind = getattr(fn, "columnar", None)
-            if kind not in ("count", "count_distinct", "sum", "avg", "min", "max"):
+        elif isinstance(e, A.Call):
+            a = _agg_from_call(e, name, fns)
+            if a is None:
                 return None
-            if e.star:
-                items.append(("agg", name, _Agg("count_star", None, None, name)))
-                continue
-            if len(e.args) != 1:
-                return None
-            a, cast = e.args[0], None
-            if isinstance(a, A.Cast) and not a.try_ and a.type_name in ("float", "bigint"):
-                cast, a = a.type_name, a.expr
-            col = _plain_column(a)
-            if col is None:
-                return None
-            if e.distinct and kind != "count_distinct":
-                return None
-            if kind in ("min", "max") and cast is None:
-                return None  # text compares case-insensitively on the row path: keep one implementation
-            items.append(("agg", name, _Agg(kind if kind != "count" else "count", col, cast, name)))
+            items.append(("agg", name, a))
         else:
             return None
+    having = None
+    if sel.having is not None:
+        having = _having(compiled, ls, keys, items)
+        if having is None:
+            return None
     agg = ColumnarAggregate(ts_col, keys, spec, items, policy)
+    if having is not None:
+        agg.having, hidden, agg.having_alias = having
+        agg.aggs.extend(hidden)
+        for h in hidden:
+            if h.column:
+                agg._add_columns([h.column])
     if where is not None:
         agg.where, agg.where_columns = where
         agg._add_columns(agg.where_columns)
     return agg
+
+
+def _agg_from_call(e: A.Call, name: str, fns) -> "_Agg | None":
+    """The columnar form of an aggregate call, or None."""
+    if e.namespace or e.over is not None:
+        return None
+    fn = fns.get(f"{e.name} DISTINCT") if e.distinct else fns.get(e.name)
+    kind = getattr(fn, "columnar", None)
+    if kind not in ("count", "count_distinct", "sum", "avg", "min", "max"):
+        return None
+    if e.star:
+        return _Agg("count_star", None, None, name)
+    if len(e.args) != 1:
+        return None
+    a, cast = e.args[0], None
+    if isinstance(a, A.Cast) and not a.try_ and a.type_name in ("float", "bigint"):
+        cast, a = a.type_name, a.expr
+    col = _plain_column(a)
+    if col is None:
+        return None
+    if e.distinct and kind != "count_distinct":
+        return None
+    if kind in ("min", "max") and cast is None:
+        return None  # text compares case-insensitively on the row path: keep one implementation
+    return _Agg(kind, col, cast, name)
+
+
+def _having(compiled, ls, keys: list[str], items: list):
+    """HAVING compiled by the row path's compiler over a record of the group's keys and the
+    aggregate results: (predicate over (record, results), hidden aggregates) or None."""
+    from headwater.services.processing.sql.planner import ExprCompiler, Scope
+
+    sel = ls.select
+    alias = sel.source.ref.lower()
+    select_items = {i.alias.lower(): i.expr for i in sel.items if i.alias}
+    scope = Scope({alias}, alias, "agg", analytics=[], select_items=select_items, in_having=True)
+    try:
+        pred = ExprCompiler(compiled.pm).compile(sel.having, scope)
+    except Exception:  # noqa: BLE001 - anything unusual: the row path reports it
+        return None
+    if scope.analytics:
+        return None
+    key_names = {k.lower() for k in keys}
+    hidden = []
+    for j, spec in enumerate(scope.aggs):
+        a = _agg_from_call(spec.node, f"__having{j}", compiled.pm.functions) if spec.node is not None else None
+        if a is None:
+            return None
+        hidden.append(a)
+    # fields read outside aggregates must be group keys (the row path reads the group's first event)
+    aggs = {id(spec.node) for spec in scope.aggs}
+    stack = [sel.having]
+    while stack:
+        n = stack.pop()
+        if id(n) in aggs:
+            continue
+        if isinstance(n, A.Column):
+            target = select_items.get(n.parts[0].lower()) if len(n.parts) == 1 else None
+            if target is not None:
+                stack.append(target)
+                continue
+            if len(n.parts) != 1 or n.parts[0].lower() not in key_names:
+                return None
+        elif isinstance(n, A.Node):
+            for v in vars(n).values():
+                if isinstance(v, A.Node):
+                    stack.append(v)
+                elif isinstance(v, (list, tuple)):
+                    stack.extend(x for x in v if isinstance(x, A.Node))
+    return pred, hidden, alias
 
 
 _CMP = {"=": "eq", "<>": "ne", "<": "lt", ">": "gt", "<=": "le", ">=": "ge"}
@@ -200,6 +264,8 @@ class ColumnarAggregate:
         self.columns = list(cols.values())
         self.where = None
         self.where_columns: list[str] = []
+        self.having = None  # predicate over Env(recs={alias: keys}, aggs=hidden results)
+        self.having_alias = ""
         self.kcols = [f"k{i}" for i in range(len(keys))]
         self.schema: dict[str, Any] | None = None
         self.newest: dict[Any, int] = {}  # per input partition
@@ -648,8 +714,14 @@ class ColumnarAggregate:
             done = done.with_columns(pl.col("__wid").alias("__end"))
         done = done.sort("__end", maintain_order=True)
         cols = {c: done[c].to_list() for c in done.columns}
+        hidden = [a for a in self.aggs if a.name.startswith("__having")]
         for r in range(done.height):
             end = cols["__end"][r]
+            if self.having is not None:
+                rec = {k: cols[f"k{i}"][r] for i, k in enumerate(self.keys)}
+                res = [self._result(a, self.aggs.index(a), cols, r) for a in hidden]
+                if self.having(Env({self.having_alias: rec}, end, aggs=res)) is not True:
+                    continue
             row: dict[str, Any] = {}
             for kind, name, what in self.items:
                 if name.lower() in {k.lower() for k in row}:

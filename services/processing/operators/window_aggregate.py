@@ -25,6 +25,7 @@ class AggSpec:
     star: bool = False
     distinct: bool = False
     order: list[tuple[Callable[[Env], Any], bool]] | None = None
+    node: Any = None  # the call in the query (the columnar path reads it)
 
     def value(self, e: Env) -> Any:
         if self.star:

@@ -355,7 +355,7 @@ class ExprCompiler:
         elif node.over is not None:
             raise error(f"{node.name} does not take OVER here", node.over.pos)
         idx = len(scope.aggs)
-        scope.aggs.append(AggSpec(fn, arg, star, node.distinct, order))
+        scope.aggs.append(AggSpec(fn, arg, star, node.distinct, order, node))
         return lambda e: e.aggs[idx]
 
     def _analytic(self, node: A.Call, scope: Scope, agg: AggregateFunction | None = None):

@@ -23,7 +23,9 @@ def _query(rng: random.Random) -> str:
     key = "k, " if keyed else ""
     where = rng.choice(["", "", " WHERE v > 1", " WHERE k = 'A' OR v <= 2.5", " WHERE NOT (V <> 2) OR k IS NULL",
                         " WHERE v IS NOT NULL AND k <> 'b'", " WHERE 3 > v", " WHERE k = 2", " WHERE v = '10'"])
-    return f"SELECT {key}{aggs}, System.Timestamp() AS e FROM s TIMESTAMP BY t{where} GROUP BY {key}{win}"
+    having = rng.choice(["", "", " HAVING COUNT(*) > 2", " HAVING a0 >= 1 OR SUM(v) < 0",
+                         " HAVING AVG(v) > 1 AND COUNT(DISTINCT k) >= 1"] + ([" HAVING k <> 'a'"] if keyed else []))
+    return f"SELECT {key}{aggs}, System.Timestamp() AS e FROM s TIMESTAMP BY t{where} GROUP BY {key}{win}{having}"
 
 
 def _batches(rng: random.Random):

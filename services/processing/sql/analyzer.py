@@ -144,6 +144,56 @@ class _Analyzer:
             raise error("window ids in Windows(...) must be unique", call.pos)
         return specs
 
+    def grouped_only(self, sel: A.Select, st: LogicalStatement, aliases: set[str]) -> None:
+        """Outside aggregates, SELECT and HAVING may read only GROUP BY keys (or fields of them)."""
+        from headwater.functions import AggregateFunction
+        from headwater.services.processing.sql.explain import to_sql
+
+        def path(col: A.Column) -> tuple[str, ...]:
+            parts = [p.lower() for p in col.parts]
+            if len(parts) > 1 and parts[0] in aliases:
+                parts = parts[1:]
+            return tuple(parts)
+
+        key_paths = {path(k) for k in st.group_keys if isinstance(k, A.Column)}
+        key_exprs = {to_sql(k).lower() for k in st.group_keys}
+        select_items = {i.alias.lower(): i.expr for i in sel.items if i.alias}
+
+        def check(n: A.Node, seen: frozenset = frozenset()) -> None:
+            if isinstance(n, (A.Literal, A.SystemTimestamp, A.SystemWindowId, A.Star)):
+                return
+            if isinstance(n, A.Call) and (n.over is not None or
+                                          isinstance(self.pm.functions.get(n.name, n.namespace), AggregateFunction)
+                                          or (n.distinct and self.pm.functions.get(f"{n.name} DISTINCT"))):
+                return
+            if to_sql(n).lower() in key_exprs:
+                return
+            if isinstance(n, A.Column):
+                p = path(n)
+                if any(p[:len(k)] == k for k in key_paths):
+                    return
+                target = select_items.get(n.parts[0].lower()) if len(n.parts) == 1 else None
+                if target is not None and target not in seen:
+                    check(target, seen | {target})
+                    return
+                raise error(f"{'.'.join(n.parts)} must be in GROUP BY or inside an aggregate", n.pos)
+            for v in vars(n).values():
+                if isinstance(v, A.Node):
+                    check(v, seen)
+                elif isinstance(v, (list, tuple)):
+                    for x in v:
+                        if isinstance(x, A.Node):
+                            check(x, seen)
+                        elif isinstance(x, tuple):
+                            for y in x:
+                                if isinstance(y, A.Node):
+                                    check(y, seen)
+
+        for item in sel.items:
+            check(item.expr)
+        if sel.having is not None:
+            check(sel.having)
+
     def no_window_inside(self, node: A.Node, group_by: bool = False) -> None:
         for n in _walk(node):
             if isinstance(n, A.Call) and self.window_kind(n) is not None:
@@ -239,6 +289,7 @@ class _Analyzer:
         if sel.group_by:
             self.group_by(sel, st)
             st.aggregate = True
+            self.grouped_only(sel, st, set(aliases))
         else:
             uses_agg = any(self.is_aggregate(i.expr) for i in sel.items) or \
                 (sel.having is not None and self.is_aggregate(sel.having))

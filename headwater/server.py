@@ -81,6 +81,10 @@ class Service:
     async def started(self, running: "RunningService") -> None:
         """Runs after the gRPC port is bound (start HTTP listeners here)."""
 
+    async def draining(self) -> None:
+        """Runs when shutdown begins, before in-flight RPCs get their grace period:
+        end long-lived streams (long polls) here so the drain does not wait for them."""
+
     async def stop(self) -> None:
         """Flush and checkpoint. Runs after in-flight RPCs drained."""
 
@@ -238,6 +242,7 @@ class RunningService:
     async def stop(self, grace: float | None = None) -> None:
         grace = self.service.config.shutdown_grace_s if grace is None else grace
         await self.health.enter_graceful_shutdown()
+        await self.service.draining()
         await self.server.stop(grace)
         await self.service.stop()
         if self.metrics_server is not None:

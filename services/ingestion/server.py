@@ -94,6 +94,10 @@ class IngestionService(Service):
             return
         print(f"ingestion http on {cfg.host}:{self.http_port}", flush=True)
 
+    async def draining(self) -> None:
+        if self.servicer is not None:
+            self.servicer.drain.set()
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -94,6 +94,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.faults = FaultRules()
         self.readers: dict[tuple[str, str, str], list[_Reader]] = {}
         self.capture = None  # set by the server when a hub captures
+        self.drain = asyncio.Event()  # set at shutdown: long polls end so the drain is quick
         for hub in hubs.list():
             self._attach(hub)
 
@@ -397,6 +398,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         out_bytes = m.OUT_BYTES.labels(name, part.partition_id)
         try:
             while True:
+                if self.drain.is_set():
+                    return  # shutting down: end the stream; clients reconnect
                 if reader.disconnected.is_set():
                     raise HeadwaterError(Reason.CONSUMER_DISCONNECTED,
                                          f"a reader with a higher owner level took partition {part.partition_id}")
@@ -423,13 +426,14 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                     continue
                 seq = max(seq, part.beginning_sequence)
                 # Caught up: long-poll for new events or a disconnect.
-                waiters = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(reader.disconnected.wait())]
+                waiters = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(reader.disconnected.wait()),
+                           asyncio.ensure_future(self.drain.wait())]
                 try:
                     done, _ = await asyncio.wait(waiters, timeout=max_wait, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for w in waiters:
                         w.cancel()
-                if not done:
+                if not done and not self.drain.is_set():
                     yield self._tail(part) if track else b""
         finally:
             readers = self.readers.get(key, [])

@@ -120,19 +120,36 @@ def test_acknowledged_events_survive_kill_9_exactly_once_in_order(service_proces
 
 
 def test_sigterm_drains_and_a_restart_keeps_everything(service_process, tmp_path, root_policy):
-    data = str(tmp_path / "data")
-    proc = service_process("ingestion", "--data-dir", data)
+    """A graceful restart under a long-polling reader: nothing lost, the reader carries on."""
+    data, port = str(tmp_path / "data"), free_port()
+    proc = service_process("ingestion", "--data-dir", data, "--port", str(port))
     token = generate_sas_token(f"headwater://{proc.address}/", root_policy.name, root_policy.key)
     with grpc.insecure_channel(proc.address) as ch:
         ingestion_pb2_grpc.IngestionServiceStub(ch).CreateHub(
             ingestion_pb2.CreateHubRequest(hub_id="h", hub=ingestion_pb2.Hub(partition_count=2)),
             metadata=[("authorization", token)])
-    with EventHubProducerClient.from_connection_string(conn_str(proc.address, root_policy, "h")) as p:
+    conn = conn_str(proc.address, root_policy, "h")
+    consumer = EventHubConsumerClient.from_connection_string(conn, "$Default")
+    seen: list[str] = []
+
+    def on_event(ctx, event):
+        seen.append(event.body_as_str())
+        if event.body_as_str() == "next":
+            consumer.close()
+
+    reader = threading.Thread(target=lambda: consumer.receive(on_event, partition_id="1", starting_position="-1"),
+                              daemon=True)
+    reader.start()
+    with EventHubProducerClient.from_connection_string(conn) as p:
         p.send_batch([EventData(f"e{i}") for i in range(50)], partition_id="1")
-    assert proc.terminate() == 0
-    proc = service_process("ingestion", "--data-dir", data)
-    consumer = EventHubConsumerClient.from_connection_string(conn_str(proc.address, root_policy, "h"), "$Default")
-    props = consumer.get_partition_properties("1")
+    deadline = time.monotonic() + 20
+    while len(seen) < 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.terminate() == 0, "SIGTERM drains and exits cleanly"
+    proc = service_process("ingestion", "--data-dir", data, "--port", str(port))
+    props = EventHubConsumerClient.from_connection_string(conn, "$Default").get_partition_properties("1")
     assert (props["beginning_sequence_number"], props["last_enqueued_sequence_number"]) == (0, 49)
-    with EventHubProducerClient.from_connection_string(conn_str(proc.address, root_policy, "h")) as p:
+    with EventHubProducerClient.from_connection_string(conn) as p:
         assert p.send_batch([EventData("next")], partition_id="1").first_sequence_number == 50
+    reader.join(30)
+    assert seen == [f"e{i}" for i in range(50)] + ["next"], "the reader reconnected and missed nothing"

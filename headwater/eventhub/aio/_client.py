@@ -478,9 +478,16 @@ class EventHubConsumerClient(_ClientBase):
                     if exc.code() == grpc.StatusCode.CANCELLED and self._closing:
                         break
                     attempt += 1
-                    if err.is_transient and attempt < self._retry.max_attempts:
-                        await asyncio.sleep(min(self._retry.max_backoff_s,
-                                                max(err.retry_after or 0.0, self._retry.initial_backoff_s * 2 ** attempt)))
+                    if err.is_transient:
+                        # A receiver keeps trying (a restarting service, a busy partition); the
+                        # application hears about it once the policy's attempts are used up.
+                        if attempt == self._retry.max_attempts:
+                            if opts["on_error"] is not None:
+                                await _maybe_await(opts["on_error"](ctx, err))
+                            else:
+                                log.warning("partition %s: %s; still retrying", pid, err)
+                        await asyncio.sleep(min(self._retry.max_backoff_s, max(
+                            err.retry_after or 0.0, self._retry.initial_backoff_s * 2 ** min(attempt, 16))))
                         continue
                     reason = "ownership_lost" if err.reason is Reason.CONSUMER_DISCONNECTED else "error"
                     if reason == "ownership_lost" and self._balanced:

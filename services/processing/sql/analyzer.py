@@ -101,6 +101,9 @@ class _Analyzer:
                 first_window = g
                 windows.append(self.configure(kind, g))
                 continue
+            if isinstance(g, A.Call) and self.pm.functions.get(g.name, g.namespace) is None:
+                known = [k.name for k in self.pm.windows.unique()] + [f.name for f in self.pm.functions.unique()]
+                raise error(f"unknown window or function {g.name!r}{suggest(g.name, known)}", g.pos)
             self.no_window_inside(g, group_by=True)
             keys.append(g)
         if not windows:

@@ -4,7 +4,8 @@
     rt = compiled.runtime(OrderingPolicy.from_seconds(late=5, ooo=0, action="adjust"),
                           reference_data={"rules": rows})
     rt.feed("input", rows, arrival_times=[us, ...])          # batches per input, any time
-    rt.feed_bodies("input", [b'{"a":1}', ...], arrival_times)  # JSON bodies, decoded in one go
+    rt.feed_bodies("input", [b'{"a":1}', ...], arrival_times,  # JSON bodies, decoded in one go;
+                   partition_ids=[...])                        # each input partition ordered apart
     rt.advance_time(now_us)                                   # idle inputs: watermark moves on
     rows = rt.take()                                          # {output alias: [row, ...]} so far
     timed = rt.take_with_time()                               # {output alias: [(ts_us, row), ...]}

@@ -124,7 +124,12 @@ class Runtime:
             scope = Scope({alias.lower()}, alias.lower())
             ts = comp.compile(src.timestamp_by, scope) if src.timestamp_by is not None else None
             over = [comp.compile(o, scope) for o in src.timestamp_over]
-            s = Source(src.name, alias, ts, over, policy, compiled.plan.query.tables.get(src.name.lower()))
+            field = None
+            tb = src.timestamp_by
+            if isinstance(tb, A.Column) and (len(tb.parts) == 1 or (len(tb.parts) == 2 and
+                                                                    tb.parts[0].lower() == alias.lower())):
+                field = tb.parts[-1]
+            s = Source(src.name, alias, ts, over, policy, compiled.plan.query.tables.get(src.name.lower()), field)
             self.sources.setdefault(src.name.lower(), []).append(s)
             return s
 

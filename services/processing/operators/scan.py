@@ -6,10 +6,12 @@ import heapq
 from typing import Any, Callable
 
 from headwater.functions import CastError, cast, to_datetime, to_micros
-from headwater.services.processing.operators.base import Env, QueryRuntimeError
+from headwater.services.processing.operators.base import Env, QueryRuntimeError, get_ci
 from headwater.services.processing.watermarks import Counters, EventClock, OrderingPolicy
 
 __all__ = ["Source", "conform"]
+
+_MISSING = object()
 
 
 def conform(rec: dict, schema: list[tuple[str, str]]) -> dict:
@@ -33,8 +35,11 @@ class Source:
 
     def __init__(self, input_name: str, alias: str, timestamp_by: Callable[[Env], Any] | None,
                  over: list[Callable[[Env], Any]], policy: OrderingPolicy,
-                 schema: list[tuple[str, str]] | None = None) -> None:
+                 schema: list[tuple[str, str]] | None = None, ts_field: str | None = None) -> None:
         self.schema = schema
+        #: TIMESTAMP BY a plain field: read it directly (strings parsed once per distinct value)
+        self.ts_field = ts_field
+        self._ts_cache: dict[str, int] = {}
         self.input = input_name.lower()
         self.alias = alias.lower()
         self.ts_fn = timestamp_by
@@ -54,12 +59,24 @@ class Source:
                 a = arrivals[i] if arrivals is not None else now
                 items.append((a, a, rec))
         else:
+            field, cache = self.ts_field, self._ts_cache
             for i, rec in enumerate(rows):
                 try:
-                    v = ts_fn(Env({alias: rec}, 0))
+                    if field is not None and type(rec) is dict:
+                        v = rec.get(field, _MISSING)
+                        if v is _MISSING:
+                            v = get_ci(rec, field)
+                    else:
+                        v = ts_fn(Env({alias: rec}, 0))
                     if v is None:
                         raise CastError("the TIMESTAMP BY value is NULL")
-                    e = to_micros(to_datetime(v))
+                    e = cache.get(v) if type(v) is str else None
+                    if e is None:
+                        e = to_micros(to_datetime(v))
+                        if type(v) is str:
+                            if len(cache) >= 4096:
+                                cache.clear()
+                            cache[v] = e
                 except (CastError, ValueError, TypeError, OverflowError, QueryRuntimeError) as exc:
                     counters.error(f"input {self.input!r}: {exc}")
                     continue

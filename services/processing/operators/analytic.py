@@ -79,6 +79,24 @@ class Analytic(Stage):
             acc = s.agg.add(acc, v)
         return s.agg.result(acc)
 
+    def advance(self, watermark: int) -> list[Env]:
+        """Forget partitions whose history can no longer matter (state grows with live keys)."""
+        self._sweeps = getattr(self, "_sweeps", 0) + 1
+        if self._sweeps % 16:
+            return []
+        for s, hist in zip(self.specs, self.history):
+            if s.kind == "isfirst":
+                now = (watermark - 1) // s.interval
+                dead = [k for k, iid in hist.items() if iid < now]
+            elif s.duration is not None:
+                limit = watermark - s.duration
+                dead = [k for k, q in hist.items() if not q or q[-1][0] < limit]
+            else:
+                continue
+            for k in dead:
+                del hist[k]
+        return []
+
     def snapshot(self) -> Any:
         return [{k: list(v) if isinstance(v, deque) else v for k, v in h.items()} for h in self.history]
 

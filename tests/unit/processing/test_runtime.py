@@ -170,3 +170,14 @@ def test_join_index_never_hides_a_match(pm) -> None:
                     {"l": left}, references=refs, pm=pm)["output"]
     assert sorted((str(r["k"]), str(r["v"])) for r in out) == sorted([
         ("10", "ten"), ("Oslo", "city"), ("2024-01-01T00:00:00Z", "None"), ("None", "None"), ("7.0", "None")])
+
+
+def test_analytic_state_forgets_idle_partitions(pm) -> None:
+    q = "SELECT k, LAG(k) OVER (PARTITION BY k LIMIT DURATION(second, 5)) AS p FROM i TIMESTAMP BY t"
+    rt = compile_query(q, pm).runtime()
+    for n in range(40):  # 40 batches, a new key each second
+        rt.feed("i", [ev(n, k=f"key{n}")])
+    from headwater.services.processing.operators.analytic import Analytic
+
+    stage = next(s for ps in rt.statements for s in ps.op.stages if isinstance(s, Analytic))
+    assert len(stage.history[0]) < 25

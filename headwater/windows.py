@@ -71,6 +71,11 @@ class WindowLogic(ABC):
         """``(start exclusive, end inclusive)`` of a window (``buffered`` kinds)."""
         raise NotImplementedError
 
+    def idle(self) -> bool:
+        """True when no window is open: the runtime may drop this logic (and build a new one
+        for the partition's next event), so state does not grow with keys seen long ago."""
+        return False
+
     def retention(self) -> int:
         """How long (us) a ``buffered`` kind needs events kept after their timestamp."""
         return 0

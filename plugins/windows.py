@@ -55,6 +55,9 @@ class _AlignedLogic(WindowLogic):
     def bounds(self, window_id: Hashable) -> tuple[int, int]:
         return (int(window_id) - self.size, int(window_id))
 
+    def idle(self) -> bool:
+        return not self.open
+
     def snapshot(self) -> Any:
         return sorted(self.open)
 
@@ -224,6 +227,9 @@ class _SessionLogic(WindowLogic):
                 out.append((cur[0], end))
                 self.current = None
         return out
+
+    def idle(self) -> bool:
+        return self.current is None and not self.closed
 
     def snapshot(self) -> Any:
         return {"current": self.current, "closed": list(self.closed)}

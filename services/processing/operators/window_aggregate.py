@@ -157,6 +157,8 @@ class WindowAggregate(Stage):
                     if not buf and not logic.snapshot():
                         self.buffers[r].pop(pkey, None)
                         del self.logics[r][pkey]
+                elif pkey != () and logic.idle():
+                    del self.logics[r][pkey]
         out.sort(key=lambda t: (t[0], t[1]))
         return [t[2] for t in out]
 

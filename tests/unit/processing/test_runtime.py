@@ -181,3 +181,17 @@ def test_analytic_state_forgets_idle_partitions(pm) -> None:
 
     stage = next(s for ps in rt.statements for s in ps.op.stages if isinstance(s, Analytic))
     assert len(stage.history[0]) < 25
+
+
+def test_session_state_forgets_closed_partitions(pm) -> None:
+    q = ("SELECT k, COUNT(*) AS n FROM i TIMESTAMP BY t "
+         "GROUP BY k, SessionWindow(second, 2, 10) OVER (PARTITION BY k) HAVING COUNT(*) > 0")
+    rt = compile_query(q, pm).runtime(columnar=False)
+    for n in range(30):
+        rt.feed("i", [ev(n, k=f"key{n}")])
+    from headwater.services.processing.operators.window_aggregate import WindowAggregate
+
+    stage = next(s for ps in rt.statements for s in ps.op.stages if isinstance(s, WindowAggregate))
+    assert len(stage.logics[0]) < 10
+    rt.flush()
+    assert len(rt.take()["output"]) == 30

@@ -670,7 +670,7 @@ class ColumnarAggregate:
                 end = self._session_end(cur)
                 if end < watermark:
                     self.session_ends[(key, cur[0])] = end
-                    self.sessions[key] = None
+                    del self.sessions[key]  # state grows with live keys only
             ends_map = {(k, sid): end for (k, sid), end in self.session_ends.items() if end < watermark}
             keys_df = pl.DataFrame({"__wid": [sid for (_, sid) in ends_map],
                                     "__end": [e for e in ends_map.values()],

@@ -92,3 +92,18 @@ def test_snapshot_window_groups_identical_times(kinds) -> None:
 def test_bad_arguments(kinds, name, args, message) -> None:
     with pytest.raises(ValueError, match=message):
         kinds.get(name).configure(args)
+
+
+@pytest.mark.parametrize("unit,us", [("day", 86_400 * S), ("dd", 86_400 * S), ("d", 86_400 * S), ("hour", 3600 * S),
+                                     ("hh", 3600 * S), ("minute", 60 * S), ("mi", 60 * S), ("n", 60 * S),
+                                     ("second", S), ("ss", S), ("s", S), ("millisecond", 1000), ("ms", 1000),
+                                     ("microsecond", 1), ("mcs", 1), ("SECOND", S)])
+def test_every_time_unit_in_both_forms(unit, us) -> None:
+    from headwater.services.processing.sql.analyzer import window_args
+    from headwater.services.processing.sql.parser import parse
+
+    for text in (f"TumblingWindow({unit}, 2)", f"Tumbling(Duration({unit}, 2))"):
+        q = parse(f"SELECT COUNT(*) FROM i GROUP BY {text}")
+        call = q.statements[0].selects[0].group_by[0]
+        args = window_args(call)
+        assert (args.positional or (args.named["duration"],))[0] == 2 * us

@@ -147,9 +147,11 @@ def test_sigterm_drains_and_a_restart_keeps_everything(service_process, tmp_path
         time.sleep(0.05)
     assert proc.terminate() == 0, "SIGTERM drains and exits cleanly"
     proc = service_process("ingestion", "--data-dir", data, "--port", str(port))
-    props = EventHubConsumerClient.from_connection_string(conn, "$Default").get_partition_properties("1")
+    # Channels right after a restart may wait out gRPC's reconnect backoff: be patient.
+    props = EventHubConsumerClient.from_connection_string(conn, "$Default", retry_policy=PATIENT) \
+        .get_partition_properties("1")
     assert (props["beginning_sequence_number"], props["last_enqueued_sequence_number"]) == (0, 49)
-    with EventHubProducerClient.from_connection_string(conn) as p:
+    with EventHubProducerClient.from_connection_string(conn, retry_policy=PATIENT) as p:
         assert p.send_batch([EventData("next")], partition_id="1").first_sequence_number == 50
     reader.join(30)
     assert seen == [f"e{i}" for i in range(50)] + ["next"], "the reader reconnected and missed nothing"

@@ -20,7 +20,7 @@ def run_query(sql: str, events_by_input: dict[str, list[dict]], *,
               raw: bool = False) -> dict[str, list[dict]]:
     """Rows per output alias (JSON-ready: datetimes as ``2021-12-10T10:00:00.0000000Z``,
     unless ``raw``). Raises QueryCompileError or QueryRuntimeError like a job would."""
-    from headwater.cli.query import run_local
+    from headwater.services.processing.local import run_local
     from headwater.services.processing.engine import format_rows
 
     out = run_local(sql, events_by_input, references, late=late_arrival_tolerance, ooo=out_of_order_tolerance,

@@ -15,14 +15,13 @@ without it, in timestamp order as if each arrived on time. Exit status 1 with
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
+
+from headwater.services.processing.local import decode_events, load_udf, run_local, udf_plugin
 
 __all__ = ["add_commands", "run_explain", "run_test", "read_events", "load_udf", "write_outputs"]
 
@@ -61,70 +60,10 @@ def _pair(text: str, what: str) -> tuple[str, str]:
 
 
 def read_events(path: str | Path, pm: Any = None) -> list[dict]:
-    """Events of a file: JSON array, JSON lines, CSV, or an Avro container file.
-
-    The format is the registered serializer whose ``file_suffixes`` match the file name
-    (``.json``/``.jsonl`` JSON, ``.csv`` CSV, ``.avro`` Avro); an Avro container is also
-    recognised by its magic bytes, and read with fastavro when no ``avro`` serializer is
-    registered.
-    """
-    if pm is None:
-        from headwater.pluginmanager import get_plugin_manager
-
-        pm = get_plugin_manager()
-    pm.collect()
-    p = Path(path)
-    data = p.read_bytes()
-    suffix = p.suffix.lower()
-    if suffix == ".avro" or data[:4] == b"Obj\x01":
-        ser = pm.serializers.get("avro")
-        if ser is not None:
-            return ser.read_file(data)
-        import io
-
-        import fastavro
-
-        return [dict(r) for r in fastavro.reader(io.BytesIO(data))]
-    if not data.strip():
-        return []
-    ser = next((s for s in pm.serializers.unique() if suffix in getattr(s, "file_suffixes", ())), None)
-    if ser is None:
-        ser = pm.serializers.get("json")
-    if ser is None:
-        raise ValueError(f"no serializer plugin reads {p.name}")
-    return ser.read_file(data)
+    """Events of a file: JSON array, JSON lines, CSV, or an Avro container file (by suffix)."""
+    return decode_events(Path(path).read_bytes(), Path(path).name, pm)
 
 
-def load_udf(spec: str) -> Callable[..., Any]:
-    """``module:function`` or ``path/to/file.py:function``."""
-    mod, _, fn = spec.rpartition(":")
-    if not mod or not fn:
-        raise SystemExit(f"headwater: --udf needs NAME=module:function, got {spec!r}")
-    if mod.endswith(".py") or "/" in mod:
-        s = importlib.util.spec_from_file_location(Path(mod).stem, mod)
-        if s is None or s.loader is None:
-            raise SystemExit(f"headwater: cannot load {mod}")
-        module = importlib.util.module_from_spec(s)
-        s.loader.exec_module(module)
-    else:
-        module = importlib.import_module(mod)
-    return getattr(module, fn)
-
-
-def udf_plugin(udfs: dict[str, Callable[..., Any]]) -> object:
-    """A plugin object registering Python functions as ``UDF.name`` (aggregates as ``UDA.name``)."""
-    from headwater.functions import AggregateFunction, udf
-    from headwater.hookspecs import hookimpl
-
-    class _Udfs:
-        @hookimpl
-        def register_functions(self, register):
-            for name, fn in udfs.items():
-                if isinstance(fn, AggregateFunction):
-                    register(fn)
-                else:
-                    register(udf(name, fn))
-    return _Udfs()
 
 
 def write_outputs(out_dir: str | Path, rows: dict[str, list[dict]]) -> None:
@@ -135,63 +74,6 @@ def write_outputs(out_dir: str | Path, rows: dict[str, list[dict]]) -> None:
     for alias, items in rows.items():
         (d / f"{alias}.json").write_bytes(orjson.dumps(format_rows(items), option=orjson.OPT_INDENT_2))
 
-
-def run_local(query: str, inputs: dict[str, list[dict]], references: dict[str, list[dict]] | None = None, *,
-              late: float | None = None, ooo: float | None = None, action: str = "adjust",
-              arrival_field: str | None = None, udfs: dict[str, Callable[..., Any]] | None = None,
-              pm: Any = None) -> dict[str, list[dict]]:
-    """The engine side of ``headwater query test``: rows per output alias (Python values)."""
-    from headwater.functions import to_datetime, to_micros
-    from headwater.pluginmanager import get_plugin_manager
-    from headwater.services.processing.engine import OrderingPolicy, compile_query
-    from headwater.services.processing.operators.base import Env
-
-    references = references or {}
-    if pm is None:
-        extra = [("headwater-cli-udfs", udf_plugin(udfs))] if udfs else []
-        pm = get_plugin_manager(extra)
-    compiled = compile_query(query, pm, references=references.keys())
-    rt = compiled.runtime(OrderingPolicy.from_seconds(late, ooo, action), reference_data=references)
-    now = int(time.time() * 1e6)
-    merged: list[tuple[int, int, int, str, dict]] = []
-    for order, (alias, events) in enumerate(inputs.items()):
-        srcs = [s for s in rt.sources.get(alias.lower(), []) if s.ts_fn is not None]
-        for i, ev in enumerate(events):
-            ev = dict(ev)
-            t = None
-            if arrival_field is not None:
-                raw = None
-                for k in list(ev):
-                    if k.lower() == arrival_field.lower():
-                        raw = ev.pop(k)
-                try:
-                    t = to_micros(to_datetime(raw)) if raw is not None else None
-                except ValueError:
-                    t = None
-            elif srcs:
-                try:
-                    t = to_micros(to_datetime(srcs[0].ts_fn(Env({srcs[0].alias: ev}, 0))))
-                except Exception:  # noqa: BLE001 - the source counts the conversion error
-                    t = None
-            merged.append((now if t is None else t, order, i, alias, ev))
-    if arrival_field is None:
-        merged.sort(key=lambda m: (m[0], m[1], m[2]))
-    # consecutive events of one input go in one batch
-    batch: list[dict] = []
-    arrivals: list[int] = []
-    current = None
-    for t, _, _, alias, ev in merged:
-        if alias != current and batch:
-            rt.feed(current, batch, arrivals)
-            batch, arrivals = [], []
-        current = alias
-        batch.append(ev)
-        arrivals.append(t)
-    if batch:
-        rt.feed(current, batch, arrivals)
-    rt.flush()
-    out = rt.take()
-    return {name: out.get(name, []) for name in compiled.outputs}
 
 
 def run_test(args: argparse.Namespace) -> int:

@@ -8,53 +8,20 @@ plugin, bound to the service's schema registry).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.v1 import event_pb2
 from headwater.v1 import processing_pb2 as pb
+from headwater.services.processing.local import decode_events, load_udf, run_local, udf_plugin
 
-__all__ = ["compile_job", "runtime_for", "JobRuntime", "load_udf", "udf_plugin"]
-
-
-def load_udf(spec: str) -> Callable[..., Any]:
-    """``module:function`` or ``path/to/file.py:function``."""
-    mod, _, fn = spec.rpartition(":")
-    if not mod or not fn:
-        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"UDF {spec!r} must be module:function",
-                             metadata={"field": "udfs"})
-    try:
-        if mod.endswith(".py") or "/" in mod:
-            s = importlib.util.spec_from_file_location(Path(mod).stem, mod)
-            if s is None or s.loader is None:
-                raise ImportError(f"cannot load {mod}")
-            module = importlib.util.module_from_spec(s)
-            s.loader.exec_module(module)
-        else:
-            module = importlib.import_module(mod)
-        return getattr(module, fn)
-    except (ImportError, AttributeError, OSError, SyntaxError) as exc:
-        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"UDF {spec!r} cannot be loaded: {exc}",
-                             metadata={"field": "udfs"}) from None
+__all__ = ["compile_job", "runtime_for", "JobRuntime", "test_query"]
 
 
-def udf_plugin(udfs: dict[str, Callable[..., Any]]) -> object:
-    """A plugin object registering Python functions as ``UDF.name`` (aggregates as ``UDA.name``)."""
-    from headwater.functions import AggregateFunction, udf
-    from headwater.hookspecs import hookimpl
-
-    class _Udfs:
-        @hookimpl
-        def register_functions(self, register):
-            for name, fn in udfs.items():
-                register(fn if isinstance(fn, AggregateFunction) else udf(name, fn))
-
-    return _Udfs()
 
 
 def _plugin_manager(job: pb.Job):
@@ -66,7 +33,11 @@ def _plugin_manager(job: pb.Job):
         if not sep:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job.udfs entry {spec!r} must be NAME=module:function",
                                  metadata={"field": "job.udfs"})
-        udfs[name.strip()] = load_udf(target.strip())
+        try:
+            udfs[name.strip()] = load_udf(target.strip())
+        except (ImportError, AttributeError, OSError, SyntaxError, ValueError) as exc:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job.udfs entry {spec!r} cannot be loaded: {exc}",
+                                 metadata={"field": "job.udfs"}) from None
     return get_plugin_manager([("job-udfs", udf_plugin(udfs))] if udfs else [])
 
 
@@ -152,7 +123,7 @@ class JobRuntime:
         arrivals = [int(a.timestamp() * 1_000_000) for a in arrival_times]
         fmt = self.formats.get(alias.lower(), "json")
         if fmt == "json":
-            self._guard(lambda: self.rt.feed_bodies(alias, bodies, arrivals))
+            self._guard(lambda: self.rt.feed_bodies(alias, bodies, arrivals, partition_ids=partition_ids))
             return
         ser = self._serializer(fmt)
         counters = self.rt.counters
@@ -165,7 +136,8 @@ class JobRuntime:
         if hasattr(ser, "decode_with_index"):
             rows, index = ser.decode_with_index(bodies, list(content_types) if fmt == "avro" else
                                                 (content_types[0] if content_types else ""), on_error)
-            self._guard(lambda: self.rt.feed(alias, rows, [arrivals[i] for i in index]))
+            self._guard(lambda: self.rt.feed(alias, rows, [arrivals[i] for i in index],
+                                             partition_ids=[partition_ids[i] for i in index]))
         else:
             self._guard(lambda: self.rt.feed(alias, ser.decode(bodies, content_types[0] if content_types else "",
                                                                on_error)))
@@ -214,4 +186,36 @@ def runtime_for(job: pb.Job, config) -> JobRuntime:
 
 
 def test_query(request: pb.TestQueryRequest) -> pb.TestQueryResponse:
-    raise HeadwaterError(Reason.PRECONDITION_FAILED, "TestQuery lands with the local runner move")
+    """The portal's "Test query": the query over sample inputs, no hubs or sinks."""
+    from headwater.errors import QueryCompileError
+    from headwater.pluginmanager import get_plugin_manager
+    from headwater.services.processing.engine import format_rows
+
+    pm = get_plugin_manager()
+    inputs: dict[str, list[dict]] = {}
+    refs: dict[str, list[dict]] = {}
+    for inp in request.inputs:
+        fmt = (inp.format or "json").lower()
+        try:
+            rows = decode_events(inp.data, f"input.{fmt}", pm)
+        except (ValueError, OSError) as exc:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"input {inp.alias!r} is not valid {fmt}: {exc}",
+                                 metadata={"field": "inputs"}) from None
+        (refs if inp.reference else inputs)[inp.alias] = rows
+    eo = request.event_ordering
+    late = eo.late_arrival_tolerance.ToNanoseconds() / 1e9 if eo.HasField("late_arrival_tolerance") else None
+    ooo = eo.out_of_order_tolerance.ToNanoseconds() / 1e9 if eo.HasField("out_of_order_tolerance") else None
+    action = "drop" if eo.out_of_order_action == pb.OUT_OF_ORDER_ACTION_DROP else "adjust"
+    try:
+        out = run_local(request.query, inputs, refs, late=late, ooo=ooo, action=action,
+                        arrival_field=request.arrival_time_field or None, pm=pm)
+    except QueryCompileError:
+        raise
+    except HeadwaterError as exc:
+        raise HeadwaterError(Reason.JOB_FAILED, f"the query failed: {exc.message}") from None
+    resp = pb.TestQueryResponse()
+    for alias, rows in out.items():
+        data = b"\n".join(orjson.dumps(r) for r in format_rows(rows))
+        resp.outputs.add(alias=alias, rows=event_pb2.RecordBatch(
+            format=event_pb2.RECORD_BATCH_FORMAT_JSON_LINES, data=data, row_count=len(rows)))
+    return resp

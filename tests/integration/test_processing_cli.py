@@ -44,3 +44,33 @@ def test_job_commands(service_process, tmp_path, capsys):
     assert code == 1 and "RESOURCE_NOT_FOUND" in err
     code, _, _ = run(capsys, "job", "delete", "trips", *a)
     assert code == 0
+
+
+def test_test_query_rpc_runs_the_engine_over_sample_input(service_process, root_policy):
+    """TestQuery, as the portal's "Test query": sample events in, rows per output out."""
+    import grpc
+
+    from headwater.channel import sync_channel
+    from headwater.errors import HeadwaterError, Reason
+    from headwater.v1 import processing_pb2 as pb
+    from headwater.v1 import processing_pb2_grpc as pb_grpc
+
+    from tests.conftest import conn_for
+
+    proc = service_process("processing")
+    events = b"\n".join(json.dumps({"t": f"2021-01-01T00:00:0{i + 1}Z", "city": c}).encode()
+                        for i, c in enumerate(["Oslo", "Oslo", "Rome", "Oslo"]))
+    query = ("SELECT city, COUNT(*) AS n INTO [Out] FROM [In] TIMESTAMP BY t "
+             "GROUP BY city, TumblingWindow(second, 10)")
+    with sync_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = pb_grpc.ProcessingServiceStub(ch)
+        resp = stub.TestQuery(pb.TestQueryRequest(query=query, inputs=[pb.TestInput(alias="In", data=events)]),
+                              timeout=30)
+        (out,) = resp.outputs
+        rows = sorted((json.loads(line) for line in out.rows.data.splitlines()), key=lambda r: r["city"])
+        assert out.alias == "Out" and rows == [{"city": "Oslo", "n": 3}, {"city": "Rome", "n": 1}]
+        try:
+            stub.TestQuery(pb.TestQueryRequest(query="SELECT FROM", inputs=[]), timeout=30)
+        except grpc.RpcError as exc:
+            err = HeadwaterError.from_rpc_error(exc)
+        assert err.reason is Reason.QUERY_COMPILE_ERROR and err.line == 1

@@ -120,6 +120,11 @@ class JobRunner:
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=self.settings.queue_batches)
         self.tasks: list[asyncio.Task] = []
         self.loop_task: asyncio.Task | None = None
+        #: Batches taken off the queue for the epoch being gathered (kept here, not in a
+        #: local, so a stop cannot lose them).
+        self._pending: list[tuple[str, str, list]] = []
+        #: The epoch being run; shielded from cancellation (see stop()).
+        self._epoch_task: asyncio.Task | None = None
         self.error: str = ""
         self.stats = {"input_events": 0, "input_bytes": 0, "output_events": 0, "output_errors": 0}
         self._cpu0 = self._cpu()
@@ -168,25 +173,51 @@ class JobRunner:
                 if intent["epoch"] > self.epoch:
                     replay = intent
         else:
+            # A fresh start (NOW, EARLIEST, CUSTOM_TIME) forgets the positions and the
+            # state but not the epoch: the sinks keep the last checkpoint id of this
+            # job's writers and would take epochs counted again from 1 as duplicates.
             for f in (self._ckpt, self._intent):
-                f.unlink(missing_ok=True)
+                if f.exists():
+                    self.epoch = max(self.epoch, int(json.loads(f.read_text()).get("epoch", 0)))
+                    f.unlink()
         starts = await self._start_positions(mode, start_time)
         if replay is not None:
             await self._replay(replay, starts)
+            # The readers go on after the replayed epoch, not from the checkpoint before it.
+            for (alias, hub, group, pid) in starts:
+                if (alias, pid) in self.positions:
+                    starts[(alias, hub, group, pid)] = event_pb2.EventPosition(
+                        sequence_number=self.positions[(alias, pid)], inclusive=False)
         for (alias, hub, group, pid), position in starts.items():
             self.tasks.append(asyncio.create_task(self._reader(alias, hub, group, pid, position),
                                                   name=f"read {alias}/{pid}"))
         self.loop_task = asyncio.create_task(self._loop(), name=f"job {self.job.name}")
 
-    async def stop(self, final_checkpoint: bool = True) -> None:
+    async def stop(self, final_checkpoint: bool = True, hold_timeout_s: float = 10.0) -> None:
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.loop_task is not None:
             self.loop_task.cancel()
             await asyncio.gather(self.loop_task, return_exceptions=True)
-        if final_checkpoint and not self.error:
-            pending = self._drain_queue()
+        epoch_done = True
+        if self._epoch_task is not None and not self._epoch_task.done():
+            # An epoch is being written: let it finish (its rows are out of the engine),
+            # unless its output is held (sink down) longer than we wait; then the intent
+            # stays and the next start replays it, so nothing is lost either way.
+            done, _ = await asyncio.wait({self._epoch_task}, timeout=hold_timeout_s)
+            if not done:
+                self._epoch_task.cancel()
+                await asyncio.gather(self._epoch_task, return_exceptions=True)
+                log.warning("job %s: stopped while an output was held; the epoch is replayed at the next start",
+                            self.job.name)
+                epoch_done = False
+        if self._epoch_task is not None and self._epoch_task.done() and not self._epoch_task.cancelled() \
+                and self._epoch_task.exception() is not None and not self.error:
+            exc = self._epoch_task.exception()
+            self.error = str(exc) if isinstance(exc, HeadwaterError) else f"{type(exc).__name__}: {exc}"
+        if final_checkpoint and epoch_done and not self.error:
+            pending, self._pending = self._pending + self._drain_queue(), []
             await self._run_epoch(pending, datetime.now(timezone.utc))
 
     async def _start_positions(self, mode: int, start_time: datetime | None):
@@ -294,17 +325,24 @@ class JobRunner:
         try:
             while True:
                 deadline = time.monotonic() + interval
-                items = []
                 while True:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     try:
-                        items.append(await asyncio.wait_for(self.queue.get(), remaining))
-                    except asyncio.TimeoutError:
+                        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
+                        # cancel (StopJob) that races with a completed get.
+                        async with asyncio.timeout(remaining):
+                            item = await self.queue.get()
+                    except TimeoutError:
                         break
-                    items.extend(self._drain_queue())
-                await self._run_epoch(items, datetime.now(timezone.utc))
+                    self._pending.append(item)
+                    self._pending.extend(self._drain_queue())
+                items, self._pending = self._pending, []
+                # Shielded: a StopJob between the intent and the checkpoint must not
+                # leave an epoch half done (its rows are already out of the engine).
+                self._epoch_task = asyncio.ensure_future(self._run_epoch(items, datetime.now(timezone.utc)))
+                await asyncio.shield(self._epoch_task)
         except asyncio.CancelledError:
             raise
         except HeadwaterError as exc:
@@ -359,18 +397,30 @@ class JobRunner:
                 req = spb.WriteRowsRequest(
                     sink=sink, batch=_to_record_batch(chunk), writer=f"{self.job.name}/outputs/{out.alias}",
                     checkpoint_id=self.epoch, batch_id=i, commit=i == len(chunks) - 1)
-                policy = self.settings.retry
-                if self.job.output_error_policy == pb.OUTPUT_ERROR_POLICY_DROP:
-                    policy = RetryPolicy(max_attempts=1)
-                try:
-                    await retry_async(lambda req=req: self._call(self.sinks.WriteRows, req), policy)
-                except HeadwaterError as exc:
-                    if self.job.output_error_policy == pb.OUTPUT_ERROR_POLICY_DROP:
-                        self.stats["output_errors"] += len(chunk)
-                        log.error("job %s output %s: dropped %d rows: %s", self.job.name, out.alias, len(chunk), exc)
-                        continue
-                    raise HeadwaterError(Reason.JOB_FAILED, f"output {out.alias} (sink {sink}): {exc.message}") from exc
-                self.stats["output_events"] += len(chunk)
+                drop = self.job.output_error_policy == pb.OUTPUT_ERROR_POLICY_DROP
+                policy = RetryPolicy(max_attempts=1) if drop else self.settings.retry
+                held = 0
+                while True:
+                    try:
+                        await retry_async(lambda req=req: self._call(self.sinks.WriteRows, req), policy)
+                        self.stats["output_events"] += len(chunk)
+                        break
+                    except HeadwaterError as exc:
+                        if drop:
+                            self.stats["output_errors"] += len(chunk)
+                            log.error("job %s output %s: dropped %d rows: %s", self.job.name, out.alias,
+                                      len(chunk), exc)
+                            break
+                        if not exc.is_transient:
+                            raise HeadwaterError(Reason.JOB_FAILED,
+                                                 f"output {out.alias} (sink {sink}): {exc.message}") from exc
+                        # Retry policy: a transient failure holds the output (and the job's
+                        # progress) until the sink takes the write, as Stream Analytics does.
+                        held += 1
+                        if held == 1 or held % 10 == 0:
+                            log.warning("job %s output %s: holding epoch %d, retrying: %s", self.job.name,
+                                        out.alias, self.epoch, exc)
+                        await asyncio.sleep(min(2.0, self.settings.retry.max_backoff_s))
 
     # -- failure and metrics -------------------------------------------------------------
     def _fail(self, message: str) -> None:

@@ -1,0 +1,125 @@
+"""Fault tests of the processing service's job runtime, every service a real process.
+
+docs/processing.md promises exactly-once output to sinks that keep checkpoint ids
+(memory, PostgreSQL) across kill -9 of the processing service, and a job that
+holds and retries its output (Retry policy) while the sink service is down.
+Every event published here carries a unique tripId; a pass-through query copies
+it to the sinks, so "exactly once" is: every tripId sent appears exactly once.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import pytest
+
+from tests.integration.processing_support import (PG_DSN, Pipeline, Publisher, pg_drop, pg_rows,
+                                                  pg_table)
+
+pytestmark = pytest.mark.slow
+
+
+def _exactly_once(sent: list[str], got: list[str], where: str) -> None:
+    counts = collections.Counter(got)
+    dup = {k: v for k, v in counts.items() if v > 1}
+    missing = set(sent) - set(counts)
+    extra = set(counts) - set(sent)
+    assert not dup and not missing and not extra, (
+        f"{where}: {len(sent)} sent, {len(got)} rows; {len(dup)} duplicated (e.g. {sorted(dup)[:5]}), "
+        f"{len(missing)} missing (e.g. {sorted(missing)[:5]}), {len(extra)} unexpected")
+
+
+def _memory_exactly_once(pipe, sent: list[str], where: str) -> None:
+    def mem():
+        return [r["tripId"] for r in pipe.read_table("mem")]
+
+    pipe.wait_rows(mem, lambda rows: len(set(rows)) >= len(sent), timeout=30)
+    time.sleep(1.0)  # a duplicate written late would show now
+    _exactly_once(sent, mem(), where)
+
+
+def test_kill_9_of_processing_three_times_mid_stream_loses_and_duplicates_nothing(
+        service_process, root_policy, tmp_path):
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    table = pg_table()
+    pipe.create_hub("trips", partitions=2)
+    pipe.create_sink("mem", "memory")
+    pipe.create_sink("pg", "postgres", {"dsn": PG_DSN, "table": table})
+    query = ("SELECT tripId INTO [Mem] FROM [Trips]\n"
+             "SELECT tripId INTO [Pg] FROM [Trips]")
+    pipe.create_job("copy", query, {"Trips": "trips"}, {"Mem": "mem", "Pg": "pg"})
+    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
+    try:
+        with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
+            for _ in range(3):
+                time.sleep(1.2)
+                pipe.processing.kill()  # kill -9 while events stream in and epochs are written
+                pipe.start_processing()
+                pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING after restart")
+            time.sleep(0.5)
+            sent = pub.stop()
+        assert len(sent) > 300
+
+        def mem():
+            return [r["tripId"] for r in pipe.read_table("mem")]
+
+        def pg():
+            return pg_rows(table, "tripId")
+
+        got_mem = pipe.wait_rows(mem, lambda rows: len(set(rows)) >= len(sent), timeout=20)
+        got_pg = pipe.wait_rows(pg, lambda rows: len(set(rows)) >= len(sent), timeout=20)
+        time.sleep(1.0)  # a duplicate written late would show now
+        _exactly_once(sent, mem(), "memory sink")
+        _exactly_once(sent, pg(), "postgres sink")
+        assert got_mem and got_pg
+        assert pipe.get_job("copy").state == ppb.JOB_STATE_RUNNING
+    finally:
+        pg_drop(table)
+
+
+def test_kill_9_of_sink_while_the_job_writes_holds_and_retries(service_process, root_policy, tmp_path):
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=2)
+    pipe.create_sink("mem", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
+    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
+    with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
+        time.sleep(1.0)
+        pipe.sink.kill()  # kill -9 of the sink service while epochs are written
+        time.sleep(3.0)  # longer than a few retries: the job must hold, not fail
+        assert pipe.get_job("copy").state == ppb.JOB_STATE_RUNNING, pipe.get_job("copy").error
+        pipe.restart_sink()
+        time.sleep(1.0)
+        sent = pub.stop()
+    _memory_exactly_once(pipe, sent, "memory sink after the sink's restart")
+    assert pipe.get_job("copy").state == ppb.JOB_STATE_RUNNING
+
+
+def test_kill_9_of_processing_while_it_holds_a_write_replays_the_epoch_once(
+        service_process, root_policy, tmp_path):
+    """The sink is down, so the job holds an epoch whose intent is durable and whose
+    checkpoint is not; kill -9 then makes the restarted job replay that epoch (the
+    sink recognises its ids) and go on reading after it, not from before it."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=2)
+    pipe.create_sink("mem", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
+    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
+    with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
+        time.sleep(1.0)
+        pipe.sink.kill()
+        time.sleep(1.5)  # the job holds an epoch (intent written, no checkpoint)
+        pipe.processing.kill()
+        pipe.restart_sink()
+        pipe.start_processing()
+        pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING after restart")
+        time.sleep(1.0)
+        sent = pub.stop()
+    _memory_exactly_once(pipe, sent, "memory sink")

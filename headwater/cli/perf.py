@@ -174,7 +174,81 @@ def run_perf_query(args: argparse.Namespace) -> int:
 
 register_perf_command("query", add_query)
 
-# Ingestion: `headwater perf produce` and `headwater perf consume`.
-from headwater.perf.ingestion import add_perf_commands as _add_ingestion  # noqa: E402
 
-register_perf_command("ingestion", _add_ingestion)
+def _add_area(module: str):
+    def add(perf_sub: argparse._SubParsersAction) -> None:
+        import importlib
+
+        importlib.import_module(module).add_perf_commands(perf_sub)
+    return add
+
+
+#: The other areas' perf commands: each module exposes add_perf_commands(perf_subparsers).
+for _name, _module in (("ingestion", "headwater.perf.ingestion"),   # produce, consume
+                       ("registry", "headwater.perf.registry"),
+                       ("sink", "headwater.perf.sink"),
+                       ("pipeline", "headwater.perf.pipeline")):
+    register_perf_command(_name, _add_area(_module))
+
+
+# -- perf all ---------------------------------------------------------------------------------
+#: What `make bench` runs: (label, argv after `headwater perf`), sized for a 2-core machine.
+ALL_RUNS: tuple[tuple[str, list[str]], ...] = (
+    ("produce", ["produce", "--events", "1000000", "--event-size", "250", "--batch-size", "1000",
+                 "--producers", "1", "--partitions", "4"]),
+    ("consume", ["consume", "--events", "1000000", "--event-size", "250", "--partitions", "4"]),
+    ("query book", ["query", "-n", "2000000", "--query", "book", "--compare", "duckdb"]),
+    ("query distinct", ["query", "-n", "2000000", "--query", "distinct", "--compare", "duckdb"]),
+    ("query hopping", ["query", "-n", "2000000", "--query", "hopping", "--compare", "duckdb"]),
+    ("query session", ["query", "-n", "2000000", "--query", "session", "--compare", "duckdb"]),
+    ("registry", ["registry"]),
+    ("sink memory", ["sink", "--output", "memory", "--rows", "100000"]),
+    ("sink postgres", ["sink", "--output", "postgres", "--rows", "100000"]),
+    ("sink postgres-upsert", ["sink", "--output", "postgres-upsert", "--rows", "100000"]),
+    ("sink parquet", ["sink", "--output", "parquet", "--rows", "100000"]),
+    ("sink delta", ["sink", "--output", "delta", "--rows", "100000"]),
+    ("sink jsonl", ["sink", "--output", "jsonl", "--rows", "100000"]),
+    ("pipeline", ["pipeline", "--rate", "20000", "--seconds", "10"]),
+)
+
+
+def _all(args: argparse.Namespace) -> int:
+    """Each perf command in its own process (so peak RSS is its own), one table at the end."""
+    import subprocess
+
+    from headwater.procs import headwater_cmd
+
+    results = []
+    for label, argv in ALL_RUNS:
+        if args.only and not any(o in label for o in args.only):
+            continue
+        print(f"== headwater perf {' '.join(argv)}", flush=True)
+        proc = subprocess.run([*headwater_cmd(), "perf", *argv, "--json"], capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+        print("\n".join(lines[:-1]) if lines else proc.stderr[-2000:], flush=True)
+        try:
+            result = json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            result = {"error": (proc.stderr or proc.stdout)[-300:]}
+        results.append((label, result))
+    print("\n| run | events/s | MB/s | p50 ms | p99 ms | peak RSS MB | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for label, r in results:
+        ratio = next((f"{k}={v:.3g}" for k, v in r.items() if k.endswith("ratio") and isinstance(v, (int, float))), "")
+        cells = [f"{r[k]:,.0f}" if isinstance(r.get(k), (int, float)) and k == "events_per_s" else
+                 (f"{r[k]:g}" if isinstance(r.get(k), (int, float)) else "") for k in
+                 ("events_per_s", "mb_per_s", "p50_ms", "p99_ms", "peak_rss_mb")]
+        print(f"| {label} | {' | '.join(cells)} | {ratio or r.get('error', '')} |")
+    if args.json:
+        print(json.dumps({label: r for label, r in results}))
+    return 0 if all("error" not in r for _, r in results) else 1
+
+
+def add_all(perf_sub: argparse._SubParsersAction) -> None:
+    p = perf_sub.add_parser("all", help="every perf command at its README size, one table (make bench)")
+    p.add_argument("--only", action="append", default=[], help="runs whose label contains this (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_all)
+
+
+register_perf_command("all", add_all)

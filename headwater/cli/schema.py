@@ -129,20 +129,8 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_perf_command() -> None:
-    """Offer ``headwater perf registry`` through perf.py's registration hook (this module is
-    loaded before perf's in COMMAND_MODULES)."""
-    try:
-        from headwater.cli.perf import register_perf_command
-    except ImportError:
-        return
-    from headwater.perf.registry import add_perf_commands
-
-    register_perf_command("registry", add_perf_commands)
-
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    _register_perf_command()
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--registry", metavar="HOST:PORT",
                         help="registry address (default $HEADWATER_REGISTRY_ADDRESS or localhost:50052)")

@@ -34,6 +34,9 @@ DEFAULT_MAX_BATCH_BYTES = 1024 * 1024
 EVENT_OVERHEAD = 16
 
 
+_UNREAD: Any = object()
+
+
 class EventData:
     """An event: a body plus application properties, as azure.eventhub.EventData.
 
@@ -41,15 +44,16 @@ class EventData:
     ``enqueued_time``, ``partition_key`` and ``partition_id``.
     """
 
+    # Received events are wrapped lazily: fields are read from the protobuf
+    # message on first access, so receiving costs no per-field work up front.
     __slots__ = (
         "_body",
-        "_encoded",
+        "_content_type",
+        "_correlation_id",
+        "_message_id",
         "_partition_key",
+        "_properties",
         "_received",
-        "content_type",
-        "correlation_id",
-        "message_id",
-        "properties",
     )
 
     def __init__(self, body: str | bytes | None = None) -> None:
@@ -61,40 +65,79 @@ class EventData:
             self._body = bytes(body)
         else:
             raise TypeError(f"EventData body must be str or bytes, not {type(body).__name__}")
-        self.properties: dict[str, Any] = {}
-        self.content_type: str | None = None
-        self.correlation_id: str | None = None
-        self.message_id: str | None = None
-        self._partition_key: str = ""
+        self._properties: dict[str, Any] | None = {}
+        self._content_type: str | None = None
+        self._correlation_id: str | None = None
+        self._message_id: str | None = None
+        self._partition_key: str | None = ""
         self._received: event_pb2.ReceivedEvent | None = None
-        self._encoded: bytes | None = None
 
     # -- received events ------------------------------------------------------
     @classmethod
     def _from_received(cls, msg: event_pb2.ReceivedEvent) -> EventData:
         ev = cls.__new__(cls)
-        e = msg.event
-        ev._body = e.body
-        ev.properties = dict(e.properties)
-        ev.content_type = e.content_type or None
-        ev.correlation_id = e.correlation_id or None
-        ev.message_id = e.message_id or None
-        ev._partition_key = e.partition_key
         ev._received = msg
-        ev._encoded = None
+        ev._body = ev._properties = ev._partition_key = None
+        ev._content_type = ev._correlation_id = ev._message_id = _UNREAD
         return ev
+
+    def _field(self, name: str) -> str | None:
+        return getattr(self._received.event, name) or None  # type: ignore[union-attr]
 
     @property
     def body(self) -> bytes:
         """The payload bytes."""
+        if self._body is None:
+            self._body = self._received.event.body  # type: ignore[union-attr]
         return self._body
 
+    @property
+    def properties(self) -> dict[str, Any]:
+        """Application properties (values are strings once sent)."""
+        if self._properties is None:
+            self._properties = dict(self._received.event.properties)  # type: ignore[union-attr]
+        return self._properties
+
+    @properties.setter
+    def properties(self, value: dict[str, Any]) -> None:
+        self._properties = dict(value) if value is not None else {}
+
+    @property
+    def content_type(self) -> str | None:
+        if self._content_type is _UNREAD:
+            self._content_type = self._field("content_type")
+        return self._content_type  # type: ignore[return-value]
+
+    @content_type.setter
+    def content_type(self, value: str | None) -> None:
+        self._content_type = value
+
+    @property
+    def correlation_id(self) -> str | None:
+        if self._correlation_id is _UNREAD:
+            self._correlation_id = self._field("correlation_id")
+        return self._correlation_id  # type: ignore[return-value]
+
+    @correlation_id.setter
+    def correlation_id(self, value: str | None) -> None:
+        self._correlation_id = value
+
+    @property
+    def message_id(self) -> str | None:
+        if self._message_id is _UNREAD:
+            self._message_id = self._field("message_id")
+        return self._message_id  # type: ignore[return-value]
+
+    @message_id.setter
+    def message_id(self, value: str | None) -> None:
+        self._message_id = value
+
     def body_as_str(self, encoding: str = "UTF-8") -> str:
-        return self._body.decode(encoding)
+        return self.body.decode(encoding)
 
     def body_as_json(self, encoding: str = "UTF-8") -> Any:
         try:
-            return json.loads(self._body.decode(encoding))
+            return json.loads(self.body.decode(encoding))
         except ValueError as exc:
             raise TypeError(f"event body is not JSON: {exc}") from None
 
@@ -115,6 +158,8 @@ class EventData:
 
     @property
     def partition_key(self) -> str | None:
+        if self._partition_key is None:
+            self._partition_key = self._received.event.partition_key  # type: ignore[union-attr]
         return self._partition_key or None
 
     @property
@@ -130,24 +175,23 @@ class EventData:
 
     # -- encoding ---------------------------------------------------------------
     def _encode(self, partition_key: str = "") -> bytes:
-        key = partition_key or self._partition_key
-        if self._encoded is None or key != self._partition_key:
-            self._partition_key = key
-            self._encoded = event_pb2.EventData(
-                body=self._body, properties={str(k): str(v) for k, v in self.properties.items()},
-                content_type=self.content_type or "", correlation_id=self.correlation_id or "",
-                message_id=self.message_id or "", partition_key=key).SerializeToString()
-        return self._encoded
+        """Serialize as it is now (a batch takes a snapshot, as azure-eventhub's add does)."""
+        key = partition_key or self.partition_key or ""
+        self._partition_key = key
+        return event_pb2.EventData(
+            body=self.body, properties={str(k): str(v) for k, v in self.properties.items()},
+            content_type=self.content_type or "", correlation_id=self.correlation_id or "",
+            message_id=self.message_id or "", partition_key=key).SerializeToString()
 
     def __repr__(self) -> str:
-        body = self._body[:40]
+        body = self.body[:40]
         if self._received is not None:
             return (f"EventData(body={body!r}, sequence_number={self.sequence_number}, "
                     f"partition_id={self.partition_id!r})")
         return f"EventData(body={body!r})"
 
     def __str__(self) -> str:
-        return self._body.decode("utf-8", "replace")
+        return self.body.decode("utf-8", "replace")
 
 
 class EventDataBatch:

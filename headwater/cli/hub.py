@@ -380,8 +380,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = _common(sub.add_parser("send", help="send JSON lines from a file or stdin to a hub"))
     p.add_argument("hub")
     p.add_argument("file", nargs="?", help="JSON lines file (default stdin)")
-    p.add_argument("--partition-key", help="route each event by this JSON field")
-    p.add_argument("--partition", help="send every event to this partition")
+    route = p.add_mutually_exclusive_group()
+    route.add_argument("--partition-key", help="route each event by this JSON field")
+    route.add_argument("--partition", help="send every event to this partition")
     p.add_argument("--batch-size", type=int, default=500, help="events per batch (default 500)")
     p.set_defaults(func=_send)
 

@@ -201,7 +201,10 @@ def _cg_delete(args: argparse.Namespace) -> int:
 
 
 def _lines(path: str | None) -> Iterator[tuple[int, str]]:
-    fh = sys.stdin if path in (None, "-") else open(path, encoding="utf-8")
+    try:
+        fh = sys.stdin if path in (None, "-") else open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"cannot read {path}: {exc.strerror}") from None
     try:
         for number, line in enumerate(fh, 1):
             if line.strip():

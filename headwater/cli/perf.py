@@ -234,7 +234,7 @@ def _all(args: argparse.Namespace) -> int:
     print("\n| run | events/s | MB/s | p50 ms | p99 ms | peak RSS MB | ratio |")
     print("|---|---|---|---|---|---|---|")
     for label, r in results:
-        ratio = next((f"{k}={v:.3g}" for k, v in r.items() if k.endswith("ratio") and isinstance(v, (int, float))), "")
+        ratio = next((f"{k}={v:.3g}" for k, v in r.items() if k.startswith("ratio") and isinstance(v, (int, float))), "")
         cells = [f"{r[k]:,.0f}" if isinstance(r.get(k), (int, float)) and k == "events_per_s" else
                  (f"{r[k]:g}" if isinstance(r.get(k), (int, float)) else "") for k in
                  ("events_per_s", "mb_per_s", "p50_ms", "p99_ms", "peak_rss_mb")]

@@ -29,9 +29,12 @@ class JobManager:
         self.config = config
         self.catalog = catalog
         self.runners: dict[str, JobRunner] = {}
+        #: The last metrics of jobs that stopped or failed in this process: a FAILED
+        #: job still shows the runtime error that failed it.
+        self.final_metrics: dict[str, pb.JobMetrics] = {}
         self.channels: dict[str, object] = {}
         self.alerts = AlertEvaluator(rules=lambda: list(self.catalog.rules.values()),
-                                     metrics_of=self.metrics, sample_interval_s=config.alert_sample_interval_s)
+                                     metrics_of=self.running_metrics, sample_interval_s=config.alert_sample_interval_s)
 
     # -- lifecycle of the service ------------------------------------------------------
     async def open(self) -> None:
@@ -108,12 +111,14 @@ class JobManager:
             self._set_state(name, pb.JOB_STATE_FAILED, str(exc))
             raise
         self.runners[name] = runner
+        self.final_metrics.pop(name, None)
         return self._set_state(name, pb.JOB_STATE_RUNNING, started=True)
 
     def _on_failure(self, name: str, message: str) -> None:
         runner = self.runners.pop(name, None)
         self._set_state(name, pb.JOB_STATE_FAILED, message)
         if runner is not None:
+            self.final_metrics[name] = runner.metrics()
             asyncio.get_event_loop().create_task(runner.stop(final_checkpoint=False))
 
     async def stop(self, name: str) -> pb.Job:
@@ -125,11 +130,17 @@ class JobManager:
             return job
         self._set_state(name, pb.JOB_STATE_STOPPING)
         await runner.stop(final_checkpoint=True)
-        return self._set_state(name, pb.JOB_STATE_STOPPED, runner.error)
+        self.final_metrics[name] = runner.metrics()
+        return self._set_state(name, pb.JOB_STATE_FAILED if runner.error else pb.JOB_STATE_STOPPED, runner.error)
+
+    def running_metrics(self, name: str) -> pb.JobMetrics | None:
+        """Metrics of a running job only: alert rules do not sample stopped jobs."""
+        runner = self.runners.get(name)
+        return runner.metrics() if runner is not None else None
 
     def metrics(self, name: str) -> pb.JobMetrics | None:
         runner = self.runners.get(name)
-        return runner.metrics() if runner is not None else None
+        return runner.metrics() if runner is not None else self.final_metrics.get(name)
 
     def test_query(self, request: pb.TestQueryRequest) -> pb.TestQueryResponse:
         return engine_adapter.test_query(request)

@@ -115,6 +115,11 @@ class JobRunner:
         if job.HasField("checkpoint_interval") and job.checkpoint_interval.ToNanoseconds() > 0:
             self.settings.checkpoint_interval_s = job.checkpoint_interval.ToNanoseconds() / 1e9
         self.epoch = 0
+        #: Where partitions without a position start: "earliest" or an ISO time (NOW is
+        #: the start's wall-clock time, kept in the checkpoint so a resumed job's quiet
+        #: partitions start there too, neither at the latest event of the resume nor at
+        #: the earliest).
+        self.start_from: str = "earliest"
         #: (alias, partition) -> last sequence number processed (-1: none).
         self.positions: dict[tuple[str, str], int] = {}
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=self.settings.queue_batches)
@@ -154,7 +159,7 @@ class JobRunner:
         state = self.rt.snapshot()
         _atomic_write(self._state.with_name(f"state-{self.epoch}.bin"), state)
         body = {"epoch": self.epoch, "positions": [[a, p, s] for (a, p), s in self.positions.items()],
-                "state_file": f"state-{self.epoch}.bin"}
+                "state_file": f"state-{self.epoch}.bin", "start": self.start_from}
         _atomic_write(self._ckpt, json.dumps(body).encode())
         for old in self.dir.glob("state-*.bin"):
             if old.name != body["state_file"]:
@@ -168,6 +173,7 @@ class JobRunner:
             self.epoch = ckpt["epoch"]
             self.positions = {(a, p): s for a, p, s in ckpt["positions"]}
             self.rt.restore((self.dir / ckpt["state_file"]).read_bytes())
+            self.start_from = ckpt.get("start", "earliest")
             if self._intent.exists():
                 intent = json.loads(self._intent.read_text())
                 if intent["epoch"] > self.epoch:
@@ -180,7 +186,13 @@ class JobRunner:
                 if f.exists():
                     self.epoch = max(self.epoch, int(json.loads(f.read_text()).get("epoch", 0)))
                     f.unlink()
-        starts = await self._start_positions(mode, start_time)
+            if mode == pb.JOB_START_MODE_CUSTOM_TIME and start_time is not None:
+                self.start_from = start_time.astimezone(timezone.utc).isoformat()
+            elif mode in (pb.JOB_START_MODE_EARLIEST, pb.JOB_START_MODE_WHEN_LAST_STOPPED):
+                self.start_from = "earliest"
+            else:  # NOW: events enqueued from the start on, however late a reader connects
+                self.start_from = datetime.now(timezone.utc).isoformat()
+        starts = await self._start_positions()
         if replay is not None:
             await self._replay(replay, starts)
             # The readers go on after the replayed epoch, not from the checkpoint before it.
@@ -220,7 +232,7 @@ class JobRunner:
             pending, self._pending = self._pending + self._drain_queue(), []
             await self._run_epoch(pending, datetime.now(timezone.utc))
 
-    async def _start_positions(self, mode: int, start_time: datetime | None):
+    async def _start_positions(self):
         from headwater.v1 import ingestion_pb2 as ipb
 
         starts: dict[tuple[str, str, str, str], event_pb2.EventPosition] = {}
@@ -235,14 +247,10 @@ class JobRunner:
                 key = (inp.alias, pid)
                 if key in self.positions:
                     pos = event_pb2.EventPosition(sequence_number=self.positions[key], inclusive=False)
-                elif mode == pb.JOB_START_MODE_EARLIEST:
-                    pos = event_pb2.EventPosition(earliest=True)
-                elif mode == pb.JOB_START_MODE_CUSTOM_TIME and start_time is not None:
-                    pos = event_pb2.EventPosition(enqueued_time=_ts(start_time))
-                elif mode == pb.JOB_START_MODE_WHEN_LAST_STOPPED:
+                elif self.start_from == "earliest":
                     pos = event_pb2.EventPosition(earliest=True)
                 else:
-                    pos = event_pb2.EventPosition(latest=True)
+                    pos = event_pb2.EventPosition(enqueued_time=_ts(datetime.fromisoformat(self.start_from)))
                 starts[(inp.alias, hub, group, pid)] = pos
         return starts
 
@@ -300,8 +308,8 @@ class JobRunner:
             begin = self.positions.get((alias, pid), -1)
             if end <= begin:
                 continue
-            pos = event_pb2.EventPosition(sequence_number=begin, inclusive=False) if begin >= 0 else \
-                event_pb2.EventPosition(earliest=True)
+            # A partition with no position yet starts where the job started (not earliest).
+            pos = event_pb2.EventPosition(sequence_number=begin, inclusive=False) if begin >= 0 else position
             got: list = []
             while not got or got[-1].sequence_number < end:
                 req = ipb.ReadEventsRequest(hub=hub, partition_id=pid, consumer_group=group, event_position=pos,

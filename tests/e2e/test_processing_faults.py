@@ -14,8 +14,14 @@ import time
 
 import pytest
 
-from tests.integration.processing_support import (PG_DSN, Pipeline, Publisher, pg_drop, pg_rows,
-                                                  pg_table)
+from tests.integration.processing_support import (
+    PG_DSN,
+    Pipeline,
+    Publisher,
+    pg_drop,
+    pg_rows,
+    pg_table,
+)
 
 pytestmark = pytest.mark.slow
 

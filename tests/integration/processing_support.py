@@ -14,7 +14,6 @@ from google.protobuf import struct_pb2
 
 from headwater.channel import sync_channel
 from headwater.errors import HeadwaterError
-
 from tests.conftest import conn_for
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -130,7 +129,8 @@ class Pipeline:
         raise AssertionError(f"job {name}: {what} not reached in {timeout}s; last: {job}")
 
     def publish(self, hub: str, events: list[dict]) -> None:
-        from headwater.v1 import event_pb2, ingestion_pb2 as ipb
+        from headwater.v1 import event_pb2
+        from headwater.v1 import ingestion_pb2 as ipb
 
         for i in range(0, len(events), 500):
             self.call("ingestion", "PublishEvents", ipb.PublishEventsRequest(
@@ -138,7 +138,8 @@ class Pipeline:
                                            for e in events[i:i + 500]]))
 
     def read_table(self, sink: str) -> list[dict]:
-        from headwater.v1 import event_pb2, sink_pb2 as spb
+        from headwater.v1 import event_pb2
+        from headwater.v1 import sink_pb2 as spb
 
         rows, token = [], ""
         while True:

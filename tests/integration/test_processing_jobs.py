@@ -1,0 +1,257 @@
+"""Jobs of the processing service through its gRPC API, every service a real process.
+
+Written from docs/processing.md: start modes, failure states and their errors,
+metrics, output error policies and alert rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from google.protobuf import duration_pb2
+
+from tests.integration.processing_support import (
+    PG_DSN,
+    Pipeline,
+    Publisher,
+    pg_drop,
+    pg_table,
+)
+
+COUNT_QUERY = """
+SELECT COUNT(*) AS n, System.Timestamp() AS WindowEnd
+INTO [Out]
+FROM [In]
+GROUP BY TumblingWindow(second, 1)
+"""
+
+
+def _ordering(late_s: int = 1):
+    from headwater.v1 import processing_pb2 as ppb
+
+    return ppb.EventOrderingPolicy(late_arrival_tolerance=duration_pb2.Duration(seconds=late_s))
+
+
+def _total(pipe: Pipeline, sink: str = "out") -> int:
+    return sum(r["n"] for r in pipe.read_table(sink))
+
+
+def _settle(pipe: Pipeline, expected: int, sink: str = "out", timeout: float = 15.0) -> int:
+    """The windowed total once it reaches ``expected`` (or the timeout), and one more look later."""
+    pipe.wait_rows(lambda: _total(pipe, sink), lambda n: n >= expected, timeout=timeout)
+    time.sleep(1.2)  # windows that would count an event twice close by now
+    return _total(pipe, sink)
+
+
+@pytest.mark.slow
+def test_stop_and_start_modes(service_process, root_policy, tmp_path):
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=2)
+    pipe.create_sink("out", "memory")
+    pipe.create_job("win", COUNT_QUERY, {"In": "trips"}, {"Out": "out"}, event_ordering=_ordering(1))
+
+    # WHEN_LAST_STOPPED: stopped mid-stream, events sent while stopped and after the
+    # restart all count once; the open windows carry on from the checkpoint.
+    pipe.start_job("win", ppb.JOB_START_MODE_EARLIEST)
+    with Publisher(pipe, "trips", per_batch=10, interval_s=0.03) as pub:
+        time.sleep(1.0)
+        stopped = pipe.stop_job("win")
+        assert stopped.state == ppb.JOB_STATE_STOPPED, stopped.error
+        time.sleep(0.7)
+        assert pipe.start_job("win", ppb.JOB_START_MODE_WHEN_LAST_STOPPED).state == ppb.JOB_STATE_RUNNING
+        time.sleep(1.0)
+        pipe.stop_job("win")  # and once more, then resume
+        pipe.start_job("win", ppb.JOB_START_MODE_WHEN_LAST_STOPPED)
+        time.sleep(0.7)
+        sent = pub.stop()
+    assert _settle(pipe, len(sent)) == len(sent)
+
+    # NOW: events sent while stopped are skipped; events sent right after StartJob are not.
+    pipe.stop_job("win")
+    pipe.publish("trips", [{"tripId": f"old{i}"} for i in range(37)])
+    time.sleep(0.3)
+    base = _total(pipe)
+    pipe.start_job("win", ppb.JOB_START_MODE_NOW)
+    pipe.publish("trips", [{"tripId": f"new{i}"} for i in range(23)])
+    assert _settle(pipe, base + 23) == base + 23
+
+    # EARLIEST: everything retained in the hub is counted again.
+    pipe.stop_job("win")
+    base = _total(pipe)
+    in_hub = len(sent) + 37 + 23
+    pipe.start_job("win", ppb.JOB_START_MODE_EARLIEST)
+    assert _settle(pipe, base + in_hub) == base + in_hub
+
+
+def test_now_start_survives_a_restart_of_a_quiet_job(service_process, root_policy, tmp_path):
+    """A job started NOW whose hub stays quiet, then killed: on resume it does not read
+    the events from before its start (a partition without a position starts at the
+    job's start, not at the earliest event)."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=2)
+    pipe.create_sink("out", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Out] FROM [In]", {"In": "trips"}, {"Out": "out"})
+    pipe.publish("trips", [{"tripId": f"old{i}"} for i in range(10)])
+    time.sleep(0.2)
+    pipe.start_job("copy", ppb.JOB_START_MODE_NOW)
+    time.sleep(1.0)  # a few (empty) checkpoints
+    pipe.processing.kill()
+    pipe.start_processing()
+    pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING after restart")
+    pipe.publish("trips", [{"tripId": f"new{i}"} for i in range(5)])
+    rows = pipe.wait_rows(lambda: pipe.read_table("out"), lambda r: len(r) >= 5, timeout=15)
+    time.sleep(1.0)
+    assert sorted(r["tripId"] for r in pipe.read_table("out")) == sorted(f"new{i}" for i in range(5)), rows
+
+
+def test_failing_cast_fails_the_job_and_late_events_are_counted(service_process, root_policy, tmp_path):
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=1)
+    pipe.create_sink("out", "memory")
+    pipe.create_sink("late", "memory")
+    pipe.create_job("cast", "SELECT CAST(fare AS bigint) AS fare INTO [Out] FROM [In]", {"In": "trips"},
+                    {"Out": "out"})
+    pipe.create_job("late", "SELECT tripId, t INTO [Out] FROM [In] TIMESTAMP BY t", {"In": "trips"},
+                    {"Out": "late"})
+    pipe.start_job("cast")
+    pipe.start_job("late")
+    long_ago = (datetime.now(timezone.utc) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    pipe.publish("trips", [{"tripId": f"t{i}", "fare": "12", "t": long_ago} for i in range(5)]
+                 + [{"tripId": "bad", "fare": "not a number", "t": long_ago}])
+
+    job = pipe.wait_job("cast", lambda j: j.state == ppb.JOB_STATE_FAILED, what="FAILED")
+    assert "not a number" in job.error or "CAST" in job.error.upper(), job.error
+    assert pipe.metrics("cast").runtime_errors >= 1
+
+    # The other job reads the same events, 2 minutes older than the 5 s late-arrival
+    # tolerance: all six are late (adjusted, not dropped) and all six are output.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and pipe.metrics("late").late_input_events < 6:
+        time.sleep(0.2)
+    m = pipe.metrics("late")
+    assert (m.input_events, m.late_input_events) == (6, 6)
+    rows = pipe.wait_rows(lambda: pipe.read_table("late"), lambda r: len(r) >= 6)
+    assert len(rows) == 6
+    assert pipe.get_job("late").state == ppb.JOB_STATE_RUNNING
+
+
+def test_output_error_policies_with_a_sink_that_refuses_rows(service_process, root_policy, tmp_path):
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    table = pg_table()
+    try:
+        pipe.create_hub("trips", partitions=1)
+        # An upsert sink keyed by `id`: rows of a query without an id are refused.
+        pipe.create_sink("docs", "postgres", {"dsn": PG_DSN, "table": table, "id_field": "id"})
+        query = "SELECT tripId INTO [Out] FROM [In]"
+        pipe.create_job("drop", query, {"In": "trips"}, {"Out": "docs"},
+                        output_error_policy=ppb.OUTPUT_ERROR_POLICY_DROP)
+        pipe.create_job("retry", query, {"In": "trips"}, {"Out": "docs"},
+                        output_error_policy=ppb.OUTPUT_ERROR_POLICY_RETRY)
+        pipe.start_job("drop")
+        pipe.start_job("retry")
+        pipe.publish("trips", [{"tripId": f"t{i}"} for i in range(4)])
+
+        job = pipe.wait_job("retry", lambda j: j.state == ppb.JOB_STATE_FAILED, what="FAILED")
+        assert "output Out" in job.error and "sinks/docs" in job.error, job.error
+        assert "id" in job.error
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and pipe.metrics("drop").output_errors < 4:
+            time.sleep(0.2)
+        assert pipe.metrics("drop").output_errors == 4
+        assert pipe.get_job("drop").state == ppb.JOB_STATE_RUNNING
+        pipe.publish("trips", [{"tripId": "t9"}])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and pipe.metrics("drop").output_errors < 5:
+            time.sleep(0.2)
+        assert pipe.metrics("drop").output_errors == 5  # and it goes on
+        assert pipe.get_job("drop").state == ppb.JOB_STATE_RUNNING
+    finally:
+        pg_drop(table)
+
+
+class _Webhook:
+    """A local aiohttp receiver in its own thread and loop."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        async def receive(request):
+            self.bodies.append(await request.json())
+            return web.Response(status=204)
+
+        async def main():
+            app = web.Application()
+            app.router.add_post("/alert", receive)
+            self._runner = web.AppRunner(app)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]
+            self.url = f"http://127.0.0.1:{port}/alert"
+            self._ready.set()
+
+        self._loop.run_until_complete(main())
+        self._loop.run_forever()
+
+    def __enter__(self):
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def test_alert_on_input_events_fires_and_posts_to_the_webhook(service_process, root_policy, tmp_path):
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=1)
+    pipe.create_sink("out", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Out] FROM [In]", {"In": "trips"}, {"Out": "out"})
+    with _Webhook() as hook:
+        rule = ppb.AlertRule(name="jobs/copy/alertRules/busy", metric="input_events",
+                             aggregation=ppb.ALERT_AGGREGATION_MAXIMUM, operator=ppb.ALERT_OPERATOR_GREATER_THAN,
+                             threshold=3, window=duration_pb2.Duration(seconds=1),
+                             frequency=duration_pb2.Duration(seconds=1), webhook_urls=[hook.url])
+        pipe.call("processing", "CreateAlertRule", ppb.CreateAlertRuleRequest(parent="jobs/copy", rule=rule))
+        pipe.start_job("copy")
+        time.sleep(1.5)
+        alerts = pipe.call("processing", "ListAlerts", ppb.ListAlertsRequest(parent="jobs/copy")).alerts
+        assert not alerts, "fired before the metric crossed the threshold"
+
+        pipe.publish("trips", [{"tripId": f"t{i}"} for i in range(10)])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not hook.bodies:
+            time.sleep(0.2)
+        alerts = pipe.call("processing", "ListAlerts", ppb.ListAlertsRequest(parent="jobs/copy")).alerts
+        assert alerts and alerts[0].rule == "jobs/copy/alertRules/busy"
+        assert alerts[0].value == 10
+        assert hook.bodies, "the webhook got no POST"
+        body = hook.bodies[0]
+        assert body["schemaId"] == "headwater.alert.v1"
+        assert body["rule"] == "jobs/copy/alertRules/busy" and body["value"] == 10
+        assert body["fireTime"] and "input_events" in body["description"]
+

@@ -337,6 +337,7 @@ class EventHubConsumerClient(_ClientBase):
         self._tasks: dict[str, asyncio.Task] = {}
         self._closed = asyncio.Event() if _loop_running() else None
         self._closing = False
+        self._balance_lock = asyncio.Lock()
 
     @classmethod
     def from_connection_string(cls, conn_str: str, consumer_group: str, *, eventhub_name: str | None = None,
@@ -380,9 +381,15 @@ class EventHubConsumerClient(_ClientBase):
         self._closing = True
         if self._closed is not None:
             self._closed.set()
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await self._release_ownership()
+        tasks = list(self._tasks.values())
+        current = asyncio.current_task()
+        for task in tasks:
+            if task is not current:
+                task.cancel()
+        # Let every partition receiver finish (on_partition_close runs) before returning.
+        await asyncio.gather(*(t for t in tasks if t is not current), return_exceptions=True)
+        async with self._balance_lock:  # no renewal can land after the release
+            await self._release_ownership()
         await super().close()
 
     # -- internals -------------------------------------------------------------------
@@ -516,10 +523,15 @@ class EventHubConsumerClient(_ClientBase):
         pids = await self.get_partition_ids()
         while not self._closing:
             try:
-                owned = await self._balance_once(pids)
+                async with self._balance_lock:
+                    if self._closing:
+                        break
+                    owned = await self._balance_once(pids)
             except HeadwaterError as exc:
                 log.warning("load balancing failed: %s", exc)
                 owned = set(self._tasks)
+            if self._closing:
+                break
             for pid in list(self._tasks):
                 if pid not in owned:
                     await self._stop_partition(pid)

@@ -130,6 +130,9 @@ class JobRunner:
         self._pending: list[tuple[str, str, list]] = []
         #: The epoch being run; shielded from cancellation (see stop()).
         self._epoch_task: asyncio.Task | None = None
+        #: An intent newer than the checkpoint still to replay: no other epoch may be
+        #: written before it (it would take the intent's checkpoint id).
+        self._replay_pending = False
         self.error: str = ""
         self.stats = {"input_events": 0, "input_bytes": 0, "output_events": 0, "output_errors": 0}
         self._cpu0 = self._cpu()
@@ -193,17 +196,17 @@ class JobRunner:
             else:  # NOW: events enqueued from the start on, however late a reader connects
                 self.start_from = datetime.now(timezone.utc).isoformat()
         starts = await self._start_positions()
-        if replay is not None:
-            await self._replay(replay, starts)
-            # The readers go on after the replayed epoch, not from the checkpoint before it.
-            for (alias, hub, group, pid) in starts:
-                if (alias, pid) in self.positions:
-                    starts[(alias, hub, group, pid)] = event_pb2.EventPosition(
-                        sequence_number=self.positions[(alias, pid)], inclusive=False)
+        # The replay and the loop run in the background: a replay held by a sink that is
+        # down must not hold StartJob (or the service's start) with it.
+        self._replay_pending = replay is not None
+        self.loop_task = asyncio.create_task(self._loop(replay, starts), name=f"job {self.job.name}")
+
+    async def _start_readers(self, starts: dict) -> None:
         for (alias, hub, group, pid), position in starts.items():
+            if (alias, pid) in self.positions:  # after a replayed epoch, not from the checkpoint before it
+                position = event_pb2.EventPosition(sequence_number=self.positions[(alias, pid)], inclusive=False)
             self.tasks.append(asyncio.create_task(self._reader(alias, hub, group, pid, position),
                                                   name=f"read {alias}/{pid}"))
-        self.loop_task = asyncio.create_task(self._loop(), name=f"job {self.job.name}")
 
     async def stop(self, final_checkpoint: bool = True, hold_timeout_s: float = 10.0) -> None:
         for t in self.tasks:
@@ -228,7 +231,7 @@ class JobRunner:
                 and self._epoch_task.exception() is not None and not self.error:
             exc = self._epoch_task.exception()
             self.error = str(exc) if isinstance(exc, HeadwaterError) else f"{type(exc).__name__}: {exc}"
-        if final_checkpoint and epoch_done and not self.error:
+        if final_checkpoint and epoch_done and not self.error and not self._replay_pending:
             pending, self._pending = self._pending + self._drain_queue(), []
             await self._run_epoch(pending, datetime.now(timezone.utc))
 
@@ -316,21 +319,36 @@ class JobRunner:
                                             max_batch_size=min(self.settings.read_batch_size, end - (
                                                 got[-1].sequence_number if got else begin)),
                                             max_wait=duration_pb2.Duration(seconds=1))
-                async for resp in self.ingestion.ReadEvents(req):
-                    if resp.events:
-                        got.extend(e for e in resp.events if e.sequence_number <= end)
-                        pos = event_pb2.EventPosition(sequence_number=got[-1].sequence_number, inclusive=False)
-                    break
+                batch = await retry_async(lambda req=req: self._read_once(req), self.settings.retry)
+                got.extend(e for e in batch if e.sequence_number <= end)
+                if got:
+                    pos = event_pb2.EventPosition(sequence_number=got[-1].sequence_number, inclusive=False)
             items.append((alias, pid, got))
         clock = datetime.fromisoformat(intent["clock"])
         self.epoch = intent["epoch"] - 1
         log.info("job %s: replaying epoch %d after a restart", self.job.name, intent["epoch"])
-        await self._run_epoch(items, clock)
+        self._epoch_task = asyncio.ensure_future(self._run_epoch(items, clock))
+        await asyncio.shield(self._epoch_task)
+        self._replay_pending = False
+
+    async def _read_once(self, req) -> list:
+        """The first answer of one ReadEvents stream (events, or none within its max_wait)."""
+        import grpc
+
+        try:
+            async for resp in self.ingestion.ReadEvents(req):
+                return list(resp.events)
+            return []
+        except grpc.aio.AioRpcError as exc:
+            raise await HeadwaterError.from_aio_call(exc) from None
 
     # -- the epoch loop --------------------------------------------------------------------
-    async def _loop(self) -> None:
+    async def _loop(self, replay: dict | None = None, starts: dict | None = None) -> None:
         interval = self.settings.checkpoint_interval_s
         try:
+            if replay is not None:
+                await self._replay(replay, starts or {})
+            await self._start_readers(starts or {})
             while True:
                 deadline = time.monotonic() + interval
                 while True:

@@ -123,9 +123,47 @@ def test_kill_9_of_processing_while_it_holds_a_write_replays_the_epoch_once(
         pipe.sink.kill()
         time.sleep(1.5)  # the job holds an epoch (intent written, no checkpoint)
         pipe.processing.kill()
-        pipe.restart_sink()
+        # Restarted while the sink is still down: the job resumes (its replay held in
+        # the background, not holding the service's start), then the sink comes back.
         pipe.start_processing()
         pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING after restart")
+        time.sleep(0.5)
+        pipe.restart_sink()
         time.sleep(1.0)
         sent = pub.stop()
     _memory_exactly_once(pipe, sent, "memory sink")
+
+
+def test_sigterm_restart_mid_stream_loses_and_duplicates_nothing(service_process, root_policy, tmp_path):
+    """A graceful stop (SIGTERM) takes a final checkpoint; the job resumes from it."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=2)
+    pipe.create_sink("mem", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
+    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
+    with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
+        for _ in range(2):
+            time.sleep(1.0)
+            assert pipe.processing.terminate() == 0
+            pipe.start_processing()
+            pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING after restart")
+        time.sleep(0.5)
+        sent = pub.stop()
+    _memory_exactly_once(pipe, sent, "memory sink after SIGTERM restarts")
+
+
+def test_deleting_the_input_hub_fails_the_job_naming_the_input(service_process, root_policy, tmp_path):
+    from headwater.v1 import ingestion_pb2 as ipb
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=1)
+    pipe.create_sink("mem", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
+    pipe.start_job("copy")
+    time.sleep(0.5)
+    pipe.call("ingestion", "DeleteHub", ipb.DeleteHubRequest(name="hubs/trips"))
+    job = pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_FAILED, timeout=20, what="FAILED")
+    assert "Trips" in job.error and "trips" in job.error.lower(), job.error

@@ -36,6 +36,18 @@ def _exactly_once(sent: list[str], got: list[str], where: str) -> None:
         f"{len(missing)} missing (e.g. {sorted(missing)[:5]}), {len(extra)} unexpected")
 
 
+def _copy_pipeline(service_process, root_policy, tmp_path, partitions: int = 2, mode=None) -> Pipeline:
+    """Hub `trips`, memory sink `mem`, and job `copy` (a pass-through) started EARLIEST."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=partitions)
+    pipe.create_sink("mem", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
+    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST if mode is None else mode)
+    return pipe
+
+
 def _memory_exactly_once(pipe, sent: list[str], where: str) -> None:
     def mem():
         return [r["tripId"] for r in pipe.read_table("mem")]
@@ -89,11 +101,7 @@ def test_kill_9_of_processing_three_times_mid_stream_loses_and_duplicates_nothin
 def test_kill_9_of_sink_while_the_job_writes_holds_and_retries(service_process, root_policy, tmp_path):
     from headwater.v1 import processing_pb2 as ppb
 
-    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
-    pipe.create_hub("trips", partitions=2)
-    pipe.create_sink("mem", "memory")
-    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
-    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
+    pipe = _copy_pipeline(service_process, root_policy, tmp_path)
     with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
         time.sleep(1.0)
         pipe.sink.kill()  # kill -9 of the sink service while epochs are written
@@ -113,11 +121,7 @@ def test_kill_9_of_processing_while_it_holds_a_write_replays_the_epoch_once(
     sink recognises its ids) and go on reading after it, not from before it."""
     from headwater.v1 import processing_pb2 as ppb
 
-    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
-    pipe.create_hub("trips", partitions=2)
-    pipe.create_sink("mem", "memory")
-    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
-    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
+    pipe = _copy_pipeline(service_process, root_policy, tmp_path)
     with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
         time.sleep(1.0)
         pipe.sink.kill()
@@ -138,11 +142,7 @@ def test_sigterm_restart_mid_stream_loses_and_duplicates_nothing(service_process
     """A graceful stop (SIGTERM) takes a final checkpoint; the job resumes from it."""
     from headwater.v1 import processing_pb2 as ppb
 
-    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
-    pipe.create_hub("trips", partitions=2)
-    pipe.create_sink("mem", "memory")
-    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
-    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
+    pipe = _copy_pipeline(service_process, root_policy, tmp_path)
     with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
         for _ in range(2):
             time.sleep(1.0)
@@ -158,11 +158,7 @@ def test_deleting_the_input_hub_fails_the_job_naming_the_input(service_process, 
     from headwater.v1 import ingestion_pb2 as ipb
     from headwater.v1 import processing_pb2 as ppb
 
-    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
-    pipe.create_hub("trips", partitions=1)
-    pipe.create_sink("mem", "memory")
-    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
-    pipe.start_job("copy")
+    pipe = _copy_pipeline(service_process, root_policy, tmp_path, partitions=1, mode=ppb.JOB_START_MODE_NOW)
     time.sleep(0.5)
     pipe.call("ingestion", "DeleteHub", ipb.DeleteHubRequest(name="hubs/trips"))
     job = pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_FAILED, timeout=20, what="FAILED")

@@ -23,3 +23,6 @@ class ProcessingConfig(ServiceConfig):
     alert_sample_interval_s: float = 1.0
     #: Restart jobs that were running when the service stopped (or was killed).
     resume_jobs: bool = True
+    #: Seconds a StopJob (or SIGTERM) waits for an epoch whose output is held by a sink
+    #: that is down; then the epoch is left to be replayed at the next start.
+    stop_hold_timeout_s: float = 10.0

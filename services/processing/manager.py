@@ -32,6 +32,7 @@ class JobManager:
         #: The last metrics of jobs that stopped or failed in this process: a FAILED
         #: job still shows the runtime error that failed it.
         self.final_metrics: dict[str, pb.JobMetrics] = {}
+        self._stopping: set[asyncio.Task] = set()
         self.channels: dict[str, object] = {}
         self.alerts = AlertEvaluator(rules=lambda: list(self.catalog.rules.values()),
                                      metrics_of=self.running_metrics, sample_interval_s=config.alert_sample_interval_s)
@@ -101,7 +102,8 @@ class JobManager:
         out_conn = job.outputs[0].connection_string if job.outputs else ""
         sinks = sink_pb2_grpc.SinkServiceStub(self._channel(self.config.sink_address, out_conn))
         runner = JobRunner(job, runtime, self.config.data_path() / "jobs" / job_id(name), ingestion, sinks,
-                           RunnerSettings(checkpoint_interval_s=self.config.checkpoint_interval_s))
+                           RunnerSettings(checkpoint_interval_s=self.config.checkpoint_interval_s,
+                                          stop_hold_timeout_s=self.config.stop_hold_timeout_s))
         runner.on_failure = lambda msg, n=name: self._on_failure(n, msg)
         self._set_state(name, pb.JOB_STATE_STARTING)
         try:
@@ -119,7 +121,9 @@ class JobManager:
         self._set_state(name, pb.JOB_STATE_FAILED, message)
         if runner is not None:
             self.final_metrics[name] = runner.metrics()
-            asyncio.get_event_loop().create_task(runner.stop(final_checkpoint=False))
+            task = asyncio.get_event_loop().create_task(runner.stop(final_checkpoint=False))
+            self._stopping.add(task)  # a reference, so the task is not collected mid-way
+            task.add_done_callback(self._stopping.discard)
 
     async def stop(self, name: str) -> pb.Job:
         job = self.catalog.get(name)

@@ -77,6 +77,9 @@ class RunnerSettings:
     read_batch_size: int = 5000
     queue_batches: int = 64
     write_batch_rows: int = 10_000
+    #: How long a stop waits for an epoch whose output is held (sink down) before
+    #: leaving it to be replayed at the next start.
+    stop_hold_timeout_s: float = 10.0
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=8, max_delay_s=60))
 
 
@@ -208,32 +211,43 @@ class JobRunner:
             self.tasks.append(asyncio.create_task(self._reader(alias, hub, group, pid, position),
                                                   name=f"read {alias}/{pid}"))
 
-    async def stop(self, final_checkpoint: bool = True, hold_timeout_s: float = 10.0) -> None:
+    async def stop(self, final_checkpoint: bool = True) -> None:
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.loop_task is not None:
             self.loop_task.cancel()
             await asyncio.gather(self.loop_task, return_exceptions=True)
-        epoch_done = True
-        if self._epoch_task is not None and not self._epoch_task.done():
-            # An epoch is being written: let it finish (its rows are out of the engine),
-            # unless its output is held (sink down) longer than we wait; then the intent
-            # stays and the next start replays it, so nothing is lost either way.
-            done, _ = await asyncio.wait({self._epoch_task}, timeout=hold_timeout_s)
-            if not done:
-                self._epoch_task.cancel()
-                await asyncio.gather(self._epoch_task, return_exceptions=True)
-                log.warning("job %s: stopped while an output was held; the epoch is replayed at the next start",
-                            self.job.name)
-                epoch_done = False
-        if self._epoch_task is not None and self._epoch_task.done() and not self._epoch_task.cancelled() \
-                and self._epoch_task.exception() is not None and not self.error:
-            exc = self._epoch_task.exception()
-            self.error = str(exc) if isinstance(exc, HeadwaterError) else f"{type(exc).__name__}: {exc}"
+        # An epoch being written finishes first (its rows are already out of the engine).
+        epoch_done = await self._finish_epoch()
         if final_checkpoint and epoch_done and not self.error and not self._replay_pending:
             pending, self._pending = self._pending + self._drain_queue(), []
-            await self._run_epoch(pending, datetime.now(timezone.utc))
+            self._epoch_task = asyncio.ensure_future(self._run_epoch(pending, datetime.now(timezone.utc)))
+            await self._finish_epoch()
+
+    async def _finish_epoch(self) -> bool:
+        """Wait for the epoch being written; False if it was given up.
+
+        An output held longer than ``stop_hold_timeout_s`` (a sink that is down) is
+        given up: its intent stays durable and the next start replays it, so nothing
+        is lost or written twice. A failure of the epoch becomes the job's error."""
+        task = self._epoch_task
+        if task is None:
+            return True
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=self.settings.stop_hold_timeout_s)
+            if not done:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                log.warning("job %s: stopped while an output was held; epoch %d is replayed at the next start",
+                            self.job.name, self.epoch)
+                return False
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not self.error:
+                self.error = str(exc) if isinstance(exc, HeadwaterError) else f"{type(exc).__name__}: {exc}"
+            return False
+        return not task.cancelled()
 
     async def _start_positions(self):
         from headwater.v1 import ingestion_pb2 as ipb

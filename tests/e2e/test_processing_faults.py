@@ -36,11 +36,12 @@ def _exactly_once(sent: list[str], got: list[str], where: str) -> None:
         f"{len(missing)} missing (e.g. {sorted(missing)[:5]}), {len(extra)} unexpected")
 
 
-def _copy_pipeline(service_process, root_policy, tmp_path, partitions: int = 2, mode=None) -> Pipeline:
+def _copy_pipeline(service_process, root_policy, tmp_path, partitions: int = 2, mode=None,
+                   env: dict[str, str] | None = None) -> Pipeline:
     """Hub `trips`, memory sink `mem`, and job `copy` (a pass-through) started EARLIEST."""
     from headwater.v1 import processing_pb2 as ppb
 
-    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3, extra_env=env)
     pipe.create_hub("trips", partitions=partitions)
     pipe.create_sink("mem", "memory")
     pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
@@ -163,3 +164,24 @@ def test_deleting_the_input_hub_fails_the_job_naming_the_input(service_process, 
     pipe.call("ingestion", "DeleteHub", ipb.DeleteHubRequest(name="hubs/trips"))
     job = pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_FAILED, timeout=20, what="FAILED")
     assert "Trips" in job.error and "trips" in job.error.lower(), job.error
+
+
+def test_stop_job_while_the_sink_is_down_then_resume(service_process, root_policy, tmp_path):
+    """StopJob does not hang on an output held by a sink that is down: after
+    stop_hold_timeout_s the epoch is left to its intent, and WHEN_LAST_STOPPED
+    replays it once the sink is back."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = _copy_pipeline(service_process, root_policy, tmp_path,
+                          env={"HEADWATER_PROCESSING_STOP_HOLD_TIMEOUT_S": "1"})
+    with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
+        time.sleep(1.0)
+        pipe.sink.kill()
+        time.sleep(1.0)
+        job = pipe.stop_job("copy")
+        assert job.state == ppb.JOB_STATE_STOPPED, job.error
+        pipe.restart_sink()
+        pipe.start_job("copy", ppb.JOB_START_MODE_WHEN_LAST_STOPPED)
+        time.sleep(1.0)
+        sent = pub.stop()
+    _memory_exactly_once(pipe, sent, "memory sink after a stop with the sink down")

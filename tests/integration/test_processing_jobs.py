@@ -112,6 +112,38 @@ def test_now_start_survives_a_restart_of_a_quiet_job(service_process, root_polic
     assert sorted(r["tripId"] for r in pipe.read_table("out")) == sorted(f"new{i}" for i in range(5)), rows
 
 
+def test_custom_time_start_and_running_job_preconditions(service_process, root_policy, tmp_path):
+    from google.protobuf import timestamp_pb2
+
+    from headwater.errors import HeadwaterError, Reason
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=2)
+    pipe.create_sink("out", "memory")
+    job = pipe.create_job("copy", "SELECT tripId INTO [Out] FROM [In]", {"In": "trips"}, {"Out": "out"})
+    pipe.publish("trips", [{"tripId": f"before{i}"} for i in range(5)])
+    time.sleep(0.3)
+    at = timestamp_pb2.Timestamp()
+    at.GetCurrentTime()
+    time.sleep(0.3)
+    pipe.publish("trips", [{"tripId": f"after{i}"} for i in range(7)])
+    pipe.call("processing", "StartJob", ppb.StartJobRequest(name="jobs/copy", start_mode=ppb.JOB_START_MODE_CUSTOM_TIME,
+                                                            start_time=at))
+    rows = pipe.wait_rows(lambda: pipe.read_table("out"), lambda r: len(r) >= 7)
+    time.sleep(0.8)
+    assert sorted(r["tripId"] for r in pipe.read_table("out")) == sorted(f"after{i}" for i in range(7)), rows
+
+    # A running job cannot be started again, updated or deleted: PRECONDITION_FAILED.
+    for call in (lambda: pipe.start_job("copy"),
+                 lambda: pipe.call("processing", "UpdateJob", ppb.UpdateJobRequest(job=job)),
+                 lambda: pipe.call("processing", "DeleteJob", ppb.DeleteJobRequest(name="jobs/copy"))):
+        with pytest.raises(HeadwaterError) as err:
+            call()
+        assert err.value.reason is Reason.PRECONDITION_FAILED
+    assert pipe.get_job("copy").state == ppb.JOB_STATE_RUNNING
+
+
 def test_failing_cast_fails_the_job_and_late_events_are_counted(service_process, root_policy, tmp_path):
     from headwater.v1 import processing_pb2 as ppb
 

@@ -392,6 +392,15 @@ class Outputs:
         out.subscribers.discard(q)
         metrics.SUBSCRIBERS.labels(out.id).set(len(out.subscribers))
 
+    def end_subscriptions(self) -> None:
+        """Shutdown: every live subscription ends (its stream returns; clients reconnect)."""
+        for out in self.outputs.values():
+            for q in list(out.subscribers):
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    while q.full():
+                        q.get_nowait()
+                q.put_nowait(None)
+
     def _publish(self, out: Output, update: Update) -> None:
         for q in list(out.subscribers):
             try:

@@ -81,6 +81,10 @@ class SinkService(Service):
         print(f"sink dashboard on {self.dashboard_url}", flush=True)
         log.info("dashboard serving", extra={"fields": {"url": self.dashboard_url}})
 
+    async def draining(self) -> None:
+        # Live subscriptions would otherwise hold the drain for the whole grace period.
+        self.outputs.end_subscriptions()
+
     async def stop(self) -> None:
         if self._poller is not None:
             self._poller.cancel()

@@ -293,3 +293,37 @@ async def test_an_empty_trigger_empties_a_complete_table(service_process, root_p
         await write(stub, "c", pa.table({"k": ["a"], "n": [1]}), ckpt=1)
         await write(stub, "c", pa.table({"k": pa.array([], pa.string()), "n": pa.array([], pa.int64())}), ckpt=2)
         assert await read_all(stub, "c") == []
+
+
+def test_sigterm_ends_live_subscriptions_at_once(service_process, root_policy):
+    """A SIGTERM drain does not wait the grace period for open SubscribeRows streams."""
+    import threading
+    import time
+
+    import grpc
+
+    from headwater.channel import sync_channel
+    from headwater.v1 import sink_pb2, sink_pb2_grpc
+
+    from tests.conftest import conn_for
+
+    proc = service_process("sink")
+    with sync_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        stub.CreateSink(sink_pb2.CreateSinkRequest(sink_id="live", sink=sink_pb2.Sink(kind="memory")), timeout=10)
+        ended = threading.Event()
+
+        def listen():
+            try:
+                for _ in stub.SubscribeRows(sink_pb2.SubscribeRowsRequest(name="sinks/live")):
+                    pass
+            except grpc.RpcError:
+                pass
+            ended.set()
+
+        threading.Thread(target=listen, daemon=True).start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert proc.terminate(timeout=30) == 0
+        assert time.monotonic() - t0 < 5, "shutdown waited for the open subscription"
+        assert ended.wait(5)

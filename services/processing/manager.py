@@ -15,7 +15,7 @@ from headwater.services.processing import engine_adapter
 from headwater.services.processing.alerts import AlertEvaluator
 from headwater.services.processing.config import ProcessingConfig
 from headwater.services.processing.jobs import JobCatalog, job_id
-from headwater.services.processing.runtime import JobRunner, RunnerSettings
+from headwater.services.processing.runtime import JobRunner, RunnerSettings, forget_job
 
 __all__ = ["JobManager"]
 
@@ -136,6 +136,11 @@ class JobManager:
         await runner.stop(final_checkpoint=True)
         self.final_metrics[name] = runner.metrics()
         return self._set_state(name, pb.JOB_STATE_FAILED if runner.error else pb.JOB_STATE_STOPPED, runner.error)
+
+    def forget(self, name: str) -> None:
+        """DeleteJob: drop the job's checkpoint and last metrics (not its epoch count)."""
+        self.final_metrics.pop(name, None)
+        forget_job(self.config.data_path() / "jobs" / job_id(name))
 
     def running_metrics(self, name: str) -> pb.JobMetrics | None:
         """Metrics of a running job only: alert rules do not sample stopped jobs."""

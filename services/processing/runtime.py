@@ -45,7 +45,7 @@ from headwater.retry import RetryPolicy, retry_async
 from headwater.v1 import event_pb2
 from headwater.v1 import processing_pb2 as pb
 
-__all__ = ["JobRunner", "QueryRuntime", "RunnerSettings"]
+__all__ = ["JobRunner", "QueryRuntime", "RunnerSettings", "forget_job", "last_epoch"]
 
 log = logging.getLogger("headwater.processing.runtime")
 
@@ -101,6 +101,30 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def last_epoch(state_dir: Path) -> int:
+    """The newest epoch a job's outputs may have been written with (0: none)."""
+    epoch = 0
+    for name in ("checkpoint.json", "intent.json", "epoch.json"):
+        f = state_dir / name
+        if f.exists():
+            epoch = max(epoch, int(json.loads(f.read_text()).get("epoch", 0)))
+    return epoch
+
+
+def forget_job(state_dir: Path) -> None:
+    """A deleted job's state goes; its last epoch stays (``epoch.json``), so a job
+    created again under the same name does not resume the old one's checkpoint, and
+    its outputs are not taken by the sinks as duplicates of the old job's."""
+    if not state_dir.exists():
+        return
+    epoch = last_epoch(state_dir)
+    for f in state_dir.iterdir():
+        if f.is_file():
+            f.unlink()
+    if epoch:
+        _atomic_write(state_dir / "epoch.json", json.dumps({"epoch": epoch}).encode())
 
 
 class JobRunner:
@@ -175,7 +199,7 @@ class JobRunner:
     async def start(self, mode: int, start_time: datetime | None = None) -> None:
         ckpt = self._load_checkpoint()
         replay: dict | None = None
-        if ckpt is not None and mode in (pb.JOB_START_MODE_WHEN_LAST_STOPPED, pb.JOB_START_MODE_UNSPECIFIED):
+        if ckpt is not None and mode == pb.JOB_START_MODE_WHEN_LAST_STOPPED:  # UNSPECIFIED is NOW
             self.epoch = ckpt["epoch"]
             self.positions = {(a, p): s for a, p, s in ckpt["positions"]}
             self.rt.restore((self.dir / ckpt["state_file"]).read_bytes())
@@ -188,10 +212,9 @@ class JobRunner:
             # A fresh start (NOW, EARLIEST, CUSTOM_TIME) forgets the positions and the
             # state but not the epoch: the sinks keep the last checkpoint id of this
             # job's writers and would take epochs counted again from 1 as duplicates.
+            self.epoch = max(self.epoch, last_epoch(self.dir))
             for f in (self._ckpt, self._intent):
-                if f.exists():
-                    self.epoch = max(self.epoch, int(json.loads(f.read_text()).get("epoch", 0)))
-                    f.unlink()
+                f.unlink(missing_ok=True)
             if mode == pb.JOB_START_MODE_CUSTOM_TIME and start_time is not None:
                 self.start_from = start_time.astimezone(timezone.utc).isoformat()
             elif mode in (pb.JOB_START_MODE_EARLIEST, pb.JOB_START_MODE_WHEN_LAST_STOPPED):

@@ -67,7 +67,7 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
             raise HeadwaterError(Reason.PRECONDITION_FAILED,
                                  f"job {job.name!r} is {pb.JobState.Name(job.state)}: stop it before deleting")
         self.catalog.delete(request.name)
-        self.manager.final_metrics.pop(request.name, None)
+        self.manager.forget(request.name)
         return pb.DeleteJobResponse()
 
     async def StartJob(self, request: pb.StartJobRequest, context) -> pb.StartJobResponse:

@@ -287,3 +287,34 @@ def test_alert_on_input_events_fires_and_posts_to_the_webhook(service_process, r
         assert body["rule"] == "jobs/copy/alertRules/busy" and body["value"] == 10
         assert body["fireTime"] and "input_events" in body["description"]
 
+
+def test_default_start_mode_is_now_and_a_recreated_job_starts_afresh(service_process, root_policy, tmp_path):
+    """processing.proto: an unset start mode is NOW (not a resume). A job deleted and
+    created again under the same name neither resumes the old checkpoint nor has its
+    output taken by the sink as duplicates of the old job's."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=1)
+    pipe.create_sink("out", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Out] FROM [In]", {"In": "trips"}, {"Out": "out"})
+    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
+    pipe.publish("trips", [{"tripId": f"a{i}"} for i in range(3)])
+    pipe.wait_rows(lambda: pipe.read_table("out"), lambda r: len(r) >= 3)
+    pipe.stop_job("copy")
+    pipe.publish("trips", [{"tripId": "skipped"}])
+    time.sleep(0.2)
+    pipe.call("processing", "StartJob", ppb.StartJobRequest(name="jobs/copy"))  # no start mode
+    pipe.publish("trips", [{"tripId": "b0"}])
+    pipe.wait_rows(lambda: pipe.read_table("out"), lambda r: len(r) >= 4)
+    time.sleep(0.8)
+    assert sorted(r["tripId"] for r in pipe.read_table("out")) == ["a0", "a1", "a2", "b0"]
+
+    pipe.stop_job("copy")
+    pipe.call("processing", "DeleteJob", ppb.DeleteJobRequest(name="jobs/copy"))
+    pipe.create_job("copy", "SELECT tripId, 'v2' AS version INTO [Out] FROM [In]", {"In": "trips"},
+                    {"Out": "out"})
+    pipe.start_job("copy", ppb.JOB_START_MODE_WHEN_LAST_STOPPED)  # never ran: from the earliest event
+    rows = pipe.wait_rows(lambda: [r for r in pipe.read_table("out") if r.get("version") == "v2"],
+                          lambda r: len(r) >= 5)
+    assert sorted(r["tripId"] for r in rows) == ["a0", "a1", "a2", "b0", "skipped"]

@@ -71,7 +71,7 @@ class Policy:
         return {"name": self.name, "key": self.key, "rights": sorted(r.value for r in self.rights)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Policy":
+    def from_json(cls, data: dict) -> Policy:
         try:
             rights = frozenset(Right(r) for r in data["rights"])
         except ValueError as exc:
@@ -96,7 +96,7 @@ class PolicyStore:
         self._mtime = -1.0
         self._policies: dict[str, Policy] = {}
 
-    def ensure(self) -> "PolicyStore":
+    def ensure(self) -> PolicyStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             body = json.dumps({"policies": [Policy(ROOT_POLICY, new_key(), frozenset(Right)).to_json()]},
@@ -235,7 +235,7 @@ class ConnectionString:
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> "ConnectionString":
+    def parse(cls, text: str) -> ConnectionString:
         parts: dict[str, str] = {}
         for piece in text.strip().strip(";").split(";"):
             if not piece.strip():

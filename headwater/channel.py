@@ -7,7 +7,6 @@ from the connection string's key and renewed before it expires.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import grpc
 

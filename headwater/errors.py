@@ -9,7 +9,8 @@ errors also carry ``google.rpc.RetryInfo``. In Python it is a
 from __future__ import annotations
 
 import enum
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
@@ -145,7 +146,7 @@ class HeadwaterError(Exception):
 
     @classmethod
     def from_status(cls, status: status_pb2.Status | None, code: grpc.StatusCode | None = None,
-                    details: str = "") -> "HeadwaterError":
+                    details: str = "") -> HeadwaterError:
         reason: Reason | None = None
         metadata: dict[str, str] = {}
         retry_after: float | None = None
@@ -181,7 +182,7 @@ class HeadwaterError(Exception):
         return err_cls(reason, message, metadata=metadata, retry_after=retry_after)
 
     @classmethod
-    def from_rpc_error(cls, exc: grpc.RpcError) -> "HeadwaterError":
+    def from_rpc_error(cls, exc: grpc.RpcError) -> HeadwaterError:
         """Build from a failed call (sync or aio), reading the rich status if present."""
         from grpc_status import rpc_status
 
@@ -195,7 +196,7 @@ class HeadwaterError(Exception):
         return cls.from_status(status, code, details or "")
 
     @classmethod
-    async def from_aio_call(cls, exc: grpc.aio.AioRpcError) -> "HeadwaterError":
+    async def from_aio_call(cls, exc: grpc.aio.AioRpcError) -> HeadwaterError:
         """Build from a grpc.aio failure (its trailing metadata holds the status)."""
         from grpc_status import rpc_status
 

@@ -16,9 +16,10 @@ nvarchar(max) ``str``, datetime :class:`datetime.datetime` (UTC), bit ``bool``, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 __all__ = [
     "AggregateFunction", "CastError", "Operator", "ScalarFunction", "SimpleAggregate",
@@ -26,7 +27,7 @@ __all__ = [
     "udf", "uda", "TYPES",
 ]
 
-UTC = timezone.utc
+UTC = UTC
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TYPES = ("bigint", "float", "nvarchar(max)", "datetime", "bit", "record", "array")
 
@@ -83,7 +84,7 @@ class AggregateFunction:
     columnar: str | None = None
     doc: str = ""
 
-    def configure(self, *constants: Any) -> "AggregateFunction":
+    def configure(self, *constants: Any) -> AggregateFunction:
         """This aggregate for the query's constant arguments (raise ValueError if wrong)."""
         return self
 

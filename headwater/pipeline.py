@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC
 
 import orjson
 from google.protobuf import struct_pb2
@@ -50,9 +51,10 @@ async def setup_pipeline(endpoints: dict[str, str], hub: str = "trips", partitio
                          sink_kind: str = "dashboard", dataset: str = "trips-per-location",
                          query: str = BOOK_QUERY, sink_config: dict | None = None) -> None:
     """Create the hub, the sink and the job, and start the job (idempotent)."""
-    from headwater.v1 import ingestion_pb2 as ipb, ingestion_pb2_grpc
-    from headwater.v1 import processing_pb2 as ppb, processing_pb2_grpc
-    from headwater.v1 import sink_pb2 as spb, sink_pb2_grpc
+    from headwater.v1 import ingestion_pb2 as ipb
+    from headwater.v1 import ingestion_pb2_grpc, processing_pb2_grpc, sink_pb2_grpc
+    from headwater.v1 import processing_pb2 as ppb
+    from headwater.v1 import sink_pb2 as spb
 
     async with aio_channel(local_connection(endpoints["ingestion"])) as ch:
         await _ignore_exists(ingestion_pb2_grpc.IngestionServiceStub(ch).CreateHub(
@@ -79,9 +81,10 @@ async def send_trips(address: str, hub: str, rate: float, duration_s: float | No
                      batch_per_s: int = 4) -> int:
     """Send generated trips at ``rate`` events/s in batches; returns how many were sent."""
     import random
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from headwater.v1 import event_pb2, ingestion_pb2 as ipb, ingestion_pb2_grpc
+    from headwater.v1 import event_pb2, ingestion_pb2_grpc
+    from headwater.v1 import ingestion_pb2 as ipb
 
     rng = random.Random()
     sent = 0
@@ -90,7 +93,7 @@ async def send_trips(address: str, hub: str, rate: float, duration_s: float | No
     async with aio_channel(local_connection(address)) as ch:
         stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
         while duration_s is None or time.monotonic() - start < duration_s:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             events = [event_pb2.EventData(body=orjson.dumps(trip(rng, now)), content_type="application/json")
                       for _ in range(per_batch)]
             await stub.PublishEvents(ipb.PublishEventsRequest(hub=f"hubs/{hub}", events=events))

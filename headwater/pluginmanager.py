@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pluggy
 
@@ -59,7 +60,7 @@ class NamedRegistry(Generic[T]):
         return register
 
     def add(self, item: T, plugin_name: str) -> None:
-        names = [getattr(item, "name")]
+        names = [item.name]
         names += list(getattr(item, "aliases", ()) or ())
         namespace = getattr(item, "namespace", "") or ""
         for name in names:
@@ -92,7 +93,7 @@ class NamedRegistry(Generic[T]):
     def by_plugin(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for item in self.unique():
-            key = self.key(getattr(item, "name"), getattr(item, "namespace", "") or "")
+            key = self.key(item.name, getattr(item, "namespace", "") or "")
             out.setdefault(self.owners[key], []).append(
                 (f"{item.namespace}." if getattr(item, "namespace", "") else "") + item.name
             )
@@ -111,7 +112,7 @@ class PluginManager(pluggy.PluginManager):
         self.serializers: NamedRegistry[Any] = NamedRegistry("serializer")
         self._collected = False
 
-    def collect(self) -> "PluginManager":
+    def collect(self) -> PluginManager:
         """Call every registration hook, one plugin at a time, so duplicates name their owners."""
         if self._collected:
             return self

@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -66,7 +66,7 @@ class ServiceProcess:
     proc: subprocess.Popen | None = None
     lines: deque = field(default_factory=lambda: deque(maxlen=2000))
 
-    def start(self, timeout: float = 30.0, check_health: bool = True) -> "ServiceProcess":
+    def start(self, timeout: float = 30.0, check_health: bool = True) -> ServiceProcess:
         """Start, wait for the ``listening on`` line, then (unless told not to) for gRPC health."""
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(

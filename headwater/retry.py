@@ -8,8 +8,9 @@ and a total deadline; anything else is raised at once.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 from tenacity import (

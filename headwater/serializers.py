@@ -11,7 +11,8 @@ reports bodies it cannot read through ``on_error`` instead of failing the batch.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 

@@ -26,9 +26,10 @@ import logging
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -78,7 +79,7 @@ class Service:
     async def start(self) -> None:
         """Open storage, recover, start background tasks. Runs before the port opens."""
 
-    async def started(self, running: "RunningService") -> None:
+    async def started(self, running: RunningService) -> None:
         """Runs after the gRPC port is bound (start HTTP listeners here)."""
 
     async def draining(self) -> None:
@@ -95,7 +96,7 @@ class Service:
 
 # -- the interceptor ---------------------------------------------------------------
 
-_TOKEN_KEY: "contextvars.ContextVar[str]"
+_TOKEN_KEY: contextvars.ContextVar[str]
 import contextvars  # noqa: E402
 
 _TOKEN_KEY = contextvars.ContextVar("headwater_token", default="")

@@ -6,7 +6,8 @@ exactly as ``headwater query test`` does, with no services.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["run_query"]
 
@@ -20,8 +21,8 @@ def run_query(sql: str, events_by_input: dict[str, list[dict]], *,
               raw: bool = False) -> dict[str, list[dict]]:
     """Rows per output alias (JSON-ready: datetimes as ``2021-12-10T10:00:00.0000000Z``,
     unless ``raw``). Raises QueryCompileError or QueryRuntimeError like a job would."""
-    from headwater.services.processing.local import run_local
     from headwater.services.processing.engine import format_rows
+    from headwater.services.processing.local import run_local
 
     out = run_local(sql, events_by_input, references, late=late_arrival_tolerance, ooo=out_of_order_tolerance,
                     action=out_of_order_action, arrival_field=arrival_time_field, udfs=udfs, pm=pm)

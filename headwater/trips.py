@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
@@ -46,7 +46,7 @@ def trips(n: int, *, seed: int = 7, start: datetime | None = None, rate_per_s: f
     out-of-order input.
     """
     rng = random.Random(seed)
-    t0 = start or datetime.now(timezone.utc)
+    t0 = start or datetime.now(UTC)
     step = 1.0 / rate_per_s
     for i in range(n):
         created = t0 + timedelta(seconds=i * step - (rng.random() * jitter_s if jitter_s else 0.0))

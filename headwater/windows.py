@@ -18,8 +18,9 @@ Windows are start-exclusive and end-inclusive, ``(end - size, end]``; the window
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any
 
 __all__ = ["WindowArgs", "WindowConfig", "WindowKind", "WindowLogic", "UNITS", "unit_micros"]
 

@@ -19,7 +19,13 @@ from functools import lru_cache
 from typing import Any
 
 from headwater.functions import (
-    AggregateFunction, CastError, Operator, ScalarFunction, cast, to_datetime, to_micros,
+    AggregateFunction,
+    CastError,
+    Operator,
+    ScalarFunction,
+    cast,
+    to_datetime,
+    to_micros,
     type_name,
 )
 from headwater.hookspecs import hookimpl

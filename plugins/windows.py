@@ -6,8 +6,9 @@ Timelines in the docstrings: ``|`` marks window ends (inclusive), ``x`` events.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any
 
 from headwater.hookspecs import hookimpl
 from headwater.windows import WindowArgs, WindowConfig, WindowKind, WindowLogic

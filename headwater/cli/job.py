@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from google.protobuf import duration_pb2, json_format
@@ -129,8 +129,8 @@ def _start(args) -> int:
             raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                  f"--from {args.start_from!r}: use now, earliest, last or an ISO-8601 time") from None
         req.start_mode = pb.JOB_START_MODE_CUSTOM_TIME
-        req.start_time.FromDatetime((when if when.tzinfo else when.replace(tzinfo=timezone.utc))
-                                    .astimezone(timezone.utc).replace(tzinfo=None))
+        req.start_time.FromDatetime((when if when.tzinfo else when.replace(tzinfo=UTC))
+                                    .astimezone(UTC).replace(tzinfo=None))
     print_result(_row(_client(args).StartJob(req).job), args.json)
     return 0
 

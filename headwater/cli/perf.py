@@ -24,7 +24,8 @@ import resource
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC
 
 __all__ = ["PERF_COMMANDS", "add_commands", "emit", "peak_rss_mb", "register_perf_command", "QUERIES",
            "trip_batches"]
@@ -91,7 +92,7 @@ def trip_batches(n: int, batch: int, *, rate_per_s: float = 10_000.0, seed: int 
     base = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z in us
     step = 1e6 / rate_per_s
     cities = [c.encode() for c in CITIES]
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     sent = 0
     while sent < n:
@@ -99,7 +100,7 @@ def trip_batches(n: int, batch: int, *, rate_per_s: float = 10_000.0, seed: int 
         out = []
         for i in range(sent, sent + m):
             us = base + int(i * step)
-            dt = datetime.fromtimestamp(us / 1e6, tz=timezone.utc)
+            dt = datetime.fromtimestamp(us / 1e6, tz=UTC)
             h = rng.getrandbits(128).to_bytes(16, "big").hex()
             out.append(b'{"tripId":"%s-%s-4%s-a%s-%s","createdAt":"%s.%03dZ","startLocation":"%s",'
                        b'"endLocation":"%s","distance":%d,"fare":%d.%02d}' % (

@@ -21,7 +21,7 @@ import argparse
 import asyncio
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 __all__ = ["add_perf_commands", "run_pipeline"]
 
@@ -42,7 +42,8 @@ async def _run(endpoints: dict[str, str], query: str, rate: float, seconds: floa
 
     from headwater.channel import aio_channel
     from headwater.pipeline import local_connection, send_trips, setup_pipeline
-    from headwater.v1 import sink_pb2 as spb, sink_pb2_grpc
+    from headwater.v1 import sink_pb2 as spb
+    from headwater.v1 import sink_pb2_grpc
 
     await setup_pipeline(endpoints, hub="perf", partitions=4, sink_kind="memory", dataset="perf", query=query,
                          sink_config=None)

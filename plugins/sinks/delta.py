@@ -118,6 +118,7 @@ class DeltaSink(Sink):
     def _commit(self) -> None:
         from deltalake import CommitProperties, Transaction, write_deltalake
         from deltalake.exceptions import DeltaError, SchemaMismatchError
+
         from headwater.plugins.sinks.memory import concat
 
         data = concat(self._buf)

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import fastavro
-from headwater.services.ingestion import metrics as m
 
+from headwater.services.ingestion import metrics as m
 from headwater.v1 import ingestion_pb2
 
 __all__ = ["CAPTURE_SCHEMA", "DEFAULT_FORMAT", "CaptureWriter"]

@@ -22,11 +22,11 @@ import logging
 
 import orjson
 from aiohttp import web
-from headwater.services.ingestion import metrics as m
 
 from headwater.auth import PolicyStore, Right, verify_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.services.ingestion import metrics as m
 from headwater.v1 import event_pb2
 
 __all__ = ["HTTP_STATUS", "start_http_ingest"]

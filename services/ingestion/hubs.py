@@ -18,9 +18,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headwater.services.ingestion.log.embedded import FsyncPolicy, PartitionLog
-
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.ingestion.log.embedded import FsyncPolicy, PartitionLog
 
 __all__ = ["DEFAULT_CONSUMER_GROUP", "HubMeta", "HubStore", "hub_id_from_name", "partition_for_key"]
 

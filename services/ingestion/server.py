@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import logging
 
+from headwater.auth import Right
+from headwater.server import GrpcBinding, RunningService, Service
 from headwater.services.ingestion.config import IngestionConfig
 from headwater.services.ingestion.hubs import HubStore
 from headwater.services.ingestion.retention import fsync_loop, retention_loop
 from headwater.services.ingestion.servicer import IngestionServicer, add_to_server
-
-from headwater.auth import Right
-from headwater.server import GrpcBinding, RunningService, Service
 
 __all__ = ["SERVICE", "IngestionService"]
 

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
+
+from headwater.auth import parse_sas_token
+from headwater.errors import HeadwaterError, Reason
+from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.server import caller_token
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.checkpoints import CheckpointStore
 from headwater.services.ingestion.config import IngestionConfig
@@ -35,11 +40,6 @@ from headwater.services.ingestion.hubs import (
 )
 from headwater.services.ingestion.log.embedded import PartitionLog
 from headwater.services.ingestion.quotas import HubQuota
-
-from headwater.auth import parse_sas_token
-from headwater.errors import HeadwaterError, Reason
-from headwater.eventhub._wire import PublishEventsRequestPacked
-from headwater.server import caller_token
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
 
 __all__ = ["IngestionServicer", "add_to_server"]

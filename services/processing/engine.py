@@ -23,28 +23,29 @@ from __future__ import annotations
 import gc
 import sys
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from headwater.errors import QueryCompileError
 from headwater.functions import format_datetime
 from headwater.services.processing.operators.base import MAX_TS, MIN_TS, QueryRuntimeError
 from headwater.services.processing.operators.scan import Source
 from headwater.services.processing.sql import ast as A
-from headwater.services.processing.state import snapshot
 from headwater.services.processing.sql.analyzer import analyze
 from headwater.services.processing.sql.logical import LogicalPlan
 from headwater.services.processing.sql.parser import parse
 from headwater.services.processing.sql.planner import ExprCompiler, Scope, plan_statement
+from headwater.services.processing.state import snapshot
 from headwater.services.processing.watermarks import Counters, OrderingPolicy
 
 __all__ = ["CompiledQuery", "Runtime", "compile_query", "format_rows", "format_value", "OrderingPolicy",
            "QueryRuntimeError", "Counters"]
 
 
-def compile_query(text: str, pm=None, *, references: Iterable[str] = ()) -> "CompiledQuery":
+def compile_query(text: str, pm=None, *, references: Iterable[str] = ()) -> CompiledQuery:
     """Parse, check and plan ``text``; every problem is a QueryCompileError with line/column.
 
     ``references`` names the static reference inputs (joined without a time bound).
@@ -94,7 +95,7 @@ class CompiledQuery:
         return explain(self.plan, try_columnar(self, OrderingPolicy()) is not None)
 
     def runtime(self, policy: OrderingPolicy | None = None, *,
-                reference_data: dict[str, list[dict]] | None = None, columnar: bool = True) -> "Runtime":
+                reference_data: dict[str, list[dict]] | None = None, columnar: bool = True) -> Runtime:
         return Runtime(self, policy or OrderingPolicy(), reference_data or {}, columnar)
 
 
@@ -244,7 +245,7 @@ class Runtime:
             for s in srcs:
                 released = s.release(w)
                 if released:
-                    for i, ps in enumerate(self.statements):
+                    for i in range(len(self.statements)):
                         for k, slot in enumerate(self._slots[i]):
                             if slot is s:
                                 q = self.queues[i][k]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["decode_events", "load_udf", "run_local", "udf_plugin"]
 

@@ -460,30 +460,35 @@ class JobRunner:
                 req = spb.WriteRowsRequest(
                     sink=sink, batch=_to_record_batch(chunk), writer=f"{self.job.name}/outputs/{out.alias}",
                     checkpoint_id=self.epoch, batch_id=i, commit=i == len(chunks) - 1)
-                drop = self.job.output_error_policy == pb.OUTPUT_ERROR_POLICY_DROP
-                policy = RetryPolicy(max_attempts=1) if drop else self.settings.retry
-                held = 0
-                while True:
-                    try:
-                        await retry_async(lambda req=req: self._call(self.sinks.WriteRows, req), policy)
-                        self.stats["output_events"] += len(chunk)
-                        break
-                    except HeadwaterError as exc:
-                        if drop:
-                            self.stats["output_errors"] += len(chunk)
-                            log.error("job %s output %s: dropped %d rows: %s", self.job.name, out.alias,
-                                      len(chunk), exc)
-                            break
-                        if not exc.is_transient:
-                            raise HeadwaterError(Reason.JOB_FAILED,
-                                                 f"output {out.alias} (sink {sink}): {exc.message}") from exc
-                        # Retry policy: a transient failure holds the output (and the job's
-                        # progress) until the sink takes the write, as Stream Analytics does.
-                        held += 1
-                        if held == 1 or held % 10 == 0:
-                            log.warning("job %s output %s: holding epoch %d, retrying: %s", self.job.name,
-                                        out.alias, self.epoch, exc)
-                        await asyncio.sleep(min(2.0, self.settings.retry.max_backoff_s))
+                await self._write_held(req, out.alias, sink, len(chunk))
+
+    async def _write_held(self, req, alias: str, sink: str, rows: int) -> None:
+        """One write under the job's output error policy.
+
+        A transient failure (the sink down or busy) holds the output, and so the
+        job's progress, until the sink takes the write, under both policies: as in
+        Stream Analytics the policy decides only what happens to rows the sink
+        refuses (a permanent error): Retry fails the job naming the output, Drop
+        counts them in output_errors and goes on."""
+        drop = self.job.output_error_policy == pb.OUTPUT_ERROR_POLICY_DROP
+        held = 0
+        while True:
+            try:
+                await retry_async(lambda: self._call(self.sinks.WriteRows, req), self.settings.retry)
+                self.stats["output_events"] += rows
+                return
+            except HeadwaterError as exc:
+                if not exc.is_transient:
+                    if drop:
+                        self.stats["output_errors"] += rows
+                        log.error("job %s output %s: dropped %d rows: %s", self.job.name, alias, rows, exc)
+                        return
+                    raise HeadwaterError(Reason.JOB_FAILED, f"output {alias} (sink {sink}): {exc.message}") from exc
+                held += 1
+                if held == 1 or held % 10 == 0:
+                    log.warning("job %s output %s: holding epoch %d, retrying: %s", self.job.name, alias,
+                                self.epoch, exc)
+                await asyncio.sleep(min(2.0, self.settings.retry.max_backoff_s))
 
     # -- failure and metrics -------------------------------------------------------------
     def _fail(self, message: str) -> None:

@@ -6,11 +6,11 @@ import asyncio
 
 from headwater.auth import Right
 from headwater.server import GrpcBinding, Service
-from headwater.v1 import processing_pb2_grpc as pb_grpc
 from headwater.services.processing.config import ProcessingConfig
 from headwater.services.processing.jobs import JobCatalog
 from headwater.services.processing.manager import JobManager
 from headwater.services.processing.servicer import ProcessingServicer
+from headwater.v1 import processing_pb2_grpc as pb_grpc
 
 __all__ = ["SERVICE", "ProcessingService"]
 

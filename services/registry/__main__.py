@@ -2,8 +2,7 @@
 
 import sys
 
-from headwater.services.registry.server import SERVICE
-
 from headwater.server import run
+from headwater.services.registry.server import SERVICE
 
 sys.exit(run(SERVICE))

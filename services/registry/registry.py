@@ -15,13 +15,13 @@ import time
 import uuid
 from collections import OrderedDict
 
+from prometheus_client import Counter
+
+from headwater.errors import HeadwaterError, Reason
 from headwater.services.registry import compatibility
 from headwater.services.registry.canonical import ParsedSchema, parse_definition
 from headwater.services.registry.model import FORMATS, Group, Version
 from headwater.services.registry.store.base import SqlStore
-from prometheus_client import Counter
-
-from headwater.errors import HeadwaterError, Reason
 
 __all__ = ["Registry", "normalize_format", "normalize_mode"]
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
+from headwater.auth import Right
+from headwater.server import GrpcBinding, Service
 from headwater.services.registry.config import RegistryConfig
 from headwater.services.registry.registry import Registry
 from headwater.services.registry.servicer import RegistryServicer
 from headwater.services.registry.store import open_store
-
-from headwater.auth import Right
-from headwater.server import GrpcBinding, Service
 from headwater.v1 import schema_registry_pb2_grpc as pb_grpc
 
 __all__ = ["SERVICE", "RegistryService"]

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import timestamp_pb2
-from headwater.services.registry.model import Group, Version
-from headwater.services.registry.registry import Registry
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.registry.model import Group, Version
+from headwater.services.registry.registry import Registry
 from headwater.v1 import schema_registry_pb2 as pb
 from headwater.v1 import schema_registry_pb2_grpc as pb_grpc
 

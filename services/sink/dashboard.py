@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 import pyarrow as pa
 from aiohttp import web
-from headwater.services.sink.outputs import Output, Outputs, Update
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.sink.outputs import Output, Outputs, Update
 from headwater.sinks import ReadableSink
 
 __all__ = ["make_app", "start_dashboard"]

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from headwater.services.sink import metrics
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.retry import RetryPolicy, retry_async
+from headwater.services.sink import metrics
 from headwater.sinks import (
     Checkpoint,
     ErrorPolicy,

@@ -13,15 +13,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from headwater.services.sink.config import SinkConfig
-from headwater.services.sink.outputs import Outputs
-from headwater.services.sink.servicer import SinkServicer
-
 from headwater.auth import Right
 from headwater.errors import HeadwaterError
 from headwater.pluginmanager import get_plugin_manager
 from headwater.retry import RetryPolicy
 from headwater.server import GrpcBinding, RunningService, Service
+from headwater.services.sink.config import SinkConfig
+from headwater.services.sink.outputs import Outputs
+from headwater.services.sink.servicer import SinkServicer
 from headwater.v1 import sink_pb2_grpc
 
 __all__ = ["SERVICE", "SinkService"]

@@ -11,9 +11,9 @@ from typing import Any
 
 import pyarrow as pa
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
-from headwater.services.sink.outputs import Output, Outputs, Update
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.sink.outputs import Output, Outputs, Update
 from headwater.sinks import (
     Checkpoint,
     ErrorPolicy,

@@ -13,15 +13,13 @@ import asyncio
 import collections
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
 
-from headwater.auth import PolicyStore
 from headwater.channel import aio_channel
 from headwater.trips import trips
-
 from tests.conftest import conn_for
 
 QUERY = """
@@ -35,7 +33,8 @@ pytestmark = pytest.mark.slow
 
 
 async def read_table(sink_address, policy, name):
-    from headwater.v1 import event_pb2, sink_pb2 as spb, sink_pb2_grpc
+    from headwater.v1 import event_pb2, sink_pb2_grpc
+    from headwater.v1 import sink_pb2 as spb
 
     rows = []
     async with aio_channel(conn_for(sink_address, policy)) as ch:
@@ -53,7 +52,8 @@ async def read_table(sink_address, policy, name):
 
 
 async def publish(address, policy, hub, events):
-    from headwater.v1 import event_pb2, ingestion_pb2 as ipb, ingestion_pb2_grpc
+    from headwater.v1 import event_pb2, ingestion_pb2_grpc
+    from headwater.v1 import ingestion_pb2 as ipb
 
     async with aio_channel(conn_for(address, policy)) as ch:
         stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
@@ -81,7 +81,7 @@ def test_book_query_through_the_services_survives_kill_9(service_process, root_p
     # Event time: 60 s of trips, 50 per second, from the next window boundary
     # on (ahead of arrival by less than the 5-minute early-arrival limit, so
     # neither late nor early).
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     t0 = now + timedelta(seconds=20 - now.second % 10)
     sent = list(trips(3000, start=t0, rate_per_s=50))
     expected = collections.Counter()
@@ -110,7 +110,7 @@ def test_book_query_through_the_services_survives_kill_9(service_process, root_p
         for r in rows:
             end = r["WindowEnd"]
             end = end if isinstance(end, datetime) else datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-            got[(end.astimezone(timezone.utc), r["startLocation"])] += r["trips"]
+            got[(end.astimezone(UTC), r["startLocation"])] += r["trips"]
         if sum(got.values()) >= len(sent):
             break
         time.sleep(0.5)

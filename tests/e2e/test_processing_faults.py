@@ -37,14 +37,15 @@ def _exactly_once(sent: list[str], got: list[str], where: str) -> None:
 
 
 def _copy_pipeline(service_process, root_policy, tmp_path, partitions: int = 2, mode=None,
-                   env: dict[str, str] | None = None) -> Pipeline:
+                   env: dict[str, str] | None = None, policy: str = "retry") -> Pipeline:
     """Hub `trips`, memory sink `mem`, and job `copy` (a pass-through) started EARLIEST."""
     from headwater.v1 import processing_pb2 as ppb
 
     pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3, extra_env=env)
     pipe.create_hub("trips", partitions=partitions)
     pipe.create_sink("mem", "memory")
-    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
+    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"},
+                    output_error_policy=ppb.OutputErrorPolicy.Value(f"OUTPUT_ERROR_POLICY_{policy.upper()}"))
     pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST if mode is None else mode)
     return pipe
 
@@ -99,10 +100,13 @@ def test_kill_9_of_processing_three_times_mid_stream_loses_and_duplicates_nothin
         pg_drop(table)
 
 
-def test_kill_9_of_sink_while_the_job_writes_holds_and_retries(service_process, root_policy, tmp_path):
+@pytest.mark.parametrize("policy", ["retry", "drop"])
+def test_kill_9_of_sink_while_the_job_writes_holds_and_retries(service_process, root_policy, tmp_path, policy):
+    """A sink that is down is a transient failure: under both output error policies
+    the job holds its output and retries (Drop is for rows the sink refuses)."""
     from headwater.v1 import processing_pb2 as ppb
 
-    pipe = _copy_pipeline(service_process, root_policy, tmp_path)
+    pipe = _copy_pipeline(service_process, root_policy, tmp_path, policy=policy)
     with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
         time.sleep(1.0)
         pipe.sink.kill()  # kill -9 of the sink service while epochs are written
@@ -113,6 +117,7 @@ def test_kill_9_of_sink_while_the_job_writes_holds_and_retries(service_process, 
         sent = pub.stop()
     _memory_exactly_once(pipe, sent, "memory sink after the sink's restart")
     assert pipe.get_job("copy").state == ppb.JOB_STATE_RUNNING
+    assert pipe.metrics("copy").output_errors == 0
 
 
 def test_kill_9_of_processing_while_it_holds_a_write_replays_the_epoch_once(

@@ -51,7 +51,7 @@ def test_headwater_up_starts_every_service_and_stops_them(tmp_path):
         assert set(endpoints) == {"ingestion", "registry", "processing", "sink"}, "".join(lines)
         from tests.integration.test_foundation_services import reflected_services
 
-        for name, address in endpoints.items():
+        for _name, address in endpoints.items():
             wait_healthy(address, timeout=10)
             # Any language's client can discover the services through reflection.
             assert "grpc.health.v1.Health" in reflected_services(address)

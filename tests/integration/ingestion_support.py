@@ -7,14 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from headwater.services.ingestion.config import IngestionConfig
-from headwater.services.ingestion.server import IngestionService
-
 from headwater.auth import ConnectionString, Policy, PolicyStore, Right, new_key
 from headwater.channel import aio_channel
 from headwater.config import load_config
 from headwater.retry import RetryPolicy
 from headwater.server import RunningService, serve_in_process
+from headwater.services.ingestion.config import IngestionConfig
+from headwater.services.ingestion.server import IngestionService
 from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
 
 FAST_RETRY = RetryPolicy(max_attempts=8, max_delay_s=20, initial_backoff_s=0.01, max_backoff_s=0.2)

@@ -13,7 +13,6 @@ from headwater.retry import RetryPolicy, retry_async
 from headwater.server import GrpcBinding, Service, serve_in_process
 from headwater.v1 import processing_pb2 as pb
 from headwater.v1 import processing_pb2_grpc as pb_grpc
-
 from tests.conftest import conn_for
 
 

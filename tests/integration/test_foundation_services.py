@@ -12,7 +12,6 @@ from headwater.channel import sync_channel
 from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import processing_pb2 as pb
 from headwater.v1 import processing_pb2_grpc as pb_grpc
-
 from tests.conftest import conn_for
 
 SERVICES = ("ingestion", "registry", "processing", "sink")

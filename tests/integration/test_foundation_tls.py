@@ -16,7 +16,6 @@ from headwater.errors import HeadwaterError, Reason
 from headwater.procs import ServiceProcess, free_port, headwater_cmd
 from headwater.v1 import processing_pb2 as pb
 from headwater.v1 import processing_pb2_grpc as pb_grpc
-
 from tests.conftest import conn_for
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI needed to make a certificate")

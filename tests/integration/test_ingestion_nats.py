@@ -6,13 +6,13 @@ import time
 import uuid
 
 import pytest
-from headwater.services.ingestion.log.nats import stream_name
-from headwater.services.ingestion.retention import sweep
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData
 from headwater.eventhub._wire import PublishEventsRequestPacked
 from headwater.eventhub.aio import EventHubProducerClient
+from headwater.services.ingestion.log.nats import stream_name
+from headwater.services.ingestion.retention import sweep
 from headwater.v1 import event_pb2, ingestion_pb2
 from tests.integration.ingestion_support import (
     ONE_TRY,

@@ -54,7 +54,6 @@ def test_test_query_rpc_runs_the_engine_over_sample_input(service_process, root_
     from headwater.errors import HeadwaterError, Reason
     from headwater.v1 import processing_pb2 as pb
     from headwater.v1 import processing_pb2_grpc as pb_grpc
-
     from tests.conftest import conn_for
 
     proc = service_process("processing")

@@ -8,10 +8,11 @@ through the query engine's public API (compile_query -> runtime.feed).
 from __future__ import annotations
 
 import pytest
-from headwater.services.processing.engine import compile_query
 
 from headwater.pluginmanager import get_plugin_manager
 from headwater.schemaregistry.avroencoder import AvroEncoder
+from headwater.services.processing.engine import compile_query
+from tests.integration import registry_support
 from tests.integration.registry_support import (
     TRIP_V1,
     client,
@@ -20,8 +21,6 @@ from tests.integration.registry_support import (
 TRIP_V2 = """{"namespace": "demo", "type": "record", "name": "Trip",
  "fields": [{"name": "tripId", "type": "string"}, {"name": "fare", "type": "double"},
             {"name": "tip", "type": ["null", "double"], "default": null}]}"""
-from tests.integration import registry_support
-
 store_args = registry_support.store_args  # the sqlite/postgres fixture
 
 

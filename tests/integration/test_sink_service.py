@@ -221,11 +221,10 @@ async def test_postgres_upsert_error_policies_through_the_service(service_proces
 async def test_metrics_per_output_on_the_metrics_endpoint(root_policy, tmp_path):
     import urllib.request
 
-    from headwater.services.sink.config import SinkConfig
-    from headwater.services.sink.server import SinkService
-
     from headwater.config import load_config
     from headwater.server import serve_in_process
+    from headwater.services.sink.config import SinkConfig
+    from headwater.services.sink.server import SinkService
 
     cfg = load_config(SinkConfig, "sink", env={}, grpc_port=0, metrics_port=0, dashboard_port=-1,
                       data_dir=str(tmp_path / "d"))
@@ -304,7 +303,6 @@ def test_sigterm_ends_live_subscriptions_at_once(service_process, root_policy):
 
     from headwater.channel import sync_channel
     from headwater.v1 import sink_pb2, sink_pb2_grpc
-
     from tests.conftest import conn_for
 
     proc = service_process("sink")

@@ -27,9 +27,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from headwater.services.ingestion.log.segment import BatchInfo, Segment, encode_batch
-
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.ingestion.log.segment import BatchInfo, Segment, encode_batch
 
 __all__ = ["AppendResult", "FsyncPolicy", "PartitionLog", "ProducerTable"]
 

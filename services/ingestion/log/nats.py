@@ -29,6 +29,7 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from typing import Any
 
+from headwater.errors import HeadwaterError, Reason
 from headwater.services.ingestion.log.embedded import AppendResult, ProducerTable
 from headwater.services.ingestion.log.segment import (
     BATCH_HEADER,
@@ -36,8 +37,6 @@ from headwater.services.ingestion.log.segment import (
     encode_batch,
     slice_batches,
 )
-
-from headwater.errors import HeadwaterError, Reason
 
 __all__ = ["NatsPartitionLog", "stream_name"]
 

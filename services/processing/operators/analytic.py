@@ -4,8 +4,9 @@ a statement's input before WHERE, as Stream Analytics documents them."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from headwater.services.processing.operators.base import Env
 from headwater.services.processing.operators.project import Stage

@@ -45,7 +45,7 @@ class Env:
         self.an = an
         self.wid = wid
 
-    def with_(self, **kw: Any) -> "Env":
+    def with_(self, **kw: Any) -> Env:
         e = Env(self.recs, self.ts, self.times, self.aggs, self.an, self.wid)
         for k, v in kw.items():
             setattr(e, k, v)

@@ -52,7 +52,7 @@ def _plain_column(node: A.Node) -> str | None:
     return None
 
 
-def try_columnar(compiled, policy) -> "ColumnarAggregate | None":
+def try_columnar(compiled, policy) -> ColumnarAggregate | None:
     plan = compiled.plan
     if len(plan.statements) != 1 or plan.steps or plan.query.tables:
         return None
@@ -123,7 +123,7 @@ def try_columnar(compiled, policy) -> "ColumnarAggregate | None":
     return agg
 
 
-def _agg_from_call(e: A.Call, name: str, fns) -> "_Agg | None":
+def _agg_from_call(e: A.Call, name: str, fns) -> _Agg | None:
     """The columnar form of an aggregate call, or None."""
     if e.namespace or e.over is not None:
         return None

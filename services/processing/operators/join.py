@@ -13,8 +13,8 @@ arrays) are tried against everything, so the index never hides a match.
 
 from __future__ import annotations
 
-import bisect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from headwater.services.processing.operators.base import Env
 

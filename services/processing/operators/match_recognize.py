@@ -10,7 +10,8 @@ match is reported as soon as it is complete.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from headwater.services.processing.operators.base import Env
 from headwater.services.processing.operators.project import Stage

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from headwater.functions import CastError, cast, to_datetime, to_micros
 from headwater.services.processing.operators.base import Env, QueryRuntimeError, get_ci

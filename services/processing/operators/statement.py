@@ -3,7 +3,8 @@ project), from items of its input streams to ``(ts, record)`` rows of its target
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from headwater.functions import CastError
 from headwater.services.processing.operators.base import Env, QueryRuntimeError

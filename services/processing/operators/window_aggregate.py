@@ -7,8 +7,9 @@ operator only keeps accumulators per (partition, window, group key).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from headwater.services.processing.operators.base import Env, QueryRuntimeError
 from headwater.services.processing.operators.project import Stage
@@ -195,7 +196,7 @@ class WindowAggregate(Stage):
 
     def snapshot(self) -> Any:
         return {
-            "logics": [{k: l.snapshot() for k, l in d.items()} for d in self.logics],
+            "logics": [{k: logic.snapshot() for k, logic in d.items()} for d in self.logics],
             "groups": self.groups,
             "buffers": self.buffers,
         }

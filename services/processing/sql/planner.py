@@ -5,8 +5,9 @@ Functions, operators and windows come from the plugin registries only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from headwater.functions import AggregateFunction, CastError, Operator, ScalarFunction, from_micros
 from headwater.services.processing.operators.analytic import Analytic, AnalyticSpec
@@ -507,7 +508,7 @@ def _aliases_of(node: A.Node, aliases: set[str]) -> set[str] | None:
     return found
 
 
-def _equi_keys(on: A.Node, right: str, left_aliases: set[str], comp: "ExprCompiler", scope: Scope):
+def _equi_keys(on: A.Node, right: str, left_aliases: set[str], comp: ExprCompiler, scope: Scope):
     """Closures computing the values of ON's ``left_expr = right_expr`` conjuncts on each side."""
     lefts, rights = [], []
     every = left_aliases | {right}
@@ -644,7 +645,7 @@ def _match_stage(sel: A.Select, comp: ExprCompiler, main: str) -> MatchRecognize
     define = {}
     for s, cond in mr.define.items():
         f = comp.compile(cond, sym_scope)
-        define[s] = (lambda f: lambda e: f(Env({**{x: e.recs[main] for x in symbols}, main: e.recs[main]}, e.ts)))(f)
+        define[s] = (lambda f: lambda e: f(Env({**{x: e.recs[main] for x in symbols}, main: e.recs[main]}, e.ts)))(f)  # noqa: B023 - bound by the outer lambda
     partition = [comp.compile(p, Scope({main}, main)) for p in mr.partition_by]
     measures: list[tuple[str, Callable]] = []
     for i, item in enumerate(mr.measures):

@@ -20,9 +20,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from headwater.services.registry.model import Group, Version
-
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.registry.model import Group, Version
 
 __all__ = ["SqlStore"]
 

@@ -14,9 +14,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from headwater.services.registry.store.base import SqlStore
-
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.registry.store.base import SqlStore
 
 __all__ = ["PostgresStore"]
 

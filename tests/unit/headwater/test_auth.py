@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from headwater.auth import (ConnectionString, Policy, PolicyStore, Right, generate_sas_token,
-                            parse_sas_token, verify_sas_token)
+from headwater.auth import (
+    ConnectionString,
+    Policy,
+    PolicyStore,
+    Right,
+    generate_sas_token,
+    parse_sas_token,
+    verify_sas_token,
+)
 from headwater.errors import HeadwaterError, Reason
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from headwater.services.ingestion.config import IngestionConfig
 
 from headwater.config import ConfigError, load_config
+from headwater.services.ingestion.config import IngestionConfig
 
 
 def test_defaults_and_environment():

@@ -6,10 +6,10 @@ import os
 import time
 
 import pytest
-from headwater.services.ingestion.log.embedded import PartitionLog
-from headwater.services.ingestion.log.segment import encode_batch
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.ingestion.log.embedded import PartitionLog
+from headwater.services.ingestion.log.segment import encode_batch
 from headwater.v1 import event_pb2, ingestion_pb2
 
 
@@ -130,7 +130,7 @@ def test_segments_roll_and_retention_removes_whole_old_segments(tmp_path):
 
 def test_retention_keeps_recent_segments(tmp_path):
     log = _open(tmp_path, segment_max_bytes=4096)
-    for i in range(12):
+    for _i in range(12):
         log.append(_events(5, size=300))
     old_cutoff = log.segments[2].last_ts_ns + 1
     log.apply_retention(old_cutoff)
@@ -141,7 +141,7 @@ def test_retention_keeps_recent_segments(tmp_path):
 
 def test_read_respects_max_events_across_batches_and_segments(tmp_path):
     log = _open(tmp_path, segment_max_bytes=4096)
-    for i in range(20):
+    for _i in range(20):
         log.append(_events(7, size=100))
     seq, seen = 0, []
     while True:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from headwater.services.ingestion.faults import PUBLISH, READ, FaultRule, FaultRules
-from headwater.services.ingestion.quotas import HubQuota
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.ingestion.faults import PUBLISH, READ, FaultRule, FaultRules
+from headwater.services.ingestion.quotas import HubQuota
 
 
 def test_quota_refuses_over_one_unit_with_retry_after():

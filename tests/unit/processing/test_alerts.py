@@ -10,8 +10,8 @@ from google.protobuf import duration_pb2
 
 from headwater.errors import HeadwaterError
 from headwater.retry import RetryPolicy
-from headwater.v1 import processing_pb2 as pb
 from headwater.services.processing.alerts import AlertEvaluator, validate_rule
+from headwater.v1 import processing_pb2 as pb
 
 
 def rule(**kw) -> pb.AlertRule:

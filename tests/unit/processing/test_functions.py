@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from headwater.functions import CastError, cast, format_datetime, to_datetime
 from headwater.plugins import functions as F
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize("s,pattern,expected", [

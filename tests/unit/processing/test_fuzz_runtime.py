@@ -30,7 +30,7 @@ WINDOWS = ["TumblingWindow(second, 2)", "HoppingWindow(second, 4, 2)", "SlidingW
 
 def _events(rng: random.Random) -> list[dict]:
     out = []
-    for i in range(rng.randrange(0, 12)):
+    for _i in range(rng.randrange(0, 12)):
         ev = {"t": f"2024-01-01T00:00:{rng.randrange(0, 20):02d}Z"}
         for k in "abc":
             if rng.random() < 0.85:

@@ -6,6 +6,7 @@ import os
 import uuid
 
 import pytest
+
 from headwater.services.registry.registry import Registry
 
 PG_DSN = os.environ.get("HEADWATER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from headwater.services.registry.canonical import parse_avro
 from headwater.services.registry.compatibility import check
 from headwater.services.registry.compatibility.avro import can_read as _can_read

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from headwater.errors import HeadwaterError, Reason
 from headwater.services.registry.canonical import (
     parse_avro,
     parse_definition,
     parse_json_schema,
 )
-
-from headwater.errors import HeadwaterError, Reason
 
 TRIP = {"namespace": "com.example", "type": "record", "name": "Trip", "doc": "a trip",
         "fields": [{"name": "tripId", "type": "string"}, {"name": "fare", "type": {"type": "double"}}]}

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
+
+from headwater.config import load_config
+from headwater.errors import HeadwaterError, Reason
 from headwater.services.registry.config import RegistryConfig
 from headwater.services.registry.registry import Registry
 from headwater.services.registry.store import open_store
 from headwater.services.registry.store.postgres import PostgresStore
 from headwater.services.registry.store.sqlite import SqliteStore
-
-from headwater.config import load_config
-from headwater.errors import HeadwaterError, Reason
 
 
 def test_settings_from_env_and_file(tmp_path):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from headwater.services.sink.outputs import Outputs
 
 from headwater import hookimpl
 from headwater.errors import HeadwaterError, Reason
 from headwater.pluginmanager import get_plugin_manager
 from headwater.retry import RetryPolicy
+from headwater.services.sink.outputs import Outputs
 from headwater.sinks import (
     Checkpoint,
     ErrorPolicy,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import headwater_count_window as plugin
 import pytest
 
-import headwater_count_window as plugin
 from headwater.errors import QueryCompileError
 from headwater.pluginmanager import get_plugin_manager
 from headwater.testing import run_query

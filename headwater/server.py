@@ -42,7 +42,8 @@ from headwater.errors import HeadwaterError, Reason
 from headwater.logs import configure_logging
 from headwater.metrics import RPC_LATENCY, RPC_REQUESTS, start_metrics_server
 
-__all__ = ["GrpcBinding", "RunningService", "Service", "caller_token", "run", "serve_in_process"]
+__all__ = ["GrpcBinding", "RunningService", "Service", "caller_token", "http_ssl_context", "run",
+           "serve_in_process"]
 
 log = logging.getLogger("headwater.server")
 
@@ -219,6 +220,17 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 def _is_abort(exc: BaseException) -> bool:
     # grpc.aio raises AbortError from context.abort(); let it through untouched.
     return type(exc).__name__ in ("AbortError", "UsageError", "InternalError") and "grpc" in type(exc).__module__
+
+
+def http_ssl_context(config: ServiceConfig):
+    """An SSL context for a service's HTTP listeners (ingest, dashboard) when TLS is configured."""
+    if not config.tls_cert_file:
+        return None
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    return ctx
 
 
 # -- running -------------------------------------------------------------------------

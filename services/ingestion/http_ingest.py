@@ -26,6 +26,7 @@ from aiohttp import web
 from headwater.auth import PolicyStore, Right, verify_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.server import http_ssl_context
 from headwater.services.ingestion import metrics as m
 from headwater.v1 import event_pb2
 
@@ -124,7 +125,7 @@ async def start_http_ingest(servicer, config, port: int):
     app.router.add_post("/{hub}/partitions/{partition}/messages", send)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, port)
+    site = web.TCPSite(runner, config.host, port, ssl_context=http_ssl_context(config))
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, bound

@@ -144,11 +144,11 @@ def make_app(outputs: Outputs) -> web.Application:
     return app
 
 
-async def start_dashboard(outputs: Outputs, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_dashboard(outputs: Outputs, host: str, port: int, ssl_context=None) -> tuple[web.AppRunner, int]:
     """Start the dashboard on ``host:port`` (0 = a free port); returns the runner and the bound port."""
     runner = web.AppRunner(make_app(outputs), handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:

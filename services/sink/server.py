@@ -17,7 +17,7 @@ from headwater.auth import Right
 from headwater.errors import HeadwaterError
 from headwater.pluginmanager import get_plugin_manager
 from headwater.retry import RetryPolicy
-from headwater.server import GrpcBinding, RunningService, Service
+from headwater.server import GrpcBinding, RunningService, Service, http_ssl_context
 from headwater.services.sink.config import SinkConfig
 from headwater.services.sink.outputs import Outputs
 from headwater.services.sink.servicer import SinkServicer
@@ -69,14 +69,15 @@ class SinkService(Service):
 
         host = self.config.dashboard_host or self.config.host
         try:
-            self.dashboard, port = await start_dashboard(self.outputs, host, self.config.dashboard_port)
+            self.dashboard, port = await start_dashboard(self.outputs, host, self.config.dashboard_port,
+                                                         http_ssl_context(self.config))
         except HeadwaterError as exc:
             # The outputs matter more than the page: keep serving gRPC, say so loudly.
             log.error("dashboard not started: %s", exc.message)
             print(f"sink dashboard not started: {exc.message}", flush=True)
             return
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
-        self.dashboard_url = f"http://{shown}:{port}"
+        self.dashboard_url = f"{'https' if self.config.tls_cert_file else 'http'}://{shown}:{port}"
         print(f"sink dashboard on {self.dashboard_url}", flush=True)
         log.info("dashboard serving", extra={"fields": {"url": self.dashboard_url}})
 

@@ -96,6 +96,7 @@ class JobRuntime:
     """The engine's Runtime behind the runner's QueryRuntime protocol."""
 
     def __init__(self, job: pb.Job, registry_address: str = "") -> None:
+        """``registry_address`` is the registry's connection string (Avro inputs)."""
         compiled = compile_job(job)
         refs = {i.alias: _reference_rows(i) for i in job.inputs if i.kind == pb.INPUT_KIND_REFERENCE}
         self.rt = compiled.runtime(_policy(job), reference_data=refs)
@@ -113,8 +114,7 @@ class JobRuntime:
             if fmt == "avro" and hasattr(ser, "configured") and self.registry_address:
                 from headwater.schemaregistry import SchemaRegistryClient
 
-                ser = ser.configured(SchemaRegistryClient.from_connection_string(
-                    f"Endpoint=headwater://{self.registry_address}/"))
+                ser = ser.configured(SchemaRegistryClient.from_connection_string(self.registry_address))
             self._serializers[fmt] = ser
         return self._serializers[fmt]
 
@@ -182,7 +182,14 @@ class JobRuntime:
 
 
 def runtime_for(job: pb.Job, config) -> JobRuntime:
-    return JobRuntime(job, getattr(config, "registry_address", ""))
+    """The job's runtime; Avro inputs look schemas up in the service's registry with its key."""
+    from headwater.auth import ConnectionString, PolicyStore
+
+    conn = ConnectionString(endpoint=f"headwater://{config.registry_address}/")
+    if config.auth_enabled:
+        root = PolicyStore(config.auth_path()).ensure().root()
+        conn.shared_access_key_name, conn.shared_access_key = root.name, root.key
+    return JobRuntime(job, str(conn))
 
 
 def test_query(request: pb.TestQueryRequest) -> pb.TestQueryResponse:

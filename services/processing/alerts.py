@@ -16,8 +16,8 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import aiohttp
 from google.protobuf import timestamp_pb2
@@ -189,7 +189,7 @@ class AlertEvaluator:
                         raise HeadwaterError(Reason.SERVICE_BUSY, f"webhook {url} answered {resp.status}")
                     if resp.status >= 400:
                         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"webhook {url} refused: {resp.status}")
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 raise HeadwaterError(Reason.SERVICE_TIMEOUT, f"webhook {url}: {exc}") from exc
 
         try:

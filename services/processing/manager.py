@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from pathlib import Path
 
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
-from headwater.v1 import processing_pb2 as pb
 from headwater.services.processing import engine_adapter
 from headwater.services.processing.alerts import AlertEvaluator
 from headwater.services.processing.config import ProcessingConfig
 from headwater.services.processing.jobs import JobCatalog, job_id
 from headwater.services.processing.runtime import JobRunner, RunnerSettings, forget_job
+from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["JobManager"]
 

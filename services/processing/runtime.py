@@ -34,7 +34,7 @@ import os
 import resource
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,7 +85,7 @@ class RunnerSettings:
 
 def _ts(dt: datetime) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(dt.astimezone(timezone.utc).replace(tzinfo=None))
+    ts.FromDatetime(dt.astimezone(UTC).replace(tzinfo=None))
     return ts
 
 
@@ -216,11 +216,11 @@ class JobRunner:
             for f in (self._ckpt, self._intent):
                 f.unlink(missing_ok=True)
             if mode == pb.JOB_START_MODE_CUSTOM_TIME and start_time is not None:
-                self.start_from = start_time.astimezone(timezone.utc).isoformat()
+                self.start_from = start_time.astimezone(UTC).isoformat()
             elif mode in (pb.JOB_START_MODE_EARLIEST, pb.JOB_START_MODE_WHEN_LAST_STOPPED):
                 self.start_from = "earliest"
             else:  # NOW: events enqueued from the start on, however late a reader connects
-                self.start_from = datetime.now(timezone.utc).isoformat()
+                self.start_from = datetime.now(UTC).isoformat()
         starts = await self._start_positions()
         # The replay and the loop run in the background: a replay held by a sink that is
         # down must not hold StartJob (or the service's start) with it.
@@ -245,7 +245,7 @@ class JobRunner:
         epoch_done = await self._finish_epoch()
         if final_checkpoint and epoch_done and not self.error and not self._replay_pending:
             pending, self._pending = self._pending + self._drain_queue(), []
-            self._epoch_task = asyncio.ensure_future(self._run_epoch(pending, datetime.now(timezone.utc)))
+            self._epoch_task = asyncio.ensure_future(self._run_epoch(pending, datetime.now(UTC)))
             await self._finish_epoch()
 
     async def _finish_epoch(self) -> bool:
@@ -280,7 +280,7 @@ class JobRunner:
             if inp.kind == pb.INPUT_KIND_REFERENCE:
                 continue
             hub = inp.hub if inp.hub.startswith("hubs/") else f"hubs/{inp.hub}"
-            resp = await retry_async(lambda: self._call(self.ingestion.GetHub, ipb.GetHubRequest(name=hub)),
+            resp = await retry_async(lambda hub=hub: self._call(self.ingestion.GetHub, ipb.GetHubRequest(name=hub)),
                                      self.settings.retry)
             group = inp.consumer_group or "$Default"
             for pid in resp.hub.partition_ids:
@@ -304,8 +304,9 @@ class JobRunner:
 
     # -- reading ---------------------------------------------------------------------------
     async def _reader(self, alias: str, hub: str, group: str, pid: str, position) -> None:
-        from headwater.v1 import ingestion_pb2 as ipb
         import grpc
+
+        from headwater.v1 import ingestion_pb2 as ipb
 
         attempt = 0
         while True:
@@ -404,7 +405,7 @@ class JobRunner:
                 items, self._pending = self._pending, []
                 # Shielded: a StopJob between the intent and the checkpoint must not
                 # leave an epoch half done (its rows are already out of the engine).
-                self._epoch_task = asyncio.ensure_future(self._run_epoch(items, datetime.now(timezone.utc)))
+                self._epoch_task = asyncio.ensure_future(self._run_epoch(items, datetime.now(UTC)))
                 await asyncio.shield(self._epoch_task)
         except asyncio.CancelledError:
             raise
@@ -430,7 +431,7 @@ class JobRunner:
             self.stats["input_events"] += len(bodies)
             self.stats["input_bytes"] += sum(len(b) for b in bodies)
             self.rt.feed(alias, bodies, [r[3].event.content_type for r in rows],
-                         [datetime.fromtimestamp(r[0] / 1e9, timezone.utc) for r in rows], [r[1] for r in rows])
+                         [datetime.fromtimestamp(r[0] / 1e9, UTC) for r in rows], [r[1] for r in rows])
         self.rt.advance(clock)
         outputs = self.rt.take_outputs()
         self.epoch += 1
@@ -524,7 +525,7 @@ class JobRunner:
         )
         wm = self.rt.watermark()
         if wm is not None:
-            delay = max(0.0, (datetime.now(timezone.utc) - wm).total_seconds())
+            delay = max(0.0, (datetime.now(UTC) - wm).total_seconds())
             m.watermark_delay.FromNanoseconds(int(delay * 1e9))
         m.read_time.GetCurrentTime()
         return m

@@ -9,10 +9,10 @@ from __future__ import annotations
 from google.protobuf import timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.v1 import processing_pb2 as pb
-from headwater.v1 import processing_pb2_grpc as pb_grpc
 from headwater.services.processing.alerts import validate_rule
 from headwater.services.processing.jobs import JobCatalog, job_id
+from headwater.v1 import processing_pb2 as pb
+from headwater.v1 import processing_pb2_grpc as pb_grpc
 
 __all__ = ["ProcessingServicer"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf import duration_pb2
@@ -157,7 +157,7 @@ def test_failing_cast_fails_the_job_and_late_events_are_counted(service_process,
                     {"Out": "late"})
     pipe.start_job("cast")
     pipe.start_job("late")
-    long_ago = (datetime.now(timezone.utc) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    long_ago = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     pipe.publish("trips", [{"tripId": f"t{i}", "fare": "12", "t": long_ago} for i in range(5)]
                  + [{"tripId": "bad", "fare": "not a number", "t": long_ago}])
 

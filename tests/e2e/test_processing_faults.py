@@ -225,3 +225,20 @@ def test_kill_9_mid_stream_keeps_windowed_counts_exact(service_process, root_pol
     ends = collections.Counter(str(r["WindowEnd"]) for r in rows)
     assert sum(r["n"] for r in rows) == len(sent)
     assert all(v == 1 for v in ends.values()), [k for k, v in ends.items() if v > 1]
+
+
+def test_kill_9_of_ingestion_under_a_quiet_job_started_now(service_process, root_policy, tmp_path):
+    """A job started NOW on a quiet hub keeps its start position across a reconnect:
+    events published as soon as the ingestion service is back are read, none skipped
+    (a reader that asked for "latest" again on reconnect would skip them)."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = _copy_pipeline(service_process, root_policy, tmp_path, partitions=2, mode=ppb.JOB_START_MODE_NOW)
+    time.sleep(0.5)
+    pipe.ingestion.kill()
+    time.sleep(0.5)
+    pipe.restart_ingestion()
+    pipe.publish("trips", [{"tripId": f"t{i}"} for i in range(20)])
+    sent = [f"t{i}" for i in range(20)]
+    _memory_exactly_once(pipe, sent, "memory sink after the ingestion service's restart")
+    assert pipe.get_job("copy").state == ppb.JOB_STATE_RUNNING

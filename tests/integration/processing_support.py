@@ -40,6 +40,12 @@ class Pipeline:
         self.processing = self.sp("processing", "--data-dir", str(self.tmp / "proc"), env=self.env)
         return self.processing
 
+    def restart_ingestion(self):
+        """The ingestion service again on the same data dir and port."""
+        port = self.ingestion.address.rsplit(":", 1)[1]
+        self.ingestion = self.sp("ingestion", "--data-dir", str(self.tmp / "ing"), "--port", port)
+        return self.ingestion
+
     def restart_sink(self):
         """The sink again on the same data dir and the same port (the processing service's address)."""
         self.sink = self.sp("sink", "--data-dir", str(self.tmp / "sink"), "--port", self.sink_port)

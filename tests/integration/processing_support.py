@@ -179,17 +179,21 @@ class Publisher:
     def __init__(self, pipe: Pipeline, hub: str, per_batch: int = 20, interval_s: float = 0.05) -> None:
         self.pipe, self.hub, self.per_batch, self.interval = pipe, hub, per_batch, interval_s
         self.sent: list[str] = []
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         n = 0
-        while not self._stop.is_set():
-            batch = [{"tripId": f"t{n + i:07d}", "fare": 1.5} for i in range(self.per_batch)]
-            self.pipe.publish(self.hub, batch)
-            n += self.per_batch
-            self.sent.extend(e["tripId"] for e in batch)
-            time.sleep(self.interval)
+        try:
+            while not self._stop.is_set():
+                batch = [{"tripId": f"t{n + i:07d}", "fare": 1.5} for i in range(self.per_batch)]
+                self.pipe.publish(self.hub, batch)
+                n += self.per_batch
+                self.sent.extend(e["tripId"] for e in batch)
+                time.sleep(self.interval)
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            self.error = exc
 
     def __enter__(self):
         self._thread.start()
@@ -198,6 +202,9 @@ class Publisher:
     def stop(self) -> list[str]:
         self._stop.set()
         self._thread.join(30)
+        if self.error is not None:
+            raise AssertionError(f"publishing stopped early: {self.error}")
+        assert len(self.sent) >= self.per_batch, "nothing was published"
         return list(self.sent)
 
     def __exit__(self, *exc) -> None:

@@ -215,10 +215,13 @@ def test_output_error_policies_with_a_sink_that_refuses_rows(service_process, ro
 
 
 class _Webhook:
-    """A local aiohttp receiver in its own thread and loop."""
+    """A local aiohttp receiver in its own thread and loop; the first ``fail_first``
+    POSTs are answered 503 (a transient failure the sender must retry)."""
 
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.received: list[dict] = []  # every POST, refused ones too
+        self.bodies: list[dict] = []  # the accepted ones
         self.url = ""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -228,7 +231,11 @@ class _Webhook:
         from aiohttp import web
 
         async def receive(request):
-            self.bodies.append(await request.json())
+            body = await request.json()
+            self.received.append(body)
+            if len(self.received) <= self.fail_first:
+                return web.Response(status=503)
+            self.bodies.append(body)
             return web.Response(status=204)
 
         async def main():
@@ -263,7 +270,7 @@ def test_alert_on_input_events_fires_and_posts_to_the_webhook(service_process, r
     pipe.create_hub("trips", partitions=1)
     pipe.create_sink("out", "memory")
     pipe.create_job("copy", "SELECT tripId INTO [Out] FROM [In]", {"In": "trips"}, {"Out": "out"})
-    with _Webhook() as hook:
+    with _Webhook(fail_first=1) as hook:
         rule = ppb.AlertRule(name="jobs/copy/alertRules/busy", metric="input_events",
                              aggregation=ppb.ALERT_AGGREGATION_MAXIMUM, operator=ppb.ALERT_OPERATOR_GREATER_THAN,
                              threshold=3, window=duration_pb2.Duration(seconds=1),
@@ -286,6 +293,8 @@ def test_alert_on_input_events_fires_and_posts_to_the_webhook(service_process, r
         assert body["schemaId"] == "headwater.alert.v1"
         assert body["rule"] == "jobs/copy/alertRules/busy" and body["value"] == 10
         assert body["fireTime"] and "input_events" in body["description"]
+        # The first POST was answered 503: the same alert was sent again.
+        assert hook.received[0]["fireTime"] == body["fireTime"]
 
 
 def test_default_start_mode_is_now_and_a_recreated_job_starts_afresh(service_process, root_policy, tmp_path):

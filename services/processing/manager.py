@@ -39,10 +39,13 @@ class JobManager:
     # -- lifecycle of the service ------------------------------------------------------
     async def open(self) -> None:
         self.alerts.start()
-        if not self.config.resume_jobs:
-            return
         for job in list(self.catalog.jobs.values()):
-            if job.state in _ACTIVE:
+            # A stop cut short by a crash ended the job all the same (its checkpoint and
+            # intent are on disk for WHEN_LAST_STOPPED); with resume_jobs off, jobs that
+            # were running are not, and GetJob must not say otherwise.
+            if job.state == pb.JOB_STATE_STOPPING or (job.state in _ACTIVE and not self.config.resume_jobs):
+                self._set_state(job.name, pb.JOB_STATE_STOPPED)
+            elif job.state in _ACTIVE:
                 try:
                     await self.start(job.name, pb.JOB_START_MODE_WHEN_LAST_STOPPED, None, resuming=True)
                 except HeadwaterError as exc:

@@ -10,10 +10,12 @@ it to the sinks, so "exactly once" is: every tripId sent appears exactly once.
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 
 import pytest
 
+from headwater.errors import HeadwaterError
 from tests.integration.processing_support import (
     PG_DSN,
     Pipeline,
@@ -242,3 +244,35 @@ def test_kill_9_of_ingestion_under_a_quiet_job_started_now(service_process, root
     sent = [f"t{i}" for i in range(20)]
     _memory_exactly_once(pipe, sent, "memory sink after the ingestion service's restart")
     assert pipe.get_job("copy").state == ppb.JOB_STATE_RUNNING
+
+
+def test_kill_9_during_stop_job_leaves_a_stopped_job_that_resumes(service_process, root_policy, tmp_path):
+    """kill -9 while StopJob waits on an output held by a sink that is down: after the
+    restart the job is STOPPED (not stuck in STOPPING), and WHEN_LAST_STOPPED replays
+    the held epoch once the sink is back."""
+    import threading
+
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = _copy_pipeline(service_process, root_policy, tmp_path,
+                          env={"HEADWATER_PROCESSING_STOP_HOLD_TIMEOUT_S": "30"})
+    with Publisher(pipe, "trips", per_batch=20, interval_s=0.05) as pub:
+        time.sleep(1.0)
+        pipe.sink.kill()
+        time.sleep(0.5)
+        def stop_job():  # answered with an error: the service is killed under it
+            with contextlib.suppress(HeadwaterError):
+                pipe.stop_job("copy")
+
+        stopping = threading.Thread(target=stop_job, daemon=True)
+        stopping.start()
+        pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_STOPPING, what="STOPPING")
+        pipe.processing.kill()
+        stopping.join(10)
+        pipe.start_processing()
+        pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_STOPPED, timeout=5, what="STOPPED after restart")
+        pipe.restart_sink()
+        pipe.start_job("copy", ppb.JOB_START_MODE_WHEN_LAST_STOPPED)
+        time.sleep(1.0)
+        sent = pub.stop()
+    _memory_exactly_once(pipe, sent, "memory sink after a stop cut short by kill -9")

@@ -327,3 +327,18 @@ def test_default_start_mode_is_now_and_a_recreated_job_starts_afresh(service_pro
     rows = pipe.wait_rows(lambda: [r for r in pipe.read_table("out") if r.get("version") == "v2"],
                           lambda r: len(r) >= 5)
     assert sorted(r["tripId"] for r in rows) == ["a0", "a1", "a2", "b0", "skipped"]
+
+
+def test_with_resume_jobs_off_a_killed_running_job_is_stopped(service_process, root_policy, tmp_path):
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3,
+                    extra_env={"HEADWATER_PROCESSING_RESUME_JOBS": "false"})
+    pipe.create_hub("trips", partitions=1)
+    pipe.create_sink("out", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Out] FROM [In]", {"In": "trips"}, {"Out": "out"})
+    pipe.start_job("copy")
+    pipe.processing.kill()
+    pipe.start_processing()
+    pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_STOPPED, timeout=5, what="STOPPED (not resumed)")
+    assert pipe.start_job("copy").state == ppb.JOB_STATE_RUNNING  # and it can be started again

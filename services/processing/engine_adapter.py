@@ -8,16 +8,16 @@ plugin, bound to the service's schema registry).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.processing.local import decode_events, load_udf, run_local, udf_plugin
 from headwater.v1 import event_pb2
 from headwater.v1 import processing_pb2 as pb
-from headwater.services.processing.local import decode_events, load_udf, run_local, udf_plugin
 
 __all__ = ["compile_job", "runtime_for", "JobRuntime", "test_query"]
 
@@ -175,7 +175,7 @@ class JobRuntime:
             wm = getattr(self.rt.columnar, "watermark", MIN_TS)
         if not isinstance(wm, int) or wm <= MIN_TS or wm >= 2**61:
             return None
-        return datetime.fromtimestamp(wm / 1e6, timezone.utc)
+        return datetime.fromtimestamp(wm / 1e6, UTC)
 
     def stream_inputs(self) -> list[str]:
         return list(self.rt.compiled.inputs)

@@ -209,7 +209,7 @@ ALL_RUNS: tuple[tuple[str, list[str]], ...] = (
     ("sink parquet", ["sink", "--output", "parquet", "--rows", "100000"]),
     ("sink delta", ["sink", "--output", "delta", "--rows", "100000"]),
     ("sink jsonl", ["sink", "--output", "jsonl", "--rows", "100000"]),
-    ("pipeline", ["pipeline", "--rate", "20000", "--seconds", "10"]),
+    ("pipeline", ["pipeline", "--rate", "20000", "--seconds", "8"]),
 )
 
 

@@ -119,8 +119,8 @@ class JobRuntime:
         return self._serializers[fmt]
 
     def feed(self, alias: str, bodies: list[bytes], content_types: list[str],
-             arrival_times: list[datetime], partition_ids: list[str]) -> None:
-        arrivals = [int(a.timestamp() * 1_000_000) for a in arrival_times]
+             arrivals: list[int], partition_ids: list[str]) -> None:
+        """Raw bodies with arrival (enqueued) times in microseconds since the epoch."""
         fmt = self.formats.get(alias.lower(), "json")
         if fmt == "json":
             self._guard(lambda: self.rt.feed_bodies(alias, bodies, arrivals, partition_ids=partition_ids))

@@ -54,7 +54,7 @@ class QueryRuntime(Protocol):
     """What the runner needs of the query engine (see engine_adapter.py)."""
 
     def feed(self, alias: str, bodies: list[bytes], content_types: list[str],
-             arrival_times: list[datetime], partition_ids: list[str]) -> None: ...
+             arrival_us: list[int], partition_ids: list[str]) -> None: ...
 
     def advance(self, now: datetime) -> None: ...
 
@@ -416,22 +416,39 @@ class JobRunner:
             self._fail(f"{type(exc).__name__}: {exc}")
 
     async def _run_epoch(self, items: list[tuple[str, str, list]], clock: datetime) -> None:
-        by_alias: dict[str, list[tuple[int, str, int, Any]]] = {}
+        # Columns per input alias, in arrival order: (enqueued us, partition, sequence) is
+        # the same order on every replay. Each reader batch is already in sequence order,
+        # so a single partition's batches need no sort.
+        by_alias: dict[str, list[tuple[str, list]]] = {}
         new_positions = dict(self.positions)
         for alias, pid, events in items:
-            rows = by_alias.setdefault(alias, [])
-            for e in events:
-                rows.append((e.enqueued_time.ToNanoseconds(), pid, e.sequence_number, e))
             if events:
+                by_alias.setdefault(alias, []).append((pid, events))
                 new_positions[(alias, pid)] = events[-1].sequence_number
         for alias in sorted(by_alias):
-            rows = by_alias[alias]
-            rows.sort(key=lambda r: (r[0], r[1], r[2]))
-            bodies = [r[3].event.body for r in rows]
+            arrivals: list[int] = []
+            bodies: list[bytes] = []
+            ctypes: list[str] = []
+            pids: list[str] = []
+            seqs: list[int] = []
+            for pid, events in by_alias[alias]:
+                for e in events:
+                    t = e.enqueued_time
+                    arrivals.append(t.seconds * 1_000_000 + t.nanos // 1000)
+                    ev = e.event
+                    bodies.append(ev.body)
+                    ctypes.append(ev.content_type)
+                    seqs.append(e.sequence_number)
+                pids.extend([pid] * len(events))
+            if len({pid for pid, _ in by_alias[alias]}) > 1:
+                order = sorted(range(len(bodies)), key=lambda i: (arrivals[i], pids[i], seqs[i]))
+                arrivals = [arrivals[i] for i in order]
+                bodies = [bodies[i] for i in order]
+                ctypes = [ctypes[i] for i in order]
+                pids = [pids[i] for i in order]
             self.stats["input_events"] += len(bodies)
-            self.stats["input_bytes"] += sum(len(b) for b in bodies)
-            self.rt.feed(alias, bodies, [r[3].event.content_type for r in rows],
-                         [datetime.fromtimestamp(r[0] / 1e9, UTC) for r in rows], [r[1] for r in rows])
+            self.stats["input_bytes"] += sum(map(len, bodies))
+            self.rt.feed(alias, bodies, ctypes, arrivals, pids)
         self.rt.advance(clock)
         outputs = self.rt.take_outputs()
         self.epoch += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,14 +64,21 @@ class ServiceProcess:
     address: str = ""
     log_prefix: str | None = None
     on_line: Callable[[str], None] | None = None
+    #: Kill the service when the process that started it dies (Linux parent-death
+    #: signal through util-linux's setpriv), so a killed test run or perf command
+    #: never leaves services behind.
+    die_with_parent: bool = True
     proc: subprocess.Popen | None = None
     lines: deque = field(default_factory=lambda: deque(maxlen=2000))
 
     def start(self, timeout: float = 30.0, check_health: bool = True) -> ServiceProcess:
         """Start, wait for the ``listening on`` line, then (unless told not to) for gRPC health."""
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        argv = list(self.argv)
+        if self.die_with_parent and sys.platform == "linux" and shutil.which("setpriv"):
+            argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
         self.proc = subprocess.Popen(
-            list(self.argv), env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            argv, env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1, start_new_session=True,
         )
         found = threading.Event()

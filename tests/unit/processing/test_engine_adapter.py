@@ -1,0 +1,41 @@
+"""The job seam: Event Hubs system columns (PartitionId, EventEnqueuedUtcTime) for job inputs."""
+
+from __future__ import annotations
+
+import orjson
+
+from headwater.services.processing.engine_adapter import JobRuntime
+from headwater.v1 import processing_pb2 as pb
+
+T0 = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z in microseconds
+
+
+def job(query: str) -> pb.Job:
+    return pb.Job(name="jobs/t", query=query,
+                  inputs=[pb.JobInput(alias="i", kind=pb.INPUT_KIND_STREAM, hub="hubs/h", format="json")],
+                  outputs=[pb.JobOutput(alias="o", sink="sinks/s")])
+
+
+def test_partition_by_partition_id_counts_per_partition():
+    rt = JobRuntime(job("SELECT PartitionId, COUNT(*) AS n INTO [o] FROM [i] PARTITION BY PartitionId "
+                        "TIMESTAMP BY t GROUP BY TumblingWindow(second, 10), PartitionId"))
+    bodies = [orjson.dumps({"t": f"2023-11-14T22:13:2{i}Z"}) for i in range(1, 7)]
+    rt.feed("i", bodies, ["application/json"] * 6, [T0 + 10_000_000] * 6, ["0", "1", "0", "1", "0", "0"])
+    rt.rt.flush()
+    rows = rt.take_outputs()["o"]
+    assert sorted((r["PartitionId"], r["n"]) for r in rows) == [(0, 4), (1, 2)]
+
+
+def test_enqueued_time_column_and_payload_wins():
+    rt = JobRuntime(job("SELECT v, EventEnqueuedUtcTime AS enq, PartitionId INTO [o] FROM [i]"))
+    rt.feed("i", [orjson.dumps({"v": 1}), orjson.dumps({"v": 2, "PartitionId": "mine"})],
+            ["application/json"] * 2, [T0, T0 + 1_000_000], ["3", "3"])
+    rt.rt.flush()
+    rows = sorted(rt.take_outputs()["o"], key=lambda r: r["v"])
+    assert rows[0]["PartitionId"] == 3 and rows[1]["PartitionId"] == "mine"
+    assert rows[0]["enq"].isoformat() == "2023-11-14T22:13:20+00:00"
+
+
+def test_queries_without_system_columns_keep_the_batch_path():
+    rt = JobRuntime(job("SELECT COUNT(*) AS n INTO [o] FROM [i] TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)"))
+    assert not rt.system_fields

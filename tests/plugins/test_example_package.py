@@ -64,3 +64,21 @@ def test_query_test_uses_the_plugin(installed_plugin, tmp_path) -> None:
     rows = json.loads((tmp_path / "out" / "output.json").read_text())
     assert [r["e"][17:19] for r in rows] == ["02", "04", "06"]
     assert all(r["n"] == 2 and r["city"] == "Oslo" and 609 < r["km"] < 612 for r in rows)
+
+
+def test_plugins_list_shows_builtins_and_the_installed_package(installed_plugin) -> None:
+    """`headwater plugins list` names each plugin, its distribution and what it provides."""
+    headwater = Path(sys.executable).with_name("headwater")
+    out = subprocess.run([str(headwater), "plugins", "list", "--json"], check=True, capture_output=True,
+                         text=True).stdout
+    plugins = json.loads(out)
+    assert plugins["count_window"]["distribution"] == f"headwater-count-window {installed_plugin}"
+    assert "CountWindow" in plugins["count_window"]["windows"]
+    assert "Haversine" in plugins["count_window"]["functions"]
+    assert plugins["headwater.plugins.windows"]["distribution"] == "builtin"
+    assert {"TumblingWindow", "HoppingWindow", "SlidingWindow", "SessionWindow"} <= set(
+        plugins["headwater.plugins.windows"]["windows"])
+    assert "memory" in plugins["headwater.plugins.sinks"]["sinks"]
+    assert "avro" in plugins["headwater.plugins.avro"]["serializers"]
+    text = subprocess.run([str(headwater), "plugins", "list"], check=True, capture_output=True, text=True).stdout
+    assert "count_window  (headwater-count-window" in text

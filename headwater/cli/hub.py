@@ -65,11 +65,13 @@ def parse_position(text: str) -> event_pb2.EventPosition:
 
 
 def _conn(args: argparse.Namespace) -> ConnectionString:
-    text = args.connection_string or os.environ.get("HEADWATER_CONNECTION_STRING", "")
+    text = (args.connection_string or os.environ.get("HEADWATER_INGESTION_CONNECTION_STRING", "")
+            or os.environ.get("HEADWATER_CONNECTION_STRING", ""))
     if text:
         return ConnectionString.parse(text)
+    address = args.address or os.environ.get("HEADWATER_INGESTION_ADDRESS", "") or "localhost:50051"
     policy = PolicyStore(headwater_home() / "auth.json").ensure().root()
-    return ConnectionString(endpoint=f"headwater://{args.address}/", shared_access_key_name=policy.name,
+    return ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=policy.name,
                             shared_access_key=policy.key)
 
 
@@ -337,9 +339,11 @@ def _faults_list(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--connection-string", help="Headwater connection string (default $HEADWATER_CONNECTION_STRING, "
+    p.add_argument("--connection-string", help="Headwater connection string (default "
+                                               "$HEADWATER_INGESTION_CONNECTION_STRING or $HEADWATER_CONNECTION_STRING, "
                                                "else the local root policy)")
-    p.add_argument("--address", default="localhost:50051", help="ingestion host:port without a connection string")
+    p.add_argument("--address", help="ingestion host:port without a connection string "
+                                     "(default $HEADWATER_INGESTION_ADDRESS, else localhost:50051)")
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 

@@ -66,7 +66,13 @@ def _row(job: pb.Job) -> dict:
 
 
 def _create(args) -> int:
-    job = pb.Job(name=_name(args.name), query=Path(args.query).read_text(), udfs=args.udf)
+    try:
+        query = Path(args.query).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                             f"--query {args.query!r}: cannot read the query file ({exc.strerror}); "
+                             "--query takes a file with the query text") from None
+    job = pb.Job(name=_name(args.name), query=query, udfs=args.udf)
     for spec in args.input:
         alias, rest = _pair(spec, "--input")
         hub, _, fmt = rest.partition(":")

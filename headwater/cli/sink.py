@@ -82,10 +82,24 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
+def _whole_numbers(value: Any) -> Any:
+    """google.protobuf.Struct keeps every number as a double: show 100.0 as 100 again."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
 def _sink_dict(s) -> dict[str, Any]:
     from google.protobuf import json_format
 
-    return json_format.MessageToDict(s, preserving_proto_field_name=True)
+    d = json_format.MessageToDict(s, preserving_proto_field_name=True)
+    if "config" in d:
+        d["config"] = _whole_numbers(d["config"])
+    return d
 
 
 def _sink_text(s) -> str:
@@ -99,7 +113,7 @@ def _sink_text(s) -> str:
         lines.append(f"  key columns: {', '.join(s.key_columns)}")
     from google.protobuf import json_format
 
-    config = json_format.MessageToDict(s.config)
+    config = _whole_numbers(json_format.MessageToDict(s.config))
     if config:
         lines.append(f"  config: {json.dumps(config, sort_keys=True)}")
     st = s.stats

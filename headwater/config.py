@@ -22,7 +22,7 @@ import yaml
 
 from headwater.errors import HeadwaterError, Reason
 
-__all__ = ["ConfigError", "ServiceConfig", "DEFAULT_PORTS", "headwater_home", "load_config"]
+__all__ = ["ConfigError", "ServiceConfig", "DEFAULT_PORTS", "default_address", "headwater_home", "load_config"]
 
 #: service -> (gRPC port, metrics port), DESIGN.md "Default ports".
 DEFAULT_PORTS: dict[str, tuple[int, int]] = {
@@ -43,6 +43,22 @@ class ConfigError(HeadwaterError):
 def headwater_home() -> Path:
     """Where local state lives: ``$HEADWATER_HOME``, default ``./.headwater``."""
     return Path(os.environ.get("HEADWATER_HOME", ".headwater")).resolve()
+
+
+def default_address(service: str) -> str:
+    """Where a client finds ``service`` when not told: ``$HEADWATER_<SERVICE>_ADDRESS``, else
+    the address ``headwater up`` wrote to ``$HEADWATER_HOME/endpoints.json`` (removed by
+    ``headwater down``), else ``localhost`` and the default port."""
+    env = os.environ.get(f"HEADWATER_{service.upper()}_ADDRESS")
+    if env:
+        return env
+    try:
+        endpoints = json.loads((headwater_home() / "endpoints.json").read_text())
+        if endpoints.get(service):
+            return str(endpoints[service])
+    except (OSError, ValueError):
+        pass
+    return f"localhost:{DEFAULT_PORTS[service][0]}"
 
 
 @dataclass

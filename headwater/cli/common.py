@@ -11,7 +11,7 @@ import grpc
 
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.channel import sync_channel
-from headwater.config import DEFAULT_PORTS, headwater_home
+from headwater.config import DEFAULT_PORTS, default_address, headwater_home
 from headwater.errors import HeadwaterError
 
 __all__ = ["Client", "add_connection_options", "connection", "print_result"]
@@ -24,8 +24,7 @@ def connection(args: argparse.Namespace, service: str) -> ConnectionString:
         f"HEADWATER_{service.upper()}_CONNECTION_STRING", "")
     if text:
         return ConnectionString.parse(text)
-    address = getattr(args, "address", None) or os.environ.get(
-        f"HEADWATER_{service.upper()}_ADDRESS", f"localhost:{DEFAULT_PORTS[service][0]}")
+    address = getattr(args, "address", None) or default_address(service)
     root = PolicyStore(headwater_home() / "auth.json").ensure().root()
     return ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=root.name,
                             shared_access_key=root.key)

@@ -22,7 +22,7 @@ from google.protobuf import duration_pb2
 
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.channel import sync_channel
-from headwater.config import headwater_home
+from headwater.config import default_address, headwater_home
 from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
 
@@ -69,7 +69,7 @@ def _conn(args: argparse.Namespace) -> ConnectionString:
             or os.environ.get("HEADWATER_CONNECTION_STRING", ""))
     if text:
         return ConnectionString.parse(text)
-    address = args.address or os.environ.get("HEADWATER_INGESTION_ADDRESS", "") or "localhost:50051"
+    address = args.address or default_address("ingestion")
     policy = PolicyStore(headwater_home() / "auth.json").ensure().root()
     return ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=policy.name,
                             shared_access_key=policy.key)
@@ -343,7 +343,7 @@ def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                                                "$HEADWATER_INGESTION_CONNECTION_STRING or $HEADWATER_CONNECTION_STRING, "
                                                "else the local root policy)")
     p.add_argument("--address", help="ingestion host:port without a connection string "
-                                     "(default $HEADWATER_INGESTION_ADDRESS, else localhost:50051)")
+                                     "(default $HEADWATER_INGESTION_ADDRESS, else $HEADWATER_HOME/endpoints.json, else localhost:50051)")
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 

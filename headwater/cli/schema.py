@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from headwater.config import default_address
 from headwater.errors import HeadwaterError, Reason
 
 __all__ = ["add_commands"]
@@ -27,7 +28,7 @@ def _client(args: argparse.Namespace):
     conn = args.connection_string or os.environ.get("HEADWATER_REGISTRY_CONNECTION_STRING", "")
     if conn:
         return SchemaRegistryClient.from_connection_string(conn)
-    address = args.registry or os.environ.get("HEADWATER_REGISTRY_ADDRESS", "localhost:50052")
+    address = args.registry or default_address("registry")
     return SchemaRegistryClient(address, DefaultAzureCredential())
 
 
@@ -133,7 +134,7 @@ def _delete(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--registry", metavar="HOST:PORT",
-                        help="registry address (default $HEADWATER_REGISTRY_ADDRESS or localhost:50052)")
+                        help="registry address (default $HEADWATER_REGISTRY_ADDRESS, else $HEADWATER_HOME/endpoints.json, else localhost:50052)")
     common.add_argument("--connection-string",
                         help="Endpoint=headwater://host:port/;SharedAccessKeyName=..;SharedAccessKey=.. "
                              "(default $HEADWATER_REGISTRY_CONNECTION_STRING, else the local root key)")

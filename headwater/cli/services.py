@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 from headwater.auth import ConnectionString, PolicyStore
-from headwater.config import DEFAULT_PORTS, headwater_home
+from headwater.config import default_address, headwater_home
 
 __all__ = ["add_commands", "SERVICE_NAMES", "service_class"]
 
@@ -30,8 +30,8 @@ def _connection_string(args: argparse.Namespace) -> int:
     if policy is None:
         print(f"headwater: no policy named {args.policy!r}")
         return 1
-    port = args.port or DEFAULT_PORTS[args.service][0]
-    conn = ConnectionString(endpoint=f"headwater://{args.host}:{port}/",
+    address = f"{args.host}:{args.port}" if args.port else default_address(args.service)
+    conn = ConnectionString(endpoint=f"headwater://{address}/",
                             shared_access_key_name=policy.name, shared_access_key=policy.key,
                             entity_path=args.hub or "")
     print(conn)

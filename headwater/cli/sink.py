@@ -26,14 +26,14 @@ _POLICIES = ("retry", "drop")
 def _stub(args: argparse.Namespace):
     from headwater.auth import ConnectionString, PolicyStore
     from headwater.channel import sync_channel
-    from headwater.config import headwater_home
+    from headwater.config import default_address, headwater_home
     from headwater.v1 import sink_pb2_grpc
 
     text = args.connection_string or os.environ.get("HEADWATER_SINK_CONNECTION_STRING", "")
     if text:
         conn = ConnectionString.parse(text)
     else:
-        address = args.sink or os.environ.get("HEADWATER_SINK_ADDRESS", "localhost:50054")
+        address = args.sink or default_address("sink")
         root = PolicyStore(headwater_home() / "auth.json").ensure().root()
         conn = ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=root.name,
                                 shared_access_key=root.key)
@@ -255,7 +255,7 @@ def _render(table) -> str:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--sink", metavar="HOST:PORT",
-                        help="sink service address (default $HEADWATER_SINK_ADDRESS or localhost:50054)")
+                        help="sink service address (default $HEADWATER_SINK_ADDRESS, else $HEADWATER_HOME/endpoints.json, else localhost:50054)")
     common.add_argument("--connection-string",
                         help="Endpoint=headwater://host:port/;SharedAccessKeyName=..;SharedAccessKey=.. "
                              "(default $HEADWATER_SINK_CONNECTION_STRING, else the local root key)")

@@ -78,10 +78,8 @@ def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, q
 def stop_stack(procs: list[ServiceProcess]) -> None:
     for proc in reversed(procs):
         proc.terminate(timeout=15)
-    try:
-        _pidfile().unlink()
-    except FileNotFoundError:
-        pass
+    for stale in (_pidfile(), headwater_home() / "endpoints.json"):
+        stale.unlink(missing_ok=True)
 
 
 def _wait_forever(procs: list[ServiceProcess]) -> int:
@@ -117,6 +115,7 @@ def _down(args: argparse.Namespace) -> int:
         except (ProcessLookupError, PermissionError, ValueError):
             pass
     path.unlink()
+    (headwater_home() / "endpoints.json").unlink(missing_ok=True)
     print("headwater down: sent SIGTERM to the services")
     return 0
 

@@ -59,10 +59,22 @@ def test_headwater_up_starts_every_service_and_stops_them(tmp_path):
         assert any(line.startswith("processing | ") for line in lines)
         pids = [int(p) for p in (home / "up.pids").read_text().split()]
         assert len(pids) == 4
+        # The CLI finds the services `headwater up` started, ephemeral ports and all.
+        def cli(*argv):
+            return subprocess.run([*headwater_cmd(), *argv], env=env, cwd=tmp_path, capture_output=True,
+                                  text=True, timeout=60)
+        made = cli("hub", "create", "up-trips", "--partitions", "2")
+        assert made.returncode == 0, made.stderr
+        assert "up-trips" in cli("hub", "list").stdout
+        assert cli("job", "list", "--json").stdout.strip() == "[]"
+        assert cli("sink", "list").returncode == 0
+        assert cli("schema", "group", "list").returncode == 0
+        assert f"headwater://{endpoints['ingestion']}/" in cli("connection-string").stdout
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
+    assert not (home / "endpoints.json").exists()  # no stale addresses after the stack stops
     for pid in pids:
         try:
             os.kill(pid, 0)

@@ -22,6 +22,8 @@ def connection(args: argparse.Namespace, service: str) -> ConnectionString:
     local root policy for ``--address`` (default: the service's default port)."""
     text = getattr(args, "connection_string", None) or os.environ.get(
         f"HEADWATER_{service.upper()}_CONNECTION_STRING", "")
+    if not text and service == "ingestion":  # the hub's, as the Azure samples name it
+        text = os.environ.get("HEADWATER_CONNECTION_STRING", "")
     if text:
         return ConnectionString.parse(text)
     address = getattr(args, "address", None) or default_address(service)

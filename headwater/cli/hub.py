@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -20,9 +19,8 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2
 
-from headwater.auth import ConnectionString, PolicyStore
-from headwater.channel import sync_channel
-from headwater.config import default_address, headwater_home
+from headwater.auth import ConnectionString
+from headwater.cli.common import Client, connection
 from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
 
@@ -65,30 +63,11 @@ def parse_position(text: str) -> event_pb2.EventPosition:
 
 
 def _conn(args: argparse.Namespace) -> ConnectionString:
-    text = (args.connection_string or os.environ.get("HEADWATER_INGESTION_CONNECTION_STRING", "")
-            or os.environ.get("HEADWATER_CONNECTION_STRING", ""))
-    if text:
-        return ConnectionString.parse(text)
-    address = args.address or default_address("ingestion")
-    policy = PolicyStore(headwater_home() / "auth.json").ensure().root()
-    return ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=policy.name,
-                            shared_access_key=policy.key)
+    return connection(args, "ingestion")
 
 
-class _Client:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.channel = sync_channel(_conn(args))
-        self.stub = ingestion_pb2_grpc.IngestionServiceStub(self.channel)
-
-    def __getattr__(self, name: str):
-        method = getattr(self.stub, name)
-
-        def call(request, **kwargs):
-            try:
-                return method(request, timeout=kwargs.pop("timeout", 30), **kwargs)
-            except grpc.RpcError as exc:
-                raise HeadwaterError.from_rpc_error(exc) from None
-        return call
+def _Client(args: argparse.Namespace) -> Client:  # noqa: N802 - reads as the client it returns
+    return Client(args, "ingestion", ingestion_pb2_grpc.IngestionServiceStub)
 
 
 def _hub_row(hub: ingestion_pb2.Hub) -> dict:

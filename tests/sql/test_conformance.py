@@ -40,6 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.sql.conformance_udfs import PORTS  # noqa: E402
 
+#: The harness-only field that gives an event's arrival time (conformance README).
+ARRIVAL = "__ArrivalTime"
+
 _DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
 
 
@@ -92,11 +95,10 @@ def run_case(case: dict, tmp_path: Path) -> tuple[int, dict[str, list]]:
         args += ["--out-of-order-tolerance", str(cfg["out_of_order_tolerance_seconds"])]
     if "out_of_order_action" in cfg:
         args += ["--out-of-order-action", cfg["out_of_order_action"].lower()]
-    if "arrival_time_field" in cfg:
-        args += ["--arrival-time-field", cfg["arrival_time_field"].split()[0]]
-    m = re.search(r"arrival times equal to field (\w+)", cfg.get("note", ""))
-    if m:  # syn_last_when_includes_current: no TIMESTAMP BY, arrival = T
-        args += ["--arrival-time-field", m.group(1)]
+    # The README's rule, for every case: events carrying ``__ArrivalTime`` arrive then
+    # (the field is stripped from the payload); the others arrive in timestamp order.
+    if any(ARRIVAL in e for events in case.get("input", {}).values() for e in events):
+        args += ["--arrival-time-field", ARRIVAL]
     for name in case.get("udfs") or {}:
         args += ["--udf", f"{name}={PORTS[name.lower()]}"]
     code = headwater_main(args)
@@ -106,20 +108,9 @@ def run_case(case: dict, tmp_path: Path) -> tuple[int, dict[str, list]]:
     return code, out
 
 
-#: Cases whose ``expected`` contradicts their own input; strict, so a correction upstream
-#: turns the xfail into a failure that asks for this entry to be removed.
-CASE_DATA_ERRORS = {
-    # row 3: A=00:59:00, B=01:00:00 is 60 seconds (and 1 minute boundary, 1 hour boundary
-    # crossed); the case expects s=3600. Every other row and column matches T-SQL's
-    # boundaries-crossed rule, which the engine implements.
-    "syn_datediff_boundaries_crossed": "expected s=3600 for a 60-second difference",
-}
-
-
 def _params():
     for p in CASES:
-        marks = [pytest.mark.xfail(reason=CASE_DATA_ERRORS[p.stem], strict=True)] if p.stem in CASE_DATA_ERRORS else []
-        yield pytest.param(p, id=p.stem, marks=marks)
+        yield pytest.param(p, id=p.stem)
 
 
 def test_the_cases_are_found_in_ci() -> None:

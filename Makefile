@@ -24,6 +24,7 @@ proto: $(STAMP) ## Regenerate headwater/v1 from protos/
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
 up: setup ## Start the four services and the dashboard, create the demo hub and job, run trips
+	@echo "make up: the CLI is $(CURDIR)/$(VENV)/bin/headwater; from any directory: export PATH=\"$(CURDIR)/$(VENV)/bin:\$$PATH\""
 	$(VENV)/bin/headwater demo
 
 down: ## Stop what `make up` started

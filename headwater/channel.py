@@ -110,24 +110,27 @@ def _creds(conn: ConnectionString, root_certificates: bytes | None):
 
 
 def aio_channel(conn: ConnectionString | str, entity: str = "", *,
-                root_certificates: bytes | None = None) -> grpc.aio.Channel:
-    """An asyncio channel to ``conn``'s endpoint that signs every call."""
+                root_certificates: bytes | None = None, address: str = "") -> grpc.aio.Channel:
+    """An asyncio channel to ``conn``'s endpoint (or ``address``, another service of its
+    namespace, see :mod:`headwater.namespace`) that signs every call for ``conn``'s namespace."""
     if isinstance(conn, str):
         conn = ConnectionString.parse(conn)
     interceptors = _aio_auth(TokenSource(conn, entity))
+    target = address or conn.address
     if conn.use_tls or root_certificates:
-        return grpc.aio.secure_channel(conn.address, _creds(conn, root_certificates),
+        return grpc.aio.secure_channel(target, _creds(conn, root_certificates),
                                        options=_OPTIONS, interceptors=interceptors)
-    return grpc.aio.insecure_channel(conn.address, options=_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=_OPTIONS, interceptors=interceptors)
 
 
 def sync_channel(conn: ConnectionString | str, entity: str = "", *,
-                 root_certificates: bytes | None = None) -> grpc.Channel:
-    """A blocking channel to ``conn``'s endpoint that signs every call."""
+                 root_certificates: bytes | None = None, address: str = "") -> grpc.Channel:
+    """A blocking channel to ``conn``'s endpoint (or ``address``) that signs every call."""
     if isinstance(conn, str):
         conn = ConnectionString.parse(conn)
+    target = address or conn.address
     if conn.use_tls or root_certificates:
-        channel = grpc.secure_channel(conn.address, _creds(conn, root_certificates), options=_OPTIONS)
+        channel = grpc.secure_channel(target, _creds(conn, root_certificates), options=_OPTIONS)
     else:
-        channel = grpc.insecure_channel(conn.address, options=_OPTIONS)
+        channel = grpc.insecure_channel(target, options=_OPTIONS)
     return grpc.intercept_channel(channel, _SyncAuth(TokenSource(conn, entity)))

@@ -141,6 +141,27 @@ class ServiceProcess:
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def failure(self) -> str:
+        """One line saying why the service stopped or never started (for a person)."""
+        import json
+
+        for line in reversed(self.lines):
+            text = line.strip()
+            if text.startswith(f"headwater serve {self.name}:") or text.startswith(f"headwater {self.name}:"):
+                return text.split(":", 1)[1].strip()
+            if text.startswith("{"):
+                try:
+                    rec = json.loads(text)
+                except ValueError:
+                    continue
+                if rec.get("level") in ("ERROR", "CRITICAL") and rec.get("msg"):
+                    return str(rec["msg"]).split(": ", 1)[-1] if ": " in str(rec["msg"]) else str(rec["msg"])
+        for line in reversed(self.lines):  # the last line of a traceback names the exception
+            if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", line.strip()):
+                return line.strip()
+        code = self.proc.poll() if self.proc else None
+        return f"exited with code {code}" if code is not None else "no 'listening on' line in time"
+
 
 def headwater_cmd() -> list[str]:
     """The ``headwater`` console script of this interpreter's environment."""

@@ -22,7 +22,7 @@ __all__ = ["add_commands"]
 def _demo(args: argparse.Namespace) -> int:
     import json
 
-    from headwater.cli.up import start_stack, stop_stack
+    from headwater.cli.up import path_hint, start_stack, stop_stack
 
     procs = start_stack(args.file, ephemeral_ports=args.ephemeral_ports)
     endpoints = json.loads((headwater_home() / "endpoints.json").read_text())
@@ -38,7 +38,9 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"\nHeadwater demo: trips flowing at {args.rate:g}/s into hub 'trips'.\n"
               f"  dashboard:          {url}\n"
               f"  connection string:  {local_connection(endpoints['ingestion'])};EntityPath=trips\n"
-              f"  stop:               Ctrl-C\n", flush=True)
+              f"  (the namespace's: it reaches every service; `headwater connection-string` prints it)\n"
+              f"  stop:               Ctrl-C here, or `headwater down` from anywhere\n"
+              f"{path_hint().replace('headwater up: ', '  ')}\n", flush=True)
         sender = asyncio.create_task(send_trips(endpoints["ingestion"], "trips", args.rate))
         await stop.wait()
         sender.cancel()

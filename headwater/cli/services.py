@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
+from pathlib import Path
 
-from headwater.auth import ConnectionString, PolicyStore
+from headwater.auth import ConnectionString
 from headwater.config import default_address, headwater_home
 
 __all__ = ["add_commands", "SERVICE_NAMES", "service_class"]
@@ -25,12 +27,22 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _connection_string(args: argparse.Namespace) -> int:
-    store = PolicyStore(headwater_home() / "auth.json" if not args.auth_file else args.auth_file).ensure()
-    policy = store.get(args.policy) if args.policy else store.root()
-    if policy is None:
-        print(f"headwater: no policy named {args.policy!r}")
-        return 1
-    address = f"{args.host}:{args.port}" if args.port else default_address(args.service)
+    from headwater.auth import PolicyStore
+    from headwater.config import local_root_policy
+
+    root = local_root_policy(args.auth_file)  # never creates a key the services do not know
+    if args.policy:
+        store = PolicyStore(Path(args.auth_file) if args.auth_file else headwater_home() / "auth.json")
+        policy = store.get(args.policy)
+        if policy is None:
+            print(f"headwater: no policy named {args.policy!r} in {store.path}", file=sys.stderr)
+            return 1
+    else:
+        policy = root
+    if args.port:
+        address = f"{args.host}:{args.port}"
+    else:  # the namespace endpoint (ingestion), or the service asked for
+        address = default_address(args.service)
     conn = ConnectionString(endpoint=f"headwater://{address}/",
                             shared_access_key_name=policy.name, shared_access_key=policy.key,
                             entity_path=args.hub or "")
@@ -46,13 +58,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="service options (see headwater serve NAME --help)")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("connection-string", help="print the local root policy's connection string",
-                       description="Print a connection string for the SDK and for people, "
-                                   "from the policies file in $HEADWATER_HOME (created if missing).")
+    p = sub.add_parser("connection-string", help="print the namespace connection string (reaches every service)",
+                       description="Print the namespace connection string for the SDK and for people: the "
+                                   "ingestion endpoint (which tells clients where the registry, processing and "
+                                   "sink are: GetNamespace) and the root policy of $HEADWATER_HOME/auth.json. "
+                                   "Never creates a key: the services create auth.json when they start.")
     p.add_argument("--hub", help="add EntityPath=HUB")
     p.add_argument("--policy", help="policy name (default RootManageSharedAccessKey)")
     p.add_argument("--service", default="ingestion", choices=SERVICE_NAMES,
-                   help="whose default port to use (default ingestion)")
+                   help="endpoint of this service instead of the namespace (default ingestion, the namespace)")
     p.add_argument("--host", default="localhost")
     p.add_argument("--port", type=int, help="override the port")
     p.add_argument("--auth-file", help="policies file (default $HEADWATER_HOME/auth.json)")

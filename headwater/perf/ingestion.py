@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -248,7 +249,16 @@ async def _nats_produce(url: str, events: int, size: int, window: int) -> dict[s
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
-    nc = await nats.connect(url, connect_timeout=2)
+    async def _quiet(_exc: Exception) -> None:  # nats-py logs a traceback per failed attempt
+        return None
+
+    # One attempt: an unreachable peer is skipped with one line (nats-py itself would retry
+    # the first connect forever, a traceback each time).
+    parsed = urllib.parse.urlparse(url)
+    _r, w = await asyncio.wait_for(asyncio.open_connection(parsed.hostname or "127.0.0.1", parsed.port or 4222), 2)
+    w.close()
+    nc = await asyncio.wait_for(nats.connect(url, connect_timeout=2, allow_reconnect=False,
+                                             max_reconnect_attempts=0, error_cb=_quiet), 5)
     js = nc.jetstream()
     stream = f"HWPERF{uuid.uuid4().hex[:8].upper()}"
     await js.add_stream(StreamConfig(name=stream, subjects=[f"{stream}.>"], storage=StorageType.FILE))
@@ -286,7 +296,7 @@ async def _nats_peer(args: argparse.Namespace) -> dict[str, Any] | None:
     try:
         return await _nats_produce(args.nats_url, args.nats_events, args.event_size, 1000)
     except Exception as exc:  # noqa: BLE001 - the peer is optional; say why it is missing
-        print(f"NATS peer skipped: {exc}", file=sys.stderr)
+        print(f"NATS peer skipped: {args.nats_url} unreachable ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None
 
 

@@ -45,6 +45,11 @@ class IngestionConfig(ServiceConfig):
     log_backend: str = "embedded"
     #: NATS server(s) of the nats backend.
     nats_url: str = "nats://127.0.0.1:4222"
+    #: Addresses GetNamespace gives clients for the other services of the namespace
+    #: (empty: $HEADWATER_HOME/endpoints.json from `headwater up`, else this host's default ports).
+    registry_address: str = ""
+    processing_address: str = ""
+    sink_address: str = ""
 
     def __post_init__(self) -> None:
         if self.fsync_policy not in ("every_batch", "interval", "never"):

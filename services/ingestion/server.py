@@ -51,10 +51,16 @@ class IngestionService(Service):
         self.http = None
         self.http_port = -1
         self.capture = None
+        from headwater.services.ingestion.namespace import NamespaceServicer
+
+        self.namespace = NamespaceServicer(self)
 
     def bindings(self):
         assert self.servicer is not None, "start() first"
-        return [GrpcBinding(add_to_server, self.servicer, "headwater.v1.IngestionService")]
+        from headwater.services.ingestion import namespace
+
+        return [GrpcBinding(add_to_server, self.servicer, "headwater.v1.IngestionService"),
+                GrpcBinding(namespace.add_to_server, self.namespace, "headwater.v1.NamespaceService")]
 
     async def start(self) -> None:
         cfg = self.config
@@ -79,6 +85,7 @@ class IngestionService(Service):
 
     async def started(self, running: RunningService) -> None:
         cfg = self.config
+        self.namespace.address = running.address
         port = cfg.http_port
         if port >= 0 and running.grpc_port and cfg.grpc_port == 0:
             port = 0  # an ephemeral gRPC port (tests): never collide on the default HTTP port

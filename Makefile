@@ -40,8 +40,13 @@ browser:
 test: setup browser ## Run the whole test suite
 	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
-lint: setup ## Lint the contracts (buf via npx) and the code (ruff)
+# `buf breaking` compares protos/ with the last release: the newest tag, else main's previous commit.
+BUF_AGAINST ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo main~1)
+
+lint: setup ## Lint the contracts (buf lint + buf breaking against the last release, via npx) and the code (ruff)
 	npx --yes @bufbuild/buf lint
+	@rm -rf .buf-against && mkdir -p .buf-against && git archive $(BUF_AGAINST) protos | tar -x -C .buf-against
+	npx --yes @bufbuild/buf breaking --against .buf-against/protos; status=$$?; rm -rf .buf-against; exit $$status
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check headwater services plugins tests
 
 fmt: setup ## Format the code

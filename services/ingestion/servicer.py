@@ -20,6 +20,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from headwater.auth import parse_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.pagination import decode_page_token, encode_page_token
 from headwater.server import caller_token
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.checkpoints import CheckpointStore
@@ -70,10 +71,11 @@ def _page(items: list, page_size: int, page_token: str, key, default: int = 100,
     if page_size < 0:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, "page_size must be >= 0", metadata={"field": "page_size"})
     size = min(page_size or default, maximum)
-    if page_token:
-        items = [i for i in items if key(i) > page_token]
+    if page_token:  # opaque and checked (headwater.pagination): garbage is INVALID_ARGUMENT
+        after = str(decode_page_token(page_token, "ingestion"))
+        items = [i for i in items if key(i) > after]
     page = items[:size]
-    token = key(page[-1]) if len(items) > size else ""
+    token = encode_page_token("ingestion", key(page[-1])) if len(items) > size else ""
     return page, token
 
 

@@ -239,6 +239,87 @@ def test_perf_skips_an_unreachable_peer_in_one_line(tmp_path):
     assert "events/s" in out.stdout
 
 
+def _stubs(stack):
+    from headwater.auth import ConnectionString
+    from headwater.channel import sync_channel
+    from headwater.namespace import discover
+    from headwater.v1 import (
+        ingestion_pb2_grpc,
+        processing_pb2_grpc,
+        schema_registry_pb2_grpc,
+        sink_pb2_grpc,
+    )
+
+    conn = ConnectionString.parse(stack.cli("connection-string").stdout.strip())
+    ns = discover(conn)
+    return {
+        "ingestion": ingestion_pb2_grpc.IngestionServiceStub(sync_channel(conn)),
+        "registry": schema_registry_pb2_grpc.SchemaRegistryServiceStub(sync_channel(conn, address=ns.registry)),
+        "processing": processing_pb2_grpc.ProcessingServiceStub(sync_channel(conn, address=ns.processing)),
+        "sink": sink_pb2_grpc.SinkServiceStub(sync_channel(conn, address=ns.sink)),
+    }
+
+
+def _error(call):
+    from headwater.errors import HeadwaterError
+
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return HeadwaterError.from_rpc_error(info.value)
+
+
+def test_garbage_page_tokens_are_invalid_argument_everywhere(stack):
+    from headwater.errors import Reason
+    from headwater.v1 import ingestion_pb2 as ipb
+    from headwater.v1 import processing_pb2 as ppb
+    from headwater.v1 import schema_registry_pb2 as rpb
+    from headwater.v1 import sink_pb2 as spb
+
+    s = _stubs(stack)
+    assert stack.cli("hub", "create", "paged", "--partitions", "1").returncode == 0
+    garbage = ["garbage", "MTA", "eyJrIjoiaW5nZXN0aW9uIiwidiI6ImEifQ", "5"]
+    calls = {
+        "ListHubs": lambda t: s["ingestion"].ListHubs(ipb.ListHubsRequest(page_token=t), timeout=10),
+        "ListConsumerGroups": lambda t: s["ingestion"].ListConsumerGroups(
+            ipb.ListConsumerGroupsRequest(parent="hubs/paged", page_token=t), timeout=10),
+        "ListJobs": lambda t: s["processing"].ListJobs(ppb.ListJobsRequest(page_token=t), timeout=10),
+        "ListSchemaGroups": lambda t: s["registry"].ListSchemaGroups(rpb.ListSchemaGroupsRequest(page_token=t),
+                                                                     timeout=10),
+        "ListSinks": lambda t: s["sink"].ListSinks(spb.ListSinksRequest(page_token=t), timeout=10),
+    }
+    for name, call in calls.items():
+        call("")  # the first page works
+        for token in garbage:
+            err = _error(lambda call=call, token=token: call(token))
+            assert err.reason is Reason.INVALID_ARGUMENT and err.metadata["field"] == "page_token", (name, token)
+    # A real token of one list is not accepted by another service's list.
+    from headwater.pagination import encode_page_token
+
+    err = _error(lambda: calls["ListJobs"](encode_page_token("ingestion", "a")))
+    assert err.reason is Reason.INVALID_ARGUMENT
+
+
+def test_not_found_carries_the_same_metadata_keys_in_every_service(stack):
+    from headwater.errors import Reason
+    from headwater.v1 import ingestion_pb2 as ipb
+    from headwater.v1 import processing_pb2 as ppb
+    from headwater.v1 import schema_registry_pb2 as rpb
+    from headwater.v1 import sink_pb2 as spb
+
+    s = _stubs(stack)
+    cases = {
+        "ingestion": (lambda: s["ingestion"].GetHub(ipb.GetHubRequest(name="hubs/nope"), timeout=10), "hubs/nope"),
+        "processing": (lambda: s["processing"].GetJob(ppb.GetJobRequest(name="jobs/nope"), timeout=10), "jobs/nope"),
+        "registry": (lambda: s["registry"].GetSchemaGroup(rpb.GetSchemaGroupRequest(name="nope"), timeout=10),
+                     "schemaGroups/nope"),
+        "sink": (lambda: s["sink"].GetSink(spb.GetSinkRequest(name="sinks/nope"), timeout=10), "sinks/nope"),
+    }
+    for service, (call, resource) in cases.items():
+        err = _error(call)
+        assert err.reason is Reason.RESOURCE_NOT_FOUND, service
+        assert err.metadata.get("service") == service and err.metadata.get("resource") == resource, err.metadata
+
+
 def test_down_from_anywhere_stops_the_services_and_the_driver(stack):
     from headwater.cli.up import read_pids
 
@@ -248,7 +329,7 @@ def test_down_from_anywhere_stops_the_services_and_the_driver(stack):
     out = stack.cli("down", cwd=stack.deep)
     assert out.returncode == 0, out.stderr
     stack.proc.wait(30)  # the `headwater up` driver exits too
-    for name, pid in pids.items():
+    for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not (stack.state / "endpoints.json").exists() and not (stack.state / "up.pids").exists()

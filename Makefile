@@ -15,10 +15,20 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || PYTHON=python3; \
 	  test -x $(PY) || $${PYTHON:-$(PYTHON)} -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,spark]'
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install Headwater with its test dependencies (idempotent)
+# The Node client example's npm packages (docs/clients.md), when node is installed.
+NODE_EXAMPLE := tests/clients/node
+$(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --loglevel=error; \
+	  else echo "make: npm not installed; the Node client test will be skipped"; fi
+
+setup: $(STAMP) $(NODE_EXAMPLE)/node_modules/.package-lock.json ## Create .venv and install Headwater with its test dependencies (idempotent)
+
+setup-go: ## Install Debian's Go toolchain and gRPC packages (the Go client example's test)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-google-grpc-dev golang-google-genproto-dev \
+	  golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc
 
 proto: $(STAMP) ## Regenerate headwater/v1 from protos/
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
@@ -57,4 +67,4 @@ bench: setup ## Run the perf commands against local services and print the numbe
 
 perf: bench
 
-.PHONY: help setup browser proto up down test lint fmt bench perf
+.PHONY: help setup setup-go browser proto up down test lint fmt bench perf

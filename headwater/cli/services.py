@@ -50,7 +50,31 @@ def _connection_string(args: argparse.Namespace) -> int:
     return 0
 
 
+def _namespace(args: argparse.Namespace) -> int:
+    import json
+
+    from headwater.namespace import discover, local_connection_string
+
+    conn = ConnectionString.parse(args.connection_string) if args.connection_string else local_connection_string()
+    ns = discover(conn)
+    data = {"uri": ns.uri, "ingestion": ns.ingestion, "registry": ns.registry, "processing": ns.processing,
+            "sink": ns.sink, "http_ingest_url": ns.http_ingest_url, "dashboard_url": ns.dashboard_url}
+    if args.json:
+        print(json.dumps(data))
+    else:
+        for key, value in data.items():
+            print(f"{key}: {value}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("namespace", help="where every service of the namespace listens (GetNamespace)",
+                       description="Ask the namespace endpoint (the connection string's, default the local "
+                                   "stack's) for the address of every service, HTTP ingest and the dashboard.")
+    p.add_argument("--connection-string", help="default $HEADWATER_CONNECTION_STRING, else the local stack")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=_namespace)
+
     p = sub.add_parser("serve", help="run one service in the foreground",
                        description="Run one Headwater service until SIGTERM. "
                                    "Options after the name go to the service (--config, --port, ...).")

@@ -58,9 +58,9 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
         return
     home = os.environ.get("HEADWATER_HOME")
     if args.address:
-        from headwater.config import headwater_home
+        from headwater.config import local_root_policy
 
-        policy = PolicyStore(headwater_home() / "auth.json").ensure().root()
+        policy = local_root_policy()  # the running services' key, never a new one
         yield str(ConnectionString(endpoint=f"headwater://{args.address}/", shared_access_key_name=policy.name,
                                    shared_access_key=policy.key))
         return

@@ -13,6 +13,7 @@ import pyarrow as pa
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.sink import table_filter
 from headwater.services.sink.outputs import Output, Outputs, Update
 from headwater.sinks import (
     Checkpoint,
@@ -77,26 +78,9 @@ def _token(data: dict) -> str:
 
 
 def query_table(table: pa.Table, filter_: str = "", order_by: str = "") -> pa.Table:
-    """Rows of ``table`` matching a SQL ``filter_`` (WHERE clause) in ``order_by`` (ORDER BY clause)."""
-    if not filter_ and not order_by:
-        return table
-    import polars as pl
-
-    if not table.num_columns:
-        return table
-    sql = "SELECT * FROM t"
-    if filter_:
-        sql += f" WHERE {filter_}"
-    if order_by:
-        sql += f" ORDER BY {order_by}"
-    try:
-        df = pl.from_arrow(table)
-        return pl.SQLContext(t=df).execute(sql, eager=True).to_arrow()
-    except Exception as exc:  # noqa: BLE001 - polars raises several types for bad SQL
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                             f"cannot apply filter {filter_!r} / order_by {order_by!r}: {text}",
-                             metadata={"field": "filter" if filter_ else "order_by"}) from None
+    """Rows of ``table`` matching ``filter_`` in ``order_by``: the grammar of
+    :mod:`headwater.services.sink.table_filter`, never a SQL engine."""
+    return table_filter.apply(table, filter_, order_by)
 
 
 class SinkServicer(sink_pb2_grpc.SinkServiceServicer):

@@ -8,6 +8,7 @@ plugin, bound to the service's schema registry).
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,35 +20,55 @@ from headwater.services.processing.local import decode_events, load_udf, run_loc
 from headwater.v1 import event_pb2
 from headwater.v1 import processing_pb2 as pb
 
-__all__ = ["compile_job", "runtime_for", "JobRuntime", "test_query"]
+__all__ = ["compile_job", "reference_file", "runtime_for", "JobRuntime", "test_query"]
 
 
+@functools.lru_cache(maxsize=32)
+def _operator_udfs(specs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The UDFs the operator registered in the service's configuration (``udfs: {name: module:function}``)."""
+    udfs = {}
+    for name, target in specs:
+        try:
+            udfs[name] = load_udf(target)
+        except (ImportError, AttributeError, OSError, SyntaxError, ValueError) as exc:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"setting 'udfs': {name}={target} cannot be loaded: {exc}",
+                                 metadata={"field": "udfs"}) from None
+    return udfs
 
 
-def _plugin_manager(job: pb.Job):
+def _plugin_manager(job: pb.Job, config: Any = None):
+    """Plugins plus the operator's UDFs. A job only *names* UDFs: one that carries code
+    (``NAME=module:function``) is refused, since a client must not pick what the service imports."""
     from headwater.pluginmanager import get_plugin_manager
 
-    udfs = {}
+    udfs = _operator_udfs(tuple(sorted((getattr(config, "udfs", None) or {}).items())))
+    pm = get_plugin_manager([("operator-udfs", udf_plugin(udfs))] if udfs else [])
+    functions = pm.collect().functions if job.udfs else None
     for spec in job.udfs:
-        name, sep, target = spec.partition("=")
-        if not sep:
-            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job.udfs entry {spec!r} must be NAME=module:function",
-                                 metadata={"field": "job.udfs"})
-        try:
-            udfs[name.strip()] = load_udf(target.strip())
-        except (ImportError, AttributeError, OSError, SyntaxError, ValueError) as exc:
-            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job.udfs entry {spec!r} cannot be loaded: {exc}",
-                                 metadata={"field": "job.udfs"}) from None
-    return get_plugin_manager([("job-udfs", udf_plugin(udfs))] if udfs else [])
+        name = spec.strip()
+        if "=" in name or ":" in name:
+            short = name.partition("=")[0].strip() or "NAME"
+            raise HeadwaterError(
+                Reason.INVALID_ARGUMENT,
+                f"job.udfs entry {spec!r}: a job cannot load code (module:function); UDFs come from the operator: "
+                f"a plugin package, or the processing service's configuration (udfs: {{{short}: module:function}}). "
+                f"A job names a registered UDF: udfs: [{short!r}]", metadata={"field": "job.udfs"})
+        if functions is not None and functions.get(name, "UDF") is None and functions.get(name, "UDA") is None:
+            known = sorted(udfs) or ["none"]
+            raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                 f"job.udfs entry {spec!r}: no UDF of that name is registered by the operator "
+                                 f"(configured: {', '.join(known)})", metadata={"field": "job.udfs"})
+    return pm
 
 
-def _reference_rows(inp: pb.JobInput) -> list[dict]:
+def _reference_rows(inp: pb.JobInput, config: Any = None) -> list[dict]:
     data = inp.reference_data
     if not data and inp.reference_path:
+        path = reference_file(inp, config)
         try:
-            data = Path(inp.reference_path).read_bytes()
+            data = path.read_bytes()
         except OSError as exc:
-            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"reference input {inp.alias}: {exc}",
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"reference input {inp.alias}: {exc.strerror}",
                                  metadata={"field": "reference_path"}) from None
     text = data.strip()
     if not text:
@@ -61,12 +82,24 @@ def _reference_rows(inp: pb.JobInput) -> list[dict]:
                              metadata={"field": "reference_data"}) from None
 
 
-def compile_job(job: pb.Job):
+def reference_file(inp: pb.JobInput, config: Any = None) -> Path:
+    """A reference input's file, confined to the service's ``allowed_paths`` (default its data folder)."""
+    from headwater.config import headwater_home
+    from headwater.paths import allowed_roots, confine
+
+    roots = allowed_roots(config) if config is not None else [headwater_home() / "processing"]
+    return confine(inp.reference_path, roots, "reference_path")
+
+
+def compile_job(job: pb.Job, config: Any = None):
     """Compile the job's query and check its inputs and outputs against the query's."""
     from headwater.services.processing.engine import compile_query
 
     refs = [i.alias for i in job.inputs if i.kind == pb.INPUT_KIND_REFERENCE]
-    compiled = compile_query(job.query, _plugin_manager(job), references=refs)
+    for i in job.inputs:
+        if i.kind == pb.INPUT_KIND_REFERENCE and i.reference_path and not i.reference_data:
+            reference_file(i, config)
+    compiled = compile_query(job.query, _plugin_manager(job, config), references=refs)
     have_in = {i.alias.lower() for i in job.inputs}
     missing = [a for a in compiled.inputs if a.lower() not in have_in]
     if missing:
@@ -95,10 +128,11 @@ def _policy(job: pb.Job):
 class JobRuntime:
     """The engine's Runtime behind the runner's QueryRuntime protocol."""
 
-    def __init__(self, job: pb.Job, registry_address: str = "") -> None:
-        """``registry_address`` is the registry's connection string (Avro inputs)."""
-        compiled = compile_job(job)
-        refs = {i.alias: _reference_rows(i) for i in job.inputs if i.kind == pb.INPUT_KIND_REFERENCE}
+    def __init__(self, job: pb.Job, registry_address: str = "", config: Any = None) -> None:
+        """``registry_address`` is the registry's connection string (Avro inputs); ``config`` the
+        service's settings (operator UDFs, allowed_paths)."""
+        compiled = compile_job(job, config)
+        refs = {i.alias: _reference_rows(i, config) for i in job.inputs if i.kind == pb.INPUT_KIND_REFERENCE}
         self.rt = compiled.runtime(_policy(job), reference_data=refs)
         self.pm = compiled.pm
         self.formats = {i.alias.lower(): (i.format or "json").lower() for i in job.inputs}
@@ -208,7 +242,7 @@ def runtime_for(job: pb.Job, config) -> JobRuntime:
     if config.auth_enabled:
         root = PolicyStore(config.auth_path()).ensure().root()
         conn.shared_access_key_name, conn.shared_access_key = root.name, root.key
-    return JobRuntime(job, str(conn))
+    return JobRuntime(job, str(conn), config)
 
 
 def test_query(request: pb.TestQueryRequest) -> pb.TestQueryResponse:

@@ -86,7 +86,7 @@ class JobManager:
         return self.catalog.put(job)
 
     def compile(self, job: pb.Job) -> object:
-        return engine_adapter.compile_job(job)
+        return engine_adapter.compile_job(job, self.config)
 
     # -- jobs --------------------------------------------------------------------------------
     async def start(self, name: str, mode: int, start_time: datetime | None, resuming: bool = False) -> pb.Job:

@@ -82,6 +82,19 @@ def _reference_rows(inp: pb.JobInput, config: Any = None) -> list[dict]:
                              metadata={"field": "reference_data"}) from None
 
 
+def _check_secret_references(job: pb.Job, config: Any) -> None:
+    """``secret:NAME`` connection strings name secrets that exist (resolved when the job starts)."""
+    from headwater.secrets import SecretStore, is_reference, resolve
+
+    if config is None or not hasattr(config, "secrets_path"):
+        return
+    store = SecretStore(config.secrets_path())
+    for what, items in (("inputs", job.inputs), ("outputs", job.outputs)):
+        for item in items:
+            if is_reference(item.connection_string):
+                resolve(item.connection_string, store, f"job.{what}.connection_string")
+
+
 def reference_file(inp: pb.JobInput, config: Any = None) -> Path:
     """A reference input's file, confined to the service's ``allowed_paths`` (default its data folder)."""
     from headwater.config import headwater_home
@@ -99,6 +112,7 @@ def compile_job(job: pb.Job, config: Any = None):
     for i in job.inputs:
         if i.kind == pb.INPUT_KIND_REFERENCE and i.reference_path and not i.reference_data:
             reference_file(i, config)
+    _check_secret_references(job, config)
     compiled = compile_query(job.query, _plugin_manager(job, config), references=refs)
     have_in = {i.alias.lower() for i in job.inputs}
     missing = [a for a in compiled.inputs if a.lower() not in have_in]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.retry import RetryPolicy, retry_async
+from headwater.secrets import SecretStore, resolve_config, write_private
 from headwater.services.sink import metrics
 from headwater.sinks import (
     Checkpoint,
@@ -133,8 +134,11 @@ class Output:
 class Outputs:
     """All sinks of the service."""
 
-    def __init__(self, data_dir: Path, kinds: Any, policy: RetryPolicy, queue_size: int = 1000) -> None:
+    def __init__(self, data_dir: Path, kinds: Any, policy: RetryPolicy, queue_size: int = 1000,
+                 allowed_roots: tuple[Path, ...] = (), secrets: SecretStore | None = None) -> None:
         self.data_dir = data_dir
+        self.allowed_roots = allowed_roots
+        self.secrets = secrets
         self.kinds = kinds  # a NamedRegistry of SinkKind
         self.policy = policy
         self.queue_size = queue_size
@@ -161,17 +165,15 @@ class Outputs:
                                  f"(supported: {', '.join(m.value for m in kind.output_modes)})",
                                  metadata={"field": "output_mode"})
         spec = SinkSpec(name=sid, config=config, output_mode=mode, key_columns=tuple(keys),
-                        data_dir=self.data_dir / "sinks" / sid)
+                        data_dir=self.data_dir / "sinks" / sid, allowed_roots=self.allowed_roots)
         normalised = kind.validate(config, spec)
         spec = SinkSpec(name=sid, config=normalised, output_mode=mode, key_columns=tuple(keys),
-                        data_dir=spec.data_dir)
+                        data_dir=spec.data_dir, allowed_roots=self.allowed_roots)
         return Output(sid, kind, spec, policy, create_time, description, request_id)
 
     def _save(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([o.definition() for o in self.outputs.values()], indent=1, default=str))
-        os.replace(tmp, self._file)
+        write_private(self._file, json.dumps([o.definition() for o in self.outputs.values()], indent=1,
+                                             default=str).encode())
 
     async def open(self) -> None:
         if not self._file.exists():
@@ -191,7 +193,9 @@ class Outputs:
 
     async def _ensure_open(self, out: Output) -> Sink:
         if out.sink is None:
-            sink = out.kind.create(out.spec)
+            # `secret:NAME` settings are resolved here, for the plugin only; the definition keeps the name.
+            spec = dataclasses.replace(out.spec, config=resolve_config(out.spec.config, self.secrets))
+            sink = out.kind.create(spec)
             try:
                 await call(sink.open)
             except HeadwaterError as exc:

@@ -27,7 +27,7 @@ from typing import Any
 
 from headwater.errors import HeadwaterError, Reason
 
-__all__ = ["MASK", "PREFIX", "SecretStore", "is_reference", "redact", "redact_config", "redact_job",
+__all__ = ["MASK", "PREFIX", "SecretStore", "is_reference", "keep_references", "redact", "redact_config", "redact_job",
            "resolve", "resolve_config", "write_private"]
 
 #: What a client sees in place of a secret value.
@@ -135,6 +135,23 @@ def resolve_config(config: Mapping[str, Any], store: SecretStore | None) -> dict
             out[key] = {k: resolve(v, store, f"{key}.{k}") if is_reference(v) else v for k, v in value.items()}
         else:
             out[key] = resolve(value, store, key) if is_reference(value) else value
+    return out
+
+
+def keep_references(original: Mapping[str, Any], resolved: Mapping[str, Any],
+                    normalised: Mapping[str, Any]) -> dict[str, Any]:
+    """``normalised`` settings with each ``secret:NAME`` of ``original`` put back where the
+    validation kept the resolved value as it was (so the definition stores the name)."""
+    out = dict(normalised)
+    for key, value in original.items():
+        if is_reference(value) and out.get(key) == resolved.get(key):
+            out[key] = value
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            inner = dict(out[key])
+            for k, v in value.items():
+                if is_reference(v) and inner.get(k) == resolved[key].get(k):
+                    inner[k] = v
+            out[key] = inner
     return out
 
 

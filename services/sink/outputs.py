@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.retry import RetryPolicy, retry_async
-from headwater.secrets import SecretStore, resolve_config, write_private
+from headwater.secrets import SecretStore, keep_references, resolve_config, write_private
 from headwater.services.sink import metrics
 from headwater.sinks import (
     Checkpoint,
@@ -166,7 +166,9 @@ class Outputs:
                                  metadata={"field": "output_mode"})
         spec = SinkSpec(name=sid, config=config, output_mode=mode, key_columns=tuple(keys),
                         data_dir=self.data_dir / "sinks" / sid, allowed_roots=self.allowed_roots)
-        normalised = kind.validate(config, spec)
+        # Validated with `secret:NAME` resolved; the definition keeps the names the kind did not change.
+        resolved = resolve_config(config, self.secrets)
+        normalised = keep_references(config, resolved, kind.validate(resolved, spec))
         spec = SinkSpec(name=sid, config=normalised, output_mode=mode, key_columns=tuple(keys),
                         data_dir=spec.data_dir, allowed_roots=self.allowed_roots)
         return Output(sid, kind, spec, policy, create_time, description, request_id)

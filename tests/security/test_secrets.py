@@ -7,6 +7,7 @@ sinks.json were world-readable.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -108,6 +109,13 @@ def test_sink_dsn_and_headers_are_masked_and_secret_names_resolve(service_proces
     assert rpc("GetSink", spb.GetSinkRequest(name="sinks/pgref")).sink.config["dsn"] == "secret:pgdsn"
     err = refused(lambda: create("pgmissing", "postgres", dsn="secret:nope", table=table))
     assert err.reason is Reason.INVALID_ARGUMENT and err.metadata.get("field") == "dsn"
+    # A webhook URL carrying a token, by name: validated resolved, stored and shown as the name.
+    call(proc.address, root_policy, secrets_pb2_grpc, "SecretServiceStub", "SetSecret",
+         secrets_pb2.SetSecretRequest(name="secrets/hookurl", value=f"https://hooks.example/{KEY}"))
+    hook = create("hookref", "webhook", url="secret:hookurl", headers={"Authorization": "secret:hookurl"}).sink
+    assert hook.config["url"] == "secret:hookurl" and hook.config["headers"]["Authorization"] == "secret:hookurl"
+    stored = next(d for d in json.loads((data / "sinks.json").read_text()) if d["id"] == "hookref")
+    assert KEY not in json.dumps(stored)  # the definition keeps the name, not the value
     assert _mode(data / "sinks.json") == 0o600 and _mode(data) == 0o700
 
 

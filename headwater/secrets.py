@@ -27,8 +27,8 @@ from typing import Any
 
 from headwater.errors import HeadwaterError, Reason
 
-__all__ = ["MASK", "PREFIX", "SecretStore", "is_reference", "keep_references", "redact", "redact_config", "redact_job",
-           "resolve", "resolve_config", "write_private"]
+__all__ = ["MASK", "PREFIX", "SecretStore", "is_reference", "keep_references", "redact", "redact_config",
+           "redact_job", "resolve", "resolve_config", "unmask_job", "write_private"]
 
 #: What a client sees in place of a secret value.
 MASK = "***"
@@ -175,6 +175,18 @@ def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
         elif value is not None:
             out[key] = MASK
     return out
+
+
+def unmask_job(job: Any, old: Any) -> Any:
+    """UpdateJob with a job read back from GetJob: a ``***`` connection string keeps the stored
+    value of the input or output of the same alias (as Azure keeps secrets a PATCH leaves out)."""
+    before = {("i", i.alias.lower()): i.connection_string for i in old.inputs}
+    before |= {("o", o.alias.lower()): o.connection_string for o in old.outputs}
+    for tag, items in (("i", job.inputs), ("o", job.outputs)):
+        for item in items:
+            if item.connection_string == MASK:
+                item.connection_string = before.get((tag, item.alias.lower()), "")
+    return job
 
 
 def redact_job(job: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from google.protobuf import timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.secrets import redact_job
+from headwater.secrets import redact_job, unmask_job
 from headwater.services.processing.alerts import validate_rule
 from headwater.services.processing.jobs import JobCatalog, job_id
 from headwater.v1 import processing_pb2 as pb
@@ -57,6 +57,7 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
                                  f"job {old.name!r} is {pb.JobState.Name(old.state)}: stop it before updating")
         job = pb.Job()
         job.CopyFrom(request.job)
+        unmask_job(job, old)
         self.manager.compile(job)
         job.state, job.error = old.state, old.error
         job.create_time.CopyFrom(old.create_time)

@@ -62,6 +62,11 @@ def test_job_connection_strings_are_masked_and_jobs_json_private(service_process
     for msg in (created, got, listed):
         assert KEY not in _text(msg)
     assert got.inputs[0].connection_string == "***" and got.outputs[0].connection_string == "***"
+    # Read, modify, write back: the masked value keeps what was stored.
+    got.query = "SELECT * INTO [o] FROM [i] WHERE 1 = 1"
+    assert KEY not in _text(rpc("UpdateJob", pb.UpdateJobRequest(job=got)).job)
+    stored = json.loads((tmp_path / "proc" / "jobs.json").read_text())["jobs"]
+    assert [j["inputs"][0]["connectionString"] for j in stored if j["name"] == "jobs/pasted"] == [pasted]
     # A secret reference: refused while the secret is missing, shown as the reference once it exists.
     err = refused(rpc, "CreateJob", pb.CreateJobRequest(job=job("named", "secret:hubkey", "")))
     assert err.reason is Reason.INVALID_ARGUMENT and err.metadata.get("field") == "job.inputs.connection_string"
@@ -109,6 +114,11 @@ def test_sink_dsn_and_headers_are_masked_and_secret_names_resolve(service_proces
     assert rpc("GetSink", spb.GetSinkRequest(name="sinks/pgref")).sink.config["dsn"] == "secret:pgdsn"
     err = refused(lambda: create("pgmissing", "postgres", dsn="secret:nope", table=table))
     assert err.reason is Reason.INVALID_ARGUMENT and err.metadata.get("field") == "dsn"
+    # Files a DSN names (libpq reads them on the sink's host) stay under allowed_paths too.
+    for param in ("sslkey", "passfile", "sslrootcert"):
+        err = refused(lambda p=param: create(f"pg{p}", "postgres", dsn=f"{PG} {p}={_isolated_home / 'auth.json'}",
+                                             table=table))
+        assert err.reason is Reason.INVALID_ARGUMENT and err.metadata.get("field") == "dsn", (param, err)
     # A webhook URL carrying a token, by name: validated resolved, stored and shown as the name.
     call(proc.address, root_policy, secrets_pb2_grpc, "SecretServiceStub", "SetSecret",
          secrets_pb2.SetSecretRequest(name="secrets/hookurl", value=f"https://hooks.example/{KEY}"))

@@ -69,6 +69,7 @@ _SETTINGS = ("path", "format", "path_pattern", "date_format", "time_format", "ti
 _TOKEN = re.compile(r"\{([^{}]+)\}")
 _NAME = re.compile(r"^(?P<prefix>.+)-(?P<tag>[0-9a-f]{8})-(?P<ckpt>\d{12})-(?P<n>\d{4})\.\w+$")
 _UNSAFE = re.compile(r"[^\w.=@+-]")
+_PREFIX = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 def render_dirs(table: pa.Table, pattern: str, date_fmt: str, time_fmt: str, time_field: str | None,
@@ -364,6 +365,10 @@ class FilesKind(SinkKind):
                                or out[key] <= 0):
                 raise SinkConfigError(f"files sink: setting {key!r} must be a number > 0, got {out[key]!r}",
                                       setting=key)
+        prefix = out.get("prefix", "part")
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+            raise SinkConfigError("files sink: setting 'prefix' must be letters, digits, '_', '-', '.' (at most 64, "
+                                  f"not starting with '.'), got {prefix!r}", setting="prefix")
         pattern = out.get("path_pattern", "")
         if not isinstance(pattern, str) or ".." in pattern or pattern.startswith("/"):
             raise SinkConfigError("files sink: setting 'path_pattern' must be a relative path pattern",

@@ -45,6 +45,9 @@ async def test_files_and_delta_paths_outside_allowed_paths_are_refused(service_p
                 err = await _refused(create(stub, f"{kind}{n}", kind=kind, path=path))
                 assert err.reason is Reason.INVALID_ARGUMENT and err.metadata.get("field") == "path", (kind, path)
                 assert "allowed" in err.message
+        for n, prefix in enumerate(["../../../tmp/evil", "a/b", ".hidden", ""]):
+            err = await _refused(create(stub, f"pre{n}", kind="files", path="out", prefix=prefix))
+            assert err.reason is Reason.INVALID_ARGUMENT and err.metadata.get("field") == "prefix", prefix
         # Relative paths resolve under the root.
         sink = await create(stub, "rel", kind="files", path="out/trips")
         assert sink.config["path"] == str((data / "out" / "trips").resolve())

@@ -144,6 +144,7 @@ class Outputs:
         self.queue_size = queue_size
         self.outputs: dict[str, Output] = {}
         self._file = data_dir / "sinks.json"
+        self._unrestored: list[dict[str, Any]] = []  # definitions that no longer validate
         self._mutex = asyncio.Lock()
         self._watchers: set[asyncio.Queue] = set()
 
@@ -174,7 +175,8 @@ class Outputs:
         return Output(sid, kind, spec, policy, create_time, description, request_id)
 
     def _save(self) -> None:
-        write_private(self._file, json.dumps([o.definition() for o in self.outputs.values()], indent=1,
+        kept = [d for d in self._unrestored if d.get("id") not in self.outputs]
+        write_private(self._file, json.dumps([*(o.definition() for o in self.outputs.values()), *kept], indent=1,
                                              default=str).encode())
 
     async def open(self) -> None:
@@ -187,7 +189,9 @@ class Outputs:
                                   datetime.fromisoformat(d["create_time"]), d.get("description", ""),
                                   d.get("request_id", ""))
             except HeadwaterError as exc:
+                # Kept in sinks.json: fixed settings (allowed_paths, a secret) bring it back at the next start.
                 log.error("sink %s not restored: %s", d.get("id"), exc)
+                self._unrestored.append(d)
                 continue
             self.outputs[out.id] = out
             with contextlib.suppress(HeadwaterError):

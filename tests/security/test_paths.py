@@ -16,6 +16,7 @@ import pytest
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import ingestion_pb2, sink_pb2_grpc
+from headwater.v1 import sink_pb2 as spb
 from tests.conftest import conn_for
 from tests.integration.ingestion_support import create_hub
 from tests.integration.test_sink_service import create, rpc, write
@@ -117,3 +118,23 @@ async def test_capture_destination_and_name_format_stay_under_allowed_paths(serv
     hub = await create_hub(proc.address, root_policy, "capok", 1, capture=ingestion_pb2.CaptureDescription(
         enabled=True, interval={"seconds": 60}, destination="captured"))
     assert hub.capture.destination == str((data / "captured").resolve())
+
+
+async def test_sink_outside_new_roots_is_kept_until_allowed_again(service_process, root_policy, tmp_path):
+    data, lake = tmp_path / "sinkdata", tmp_path / "lake"
+    wide = {"HEADWATER_SINK_DASHBOARD_PORT": "-1", "HEADWATER_SINK_ALLOWED_PATHS": str(tmp_path)}
+    proc = service_process("sink", "--data-dir", str(data), env=wide)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        await create(sink_pb2_grpc.SinkServiceStub(ch), "lake", kind="files", path=str(lake))
+    proc.kill()
+    proc = _sink(service_process, data)  # allowed_paths back to the data folder: not restored, not forgotten
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        err = await _refused(rpc(stub.GetSink(spb.GetSinkRequest(name="sinks/lake"))))
+        assert err.reason is Reason.RESOURCE_NOT_FOUND
+        await create(stub, "other", kind="memory")
+    proc.kill()
+    proc = service_process("sink", "--data-dir", str(data), env=wide)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        got = await rpc(sink_pb2_grpc.SinkServiceStub(ch).ListSinks(spb.ListSinksRequest()))
+        assert sorted(s.name for s in got.sinks) == ["sinks/lake", "sinks/other"]

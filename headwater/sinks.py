@@ -145,6 +145,12 @@ class SinkSpec:
     #: ``allowed_paths``; see :func:`headwater.paths.confine`). Empty only outside a
     #: service (a library user creating sinks directly): paths are then not confined.
     allowed_roots: tuple[Path, ...] = ()
+    #: A connection string to the service's own namespace (ingestion), signed with the
+    #: service's key, for kinds that publish back to it (``hub``); empty when unknown.
+    #: Never part of ``config``, so never returned by Get/List.
+    namespace: str = field(default="", repr=False)
+    #: A connection string to the namespace's schema registry, likewise.
+    registry: str = field(default="", repr=False)
 
 
 class SinkConfigError(HeadwaterError):

@@ -135,10 +135,13 @@ class Outputs:
     """All sinks of the service."""
 
     def __init__(self, data_dir: Path, kinds: Any, policy: RetryPolicy, queue_size: int = 1000,
-                 allowed_roots: tuple[Path, ...] = (), secrets: SecretStore | None = None) -> None:
+                 allowed_roots: tuple[Path, ...] = (), secrets: SecretStore | None = None,
+                 namespace: str = "", registry: str = "") -> None:
         self.data_dir = data_dir
         self.allowed_roots = allowed_roots
         self.secrets = secrets
+        #: Connection strings to this namespace's ingestion and registry (SinkSpec.namespace).
+        self.namespace, self.registry = namespace, registry
         self.kinds = kinds  # a NamedRegistry of SinkKind
         self.policy = policy
         self.queue_size = queue_size
@@ -166,12 +169,11 @@ class Outputs:
                                  f"(supported: {', '.join(m.value for m in kind.output_modes)})",
                                  metadata={"field": "output_mode"})
         spec = SinkSpec(name=sid, config=config, output_mode=mode, key_columns=tuple(keys),
-                        data_dir=self.data_dir / "sinks" / sid, allowed_roots=self.allowed_roots)
+                        data_dir=self.data_dir / "sinks" / sid, allowed_roots=self.allowed_roots,
+                        namespace=self.namespace, registry=self.registry)
         # Validated with `secret:NAME` resolved; the definition keeps the names the kind did not change.
         resolved = resolve_config(config, self.secrets)
-        normalised = keep_references(config, resolved, kind.validate(resolved, spec))
-        spec = SinkSpec(name=sid, config=normalised, output_mode=mode, key_columns=tuple(keys),
-                        data_dir=spec.data_dir, allowed_roots=self.allowed_roots)
+        spec = dataclasses.replace(spec, config=keep_references(config, resolved, kind.validate(resolved, spec)))
         return Output(sid, kind, spec, policy, create_time, description, request_id)
 
     def _save(self) -> None:

@@ -444,9 +444,20 @@ def _lit_expr(col: _Col, lit: _Lit) -> Any:
 
 
 def _like(name: str, pattern: str) -> Any:
-    """LIKE as an anchored regex (Polars' Rust regex runs in linear time)."""
+    """LIKE as a string test: prefix, suffix, substring or equality when the pattern allows,
+    else an anchored regex (Polars' Rust regex runs in linear time)."""
     import polars as pl
 
+    col = pl.col(name)
+    if "_" not in pattern:
+        core = pattern.strip("%")
+        if "%" not in core:
+            starts, ends = pattern.startswith("%"), pattern.endswith("%") and len(pattern) > 1
+            if not starts and not ends:
+                return col == core
+            if starts and ends:
+                return col.str.contains(core, literal=True)
+            return col.str.ends_with(core) if starts else col.str.starts_with(core)
     parts = []
     for ch in pattern:
         parts.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))

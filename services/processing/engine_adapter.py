@@ -8,57 +8,18 @@ plugin, bound to the service's schema registry).
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.services.processing.local import decode_events, load_udf, run_local, udf_plugin
+from headwater.services.processing.job_guards import check_secret_references, plugin_manager, reference_file
+from headwater.services.processing.local import decode_events, run_local
 from headwater.v1 import event_pb2
 from headwater.v1 import processing_pb2 as pb
 
-__all__ = ["compile_job", "reference_file", "runtime_for", "JobRuntime", "test_query"]
-
-
-@functools.lru_cache(maxsize=32)
-def _operator_udfs(specs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """The UDFs the operator registered in the service's configuration (``udfs: {name: module:function}``)."""
-    udfs = {}
-    for name, target in specs:
-        try:
-            udfs[name] = load_udf(target)
-        except (ImportError, AttributeError, OSError, SyntaxError, ValueError) as exc:
-            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"setting 'udfs': {name}={target} cannot be loaded: {exc}",
-                                 metadata={"field": "udfs"}) from None
-    return udfs
-
-
-def _plugin_manager(job: pb.Job, config: Any = None):
-    """Plugins plus the operator's UDFs. A job only *names* UDFs: one that carries code
-    (``NAME=module:function``) is refused, since a client must not pick what the service imports."""
-    from headwater.pluginmanager import get_plugin_manager
-
-    udfs = _operator_udfs(tuple(sorted((getattr(config, "udfs", None) or {}).items())))
-    pm = get_plugin_manager([("operator-udfs", udf_plugin(udfs))] if udfs else [])
-    functions = pm.collect().functions if job.udfs else None
-    for spec in job.udfs:
-        name = spec.strip()
-        if "=" in name or ":" in name:
-            short = name.partition("=")[0].strip() or "NAME"
-            raise HeadwaterError(
-                Reason.INVALID_ARGUMENT,
-                f"job.udfs entry {spec!r}: a job cannot load code (module:function); UDFs come from the operator: "
-                f"a plugin package, or the processing service's configuration (udfs: {{{short}: module:function}}). "
-                f"A job names a registered UDF: udfs: [{short!r}]", metadata={"field": "job.udfs"})
-        if functions is not None and functions.get(name, "UDF") is None and functions.get(name, "UDA") is None:
-            known = sorted(udfs) or ["none"]
-            raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                 f"job.udfs entry {spec!r}: no UDF of that name is registered by the operator "
-                                 f"(configured: {', '.join(known)})", metadata={"field": "job.udfs"})
-    return pm
+__all__ = ["compile_job", "runtime_for", "JobRuntime", "test_query"]
 
 
 def _reference_rows(inp: pb.JobInput, config: Any = None) -> list[dict]:
@@ -82,28 +43,6 @@ def _reference_rows(inp: pb.JobInput, config: Any = None) -> list[dict]:
                              metadata={"field": "reference_data"}) from None
 
 
-def _check_secret_references(job: pb.Job, config: Any) -> None:
-    """``secret:NAME`` connection strings name secrets that exist (resolved when the job starts)."""
-    from headwater.secrets import SecretStore, is_reference, resolve
-
-    if config is None or not hasattr(config, "secrets_path"):
-        return
-    store = SecretStore(config.secrets_path())
-    for what, items in (("inputs", job.inputs), ("outputs", job.outputs)):
-        for item in items:
-            if is_reference(item.connection_string):
-                resolve(item.connection_string, store, f"job.{what}.connection_string")
-
-
-def reference_file(inp: pb.JobInput, config: Any = None) -> Path:
-    """A reference input's file, confined to the service's ``allowed_paths`` (default its data folder)."""
-    from headwater.config import headwater_home
-    from headwater.paths import allowed_roots, confine
-
-    roots = allowed_roots(config) if config is not None else [headwater_home() / "processing"]
-    return confine(inp.reference_path, roots, "reference_path")
-
-
 def compile_job(job: pb.Job, config: Any = None):
     """Compile the job's query and check its inputs and outputs against the query's."""
     from headwater.services.processing.engine import compile_query
@@ -112,8 +51,8 @@ def compile_job(job: pb.Job, config: Any = None):
     for i in job.inputs:
         if i.kind == pb.INPUT_KIND_REFERENCE and i.reference_path and not i.reference_data:
             reference_file(i, config)
-    _check_secret_references(job, config)
-    compiled = compile_query(job.query, _plugin_manager(job, config), references=refs)
+    check_secret_references(job, config)
+    compiled = compile_query(job.query, plugin_manager(job, config), references=refs)
     have_in = {i.alias.lower() for i in job.inputs}
     missing = [a for a in compiled.inputs if a.lower() not in have_in]
     if missing:

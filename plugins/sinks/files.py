@@ -195,17 +195,19 @@ class FilesSink(Sink):
         if self._manifest.exists():
             data = json.loads(self._manifest.read_text())
             self._last = {w: Checkpoint(c, b, w) for w, (c, b) in data.get("last", {}).items()}
-        committed = {self._tag(w): c.checkpoint_id for w, c in self._last.items()}
-        known = set(json.loads(self._manifest.read_text()).get("tags", [])) if self._manifest.exists() else set()
-        known |= set(committed)
-        if not known:
-            return  # nothing in the folder was written by this sink
+        # Tags of the writers this sink committed for, with their last checkpoint. Names written
+        # before tags included the sink (sha1 of the writer only) are recognised too.
+        committed: dict[str, int] = {}
+        for w, c in self._last.items():
+            committed[self._tag(w)] = committed[hashlib.sha1(w.encode()).hexdigest()[:8]] = c.checkpoint_id
+        if not committed:
+            return  # nothing in the folder is known to be this sink's
         for path in self.root.rglob("*"):
             hidden = path.name.startswith(".") and path.name.endswith(".inprogress")
             m = _NAME.match(path.name[1:-len(".inprogress")] if hidden else path.name)
-            if not (m and m.group("prefix") == self.prefix and m.group("tag") in known) or not path.is_file():
+            if not (m and m.group("prefix") == self.prefix and m.group("tag") in committed) or not path.is_file():
                 continue  # not a file this sink wrote: never deleted
-            if hidden or int(m.group("ckpt")) > committed.get(m.group("tag"), 0):
+            if hidden or int(m.group("ckpt")) > committed[m.group("tag")]:
                 path.unlink(missing_ok=True)  # an uncommitted checkpoint: its writer replays it
 
     def last_checkpoint(self, writer: str) -> Checkpoint | None:

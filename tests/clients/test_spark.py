@@ -41,7 +41,9 @@ def spark():
 
     session = (SparkSession.builder.master("local[2]").appName("headwater-spark-test")
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-               .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+               .config("spark.sql.session.timeZone", "UTC")
+               # Python workers connect back to the JVM: give them time on a loaded machine.
+               .config("spark.python.authenticate.socketTimeout", "180s").getOrCreate())
     register(session)
     yield session
     session.stop()
@@ -65,6 +67,28 @@ def _trips(n: int, t0: datetime) -> list[dict]:
     return [{"tripId": f"t{i}", "createdAt": (t0 + timedelta(seconds=0.0137 + i * 0.05)).isoformat()
              .replace("+00:00", "Z"), "startLocation": CITIES[i % len(CITIES)], "fare": 10 + i % 90}
             for i in range(n)]
+
+
+def _until_done(start):
+    """``start()`` a query and process all available input, then stop it.
+
+    Spark gives a Python worker a fixed 10 s to connect back to the JVM; on a 2-core machine
+    shared by a whole test suite that can pass. The query then fails before reading
+    anything and is started again from its checkpoint (what a restarted job does anyway).
+    """
+    from pyspark.errors import StreamingQueryException
+
+    for attempt in range(6):
+        q = start()
+        try:
+            q.processAllAvailable()
+            return q
+        except StreamingQueryException as exc:
+            if "failed to connect back" not in str(exc) or attempt == 5:
+                raise
+        finally:
+            q.stop()
+    raise AssertionError("unreachable")
 
 
 def _stream(spark, stack, hub, **options):
@@ -112,17 +136,16 @@ def test_book_spark_window_count_equals_the_headwater_job(spark, client_stack, t
     stringDF = EHStreamDF.selectExpr("CAST(body AS STRING)")  # noqa: N806
     jsonDF = stringDF.withColumn('tripjson', from_json(col('body'), schema=JsonSchema))  # noqa: N806
     EHStreamJsonDF = jsonDF.select("tripjson.*")  # noqa: N806
-    q = EHStreamJsonDF.groupBy(window('createdAt', '10 seconds'), 'startLocation').count().orderBy('window') \
-        .writeStream.format("memory") \
-        .outputMode("complete") \
-        .option("truncate", "false") \
-        .option("checkpointLocation", str(tmp_path / "tripsCheckpointLocation")) \
-        .queryName(f"TripsTumblingQuery_{run}").start()
-    q.processAllAvailable()
+    _until_done(lambda: EHStreamJsonDF.groupBy(window('createdAt', '10 seconds'), 'startLocation').count()
+                .orderBy('window')
+                .writeStream.format("memory")
+                .outputMode("complete")
+                .option("truncate", "false")
+                .option("checkpointLocation", str(tmp_path / "tripsCheckpointLocation"))
+                .queryName(f"TripsTumblingQuery_{run}").start())
     spark_counts = {(r["window"]["end"].replace(tzinfo=UTC), r["startLocation"]): r["count"]
                     for r in spark.sql(f"SELECT * FROM TripsTumblingQuery_{run}").collect()
                     if r["startLocation"] != "Closer"}
-    q.stop()
     assert sum(spark_counts.values()) == len(trips)
 
     deadline = time.monotonic() + 60
@@ -133,7 +156,8 @@ def test_book_spark_window_count_equals_the_headwater_job(spark, client_stack, t
         for line in rows:
             r = json.loads(line)
             end = datetime.fromisoformat(str(r["WindowEnd"]).replace("Z", "+00:00")).astimezone(UTC)
-            job_counts[(end.replace(tzinfo=UTC), r["startLocation"])] += r["trips"]
+            if r["startLocation"] != "Closer":
+                job_counts[(end.replace(tzinfo=UTC), r["startLocation"])] += r["trips"]
         if sum(job_counts.values()) >= len(trips):
             break
         time.sleep(0.5)
@@ -155,12 +179,10 @@ def test_restart_from_the_spark_checkpoint_reads_on_without_loss_or_duplicates(s
 
     def run_query(max_events: int) -> None:
         df = _stream(spark, client_stack, hub, startingPosition="earliest", maxEventsPerTrigger=max_events)
-        q = (df.selectExpr("CAST(body AS STRING) AS body", "partition", "sequenceNumber")
-             .writeStream.foreachBatch(lambda batch, _id: rows.extend(batch.collect()))
-             .option("checkpointLocation", str(checkpoint)).start())
-        q.processAllAvailable()
+        q = _until_done(lambda: df.selectExpr("CAST(body AS STRING) AS body", "partition", "sequenceNumber")
+                        .writeStream.foreachBatch(lambda batch, _id: rows.extend(batch.collect()))
+                        .option("checkpointLocation", str(checkpoint)).start())
         progress = [p["numInputRows"] for p in q.recentProgress if p["numInputRows"]]
-        q.stop()
         assert progress and max(progress) <= max_events, progress
 
     run_query(max_events=120)  # 200 events: at least two micro-batches of at most 120
@@ -182,12 +204,11 @@ def test_sink_publishes_rows_to_a_hub(spark, client_stack, tmp_path):
         assert client_stack.cli("hub", "create", hub, "--partitions", "1").returncode == 0
     _publish(client_stack.connection_string, source, _trips(50, datetime(2026, 1, 1, tzinfo=UTC)))
     df = _stream(spark, client_stack, source, startingPosition="earliest")
-    q = (df.selectExpr("CAST(body AS STRING) AS body", "get_json_object(CAST(body AS STRING), '$.startLocation') "
-                       "AS partitionKey", "map('copied', 'yes') AS properties")
-         .writeStream.format("headwater").option("connectionString", client_stack.connection_string)
-         .option("eventHubName", target).option("checkpointLocation", str(tmp_path / "cp")).start())
-    q.processAllAvailable()
-    q.stop()
+    _until_done(lambda: df.selectExpr("CAST(body AS STRING) AS body",
+                                      "get_json_object(CAST(body AS STRING), '$.startLocation') AS partitionKey",
+                                      "map('copied', 'yes') AS properties")
+                .writeStream.format("headwater").option("connectionString", client_stack.connection_string)
+                .option("eventHubName", target).option("checkpointLocation", str(tmp_path / "cp")).start())
     read = client_stack.cli("read", target, "--from", "earliest", "--count", "50")
     events = [json.loads(line) for line in read.stdout.splitlines() if line.strip()]
     assert sorted(e["body"]["tripId"] for e in events) == sorted(f"t{i}" for i in range(50))

@@ -31,15 +31,15 @@ from typing import Any
 
 from headwater.errors import QueryCompileError
 from headwater.functions import format_datetime
-from headwater.services.processing.operators.base import MAX_TS, MIN_TS, QueryRuntimeError
-from headwater.services.processing.operators.scan import Source
+from headwater.services.processing.exec.base import MAX_TS, MIN_TS, QueryRuntimeError
+from headwater.services.processing.exec.scan import Source
 from headwater.services.processing.sql import ast as A
-from headwater.services.processing.sql.analyzer import analyze
-from headwater.services.processing.sql.logical import LogicalPlan
+from headwater.services.processing.plan.binder import analyze
+from headwater.services.processing.plan.logical import LogicalPlan
 from headwater.services.processing.sql.parser import parse
-from headwater.services.processing.sql.planner import ExprCompiler, Scope, plan_statement
+from headwater.services.processing.exec.compile import ExprCompiler, Scope, plan_statement
 from headwater.services.processing.state import snapshot
-from headwater.services.processing.watermarks import Counters, OrderingPolicy
+from headwater.services.processing.exec.watermarks import Counters, OrderingPolicy
 
 __all__ = ["CompiledQuery", "Runtime", "compile_query", "format_rows", "format_value", "OrderingPolicy",
            "QueryRuntimeError", "Counters"]
@@ -89,8 +89,8 @@ class CompiledQuery:
 
     def explain(self) -> str:
         """The plan as text: per statement what it reads and the stages it runs, and the path."""
-        from headwater.services.processing.operators.columnar import try_columnar
-        from headwater.services.processing.sql.explain import explain
+        from headwater.services.processing.exec.columnar import try_columnar
+        from headwater.services.processing.plan.explain import explain
 
         return explain(self.plan, try_columnar(self, OrderingPolicy()) is not None)
 
@@ -146,7 +146,7 @@ class Runtime:
         self.columnar = None
         self.mode: str | None = None
         if columnar:
-            from headwater.services.processing.operators.columnar import try_columnar
+            from headwater.services.processing.exec.columnar import try_columnar
 
             self.columnar = try_columnar(compiled, policy)
 

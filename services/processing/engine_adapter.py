@@ -187,7 +187,7 @@ class JobRuntime:
                 "last_error_sample": samples[-1] if samples else ""}
 
     def watermark(self) -> datetime | None:
-        from headwater.services.processing.operators.base import MIN_TS
+        from headwater.services.processing.exec.base import MIN_TS
 
         wm = self.rt.watermark
         if self.rt.mode == "columnar":

@@ -177,7 +177,7 @@ def test_analytic_state_forgets_idle_partitions(pm) -> None:
     rt = compile_query(q, pm).runtime()
     for n in range(40):  # 40 batches, a new key each second
         rt.feed("i", [ev(n, k=f"key{n}")])
-    from headwater.services.processing.operators.analytic import Analytic
+    from headwater.services.processing.exec.analytic import Analytic
 
     stage = next(s for ps in rt.statements for s in ps.op.stages if isinstance(s, Analytic))
     assert len(stage.history[0]) < 25
@@ -189,7 +189,7 @@ def test_session_state_forgets_closed_partitions(pm) -> None:
     rt = compile_query(q, pm).runtime(columnar=False)
     for n in range(30):
         rt.feed("i", [ev(n, k=f"key{n}")])
-    from headwater.services.processing.operators.window_aggregate import WindowAggregate
+    from headwater.services.processing.exec.window_aggregate import WindowAggregate
 
     stage = next(s for ps in rt.statements for s in ps.op.stages if isinstance(s, WindowAggregate))
     assert len(stage.logics[0]) < 10

@@ -28,10 +28,10 @@ import orjson
 import polars as pl
 
 from headwater.functions import from_micros, to_datetime, to_micros
-from headwater.services.processing.operators.base import MAX_TS, MIN_TS, Env, QueryRuntimeError
+from headwater.services.processing.exec.base import MAX_TS, MIN_TS, Env, QueryRuntimeError
 from headwater.services.processing.sql import ast as A
-from headwater.services.processing.sql.planner import output_name
-from headwater.services.processing.watermarks import EARLY_US
+from headwater.services.processing.exec.compile import output_name
+from headwater.services.processing.exec.watermarks import EARLY_US
 
 __all__ = ["try_columnar", "ColumnarAggregate"]
 
@@ -151,7 +151,7 @@ def _agg_from_call(e: A.Call, name: str, fns) -> _Agg | None:
 def _having(compiled, ls, keys: list[str], items: list):
     """HAVING compiled by the row path's compiler over a record of the group's keys and the
     aggregate results: (predicate over (record, results), hidden aggregates) or None."""
-    from headwater.services.processing.sql.planner import ExprCompiler, Scope
+    from headwater.services.processing.exec.compile import ExprCompiler, Scope
 
     sel = ls.select
     alias = sel.source.ref.lower()

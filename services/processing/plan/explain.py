@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from headwater.services.processing.sql import ast as A
-from headwater.services.processing.sql.logical import LogicalPlan
+from headwater.services.processing.plan.logical import LogicalPlan
 
 __all__ = ["explain", "to_sql"]
 

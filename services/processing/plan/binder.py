@@ -6,7 +6,7 @@ from typing import Any
 
 from headwater.services.processing.sql import ast as A
 from headwater.services.processing.sql.diagnostics import error, suggest
-from headwater.services.processing.sql.logical import LogicalPlan, LogicalStatement, WindowSpec
+from headwater.services.processing.plan.logical import LogicalPlan, LogicalStatement, WindowSpec
 from headwater.windows import UNITS, WindowArgs
 
 __all__ = ["analyze", "DEFAULT_OUTPUT", "window_args", "duration_us"]
@@ -150,7 +150,7 @@ class _Analyzer:
     def grouped_only(self, sel: A.Select, st: LogicalStatement, aliases: set[str]) -> None:
         """Outside aggregates, SELECT and HAVING may read only GROUP BY keys (or fields of them)."""
         from headwater.functions import AggregateFunction
-        from headwater.services.processing.sql.explain import to_sql
+        from headwater.services.processing.plan.explain import to_sql
 
         def path(col: A.Column) -> tuple[str, ...]:
             parts = [p.lower() for p in col.parts]

@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headwater.functions import AggregateFunction, CastError, Operator, ScalarFunction, from_micros
-from headwater.services.processing.operators.analytic import Analytic, AnalyticSpec
-from headwater.services.processing.operators.base import Env, QueryRuntimeError, get_ci
-from headwater.services.processing.operators.join import ReferenceJoin, StreamJoin
-from headwater.services.processing.operators.match_recognize import MatchRecognize
-from headwater.services.processing.operators.project import Apply, Filter
-from headwater.services.processing.operators.statement import StatementOp
-from headwater.services.processing.operators.window_aggregate import AggSpec, WindowAggregate, WindowRun
+from headwater.services.processing.exec.analytic import Analytic, AnalyticSpec
+from headwater.services.processing.exec.base import Env, QueryRuntimeError, get_ci
+from headwater.services.processing.exec.join import ReferenceJoin, StreamJoin
+from headwater.services.processing.exec.match_recognize import MatchRecognize
+from headwater.services.processing.exec.project import Apply, Filter
+from headwater.services.processing.exec.statement import StatementOp
+from headwater.services.processing.exec.window_aggregate import AggSpec, WindowAggregate, WindowRun
 from headwater.services.processing.sql import ast as A
-from headwater.services.processing.sql.analyzer import duration_us, walk
+from headwater.services.processing.plan.binder import duration_us, walk
 from headwater.services.processing.sql.diagnostics import error, suggest
-from headwater.services.processing.sql.logical import LogicalStatement
+from headwater.services.processing.plan.logical import LogicalStatement
 
 __all__ = ["ExprCompiler", "Scope", "plan_statement", "PlannedStatement", "output_name"]
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.services.processing.operators.base import MIN_TS
+from headwater.services.processing.exec.base import MIN_TS
 
 __all__ = ["OrderingPolicy", "Counters", "EventClock"]
 

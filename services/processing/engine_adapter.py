@@ -105,9 +105,6 @@ class JobRuntime:
         self.registry_address = registry_address
         self._serializers: dict[str, Any] = {}
         self.runtime_errors = 0
-        # System columns cost a row per event: added only when the query names one.
-        text = job.query.lower()
-        self.system_fields = "partitionid" in text or "eventenqueuedutctime" in text
 
     def _serializer(self, fmt: str):
         if fmt not in self._serializers:
@@ -125,15 +122,8 @@ class JobRuntime:
              arrivals: list[int], partition_ids: list[str]) -> None:
         """Raw bodies with arrival (enqueued) times in microseconds since the epoch."""
         fmt = self.formats.get(alias.lower(), "json")
-        if fmt == "json" and not self.system_fields:
+        if fmt == "json":  # system columns (PartitionId, ...) are the engine's: the binder adds those the plan reads
             self._guard(lambda: self.rt.feed_bodies(alias, bodies, arrivals, partition_ids=partition_ids))
-            return
-        if fmt == "json":
-            from headwater.serializers import decode_json_bodies
-
-            rows, rarr, parts = decode_json_bodies(bodies, arrivals, self.rt.counters, partition_ids)
-            self._add_system_fields(rows, rarr or [], parts or [])
-            self._guard(lambda: self.rt.feed(alias, rows, rarr, partition_ids=parts))
             return
         ser = self._serializer(fmt)
         counters = self.rt.counters
@@ -146,20 +136,11 @@ class JobRuntime:
         if hasattr(ser, "decode_with_index"):
             rows, index = ser.decode_with_index(bodies, list(content_types) if fmt == "avro" else
                                                 (content_types[0] if content_types else ""), on_error)
-            if self.system_fields:
-                self._add_system_fields(rows, [arrivals[i] for i in index], [partition_ids[i] for i in index])
             self._guard(lambda: self.rt.feed(alias, rows, [arrivals[i] for i in index],
                                              partition_ids=[partition_ids[i] for i in index]))
         else:
             self._guard(lambda: self.rt.feed(alias, ser.decode(bodies, content_types[0] if content_types else "",
                                                                on_error)))
-
-    def _add_system_fields(self, rows: list[dict], arrivals: list[int], parts: list[str]) -> None:
-        """Event Hubs inputs' system columns, as Stream Analytics adds them: ``PartitionId``
-        (a number) and ``EventEnqueuedUtcTime``; a payload field of the same name wins."""
-        for row, arrival, pid in zip(rows, arrivals, parts):
-            row.setdefault("PartitionId", int(pid) if str(pid).isdigit() else pid)
-            row.setdefault("EventEnqueuedUtcTime", datetime.fromtimestamp(arrival / 1e6, UTC))
 
     def _guard(self, fn) -> None:
         try:
@@ -190,8 +171,6 @@ class JobRuntime:
         from headwater.services.processing.exec.base import MIN_TS
 
         wm = self.rt.watermark
-        if self.rt.mode == "columnar":
-            wm = getattr(self.rt.columnar, "watermark", MIN_TS)
         if not isinstance(wm, int) or wm <= MIN_TS or wm >= 2**61:
             return None
         return datetime.fromtimestamp(wm / 1e6, UTC)

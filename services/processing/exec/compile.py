@@ -17,10 +17,10 @@ from headwater.services.processing.exec.match_recognize import MatchRecognize
 from headwater.services.processing.exec.project import Apply, Filter
 from headwater.services.processing.exec.statement import StatementOp
 from headwater.services.processing.exec.window_aggregate import AggSpec, WindowAggregate, WindowRun
-from headwater.services.processing.sql import ast as A
 from headwater.services.processing.plan.binder import duration_us, walk
-from headwater.services.processing.sql.diagnostics import error, suggest
 from headwater.services.processing.plan.logical import LogicalStatement
+from headwater.services.processing.sql import ast as A
+from headwater.services.processing.sql.diagnostics import error, suggest
 
 __all__ = ["ExprCompiler", "Scope", "plan_statement", "PlannedStatement", "output_name"]
 
@@ -698,3 +698,37 @@ def _measure(node: A.Node, comp: ExprCompiler, main: str, symbols: list[str]):
             return min(nums) if fname == "min" else max(nums)
         return f
     raise error("MEASURES items must be First/Last/Count/Sum/Min/Max/Avg(symbol.field)", node.pos)
+
+
+def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[str], window: str,
+                          make_source: Callable):
+    """The vectorised implementation of a statement the physical plan marks vectorised:
+    ``(VectorStatement, input slots)``. Expressions carry their row closure as fallback."""
+    from headwater.services.processing.exec.vector import VectorAggregate, VectorStatement, VExpr
+
+    sel = ls.select
+    alias = sel.source.ref.lower()
+    low = sel.source.name.lower()
+    inputs: list[tuple[str, Any]] = [("step", low) if low in steps else ("source", make_source(sel.source))]
+    row_scope = Scope({alias}, alias, "row", analytics=[])
+    where = VExpr(sel.where, comp.compile(sel.where, row_scope)) if sel.where is not None else None
+    functions = comp.pm.functions
+    if ls.aggregate:
+        select_items = {i.alias.lower(): i.expr for i in sel.items if i.alias}
+        agg_scope = Scope({alias}, alias, "agg", analytics=[], select_items=select_items)
+        keys = [VExpr(k, comp.compile(k, row_scope)) for k in ls.group_keys]
+        project = project_fn(sel.items, comp, agg_scope)
+        agg_scope.in_having = True
+        having = comp.compile(sel.having, agg_scope) if sel.having is not None else None
+        agg = VectorAggregate(window, ls.windows[0].config, keys, agg_scope.aggs, project, having, alias)
+        return VectorStatement(ls.target, alias, functions, where, None, None, agg), inputs
+    items: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(sel.items):
+        name = output_name(item, i)
+        if name.lower() in seen:
+            continue
+        seen.add(name.lower())
+        items.append((name, VExpr(item.expr, comp.compile(item.expr, row_scope))))
+    having = VExpr(sel.having, comp.compile(sel.having, row_scope)) if sel.having is not None else None
+    return VectorStatement(ls.target, alias, functions, where, having, items, None), inputs

@@ -62,7 +62,8 @@ class Counters:
     conversion_errors: int = 0
     samples: list[str] = field(default_factory=list)
 
-    def error(self, message: str) -> None:
+    def error(self, message: str, index: int | None = None) -> None:
+        """An event that cannot be decoded or converted: counted, dropped, sampled."""
         self.conversion_errors += 1
         self.dropped += 1
         if len(self.samples) < 10:

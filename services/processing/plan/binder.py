@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.services.processing.plan.logical import LogicalPlan, LogicalStatement, WindowSpec
 from headwater.services.processing.sql import ast as A
 from headwater.services.processing.sql.diagnostics import error, suggest
-from headwater.services.processing.plan.logical import LogicalPlan, LogicalStatement, WindowSpec
 from headwater.windows import UNITS, WindowArgs
 
 __all__ = ["analyze", "DEFAULT_OUTPUT", "window_args", "duration_us"]
@@ -334,3 +334,76 @@ walk = _walk
 
 def analyze(query: A.Query, pm, references: set[str] = frozenset()) -> LogicalPlan:
     return _Analyzer(pm, references).run(query)
+
+
+#: Columns Stream Analytics adds to every Event Hubs input event (the binder adds them to
+#: an input only when a statement reading it references one).
+SYSTEM_COLUMNS = ("PartitionId", "EventEnqueuedUtcTime")
+
+
+def _roots(ls: LogicalStatement) -> list[A.Node]:
+    sel = ls.select
+    roots: list[A.Node] = [i.expr for i in sel.items]
+    roots += [x for x in (sel.where, sel.having) if x is not None]
+    roots += list(ls.group_keys)
+    for w in ls.windows:
+        roots += list(w.partition_by)
+    for src in [sel.source] + [j.source for j in sel.joins]:
+        if src.timestamp_by is not None:
+            roots.append(src.timestamp_by)
+        roots += list(src.timestamp_over)
+    roots += [j.on for j in sel.joins] + [ap.call for ap in sel.applies]
+    if sel.match is not None:
+        roots += list(sel.match.partition_by) + [m.expr for m in sel.match.measures] + list(sel.match.define.values())
+    return roots
+
+
+def referenced_fields(ls: LogicalStatement, alias: str) -> set[str] | None:
+    """Top-level fields (lower case) of source ``alias`` that the statement reads, or None
+    when it reads whole records (``SELECT *``, the alias as a value, a JOIN or APPLY)."""
+    sel = ls.select
+    alias = alias.lower()
+    if sel.joins or sel.applies or sel.match is not None:
+        return None
+    fields: set[str] = set()
+    for root in _roots(ls):
+        for n in _walk(root):
+            if isinstance(n, A.Star):
+                return None
+            if isinstance(n, A.Column):
+                p = [x.lower() for x in n.parts]
+                if p[0] == alias:
+                    if len(p) == 1:
+                        return None
+                    fields.add(p[1])
+                else:
+                    fields.add(p[0])
+            elif isinstance(n, A.Call) and n.args and not n.star and n.name.lower() == "count":
+                continue
+    return fields
+
+
+def system_columns(plan: LogicalPlan) -> dict[str, set[str]]:
+    """Per stream input (lower case): the system columns its readers reference, by name
+    (a column in the plan, or ``PARTITION BY PartitionId``)."""
+    out: dict[str, set[str]] = {}
+    for ls in plan.statements:
+        sel = ls.select
+        for src in [sel.source] + [j.source for j in sel.joins]:
+            low = src.name.lower()
+            if low not in {i.lower() for i in plan.inputs}:
+                continue
+            if src.partition_by and src.partition_by.lower() == "partitionid":
+                out.setdefault(low, set()).add("PartitionId")
+            names = set()
+            for root in _roots(ls):
+                for n in _walk(root):
+                    if isinstance(n, A.Column):
+                        p = [x.lower() for x in n.parts]
+                        if len(p) > 1 and p[0] == src.ref.lower():
+                            p = p[1:]
+                        names.add(p[0])
+            for col in SYSTEM_COLUMNS:
+                if col.lower() in names:
+                    out.setdefault(low, set()).add(col)
+    return out

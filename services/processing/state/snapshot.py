@@ -1,9 +1,4 @@
-"""Checkpoint blobs of a running query: a versioned header plus the pickled state.
-
-The state is the engine's own objects (sources' ordering clocks and buffers, window
-logic snapshots, partial aggregates, join buffers); a blob is only read back by the
-same query text, which :func:`loads` checks through a fingerprint.
-"""
+"""Checkpoint blobs of a running query (temporary: replaced by the versioned Arrow format)."""
 
 from __future__ import annotations
 
@@ -25,15 +20,26 @@ def _fingerprint(query_text: str) -> bytes:
     return hashlib.sha256(query_text.encode()).digest()[:8]
 
 
-def dumps(state: Any, query_text: str) -> bytes:
-    return MAGIC + bytes([VERSION]) + _fingerprint(query_text) + pickle.dumps(state, protocol=5)
+def dumps(rt: Any, compiled: Any) -> bytes:
+    state = {"ops": [op.snapshot() if hasattr(op, "snapshot") else op.state() for op in rt.statements],
+             "sources": {k: [s.snapshot() if hasattr(s, "snapshot") else s.state() for s in v]
+                         for k, v in rt.sources.items()},
+             "queues": rt.queues, "watermark": rt.watermark, "outputs": rt.outputs, "counters": rt.counters}
+    return MAGIC + bytes([VERSION]) + _fingerprint(compiled.text) + pickle.dumps(state, protocol=5)
 
 
-def loads(blob: bytes, query_text: str) -> Any:
+def loads(rt: Any, blob: bytes, compiled: Any) -> None:
     if blob[:4] != MAGIC:
         raise SnapshotError("not a query snapshot")
     if blob[4] != VERSION:
         raise SnapshotError(f"snapshot version {blob[4]} is not {VERSION}")
-    if blob[5:13] != _fingerprint(query_text):
+    if blob[5:13] != _fingerprint(compiled.text):
         raise SnapshotError("the snapshot belongs to a different query")
-    return pickle.loads(blob[13:])
+    state = pickle.loads(blob[13:])
+    for op, st in zip(rt.statements, state["ops"]):
+        op.restore(st) if hasattr(op, "restore") else op.load(*st)
+    for k, v in state["sources"].items():
+        for s, st in zip(rt.sources.get(k, []), v):
+            s.restore(st) if hasattr(s, "restore") else s.load(*st)
+    rt.queues, rt.watermark, rt.outputs, rt.counters = state["queues"], state["watermark"], state["outputs"], \
+        state["counters"]

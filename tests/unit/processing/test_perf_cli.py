@@ -15,7 +15,7 @@ def test_perf_query_json(query, capsys) -> None:
     last = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(last)
     assert result["events_per_s"] > 0 and result["peak_rss_mb"] > 0
-    assert result["path"] == "columnar" and result["output_rows"] > 0 and result["events_in"] == 20000
+    assert result["path"] == "vectorised" and result["output_rows"] > 0 and result["events_in"] == 20000
 
 
 def test_perf_query_compare_duckdb(capsys) -> None:

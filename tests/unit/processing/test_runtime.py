@@ -179,7 +179,7 @@ def test_analytic_state_forgets_idle_partitions(pm) -> None:
         rt.feed("i", [ev(n, k=f"key{n}")])
     from headwater.services.processing.exec.analytic import Analytic
 
-    stage = next(s for ps in rt.statements for s in ps.op.stages if isinstance(s, Analytic))
+    stage = next(s for op in rt.statements for s in op.stages if isinstance(s, Analytic))
     assert len(stage.history[0]) < 25
 
 
@@ -191,7 +191,7 @@ def test_session_state_forgets_closed_partitions(pm) -> None:
         rt.feed("i", [ev(n, k=f"key{n}")])
     from headwater.services.processing.exec.window_aggregate import WindowAggregate
 
-    stage = next(s for ps in rt.statements for s in ps.op.stages if isinstance(s, WindowAggregate))
+    stage = next(s for op in rt.statements for s in op.stages if isinstance(s, WindowAggregate))
     assert len(stage.logics[0]) < 10
     rt.flush()
     assert len(rt.take()["output"]) == 30

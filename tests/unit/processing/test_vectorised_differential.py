@@ -82,5 +82,5 @@ def test_random_queries_same_on_both_paths(seed) -> None:
         parts = rng.random() < 0.5
         col, mode_c = _outcome(pm, sql, batches, True, with_arrivals, policy, parts)
         row, mode_r = _outcome(pm, sql, batches, False, with_arrivals, policy, parts)
-        assert mode_c in ("columnar", None) and mode_r in ("row", None), sql
+        assert mode_c in ("vectorised", None) and mode_r in ("row", None), sql
         assert col == row, (sql, with_arrivals, policy, parts)

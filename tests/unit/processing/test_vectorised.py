@@ -1,4 +1,4 @@
-"""The columnar path and the row path give the same rows (and both survive snapshot/restore)."""
+"""The vectorised operators and the row path give the same rows (and both survive snapshot/restore)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _run(pm, sql, batches, columnar, split=None):
 def test_columnar_equals_row_path(pm, batches, name) -> None:
     col, rt_c = _run(pm, ALL[name], batches, True)
     row, rt_r = _run(pm, ALL[name], batches, False)
-    assert rt_c.mode == "columnar" and rt_r.mode == "row"
+    assert rt_c.mode == "vectorised" and rt_r.mode == "row"
     assert col, "the query produced no rows"
     assert _canon(col) == _canon(row)
 
@@ -161,7 +161,7 @@ def test_columnar_equals_row_path_with_arrival_times(pm, batches, name, action) 
         rows += rt.take()["output"]
         counters = {k: v for k, v in rt.counters.as_dict().items() if k != "samples"}
         results.append((_canon(rows), counters, rt.mode))
-    assert results[0][2] == "columnar" and results[1][2] == "row"
+    assert results[0][2] == "vectorised" and results[1][2] == "row"
     assert results[0][1] == results[1][1]
     assert results[0][1]["late"] > 0 and results[0][1]["out_of_order"] > 0
     assert results[0][0] == results[1][0]

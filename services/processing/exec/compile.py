@@ -720,7 +720,8 @@ def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[s
         project = project_fn(sel.items, comp, agg_scope)
         agg_scope.in_having = True
         having = comp.compile(sel.having, agg_scope) if sel.having is not None else None
-        agg = VectorAggregate(window, ls.windows[0].config, keys, agg_scope.aggs, project, having, alias)
+        agg = VectorAggregate(window, ls.windows[0].config, keys, agg_scope.aggs, project, having, alias,
+                              _fields_outside_aggregates(sel, alias, comp.pm))
         return VectorStatement(ls.target, alias, functions, where, None, None, agg), inputs
     items: list[tuple[str, Any]] = []
     seen: set[str] = set()
@@ -732,3 +733,24 @@ def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[s
         items.append((name, VExpr(item.expr, comp.compile(item.expr, row_scope))))
     having = VExpr(sel.having, comp.compile(sel.having, row_scope)) if sel.having is not None else None
     return VectorStatement(ls.target, alias, functions, where, having, items, None), inputs
+
+
+def _fields_outside_aggregates(sel: A.Select, alias: str, pm) -> set[str]:
+    """Fields SELECT and HAVING read outside aggregates (the group's first event gives them)."""
+    out: set[str] = set()
+    stack = [i.expr for i in sel.items] + ([sel.having] if sel.having is not None else [])
+    while stack:
+        n = stack.pop()
+        if isinstance(n, A.Call) and (isinstance(pm.functions.get(n.name, n.namespace), AggregateFunction) or
+                                      (n.distinct and pm.functions.get(f"{n.name} DISTINCT") is not None)):
+            continue
+        if isinstance(n, A.Column):
+            p = [x.lower() for x in n.parts]
+            out.add(p[1] if len(p) > 1 and p[0] == alias else p[0])
+        if isinstance(n, A.Node):
+            for v in vars(n).values():
+                if isinstance(v, A.Node):
+                    stack.append(v)
+                elif isinstance(v, (list, tuple)):
+                    stack.extend(x for x in v if isinstance(x, A.Node))
+    return out

@@ -532,7 +532,7 @@ class VectorAggregate:
     when the watermark passes a window's end; HAVING and SELECT then run per output row."""
 
     def __init__(self, kind: str, config, keys: list[VExpr], aggs: list, project: Callable[[Env], dict],
-                 having: Callable[[Env], Any] | None, alias: str) -> None:
+                 having: Callable[[Env], Any] | None, alias: str, rep_fields: set[str] | None = None) -> None:
         self.kind, self.config = kind, config
         self.spec = config.columnar() if kind in ("aligned", "session") else {}
         self.keys, self.aggs, self.project, self.having, self.alias = keys, aggs, project, having, alias
@@ -548,6 +548,7 @@ class VectorAggregate:
         self.codes: dict[Any, int] = {}
         self.ids: dict[int, Any] = {}
         self.rep_cols: list[str] = []
+        self.rep_fields = rep_fields  # lower case; None = every field
 
     # -- input -----------------------------------------------------------------------------------
     def process(self, batch: Batch) -> None:
@@ -561,7 +562,8 @@ class VectorAggregate:
                 if self.kinds[j] in ("sum", "avg"):
                     s = self._numeric(s, j)
                 cols[f"v{j}"] = s
-        reps = [c for c in df.columns if c not in _INTERNAL and df[c].dtype != pl.Object]
+        reps = [c for c in df.columns if c not in _INTERNAL and df[c].dtype != pl.Object and
+                (self.rep_fields is None or c.lower() in self.rep_fields)]
         for c in reps:
             if c not in self.rep_cols:
                 self.rep_cols.append(c)

@@ -211,32 +211,59 @@ class Runtime:
             self._advance()
 
     def feed_bodies(self, input_name: str, bodies: list[bytes], arrival_times: list[int] | None = None,
-                    now: int | None = None, partition_ids: list | None = None) -> None:
+                    now: int | None = None, partition_ids: list | None = None,
+                    sequence_numbers: Any = None) -> None:
         """Add a batch of JSON bodies (one event each, or JSON arrays of events)."""
+        self._feed_json(input_name, bodies, None, arrival_times, now, partition_ids, sequence_numbers)
+
+    def feed_buffer(self, input_name: str, buf: bytes, offsets: Any, arrival_times: Any = None,
+                    now: int | None = None, partition_ids: Any = None, sequence_numbers: Any = None) -> None:
+        """Add ``len(offsets) - 1`` JSON bodies packed in one buffer (body i is
+        ``buf[offsets[i]:offsets[i+1]]``), decoded together; ``partition_ids`` is one
+        partition for the whole batch (str) or one per body."""
+        self._feed_json(input_name, None, (buf, offsets), arrival_times, now, partition_ids, sequence_numbers)
+
+    def _feed_json(self, input_name, bodies, packed, arrival_times, now, partition_ids, sequence_numbers) -> None:
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
-        if len(srcs) == 1 and isinstance(srcs[0], VectorSource):
-            s = srcs[0]
-            if now is None:
-                now = int(time.time() * 1e6)
-            df, index = s.decode(bodies, self.counters)
-            arr = None if arrival_times is None else np.asarray(arrival_times, dtype=np.int64)
-            parts = partition_ids
-            if index is not None:
-                if arr is not None:
-                    arr = arr[index] if len(index) else arr[:0]
-                if parts is not None:
-                    parts = [parts[i] for i in index]
-            n = df.height if index is None else len(index)
-            self.counters.events_in += n
-            s.push(df, n, arr, parts, self.counters, now)
-            self._advance()
-            return
-        from headwater.serializers import decode_json_bodies
+        if packed is not None:
+            buf, offsets = packed
+            view = memoryview(buf)
+            offs = np.asarray(offsets, dtype=np.int64).tolist()
+            bodies = [view[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)]
+        n_bodies = len(bodies)
+        if isinstance(partition_ids, str):
+            partition_ids = [partition_ids] * n_bodies
+        elif partition_ids is not None and not isinstance(partition_ids, list):
+            partition_ids = list(partition_ids)
+        self.counters.context = (partition_ids, sequence_numbers, None)
+        try:
+            if len(srcs) == 1 and isinstance(srcs[0], VectorSource):
+                s = srcs[0]
+                if now is None:
+                    now = int(time.time() * 1e6)
+                df, index = s.decode(bodies, self.counters)
+                arr = None if arrival_times is None else np.asarray(arrival_times, dtype=np.int64)
+                parts = partition_ids
+                if index is not None:
+                    self.counters.context = (partition_ids, sequence_numbers, index)
+                    if arr is not None:
+                        arr = arr[index] if len(index) else arr[:0]
+                    if parts is not None:
+                        parts = [parts[i] for i in index]
+                n = df.height if index is None else len(index)
+                self.counters.events_in += n
+                s.push(df, n, arr, parts, self.counters, now)
+                self._advance()
+                return
+            from headwater.serializers import decode_json_bodies
 
-        rows, arrivals, parts = decode_json_bodies(bodies, arrival_times, self.counters, partition_ids)
-        self.feed(input_name, rows, arrivals, now, parts)
+            rows, arrivals, parts = decode_json_bodies([bytes(b) for b in bodies], None if arrival_times is None
+                                                       else list(arrival_times), self.counters, partition_ids)
+            self.feed(input_name, rows, arrivals, now, parts)
+        finally:
+            self.counters.context = None
 
     def advance_time(self, now: int) -> None:
         """The arrival clock moved to ``now`` (us): idle inputs' watermarks advance."""

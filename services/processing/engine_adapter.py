@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.services.processing.local import decode_events, load_udf, run_local, udf_plugin
@@ -105,6 +107,7 @@ class JobRuntime:
         self.registry_address = registry_address
         self._serializers: dict[str, Any] = {}
         self.runtime_errors = 0
+        self._schemas: dict[str, dict[str, pa.DataType]] = {}
 
     def _serializer(self, fmt: str):
         if fmt not in self._serializers:
@@ -119,35 +122,90 @@ class JobRuntime:
         return self._serializers[fmt]
 
     def feed(self, alias: str, bodies: list[bytes], content_types: list[str],
-             arrivals: list[int], partition_ids: list[str]) -> None:
+             arrivals: list[int], partition_ids: list[str], sequence_numbers: Any = None) -> None:
         """Raw bodies with arrival (enqueued) times in microseconds since the epoch."""
         fmt = self.formats.get(alias.lower(), "json")
         if fmt == "json":  # system columns (PartitionId, ...) are the engine's: the binder adds those the plan reads
-            self._guard(lambda: self.rt.feed_bodies(alias, bodies, arrivals, partition_ids=partition_ids))
+            self._guard(lambda: self.rt.feed_bodies(alias, bodies, arrivals, partition_ids=partition_ids,
+                                                    sequence_numbers=sequence_numbers), partition_ids,
+                        sequence_numbers)
             return
+        self._feed_decoded(alias, fmt, bodies, content_types, arrivals, partition_ids, sequence_numbers)
+
+    def feed_packed(self, alias: str, partition_id: str, body: bytes, offsets: Any, content_type: str,
+                    arrival_us: Any, sequence_numbers: Any) -> None:
+        """A batch of one partition as ingestion's packed read gives it: the bodies in one
+        buffer (body i is ``body[offsets[i]:offsets[i+1]]``), arrival times (us) and sequence
+        numbers as int64 arrays. JSON is decoded by batch (Arrow's JSON reader over the
+        buffer); Avro/CSV by their serializer plugin. Events that do not decode are counted
+        (see :meth:`error_samples`) and the batch goes on."""
+        fmt = self.formats.get(alias.lower(), "json")
+        if fmt == "json":
+            self._guard(lambda: self.rt.feed_buffer(alias, body, offsets, arrival_us, partition_ids=partition_id,
+                                                    sequence_numbers=sequence_numbers), partition_id,
+                        sequence_numbers)
+            return
+        offs = np.asarray(offsets, dtype=np.int64).tolist()
+        view = memoryview(body)
+        bodies = [bytes(view[offs[i]:offs[i + 1]]) for i in range(len(offs) - 1)]
+        n = len(bodies)
+        self._feed_decoded(alias, fmt, bodies, [content_type] * n, np.asarray(arrival_us).tolist(),
+                           [partition_id] * n, sequence_numbers)
+
+    def _feed_decoded(self, alias, fmt, bodies, content_types, arrivals, partition_ids, sequence_numbers) -> None:
         ser = self._serializer(fmt)
         counters = self.rt.counters
 
         def on_error(i: int, exc: Exception) -> None:
-            counters.conversion_errors += 1
-            if len(counters.samples) < 20:
-                counters.samples.append(f"input {alias}: event {i}: {exc}")
+            counters.context = (partition_ids, sequence_numbers, None)
+            try:
+                counters.error(f"InputDeserializationError: input {alias}: event {i}: {exc}", index=i, body=True)
+            finally:
+                counters.context = None
 
         if hasattr(ser, "decode_with_index"):
             rows, index = ser.decode_with_index(bodies, list(content_types) if fmt == "avro" else
                                                 (content_types[0] if content_types else ""), on_error)
             self._guard(lambda: self.rt.feed(alias, rows, [arrivals[i] for i in index],
-                                             partition_ids=[partition_ids[i] for i in index]))
+                                             partition_ids=[partition_ids[i] for i in index]), partition_ids,
+                        sequence_numbers)
         else:
             self._guard(lambda: self.rt.feed(alias, ser.decode(bodies, content_types[0] if content_types else "",
-                                                               on_error)))
+                                                               on_error)), partition_ids, sequence_numbers)
 
-    def _guard(self, fn) -> None:
+    def _guard(self, fn, partitions: Any = None, sequences: Any = None) -> None:
+        """A runtime error (a failing CAST) stops the job; the message names the batch's
+        partition and the sequence numbers it spans."""
         try:
             fn()
         except HeadwaterError as exc:
             self.runtime_errors += 1
-            raise HeadwaterError(Reason.JOB_FAILED, f"runtime error: {exc.message}") from exc
+            where = ""
+            if partitions is not None:
+                parts = sorted({str(p) for p in ([partitions] if isinstance(partitions, str) else partitions)})
+                where = f" (input partition {', '.join(parts)}"
+                if sequences is not None and len(sequences):
+                    where += f", sequence numbers {int(np.min(sequences))}..{int(np.max(sequences))}"
+                where += ")"
+            raise HeadwaterError(Reason.JOB_FAILED, f"runtime error: {exc.message}{where}") from exc
+
+    def advance_arrival(self, arrival_us: int) -> None:
+        """Every partition has read up to ``arrival_us`` (the arrival time of the events
+        read, not the wall clock): windows of arrival-time queries up to it may close."""
+        self._guard(lambda: self.rt.advance_time(int(arrival_us)))
+
+    def take_output_tables(self) -> dict[str, pa.Table]:
+        """Output rows since the last take as Arrow tables, typed as Stream Analytics types
+        them (bigint int64, float float64, nvarchar string, datetime timestamp[us, UTC], bit
+        bool; records and arrays as JSON text). A column keeps the type it was first given."""
+        out = {}
+        for name, rows in self.rt.take().items():
+            out[name] = output_table(rows, self._schemas.setdefault(name.lower(), {}))
+        return out
+
+    def error_samples(self) -> list[dict]:
+        """The first events that could not be decoded or converted: partition, sequence number, reason."""
+        return list(self.rt.counters.error_samples)
 
     def advance(self, now: datetime) -> None:
         self._guard(lambda: self.rt.advance_time(int(now.timestamp() * 1_000_000)))
@@ -177,6 +235,70 @@ class JobRuntime:
 
     def stream_inputs(self) -> list[str]:
         return list(self.rt.compiled.inputs)
+
+
+def _sa_type(v: Any) -> pa.DataType | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return pa.bool_()
+    if isinstance(v, int):
+        return pa.int64() if -(2**63) <= v < 2**63 else pa.float64()
+    if isinstance(v, float):
+        return pa.float64()
+    if isinstance(v, datetime):
+        return pa.timestamp("us", tz="UTC")
+    return pa.string()
+
+
+def _convert(v: Any, t: pa.DataType) -> Any:
+    if v is None:
+        return None
+    if t == pa.string():
+        if isinstance(v, str):
+            return v
+        if isinstance(v, datetime):
+            from headwater.functions import format_datetime
+
+            return format_datetime(v)
+        return orjson.dumps(v, default=str).decode()
+    if t == pa.float64():
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if t == pa.int64():
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+    if t == pa.bool_():
+        return v if isinstance(v, bool) else None
+    return v if isinstance(v, datetime) else None
+
+
+def output_table(rows: list[dict], schema: dict[str, pa.DataType]) -> pa.Table:
+    """Rows as one typed Arrow table. A column's type is the first one seen (kept in
+    ``schema`` across calls); int and float mixed give float; anything else mixed, records
+    and arrays give JSON text."""
+    names: dict[str, str] = {}
+    for r in rows:
+        for k in r:
+            names.setdefault(k, k)
+    for col in names:
+        kinds = {_sa_type(r.get(col)) for r in rows} - {None}
+        if col in schema:
+            t = schema[col]
+            if kinds - {t} and not (t == pa.float64() and kinds <= {pa.int64(), pa.float64()}):
+                t = pa.string()
+        elif not kinds:
+            continue
+        elif len(kinds) == 1:
+            t = next(iter(kinds))
+        elif kinds <= {pa.int64(), pa.float64()}:
+            t = pa.float64()
+        else:
+            t = pa.string()
+        if any(isinstance(r.get(col), (dict, list)) for r in rows):
+            t = pa.string()
+        schema.setdefault(col, t)
+    fields = [pa.field(c, schema.get(c, pa.string())) for c in names]
+    arrays = [pa.array([_convert(r.get(f.name), f.type) for r in rows], type=f.type) for f in fields]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def runtime_for(job: pb.Job, config) -> JobRuntime:

@@ -201,14 +201,14 @@ class VectorSource:
             try:
                 v = orjson.loads(b)
             except orjson.JSONDecodeError as exc:
-                counters.error(f"InputDeserializationError: {exc}", index=i)
+                counters.error(f"InputDeserializationError: {exc}", index=i, body=True)
                 continue
             for item in v if isinstance(v, list) else [v]:
                 if isinstance(item, dict):
                     rows.append(item)
                     index.append(i)
                 else:
-                    counters.error("InputDeserializationError: an event must be a JSON object", index=i)
+                    counters.error("InputDeserializationError: an event must be a JSON object", index=i, body=True)
         return self.frame(rows), np.asarray(index, dtype=np.int64)
 
     def decode_buffer(self, buf: bytes | memoryview, n: int) -> pl.DataFrame | None:

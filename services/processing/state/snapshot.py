@@ -92,7 +92,7 @@ class _Encoder:
         if t is Env:
             return {"$env": [self.enc(x) for x in v.__getstate__()]}
         if isinstance(v, Counters):
-            return {"$counters": self.enc(vars(v))}
+            return {"$counters": self.enc(v.as_dict())}
         if hasattr(v, "item") and hasattr(v, "dtype"):  # numpy scalars
             return self.enc(v.item())
         if hasattr(v, "__dict__"):  # a plugin's accumulator object: its importable class and fields

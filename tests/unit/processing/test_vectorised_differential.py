@@ -65,7 +65,7 @@ def _outcome(pm, sql, batches, columnar, with_arrivals, policy, partitions=False
         return "error", rt.mode
     canon = sorted((tuple(sorted((k, round(float(v), 6) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in r.items()))
                     for r in format_rows(rows)), key=repr)
-    counters = {k: v for k, v in rt.counters.as_dict().items() if k != "samples"}
+    counters = {k: v for k, v in rt.counters.as_dict().items() if k not in ("samples", "error_samples")}
     return (canon, counters), rt.mode
 
 

@@ -722,6 +722,8 @@ def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[s
         having = comp.compile(sel.having, agg_scope) if sel.having is not None else None
         agg = VectorAggregate(window, ls.windows[0].config, keys, agg_scope.aggs, project, having, alias,
                               _fields_outside_aggregates(sel, alias, comp.pm))
+        if having is None:
+            agg.columns = _output_columns(sel, alias, agg_scope.aggs, select_items)
         return VectorStatement(ls.target, alias, functions, where, None, None, agg), inputs
     items: list[tuple[str, Any]] = []
     seen: set[str] = set()
@@ -753,4 +755,30 @@ def _fields_outside_aggregates(sel: A.Select, alias: str, pm) -> set[str]:
                     stack.append(v)
                 elif isinstance(v, (list, tuple)):
                     stack.extend(x for x in v if isinstance(x, A.Node))
+    return out
+
+
+def _output_columns(sel: A.Select, alias: str, aggs: list, select_items: dict) -> list[tuple] | None:
+    """SELECT of a grouped statement as columns of the aggregate's result, when every item
+    is a field (a group key), System.Timestamp() or an aggregate call: then the output is
+    built as a batch, not row by row. None otherwise."""
+    out: list[tuple] = []
+    seen: set[str] = set()
+    for i, item in enumerate(sel.items):
+        name = output_name(item, i)
+        if name.lower() in seen:
+            continue
+        seen.add(name.lower())
+        e = item.expr
+        if isinstance(e, A.SystemTimestamp):
+            out.append((name, "ts", None))
+        elif isinstance(e, A.Column) and (len(e.parts) == 1 or (len(e.parts) == 2 and e.parts[0].lower() == alias)):
+            if len(e.parts) == 1 and e.parts[0].lower() in select_items:
+                return None
+            out.append((name, "field", e.parts[-1].lower()))
+        else:
+            j = next((j for j, a in enumerate(aggs) if a.node is e), None)
+            if j is None:
+                return None
+            out.append((name, "agg", j))
     return out

@@ -141,10 +141,14 @@ class VExpr:
         self.node, self.row = node, row
 
     def expr(self, batch: Batch) -> pl.Expr | None:
+        batch.cols.checks = []
         try:
-            return translate(self.node, batch.cols)[0]
+            e = translate(self.node, batch.cols)[0]
         except NotVectorized:
             return None
+        if batch.cols.checks and batch.df.select(pl.any_horizontal(batch.cols.checks)).item():
+            return None  # e.g. a division by zero: the row implementation fails as it should
+        return e
 
     def series(self, batch: Batch, name: str, predicate: bool = False, key: bool = False) -> pl.Series:
         """The expression's values over the batch; ``key`` values must group (no Python objects)."""
@@ -549,6 +553,8 @@ class VectorAggregate:
         self.ids: dict[int, Any] = {}
         self.rep_cols: list[str] = []
         self.rep_fields = rep_fields  # lower case; None = every field
+        #: SELECT as result columns [(name, field | ts | agg, what)], when it is only that
+        self.columns: list[tuple] | None = None
 
     # -- input -----------------------------------------------------------------------------------
     def process(self, batch: Batch) -> None:
@@ -766,6 +772,8 @@ class VectorAggregate:
             counts = closed.group_by(group).agg(pl.col("d").n_unique().alias(f"u{j}"))
             done = done.join(counts, on=group, how="left", nulls_equal=True, maintain_order="left")
         done = done.sort("__end", maintain_order=True)
+        if self.columns is not None:
+            return self._emit_columns(done)
         cols = {c: done[c].to_list() for c in done.columns}
         reps = [c for c in done.columns if c.startswith("r:")]
         out = []
@@ -779,6 +787,35 @@ class VectorAggregate:
                 continue
             out.append((end, self.project(e)))
         return out
+
+    def _emit_columns(self, done: pl.DataFrame) -> pl.DataFrame:
+        """The output rows as one batch (SELECT of keys, System.Timestamp() and aggregates)."""
+        reps = {c[2:].lower(): c for c in done.columns if c.startswith("r:")}
+        cols = [done["__end"].alias(TS)]
+        for name, kind, what in self.columns:
+            if kind == "ts":
+                cols.append(done["__end"].cast(pl.Datetime("us", "UTC")).alias(name))
+            elif kind == "field":
+                col = reps.get(what)
+                cols.append(done[col].alias(name) if col is not None else
+                            pl.Series(name, [None] * done.height, dtype=pl.Null))
+            else:
+                cols.append(self._result_column(what, done).alias(name))
+        return pl.DataFrame(cols)
+
+    def _result_column(self, j: int, done: pl.DataFrame) -> pl.Series:
+        kind = self.kinds[j]
+        if self.args[j] is None:
+            return done["n"]
+        if kind == "count":
+            return done[f"c{j}"]
+        if kind == "count_distinct":
+            return done[f"u{j}"].fill_null(0) if f"u{j}" in done.columns else pl.Series([0] * done.height)
+        if kind == "sum":
+            return done.select(pl.when(pl.col(f"c{j}") > 0).then(pl.col(f"s{j}"))).to_series()
+        if kind == "avg":
+            return done.select(pl.when(pl.col(f"c{j}") > 0).then(pl.col(f"s{j}") / pl.col(f"c{j}"))).to_series()
+        return done[f"m{j}"]
 
     def _result(self, j: int, cols: dict, r: int) -> Any:
         kind = self.kinds[j]

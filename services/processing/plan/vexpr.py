@@ -40,6 +40,13 @@ class Columns:
     names: dict[str, str]
     dtypes: dict[str, pl.DataType]
     functions: object = None  # the plugin manager's function registry
+    #: scalar boolean expressions that are True when the batch needs the row implementation
+    #: for the expression just translated (a division by zero must fail as the row path fails)
+    checks: list = None
+
+    def __post_init__(self) -> None:
+        if self.checks is None:
+            self.checks = []
 
     @classmethod
     def of(cls, df: pl.DataFrame, aliases: set[str], functions=None) -> Columns:
@@ -108,7 +115,7 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
             return (a & b if op == "AND" else a | b), "bool"
         if op in _CMP:
             return _compare(op, node.left, node.right, cols), "bool"
-        if op in ("+", "-", "*"):
+        if op in ("+", "-", "*", "/"):
             a, ka = translate(node.left, cols)
             b, kb = translate(node.right, cols)
             if "null" in (ka, kb):
@@ -116,6 +123,9 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
             if op == "+" and ka == kb == "str":
                 return a + b, "str"
             if ka == kb == "num":
+                if op == "/":
+                    cols.checks.append((b == 0).fill_null(False).any())
+                    return a / b, "num"
                 return (a + b if op == "+" else a - b if op == "-" else a * b), "num"
         raise NotVectorized
     if t is A.IsNull:
@@ -145,7 +155,47 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
         raise NotVectorized
     if t is A.Call:
         return _call(node, cols)
+    if t is A.Like:
+        e, k = translate(node.expr, cols)
+        p = node.pattern
+        if k == "null" or (isinstance(p, A.Literal) and p.value is None):
+            return pl.lit(None, dtype=pl.Boolean), "bool"
+        if k != "str" or not isinstance(p, A.Literal) or not isinstance(p.value, str) or "[" in p.value:
+            raise NotVectorized
+        r = e.str.contains(_like_regex(p.value))
+        return (~r if node.negated else r), "bool"
+    if t is A.Case:
+        return _case(node, cols)
     raise NotVectorized
+
+
+_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def _like_regex(pattern: str) -> str:
+    """LIKE's meaning (``%`` any run, ``_`` one character, the whole text, case-insensitive)
+    as a regular expression for Polars."""
+    out = []
+    for c in pattern:
+        out.append(".*" if c == "%" else "." if c == "_" else "\\" + c if c in _REGEX_META else c)
+    return "(?is)^" + "".join(out) + "$"
+
+
+def _case(node: A.Case, cols: Columns) -> tuple[pl.Expr, str]:
+    """CASE with conditions that are true, false or NULL and results of one kind."""
+    conds = []
+    for c, _ in node.whens:
+        conds.append(_compare("=", node.operand, c, cols) if node.operand is not None else _boolean(c, cols))
+    results = [translate(v, cols) for _, v in node.whens]
+    default = translate(node.default, cols) if node.default is not None else (pl.lit(None), "null")
+    kinds = {k for _, k in results + [default]} - {"null"}
+    if len(kinds) > 1 or kinds - {"str", "num", "bool"}:
+        raise NotVectorized
+    expr = None
+    for cond, (value, _) in zip(conds, results):
+        expr = pl.when(cond.fill_null(False)).then(value) if expr is None else \
+            expr.when(cond.fill_null(False)).then(value)
+    return expr.otherwise(default[0]), (kinds.pop() if kinds else "null")
 
 
 def _col_name(node: A.Node, cols: Columns) -> str | None:
@@ -185,8 +235,9 @@ def _compare(op: str, left: A.Node, right: A.Node, cols: Columns) -> pl.Expr:
 
 
 _BUILTIN_VECTOR = {
-    "upper": lambda e: e.str.to_uppercase(),
-    "lower": lambda e: e.str.to_lowercase(),
+    "upper": (lambda e: e.str.to_uppercase(), "str"),
+    "lower": (lambda e: e.str.to_lowercase(), "str"),
+    "len": (lambda e: e.str.len_chars().cast(pl.Int64), "num"),
 }
 
 
@@ -207,5 +258,6 @@ def _call(node: A.Call, cols: Columns) -> tuple[pl.Expr, str]:
         if k == "null":
             return pl.lit(None), "null"
         if k == "str":
-            return _BUILTIN_VECTOR[low](e), "str"
+            fn, kind = _BUILTIN_VECTOR[low]
+            return fn(e), kind
     raise NotVectorized

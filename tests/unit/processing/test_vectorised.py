@@ -165,3 +165,60 @@ def test_columnar_equals_row_path_with_arrival_times(pm, batches, name, action) 
     assert results[0][1] == results[1][1]
     assert results[0][1]["late"] > 0 and results[0][1]["out_of_order"] > 0
     assert results[0][0] == results[1][0]
+
+
+SPELLINGS = {
+    "plain": "SELECT k, COUNT(*) AS n FROM i TIMESTAMP BY t GROUP BY k, TumblingWindow(second, 10)",
+    "alias": "SELECT a.k, COUNT(*) AS n FROM i a TIMESTAMP BY a.t GROUP BY a.k, TumblingWindow(second, 10)",
+    "upper": "SELECT UPPER(k) AS k, COUNT(*) AS n FROM i TIMESTAMP BY t GROUP BY UPPER(k), TumblingWindow(second, 10)",
+    "with": ("WITH s AS (SELECT k, t FROM i TIMESTAMP BY t) "
+             "SELECT k, COUNT(*) AS n FROM s GROUP BY k, TumblingWindow(second, 10)"),
+    "arrival": "SELECT k, COUNT(*) AS n FROM i GROUP BY k, TumblingWindow(second, 10)",
+    "like": ("SELECT k, COUNT(*) AS n FROM i TIMESTAMP BY t WHERE k LIKE 'K_%' OR k LIKE '%1' "
+             "GROUP BY k, TumblingWindow(second, 10)"),
+    "snapshot": "SELECT k, COUNT(*) AS n FROM i TIMESTAMP BY t GROUP BY k, System.Timestamp()",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPELLINGS))
+def test_every_spelling_plans_vectorised_with_the_row_results(pm, name) -> None:
+    """The issue's table: a.k, UPPER(k), a WITH step, no TIMESTAMP BY, LIKE plan alike."""
+    events = [{"k": f"k{i % 3}", "t": f"2024-01-01T00:00:{i % 50:02d}Z"} for i in range(200)]
+    out = []
+    for vectorize in (True, False):
+        rt = compile_query(SPELLINGS[name], pm).runtime(vectorize=vectorize)
+        for j in range(0, 200, 50):
+            rt.feed("i", events[j:j + 50], [1_704_067_200_000_000 + 1_000_000 * j] * 50)
+        rt.flush()
+        out.append((sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in format_rows(rt.take()["output"])),
+                    rt.mode))
+    assert out[0][1] == "vectorised" and out[1][1] == "row"
+    assert out[0][0] == out[1][0] and out[0][0]
+
+
+EXPRESSIONS = [
+    "CASE WHEN v > 2 THEN 'big' WHEN v IS NULL THEN 'none' ELSE 'small' END",
+    "CASE s WHEN 'A' THEN 1 WHEN 'b' THEN 2 END", "v / 2", "v / w", "LEN(s)", "s LIKE 'a%'",
+    "s NOT LIKE '_b%'", "s LIKE '%.%'", "v BETWEEN 1 AND 3", "s IN ('a', 'B', 'x')", "v > '2'", "s <> 'A'", "s + 'x'",
+    "-v * 3 + 1", "v > 1 AND s = 'a' OR v IS NULL", "UPPER(s)", "CAST(v AS float) / 4", "TRY_CAST(s AS float)",
+]
+
+
+@pytest.mark.parametrize("expr", EXPRESSIONS)
+def test_vectorised_expressions_equal_the_row_implementation(pm, expr) -> None:
+    rows = [{"v": 1, "w": 2, "s": "a.b"}, {"v": 3, "w": 1, "s": "A"}, {"v": None, "w": 4, "s": "xb"},
+            {"v": 2, "w": 2, "s": None}, {"v": 5, "w": 5, "s": "B"}]
+    zero = [{"v": 1, "w": 0, "s": "a"}]
+    results = []
+    for vectorize in (True, False):
+        got = []
+        for batch in (rows, zero):
+            rt = compile_query(f"SELECT {expr} AS x FROM i", pm).runtime(vectorize=vectorize)
+            try:
+                rt.feed("i", batch, [1_704_067_200_000_000] * len(batch))
+                rt.flush()
+                got.append([r["x"] for r in rt.take()["output"]])
+            except QueryRuntimeError as exc:
+                got.append(type(exc).__name__)
+        results.append(got)
+    assert results[0] == results[1]

@@ -546,6 +546,7 @@ class VectorAggregate:
         self.kcols = [f"k{i}" for i in range(len(keys))]
         self.partials: list[pl.DataFrame] = []
         self.distinct: dict[int, list[pl.DataFrame]] = {}
+        self.instants: list[pl.DataFrame] = []  # sliding windows: (keys, __end) to output
         self.sessions: dict[tuple, list] = {}
         self.session_ends: dict[tuple, int] = {}
         self.logic = config.build(None) if kind == "logic" else None
@@ -558,6 +559,9 @@ class VectorAggregate:
 
     # -- input -----------------------------------------------------------------------------------
     def process(self, batch: Batch) -> None:
+        if self.kind == "sliding":
+            self._slide_in(batch)
+            return
         df = batch.df
         cols = {TS: df[TS]}
         for i, k in enumerate(self.keys):
@@ -727,7 +731,81 @@ class VectorAggregate:
             del self.session_ends[k]
         return ends
 
+    # -- sliding windows: (T - size, T] at every instant an event enters (T = ts) or leaves (T = ts + size)
+    def _slide_in(self, batch: Batch) -> None:
+        df = batch.df
+        cols = {TS: df[TS]}
+        for i, k in enumerate(self.keys):
+            cols[f"k{i}"] = k.series(batch, f"k{i}", key=True)
+        for j, a in enumerate(self.args):
+            if a is not None:
+                s = a.series(batch, f"v{j}", key=True)
+                cols[f"v{j}"] = self._numeric(s, j) if self.kinds[j] in ("sum", "avg") else s
+        reps = [c for c in df.columns if c not in _INTERNAL and df[c].dtype != pl.Object and
+                (self.rep_fields is None or c.lower() in self.rep_fields)]
+        events = pl.DataFrame(list(cols.values())).with_columns([df[c].alias(f"r:{c}") for c in reps])
+        size = self.config.size
+        keys = events.select(self.kcols + [TS])
+        instants = pl.concat([keys, keys.with_columns(pl.col(TS) + size)]).rename({TS: "__end"})
+        self.partials.append(events)
+        self.instants.append(instants)
+
+    def _slide_out(self, watermark: int) -> list[tuple[int, dict]] | pl.DataFrame:
+        frames = self.instants
+        if not frames:
+            return []
+        instants = concat(frames).unique(maintain_order=True)
+        due = instants.filter(pl.col("__end") < watermark)
+        rest = instants.filter(pl.col("__end") >= watermark)
+        self.instants = [rest] if rest.height else []
+        size = self.config.size
+        events = concat(self.partials) if self.partials else None
+        if events is None:
+            return []
+        if due.height:
+            by = self.kcols or None
+            ev = events.with_row_index("__i").sort(self.kcols + [TS, "__i"]) if self.kcols else \
+                events.with_row_index("__i").sort([TS, "__i"])
+            cum = [pl.len().alias("__one")]
+            exprs = [pl.int_range(1, pl.len() + 1).over(self.kcols).alias("__n") if self.kcols
+                     else pl.int_range(1, pl.len() + 1).alias("__n")]
+            for j, kind in enumerate(self.kinds):
+                if self.args[j] is None:
+                    continue
+                v = pl.col(f"v{j}")
+                c = v.is_not_null().cast(pl.Int64)
+                exprs.append((c.cum_sum().over(self.kcols) if self.kcols else c.cum_sum()).alias(f"__c{j}"))
+                if kind in ("sum", "avg"):
+                    z = v.fill_null(0)
+                    exprs.append((z.cum_sum().over(self.kcols) if self.kcols else z.cum_sum()).alias(f"__s{j}"))
+            del cum
+            ev = ev.with_columns(exprs).sort(TS, maintain_order=True)
+            stats = [c for c in ev.columns if c.startswith("__") and c not in ("__i",) and c != TS]
+            hi = due.sort("__end").join_asof(ev.rename({TS: "__end"}), on="__end", by=by, strategy="backward", check_sortedness=False)
+            lo = due.sort("__end").with_columns((pl.col("__end") - size).alias("__lo")).join_asof(
+                ev.select(self.kcols + [TS] + stats).rename({TS: "__lo", **{c: c + "_lo" for c in stats}}),
+                on="__lo", by=by, strategy="backward", check_sortedness=False)
+            done = hi.join(lo.select(self.kcols + ["__end"] + [c + "_lo" for c in stats]),
+                           on=self.kcols + ["__end"], how="left", nulls_equal=True, maintain_order="left")
+            lo0 = lambda c: pl.col(c + "_lo").fill_null(0)  # noqa: E731 - shorthand for the lower bound
+            cols = [(pl.col("__n").fill_null(0) - lo0("__n")).alias("n")]
+            for j, kind in enumerate(self.kinds):
+                if self.args[j] is None:
+                    continue
+                cols.append((pl.col(f"__c{j}").fill_null(0) - lo0(f"__c{j}")).alias(f"c{j}"))
+                if kind in ("sum", "avg"):
+                    cols.append((pl.col(f"__s{j}").fill_null(0) - lo0(f"__s{j}")).alias(f"s{j}"))
+            done = done.with_columns(cols).filter(pl.col("n") > 0).with_columns(pl.col("__end").alias("__wid"))
+            out = self._emit(done, watermark) if done.height else []
+        else:
+            out = []
+        keep = events.filter(pl.col(TS) > watermark - size)
+        self.partials = [keep] if keep.height else []
+        return out
+
     def advance(self, watermark: int) -> list[tuple[int, dict]]:
+        if self.kind == "sliding":
+            return self._slide_out(watermark)
         if not self.partials:
             if self.kind == "session":
                 self._closed(watermark)
@@ -841,6 +919,8 @@ class VectorAggregate:
         for j, frames in self.distinct.items():
             if frames:
                 tables[f"distinct{j}"] = concat(frames)
+        if self.instants:
+            tables["instants"] = concat(self.instants)
         meta = {"sessions": [[list(k), v] for k, v in self.sessions.items()],
                 "session_ends": [[list(k), sid, e] for (k, sid), e in self.session_ends.items()],
                 "logic": self.logic.snapshot() if self.logic is not None else None,
@@ -850,6 +930,7 @@ class VectorAggregate:
     def load(self, meta: dict, tables: dict[str, pl.DataFrame]) -> None:
         self.partials = [tables["partials"]] if "partials" in tables else []
         self.distinct = {int(k[8:]): [v] for k, v in tables.items() if k.startswith("distinct")}
+        self.instants = [tables["instants"]] if "instants" in tables else []
         self.sessions = {tuple(k): v for k, v in meta["sessions"]}
         self.session_ends = {(tuple(k), sid): e for k, sid, e in meta["session_ends"]}
         if self.kind == "logic":

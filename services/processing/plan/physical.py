@@ -94,6 +94,12 @@ def _row_reason(ls: LogicalStatement, plan: LogicalPlan, pm, vector_steps: set[s
     if len(ls.windows) != 1 or ls.windows[0].label is not None:
         return "several windows (Windows(...))", ""
     win = ls.windows[0]
+    if win.kind.name == "SlidingWindow" and not win.partition_by:
+        for call, fn in _aggregate_calls(ls, pm):
+            if call.namespace or getattr(fn, "columnar", None) not in ("count", "sum", "avg") or call.distinct \
+                    or call.over is not None or len(call.args) > 1:
+                return f"aggregate {call.name} over a SlidingWindow", ""
+        return "", "sliding"
     if win.kind.buffered or win.kind.per_group:
         return f"{win.kind.name} (buffered per group)", ""
     spec = win.config.columnar() if hasattr(win.config, "columnar") else None

@@ -177,13 +177,18 @@ SPELLINGS = {
     "like": ("SELECT k, COUNT(*) AS n FROM i TIMESTAMP BY t WHERE k LIKE 'K_%' OR k LIKE '%1' "
              "GROUP BY k, TumblingWindow(second, 10)"),
     "snapshot": "SELECT k, COUNT(*) AS n FROM i TIMESTAMP BY t GROUP BY k, System.Timestamp()",
+    "sliding": ("SELECT k, COUNT(*) AS n, SUM(v) AS s, AVG(v) AS a, COUNT(v) AS c, System.Timestamp() AS e "
+                "FROM i TIMESTAMP BY t GROUP BY k, SlidingWindow(second, 5)"),
+    "sliding_having": ("SELECT COUNT(*) AS n, System.Timestamp() AS e FROM i TIMESTAMP BY t "
+                       "GROUP BY SlidingWindow(second, 3) HAVING SUM(v) > 10"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SPELLINGS))
 def test_every_spelling_plans_vectorised_with_the_row_results(pm, name) -> None:
     """The issue's table: a.k, UPPER(k), a WITH step, no TIMESTAMP BY, LIKE plan alike."""
-    events = [{"k": f"k{i % 3}", "t": f"2024-01-01T00:00:{i % 50:02d}Z"} for i in range(200)]
+    events = [{"k": f"k{i % 3}", "t": f"2024-01-01T00:00:{(i * 7) % 50:02d}Z", "v": None if i % 11 == 0 else i % 7}
+              for i in range(200)]
     out = []
     for vectorize in (True, False):
         rt = compile_query(SPELLINGS[name], pm).runtime(vectorize=vectorize)

@@ -88,11 +88,11 @@ def _engine_run(text: str, batches: list[list[bytes]], n: int) -> tuple[float, i
     rt = compile_query(text).runtime()
     rows = 0
     t0 = time.perf_counter()
-    for bodies in batches:
+    for bodies in batches:  # output taken as batches, as a job takes it (take_output_tables)
         rt.feed_bodies("trips", bodies)
-        rows += sum(len(v) for v in rt.take().values())
+        rows += sum(f.height for f in rt.take_frames().values())
     rt.flush()
-    rows += sum(len(v) for v in rt.take().values())
+    rows += sum(f.height for f in rt.take_frames().values())
     return time.perf_counter() - t0, rows, rt.mode
 
 

@@ -37,11 +37,18 @@ from headwater.functions import format_datetime
 from headwater.services.processing.exec.base import MAX_TS, MIN_TS, QueryRuntimeError
 from headwater.services.processing.exec.compile import ExprCompiler, Scope, plan_statement, plan_vector_statement
 from headwater.services.processing.exec.scan import Source
-from headwater.services.processing.exec.vector import VectorSource, VectorStatement, frame_to_rows, rows_to_frame
+from headwater.services.processing.exec.vector import (
+    VectorSource,
+    VectorStatement,
+    concat,
+    frame_to_rows,
+    rows_to_frame,
+)
 from headwater.services.processing.exec.watermarks import Counters, OrderingPolicy
 from headwater.services.processing.plan.binder import analyze, referenced_fields, system_columns
 from headwater.services.processing.plan.logical import LogicalPlan
 from headwater.services.processing.plan.physical import plan_physical
+from headwater.services.processing.plan.vexpr import TS
 from headwater.services.processing.sql import ast as A
 from headwater.services.processing.sql.parser import parse
 from headwater.services.processing.state import snapshot
@@ -294,6 +301,16 @@ class Runtime:
                 rows.extend(frame_to_rows(c) if isinstance(c, pl.DataFrame) else c)
             chunks.clear()
             out[name] = rows
+        return out
+
+    def take_frames(self) -> dict[str, pl.DataFrame]:
+        """Output since the last take as one batch per output alias (``__ts`` is each row's
+        System.Timestamp()); vectorised statements' batches are not turned into rows."""
+        out = {}
+        for name, chunks in self.outputs.items():
+            frames = [c if isinstance(c, pl.DataFrame) else rows_to_frame(c) for c in chunks if len(c)]
+            chunks.clear()
+            out[name] = concat(frames) if frames else pl.DataFrame({TS: []}, schema={TS: pl.Int64})
         return out
 
     # -- the time loop -------------------------------------------------------------------

@@ -199,8 +199,8 @@ class JobRuntime:
         them (bigint int64, float float64, nvarchar string, datetime timestamp[us, UTC], bit
         bool; records and arrays as JSON text). A column keeps the type it was first given."""
         out = {}
-        for name, rows in self.rt.take().items():
-            out[name] = output_table(rows, self._schemas.setdefault(name.lower(), {}))
+        for name, frame in self.rt.take_frames().items():
+            out[name] = frame_table(frame, self._schemas.setdefault(name.lower(), {}))
         return out
 
     def error_samples(self) -> list[dict]:
@@ -299,6 +299,35 @@ def output_table(rows: list[dict], schema: dict[str, pa.DataType]) -> pa.Table:
     fields = [pa.field(c, schema.get(c, pa.string())) for c in names]
     arrays = [pa.array([_convert(r.get(f.name), f.type) for r in rows], type=f.type) for f in fields]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+_POLARS_SA = {"Int64": pa.int64(), "Float64": pa.float64(), "String": pa.string(), "Boolean": pa.bool_(),
+              "Float32": pa.float64(), **dict.fromkeys(("Int8", "Int16", "Int32", "UInt8", "UInt16", "UInt32"),
+                                                        pa.int64())}
+
+
+def frame_table(df, schema: dict[str, pa.DataType]) -> pa.Table:
+    """An output batch as an Arrow table with Stream Analytics types; columns of Python
+    values, records or arrays go through :func:`output_table` (JSON text where mixed)."""
+    import polars as pl
+
+    cols = [c for c in df.columns if c != "__ts"]
+    plain = []
+    for c in cols:
+        dt = df.schema[c]
+        t = pa.timestamp("us", tz="UTC") if isinstance(dt, pl.Datetime) else _POLARS_SA.get(str(dt))
+        if t is None and dt == pl.Null and schema.get(c) is not None:
+            t = schema[c]
+        if t is None or (c in schema and schema[c] != t and not (schema[c] == pa.float64() and t == pa.int64())):
+            return output_table(df.select(cols).to_dicts(), schema)
+        plain.append((c, schema.setdefault(c, t)))
+    arrays = []
+    for c, t in plain:
+        s = df[c]
+        if isinstance(s.dtype, pl.Datetime):
+            s = s.dt.convert_time_zone("UTC") if s.dtype.time_zone else s.dt.replace_time_zone("UTC")
+        arrays.append(s.to_arrow().cast(t))
+    return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(c, t) for c, t in plain]))
 
 
 def runtime_for(job: pb.Job, config) -> JobRuntime:

@@ -720,8 +720,13 @@ def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[s
         project = project_fn(sel.items, comp, agg_scope)
         agg_scope.in_having = True
         having = comp.compile(sel.having, agg_scope) if sel.having is not None else None
-        agg = VectorAggregate(window, ls.windows[0].config, keys, agg_scope.aggs, project, having, alias,
-                              _fields_outside_aggregates(sel, alias, comp.pm))
+        key_fields = {}
+        for i, k in enumerate(ls.group_keys):
+            if isinstance(k, A.Column) and (len(k.parts) == 1 or (len(k.parts) == 2 and k.parts[0].lower() == alias)):
+                key_fields.setdefault(k.parts[-1].lower(), (i, k.parts[-1]))
+        rep = _fields_outside_aggregates(sel, alias, comp.pm) - set(key_fields)
+        agg = VectorAggregate(window, ls.windows[0].config, keys, agg_scope.aggs, project, having, alias, rep)
+        agg.key_fields = key_fields
         if having is None:
             agg.columns = _output_columns(sel, alias, agg_scope.aggs, select_items)
         return VectorStatement(ls.target, alias, functions, where, None, None, agg), inputs

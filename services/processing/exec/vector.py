@@ -556,6 +556,9 @@ class VectorAggregate:
         self.rep_fields = rep_fields  # lower case; None = every field
         #: SELECT as result columns [(name, field | ts | agg, what)], when it is only that
         self.columns: list[tuple] | None = None
+        #: group keys that are plain fields: field (lower) -> (key index, spelling); their
+        #: values come from the key column, not from the group's first event
+        self.key_fields: dict[str, tuple[int, str]] = {}
 
     # -- input -----------------------------------------------------------------------------------
     def process(self, batch: Batch) -> None:
@@ -859,6 +862,8 @@ class VectorAggregate:
         for r in range(done.height):
             end = cols["__end"][r]
             rec = {c[2:]: cols[c][r] for c in reps}
+            for i, name in self.key_fields.values():
+                rec.setdefault(name, cols[f"k{i}"][r])
             res = [self._result(j, cols, r) for j in range(len(self.aggs))]
             e = Env({alias: rec}, end, None, res, None, None)
             if self.having is not None and self.having(e) is not True:
@@ -873,6 +878,8 @@ class VectorAggregate:
         for name, kind, what in self.columns:
             if kind == "ts":
                 cols.append(done["__end"].cast(pl.Datetime("us", "UTC")).alias(name))
+            elif kind == "field" and what in self.key_fields:
+                cols.append(done[f"k{self.key_fields[what][0]}"].alias(name))
             elif kind == "field":
                 col = reps.get(what)
                 cols.append(done[col].alias(name) if col is not None else

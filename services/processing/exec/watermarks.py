@@ -54,9 +54,10 @@ class OrderingPolicy:
 class Counters:
     """Job metrics of the input side.
 
-    ``conversion_errors`` counts every event dropped because it could not be decoded or
-    converted; ``deserialization_errors`` the part of them that could not be decoded at all
-    (not JSON, not UTF-8, nested too deeply, not an object). ``error_samples`` keeps the
+    ``deserialization_errors`` counts events dropped because they could not be decoded at all
+    (not JSON, not UTF-8, nested too deeply, not an object), ``conversion_errors`` those that
+    decoded but could not be converted (a TIMESTAMP BY value that is not a time, a CREATE
+    TABLE type). ``error_samples`` keeps the
     first few as ``{"partition", "sequence_number", "reason"}`` (the runtime's feed names
     the batch's partitions and sequence numbers in ``context``)."""
 
@@ -75,10 +76,11 @@ class Counters:
     def error(self, message: str, index: int | None = None, *, body: bool = False) -> None:
         """An event that cannot be decoded or converted: counted, dropped, sampled.
         ``index`` is the event's position in the batch (of bodies when ``body``, else of rows)."""
-        self.conversion_errors += 1
         self.dropped += 1
         if message.startswith("InputDeserializationError"):
             self.deserialization_errors += 1
+        else:
+            self.conversion_errors += 1
         if len(self.samples) < 10:
             self.samples.append(message)
         if len(self.error_samples) < 20:

@@ -144,7 +144,7 @@ def _dec(v: Any, frames: dict[str, pl.DataFrame]) -> Any:
 
 # -- the blob ----------------------------------------------------------------------------------
 def _ipc(df: pl.DataFrame) -> pa.Buffer:
-    table = df.to_arrow()
+    table = df.to_arrow(compat_level=pl.CompatLevel.newest())  # string views: no copy of text columns
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)

@@ -35,3 +35,9 @@ def test_perf_query_suite_lists_every_shape(capsys) -> None:
     assert all(q["events_per_s"] > 0 for q in result["queries"]) and result["peak_rss_mb"] > 0
     assert {q["query"]: q["plan"] for q in result["queries"]}["with_step"] == "vectorised"
     assert len(SUITE) >= 15
+
+
+def test_perf_query_checkpoint(capsys) -> None:
+    assert main(["perf", "query", "--checkpoint", "3000", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["rows_after_restore"] == 3000 and result["snapshot_ms"] > 0 and result["snapshot_mb"] > 0

@@ -89,7 +89,7 @@ def test_bad_bodies_are_counted_not_fatal(pm, columnar) -> None:
     rt.flush()
     rows = rt.take()["output"]
     assert [r["trips"] for r in rows] == [2]
-    assert rt.counters.conversion_errors == 2 and rt.counters.dropped == 2
+    assert rt.counters.conversion_errors == 1 and rt.counters.deserialization_errors == 1 and rt.counters.dropped == 2
 
 
 @pytest.mark.parametrize("columnar", [True, False])

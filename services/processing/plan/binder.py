@@ -171,6 +171,11 @@ class _Analyzer:
                 return
             if to_sql(n).lower() in key_exprs:
                 return
+            if isinstance(n, A.Call) and n.args and isinstance(n.args[0], A.Column) and \
+                    getattr(self.pm.functions.get(n.name, n.namespace), "unit_arg", False):
+                for a in n.args[1:]:  # DATEADD(minute, ...): the first argument is a date part
+                    check(a, seen)
+                return
             if isinstance(n, A.Column):
                 p = path(n)
                 if any(p[:len(k)] == k for k in key_paths):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from headwater.errors import QueryCompileError
 from headwater.functions import format_datetime, from_micros, uda, udf
 from headwater.hookspecs import hookimpl
 from headwater.pluginmanager import get_plugin_manager
@@ -195,3 +196,14 @@ def test_session_state_forgets_closed_partitions(pm) -> None:
     assert len(stage.logics[0]) < 10
     rt.flush()
     assert len(rt.take()["output"]) == 30
+
+
+def test_date_part_of_dateadd_datediff_is_no_column_in_a_grouped_select(pm) -> None:
+    """Issue 11: DATEDIFF(minute, ...) in a grouped SELECT is not 'minute must be in GROUP BY'."""
+    events = [{"k": "a", "t": "2024-01-01T00:00:01Z"}, {"k": "a", "t": "2024-01-01T00:02:02Z"}]
+    out = run_query("SELECT k, DATEDIFF(second, MIN(t), MAX(t)) AS d, DATEPART(minute, System.Timestamp()) AS m "
+                    "FROM i TIMESTAMP BY t GROUP BY k, TumblingWindow(minute, 10)", {"i": events}, pm=pm)
+    assert out["output"] == [{"k": "a", "d": 121, "m": 10}]
+    with pytest.raises(QueryCompileError, match="t must be in GROUP BY"):
+        compile_query("SELECT k, DATEDIFF(second, t, t) AS d FROM i TIMESTAMP BY t "
+                      "GROUP BY k, TumblingWindow(minute, 10)", pm)

@@ -731,13 +731,11 @@ def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[s
             agg.columns = _output_columns(sel, alias, agg_scope.aggs, select_items)
         return VectorStatement(ls.target, alias, functions, where, None, None, agg), inputs
     items: list[tuple[str, Any]] = []
-    seen: set[str] = set()
     for i, item in enumerate(sel.items):
-        name = output_name(item, i)
-        if name.lower() in seen:
+        if isinstance(item.expr, A.Star):
+            items.append(("*", None))  # SELECT *: the record's fields (plan/physical.py allows no x.*)
             continue
-        seen.add(name.lower())
-        items.append((name, VExpr(item.expr, comp.compile(item.expr, row_scope))))
+        items.append((output_name(item, i), VExpr(item.expr, comp.compile(item.expr, row_scope))))
     having = VExpr(sel.having, comp.compile(sel.having, row_scope)) if sel.having is not None else None
     return VectorStatement(ls.target, alias, functions, where, having, items, None), inputs
 

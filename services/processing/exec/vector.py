@@ -27,13 +27,13 @@ import pyarrow.json as pj
 from headwater.functions import CastError, from_micros, to_datetime, to_micros
 from headwater.services.processing.exec.base import MAX_TS, MIN_TS, Env, QueryRuntimeError
 from headwater.services.processing.exec.watermarks import EARLY_US
-from headwater.services.processing.plan.vexpr import TS, Columns, NotVectorized, translate
+from headwater.services.processing.plan.vexpr import REC, TS, Columns, NotVectorized, translate
 from headwater.services.processing.sql import ast as A
 
 __all__ = ["VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
-_INTERNAL = (TS, "__a", "__p")
+_INTERNAL = (TS, "__a", "__p", REC)
 _ARROW = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
 _VALUE_ERRORS = (CastError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
 
@@ -94,8 +94,25 @@ def frame_to_rows(df: pl.DataFrame) -> list[tuple[int, dict]]:
     if df is None or df.height == 0:
         return []
     ts = df[TS].to_list()
+    if REC in df.columns:
+        return list(zip(ts, df[REC].to_list()))
     recs = df.drop([c for c in df.columns if c in _INTERNAL]).to_dicts()
     return list(zip(ts, recs))
+
+
+def records_frame(rows: list[dict]) -> pl.DataFrame:
+    """Whole records kept as they are (``SELECT *`` where a typed batch would change them)."""
+    return pl.DataFrame([pl.Series(REC, rows, dtype=pl.Object)]) if rows else \
+        pl.DataFrame({REC: []}, schema={REC: pl.Object})
+
+
+def as_records(df: pl.DataFrame) -> pl.DataFrame:
+    """A typed batch (no NULLs, so no absent fields) as whole records."""
+    if REC in df.columns:
+        return df
+    inner = [c for c in df.columns if c not in _INTERNAL]
+    keep = [c for c in df.columns if c in _INTERNAL]
+    return pl.DataFrame([df[c] for c in keep] + [pl.Series(REC, df.select(inner).to_dicts(), dtype=pl.Object)])
 
 
 def rows_to_frame(items: list[tuple[int, dict]]) -> pl.DataFrame:
@@ -200,6 +217,9 @@ class VectorSource:
             df = self.decode_buffer(b"\n".join(bodies), len(bodies))
             if df is not None:
                 return df, None
+        return self._decode_rows(bodies, counters)
+
+    def _decode_rows(self, bodies, counters) -> tuple[pl.DataFrame, np.ndarray]:
         rows, index = [], []
         for i, b in enumerate(bodies):
             try:
@@ -223,14 +243,16 @@ class VectorSource:
             return None
         if self._parse is None:
             fields = [(c, _ARROW[t]) for c, t in self.schema.items()]
-            self._parse = pj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore",
-                                          newlines_in_values=False)
+            self._parse = pj.ParseOptions(explicit_schema=pa.schema(fields), newlines_in_values=False,
+                                          unexpected_field_behavior="ignore" if self.fields is not None else "error")
         try:
             table = pj.read_json(pa.BufferReader(buf), parse_options=self._parse)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return None
         if table.num_rows != n:
             return None
+        if self.fields is None and any(col.null_count for col in table.columns):
+            return None  # whole records: a NULL may be an absent field, which a typed batch would add
         return pl.from_arrow(table)
 
     def _infer(self, bodies: list[bytes]) -> None:
@@ -252,6 +274,8 @@ class VectorSource:
             self.schema = schema
 
     def frame(self, rows: list[dict]) -> pl.DataFrame:
+        if self.fields is None:
+            return records_frame(rows)
         names: dict[str, str] = {}
         for r in rows:
             for k in r:
@@ -281,6 +305,8 @@ class VectorSource:
         """A decoded batch of ``height`` events (``df`` may have no columns)."""
         if height == 0:
             return
+        if self.fields is None and self.system and REC not in df.columns:
+            df = as_records(df)  # system columns go into the records, where a payload field wins
         if df.width == 0:
             df = pl.DataFrame({"__a": np.zeros(height, dtype=np.int64)})
         if arrivals is not None:
@@ -305,11 +331,27 @@ class VectorSource:
             df = self._on_time(df, counters) if "__a" not in df.columns else self._policy(df, counters)
         df = df.drop([c for c in ("__a", "__p") if c in df.columns])
         if df.height:
+            if self.buffer and (REC in df.columns) != (REC in self.buffer[0].columns):
+                df = as_records(df)
+                self.buffer = [as_records(b) for b in self.buffer]
             self.buffer.append(df)
 
     def _system_columns(self, df: pl.DataFrame, arrivals, partitions) -> pl.DataFrame:
         """``PartitionId`` (a number) and ``EventEnqueuedUtcTime``, as Stream Analytics adds
         them to Event Hubs events; a payload field of the same name wins, event by event."""
+        if REC in df.columns:
+            from datetime import UTC, datetime
+
+            recs = []
+            for i, rec in enumerate(df[REC].to_list()):
+                rec = dict(rec)
+                if "PartitionId" in self.system and partitions is not None:
+                    p = partitions[i]
+                    rec.setdefault("PartitionId", int(p) if str(p).isdigit() else p)
+                if "EventEnqueuedUtcTime" in self.system and arrivals is not None:
+                    rec.setdefault("EventEnqueuedUtcTime", datetime.fromtimestamp(int(arrivals[i]) / 1e6, UTC))
+                recs.append(rec)
+            return df.with_columns(pl.Series(REC, recs, dtype=pl.Object))
         have = {c.lower(): c for c in df.columns}
         add = []
         if "PartitionId" in self.system and partitions is not None:
@@ -517,11 +559,42 @@ class VectorStatement:
             out = self.aggregate.advance(watermark)
         return out
 
-    def _project(self, batch: Batch) -> pl.DataFrame:
-        cols = []
+    def _project(self, batch: Batch) -> pl.DataFrame | list[tuple[int, dict]]:
+        """SELECT over the batch; ``*`` adds the record's fields not named before it."""
+        df = batch.df
+        if REC in df.columns:
+            return self._project_records(batch)
+        cols, seen = [], set()
+        fields = [c for c in df.columns if c not in _INTERNAL]
         for name, vx in self.items:
-            cols.append(vx.series(batch, name))
-        return pl.DataFrame([batch.df[TS]] + cols)
+            if vx is None:
+                for c in fields:
+                    if c.lower() not in seen:
+                        seen.add(c.lower())
+                        cols.append(df[c])
+            elif name.lower() not in seen:
+                seen.add(name.lower())
+                cols.append(vx.series(batch, name))
+        return pl.DataFrame([df[TS]] + cols)
+
+    def _project_records(self, batch: Batch) -> list[tuple[int, dict]]:
+        """SELECT * over whole records (Python values), row by row as the row operator does."""
+        values = {name: vx.series(batch, name).to_list() for name, vx in self.items if vx is not None}
+        out = []
+        for r, (ts, rec) in enumerate(frame_to_rows(batch.df)):
+            row: dict[str, Any] = {}
+            seen: set[str] = set()
+            for name, vx in self.items:
+                if vx is None:
+                    for k, v in rec.items():
+                        if k.lower() not in seen:
+                            seen.add(k.lower())
+                            row[k] = v
+                elif name.lower() not in seen:
+                    seen.add(name.lower())
+                    row[name] = values[name][r]
+            out.append((ts, row))
+        return out
 
     def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
         return self.aggregate.state() if self.aggregate is not None else ({}, {})

@@ -412,3 +412,21 @@ def system_columns(plan: LogicalPlan) -> dict[str, set[str]]:
                 if col.lower() in names:
                     out.setdefault(low, set()).add(col)
     return out
+
+
+def star_only(ls: LogicalStatement, alias: str) -> bool:
+    """True when the statement reads whole records only through ``SELECT *`` items (no
+    ``x.*``, no alias as a value, one source, no aggregate)."""
+    sel = ls.select
+    if ls.aggregate or sel.joins or sel.applies or sel.match is not None:
+        return False
+    if not any(isinstance(i.expr, A.Star) and not i.expr.path for i in sel.items):
+        return False
+    alias = alias.lower()
+    for root in _roots(ls):
+        for n in _walk(root):
+            if isinstance(n, A.Star) and (n.path or n is not root):
+                return False
+            if isinstance(n, A.Column) and len(n.parts) == 1 and n.parts[0].lower() == alias:
+                return False
+    return True

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from headwater.services.processing.plan.binder import referenced_fields, walk
+from headwater.services.processing.plan.binder import referenced_fields, star_only, walk
 from headwater.services.processing.plan.logical import LogicalPlan, LogicalStatement
 from headwater.services.processing.sql import ast as A
 
@@ -87,8 +87,8 @@ def _row_reason(ls: LogicalStatement, plan: LogicalPlan, pm, vector_steps: set[s
                 return f"analytic function {n.name}", ""
             if isinstance(n, A.SystemWindowId):
                 return "System.Window().Id", ""
-    if referenced_fields(ls, src.ref) is None:
-        return "whole records (SELECT *, the input as a value)", ""
+    if referenced_fields(ls, src.ref) is None and not star_only(ls, src.ref):
+        return "whole records (the input as a value, x.*)", ""
     if not ls.aggregate:
         return "", ""
     if len(ls.windows) != 1 or ls.windows[0].label is not None:

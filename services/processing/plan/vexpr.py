@@ -17,10 +17,12 @@ import polars as pl
 
 from headwater.services.processing.sql import ast as A
 
-__all__ = ["NotVectorized", "Columns", "translate", "PLAIN", "TS"]
+__all__ = ["NotVectorized", "Columns", "translate", "PLAIN", "TS", "REC"]
 
 #: The event time column of a batch (us since the epoch, int64).
 TS = "__ts"
+#: A batch of whole records as Python values (``SELECT *`` over events a typed batch would change).
+REC = "__rec"
 #: Column types whose values are read exactly as the row path reads them.
 PLAIN = (pl.Utf8, pl.Int64, pl.Float64, pl.Boolean, pl.Null)
 _NUM = (pl.Int64, pl.Float64, pl.Int32, pl.UInt32, pl.UInt64, pl.Float32)
@@ -85,6 +87,8 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
             return pl.lit(v), "str"
         raise NotVectorized
     if t is A.Column:
+        if REC in cols.dtypes:
+            raise NotVectorized  # whole records as Python values: fields are read by row
         parts = node.parts
         if len(parts) == 2 and parts[0].lower() in cols.aliases:
             parts = parts[1:]

@@ -227,3 +227,50 @@ def test_vectorised_expressions_equal_the_row_implementation(pm, expr) -> None:
                 got.append(type(exc).__name__)
         results.append(got)
     assert results[0] == results[1]
+
+
+STAR_BATCHES = [
+    [{"a": 1, "b": "x", "t": "2024-01-01T00:00:01Z"}, {"a": 2, "b": "y", "t": "2024-01-01T00:00:02Z"}],  # typed
+    [{"a": 3, "t": "2024-01-01T00:00:03Z"}, {"a": None, "b": "z", "t": "2024-01-01T00:00:04Z"}],  # absent, NULL
+    [{"a": {"n": [1, 2]}, "b": "w", "t": "2024-01-01T00:00:05Z"}, {"a": 1.5, "B": 2, "t": "2024-01-01T00:00:06Z"}],
+    [{"a": 4, "b": "v", "t": "2024-01-01T00:00:07Z", "extra": True}],
+]
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM i TIMESTAMP BY t",
+    "SELECT *, UPPER(b) AS u FROM i WHERE a > 1",
+    "SELECT b AS first, * FROM i TIMESTAMP BY t",
+    "SELECT *, PartitionId FROM i",
+])
+def test_select_star_vectorised_keeps_records_as_they_are(pm, query) -> None:
+    """Typed batches run as columns; batches with absent fields, NULLs, records or mixed types
+    keep each record as it came (no field added, no type changed), as the row operator does."""
+    results = []
+    for vectorize in (True, False):
+        rt = compile_query(query, pm).runtime(vectorize=vectorize)
+        for n, batch in enumerate(STAR_BATCHES):
+            bodies = [orjson.dumps(e) for e in batch]
+            rt.feed_bodies("i", bodies, [1_704_067_200_000_000 + 1_000_000 * n] * len(bodies),
+                           partition_ids=[str(n % 2)] * len(bodies))
+        rt.flush()
+        results.append(([orjson.dumps(r) for r in format_rows(rt.take()["output"])], rt.mode))
+    assert results[0][1] == "vectorised" and results[1][1] == "row"
+    assert results[0][0] == results[1][0] and results[0][0]
+
+
+def test_select_star_records_survive_a_checkpoint(pm) -> None:
+    q = "SELECT * FROM i TIMESTAMP BY t"
+    whole, resumed = compile_query(q, pm).runtime(), compile_query(q, pm).runtime()
+    for n, batch in enumerate(STAR_BATCHES):
+        for rt in (whole, resumed):
+            rt.feed_bodies("i", [orjson.dumps(e) for e in batch])
+        if n == 2:
+            blob = resumed.snapshot()
+            resumed = compile_query(q, pm).runtime()
+            resumed.restore(blob)
+    out = []
+    for rt in (whole, resumed):
+        rt.flush()
+        out.append(sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in format_rows(rt.take()["output"])))
+    assert out[0] == out[1] and len(out[0]) == 7

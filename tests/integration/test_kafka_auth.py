@@ -1,0 +1,165 @@
+"""Rights on the Kafka endpoint, as Event Hubs has them: SASL PLAIN with ``$ConnectionString`` and a
+connection string; Send to produce, Listen to fetch and commit, Manage to create and delete topics;
+unsupported APIs and versions get an error code back, never a closed socket."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.protocol.admin.cluster import DescribeClusterRequest, DescribeClusterResponse
+from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+from kafka.protocol.sasl import (
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+    SaslHandshakeRequest,
+    SaslHandshakeResponse,
+)
+
+from headwater.auth import Policy, Right
+from tests.integration.ingestion_support import add_policy, conn_str
+from tests.integration.kafka_support import confluent_conf, create_hub, kafka_port
+
+KAFKA_SASL_AUTHENTICATION_FAILED = 58
+KAFKA_TOPIC_AUTHORIZATION_FAILED = 29
+KAFKA_UNSUPPORTED_VERSION = 35
+
+
+@pytest.fixture
+def svc(service_process, tmp_path, root_policy):
+    proc = service_process("ingestion", "--data-dir", str(tmp_path / "data"))
+    create_hub(proc, root_policy, "h", 2)
+    return proc
+
+
+class Raw:
+    """A bare Kafka connection speaking the library's request/response structs."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.correlation = 0
+
+    def call(self, request, response_class, version: int):
+        self.correlation += 1
+        request.with_header(correlation_id=self.correlation, client_id="raw-test")
+        self.sock.sendall(request.encode(version=version, header=True, framed=True))
+        size = struct.unpack(">i", self._read(4))[0]
+        data = self._read(size)
+        resp = response_class.decode(data, version=version, header=True)
+        assert resp.header.correlation_id == self.correlation
+        return resp
+
+    def _read(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            assert chunk, "the endpoint closed the connection"
+            buf += chunk
+        return buf
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _sasl(raw: Raw, password: str):
+    hs = raw.call(SaslHandshakeRequest(mechanism="PLAIN"), SaslHandshakeResponse, 1)
+    assert hs.error_code == 0 and hs.mechanisms == ["PLAIN"]
+    token = b"\x00$ConnectionString\x00" + password.encode()
+    return raw.call(SaslAuthenticateRequest(auth_bytes=token), SaslAuthenticateResponse, 2)
+
+
+def test_bad_sasl_password_gets_sasl_authentication_failed(svc, root_policy):
+    port = kafka_port(svc)
+    wrong = Policy(root_policy.name, "d3Jvbmcga2V5", root_policy.rights)
+    raw = Raw(port)
+    try:
+        resp = _sasl(raw, conn_str(svc.address, wrong))
+        assert resp.error_code == KAFKA_SASL_AUTHENTICATION_FAILED
+        assert "SharedAccessKey" in resp.error_message
+        # The connection stays open; unauthenticated, it sees no topic.
+        meta = raw.call(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="h")]),
+                        MetadataResponse, 12)
+        assert [t.error_code for t in meta.topics] == [KAFKA_TOPIC_AUTHORIZATION_FAILED]
+        assert _sasl(raw, conn_str(svc.address, root_policy)).error_code == 0
+    finally:
+        raw.close()
+    # A real client reports the authentication failure.
+    failed = threading.Event()
+    errors = []
+
+    def on_error(err):
+        errors.append(err)
+        if err.code() == KafkaError._AUTHENTICATION:
+            failed.set()
+
+    producer = Producer(confluent_conf(port, svc, wrong, error_cb=on_error))
+    producer.produce("h", b"x")
+    for _ in range(100):
+        producer.poll(0.1)
+        if failed.is_set():
+            break
+    assert failed.is_set(), errors
+    assert producer.flush(0) == 1  # nothing was accepted
+    producer.purge()
+
+
+def test_listen_only_key_cannot_produce_but_consumes(svc, _isolated_home, root_policy):
+    port = kafka_port(svc)
+    listen = add_policy(_isolated_home, "kafka-listen", Right.LISTEN)
+    results = []
+    producer = Producer(confluent_conf(port, svc, listen, **{"message.send.max.retries": 0}))
+    producer.produce("h", b"refused", partition=0, on_delivery=lambda err, msg: results.append(err))
+    producer.flush(20)
+    assert len(results) == 1 and results[0] is not None
+    assert results[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # The root key produces; the Listen key reads it back and commits.
+    ok = Producer(confluent_conf(port, svc, root_policy))
+    ok.produce("h", b"accepted", partition=0)
+    assert ok.flush(20) == 0
+    consumer = Consumer(confluent_conf(port, svc, listen, **{"group.id": "listeners", "enable.auto.commit": False}))
+    consumer.assign([TopicPartition("h", 0, 0)])
+    msgs = []
+    while not msgs:
+        msgs = [m for m in consumer.consume(1, 5) if not m.error()]
+    assert msgs[0].value() == b"accepted"
+    consumer.commit(message=msgs[0], asynchronous=False)
+    assert consumer.committed([TopicPartition("h", 0)], timeout=10)[0].offset == msgs[0].offset() + 1
+    consumer.close()
+
+
+def test_only_manage_creates_and_deletes_topics(svc, _isolated_home, root_policy):
+    port = kafka_port(svc)
+    send = add_policy(_isolated_home, "kafka-send", Right.SEND)
+    send_admin = AdminClient(confluent_conf(port, svc, send))
+    with pytest.raises(Exception) as err:
+        send_admin.create_topics([NewTopic("new-topic", 3)])["new-topic"].result(20)
+    assert err.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    admin = AdminClient(confluent_conf(port, svc, root_policy))
+    admin.create_topics([NewTopic("new-topic", 3)])["new-topic"].result(20)
+    meta = admin.list_topics(timeout=10)
+    assert len(meta.topics["new-topic"].partitions) == 3
+    with pytest.raises(Exception) as err:
+        admin.create_topics([NewTopic("new-topic", 3)])["new-topic"].result(20)
+    assert err.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
+    admin.delete_topics(["new-topic"])["new-topic"].result(20)
+    assert "new-topic" not in admin.list_topics(timeout=10).topics
+
+
+def test_unsupported_api_and_version_get_an_error_code(svc, root_policy):
+    raw = Raw(kafka_port(svc))
+    try:
+        assert _sasl(raw, conn_str(svc.address, root_policy)).error_code == 0
+        # DescribeCluster is not served; Metadata v13 is past the highest version offered.
+        resp = raw.call(DescribeClusterRequest(), DescribeClusterResponse, 0)
+        assert resp.error_code == KAFKA_UNSUPPORTED_VERSION
+        resp = raw.call(MetadataRequest(topics=None), MetadataResponse, 13)
+        assert resp.error_code == KAFKA_UNSUPPORTED_VERSION
+        # ... and the connection still answers.
+        meta = raw.call(MetadataRequest(topics=None), MetadataResponse, 12)
+        assert [t.name for t in meta.topics] == ["h"]
+    finally:
+        raw.close()

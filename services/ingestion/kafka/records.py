@@ -1,17 +1,22 @@
 """Kafka record batches (magic 2) <-> Headwater events.
 
-Produce: kafka-python's ``MemoryRecords``/``DefaultRecordBatch`` read the
-batches (CRC, varints, and gzip/snappy/lz4/zstd through its codec module);
-each record becomes one serialized ``EventData``: value -> body, key ->
+Produce: each record becomes one serialized ``EventData``: value -> body, key ->
 partition key, headers -> properties. One Kafka batch is published as one
-Headwater batch (all or nothing), so an idempotent producer's batch maps to
-one idempotent publish: producer id + epoch -> ``producer_id``
-``kafka-<id>-<epoch>``, the batch's base sequence -> ``producer_sequence``.
+Headwater batch (all or nothing), so an idempotent producer's batch maps to one
+idempotent publish: producer id + epoch -> ``producer_id`` ``kafka-<id>-<epoch>``,
+the batch's base sequence -> ``producer_sequence``.
 
 Fetch: the stored frames of a read are parsed as one ``ReadEventsResponse``
-(one C-level parse) and written as one record batch by kafka-python's
-``DefaultRecordBatchBuilder``; offset = sequence number, timestamp = enqueued
-time (CreateTime type, so each record keeps its own).
+(one C-level parse) and written as one uncompressed record batch; offset =
+sequence number, timestamp = enqueued time (CreateTime type, so each record
+keeps its own).
+
+The libraries do the parts that are not per record: kafka-python's codec module
+decompresses (gzip, snappy, lz4, zstd) and the crc32c package checks and writes
+CRC-32C. The per-record loops are written here, without kafka-python's
+``DefaultRecord`` objects: its reader and builder cost several microseconds per
+record, which caps the endpoint far below the rates the issue asks for
+(kafka-python's reader stays the reference in the unit tests).
 """
 
 from __future__ import annotations
@@ -19,19 +24,47 @@ from __future__ import annotations
 import base64
 import struct
 
-from kafka.errors import CorruptRecordError, UnsupportedCodecError
-from kafka.record import MemoryRecords
-from kafka.record.default_records import DefaultRecordBatchBuilder
+from crc32c import crc32c
+from kafka import codec
+from kafka.record.util import decode_varint
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.v1 import event_pb2, ingestion_pb2
+from headwater.v1 import ingestion_pb2
 
 __all__ = ["KEY_B64_PROPERTY", "ProducedBatch", "decode_batches", "encode_fetch"]
 
 #: A record key that is not UTF-8 travels base64-encoded in this property (partition keys are strings).
 KEY_B64_PROPERTY = "x-kafka-key-base64"
-_BASE = struct.Struct(">q")
-_LEADER_EPOCH_AT = 12
+
+# baseOffset, batchLength, partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta,
+# firstTimestamp, maxTimestamp, producerId, producerEpoch, baseSequence, recordCount
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+_AFTER_CRC = struct.Struct(">hiqqqhii")
+_CRC_FROM = 21  # the CRC covers the batch from the attributes on
+_DECOMPRESS = {1: codec.gzip_decode, 2: codec.snappy_decode, 3: codec.lz4_decode, 4: codec.zstd_decode}
+_CODEC_NAMES = {1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_TABLE = 1 << 15
+_UV = [_uvarint(n) for n in range(_TABLE)]  # protobuf lengths
+_ZZ = [_uvarint(n << 1) for n in range(_TABLE)]  # Kafka zigzag varints of non-negative ints
+
+
+def _zz(n: int) -> bytes:
+    return _ZZ[n] if 0 <= n < _TABLE else _uvarint((n << 1) ^ (n >> 63))
+
+
+def _uv(n: int) -> bytes:
+    return _UV[n] if n < _TABLE else _uvarint(n)
 
 
 class ProducedBatch:
@@ -46,74 +79,168 @@ class ProducedBatch:
         self.producer_sequence = producer_sequence
 
 
-def _event(record, EventData=event_pb2.EventData) -> bytes:  # noqa: N803 - bound for speed
-    key = record.key
-    headers = record.headers
-    props = {}
-    if headers:
-        for name, value in headers:
-            props[name] = value.decode("utf-8", "replace") if value is not None else ""
-    pkey = ""
-    if key:
-        try:
-            pkey = key.decode()
-        except UnicodeDecodeError:
-            props[KEY_B64_PROPERTY] = base64.b64encode(key).decode()
-    value = record.value
-    return EventData(body=value or b"", properties=props, partition_key=pkey).SerializeToString()
+def _utf8(raw: bytes) -> bytes:
+    """Protobuf strings must be UTF-8: invalid bytes become U+FFFD."""
+    try:
+        raw.decode()
+        return raw
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace").encode()
+
+
+def _records(buf: bytes, count: int) -> list[bytes]:
+    """The records of one (uncompressed) batch body as serialized EventData messages."""
+    events = []
+    append = events.append
+    pos = 0
+    for _ in range(count):
+        b = buf[pos]
+        if b < 0x80:
+            length, pos = (b >> 1) ^ -(b & 1), pos + 1
+        else:
+            length, pos = decode_varint(buf, pos)
+        end = pos + length
+        p = pos + 1  # attributes: unused
+        while buf[p] & 0x80:  # timestamp delta: Headwater stamps the enqueued time
+            p += 1
+        p += 1
+        while buf[p] & 0x80:  # offset delta: the log numbers events itself
+            p += 1
+        p += 1
+        b = buf[p]
+        if b < 0x80:
+            klen, p = (b >> 1) ^ -(b & 1), p + 1
+        else:
+            klen, p = decode_varint(buf, p)
+        key = buf[p:p + klen] if klen > 0 else b""
+        p += max(klen, 0)
+        b = buf[p]
+        if b < 0x80:
+            vlen, p = (b >> 1) ^ -(b & 1), p + 1
+        else:
+            vlen, p = decode_varint(buf, p)
+        value = buf[p:p + vlen] if vlen > 0 else b""
+        p += max(vlen, 0)
+        props = []
+        b = buf[p]
+        if b < 0x80:
+            hcount, p = (b >> 1) ^ -(b & 1), p + 1
+        else:
+            hcount, p = decode_varint(buf, p)
+        for _ in range(hcount):
+            hklen, p = decode_varint(buf, p)
+            hk = _utf8(buf[p:p + hklen])
+            p += hklen
+            hvlen, p = decode_varint(buf, p)
+            hv = _utf8(buf[p:p + hvlen]) if hvlen > 0 else b""
+            p += max(hvlen, 0)
+            entry = b"\n" + _uv(len(hk)) + hk + b"\x12" + _uv(len(hv)) + hv
+            props.append(b"\x12" + _uv(len(entry)) + entry)
+        if p != end:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"corrupt record batch: a record of {length} bytes "
+                                 f"ends after {p - pos}")
+        pos = end
+        if key:
+            try:
+                key.decode()
+            except UnicodeDecodeError:
+                b64 = base64.b64encode(key)
+                entry = b"\n" + _uv(len(KEY_B64_PROPERTY)) + KEY_B64_PROPERTY.encode() + b"\x12" + _uv(len(b64)) + b64
+                props.append(b"\x12" + _uv(len(entry)) + entry)
+                key = b""
+        head = b"\n" + _uv(vlen) if vlen > 0 else b""
+        if props or key:
+            append(b"".join((head, value, *props, b'"' + _uv(len(key)) + key if key else b"")))
+        else:
+            append(head + value)
+    if pos != len(buf):
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"corrupt record batch: {len(buf) - pos} bytes after "
+                             f"its {count} records")
+    return events
 
 
 def decode_batches(records: bytes | None) -> list[ProducedBatch]:
     """The record batches of one partition of a Produce request; INVALID_ARGUMENT when corrupt."""
     if not records:
         return []
+    data = bytes(records)
     out = []
+    pos = 0
     try:
-        mem = MemoryRecords(bytes(records))
-        while mem.has_next():
-            batch = mem.next_batch()
-            if batch is None:
-                break
-            if batch.magic != 2:
+        while pos + _HEADER.size <= len(data):
+            (_, length, _, magic, crc, attrs, _, _, _, producer_id, producer_epoch, base_sequence,
+             count) = _HEADER.unpack_from(data, pos)
+            end = pos + 12 + length
+            if magic != 2:
                 raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                     f"record batch magic {batch.magic}: only magic 2 (Kafka 0.11+) is accepted")
-            if batch.is_transactional or batch.is_control_batch:
-                raise HeadwaterError(Reason.INVALID_ARGUMENT, "transactional record batches are not supported")
-            if not batch.validate_crc():
-                raise HeadwaterError(Reason.INVALID_ARGUMENT, "record batch CRC does not match its bytes")
-            events = list(map(_event, batch))
-            if batch.producer_id >= 0:
-                out.append(ProducedBatch(events, f"kafka-{batch.producer_id}-{batch.producer_epoch}",
-                                         batch.base_sequence))
-            else:
-                out.append(ProducedBatch(events, "", -1))
-    except (CorruptRecordError, UnsupportedCodecError, struct.error, ValueError, IndexError) as exc:
+                                     f"record batch magic {magic}: only magic 2 (Kafka 0.11+) is accepted")
+            if end > len(data):
+                raise HeadwaterError(Reason.INVALID_ARGUMENT, "corrupt record batch: truncated")
+            if crc32c(memoryview(data)[pos + _CRC_FROM:end]) != crc:
+                raise HeadwaterError(Reason.INVALID_ARGUMENT, "corrupt record batch: CRC does not match")
+            if attrs & 0x30:
+                raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                     "transactional and control record batches are not supported")
+            body = data[pos + _HEADER.size:end]
+            compression = attrs & 0x07
+            if compression:
+                decode = _DECOMPRESS.get(compression)
+                if decode is None:
+                    raise HeadwaterError(Reason.INVALID_ARGUMENT, f"unknown compression type {compression}")
+                body = decode(body)
+            events = _records(body, count)
+            pid = f"kafka-{producer_id}-{producer_epoch}" if producer_id >= 0 else ""
+            out.append(ProducedBatch(events, pid, base_sequence if pid else -1))
+            pos = end
+    except (struct.error, ValueError, IndexError, OSError, RuntimeError) as exc:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"corrupt record batch: {exc}") from None
     return out
 
 
 def encode_fetch(pieces: list, count: int) -> tuple[bytes, int]:
     """Stored frames -> one record batch; returns (bytes, first sequence number)."""
-    resp = ingestion_pb2.ReadEventsResponse.FromString(b"".join(pieces))
-    events = resp.events
+    events = ingestion_pb2.ReadEventsResponse.FromString(b"".join(pieces)).events
     first = events[0].sequence_number
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=-1,
-                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 31)
-    append = builder.append
-    for rec in events:
+    t = events[0].enqueued_time
+    first_ts = t.seconds * 1000 + t.nanos // 1_000_000
+    out = []
+    append = out.append
+    zz = _ZZ
+    last_t, last_delta = None, b"\x00"
+    for i, rec in enumerate(events):
         ev = rec.event
+        t = rec.enqueued_time
+        if t != last_t:  # a stored batch shares one time
+            last_t = t
+            last_delta = _zz(t.seconds * 1000 + t.nanos // 1_000_000 - first_ts)
+        body = ev.body
+        key = ev.partition_key
         props = ev.properties
-        key = ev.partition_key.encode() if ev.partition_key else None
-        headers = []
+        keyb = b"\x01"  # null
+        hdrs = b"\x00"
         if props:
+            parts = []
             for name, value in props.items():
                 if name == KEY_B64_PROPERTY:
-                    key = base64.b64decode(value)
-                else:
-                    headers.append((name, value.encode()))
-        ts = rec.enqueued_time
-        append(rec.sequence_number - first, ts.seconds * 1000 + ts.nanos // 1_000_000, key, ev.body, headers)
-    buf = builder.build()
-    _BASE.pack_into(buf, 0, first)
-    struct.pack_into(">i", buf, _LEADER_EPOCH_AT, -1)
-    return bytes(buf), first
+                    raw = base64.b64decode(value)
+                    keyb = _zz(len(raw)) + raw
+                    continue
+                nb, vb = name.encode(), value.encode()
+                parts.append(_zz(len(nb)) + nb + _zz(len(vb)) + vb)
+            hdrs = _zz(len(parts)) + b"".join(parts)
+        if key:
+            kb = key.encode()
+            keyb = _zz(len(kb)) + kb
+        rb = b"".join((b"\x00", last_delta, zz[i] if i < _TABLE else _zz(i), keyb, _zz(len(body)), body, hdrs))
+        append(_zz(len(rb)))
+        append(rb)
+    payload = b"".join(out)
+    n = len(events)
+    after = _AFTER_CRC.pack(0, n - 1, first_ts, first_ts + _delta_ms(last_t, first_ts), -1, -1, -1, n)
+    crc = crc32c(payload, crc32c(after))
+    head = struct.pack(">qiibI", first, 49 + len(payload), -1, 2, crc)
+    return head + after + payload, first
+
+
+def _delta_ms(t, first_ts: int) -> int:
+    return t.seconds * 1000 + t.nanos // 1_000_000 - first_ts

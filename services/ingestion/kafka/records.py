@@ -29,6 +29,7 @@ from kafka import codec
 from kafka.record.util import decode_varint
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.services.ingestion.log.segment import varint as _uvarint
 from headwater.v1 import ingestion_pb2
 
 __all__ = ["KEY_B64_PROPERTY", "ProducedBatch", "decode_batches", "encode_fetch"]
@@ -43,15 +44,6 @@ _AFTER_CRC = struct.Struct(">hiqqqhii")
 _CRC_FROM = 21  # the CRC covers the batch from the attributes on
 _DECOMPRESS = {1: codec.gzip_decode, 2: codec.snappy_decode, 3: codec.lz4_decode, 4: codec.zstd_decode}
 _CODEC_NAMES = {1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
-
-
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 _TABLE = 1 << 15
@@ -86,6 +78,14 @@ def _utf8(raw: bytes) -> bytes:
         return raw
     except UnicodeDecodeError:
         return raw.decode("utf-8", "replace").encode()
+
+
+def _field(buf: bytes, p: int) -> tuple[bytes, int]:
+    """A header key or value (length-prefixed, -1 = null -> empty) as UTF-8."""
+    n, p = decode_varint(buf, p)
+    if n <= 0:
+        return b"", p
+    return _utf8(buf[p:p + n]), p + n
 
 
 def _records(buf: bytes, count: int) -> list[bytes]:
@@ -128,12 +128,8 @@ def _records(buf: bytes, count: int) -> list[bytes]:
         else:
             hcount, p = decode_varint(buf, p)
         for _ in range(hcount):
-            hklen, p = decode_varint(buf, p)
-            hk = _utf8(buf[p:p + hklen])
-            p += hklen
-            hvlen, p = decode_varint(buf, p)
-            hv = _utf8(buf[p:p + hvlen]) if hvlen > 0 else b""
-            p += max(hvlen, 0)
+            hk, p = _field(buf, p)
+            hv, p = _field(buf, p)
             entry = b"\n" + _uv(len(hk)) + hk + b"\x12" + _uv(len(hv)) + hv
             props.append(b"\x12" + _uv(len(entry)) + entry)
         if p != end:

@@ -16,6 +16,7 @@ import logging
 import struct
 import time
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from kafka.protocol.admin import CreateTopicsResponse, DeleteTopicsResponse
 from kafka.protocol.admin.groups import DescribeGroupsResponse, ListGroupsResponse
@@ -333,16 +334,7 @@ class KafkaListener:
 
     async def _publish(self, hub: str, partition: int, batch, deadline: float):
         """One Kafka batch, in as few publishes as the size limit allows; returns (first, last, ts_ns)."""
-        limit = self.config.max_message_bytes
-        chunks: list[tuple[int, list[bytes]]] = []
-        start, size = 0, 0
-        for i, ev in enumerate(batch.events):
-            n = len(ev) + _FRAME_OVERHEAD
-            if size + n > limit and i > start:
-                chunks.append((start, batch.events[start:i]))
-                start, size = i, 0
-            size += n
-        chunks.append((start, batch.events[start:]))
+        chunks = _chunks(batch.events, self.config.max_message_bytes)
         first = last = ts = -1
         for at, events in chunks:
             req = PublishEventsRequestPacked(hub=hub, events=events, partition_id=str(partition))
@@ -804,6 +796,29 @@ class KafkaListener:
         API.DESCRIBE_GROUPS: _h_describe_groups,
         API.LIST_GROUPS: _h_list_groups,
     }
+
+
+def _chunks(events: list[bytes], limit: int) -> list[tuple[int, list[bytes]]]:
+    """(first index, events) parts of a batch, each within the publish size limit (C-level sums)."""
+    ends = list(accumulate(map(len, events)))
+    n = len(events)
+    if ends[-1] + _FRAME_OVERHEAD * n <= limit:
+        return [(0, events)]
+    out = []
+    start = 0
+    while start < n:
+        base = ends[start - 1] if start else 0
+        # the largest stop with ends[stop-1] - base + overhead * (stop - start) <= limit, at least one event
+        lo, hi = start + 1, n
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if ends[mid - 1] - base + _FRAME_OVERHEAD * (mid - start) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        out.append((start, events[start:lo]))
+        start = lo
+    return out
 
 
 def _byte_offset(part, seq: int) -> int:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import base64
 import struct
+from itertools import chain, repeat
+from operator import add
 
 from crc32c import crc32c
 from kafka import codec
@@ -193,50 +195,91 @@ def decode_batches(records: bytes | None) -> list[ProducedBatch]:
     return out
 
 
+def _headers(props) -> tuple[bytes | None, bytes]:
+    """Properties -> (key from ``x-kafka-key-base64`` or None, the record's header section)."""
+    key = None
+    parts = []
+    for name, value in props.items():
+        if name == KEY_B64_PROPERTY:
+            raw = base64.b64decode(value)
+            key = _zz(len(raw)) + raw
+            continue
+        nb, vb = name.encode(), value.encode()
+        parts.append(_zz(len(nb)) + nb + _zz(len(vb)) + vb)
+    return key, _zz(len(parts)) + b"".join(parts)
+
+
+def _body_only(events, first_index: int, delta: bytes) -> bytes | None:
+    """The records of events that carry a body only (no key, no properties: the common case),
+    built with C-level maps over the batch; None when some event has more."""
+    evs = [r.event for r in events]
+    bodies = [e.body for e in evs]
+    lens = list(map(len, bodies))
+    n = len(lens)
+    if max(lens) >= _TABLE - 64 or first_index + n >= _TABLE:
+        return None
+    # A body-only EventData serializes to tag + length + body; anything more means a key or properties.
+    plain = list(map(add, lens, map(len, map(_UV.__getitem__, lens))))
+    if [e.ByteSize() for e in evs] != [x + 1 if x else 0 for x in plain]:
+        return None
+    prefix = b"\x00" + delta  # attributes, timestamp delta
+    zz_off = _ZZ[first_index:first_index + n]
+    zz_len = list(map(_ZZ.__getitem__, lens))
+    rec_lens = map(add, map(len, zz_off), map(add, map(len, zz_len), map(add, lens, repeat(len(prefix) + 2, n))))
+    return b"".join(chain.from_iterable(zip(
+        map(_ZZ.__getitem__, rec_lens), repeat(prefix, n), zz_off, repeat(b"\x01", n), zz_len, bodies,
+        repeat(b"\x00", n))))
+
+
 def encode_fetch(pieces: list, count: int) -> tuple[bytes, int]:
-    """Stored frames -> one record batch; returns (bytes, first sequence number)."""
-    events = ingestion_pb2.ReadEventsResponse.FromString(b"".join(pieces)).events
-    first = events[0].sequence_number
-    t = events[0].enqueued_time
-    first_ts = t.seconds * 1000 + t.nanos // 1_000_000
+    """Stored frames -> one record batch; returns (bytes, first sequence number).
+
+    Each piece holds events of one stored batch, which share one enqueued time.
+    """
     out = []
     append = out.append
-    zz = _ZZ
-    last_t, last_delta = None, b"\x00"
-    for i, rec in enumerate(events):
-        ev = rec.event
-        t = rec.enqueued_time
-        if t != last_t:  # a stored batch shares one time
-            last_t = t
-            last_delta = _zz(t.seconds * 1000 + t.nanos // 1_000_000 - first_ts)
-        body = ev.body
-        key = ev.partition_key
-        props = ev.properties
-        keyb = b"\x01"  # null
-        hdrs = b"\x00"
-        if props:
-            parts = []
-            for name, value in props.items():
-                if name == KEY_B64_PROPERTY:
-                    raw = base64.b64decode(value)
-                    keyb = _zz(len(raw)) + raw
-                    continue
-                nb, vb = name.encode(), value.encode()
-                parts.append(_zz(len(nb)) + nb + _zz(len(vb)) + vb)
-            hdrs = _zz(len(parts)) + b"".join(parts)
-        if key:
-            kb = key.encode()
-            keyb = _zz(len(kb)) + kb
-        rb = b"".join((b"\x00", last_delta, zz[i] if i < _TABLE else _zz(i), keyb, _zz(len(body)), body, hdrs))
-        append(_zz(len(rb)))
-        append(rb)
+    zz, table = _ZZ, _TABLE
+    first = first_ts = last_ts = -1
+    i = 0
+    parse = ingestion_pb2.ReadEventsResponse.FromString
+    for piece in pieces:
+        events = parse(piece).events
+        if not events:
+            continue
+        t = events[0].enqueued_time
+        ts = t.seconds * 1000 + t.nanos // 1_000_000
+        if first < 0:
+            first, first_ts = events[0].sequence_number, ts
+        last_ts = ts
+        delta = _zz(ts - first_ts)
+        fast = _body_only(events, i, delta)
+        if fast is not None:
+            append(fast)
+            i += len(events)
+            continue
+        for rec in events:
+            ev = rec.event
+            body = ev.body
+            key = ev.partition_key
+            props = ev.properties
+            keyb = b"\x01"  # null
+            hdrs = b"\x00"
+            if props:
+                kb, hdrs = _headers(props)
+                if kb is not None:
+                    keyb = kb
+            if key:
+                kb = key.encode()
+                keyb = _zz(len(kb)) + kb
+            n = len(body)
+            rb = b"".join((b"\x00", delta, zz[i] if i < table else _zz(i), keyb, zz[n] if n < table else _zz(n),
+                           body, hdrs))
+            n = len(rb)
+            append(zz[n] if n < table else _zz(n))
+            append(rb)
+            i += 1
     payload = b"".join(out)
-    n = len(events)
-    after = _AFTER_CRC.pack(0, n - 1, first_ts, first_ts + _delta_ms(last_t, first_ts), -1, -1, -1, n)
+    after = _AFTER_CRC.pack(0, i - 1, first_ts, last_ts, -1, -1, -1, i)
     crc = crc32c(payload, crc32c(after))
     head = struct.pack(">qiibI", first, 49 + len(payload), -1, 2, crc)
     return head + after + payload, first
-
-
-def _delta_ms(t, first_ts: int) -> int:
-    return t.seconds * 1000 + t.nanos // 1_000_000 - first_ts

@@ -73,3 +73,28 @@ def test_fetched_batch_reads_back_with_kafka_python():
     assert [r.key for r in records[:3]] == [b"key-5", None, b"key-7"]
     assert [r.headers for r in records[:3]] == [[("i", b"5")], [], [("i", b"7")]]
     assert records[-1].key == b"\xff\xfebinary" and records[-1].headers == [("bad", "\ufffd".encode())]
+
+
+def test_a_batch_over_the_size_limit_is_published_in_parts():
+    from headwater.services.ingestion.kafka.broker import _chunks
+
+    events = [b"x" * 100] * 50
+    assert _chunks(events, 1 << 20) == [(0, events)]
+    parts = _chunks(events, 1000)  # 8 events of 100 + 16 bytes fit in 1,000
+    assert [(start, len(p)) for start, p in parts] == [(i, min(8, 50 - i)) for i in range(0, 50, 8)]
+    assert _chunks(events, 10) == [(i, [events[i]]) for i in range(50)]  # one event each, the log decides
+
+
+def test_body_only_events_take_the_batch_path_and_read_back():
+    plain = [event_pb2.EventData(body=f"plain-{i}".encode() * (i + 1)).SerializeToString() for i in range(300)]
+    first = encode_batch(plain[:100], "0", 0, 0, 1_700_000_000_000_000_000)
+    second = encode_batch(plain[100:] + [event_pb2.EventData(body=b"k", partition_key="key").SerializeToString()],
+                          "0", 100, 10_000, 1_700_000_000_005_000_000)
+    pieces, n = slice_batches(first.data + second.data, 0, 1000)
+    data, _ = encode_fetch(pieces, n)
+    records = list(MemoryRecords(data).next_batch())
+    assert [r.offset for r in records] == list(range(301))
+    assert [r.value for r in records[:300]] == [f"plain-{i}".encode() * (i + 1) for i in range(300)]
+    assert {r.key for r in records[:300]} == {None} and records[300].key == b"key"
+    assert [r.timestamp for r in (records[0], records[99], records[100])] == [1_700_000_000_000, 1_700_000_000_000,
+                                                                              1_700_000_000_005]

@@ -55,7 +55,7 @@ _SIZE = struct.Struct(">i")
 _NODE_ID = 0
 _CLUSTER_ID = "headwater"
 _MAX_REQUEST_BYTES = 100 << 20  # socket.request.max.bytes
-_FETCH_MAX_EVENTS = 50_000
+_FETCH_MAX_EVENTS = 20_000
 _FRAME_OVERHEAD = 16  # as the servicer counts a batch's size
 _TRANSIENT = (Reason.QUOTA_EXCEEDED, Reason.SERVICE_BUSY)
 
@@ -143,7 +143,7 @@ class KafkaListener:
                     continue
                 out = await self._dispatch(session, data)
                 if out is not None:
-                    writer.write(out)
+                    writer.writelines(out)
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
@@ -153,7 +153,7 @@ class KafkaListener:
             self._conns.discard(writer)
             writer.close()
 
-    async def _dispatch(self, session: Session, data: bytes) -> bytes | None:
+    async def _dispatch(self, session: Session, data: bytes) -> tuple[bytes, bytes] | None:
         frame = parse_request_header(data)
         key, version = frame.api_key, frame.api_version
         spec = SUPPORTED.get(key)
@@ -175,13 +175,14 @@ class KafkaListener:
         return self._frame(frame.correlation_id, key, version, resp.encode(version=version))
 
     @staticmethod
-    def _frame(correlation_id: int, key: int, version: int, body: bytes) -> bytes:
+    def _frame(correlation_id: int, key: int, version: int, body) -> tuple[bytes, bytes]:
+        """(size + response header, body): written one after the other, the body never copied here."""
         cls = ResponseClassRegistry._response_class_registry[key]
         flexible = cls.flexible_version_q(version) and key != API.API_VERSIONS
         head = _SIZE.pack(correlation_id) + (b"\x00" if flexible else b"")
-        return _SIZE.pack(len(head) + len(body)) + head + bytes(body)
+        return _SIZE.pack(len(head) + len(body)) + head, body
 
-    def _unsupported(self, frame, code: int = ERR.UNSUPPORTED_VERSION) -> bytes | None:
+    def _unsupported(self, frame, code: int = ERR.UNSUPPORTED_VERSION) -> tuple[bytes, bytes]:
         """A response of the request's own type carrying an error code, when the library knows it."""
         cls = ResponseClassRegistry._response_class_registry.get(frame.api_key)
         if cls is None or frame.api_version > cls.max_version:

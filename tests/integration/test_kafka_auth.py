@@ -163,3 +163,43 @@ def test_unsupported_api_and_version_get_an_error_code(svc, root_policy):
         assert [t.name for t in meta.topics] == ["h"]
     finally:
         raw.close()
+
+
+def test_sasl_ssl_when_the_service_has_tls(tmp_path, _isolated_home, root_policy):
+    """With a certificate configured, the Kafka port is TLS: SASL_SSL exactly as for Event Hubs."""
+    import subprocess
+
+    from headwater.procs import ServiceProcess, headwater_cmd
+
+    key, crt = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    proc = ServiceProcess("ingestion", [*headwater_cmd(), "serve", "ingestion", "--port", "0", "--metrics-port", "-1",
+                                        "--data-dir", str(tmp_path / "data")],
+                          env={"HEADWATER_HOME": str(_isolated_home), "HEADWATER_TLS_CERT_FILE": str(crt),
+                               "HEADWATER_TLS_KEY_FILE": str(key), "HEADWATER_INGESTION_HTTP_PORT": "-1"})
+    proc.start(timeout=30, check_health=False)  # health over plaintext would be refused
+    try:
+        conf = confluent_conf(kafka_port(proc), proc, root_policy, **{
+            "security.protocol": "SASL_SSL", "ssl.ca.location": str(crt)})
+        admin = AdminClient(conf)
+        admin.create_topics([NewTopic("secure", 1)])["secure"].result(20)
+        producer = Producer(conf)
+        producer.produce("secure", b"over tls", b"k")
+        assert producer.flush(20) == 0
+        consumer = Consumer({**conf, "group.id": "tls-readers"})
+        consumer.assign([TopicPartition("secure", 0, 0)])
+        msgs = []
+        while not msgs:
+            msgs = [m for m in consumer.consume(1, 5) if not m.error()]
+        consumer.close()
+        assert (msgs[0].key(), msgs[0].value()) == (b"k", b"over tls")
+        # Plaintext Kafka on the TLS port gets nowhere.
+        reports = []
+        plain = Producer(confluent_conf(kafka_port(proc), proc, root_policy, **{"message.timeout.ms": 3000}))
+        plain.produce("secure", b"x", on_delivery=lambda err, msg: reports.append(err))
+        plain.flush(10)
+        assert len(reports) == 1 and reports[0] is not None
+    finally:
+        proc.kill()

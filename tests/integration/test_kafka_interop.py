@@ -108,3 +108,20 @@ async def test_kafka_group_and_sdk_processor_share_checkpoints(svc, root_policy)
     committed = consumer.committed([TopicPartition("shared", 0)], timeout=10)
     consumer.close()
     assert committed[0].offset == 45
+
+
+async def test_kafka_members_claim_their_partitions_in_the_ownership_table(svc, root_policy):
+    port = kafka_port(svc)
+    create_hub(svc, root_policy, "owned", 2)
+    consumer = Consumer(confluent_conf(port, svc, root_policy, **{"group.id": "owners"}))
+    consumer.subscribe(["owned"])
+    while not consumer.assignment():
+        consumer.consume(1, 0.2)
+    member = consumer.memberid()
+    store = ServiceCheckpointStore.from_connection_string(conn_str(svc.address, root_policy))
+    owners = {o["partition_id"]: o["owner_id"] for o in await store.list_ownership("ns", "owned", "owners")}
+    assert owners == {"0": member, "1": member}
+    consumer.close()  # LeaveGroup releases the claims
+    owners = {o["partition_id"]: o["owner_id"] for o in await store.list_ownership("ns", "owned", "owners")}
+    await store.close()
+    assert owners == {"0": "", "1": ""}

@@ -99,6 +99,9 @@ def _records(buf: bytes, count: int) -> list[bytes]:
         b = buf[pos]
         if b < 0x80:
             length, pos = (b >> 1) ^ -(b & 1), pos + 1
+        elif buf[pos + 1] < 0x80:  # two bytes: records of 64 to 8,191 bytes
+            u = (b & 0x7F) | (buf[pos + 1] << 7)
+            length, pos = (u >> 1) ^ -(u & 1), pos + 2
         else:
             length, pos = decode_varint(buf, pos)
         end = pos + length
@@ -114,15 +117,24 @@ def _records(buf: bytes, count: int) -> list[bytes]:
             klen, p = (b >> 1) ^ -(b & 1), p + 1
         else:
             klen, p = decode_varint(buf, p)
-        key = buf[p:p + klen] if klen > 0 else b""
-        p += max(klen, 0)
+        if klen > 0:
+            key = buf[p:p + klen]
+            p += klen
+        else:
+            key = b""
         b = buf[p]
         if b < 0x80:
             vlen, p = (b >> 1) ^ -(b & 1), p + 1
+        elif buf[p + 1] < 0x80:
+            u = (b & 0x7F) | (buf[p + 1] << 7)
+            vlen, p = (u >> 1) ^ -(u & 1), p + 2
         else:
             vlen, p = decode_varint(buf, p)
-        value = buf[p:p + vlen] if vlen > 0 else b""
-        p += max(vlen, 0)
+        if vlen > 0:
+            value = buf[p:p + vlen]
+            p += vlen
+        else:
+            value = b""
         props = []
         b = buf[p]
         if b < 0x80:
@@ -146,7 +158,7 @@ def _records(buf: bytes, count: int) -> list[bytes]:
                 entry = b"\n" + _uv(len(KEY_B64_PROPERTY)) + KEY_B64_PROPERTY.encode() + b"\x12" + _uv(len(b64)) + b64
                 props.append(b"\x12" + _uv(len(entry)) + entry)
                 key = b""
-        head = b"\n" + _uv(vlen) if vlen > 0 else b""
+        head = (b"\n" + (_UV[vlen] if vlen < _TABLE else _uvarint(vlen))) if vlen > 0 else b""
         if props or key:
             append(b"".join((head, value, *props, b'"' + _uv(len(key)) + key if key else b"")))
         else:

@@ -98,3 +98,15 @@ def test_body_only_events_take_the_batch_path_and_read_back():
     assert {r.key for r in records[:300]} == {None} and records[300].key == b"key"
     assert [r.timestamp for r in (records[0], records[99], records[100])] == [1_700_000_000_000, 1_700_000_000_000,
                                                                               1_700_000_000_005]
+
+
+def test_records_with_long_varints_decode():
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 30)
+    sizes = [0, 63, 64, 8191, 8192, 300_000]
+    for i, n in enumerate(sizes):
+        builder.append(i, 1_700_000_000_000, b"k" * n, b"v" * n, [("h" * n, b"x" * n)] if n else [])
+    events = [event_pb2.EventData.FromString(e) for e in decode_batches(bytes(builder.build()))[0].events]
+    assert [len(e.body) for e in events] == sizes
+    assert [len(e.partition_key) for e in events] == sizes
+    assert [sum(map(len, e.properties.values())) for e in events] == sizes

@@ -15,7 +15,7 @@ import hmac
 import logging
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import accumulate
 
 from kafka.protocol.admin import CreateTopicsResponse, DeleteTopicsResponse
@@ -72,7 +72,6 @@ class Session:
     mechanism: str = ""
     raw_sasl: bool = False
     client_id: str = ""
-    members: set = field(default_factory=set)
 
 
 class KafkaListener:
@@ -577,8 +576,6 @@ class KafkaListener:
                                req.rebalance_timeout_ms if version >= 1 else req.session_timeout_ms,
                                req.protocol_type, [(p.name, bytes(p.metadata)) for p in req.protocols],
                                req.group_instance_id if version >= 5 else None)
-        if res.error == ERR.NONE:
-            session.members.add((req.group_id, res.member_id))
         return R(version=version, throttle_time_ms=0, error_code=res.error, generation_id=res.generation,
                  protocol_type=res.protocol_type, protocol_name=res.protocol if res.error == ERR.NONE else None,
                  leader=res.leader, member_id=res.member_id or req.member_id,
@@ -703,7 +700,8 @@ class KafkaListener:
             err = self._group_error(session, gid)
             group = self.coordinator.get(gid, create=False) if not err else None
             if group is None:
-                out.append(G(error_code=err, group_id=gid, group_state="Dead" if not err else "",
+                known = not err and any(gid in h.meta.consumer_groups for h in self.hubs.list())
+                out.append(G(error_code=err, group_id=gid, group_state="" if err else "Empty" if known else "Dead",
                              protocol_type="", protocol_data="", members=[]))
                 continue
             members = [G.DescribedGroupMember(member_id=mm.member_id, group_instance_id=mm.group_instance_id,

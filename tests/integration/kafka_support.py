@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 
 import grpc
@@ -50,3 +52,32 @@ def kafka_python_conf(port: int, proc: ServiceProcess, policy: Policy, **extra) 
     return {"bootstrap_servers": f"127.0.0.1:{port}", "security_protocol": "SASL_PLAINTEXT",
             "sasl_mechanism": "PLAIN", "sasl_plain_username": "$ConnectionString",
             "sasl_plain_password": password(proc, policy), **extra}
+
+
+class Raw:
+    """A bare Kafka connection speaking the library's request/response structs."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.correlation = 0
+
+    def call(self, request, response_class, version: int):
+        self.correlation += 1
+        request.with_header(correlation_id=self.correlation, client_id="raw-test")
+        self.sock.sendall(request.encode(version=version, header=True, framed=True))
+        size = struct.unpack(">i", self._read(4))[0]
+        data = self._read(size)
+        resp = response_class.decode(data, version=version, header=True)
+        assert resp.header.correlation_id == self.correlation
+        return resp
+
+    def _read(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            assert chunk, "the endpoint closed the connection"
+            buf += chunk
+        return buf
+
+    def close(self) -> None:
+        self.sock.close()

@@ -4,8 +4,6 @@ unsupported APIs and versions get an error code back, never a closed socket."""
 
 from __future__ import annotations
 
-import socket
-import struct
 import threading
 
 import pytest
@@ -22,7 +20,7 @@ from kafka.protocol.sasl import (
 
 from headwater.auth import Policy, Right
 from tests.integration.ingestion_support import add_policy, conn_str
-from tests.integration.kafka_support import confluent_conf, create_hub, kafka_port
+from tests.integration.kafka_support import Raw, confluent_conf, create_hub, kafka_port
 
 KAFKA_SASL_AUTHENTICATION_FAILED = 58
 KAFKA_TOPIC_AUTHORIZATION_FAILED = 29
@@ -34,35 +32,6 @@ def svc(service_process, tmp_path, root_policy):
     proc = service_process("ingestion", "--data-dir", str(tmp_path / "data"))
     create_hub(proc, root_policy, "h", 2)
     return proc
-
-
-class Raw:
-    """A bare Kafka connection speaking the library's request/response structs."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.correlation = 0
-
-    def call(self, request, response_class, version: int):
-        self.correlation += 1
-        request.with_header(correlation_id=self.correlation, client_id="raw-test")
-        self.sock.sendall(request.encode(version=version, header=True, framed=True))
-        size = struct.unpack(">i", self._read(4))[0]
-        data = self._read(size)
-        resp = response_class.decode(data, version=version, header=True)
-        assert resp.header.correlation_id == self.correlation
-        return resp
-
-    def _read(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            assert chunk, "the endpoint closed the connection"
-            buf += chunk
-        return buf
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _sasl(raw: Raw, password: str):

@@ -52,6 +52,8 @@ def window_args(call: A.Call) -> WindowArgs:
             else:
                 positional.append(duration_us(unit, _number(arg), arg.pos))
         elif isinstance(arg, A.Literal):
+            if unit is not None and isinstance(arg.value, str):
+                raise error(f"{call.name}: the size after {unit} must be a number, got {arg.value!r}", arg.pos)
             extra.append(arg.value)
         else:
             raise error(f"{call.name}: window sizes must be constants", arg.pos)
@@ -305,6 +307,9 @@ class _Analyzer:
                 node = next((self.find_aggregate(i.expr) for i in sel.items if self.is_aggregate(i.expr)), None) \
                     or self.find_aggregate(sel.having)
                 raise error("an aggregate needs GROUP BY with a window (or System.Timestamp())", node.pos)
+        if sel.joins and any(isinstance(i.expr, A.Star) and not i.expr.path for i in sel.items):
+            star = next(i.expr for i in sel.items if isinstance(i.expr, A.Star) and not i.expr.path)
+            raise error("SELECT * cannot be used with JOIN: name the columns, or alias.* for one side", star.pos)
         if st.aggregate and any(isinstance(i.expr, A.Star) for i in sel.items):
             star = next(i.expr for i in sel.items if isinstance(i.expr, A.Star))
             raise error("SELECT * cannot be used with GROUP BY", star.pos)

@@ -193,7 +193,7 @@ class Runtime:
 
     # -- input ---------------------------------------------------------------------
     def feed(self, input_name: str, rows: list[dict], arrival_times: list[int] | None = None,
-             now: int | None = None, partition_ids: list | None = None) -> None:
+             now: int | None = None, partition_ids: list | None = None, advance: bool = True) -> None:
         """Add a batch of decoded events of one input (arrival times in us, or None for
         "arrived on time": event time for TIMESTAMP BY inputs, ``now`` otherwise).
 
@@ -215,7 +215,8 @@ class Runtime:
                     if s.system:
                         rows = _with_system_columns(rows, arrival_times, partition_ids, s.system)
                     s.push(rows, arrival_times, now, self.counters, partition_ids)
-            self._advance()
+            if advance:
+                self._advance()
 
     def feed_bodies(self, input_name: str, bodies: list[bytes], arrival_times: list[int] | None = None,
                     now: int | None = None, partition_ids: list | None = None,
@@ -224,13 +225,23 @@ class Runtime:
         self._feed_json(input_name, bodies, None, arrival_times, now, partition_ids, sequence_numbers)
 
     def feed_buffer(self, input_name: str, buf: bytes, offsets: Any, arrival_times: Any = None,
-                    now: int | None = None, partition_ids: Any = None, sequence_numbers: Any = None) -> None:
+                    now: int | None = None, partition_ids: Any = None, sequence_numbers: Any = None,
+                    advance: bool = True) -> None:
         """Add ``len(offsets) - 1`` JSON bodies packed in one buffer (body i is
         ``buf[offsets[i]:offsets[i+1]]``), decoded together; ``partition_ids`` is one
-        partition for the whole batch (str) or one per body."""
-        self._feed_json(input_name, None, (buf, offsets), arrival_times, now, partition_ids, sequence_numbers)
+        partition for the whole batch (str) or one per body. With ``advance=False`` the
+        watermark stays until :meth:`advance_watermark` (a caller feeding an epoch's
+        partitions one after another: arrival-time windows close only once all are in)."""
+        self._feed_json(input_name, None, (buf, offsets), arrival_times, now, partition_ids, sequence_numbers,
+                        advance)
 
-    def _feed_json(self, input_name, bodies, packed, arrival_times, now, partition_ids, sequence_numbers) -> None:
+    def advance_watermark(self) -> None:
+        """Run the time loop: release events up to the watermark, close windows."""
+        with _fewer_gc_passes():
+            self._advance()
+
+    def _feed_json(self, input_name, bodies, packed, arrival_times, now, partition_ids, sequence_numbers,
+                   advance: bool = True) -> None:
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
@@ -262,13 +273,14 @@ class Runtime:
                 n = df.height if index is None else len(index)
                 self.counters.events_in += n
                 s.push(df, n, arr, parts, self.counters, now)
-                self._advance()
+                if advance:
+                    self._advance()
                 return
             from headwater.serializers import decode_json_bodies
 
             rows, arrivals, parts = decode_json_bodies([bytes(b) for b in bodies], None if arrival_times is None
                                                        else list(arrival_times), self.counters, partition_ids)
-            self.feed(input_name, rows, arrivals, now, parts)
+            self.feed(input_name, rows, arrivals, now, parts, advance)
         finally:
             self.counters.context = None
 

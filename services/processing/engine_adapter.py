@@ -95,6 +95,8 @@ class JobRuntime:
         self._serializers: dict[str, Any] = {}
         self.runtime_errors = 0
         self._schemas: dict[str, dict[str, pa.DataType]] = {}
+        self._pending = False
+        self._fed: dict[str, list[int]] = {}  # partition -> [first, last] sequence number fed this epoch
 
     def _serializer(self, fmt: str):
         if fmt not in self._serializers:
@@ -127,19 +129,25 @@ class JobRuntime:
         buffer); Avro/CSV by their serializer plugin. Events that do not decode are counted
         (see :meth:`error_samples`) and the batch goes on."""
         fmt = self.formats.get(alias.lower(), "json")
+        self._pending = True  # the watermark moves once every partition of the epoch is in
+        if len(sequence_numbers):
+            lo, hi = int(np.min(sequence_numbers)), int(np.max(sequence_numbers))
+            span = self._fed.setdefault(str(partition_id), [lo, hi])
+            span[0], span[1] = min(span[0], lo), max(span[1], hi)
         if fmt == "json":
             self._guard(lambda: self.rt.feed_buffer(alias, body, offsets, arrival_us, partition_ids=partition_id,
-                                                    sequence_numbers=sequence_numbers), partition_id,
-                        sequence_numbers)
+                                                    sequence_numbers=sequence_numbers, advance=False),
+                        partition_id, sequence_numbers)
             return
         offs = np.asarray(offsets, dtype=np.int64).tolist()
         view = memoryview(body)
         bodies = [bytes(view[offs[i]:offs[i + 1]]) for i in range(len(offs) - 1)]
         n = len(bodies)
         self._feed_decoded(alias, fmt, bodies, [content_type] * n, np.asarray(arrival_us).tolist(),
-                           [partition_id] * n, sequence_numbers)
+                           [partition_id] * n, sequence_numbers, advance=False)
 
-    def _feed_decoded(self, alias, fmt, bodies, content_types, arrivals, partition_ids, sequence_numbers) -> None:
+    def _feed_decoded(self, alias, fmt, bodies, content_types, arrivals, partition_ids, sequence_numbers,
+                      advance: bool = True) -> None:
         ser = self._serializer(fmt)
         counters = self.rt.counters
 
@@ -154,11 +162,30 @@ class JobRuntime:
             rows, index = ser.decode_with_index(bodies, list(content_types) if fmt == "avro" else
                                                 (content_types[0] if content_types else ""), on_error)
             self._guard(lambda: self.rt.feed(alias, rows, [arrivals[i] for i in index],
-                                             partition_ids=[partition_ids[i] for i in index]), partition_ids,
-                        sequence_numbers)
+                                             partition_ids=[partition_ids[i] for i in index], advance=advance),
+                        partition_ids, sequence_numbers)
         else:
             self._guard(lambda: self.rt.feed(alias, ser.decode(bodies, content_types[0] if content_types else "",
-                                                               on_error)), partition_ids, sequence_numbers)
+                                                               on_error), advance=advance),
+                        partition_ids, sequence_numbers)
+
+    def _settle(self) -> None:
+        """After an epoch fed with feed_packed: run the time loop once, all partitions in."""
+        if self._pending:
+            self._pending = False
+            self._guard_epoch(self.rt.advance_watermark)
+
+    def _guard_epoch(self, fn) -> None:
+        """The time loop after packed feeds: an error names the partitions and sequence
+        numbers fed since the last one."""
+        fed, self._fed = self._fed, {}
+        try:
+            fn()
+        except HeadwaterError as exc:
+            self.runtime_errors += 1
+            where = "; ".join(f"input partition {p}, sequence numbers {lo}..{hi}" for p, (lo, hi) in sorted(fed.items()))
+            raise HeadwaterError(Reason.JOB_FAILED, f"runtime error: {exc.message}" +
+                                 (f" ({where})" if where else "")) from exc
 
     def _guard(self, fn, partitions: Any = None, sequences: Any = None) -> None:
         """A runtime error (a failing CAST) stops the job; the message names the batch's
@@ -179,12 +206,14 @@ class JobRuntime:
     def advance_arrival(self, arrival_us: int) -> None:
         """Every partition has read up to ``arrival_us`` (the arrival time of the events
         read, not the wall clock): windows of arrival-time queries up to it may close."""
-        self._guard(lambda: self.rt.advance_time(int(arrival_us)))
+        self._pending = False
+        self._guard_epoch(lambda: self.rt.advance_time(int(arrival_us)))
 
     def take_output_tables(self) -> dict[str, pa.Table]:
         """Output rows since the last take as Arrow tables, typed as Stream Analytics types
         them (bigint int64, float float64, nvarchar string, datetime timestamp[us, UTC], bit
         bool; records and arrays as JSON text). A column keeps the type it was first given."""
+        self._settle()
         out = {}
         for name, frame in self.rt.take_frames().items():
             out[name] = frame_table(frame, self._schemas.setdefault(name.lower(), {}))
@@ -198,9 +227,11 @@ class JobRuntime:
         self._guard(lambda: self.rt.advance_time(int(now.timestamp() * 1_000_000)))
 
     def take_outputs(self) -> dict[str, list[dict]]:
+        self._settle()
         return self.rt.take()
 
     def snapshot(self) -> bytes:
+        self._settle()
         return self.rt.snapshot()
 
     def restore(self, state: bytes) -> None:

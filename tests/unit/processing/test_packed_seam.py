@@ -103,3 +103,16 @@ def test_query_text_and_in_list_limits_are_compile_errors() -> None:
     with pytest.raises(QueryCompileError, match=f"at most {MAX_IN_LIST} items") as info:
         compile_query(f"SELECT *\nFROM i WHERE v IN ({items})")
     assert (info.value.line, info.value.column) == (2, 16)
+
+
+def test_partitions_fed_one_after_another_close_arrival_windows_once() -> None:
+    """An epoch feeds partition 0 (arrived up to 12 s) then partition 1 (arrived at 5 s): the
+    window (0, 10] closes with both partitions' events in one row, not two partial rows."""
+    rt = JobRuntime(job("SELECT COUNT(*) AS n INTO [o] FROM [i] GROUP BY TumblingWindow(second, 10)"))
+    base = T0 - T0 % 10_000_000
+    feed(rt, [b'{"a":1}'] * 3, partition="0", t0=base + 12_000_000)
+    feed(rt, [b'{"a":2}'] * 2, partition="1", t0=base + 5_000_000)
+    rt.advance_arrival(base + 12_000_000)
+    assert rt.take_outputs()["o"] == [{"n": 2}]
+    rt.advance_arrival(base + 20_000_001)
+    assert rt.take_outputs()["o"] == [{"n": 3}]

@@ -245,14 +245,18 @@ class Runtime:
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
+        joined = None
         if packed is not None:
             buf, offsets = packed
             view = memoryview(buf)
-            offs = np.asarray(offsets, dtype=np.int64).tolist()
-            bodies = [view[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)]
+            offs = np.asarray(offsets, dtype=np.int64)
+            bounds = offs.tolist()
+            bodies = [view[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
+
         n_bodies = len(bodies)
-        if isinstance(partition_ids, str):
-            partition_ids = [partition_ids] * n_bodies
+        one = partition_ids if isinstance(partition_ids, str) else None
+        if one is not None:
+            partition_ids = [one] * n_bodies
         elif partition_ids is not None and not isinstance(partition_ids, list):
             partition_ids = list(partition_ids)
         self.counters.context = (partition_ids, sequence_numbers, None)
@@ -261,7 +265,7 @@ class Runtime:
                 s = srcs[0]
                 if now is None:
                     now = int(time.time() * 1e6)
-                df, index = s.decode(bodies, self.counters)
+                df, index = s.decode(bodies, self.counters, joined)
                 arr = None if arrival_times is None else np.asarray(arrival_times, dtype=np.int64)
                 parts = partition_ids
                 if index is not None:
@@ -272,7 +276,7 @@ class Runtime:
                         parts = [parts[i] for i in index]
                 n = df.height if index is None else len(index)
                 self.counters.events_in += n
-                s.push(df, n, arr, parts, self.counters, now)
+                s.push(df, n, arr, one if one is not None else parts, self.counters, now)
                 if advance:
                     self._advance()
                 return

@@ -209,12 +209,13 @@ class VectorSource:
         self.buffer: list[pl.DataFrame] = []
 
     # -- decoding ----------------------------------------------------------------------------
-    def decode(self, bodies: list[bytes], counters) -> tuple[pl.DataFrame, np.ndarray | None]:
-        """A frame of the needed fields; ``index`` maps rows to bodies when not one to one."""
+    def decode(self, bodies: list[bytes], counters, joined: Any = None) -> tuple[pl.DataFrame, np.ndarray | None]:
+        """A frame of the needed fields; ``index`` maps rows to bodies when not one to one.
+        ``joined``: the bodies already newline-separated in one buffer (packed reads)."""
         if self.schema is None:
             self._infer(bodies)
         if self.schema is not None:
-            df = self.decode_buffer(b"\n".join(bodies), len(bodies))
+            df = self.decode_buffer(b"\n".join(bodies) if joined is None else joined, len(bodies))
             if df is not None:
                 return df, None
         return self._decode_rows(bodies, counters)
@@ -246,7 +247,7 @@ class VectorSource:
             self._parse = pj.ParseOptions(explicit_schema=pa.schema(fields), newlines_in_values=False,
                                           unexpected_field_behavior="ignore" if self.fields is not None else "error")
         try:
-            table = pj.read_json(pa.BufferReader(buf), parse_options=self._parse)
+            table = pj.read_json(pa.BufferReader(pa.py_buffer(buf)), parse_options=self._parse)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return None
         if table.num_rows != n:
@@ -313,7 +314,11 @@ class VectorSource:
             df = df.with_columns(pl.Series("__a", arrivals, dtype=pl.Int64))
         elif "__a" in df.columns:
             df = df.drop("__a")
-        if partitions is not None:
+        self._one_part = None
+        if isinstance(partitions, str):  # one partition for the whole batch (packed reads)
+            self._one_part = partitions
+            partitions = [partitions] * height if self.system else None
+        elif partitions is not None:
             df = df.with_columns(pl.Series("__p", [str(p) for p in partitions], dtype=pl.Utf8))
         if self.system:
             df = self._system_columns(df, arrivals, partitions)
@@ -401,7 +406,7 @@ class VectorSource:
 
     def _parts(self, df: pl.DataFrame) -> list[tuple[Any, np.ndarray | None]]:
         if "__p" not in df.columns:
-            return [(None, None)]
+            return [(getattr(self, "_one_part", None), None)]
         p = df["__p"].to_numpy()
         return [(k, p == k) for k in dict.fromkeys(p.tolist())]
 

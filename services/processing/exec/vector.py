@@ -847,7 +847,6 @@ class VectorAggregate:
             by = self.kcols or None
             ev = events.with_row_index("__i").sort(self.kcols + [TS, "__i"]) if self.kcols else \
                 events.with_row_index("__i").sort([TS, "__i"])
-            cum = [pl.len().alias("__one")]
             exprs = [pl.int_range(1, pl.len() + 1).over(self.kcols).alias("__n") if self.kcols
                      else pl.int_range(1, pl.len() + 1).alias("__n")]
             for j, kind in enumerate(self.kinds):
@@ -859,7 +858,6 @@ class VectorAggregate:
                 if kind in ("sum", "avg"):
                     z = v.fill_null(0)
                     exprs.append((z.cum_sum().over(self.kcols) if self.kcols else z.cum_sum()).alias(f"__s{j}"))
-            del cum
             ev = ev.with_columns(exprs).sort(TS, maintain_order=True)
             stats = [c for c in ev.columns if c.startswith("__") and c not in ("__i",) and c != TS]
             hi = due.sort("__end").join_asof(ev.rename({TS: "__end"}), on="__end", by=by, strategy="backward", check_sortedness=False)

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from headwater.cli.perf import QUERIES, trip_batches
+from headwater.hookspecs import hookimpl
 from headwater.pluginmanager import get_plugin_manager
 from headwater.services.processing.engine import QueryRuntimeError, compile_query, format_rows
 
@@ -274,3 +275,28 @@ def test_select_star_records_survive_a_checkpoint(pm) -> None:
         rt.flush()
         out.append(sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in format_rows(rt.take()["output"])))
     assert out[0] == out[1] and len(out[0]) == 7
+
+
+def test_a_function_plugin_with_a_vectorised_hook_runs_it(pm) -> None:
+    from headwater.functions import ScalarFunction
+    from headwater.pluginmanager import get_plugin_manager
+
+    calls = []
+
+    class Plugin:
+        @hookimpl
+        def register_functions(self, register):
+            def row(v):
+                calls.append(v)
+                return None if v is None else v * 2
+            register(ScalarFunction("Twice", row, 1, 1, vectorized=lambda e: e * 2))
+
+    pm2 = get_plugin_manager([("twice", Plugin())], load_entrypoints=False).collect()
+    out = {}
+    for vectorize in (True, False):
+        rt = compile_query("SELECT Twice(v) AS x FROM i", pm2).runtime(vectorize=vectorize)
+        rt.feed("i", [{"v": 1}, {"v": 4}], [1_704_067_200_000_000] * 2)
+        rt.flush()
+        out[vectorize] = [r["x"] for r in rt.take()["output"]]
+    assert out[True] == out[False] == [2, 8]
+    assert calls == [1, 4]  # only the row implementation called the row function

@@ -108,6 +108,16 @@ class ExprCompiler:
             return _path(lambda e: e.recs.get(alias), rest)
         if scope.main is not None:
             main = scope.main
+            if len(parts) == 1 and p0 in scope.aliases:
+                # the input (or step) name as a value is the whole record, unless the record
+                # has a field of that name (SELECT temperature FROM temperature)
+                field = parts[0]
+
+                def record_or_field(e):
+                    r = e.recs.get(main)
+                    v = get_ci(r, field)
+                    return r if v is None and not _has_ci(r, field) else v
+                return record_or_field
             if len(parts) == 1:
                 field = parts[0]
 
@@ -409,6 +419,13 @@ class ExprCompiler:
         idx = len(scope.analytics)
         scope.analytics.append(spec)
         return lambda e: e.an[idx]
+
+
+def _has_ci(rec: Any, key: str) -> bool:
+    if type(rec) is not dict:
+        return False
+    low = key.lower()
+    return key in rec or any(k.lower() == low for k in rec)
 
 
 def _path(base: Callable[[Env], Any], parts: list[str]) -> Callable[[Env], Any]:

@@ -207,3 +207,17 @@ def test_date_part_of_dateadd_datediff_is_no_column_in_a_grouped_select(pm) -> N
     with pytest.raises(QueryCompileError, match="t must be in GROUP BY"):
         compile_query("SELECT k, DATEDIFF(second, t, t) AS d FROM i TIMESTAMP BY t "
                       "GROUP BY k, TumblingWindow(minute, 10)", pm)
+
+
+def test_the_input_name_as_a_value_is_the_whole_record(pm) -> None:
+    """Issue 11: COUNT(input), COUNT(Input), COUNT(DISTINCT input) and a UDF of the input see
+    the record; a field named like the input stays that field."""
+    events = [{"k": "a", "t": "2024-01-01T00:00:01Z"}, {"k": "a", "t": "2024-01-01T00:00:01Z"},
+              {"k": "b", "t": "2024-01-01T00:00:02Z"}]
+    out = run_query("SELECT COUNT(input) AS a, COUNT(Input) AS b, COUNT(DISTINCT input) AS d FROM input "
+                    "TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)", {"input": events}, pm=pm)
+    assert out["output"] == [{"a": 3, "b": 3, "d": 2}]
+    out = run_query("SELECT input AS whole FROM input", {"input": events[:1]}, pm=pm)
+    assert out["output"] == [{"whole": events[0]}]
+    out = run_query("SELECT temperature FROM temperature", {"temperature": [{"temperature": 21.5}]}, pm=pm)
+    assert out["output"] == [{"temperature": 21.5}]

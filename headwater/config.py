@@ -81,6 +81,17 @@ class ServiceConfig:
     auth_enabled: bool = True
     #: The policies file (JSON); default $HEADWATER_HOME/auth.json, created with a root policy.
     auth_file: str = ""
+    #: The namespace a token's ``sr`` must name: comma-separated URIs or host names
+    #: (``headwater://events.example.com/``); host compared, scheme and port ignored.
+    #: Empty: this machine (localhost, 127.0.0.1, ::1, the bind host, the host name).
+    namespace: str = ""
+    #: Longest a token may still be valid, in seconds (its expiry ahead of now); 0 = no limit.
+    max_token_lifetime_s: float = 30 * 24 * 3600.0
+    #: A refused client is logged at most once per this many seconds.
+    auth_refusal_log_interval_s: float = 60.0
+    #: Largest gRPC request accepted, in bytes; 0 = the service's default (ingestion:
+    #: max_message_bytes + 64 KiB). Larger requests get RESOURCE_EXHAUSTED before they are buffered.
+    max_receive_message_bytes: int = 0
     #: PEM certificate chain and key: when both are set every port serves TLS.
     tls_cert_file: str = ""
     tls_key_file: str = ""

@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
+import os
 import signal
 import time
 import uuid
@@ -36,14 +38,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from headwater.auth import PolicyStore, Right, verify_sas_token
+from headwater.auth import Authenticator, Caller, Namespace, PolicyStore, RefusalLog, Right, client_host
 from headwater.config import ServiceConfig, load_config
 from headwater.errors import HeadwaterError, Reason
 from headwater.logs import configure_logging
 from headwater.metrics import RPC_LATENCY, RPC_REQUESTS, start_metrics_server
 
-__all__ = ["GrpcBinding", "RunningService", "Service", "caller_token", "http_ssl_context", "run",
-           "serve_in_process"]
+__all__ = ["GrpcBinding", "RunningService", "Service", "authenticator", "caller", "caller_token",
+           "http_ssl_context", "run", "serve_in_process"]
 
 log = logging.getLogger("headwater.server")
 
@@ -94,18 +96,36 @@ class Service:
         short = method.rsplit("/", 1)[-1]
         return self.rights.get(method) or self.rights.get(short) or Right.MANAGE
 
+    #: Methods (short or full names) that take a token scoped to one hub: they are
+    #: about one hub, which the servicer checks against :func:`caller`'s entity.
+    #: Every other method needs a namespace-scoped token.
+    entity_methods: ClassVar[frozenset[str]] = frozenset()
+
+    def accepts_entity_token(self, method: str) -> bool:
+        return method in self.entity_methods or method.rsplit("/", 1)[-1] in self.entity_methods
+
+    #: Largest request this service accepts by default (gRPC's own default, 4 MiB).
+    default_max_receive_bytes: ClassVar[int] = 4 * 1024 * 1024
+
+    def max_receive_bytes(self) -> int:
+        """The gRPC receive limit: setting ``max_receive_message_bytes``, else the service's default."""
+        return self.config.max_receive_message_bytes or self.default_max_receive_bytes
+
 
 # -- the interceptor ---------------------------------------------------------------
 
-_TOKEN_KEY: contextvars.ContextVar[str]
-import contextvars  # noqa: E402
+_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("headwater_caller", default=None)
 
-_TOKEN_KEY = contextvars.ContextVar("headwater_token", default="")
+
+def caller() -> Caller | None:
+    """The verified caller of the RPC being handled (None when auth is off)."""
+    return _CALLER.get()
 
 
 def caller_token() -> str:
     """The verified SAS token of the RPC being handled ('' when auth is off)."""
-    return _TOKEN_KEY.get()
+    c = _CALLER.get()
+    return c.token if c is not None else ""
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: HeadwaterError, service: str) -> None:
@@ -113,24 +133,31 @@ async def _abort(context: grpc.aio.ServicerContext, err: HeadwaterError, service
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-class _Interceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: Service, store: PolicyStore | None) -> None:
-        self.service = service
-        self.store = store
+def _metadata_token(metadata) -> str:
+    for key, value in metadata or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return ""
 
-    def _check(self, method: str, context: grpc.aio.ServicerContext) -> None:
-        if self.store is None or method.startswith(_OPEN_METHODS):
-            return
-        token = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                token = value if isinstance(value, str) else value.decode()
-        if not token:
-            raise HeadwaterError(Reason.UNAUTHORIZED,
-                                 "no authorization metadata: send a SharedAccessSignature token "
-                                 "(the SDK signs for you from a connection string)")
-        verify_sas_token(token, self.store, self.service.right_for(method))
-        _TOKEN_KEY.set(token)
+
+class _Interceptor(grpc.aio.ServerInterceptor):
+    """Authenticates from the metadata alone, before the request is decoded: a refused
+    call gets a handler that never deserializes its bytes, answers UNAUTHENTICATED
+    (one message for every reason) or PERMISSION_DENIED, and is logged once per
+    client per ``auth_refusal_log_interval_s``. Then maps exceptions to statuses."""
+
+    def __init__(self, service: Service, auth: Authenticator | None) -> None:
+        self.service = service
+        self.auth = auth
+        self.refusals = RefusalLog(log, service.config.auth_refusal_log_interval_s)
+
+    def _authorize(self, method: str, metadata) -> Caller:
+        assert self.auth is not None
+        who = self.auth.authenticate(_metadata_token(metadata))
+        who.require(self.service.right_for(method))
+        if not self.service.accepts_entity_token(method):
+            who.require_namespace(method.rsplit("/", 1)[-1])
+        return who
 
     def _fail(self, method: str, exc: BaseException) -> HeadwaterError:
         if isinstance(exc, HeadwaterError):
@@ -144,6 +171,20 @@ class _Interceptor(grpc.aio.ServerInterceptor):
                               f"internal error {error_id}; the {self.service.name} service log has the details",
                               metadata={"error_id": error_id})
 
+    def _refused(self, handler, method: str, err: HeadwaterError):
+        svc = self.service.name
+        short = method.rsplit("/", 1)[-1]
+        detail = getattr(err, "detail", "") or err.message
+
+        async def refuse(request_or_iter, context):  # the request bytes are never decoded
+            self.refusals.note(client_host(context.peer()), short, detail)
+            RPC_REQUESTS.labels(svc, short, err.code.name).inc()
+            await _abort(context, err, svc)
+
+        kind = ("unary_unary" if handler.unary_unary else "unary_stream" if handler.unary_stream
+                else "stream_unary" if handler.stream_unary else "stream_stream")
+        return getattr(grpc, f"{kind}_rpc_method_handler")(refuse, None, handler.response_serializer)
+
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         handler = await continuation(handler_call_details)
         if handler is None:
@@ -151,6 +192,14 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if method.startswith(_OPEN_METHODS):
             return handler
+        who: Caller | None = None
+        if self.auth is not None:
+            try:
+                who = self._authorize(method, handler_call_details.invocation_metadata)
+            except HeadwaterError as exc:
+                return self._refused(handler, method, exc)
+            except Exception as exc:  # noqa: BLE001 - a broken policies file: refuse, say why in the log
+                return self._refused(handler, method, self._fail(method, exc))
         svc = self.service.name
         short = method.rsplit("/", 1)[-1]
 
@@ -163,8 +212,8 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 
             async def unary(request_or_iter, context):
                 t0 = time.perf_counter()
+                _CALLER.set(who)
                 try:
-                    self._check(method, context)
                     result = inner(request_or_iter, context)
                     if inspect.isawaitable(result):
                         result = await result
@@ -191,8 +240,8 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 
         async def streaming(request_or_iter, context):
             t0 = time.perf_counter()
+            _CALLER.set(who)
             try:
-                self._check(method, context)
                 result = inner(request_or_iter, context)
                 if inspect.isasyncgen(result):
                     async for item in result:
@@ -264,15 +313,26 @@ class RunningService:
                 self.metrics_server.server_close()
 
 
+def authenticator(cfg: ServiceConfig) -> Authenticator | None:
+    """The token checks ``cfg`` asks for (None when ``auth_enabled`` is off)."""
+    if not cfg.auth_enabled:
+        return None
+    store = PolicyStore(cfg.auth_path()).ensure()
+    with contextlib.suppress(OSError):
+        os.chmod(store.path, 0o600)
+    return Authenticator(store, Namespace(cfg.namespace, cfg.host), cfg.max_token_lifetime_s)
+
+
 async def start_service(service: Service) -> RunningService:
     """Start ``service``: storage, gRPC (health, reflection, interceptor), /metrics."""
     cfg = service.config
-    store = PolicyStore(cfg.auth_path()).ensure() if cfg.auth_enabled else None
+    auth = authenticator(cfg)
     await service.start()
     server = grpc.aio.server(
-        interceptors=[_Interceptor(service, store)],
+        interceptors=[_Interceptor(service, auth)],
         options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            # Refused by gRPC (RESOURCE_EXHAUSTED) as soon as the length prefix is read.
+            ("grpc.max_receive_message_length", service.max_receive_bytes()),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
         ],

@@ -40,7 +40,19 @@ class IngestionService(Service):
         "UpdateCheckpoint": Right.LISTEN,
         "ListOwnerships": Right.LISTEN,
         "ClaimOwnership": Right.LISTEN,
+        # headwater.v1.AccessService (shared access policies) needs Manage.
     }
+    #: RPCs about one hub take a token scoped to that hub (the servicer checks the hub);
+    #: creating, listing, updating and deleting hubs, faults and policies need the namespace.
+    entity_methods = frozenset({
+        "GetHub", "GetPartitionProperties", "CreateConsumerGroup", "GetConsumerGroup", "ListConsumerGroups",
+        "DeleteConsumerGroup", "PublishEvents", "PublishEventsStream", "ReadEvents", "ListCheckpoints",
+        "UpdateCheckpoint", "ListOwnerships", "ClaimOwnership",
+    })
+
+    def max_receive_bytes(self) -> int:
+        """The largest batch (``max_message_bytes``) plus 64 KiB for the request's other fields."""
+        return self.config.max_receive_message_bytes or self.config.max_message_bytes + 64 * 1024
 
     def __init__(self, config: IngestionConfig) -> None:
         super().__init__(config)

@@ -31,6 +31,8 @@ log = logging.getLogger("headwater.sink")
 class SinkService(Service):
     name = "sink"
     config_class = SinkConfig
+    #: Largest request accepted (WriteRows batches of a job); setting max_receive_message_bytes overrides it.
+    default_max_receive_bytes = 32 * 1024 * 1024
     rights: ClassVar[dict[str, Right]] = {
         "WriteRows": Right.SEND,
         "GetSink": Right.LISTEN,

@@ -286,6 +286,17 @@ class PolicyStore:
             del self._policies[(hub, name)]
             self._write()
 
+    def delete_hub(self, hub: str) -> int:
+        """Drop every policy of ``hub`` (the hub was deleted); returns how many."""
+        if not hub or not any(p.hub == hub for p in self.all(hub)):
+            return 0
+        with self._locked():
+            gone = [k for k in self._policies if k[0] == hub]
+            for k in gone:
+                del self._policies[k]
+            self._write()
+            return len(gone)
+
     def _must(self, name: str, hub: str) -> Policy:
         policy = self._policies.get((hub, name))
         if policy is None:

@@ -94,6 +94,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.faults = FaultRules()
         self.readers: dict[tuple[str, str, str], list[_Reader]] = {}
         self.capture = None  # set by the server when a hub captures
+        self.on_hub_deleted = None  # set by the server: drops the hub's policies
         self.drain = asyncio.Event()  # set at shutdown: long polls end so the drain is quick
         for hub in hubs.list():
             self._attach(hub)
@@ -221,6 +222,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.quotas.pop(hub.name, None)
         self.faults.clear(hub.name)
         await self.hubs.delete_async(hub.name)
+        if self.on_hub_deleted is not None:  # the hub's shared access policies go with it
+            self.on_hub_deleted(hub.name)
         return ingestion_pb2.DeleteHubResponse()
 
     async def GetPartitionProperties(self, request, context):

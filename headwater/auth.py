@@ -46,6 +46,7 @@ __all__ = [
     "AUTH_FAILED",
     "Authenticator",
     "Caller",
+    "HttpAuth",
     "ConnectionString",
     "Namespace",
     "Policy",
@@ -523,6 +524,34 @@ def verify_sas_token(token: str, store: PolicyStore, right: Right, now: float | 
     caller = Authenticator(store, namespace).authenticate(token, now)
     caller.require(right)
     return parse_sas_token(token)
+
+
+class HttpAuth:
+    """Optional authentication of the HTTP pages (the dashboard, ``/metrics``): an
+    ``Authorization`` header with a SAS token of a policy with Listen (any scope), or
+    ``Basic`` credentials of the configured user. ``check`` returns True when allowed."""
+
+    def __init__(self, auth: Authenticator | None, user: str = "", password: str = "") -> None:
+        self.auth, self.user, self.password = auth, user, password
+
+    def check(self, authorization: str) -> bool:
+        header = (authorization or "").strip()
+        if header.lower().startswith("basic ") and self.user:
+            try:
+                given = base64.b64decode(header[6:].strip(), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                return False
+            user, _, password = given.partition(":")
+            ok_user = hmac.compare_digest(user.encode(), self.user.encode())
+            ok_password = hmac.compare_digest(password.encode(), self.password.encode())
+            return ok_user and ok_password
+        if self.auth is None or not header:
+            return False
+        try:
+            self.auth.authenticate(header).require(Right.LISTEN)
+        except HeadwaterError:
+            return False
+        return True
 
 
 class RefusalLog:

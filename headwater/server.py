@@ -38,14 +38,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from headwater.auth import Authenticator, Caller, Namespace, PolicyStore, RefusalLog, Right, client_host
+from headwater.auth import (
+    Authenticator,
+    Caller,
+    HttpAuth,
+    Namespace,
+    PolicyStore,
+    RefusalLog,
+    Right,
+    client_host,
+)
 from headwater.config import ServiceConfig, load_config
 from headwater.errors import HeadwaterError, Reason
 from headwater.logs import configure_logging
 from headwater.metrics import RPC_LATENCY, RPC_REQUESTS, start_metrics_server
 
 __all__ = ["GrpcBinding", "RunningService", "Service", "authenticator", "caller", "caller_token",
-           "http_ssl_context", "run", "serve_in_process"]
+           "http_auth", "http_ssl_context", "run", "serve_in_process"]
 
 log = logging.getLogger("headwater.server")
 
@@ -323,6 +332,14 @@ def authenticator(cfg: ServiceConfig) -> Authenticator | None:
     return Authenticator(store, Namespace(cfg.namespace, cfg.host), cfg.max_token_lifetime_s)
 
 
+def http_auth(cfg: ServiceConfig, auth: Authenticator | None = None) -> HttpAuth | None:
+    """The guard of the HTTP pages (dashboard, /metrics) when ``http_auth`` is on, else None."""
+    if not cfg.http_auth:
+        return None
+    return HttpAuth(auth if auth is not None else authenticator(cfg), cfg.http_basic_auth_user,
+                    cfg.http_basic_auth_password)
+
+
 async def start_service(service: Service) -> RunningService:
     """Start ``service``: storage, gRPC (health, reflection, interceptor), /metrics."""
     cfg = service.config
@@ -356,8 +373,10 @@ async def start_service(service: Service) -> RunningService:
     await server.start()
     metrics_server, metrics_port = None, -1
     if cfg.metrics_port >= 0:
+        guard = http_auth(cfg, auth)
         metrics_server, metrics_port = start_metrics_server(
-            cfg.host, cfg.metrics_port, cfg.tls_cert_file, cfg.tls_key_file)
+            cfg.metrics_host or cfg.host, cfg.metrics_port, cfg.tls_cert_file, cfg.tls_key_file,
+            allow=guard.check if guard is not None else None)
     running = RunningService(service, server, health_servicer, port, metrics_port, metrics_server)
     await service.started(running)
     for name in ["", *(b.full_name for b in service.bindings())]:

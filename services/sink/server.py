@@ -17,7 +17,7 @@ from headwater.auth import Right
 from headwater.errors import HeadwaterError
 from headwater.pluginmanager import get_plugin_manager
 from headwater.retry import RetryPolicy
-from headwater.server import GrpcBinding, RunningService, Service, http_ssl_context
+from headwater.server import GrpcBinding, RunningService, Service, http_auth, http_ssl_context
 from headwater.services.sink.config import SinkConfig
 from headwater.services.sink.outputs import Outputs
 from headwater.services.sink.servicer import SinkServicer
@@ -71,8 +71,10 @@ class SinkService(Service):
 
         host = self.config.dashboard_host or self.config.host
         try:
+            guard = http_auth(self.config)
             self.dashboard, port = await start_dashboard(self.outputs, host, self.config.dashboard_port,
-                                                         http_ssl_context(self.config))
+                                                         http_ssl_context(self.config),
+                                                         allow=guard.check if guard is not None else None)
         except HeadwaterError as exc:
             # The outputs matter more than the page: keep serving gRPC, say so loudly.
             log.error("dashboard not started: %s", exc.message)

@@ -207,6 +207,11 @@ class PolicyStore:
         self._load()
         return self._policies.get((hub, name))
 
+    def snapshot(self) -> tuple[tuple[int, int, int] | None, dict[tuple[str, str], Policy]]:
+        """The file's current (inode, mtime, size) stamp and policies by (hub, name), reloaded if changed."""
+        self._load()
+        return self._stamp, self._policies
+
     def all(self, hub: str | None = None) -> list[Policy]:
         """Every policy (``hub=None``), or those of one scope ('' the namespace's)."""
         self._load()
@@ -480,31 +485,43 @@ class Authenticator:
     names this namespace; the token has not expired and does not live longer than
     ``max_lifetime_s`` (0: no limit). Every failure is :class:`AuthFailure`."""
 
+    #: Verified tokens remembered (a client sends the same token on every call until it renews it).
+    CACHE_SIZE = 4096
+
     def __init__(self, store: PolicyStore, namespace: Namespace | None = None, max_lifetime_s: float = 0.0,
                  clock_skew_s: float = 300.0) -> None:
         self.store = store
         self.namespace = namespace or Namespace()
         self.max_lifetime_s = max_lifetime_s
         self.clock_skew_s = clock_skew_s
+        self._verified: dict[str, tuple[object, Caller, int]] = {}
 
     def authenticate(self, token: str | None, now: float | None = None) -> Caller:
         if not token:
             raise _failed("no token")
+        stamp, policies = self.store.snapshot()  # a changed file (renewed, deleted) drops what was verified
+        now = time.time() if now is None else now
+        hit = self._verified.get(token)
+        if hit is not None and hit[0] == stamp and hit[2] >= now:
+            return hit[1]
         sas = parse_sas_token(token)
         entity = self.namespace.entity_of(sas.resource)
         if entity is None:
             raise _failed(f"sr {sas.resource[:200]!r} does not name this namespace")
-        candidates = [p for p in ((self.store.get(sas.policy_name, entity) if entity else None),
-                                  self.store.get(sas.policy_name)) if p is not None]
+        candidates = [p for p in ((policies.get((entity, sas.policy_name)) if entity else None),
+                                  policies.get(("", sas.policy_name))) if p is not None]
         policy = self._match(candidates, sas)
         if policy is None:
             raise _failed(f"no policy {sas.policy_name[:100]!r} signed this token")
-        now = time.time() if now is None else now
         if sas.expiry < now:
             raise _failed("token expired")
         if self.max_lifetime_s > 0 and sas.expiry > now + self.max_lifetime_s + self.clock_skew_s:
             raise _failed(f"token expiry is more than max_token_lifetime_s={self.max_lifetime_s:g} ahead")
-        return Caller(policy, entity, token)
+        caller = Caller(policy, entity, token)
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (stamp, caller, sas.expiry)
+        return caller
 
     @staticmethod
     def _match(candidates: list[Policy], sas: SasToken) -> Policy | None:

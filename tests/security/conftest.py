@@ -11,8 +11,14 @@ namespace (or for ``entity``):
   host; ``other-hub``: the root key, scoped to a hub the request is not about;
 - ``send``, ``listen``, ``manage``: namespace-scoped tokens of those policies.
 
-``stack.call(service, method, request, kind)`` makes one RPC with that token
-and returns the gRPC status code (``grpc.StatusCode.OK`` on success).
+``stack.call(service, stub_class, method, request, kind)`` makes one RPC with
+that token and returns the gRPC status code (``grpc.StatusCode.OK`` on success).
+
+``stack`` is session-scoped: each xdist worker starts one stack and every
+security module on that worker shares it (use names of your own: hubs, policies,
+sinks). A module that needs services configured differently starts its own with
+``start_stack(tmp_path_factory, env={...})`` in a module-scoped fixture (and marks
+itself ``pytest.mark.xdist_group`` so one worker runs it).
 """
 
 from __future__ import annotations
@@ -89,17 +95,28 @@ class Stack:
         return grpc.StatusCode.OK
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    """The four services as real processes, once per module, with send/listen/manage policies."""
+def start_stack(tmp_path_factory, env: dict[str, str] | None = None) -> Stack:
+    """The four services as real processes sharing a new home, with send/listen/manage policies.
+    Stop with :func:`stop_stack`."""
     home = tmp_path_factory.mktemp("security-home")
     store = PolicyStore(home / "auth.json").ensure()
-    procs = start_local_services(SERVICES, home)
+    procs = start_local_services(SERVICES, home, env=env)
     st = Stack(home, procs, {"root": store.root()})
     st.add_policy("send", Right.SEND)
     st.add_policy("listen", Right.LISTEN)
     st.add_policy("manage", Right.MANAGE)
+    return st
+
+
+def stop_stack(st: Stack) -> None:
+    stop_local_services(st.procs)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """The four services as real processes, once per test session (per xdist worker)."""
+    st = start_stack(tmp_path_factory)
     try:
         yield st
     finally:
-        stop_local_services(procs)
+        stop_stack(st)

@@ -142,6 +142,44 @@ async def _abort(context: grpc.aio.ServicerContext, err: HeadwaterError, service
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+class _Undecodable:
+    """What the request deserializer returns for bytes that are not the request message."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: HeadwaterError) -> None:
+        self.error = error
+
+
+def _safe_deserializer(deserialize):
+    """A deserializer that never raises into gRPC (which would log a traceback and answer UNKNOWN):
+    a malformed request becomes INVALID_ARGUMENT, raised by the handler."""
+    if deserialize is None:
+        return None
+
+    def load(data: bytes):
+        try:
+            return deserialize(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError and friends
+            name = getattr(getattr(deserialize, "__self__", None), "__name__", "request")
+            return _Undecodable(HeadwaterError(
+                Reason.INVALID_ARGUMENT, f"the request is not a valid {name} message ({type(exc).__name__})",
+                metadata={"field": "request"}))
+
+    return load
+
+
+def _checked(request):
+    if isinstance(request, _Undecodable):
+        raise request.error
+    return request
+
+
+async def _checked_stream(requests):
+    async for request in requests:
+        yield _checked(request)
+
+
 def _metadata_token(metadata) -> str:
     for key, value in metadata or ():
         if key == "authorization":
@@ -223,6 +261,8 @@ class _Interceptor(grpc.aio.ServerInterceptor):
                 t0 = time.perf_counter()
                 _CALLER.set(who)
                 try:
+                    request_or_iter = (_checked(request_or_iter) if handler.unary_unary
+                                       else _checked_stream(request_or_iter))
                     result = inner(request_or_iter, context)
                     if inspect.isawaitable(result):
                         result = await result
@@ -241,9 +281,9 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 
             if handler.unary_unary:
                 return grpc.unary_unary_rpc_method_handler(
-                    unary, handler.request_deserializer, handler.response_serializer)
+                    unary, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
             return grpc.stream_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer)
+                unary, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
 
         inner = handler.unary_stream or handler.stream_stream
 
@@ -251,6 +291,8 @@ class _Interceptor(grpc.aio.ServerInterceptor):
             t0 = time.perf_counter()
             _CALLER.set(who)
             try:
+                request_or_iter = (_checked(request_or_iter) if handler.unary_stream
+                                   else _checked_stream(request_or_iter))
                 result = inner(request_or_iter, context)
                 if inspect.isasyncgen(result):
                     async for item in result:
@@ -270,9 +312,9 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                streaming, handler.request_deserializer, handler.response_serializer)
+                streaming, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(
-            streaming, handler.request_deserializer, handler.response_serializer)
+            streaming, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
 
 
 def _is_abort(exc: BaseException) -> bool:

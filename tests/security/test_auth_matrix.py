@@ -168,3 +168,15 @@ def test_refusals_carry_one_message_are_not_decoded_and_logged_once(stack):
     assert _refusal_lines(ingestion) >= 1
     for name, proc in stack.procs.items():
         assert "Traceback" not in proc.output(), name
+
+
+def test_undecodable_request_with_a_valid_token_is_invalid_argument(stack):
+    """Bytes that are not the request message: INVALID_ARGUMENT naming the message, no traceback."""
+    with grpc.insecure_channel(stack.address("ingestion")) as ch:
+        for method in ("GetHub", "PublishEvents"):
+            with pytest.raises(grpc.RpcError) as err:
+                ch.unary_unary(f"/headwater.v1.IngestionService/{method}")(
+                    b"\xff\xff\xff not protobuf", metadata=[("authorization", stack.token("manage"))], timeout=5)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "is not a valid" in err.value.details()
+    assert "Traceback" not in stack.procs["ingestion"].output()

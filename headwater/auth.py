@@ -523,6 +523,29 @@ class Authenticator:
         self._verified[token] = (stamp, caller, sas.expiry)
         return caller
 
+    def authenticate_connection_string(self, text: str, now: float | None = None) -> Caller:
+        """A connection string as a credential (Kafka's SASL PLAIN ``$ConnectionString``, as Event
+        Hubs takes it): its ``SharedAccessSignature`` is checked as a token; otherwise its
+        Endpoint must name this namespace and its key be the current primary or secondary key
+        of the policy (the ``EntityPath`` hub's, then the namespace's). Failures: :class:`AuthFailure`."""
+        try:
+            conn = ConnectionString.parse(text)
+        except HeadwaterError:
+            raise _failed("not a connection string") from None
+        if conn.shared_access_signature:
+            return self.authenticate(conn.shared_access_signature, now)
+        entity = self.namespace.entity_of(conn.namespace_uri + conn.entity_path)
+        if entity is None:
+            raise _failed("the connection string's Endpoint does not name this namespace")
+        _stamp, policies = self.store.snapshot()
+        name = conn.shared_access_key_name
+        candidates = [p for p in ((policies.get((entity, name)) if entity else None), policies.get(("", name)))
+                      if p is not None]
+        for policy in candidates:
+            if any(hmac.compare_digest(k.encode(), conn.shared_access_key.encode()) for k in policy.keys()):
+                return Caller(policy, entity, "")
+        raise _failed(f"no policy {name[:100]!r} has this key")
+
     @staticmethod
     def _match(candidates: list[Policy], sas: SasToken) -> Policy | None:
         forms = {sas.raw_resource, urllib.parse.quote_plus(sas.resource)}

@@ -425,7 +425,12 @@ async def start_service(service: Service) -> RunningService:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("%s serving", service.name,
              extra={"fields": {"grpc": running.address, "metrics_port": metrics_port,
-                               "auth": cfg.auth_enabled, "tls": bool(cfg.tls_cert_file)}})
+                               "auth": cfg.auth_enabled, "tls": bool(cfg.tls_cert_file),
+                               "namespace": sorted(auth.namespace.hosts) if auth else []}})
+    if auth is not None and not auth.namespace.configured and cfg.host in ("0.0.0.0", "::"):
+        log.warning("listening on every interface, but tokens are accepted only for this machine's names "
+                    "(%s): set 'namespace' to the host names clients sign for (docs/security.md)",
+                    ", ".join(sorted(auth.namespace.hosts)))
     return running
 
 

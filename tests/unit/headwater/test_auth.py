@@ -186,3 +186,21 @@ def test_connection_string_parse_and_sign(store):
         ConnectionString.parse("SharedAccessKeyName=x")
     with pytest.raises(HeadwaterError, match="Key=Value"):
         ConnectionString.parse("Endpoint=headwater://h:1/;garbage")
+
+
+def test_connection_string_as_a_credential(store):
+    auth = _auth(store)
+    root = store.root()
+    hub_policy = store.create(Policy("hub-listen", "a2V5", parse_rights(["listen"]), hub="trips"))
+    base = "Endpoint=sb://events.example.com/;SharedAccessKeyName={};SharedAccessKey={}"
+    assert auth.authenticate_connection_string(base.format(root.name, root.secondary_key)).entity == ""
+    caller = auth.authenticate_connection_string(base.format("hub-listen", hub_policy.key) + ";EntityPath=trips")
+    assert caller.entity == "trips" and caller.policy.hub == "trips"
+    for bad in (base.format(root.name, "d3Jvbmc="), base.format("hub-listen", hub_policy.key),
+                "Endpoint=sb://evil.example.com/;SharedAccessKeyName=x;SharedAccessKey=y", "garbage"):
+        with pytest.raises(HeadwaterError) as info:
+            auth.authenticate_connection_string(bad)
+        assert info.value.message == AUTH_FAILED
+    token = generate_sas_token("headwater://events.example.com/", root.name, root.key)
+    assert auth.authenticate_connection_string(
+        f"Endpoint=sb://events.example.com/;SharedAccessSignature={token}").policy.name == root.name

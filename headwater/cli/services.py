@@ -37,6 +37,9 @@ def _connection_string(args: argparse.Namespace) -> int:
     policy = store.root()
     if args.policy:  # the hub's own policy of that name first, else the namespace's (as tokens resolve)
         policy = (store.get(args.policy, args.hub) if args.hub else None) or store.get(args.policy)
+        if policy is None and not args.hub:  # a hub-level policy, named without --hub
+            found = [p for p in store.all() if p.name == args.policy]
+            policy = found[0] if len(found) == 1 else None
     if policy is None:
         print(f"headwater: no policy named {args.policy!r}" + (f" for hub {args.hub!r}" if args.hub else ""))
         return 1

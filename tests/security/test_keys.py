@@ -94,6 +94,11 @@ def test_policy_lifecycle_from_the_cli(stack, hub):
 
     text = cli(stack, "connection-string", "--policy", "sender", "--secondary").stdout.strip()
     assert ConnectionString.parse(text).shared_access_key == secondary
+    root = stack.policies["root"]  # from the service (GetPolicyKeys) with a Manage connection string
+    manage = f"Endpoint=headwater://{stack.address('ingestion')}/;SharedAccessKeyName={root.name};" \
+             f"SharedAccessKey={root.key}"
+    remote = cli(stack, "connection-string", "--policy", "sender", "--connection-string", manage).stdout.strip()
+    assert ConnectionString.parse(remote).shared_access_key == renewed["primary_key"]
 
     cli(stack, "policy", "delete", "sender")
     for service, fn, request in (("ingestion", PUBLISH, _publish(hub)), ("registry", REGISTER, _register())):
@@ -115,6 +120,8 @@ def test_hub_level_policy_is_valid_for_its_hub_only(stack, hub):
                      generate_sas_token(resource, "hub-sender", key)) == UNAUTH
     assert _code(stack, "registry", REGISTER, _register(),
                  generate_sas_token(NAMESPACE + hub, "hub-sender", key)) == DENIED
+    local = ConnectionString.parse(cli(stack, "connection-string", "--policy", "hub-sender").stdout.strip())
+    assert (local.entity_path, local.shared_access_key) == (hub, key)
     assert "hub-sender" not in cli(stack, "policy", "list", "--hub", "nope-hub", "--json", check=False).stdout
     missing = cli(stack, "policy", "create", "x", "--rights", "send", "--hub", "no-such-hub", check=False)
     assert missing.returncode != 0 and "no-such-hub" in missing.stdout + missing.stderr

@@ -5,11 +5,16 @@ A service subclasses :class:`Service` and says what it serves; :func:`run`
 ``grpc.aio`` server around it with:
 
 - the standard gRPC health service and server reflection;
-- an interceptor that checks the shared access signature of every RPC against
-  the right the method needs (:attr:`Service.rights`), and maps exceptions to
-  statuses: a :class:`~headwater.errors.HeadwaterError` becomes its code plus a
-  ``google.rpc.ErrorInfo`` detail, anything else ``INTERNAL`` with an id that is
-  logged with the traceback (never sent);
+- an interceptor that checks the shared access signature of every RPC from its
+  metadata, before the request is decoded (docs/security.md): the namespace, the
+  right the method needs (:attr:`Service.rights`) and the token's scope
+  (:attr:`Service.entity_methods`); refusals are logged once per client per
+  interval. It maps exceptions to statuses: a
+  :class:`~headwater.errors.HeadwaterError` becomes its code plus a
+  ``google.rpc.ErrorInfo`` detail, an undecodable request INVALID_ARGUMENT,
+  anything else ``INTERNAL`` with an id that is logged with the traceback (never sent);
+- gRPC's receive limit (:meth:`Service.max_receive_bytes`), so an oversize
+  request is refused (RESOURCE_EXHAUSTED) before it is buffered;
 - a Prometheus ``/metrics`` endpoint, structured logs, optional TLS;
 - graceful shutdown on SIGTERM/SIGINT: health goes NOT_SERVING, in-flight RPCs
   get ``shutdown_grace_s`` to finish, then :meth:`Service.stop` flushes and

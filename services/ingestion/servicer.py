@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from headwater.auth import parse_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
-from headwater.server import caller_token
+from headwater.server import caller
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.checkpoints import CheckpointStore
 from headwater.services.ingestion.config import IngestionConfig
@@ -115,14 +114,9 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     @staticmethod
     def _check_entity(hub_id: str) -> None:
         """A token signed for one entity covers only that hub."""
-        token = caller_token()
-        if not token:
-            return
-        entity = parse_sas_token(token).entity()
-        if entity and entity != hub_id:
-            raise HeadwaterError(Reason.PERMISSION_DENIED,
-                                 f"the token is scoped to {entity!r}, not hub {hub_id!r}",
-                                 metadata={"right": "entity"})
+        who = caller()
+        if who is not None:
+            who.require_entity(hub_id)
 
     def _hub_proto(self, hub: Hub) -> ingestion_pb2.Hub:
         meta = hub.meta

@@ -104,7 +104,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         if request.page_size < 0:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "page_size must be >= 0", metadata={"field": "page_size"})
         hub = _parent_hub(request.parent) if request.parent else None
-        policies = self.store.all(hub)
+        policies = sorted(self.store.all(hub), key=policy_name)  # the page token is the last name
         if request.page_token:
             policies = [p for p in policies if policy_name(p) > request.page_token]
         size = min(request.page_size or 100, 1000)

@@ -147,16 +147,20 @@ def _refusal_lines(proc) -> int:
 
 def test_refusals_carry_one_message_are_not_decoded_and_logged_once(stack):
     """Garbage bytes without a token are refused UNAUTHENTICATED (not INVALID_ARGUMENT: never decoded),
-    with the one message every authentication failure gets; 200 refusals from one client add at most
+    with the one message every authentication failure gets (unknown policy, wrong key, expired,
+    expiring in 2286, other namespace: no hint which); 210 refusals from one client add at most
     one log line (once per client per 60 s), never a traceback."""
     ingestion = stack.procs["ingestion"]
     before = _refusal_lines(ingestion)
     with grpc.insecure_channel(stack.address("ingestion")) as ch:
         call = ch.unary_unary("/headwater.v1.IngestionService/GetHub")  # raw bytes, no serializer
         messages = set()
+        root = stack.policies["root"]
         tokens = [None, "SharedAccessSignature sr=x&sig=y&se=1&skn=z", stack.token("forged"),
-                  stack.token("other-namespace")]
-        for i in range(200):
+                  stack.token("other-namespace"), stack.token("expired"),
+                  generate_sas_token(NAMESPACE, "no-such-policy", root.key),  # no policy-name enumeration
+                  generate_sas_token(NAMESPACE, root.name, root.key, ttl_s=9_000_000_000)]  # year 2286
+        for i in range(210):
             token = tokens[i % len(tokens)]
             with pytest.raises(grpc.RpcError) as err:
                 call(b"\xff\xff\xff garbage that is not protobuf",

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "job",
     "query",
     "sink",
+    "secret",
     "plugins",
     "perf",
 )

@@ -89,9 +89,10 @@ class IngestionService(Service):
         policies = PolicyStore(cfg.auth_path()).ensure()
         self.access = AccessServicer(policies, hub_exists=lambda hub: self.hubs.get(hub) is not None)
         self.servicer.on_hub_deleted = policies.delete_hub
+        from headwater.paths import allowed_roots
         from headwater.services.ingestion.capture import CaptureWriter
 
-        self.capture = CaptureWriter(cfg.data_path() / "capture", namespace=cfg.host)
+        self.capture = CaptureWriter(cfg.data_path() / "capture", namespace=cfg.host, roots=allowed_roots(cfg))
         self.servicer.capture = self.capture
         self._tasks.append(asyncio.create_task(retention_loop(self.hubs, cfg.retention_check_s)))
         if cfg.fsync_policy == "interval" and cfg.log_backend == "embedded":

@@ -7,7 +7,6 @@ leaves either the old or the new catalogue, never half of one.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -15,10 +14,10 @@ from google.protobuf import json_format
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.names import check_name
+from headwater.secrets import write_private
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["JobCatalog", "job_id"]
-
 
 
 def job_id(name: str, field: str = "name") -> str:
@@ -58,12 +57,7 @@ class JobCatalog:
             "rules": [json_format.MessageToDict(r) for r in self.rules.values()],
             "requests": self.requests,
         }
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps(data).encode())  # 0600: it holds connection strings
 
     def get(self, name: str) -> pb.Job:
         job_id(name)

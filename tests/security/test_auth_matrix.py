@@ -25,6 +25,8 @@ from headwater.v1 import (
     processing_pb2_grpc,
     schema_registry_pb2,
     schema_registry_pb2_grpc,
+    secrets_pb2,
+    secrets_pb2_grpc,
     sink_pb2,
     sink_pb2_grpc,
 )
@@ -61,6 +63,8 @@ TABLE = {
         "CreateSink": (M, False), "GetSink": (L, False), "ListSinks": (L, False), "DeleteSink": (M, False),
         "ListSinkKinds": (L, False), "WriteRows": (S, False), "ReadTable": (L, False),
         "SubscribeRows": (L, False)}),
+    "headwater.v1.SecretService": ("sink", secrets_pb2_grpc.SecretServiceStub, secrets_pb2, {
+        "SetSecret": (M, False), "ListSecrets": (M, False), "DeleteSecret": (M, False)}),
 }
 
 # Requests of the RPCs about one hub name the hub HUB (the servicer checks a hub-scoped token against it).
@@ -114,8 +118,19 @@ def _rows():
 
 
 def test_every_rpc_is_in_the_table():
+    import importlib
+    import pkgutil
+
     from google.protobuf import descriptor_pool
 
+    import headwater.v1
+
+    served = set()
+    for module in pkgutil.iter_modules(headwater.v1.__path__):
+        if module.name.endswith("_pb2"):
+            desc = importlib.import_module(f"headwater.v1.{module.name}").DESCRIPTOR
+            served |= {s.full_name for s in desc.services_by_name.values()}
+    assert served == set(TABLE), f"add rows for {served - set(TABLE)}"
     pool = descriptor_pool.Default()
     for full, (_service, _stub, _pb, rpcs) in TABLE.items():
         declared = {m.name for m in pool.FindServiceByName(full).methods}

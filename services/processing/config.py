@@ -26,3 +26,11 @@ class ProcessingConfig(ServiceConfig):
     #: Seconds a StopJob (or SIGTERM) waits for an epoch whose output is held by a sink
     #: that is down; then the epoch is left to be replayed at the next start.
     stop_hold_timeout_s: float = 10.0
+    #: Where a running job's engine runs: ``process`` (a worker process per job, so the
+    #: service's event loop only does I/O) or ``inline`` (in the service's process,
+    #: the engine on a worker thread).
+    job_worker: str = "process"
+    #: Seconds a query may take to compile (CreateJob, UpdateJob) before it is stopped.
+    compile_timeout_s: float = 10.0
+    #: Seconds a TestQuery may run before it is stopped.
+    test_query_timeout_s: float = 30.0

@@ -345,6 +345,7 @@ class JobRunner:
         self._wall0 = time.monotonic()
         self._util = 0.0
         self.on_failure = None  # callable(str) set by the service
+        self.on_epoch = None  # callable() after every epoch (the worker reports metrics)
 
     # -- persistence ----------------------------------------------------------------
     @property
@@ -423,6 +424,24 @@ class JobRunner:
                 position = event_pb2.EventPosition(sequence_number=self.positions[(alias, pid)], inclusive=False)
             self.tasks.append(asyncio.create_task(self._reader(alias, hub, group, pid, position),
                                                   name=f"read {alias}/{pid}"))
+        self.tasks.append(asyncio.create_task(self._watch_backlog(starts), name="backlog"))
+
+    async def _watch_backlog(self, starts: dict, interval_s: float = 1.0) -> None:
+        """Each partition's last sequence number, also while its reader is failing or
+        behind (the backlog metric), from the partitions' properties."""
+        from headwater.v1 import ingestion_pb2 as ipb
+
+        while True:
+            await asyncio.sleep(interval_s)
+            for (alias, hub, _group, pid) in starts:
+                try:
+                    props = await self._call(self.ingestion.GetPartitionProperties,
+                                             ipb.GetPartitionPropertiesRequest(name=f"{hub}/partitions/{pid}"),
+                                             timeout=5)
+                except HeadwaterError:
+                    continue
+                part = self.partitions.setdefault((alias, pid), PartitionProgress())
+                part.last_enqueued = max(part.last_enqueued, props.partition.last_enqueued_sequence_number)
 
     async def stop(self, final_checkpoint: bool = True) -> None:
         for t in self.tasks:
@@ -637,20 +656,19 @@ class JobRunner:
         The job's clock is the smallest frontier: a window over arrival time
         closes only when every partition has been read past its end, however far
         behind one reader is. None while some partition has not answered yet."""
+        for key, chunk in fed.items():
+            part = self.partitions.setdefault(key, PartitionProgress())
+            part.fed_seq = chunk.last_sequence
+            part.fed_arrival_us = int(chunk.arrivals[-1])
         clock = None
         for key in self._stream_partitions:
-            part = self.partitions.get(key)
-            if part is None or not part.seen:
-                return None
-            chunk = fed.get(key)
-            if chunk is not None:
-                part.fed_seq = chunk.last_sequence
-                part.fed_arrival_us = int(chunk.arrivals[-1])
+            part = self.partitions.setdefault(key, PartitionProgress())
             if part.pending_tail is not None and part.fed_seq >= part.pending_tail[0]:
                 part.caught_up_us = max(part.caught_up_us, part.pending_tail[1])
             frontier = max(part.fed_arrival_us, part.caught_up_us)
             if frontier <= 0:
-                return None
+                clock = None  # some partition has not been read past anything yet
+                break
             clock = frontier if clock is None else min(clock, frontier)
         return clock
 
@@ -672,8 +690,16 @@ class JobRunner:
         self.positions = new_positions
         await self._save_checkpoint()
         self._sample_utilization()
+        if self.on_epoch is not None:
+            self.on_epoch()
 
     def _engine_epoch(self, merged: dict[tuple[str, str], Chunk], clock_us: int | None) -> dict[str, list]:
+        try:
+            return self._engine_step(merged, clock_us)
+        finally:
+            self._take_counters()
+
+    def _engine_step(self, merged: dict[tuple[str, str], Chunk], clock_us: int | None) -> dict[str, list]:
         """In the worker: feed the epoch's events, move the clock, take the outputs
         as Arrow IPC record batches per output alias."""
         rt = self.rt
@@ -697,13 +723,17 @@ class JobRunner:
             out = {alias: [_to_record_batch(rows[i:i + self.settings.write_batch_rows])
                            for i in range(0, len(rows), self.settings.write_batch_rows)]
                    for alias, rows in rt.take_outputs().items() if rows}
+        return out
+
+    def _take_counters(self) -> None:
+        """In the worker, after the engine's work: counters for metrics() to read."""
+        rt = self.rt
         self._counters = rt.counters()
         self._watermark = rt.watermark()
         if hasattr(rt, "error_samples"):
             self._error_samples = [str(x) for x in rt.error_samples()]
         elif self._counters.get("samples"):
             self._error_samples = [str(x) for x in self._counters["samples"]]
-        return out
 
     async def _in_worker(self, fn, *args):
         """Run ``fn`` in the job's worker thread: the engine's work and the

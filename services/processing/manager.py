@@ -6,6 +6,8 @@ import asyncio
 import logging
 from datetime import datetime
 
+import grpc
+
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
@@ -15,6 +17,7 @@ from headwater.services.processing.config import ProcessingConfig
 from headwater.services.processing.jobs import JobCatalog, job_id
 from headwater.services.processing.querypool import QueryPool
 from headwater.services.processing.runtime import JobRunner, RunnerSettings, forget_job
+from headwater.services.processing.slots import ScaledJob
 from headwater.services.processing.worker import JobWorker
 from headwater.v1 import processing_pb2 as pb
 
@@ -105,8 +108,10 @@ class JobManager:
             raise HeadwaterError(Reason.PRECONDITION_FAILED, f"job {name!r} is already running")
         if job.state in _ACTIVE and not resuming:
             raise HeadwaterError(Reason.PRECONDITION_FAILED, f"job {name!r} is already running")
-        state_dir = self.config.data_path() / "jobs" / job_id(name)
-        if self.config.job_worker == "process":
+        state_dir = self._checkpoint_root() / "jobs" / job_id(name)
+        if self.config.scale_out:
+            runner = await self._scaled(job)
+        elif self.config.job_worker == "process":
             runner = JobWorker(job, self.config, state_dir)
         else:
             runtime = await asyncio.to_thread(engine_adapter.runtime_for, job, self.config)
@@ -129,6 +134,44 @@ class JobManager:
         self.runners[name] = runner
         self.final_metrics.pop(name, None)
         return self._set_state(name, pb.JOB_STATE_RUNNING, started=True)
+
+    def _checkpoint_root(self):
+        from pathlib import Path
+
+        return Path(self.config.checkpoint_dir) if self.config.checkpoint_dir else self.config.data_path()
+
+    def _replica_id(self) -> str:
+        """This replica's owner id: the setting, else one made once and kept in the data folder."""
+        import uuid
+
+        if self.config.replica_id:
+            return self.config.replica_id
+        f = self.config.data_path() / "replica_id"
+        if not f.exists():
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(f"processing-{uuid.uuid4().hex[:12]}")
+        return f.read_text().strip()
+
+    async def _scaled(self, job: pb.Job) -> ScaledJob:
+        from headwater.v1 import ingestion_pb2 as ipb
+        from headwater.v1 import ingestion_pb2_grpc
+
+        stream_inputs = [i for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE]
+        if not stream_inputs:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job {job.name!r} has no stream input to scale out")
+        inp = stream_inputs[0]
+        ingestion = ingestion_pb2_grpc.IngestionServiceStub(
+            self._channel(self.config.ingestion_address, inp.connection_string))
+        hub = inp.hub if inp.hub.startswith("hubs/") else f"hubs/{inp.hub}"
+        try:
+            resp = await ingestion.GetHub(ipb.GetHubRequest(name=hub), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise await HeadwaterError.from_aio_call(exc) from None
+        parallel = len(stream_inputs) == 1 and await self.queries.partition_parallel(
+            job, self.config.compile_timeout_s)
+        return ScaledJob(job, self.config, ingestion, self._checkpoint_root(), self._replica_id(), parallel, hub,
+                         inp.consumer_group or "$Default", list(resp.hub.partition_ids),
+                         lambda parts, state_dir, suffix: JobWorker(job, self.config, state_dir, parts, suffix))
 
     def _on_failure(self, name: str, message: str) -> None:
         runner = self.runners.pop(name, None)
@@ -154,7 +197,7 @@ class JobManager:
     def forget(self, name: str) -> None:
         """DeleteJob: drop the job's checkpoint and last metrics (not its epoch count)."""
         self.final_metrics.pop(name, None)
-        forget_job(self.config.data_path() / "jobs" / job_id(name))
+        forget_job(self._checkpoint_root() / "jobs" / job_id(name))
 
     def running_metrics(self, name: str) -> pb.JobMetrics | None:
         """Metrics of a running job only: alert rules do not sample stopped jobs."""

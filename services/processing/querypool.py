@@ -52,6 +52,55 @@ def _test_query(request_bytes: bytes):
         return _marshal(exc)
 
 
+_STATEFUL_CALLS = {"LAG", "LAST", "ISFIRST", "TOPONE", "COLLECTTOP"}
+
+
+def _stateful(node, seen: set) -> bool:
+    """Whether an AST holds a step that keeps state across events (join, analytic
+    function, MATCH_RECOGNIZE)."""
+    from dataclasses import fields, is_dataclass
+
+    from headwater.services.processing.sql import ast as A
+
+    if id(node) in seen:
+        return False
+    seen.add(id(node))
+    if isinstance(node, (A.Join, A.MatchRecognize)):
+        return True
+    if isinstance(node, A.Call) and (node.over is not None or node.name.upper() in _STATEFUL_CALLS):
+        return True
+    if isinstance(node, (list, tuple)):
+        return any(_stateful(x, seen) for x in node)
+    if is_dataclass(node):
+        return any(_stateful(getattr(node, f.name), seen) for f in fields(node))
+    return False
+
+
+def _partition_parallel(job_bytes: bytes) -> bool:
+    """Whether each input partition can run as a task of its own (Stream Analytics'
+    embarrassingly parallel jobs): every statement partition-parallel in the engine's
+    physical plan, or a query over one stream input whose steps keep no state across
+    events (no GROUP BY or window, join, analytic function or MATCH_RECOGNIZE)."""
+    from headwater.services.processing import engine_adapter
+
+    compiled = engine_adapter.compile_job(pb.Job.FromString(job_bytes))
+    try:  # the planner marks statements partition-parallel (PARTITION BY PartitionId, ...)
+        from headwater.services.processing.plan.physical import plan_physical
+
+        statements = plan_physical(compiled.plan, compiled.pm).statements
+        if statements and all(st.partition_parallel for st in statements):
+            return True
+    except (ImportError, AttributeError, TypeError):
+        pass
+    plan = getattr(compiled, "plan", None)
+    try:
+        if plan is None or len(plan.inputs) != 1:
+            return False
+        return not any(st.aggregate or st.windows or _stateful(st.select, set()) for st in plan.statements)
+    except (AttributeError, ImportError, TypeError):  # an engine whose plan reads otherwise: merged, safe
+        return False
+
+
 def _warm() -> None:
     import headwater.services.processing.engine_adapter  # noqa: F401
 
@@ -103,6 +152,9 @@ class QueryPool:
         err = await self._run(_compile, job.SerializeToString(), budget_s, "compiling the query")
         if err is not None:
             raise _unmarshal(err)
+
+    async def partition_parallel(self, job: pb.Job, budget_s: float) -> bool:
+        return await self._run(_partition_parallel, job.SerializeToString(), budget_s, "compiling the query")
 
     async def test_query(self, request: pb.TestQueryRequest, budget_s: float) -> pb.TestQueryResponse:
         out = await self._run(_test_query, request.SerializeToString(), budget_s, "the test query")

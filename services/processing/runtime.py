@@ -3,11 +3,14 @@
 A running job works in **epochs** of ``checkpoint_interval`` (default 1 s):
 
 1. Reader tasks stream each input partition from the ingestion service
-   (``ReadEvents``) into a queue, in batches.
-2. At the end of an epoch the events read are fed to the query runtime in
-   arrival order (enqueued time, then partition, then sequence number: the
-   same order on every replay), then the watermark clock is advanced to the
-   epoch's wall-clock time, so windows close on a quiet stream.
+   (``ReadEvents`` with ``packed``: bodies in one buffer, numbers as columns) into
+   a queue, as :class:`Chunk` s.
+2. At the end of an epoch the job's arrival clock is the arrival time every
+   partition has been read past (see :meth:`JobRunner._arrival_clock`); the events
+   that arrived by it are fed to the query runtime, a batch per partition (later
+   ones wait for the next epochs), and the runtime's clock moves to it, so windows
+   close on a quiet stream and never while a partition lags. The engine's work runs
+   on the job's worker thread.
 3. Before any output is written, an *intent* record is made durable: the
    epoch number, the last sequence number read of every partition and the
    clock value. Then each output's rows go to its sink in ``WriteRows`` calls
@@ -215,6 +218,9 @@ class PartitionProgress:
     read_seq: int = -1
     #: Arrival time (us) of the last event read.
     read_arrival_us: int = 0
+    #: The last sequence number taken off the reader's queue (fed or held), and its arrival time.
+    taken_seq: int = -1
+    taken_arrival_us: int = 0
     #: The last sequence number fed to the engine, and its arrival time.
     fed_seq: int = -1
     fed_arrival_us: int = 0
@@ -244,6 +250,9 @@ class RunnerSettings:
     read_batch_size: int = 5000
     queue_batches: int = 64
     write_batch_rows: int = 10_000
+    #: Most events held back for a lagging partition (arrived after the arrival clock)
+    #: before the job stops taking more from its readers.
+    max_held_events: int = 1_000_000
     #: How long a stop waits for an epoch whose output is held (sink down) before
     #: leaving it to be replayed at the next start.
     stop_hold_timeout_s: float = 10.0
@@ -298,8 +307,13 @@ class JobRunner:
     """One running job. ``ingestion`` and ``sinks`` are gRPC stubs (already signed)."""
 
     def __init__(self, job: pb.Job, runtime: QueryRuntime, state_dir: Path, ingestion: Any,
-                 sinks: Any, settings: RunnerSettings | None = None) -> None:
+                 sinks: Any, settings: RunnerSettings | None = None, partitions: list[str] | None = None,
+                 writer_suffix: str = "") -> None:
         self.job = job
+        #: The input partitions this task owns (None: all of them).
+        self.only_partitions = set(partitions) if partitions is not None else None
+        #: Added to the output writers' names: each partition task writes as its own writer.
+        self.writer_suffix = writer_suffix
         self.rt = runtime
         self.dir = state_dir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -334,6 +348,8 @@ class JobRunner:
         #: Batches taken off the queue for the epoch being gathered (kept here, not in a
         #: local, so a stop cannot lose them).
         self._pending: list[Chunk] = []
+        #: Events taken but not fed yet: they arrived after the arrival clock.
+        self._held: list[Chunk] = []
         #: The epoch being run; shielded from cancellation (see stop()).
         self._epoch_task: asyncio.Task | None = None
         #: An intent newer than the checkpoint still to replay: no other epoch may be
@@ -494,6 +510,8 @@ class JobRunner:
                                      self.settings.retry)
             group = inp.consumer_group or "$Default"
             for pid in resp.hub.partition_ids:
+                if self.only_partitions is not None and pid not in self.only_partitions:
+                    continue
                 key = (inp.alias, pid)
                 self._stream_partitions.append(key)
                 if key in self.positions:
@@ -518,7 +536,7 @@ class JobRunner:
         from headwater.v1 import ingestion_pb2 as ipb
 
         return ipb.ReadEventsRequest(hub=hub, partition_id=pid, consumer_group=group, event_position=position,
-                                     max_batch_size=max_events, max_wait=duration_pb2.Duration(nanos=500_000_000),
+                                     max_batch_size=max_events, max_wait=duration_pb2.Duration(nanos=250_000_000),
                                      packed=True, track_last_enqueued_event_properties=True)
 
     async def _reader(self, alias: str, hub: str, group: str, pid: str, position) -> None:
@@ -625,6 +643,11 @@ class JobRunner:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
+                    if sum(map(len, self._held)) >= self.settings.max_held_events:
+                        # Events wait for a lagging partition: take no more (the readers'
+                        # queue fills and they stop reading) until the clock moves.
+                        await asyncio.sleep(remaining)
+                        break
                     try:
                         # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
                         # cancel (StopJob) that races with a completed get.
@@ -647,38 +670,56 @@ class JobRunner:
             log.exception("job %s failed", self.job.name)
             self._fail(f"{type(exc).__name__}: {exc}")
 
-    def _arrival_clock(self, fed: dict[tuple[str, str], Chunk]) -> int | None:
-        """The arrival time every input partition has been read (and fed) past.
+    def _arrival_clock(self, taken: dict[tuple[str, str], Chunk]) -> int | None:
+        """The arrival time every input partition has been read past.
 
-        A partition's frontier is the arrival time of the last event fed from it
-        or, once everything it held at some moment has been fed, that moment (the
-        service's clock in the read answer: anything enqueued later arrives later).
-        The job's clock is the smallest frontier: a window over arrival time
-        closes only when every partition has been read past its end, however far
-        behind one reader is. None while some partition has not answered yet."""
-        for key, chunk in fed.items():
+        A partition's frontier is the arrival time of the last event taken from
+        it (fed, or held for a later epoch) or, once everything it held at some
+        moment has been taken, that moment (the service's clock in the read answer:
+        anything enqueued later arrives later). The job's clock is the smallest
+        frontier: a window over arrival time closes only when every partition has
+        been read past its end, however far behind one reader is. None while some
+        partition has not answered yet."""
+        for key, chunk in taken.items():
             part = self.partitions.setdefault(key, PartitionProgress())
-            part.fed_seq = chunk.last_sequence
-            part.fed_arrival_us = int(chunk.arrivals[-1])
+            part.taken_seq = chunk.last_sequence
+            part.taken_arrival_us = int(chunk.arrivals[-1])
         clock = None
         for key in self._stream_partitions:
             part = self.partitions.setdefault(key, PartitionProgress())
-            if part.pending_tail is not None and part.fed_seq >= part.pending_tail[0]:
+            if part.pending_tail is not None and part.taken_seq >= part.pending_tail[0]:
                 part.caught_up_us = max(part.caught_up_us, part.pending_tail[1])
-            frontier = max(part.fed_arrival_us, part.caught_up_us)
+            frontier = max(part.taken_arrival_us, part.caught_up_us)
             if frontier <= 0:
-                clock = None  # some partition has not been read past anything yet
-                break
+                return None  # some partition has not been read past anything yet
             clock = frontier if clock is None else min(clock, frontier)
         return clock
 
+    def _hold_back(self, merged: dict[tuple[str, str], Chunk], clock_us: int | None) -> dict:
+        """The events to feed now: those that arrived by the clock. Later ones wait
+        (``self._held``) until every partition has been read past them, so the engine
+        sees all partitions' events in arrival order, whatever each reader's pace."""
+        feed, self._held = {}, []
+        for key, chunk in merged.items():
+            n = 0 if clock_us is None else int(np.searchsorted(chunk.arrivals, clock_us, side="right"))
+            if n:
+                feed[key] = chunk.take(slice(0, n)) if n < len(chunk) else chunk
+            if n < len(chunk):
+                self._held.append(chunk.take(slice(n, len(chunk))) if n else chunk)
+        return feed
+
     async def _run_epoch(self, items: list[Chunk], clock_us: int | None | str = "now") -> None:
-        merged = merge_chunks(items)
+        if clock_us == "now":
+            clock_us = self._arrival_clock(merge_chunks(items))
+            merged = self._hold_back(merge_chunks(self._held + items), clock_us)
+        else:  # a replay: exactly the recorded events, with the recorded clock
+            merged = merge_chunks(items)
         new_positions = dict(self.positions)
         for (alias, pid), chunk in merged.items():
             new_positions[(alias, pid)] = chunk.last_sequence
-        if clock_us == "now":  # else a replay's recorded clock
-            clock_us = self._arrival_clock(merged)
+            part = self.partitions.setdefault((alias, pid), PartitionProgress())
+            part.fed_seq = chunk.last_sequence
+            part.fed_arrival_us = int(chunk.arrivals[-1])
         self.stats["input_events"] += sum(len(c) for c in merged.values())
         self.stats["input_bytes"] += sum(c.nbytes for c in merged.values())
         batches = await self._in_worker(self._engine_epoch, merged, clock_us)
@@ -754,7 +795,7 @@ class JobRunner:
             sink = out.sink if out.sink.startswith("sinks/") else f"sinks/{out.sink}"
             for i, batch in enumerate(batches):
                 req = spb.WriteRowsRequest(
-                    sink=sink, batch=batch, writer=f"{self.job.name}/outputs/{out.alias}",
+                    sink=sink, batch=batch, writer=f"{self.job.name}/outputs/{out.alias}{self.writer_suffix}",
                     checkpoint_id=self.epoch, batch_id=i, commit=i == len(batches) - 1)
                 await self._write_held(req, out.alias, sink, batch.row_count)
 

@@ -43,8 +43,11 @@ class JobWorker:
     """The service's handle on one job's worker process (the JobRunner's interface:
     ``start``, ``stop``, ``metrics``, ``error``, ``on_failure``)."""
 
-    def __init__(self, job: pb.Job, config, state_dir) -> None:
+    def __init__(self, job: pb.Job, config, state_dir, partitions: list[str] | None = None,
+                 writer_suffix: str = "") -> None:
         self.job = job
+        self.partitions = partitions
+        self.writer_suffix = writer_suffix
         self.config = config
         self.state_dir = state_dir
         self.error = ""
@@ -61,7 +64,7 @@ class JobWorker:
         parent, child = ctx.Pipe()
         self._proc = ctx.Process(target=_child_main, name=f"headwater job {self.job.name}", daemon=True,
                                  args=(child, self.job.SerializeToString(), self.config, str(self.state_dir),
-                                       mode, start_time))
+                                       mode, start_time, self.partitions, self.writer_suffix))
         self._proc.start()
         child.close()
         self._conn = parent
@@ -160,18 +163,28 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _child_main(conn, job_bytes: bytes, config, state_dir: str, mode: int, start_time) -> None:
+#: Job workers run a little below the service's priority: on a busy machine the
+#: control plane (health, GetJob, StopJob) still gets the CPU first.
+WORKER_NICE = 3
+
+
+def _child_main(conn, job_bytes: bytes, config, state_dir: str, mode: int, start_time, partitions,
+                writer_suffix: str) -> None:
     _die_with_parent()
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service stops us (a Ctrl-C reaches the group)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(_child(conn, pb.Job.FromString(job_bytes), config, state_dir, mode, start_time))
+        asyncio.run(_child(conn, pb.Job.FromString(job_bytes), config, state_dir, mode, start_time, partitions,
+                           writer_suffix))
     finally:
         conn.close()
 
 
-async def _child(conn, job: pb.Job, config, state_dir: str, mode: int, start_time) -> None:
+async def _child(conn, job: pb.Job, config, state_dir: str, mode: int, start_time, partitions,
+                 writer_suffix: str) -> None:
     from pathlib import Path
 
     from headwater.auth import ConnectionString, PolicyStore
@@ -208,7 +221,8 @@ async def _child(conn, job: pb.Job, config, state_dir: str, mode: int, start_tim
             channel(config.sink_address, job.outputs[0].connection_string if job.outputs else ""))
         runner = JobRunner(job, runtime, Path(state_dir), ingestion, sinks,
                            RunnerSettings(checkpoint_interval_s=config.checkpoint_interval_s,
-                                          stop_hold_timeout_s=config.stop_hold_timeout_s))
+                                          stop_hold_timeout_s=config.stop_hold_timeout_s),
+                           partitions=partitions, writer_suffix=writer_suffix)
         await runner.start(mode, start_time)
     except HeadwaterError as exc:
         send("start_failed", exc.reason.name, exc.message)

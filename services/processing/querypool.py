@@ -112,6 +112,7 @@ class QueryPool:
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._closed = False
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -125,7 +126,10 @@ class QueryPool:
 
     async def _run(self, fn, arg: bytes, budget_s: float, what: str):
         pool = self._executor()
-        fut = asyncio.get_running_loop().run_in_executor(pool, fn, arg)
+        loop = asyncio.get_running_loop()
+        # The worker up first (a new one imports the engine): the budget is the call's own.
+        await asyncio.wait_for(loop.run_in_executor(pool, _warm), 120)
+        fut = loop.run_in_executor(pool, fn, arg)
         try:
             return await asyncio.wait_for(fut, budget_s)
         except TimeoutError:
@@ -143,6 +147,8 @@ class QueryPool:
         """The worker past its budget goes; the next call starts a new one."""
         if self._pool is pool:
             self._pool = None
+            if not self._closed:
+                self.warm()  # the next one starts now
         for proc in list(getattr(pool, "_processes", {}).values()):
             with contextlib.suppress(Exception):
                 proc.kill()
@@ -163,5 +169,6 @@ class QueryPool:
         return pb.TestQueryResponse.FromString(out)
 
     def close(self) -> None:
+        self._closed = True
         if self._pool is not None:
             self._kill(self._pool)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from headwater.config import ServiceConfig
 
@@ -43,3 +43,6 @@ class ProcessingConfig(ServiceConfig):
     compile_timeout_s: float = 10.0
     #: Seconds a TestQuery may run before it is stopped.
     test_query_timeout_s: float = 30.0
+    #: UDFs jobs may call, registered by the operator: ``{name: module:function}`` (or
+    #: ``path/to/file.py:function``); a job calls ``UDF.name`` and may list the name in ``udfs``.
+    udfs: dict[str, str] = field(default_factory=dict)

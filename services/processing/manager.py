@@ -11,6 +11,7 @@ import grpc
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
+from headwater.secrets import SecretStore, resolve
 from headwater.services.processing import engine_adapter
 from headwater.services.processing.alerts import AlertEvaluator
 from headwater.services.processing.config import ProcessingConfig
@@ -97,7 +98,7 @@ class JobManager:
     async def compile(self, job: pb.Job) -> None:
         """Compile in the query worker, within ``compile_timeout_s`` (QUERY_COMPILE_ERROR
         with line and column; INVALID_ARGUMENT past the budget)."""
-        await self.queries.compile(job, self.config.compile_timeout_s)
+        await self.queries.compile(job, self.config, self.config.compile_timeout_s)
 
     # -- jobs --------------------------------------------------------------------------------
     async def start(self, name: str, mode: int, start_time: datetime | None, resuming: bool = False) -> pb.Job:
@@ -116,9 +117,11 @@ class JobManager:
         else:
             runtime = await asyncio.to_thread(engine_adapter.runtime_for, job, self.config)
             stream_inputs = [i for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE]
-            conn = stream_inputs[0].connection_string if stream_inputs else ""
+            conn = resolve(stream_inputs[0].connection_string, SecretStore(self.config.secrets_path()),
+                           "connection_string") if stream_inputs else ""
             ingestion = ingestion_pb2_grpc.IngestionServiceStub(self._channel(self.config.ingestion_address, conn))
-            out_conn = job.outputs[0].connection_string if job.outputs else ""
+            out_conn = resolve(job.outputs[0].connection_string, SecretStore(self.config.secrets_path()),
+                               "connection_string") if job.outputs else ""
             sinks = sink_pb2_grpc.SinkServiceStub(self._channel(self.config.sink_address, out_conn))
             runner = JobRunner(job, runtime, state_dir, ingestion, sinks,
                                RunnerSettings(checkpoint_interval_s=self.config.checkpoint_interval_s,
@@ -160,15 +163,16 @@ class JobManager:
         if not stream_inputs:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job {job.name!r} has no stream input to scale out")
         inp = stream_inputs[0]
-        ingestion = ingestion_pb2_grpc.IngestionServiceStub(
-            self._channel(self.config.ingestion_address, inp.connection_string))
+        ingestion = ingestion_pb2_grpc.IngestionServiceStub(self._channel(
+            self.config.ingestion_address,
+            resolve(inp.connection_string, SecretStore(self.config.secrets_path()), "connection_string")))
         hub = inp.hub if inp.hub.startswith("hubs/") else f"hubs/{inp.hub}"
         try:
             resp = await ingestion.GetHub(ipb.GetHubRequest(name=hub), timeout=10)
         except grpc.aio.AioRpcError as exc:
             raise await HeadwaterError.from_aio_call(exc) from None
         parallel = len(stream_inputs) == 1 and await self.queries.partition_parallel(
-            job, self.config.compile_timeout_s)
+            job, self.config, self.config.compile_timeout_s)
         return ScaledJob(job, self.config, ingestion, self._checkpoint_root(), self._replica_id(), parallel, hub,
                          inp.consumer_group or "$Default", list(resp.hub.partition_ids),
                          lambda parts, state_dir, suffix: JobWorker(job, self.config, state_dir, parts, suffix))

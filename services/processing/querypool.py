@@ -33,11 +33,11 @@ def _unmarshal(err: tuple) -> HeadwaterError:
     return HeadwaterError(Reason[err[1]], err[2], metadata=err[3])
 
 
-def _compile(job_bytes: bytes):
+def _compile(job_bytes: bytes, config=None):
     from headwater.services.processing import engine_adapter
 
     try:
-        engine_adapter.compile_job(pb.Job.FromString(job_bytes))
+        engine_adapter.compile_job(pb.Job.FromString(job_bytes), config)
     except HeadwaterError as exc:
         return _marshal(exc)
     return None
@@ -76,14 +76,14 @@ def _stateful(node, seen: set) -> bool:
     return False
 
 
-def _partition_parallel(job_bytes: bytes) -> bool:
+def _partition_parallel(job_bytes: bytes, config=None) -> bool:
     """Whether each input partition can run as a task of its own (Stream Analytics'
     embarrassingly parallel jobs): every statement partition-parallel in the engine's
     physical plan, or a query over one stream input whose steps keep no state across
     events (no GROUP BY or window, join, analytic function or MATCH_RECOGNIZE)."""
     from headwater.services.processing import engine_adapter
 
-    compiled = engine_adapter.compile_job(pb.Job.FromString(job_bytes))
+    compiled = engine_adapter.compile_job(pb.Job.FromString(job_bytes), config)
     try:  # the planner marks statements partition-parallel (PARTITION BY PartitionId, ...)
         from headwater.services.processing.plan.physical import plan_physical
 
@@ -124,12 +124,12 @@ class QueryPool:
         """Start the worker and import the engine in it now, not at the first call."""
         self._executor().submit(_warm)
 
-    async def _run(self, fn, arg: bytes, budget_s: float, what: str):
+    async def _run(self, fn, arg: bytes, budget_s: float, what: str, *more):
         pool = self._executor()
         loop = asyncio.get_running_loop()
         # The worker up first (a new one imports the engine): the budget is the call's own.
         await asyncio.wait_for(loop.run_in_executor(pool, _warm), 120)
-        fut = loop.run_in_executor(pool, fn, arg)
+        fut = loop.run_in_executor(pool, fn, arg, *more)
         try:
             return await asyncio.wait_for(fut, budget_s)
         except TimeoutError:
@@ -154,13 +154,14 @@ class QueryPool:
                 proc.kill()
         pool.shutdown(wait=False, cancel_futures=True)
 
-    async def compile(self, job: pb.Job, budget_s: float) -> None:
-        err = await self._run(_compile, job.SerializeToString(), budget_s, "compiling the query")
+    async def compile(self, job: pb.Job, config, budget_s: float) -> None:
+        err = await self._run(_compile, job.SerializeToString(), budget_s, "compiling the query", config)
         if err is not None:
             raise _unmarshal(err)
 
-    async def partition_parallel(self, job: pb.Job, budget_s: float) -> bool:
-        return await self._run(_partition_parallel, job.SerializeToString(), budget_s, "compiling the query")
+    async def partition_parallel(self, job: pb.Job, config, budget_s: float) -> bool:
+        return await self._run(_partition_parallel, job.SerializeToString(), budget_s, "compiling the query",
+                               config)
 
     async def test_query(self, request: pb.TestQueryRequest, budget_s: float) -> pb.TestQueryResponse:
         out = await self._run(_test_query, request.SerializeToString(), budget_s, "the test query")

@@ -196,7 +196,10 @@ async def _child(conn, job: pb.Job, config, state_dir: str, mode: int, start_tim
     loop = asyncio.get_running_loop()
     channels = []
 
+    from headwater.secrets import SecretStore, resolve
+
     def channel(address: str, conn_str: str):
+        conn_str = resolve(conn_str, SecretStore(config.secrets_path()), "connection_string")
         if conn_str:
             c = ConnectionString.parse(conn_str)
         else:

@@ -154,7 +154,10 @@ class ScaledJob:
         live = self._live_replicas()
         if self.parallel:
             target = math.ceil(len(self.partitions) / max(1, len(live)))
-            extra = [p for p in sorted(mine)[target:] if p not in self._handing_off] if len(live) > 1 else []
+            # A task still starting is handed over once it runs (stopping it first
+            # needs it up: else it would start after the claim went to another replica).
+            extra = [p for p in sorted(mine)[target:] if p not in self._handing_off and p not in self._starting
+                     and p in self.tasks] if len(live) > 1 else []
             for pid in extra:  # hand over in the background: final checkpoint, then the claim
                 self._handing_off.add(pid)
                 self._spawn(self._hand_over(pid))

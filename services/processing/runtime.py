@@ -330,7 +330,11 @@ class JobRunner:
         self.start_from: str = "earliest"
         #: (alias, partition) -> last sequence number processed (-1: none).
         self.positions: dict[tuple[str, str], int] = {}
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=self.settings.queue_batches)
+        #: One bounded queue per partition (backpressure per reader: a partition whose
+        #: events wait for a lagging one stops reading, the lagging one does not).
+        self.queues: dict[tuple[str, str], asyncio.Queue] = {}
+        #: Set by a reader after each put: something to take.
+        self._ready = asyncio.Event()
         #: (alias, partition) -> how far it has been read and what it holds.
         self.partitions: dict[tuple[str, str], PartitionProgress] = {}
         #: Every stream input partition of the job (the arrival clock waits for all).
@@ -559,7 +563,8 @@ class JobRunner:
                     chunk = Chunk.of(alias, pid, resp)
                     self._track(alias, pid, resp, chunk)
                     if chunk is not None:
-                        await self.queue.put(chunk)
+                        await self._queue(alias, pid).put(chunk)
+                        self._ready.set()
                         position = event_pb2.EventPosition(sequence_number=chunk.last_sequence, inclusive=False)
             except asyncio.CancelledError:
                 raise
@@ -590,13 +595,32 @@ class JobRunner:
             part.last_enqueued = last
         part.seen = True
 
-    def _drain_queue(self) -> list[tuple[str, str, list]]:
+    def _queue(self, alias: str, pid: str) -> asyncio.Queue:
+        q = self.queues.get((alias, pid))
+        if q is None:
+            q = self.queues[(alias, pid)] = asyncio.Queue(maxsize=max(4, self.settings.queue_batches // 4))
+        return q
+
+    def _drain_queue(self, only: set | None = None) -> list[Chunk]:
+        """Everything the readers have queued (of the ``only`` partitions, if given)."""
         items = []
-        while True:
-            try:
-                items.append(self.queue.get_nowait())
-            except asyncio.QueueEmpty:
-                return items
+        for key, q in self.queues.items():
+            if only is not None and key not in only:
+                continue
+            while True:
+                try:
+                    items.append(q.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+        return items
+
+    def _laggards(self) -> set:
+        """The partitions the arrival clock waits for (least far read)."""
+        fronts = {k: max(p.taken_arrival_us, p.caught_up_us) for k in self._stream_partitions
+                  if (p := self.partitions.get(k)) is not None}
+        fronts.update({k: 0 for k in self._stream_partitions if k not in fronts})
+        low = min(fronts.values(), default=0)
+        return {k for k, v in fronts.items() if v == low}
 
     async def _replay(self, intent: dict, starts: dict) -> None:
         """Re-read exactly the intent's range and run that epoch again with its clock."""
@@ -651,20 +675,21 @@ class JobRunner:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    if sum(map(len, self._held)) >= self.settings.max_held_events:
-                        # Events wait for a lagging partition: take no more (the readers'
-                        # queue fills and they stop reading) until the clock moves.
-                        await asyncio.sleep(remaining)
-                        break
+                    # Too many events waiting for a lagging partition: take only the
+                    # laggards' (the others' readers fill their queues and pause).
+                    only = self._laggards() if sum(map(len, self._held)) >= self.settings.max_held_events else None
+                    taken = self._drain_queue(only)
+                    if taken:
+                        self._pending.extend(taken)
+                        continue
+                    self._ready.clear()
                     try:
                         # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
                         # cancel (StopJob) that races with a completed get.
                         async with asyncio.timeout(remaining):
-                            item = await self.queue.get()
+                            await self._ready.wait()
                     except TimeoutError:
                         break
-                    self._pending.append(item)
-                    self._pending.extend(self._drain_queue())
                 items, self._pending = self._pending, []
                 # Shielded: a StopJob between the intent and the checkpoint must not
                 # leave an epoch half done (its rows are already out of the engine).

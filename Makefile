@@ -58,6 +58,7 @@ lint: setup ## Lint the contracts (buf lint + buf breaking against the last rele
 	@rm -rf .buf-against && mkdir -p .buf-against && git archive $(BUF_AGAINST) protos | tar -x -C .buf-against
 	npx --yes @bufbuild/buf breaking --against .buf-against/protos; status=$$?; rm -rf .buf-against; exit $$status
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check headwater services plugins tests
+	$(PY) -m tests.layers
 
 fmt: setup ## Format the code
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff format headwater services plugins tests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -27,24 +28,35 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _connection_string(args: argparse.Namespace) -> int:
+    """From the local policies file (never created here: only a service creates it), or, given a
+    Manage ``--connection-string``, from the service."""
+    if args.policy and (args.connection_string or os.environ.get("HEADWATER_CONNECTION_STRING")):
+        from headwater.cli.policy import policy_connection_string
+
+        args.name, args.address, args.json = args.policy, None, False
+        print(policy_connection_string(args))
+        return 0
     from headwater.auth import PolicyStore
     from headwater.config import local_root_policy
 
-    root = local_root_policy(args.auth_file)  # never creates a key the services do not know
-    if args.policy:
-        store = PolicyStore(Path(args.auth_file) if args.auth_file else headwater_home() / "auth.json")
-        policy = store.get(args.policy)
-        if policy is None:
-            print(f"headwater: no policy named {args.policy!r} in {store.path}", file=sys.stderr)
-            return 1
-    else:
-        policy = root
-    if args.port:
-        address = f"{args.host}:{args.port}"
-    else:  # the namespace endpoint (ingestion), or the service asked for
-        address = default_address(args.service)
-    conn = ConnectionString(endpoint=f"headwater://{address}/",
-                            shared_access_key_name=policy.name, shared_access_key=policy.key,
+    root = local_root_policy(args.auth_file)  # says where it looked when there is none
+    store = PolicyStore(Path(args.auth_file) if args.auth_file else headwater_home() / "auth.json").ensure()
+    policy = root
+    if args.policy:  # the hub's own policy of that name first, else the namespace's (as tokens resolve)
+        policy = (store.get(args.policy, args.hub) if args.hub else None) or store.get(args.policy)
+        if policy is None and not args.hub:  # a hub-level policy, named without --hub
+            found = [p for p in store.all() if p.name == args.policy]
+            policy = found[0] if len(found) == 1 else None
+    if policy is None:
+        print(f"headwater: no policy named {args.policy!r}" + (f" for hub {args.hub!r}" if args.hub else ""),
+              file=sys.stderr)
+        return 1
+    if policy.hub and not args.hub:
+        args.hub = policy.hub
+    # The namespace endpoint (ingestion), or the service asked for.
+    address = f"{args.host}:{args.port}" if args.port else default_address(args.service)
+    conn = ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=policy.name,
+                            shared_access_key=policy.secondary_key if args.secondary else policy.key,
                             entity_path=args.hub or "")
     print(conn)
     return 0
@@ -83,10 +95,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("connection-string", help="print the namespace connection string (reaches every service)",
-                       description="Print the namespace connection string for the SDK and for people: the "
-                                   "ingestion endpoint (which tells clients where the registry, processing and "
-                                   "sink are: GetNamespace) and the root policy of $HEADWATER_HOME/auth.json. "
-                                   "Never creates a key: the services create auth.json when they start.")
+                       description="Print a policy's connection string (default the root policy) for the SDK and "
+                                   "for people: the namespace endpoint (ingestion, which tells clients where the "
+                                   "registry, processing and sink are: GetNamespace) and the policy's key from "
+                                   "$HEADWATER_HOME/auth.json. Never creates a key: the services create auth.json.")
     p.add_argument("--hub", help="add EntityPath=HUB")
     p.add_argument("--policy", help="policy name (default RootManageSharedAccessKey)")
     p.add_argument("--service", default="ingestion", choices=SERVICE_NAMES,
@@ -94,6 +106,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="localhost")
     p.add_argument("--port", type=int, help="override the port")
     p.add_argument("--auth-file", help="policies file (default $HEADWATER_HOME/auth.json)")
+    p.add_argument("--secondary", action="store_true", help="use the policy's secondary key")
+    p.add_argument("--connection-string",
+                   help="a Manage connection string: ask the service for --policy's keys instead of reading "
+                        "the local policies file (default $HEADWATER_CONNECTION_STRING)")
     p.set_defaults(func=_connection_string)
     add_health_command(sub)
 

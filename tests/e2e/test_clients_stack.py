@@ -90,7 +90,7 @@ def test_cli_finds_the_stack_from_a_directory_below_it(stack):
     assert "anywhere" in stack.cli("hub", "list").stdout
     conn = stack.cli("connection-string").stdout.strip()
     assert conn.startswith(f"Endpoint=headwater://{stack.endpoints['ingestion']}/;")
-    key = json.loads((stack.state / "auth.json").read_text())["policies"][0]["key"]
+    key = json.loads((stack.state / "auth.json").read_text())["policies"][0]["primary_key"]
     assert f"SharedAccessKey={key}" in conn  # the services' key, not a new one
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
-    "AggregateFunction", "CastError", "Operator", "ScalarFunction", "SimpleAggregate",
+    "AggregateFunction", "CastError", "ListAggregate", "Operator", "ScalarFunction", "SimpleAggregate",
     "UTC", "cast", "format_datetime", "from_micros", "to_datetime", "to_micros", "type_name",
     "udf", "uda", "TYPES",
 ]
@@ -99,6 +99,21 @@ class AggregateFunction:
 
     def result(self, acc: Any) -> Any:
         return acc
+
+
+class ListAggregate(AggregateFunction):
+    """An aggregate that keeps its window's values in a list (state stays plain data) and
+    computes :meth:`result` from all of them (``Collect``, percentiles, JavaScript UDAs)."""
+
+    def create(self) -> list:
+        return []
+
+    def add(self, acc: list, value: Any) -> list:
+        acc.append(value)
+        return acc
+
+    def merge(self, a: list, b: list) -> list:
+        return a + b
 
 
 class SimpleAggregate(AggregateFunction):

@@ -68,7 +68,10 @@ class AggregateFunction:
 
     ``star`` accepts ``f(*)``; ``no_args`` accepts ``f()`` (then ``add`` receives the whole
     event as a record); ``ordered`` accepts ``OVER (ORDER BY ...)`` (``add`` receives
-    ``(sort_key, value)``). ``columnar`` names the vectorised form the engine knows
+    ``(sort_key, value)``, the key a tuple of ``(value, descending)`` pairs). Aggregates also
+    work as analytic functions, ``OVER ([PARTITION BY ...] [ORDER BY ...] LIMIT DURATION(...)
+    [WHEN ...])``: then :meth:`result` is computed, for each event, over the values of the
+    events in that duration (the current one last). ``columnar`` names the vectorised form the engine knows
     (``count``, ``count_non_null``, ``count_distinct``, ``sum``, ``min``, ``max``, ``avg``),
     if any; results must be the same either way.
     """
@@ -81,6 +84,9 @@ class AggregateFunction:
     ordered: bool = False
     #: leading constant arguments (``CollectTop(n, ...)``), given to :meth:`configure`
     constant_args: int = 0
+    #: trailing constant arguments (``AnomalyDetection_SpikeAndDip(x, 95, 120, 'spikes')``),
+    #: given to :meth:`configure` after the leading ones
+    trailing_constant_args: int = 0
     columnar: str | None = None
     doc: str = ""
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
-    "AggregateFunction", "CastError", "ListAggregate", "Operator", "ScalarFunction", "SimpleAggregate",
+    "AggregateFunction", "CastError", "EventRecord", "ListAggregate", "Operator", "ScalarFunction", "SimpleAggregate",
     "UTC", "cast", "format_datetime", "from_micros", "to_datetime", "to_micros", "type_name",
     "udf", "uda", "TYPES",
 ]
@@ -146,6 +146,22 @@ class SimpleAggregate(AggregateFunction):
 
     def result(self, acc: Any) -> Any:
         return self.result_fn(acc)
+
+
+class EventRecord(dict):
+    """An input event's payload with the metadata Stream Analytics reads through
+    ``GetMetadataPropertyValue``: ``metadata`` maps Event Hubs property names
+    (``EventEnqueuedUtcTime``, ``EventProcessedUtcTime``, ``PartitionId``, ``Offset``,
+    ``SequenceNumber``, ``PartitionKey``, ``Publisher``, ``EventId``) to values and ``User`` to
+    the event's custom (application) properties. It is the payload everywhere else (SELECT *,
+    output); a runtime that has the metadata builds events as ``EventRecord(payload,
+    metadata)``, and without it the function falls back to the system columns in the payload."""
+
+    __slots__ = ("metadata",)
+
+    def __init__(self, payload: dict | None = None, metadata: dict | None = None) -> None:
+        super().__init__(payload or {})
+        self.metadata = metadata or {}
 
 
 def udf(name: str, fn: Callable[..., Any], *, min_args: int = 0, max_args: int | None = None) -> ScalarFunction:

@@ -388,6 +388,62 @@ def get_record_property_value(rec, name):
     return None
 
 
+#: GetMetadataPropertyValue's Event Hubs properties (the reference's list)
+EVENTHUB_PROPERTIES = ("EventEnqueuedUtcTime", "EventProcessedUtcTime", "PartitionId", "Offset", "SequenceNumber",
+                       "PartitionKey", "Publisher")
+
+
+def _metadata_path(path: str) -> list[str]:
+    """``'[EventHub].[EventEnqueuedUtcTime]'`` / ``'EventHub.PartitionId'`` / ``'[User].[key]'`` -> parts."""
+    parts = re.findall(r"\[([^\]]*)\]|([^.\[\]]+)", path.strip())
+    return [a or b.strip() for a, b in parts if (a or b.strip())]
+
+
+def get_metadata_property_value(rec, path):
+    """GetMetadataPropertyValue(input, '[EventHub].[Property]' | 'EventHub' | '[User].[key]' |
+    'User' | 'EventId'): the input event's metadata (see :class:`headwater.functions.EventRecord`).
+
+    Without metadata from the runtime, the Event Hubs properties come from the system
+    columns of the event (``PartitionId``, ``EventEnqueuedUtcTime``, and the others when
+    present); ``EventProcessedUtcTime`` is then the time of processing. An unknown property
+    is NULL."""
+    if rec is None or path is None:
+        return None
+    if not isinstance(rec, dict):
+        raise CastError(f"GetMetadataPropertyValue: the first argument must be an input (a record), "
+                        f"got '{type_name(rec)}'")
+    meta = getattr(rec, "metadata", None) or {}
+    parts = _metadata_path(str(path))
+    if not parts:
+        return None
+    head = parts[0].lower()
+
+    def eventhub(name: str):
+        for k, v in meta.items():
+            if k.lower() == name.lower() and k != "User":
+                return v
+        v = get_record_property_value(rec, name)
+        if v is None and name.lower() == "eventprocessedutctime":
+            from headwater.functions import UTC
+
+            return datetime.now(UTC)
+        return v
+
+    if head in ("eventhub", "iothub"):
+        if len(parts) == 1:
+            out = {n: eventhub(n) for n in EVENTHUB_PROPERTIES}
+            return {k: v for k, v in out.items() if v is not None}
+        return eventhub(parts[1])
+    if head == "user":
+        user = meta.get("User") or {}
+        if len(parts) == 1:
+            return dict(user)
+        return get_record_property_value(user, parts[1]) if user else None
+    if head == "eventid":
+        return meta.get("EventId")
+    return eventhub(parts[0]) if len(parts) == 1 else None
+
+
 def concat(*args):
     return "".join("" if a is None else _str(a) for a in args)
 
@@ -461,6 +517,7 @@ SCALARS = [
     ScalarFunction("GetArrayElement", get_array_element, 2, 2),
     ScalarFunction("GetArrayLength", get_array_length, 1, 1),
     ScalarFunction("GetRecordPropertyValue", get_record_property_value, 2, 2),
+    ScalarFunction("GetMetadataPropertyValue", get_metadata_property_value, 2, 2),
     ScalarFunction("GetType", type_name, 1, 1),
     ScalarFunction("COALESCE", coalesce, 1, None),
     ScalarFunction("NULLIF", _nullif, 2, 2),

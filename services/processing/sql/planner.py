@@ -110,6 +110,7 @@ class ExprCompiler:
             main = scope.main
             if len(parts) == 1:
                 field = parts[0]
+                alias = p0 if p0 in scope.aliases else None  # FROM input ... f(input): the record
 
                 def one(e):
                     r = e.recs.get(main)
@@ -117,7 +118,8 @@ class ExprCompiler:
                         v = r.get(field, _MISSING)
                         if v is not _MISSING:
                             return v
-                    return get_ci(r, field)
+                    v = get_ci(r, field)
+                    return e.recs.get(alias) if v is None and alias is not None else v
                 return one
             return _path(lambda e: e.recs.get(main), parts)
         first = parts[0]

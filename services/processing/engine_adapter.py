@@ -38,7 +38,21 @@ def _plugin_manager(job: pb.Job):
         except (ImportError, AttributeError, OSError, SyntaxError, ValueError) as exc:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job.udfs entry {spec!r} cannot be loaded: {exc}",
                                  metadata={"field": "job.udfs"}) from None
-    return get_plugin_manager([("job-udfs", udf_plugin(udfs))] if udfs else [])
+    return get_plugin_manager(([("job-udfs", udf_plugin(udfs))] if udfs else []) + _js_functions(job))
+
+
+def _js_functions(job: pb.Job) -> list[tuple[str, object]]:
+    """The job's JavaScript functions (data, run in the sandbox: plugins/javascript.py)."""
+    from headwater.plugins.javascript import JavaScriptError, JsFunction, js_plugin
+
+    if not job.functions:
+        return []
+    try:
+        return [("job-functions", js_plugin([JsFunction(f.name, f.code, f.language or "javascript")
+                                             for f in job.functions]))]
+    except JavaScriptError as exc:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job.functions: {exc}",
+                             metadata={"field": "job.functions"}) from None
 
 
 def _reference_rows(inp: pb.JobInput) -> list[dict]:
@@ -107,7 +121,8 @@ class JobRuntime:
         self.runtime_errors = 0
         # System columns cost a row per event: added only when the query names one.
         text = job.query.lower()
-        self.system_fields = "partitionid" in text or "eventenqueuedutctime" in text
+        self.system_fields = "partitionid" in text or "eventenqueuedutctime" in text or \
+            "getmetadatapropertyvalue" in text
 
     def _serializer(self, fmt: str):
         if fmt not in self._serializers:

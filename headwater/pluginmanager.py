@@ -36,6 +36,7 @@ __all__ = [
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "headwater.plugins.windows",
     "headwater.plugins.functions",
+    "headwater.plugins.strings",
     "headwater.plugins.geospatial",
     "headwater.plugins.statistics",
     "headwater.plugins.anomaly",

@@ -112,6 +112,37 @@ def _arith(op):
     return fn
 
 
+def _bits(op):
+    """Bitwise ``& | ^``: bit when both sides are bit, else bigint (a float is cast to bigint
+    first, as the reference's ``170 & 75.0`` = 10 shows)."""
+    def fn(a, b):
+        if a is None or b is None:
+            return None
+        both_bit = isinstance(a, bool) and isinstance(b, bool)
+        x, y = _bit_operand(op, a), _bit_operand(op, b)
+        r = x & y if op == "&" else x | y if op == "|" else x ^ y
+        return bool(r) if both_bit else r
+    return fn
+
+
+def _bit_operand(op: str, v) -> int:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return cast(v, "bigint")
+    raise CastError(f"operator {op} takes bit or bigint, got '{type_name(v)}'")
+
+
+def _bitnot(a):
+    if a is None:
+        return None
+    if isinstance(a, bool):
+        return not a
+    return ~_bit_operand("~", a)
+
+
 def _and(a, b):
     if a is False or b is False:
         return False
@@ -531,6 +562,7 @@ OPERATORS = [
     Operator("<", _cmp_op(lambda c: c < 0)), Operator(">", _cmp_op(lambda c: c > 0)),
     Operator("<=", _cmp_op(lambda c: c <= 0)), Operator(">=", _cmp_op(lambda c: c >= 0)),
     Operator("AND", _and), Operator("OR", _or), Operator("NOT", _not), Operator("NEG", _neg),
+    Operator("&", _bits("&")), Operator("|", _bits("|")), Operator("^", _bits("^")), Operator("~", _bitnot),
     Operator("LIKE", _like), Operator("CAST", cast), Operator("TRY_CAST", _try_cast),
 ]
 

@@ -47,3 +47,13 @@ def test_edges() -> None:
 def test_negative_length_fails_the_statement(call) -> None:
     with pytest.raises(HeadwaterError, match="length must not be negative"):
         run_query(f"SELECT {call} AS x FROM Input", {"Input": [{"s": "abc"}]})
+
+
+def test_bitwise_operators_documented_values() -> None:
+    out = run_query("SELECT 170 & 75 AS a, 170 | 75 AS o, 170 ^ 75 AS x, ~170 AS n, 170 & 75.0 AS f,"
+                    " CAST(1 AS bit) & CAST(0 AS bit) AS b, CAST(1 AS bit) | CAST(0 AS bit) AS bo,"
+                    " ~CAST(0 AS bit) AS nb, v & 1 AS nul FROM Input", {"Input": [{"v": None}]})["output"]
+    assert out == [{"a": 10, "o": 235, "x": 225, "n": -171, "f": 10, "b": False, "bo": True, "nb": True,
+                    "nul": None}]
+    with pytest.raises(HeadwaterError, match="bit or bigint"):
+        run_query("SELECT s & 1 AS x FROM Input", {"Input": [{"s": "abc"}]})

@@ -88,6 +88,8 @@ class AggregateFunction:
     #: given to :meth:`configure` after the leading ones
     trailing_constant_args: int = 0
     columnar: str | None = None
+    #: ``add`` receives ``(timestamp_us, value)``: the event's System.Timestamp in microseconds
+    timestamped: bool = False
     doc: str = ""
 
     def configure(self, *constants: Any) -> AggregateFunction:

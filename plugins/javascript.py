@@ -4,7 +4,8 @@ A UDF is ``function main(arg1, ...) { ... }`` called as ``UDF.name(...)``; a UDA
 constructor ``function main() { this.init = ...; this.accumulate = function (value,
 timestamp) {...}; this.computeResult = ...; }`` called as ``UDA.name(expr)``
 (``deaccumulate`` / ``deaccumulateState`` may be present: they are accepted and not needed,
-the result is recomputed from the window's values).
+the result is recomputed from the window's values; ``timestamp`` is the event's
+System.Timestamp as a ``Date``).
 
 The code runs in QuickJS (the ``quickjs`` package): an embedded interpreter with no module
 loader, no ``std``/``os`` objects, no file, process or network access, a memory limit and
@@ -29,7 +30,14 @@ from typing import Any
 import orjson
 import quickjs
 
-from headwater.functions import AggregateFunction, ListAggregate, ScalarFunction, format_datetime, to_datetime
+from headwater.functions import (
+    UTC,
+    AggregateFunction,
+    ListAggregate,
+    ScalarFunction,
+    from_micros,
+    to_datetime,
+)
 
 __all__ = ["JavaScriptError", "JsFunction", "js_function", "js_plugin", "run_js", "TIME_LIMIT_S",
            "MEMORY_LIMIT"]
@@ -122,9 +130,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _js_date(dt: datetime) -> str:
+    """ISO text a JavaScript Date reads exactly (milliseconds, truncated: a Date has no more)."""
+    d = dt.astimezone(UTC) if dt.tzinfo else dt
+    return f"{d:%Y-%m-%dT%H:%M:%S}.{d.microsecond // 1000:03d}Z"
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
-        return {"$date": format_datetime(value)}
+        return {"$date": _js_date(value)}
     if isinstance(value, dict):
         return {k: _encode(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -193,7 +207,7 @@ class _JsAggregate(ListAggregate):
     """A JavaScript UDA: the window's (value, timestamp) pairs are kept (a plain list, so state
     snapshots stay data) and replayed through init/accumulate/computeResult at the result."""
 
-    namespace = "UDA"
+    namespace, timestamped = "UDA", True
 
     def __init__(self, name: str, code: str) -> None:
         self.name, self.code, self.entry = name, code, _entry(code, name)
@@ -201,7 +215,8 @@ class _JsAggregate(ListAggregate):
 
     def result(self, acc):
         ctx = _context(self.code)
-        return _call(ctx, f"UDA.{self.name}", "__hw_uda", ctx.get(self.entry), _json([[v, None] for v in acc]))
+        rows = [[v, _js_date(from_micros(ts))] for ts, v in acc]
+        return _call(ctx, f"UDA.{self.name}", "__hw_uda", ctx.get(self.entry), _json(rows))
 
 
 def js_function(name: str, code: str, language: str = "javascript") -> ScalarFunction | AggregateFunction:

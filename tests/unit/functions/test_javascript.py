@@ -71,6 +71,16 @@ def test_uda_documented_example_through_a_tumbling_window() -> None:
                              {"w": "2024-01-01T00:00:20.0000000Z", "avg": 5}]
 
 
+def test_uda_accumulate_gets_the_event_timestamp() -> None:
+    uda = ("function main() { this.init = function () { this.ts = []; };"
+           " this.accumulate = function (v, timestamp) { this.ts.push(timestamp.toISOString() + '=' + v); };"
+           " this.computeResult = function () { return this.ts.join(','); }; }")
+    out = run_query("SELECT UDA.stamps(v) AS s FROM Input TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)",
+                    {"Input": [{"t": "2024-01-01T00:00:01.2345678Z", "v": 1}, {"t": "2024-01-01T00:00:02Z", "v": 2}]},
+                    pm=_pm(stamps=uda))
+    assert out["output"] == [{"s": "2024-01-01T00:00:01.234Z=1,2024-01-01T00:00:02.000Z=2"}]
+
+
 def test_values_cross_with_their_types() -> None:
     f = js_function("f", "function main(d, r, a, s, b, n) {"
                          " return {year: d.getUTCFullYear(), later: new Date(d.getTime() + 1500),"

@@ -50,6 +50,10 @@ function main() {
 }"""
 
 
+UDA_SUM = ("function main() { this.init = function () { this.s = 0; };"
+           " this.accumulate = function (v, t) { this.s += v; }; this.computeResult = function () { return this.s; }; }")
+
+
 def _pm(**funcs):
     return get_plugin_manager([("js", js_plugin(funcs))], load_entrypoints=False).collect()
 
@@ -116,10 +120,20 @@ def test_time_budget_stops_a_runaway_call(monkeypatch) -> None:
     J._local.contexts = {}
 
 
-def test_memory_limit() -> None:
+def test_memory_and_stack_limits() -> None:
     f = js_function("hog", "function main() { var a = []; while (true) { a.push(new Array(100000).fill(1)); } }")
     with pytest.raises(JavaScriptError):
         f.fn()
+    with pytest.raises(JavaScriptError, match="stack overflow"):
+        js_function("rec", "function main() { return main(); }").fn()
+
+
+def test_uda_and_collect_as_analytic_functions() -> None:
+    events = [{"t": f"2024-01-01T00:00:0{i}Z", "k": k, "v": v} for i, (k, v) in enumerate([("a", 1), ("b", 5), ("a", 2)])]
+    out = run_query("SELECT v, UDA.total(v) OVER (PARTITION BY k LIMIT DURATION(second, 10)) AS running,"
+                    " Collect(v) OVER (LIMIT DURATION(second, 10)) AS seen FROM Input TIMESTAMP BY t",
+                    {"Input": events}, pm=_pm(total=UDA_SUM))["output"]
+    assert [(r["running"], r["seen"]) for r in out] == [(1, [1]), (5, [1, 5]), (3, [1, 5, 2])]
 
 
 def test_errors_name_the_function() -> None:

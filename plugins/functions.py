@@ -14,6 +14,7 @@ from __future__ import annotations
 import calendar
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -208,10 +209,40 @@ def like_regex(pattern: str) -> Any:
     return re2_compile(_like_body(pattern))
 
 
+@lru_cache(maxsize=512)
+def like_matcher(pattern: str) -> Callable[[str], bool]:
+    """A linear-time matcher for a LIKE pattern. Patterns of literals and ``%`` only (the
+    common ``'%error%timeout%'``, ``'abc%'``) match by greedy leftmost search of each literal
+    (correct for ``%``-only patterns and several times faster than a regex call); patterns
+    with ``_`` or ``[set]`` go to RE2."""
+    if "_" in pattern or "[" in pattern:
+        rx = like_regex(pattern)
+        return lambda v: rx.fullmatch(v) is not None
+    parts = pattern.lower().split("%")
+    if len(parts) == 1:
+        lit = parts[0]
+        return lambda v: v.lower() == lit
+    head, middle, tail = parts[0], [p for p in parts[1:-1] if p], parts[-1]
+    need = len(head) + len(tail) + sum(map(len, middle))
+
+    def match(v: str) -> bool:
+        low = v.lower()
+        if len(low) < need or not low.startswith(head) or not low.endswith(tail):
+            return False
+        i, end = len(head), len(low) - len(tail)
+        for lit in middle:
+            j = low.find(lit, i, end)
+            if j < 0:
+                return False
+            i = j + len(lit)
+        return True
+    return match
+
+
 def _like(s, pattern):
     if s is None or pattern is None:
         return None
-    return like_regex(str(pattern)).fullmatch(_str(s)) is not None
+    return like_matcher(str(pattern))(_str(s))
 
 
 def patindex(pattern, s):

@@ -86,3 +86,15 @@ def test_patindex(pattern, s, expected) -> None:
 def test_patindex_through_the_engine() -> None:
     out = run_query("SELECT PATINDEX('%[0-9]%', plate) AS p FROM Input", {"Input": [{"plate": "ABC-123"}]})
     assert out["output"] == [{"p": 5}]
+
+
+def test_like_fast_path_agrees_with_the_automaton() -> None:
+    """``%``-only patterns take a literal-search path; it must agree with RE2 everywhere."""
+    import random
+
+    rng = random.Random(11)
+    for _ in range(3000):
+        pattern = "".join(rng.choice(["%", "a", "b", "A", "ab", "%%", "ba"]) for _ in range(rng.randrange(0, 6)))
+        value = "".join(rng.choice("abAB") for _ in range(rng.randrange(0, 9)))
+        want = F.like_regex(pattern).fullmatch(value) is not None
+        assert F._like(value, pattern) is want, (value, pattern)

@@ -26,6 +26,9 @@ def test_percentile_cont_documented_example() -> None:
                "TIMESTAMP BY t GROUP BY SlidingWindow(hours, 1)")
     # the window holding all five regions (a sliding window also outputs as events leave)
     assert pytest.approx(0.988) in [r["p"] for r in out]
+    out = _one("SELECT COUNT(*) AS n, PERCENTILE_DISC(0.95) OVER (ORDER BY serviceAvailability) AS p FROM testInput "
+               "TIMESTAMP BY t GROUP BY SlidingWindow(hours, 1)")
+    assert [r["p"] for r in out if r["n"] == 5] == [0.99]  # the reference's PERCENTILE_DISC example
 
 
 def test_percentiles_cont_disc_asc_desc_and_nulls() -> None:

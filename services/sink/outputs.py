@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -133,8 +134,11 @@ class Output:
 class Outputs:
     """All sinks of the service."""
 
-    def __init__(self, data_dir: Path, kinds: Any, policy: RetryPolicy, queue_size: int = 1000) -> None:
+    def __init__(self, data_dir: Path, kinds: Any, policy: RetryPolicy, queue_size: int = 1000,
+                 namespace: str = "", registry: str = "") -> None:
         self.data_dir = data_dir
+        #: Connection strings to this namespace's ingestion and registry (SinkSpec.namespace).
+        self.namespace, self.registry = namespace, registry
         self.kinds = kinds  # a NamedRegistry of SinkKind
         self.policy = policy
         self.queue_size = queue_size
@@ -161,10 +165,8 @@ class Outputs:
                                  f"(supported: {', '.join(m.value for m in kind.output_modes)})",
                                  metadata={"field": "output_mode"})
         spec = SinkSpec(name=sid, config=config, output_mode=mode, key_columns=tuple(keys),
-                        data_dir=self.data_dir / "sinks" / sid)
-        normalised = kind.validate(config, spec)
-        spec = SinkSpec(name=sid, config=normalised, output_mode=mode, key_columns=tuple(keys),
-                        data_dir=spec.data_dir)
+                        data_dir=self.data_dir / "sinks" / sid, namespace=self.namespace, registry=self.registry)
+        spec = dataclasses.replace(spec, config=kind.validate(config, spec))
         return Output(sid, kind, spec, policy, create_time, description, request_id)
 
     def _save(self) -> None:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from headwater.auth import Right
+from headwater.auth import ConnectionString, PolicyStore, Right
 from headwater.errors import HeadwaterError
 from headwater.pluginmanager import get_plugin_manager
 from headwater.retry import RetryPolicy
@@ -47,12 +47,23 @@ class SinkService(Service):
         self.outputs = Outputs(
             config.data_path(), pm.sinks,
             RetryPolicy(max_attempts=config.retry_max_attempts, max_delay_s=config.retry_max_delay_s),
-            queue_size=config.subscriber_queue)
+            queue_size=config.subscriber_queue,
+            namespace=self._namespace(config.ingestion_address), registry=self._namespace(config.registry_address))
         owners = {k.name: pm.sinks.owners[pm.sinks.key(k.name)] for k in pm.sinks.unique()}
         self.servicer = SinkServicer(self.outputs, owners)
         self._poller: asyncio.Task | None = None
         self.dashboard: Any = None
         self.dashboard_url = ""
+
+    def _namespace(self, address: str) -> str:
+        """A connection string to a service of this namespace, signed with this service's key."""
+        if not address:
+            return ""
+        conn = ConnectionString(endpoint=f"headwater://{address}/")
+        if self.config.auth_enabled:
+            root = PolicyStore(self.config.auth_path()).ensure().root()
+            conn.shared_access_key_name, conn.shared_access_key = root.name, root.key
+        return str(conn)
 
     def bindings(self) -> Sequence[GrpcBinding]:
         return [GrpcBinding(sink_pb2_grpc.add_SinkServiceServicer_to_server, self.servicer,

@@ -4,9 +4,10 @@ CreatePolygon, ST_DISTANCE, ST_WITHIN, ST_INTERSECTS, ST_OVERLAPS.
 Values are GeoJSON records as Stream Analytics writes them (``{"type": "Point",
 "coordinates": [longitude, latitude]}``); the ST_ functions also take WKT text
 (``'POINT(10 20)'``), as the reference says they support "all WKT types". Predicates
-(shapely/GEOS) work on longitude/latitude with straight edges, which agrees with Stream
-Analytics' geography type except for edges long enough for the Earth's curvature to
-matter. ST_DISTANCE is the geodesic distance on the WGS84 ellipsoid in metres (pyproj):
+(shapely/GEOS) work on longitude/latitude with every edge densified along its great circle
+(a point every 10 km, pyproj), so a long edge bends as in Stream Analytics' geography type.
+Ring orientation is not read (a left-hand ring is the same area, not the globe minus it),
+and geometries crossing the antimeridian are not split. ST_DISTANCE is the geodesic distance on the WGS84 ellipsoid in metres (pyproj):
 the reference's example, (-5, -5) to (0, 0), is 784028.74 m here as there. A polygon
 given with its ring as the coordinates (the reference's ST_OVERLAPS example) is accepted
 as well as GeoJSON's list of rings; a ring that is not closed is closed.
@@ -90,9 +91,9 @@ def create_polygon(*points):
 @lru_cache(maxsize=4096)
 def _from_text(text: str) -> shapely.Geometry:
     s = text.strip()
-    if s.startswith("{"):
-        return _from_geojson(orjson.loads(s))
-    return wkt.loads(s)
+    g = _from_geojson(orjson.loads(s)) if s.startswith("{") else wkt.loads(s)
+    g = _geodesic(g)
+    return g if g.is_valid else shapely.make_valid(g)
 
 
 def _from_geojson(v: dict) -> shapely.Geometry:
@@ -109,10 +110,38 @@ def _from_geojson(v: dict) -> shapely.Geometry:
     return g if g.is_valid else shapely.make_valid(g)
 
 
+#: Longest straight piece of a densified edge (metres): edges follow great circles to this.
+SEGMENT_M = 10_000.0
+
+
+def _densify_ring(coords: list) -> list:
+    out = [coords[0]]
+    for (x0, y0), (x1, y1) in zip(coords, coords[1:]):
+        n = int(_GEOD.inv(x0, y0, x1, y1)[2] // SEGMENT_M)
+        if n:
+            out.extend(_GEOD.npts(x0, y0, x1, y1, n))
+        out.append((x1, y1))
+    return out
+
+
+def _geodesic(g: shapely.Geometry) -> shapely.Geometry:
+    """``g`` with its edges following great circles (points inserted every 10 km), as the
+    geography type Stream Analytics uses has them."""
+    t = g.geom_type
+    if t == "LineString":
+        return shapely.LineString(_densify_ring([c[:2] for c in g.coords]))
+    if t == "Polygon":
+        return shapely.Polygon(_densify_ring([c[:2] for c in g.exterior.coords]),
+                               [_densify_ring([c[:2] for c in r.coords]) for r in g.interiors])
+    if t.startswith("Multi") or t == "GeometryCollection":
+        return type(g)([_geodesic(p) for p in g.geoms])
+    return g
+
+
 def _geometry(v: Any, what: str) -> shapely.Geometry:
     try:
-        if isinstance(v, dict):
-            return _from_geojson(v)
+        if isinstance(v, dict):  # by its JSON text, so a reference polygon is built once
+            return _from_text(orjson.dumps(v).decode())
         if isinstance(v, str):
             return _from_text(v)
     except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as exc:

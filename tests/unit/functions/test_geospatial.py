@@ -82,3 +82,11 @@ def test_bad_geometries_fail_with_the_function_name() -> None:
         G.create_point(91, 0)
     with pytest.raises(HeadwaterError, match="ST_WITHIN: argument 1 is not a GeoJSON or WKT geometry"):
         run_query("SELECT ST_WITHIN(a, b) AS w FROM input", {"input": [{"a": "nonsense(", "b": SQUARE10}]})
+
+
+def test_edges_follow_great_circles() -> None:
+    # the great circle from (-100, 50) to (0, 50) bulges north to about 58 degrees at -50:
+    # (-50, 55) lies inside this geography although it is north of the straight edge in degrees
+    big = {"type": "Polygon", "coordinates": [[[-100, 50], [0, 50], [0, 0], [-100, 0], [-100, 50]]]}
+    assert G.st_within({"type": "Point", "coordinates": [-50, 55]}, big) == 1
+    assert G.st_within({"type": "Point", "coordinates": [-50, 62]}, big) == 0

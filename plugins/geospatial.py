@@ -6,8 +6,9 @@ Values are GeoJSON records as Stream Analytics writes them (``{"type": "Point",
 (``'POINT(10 20)'``), as the reference says they support "all WKT types". Predicates
 (shapely/GEOS) work on longitude/latitude with every edge densified along its great circle
 (a point every 10 km, pyproj), so a long edge bends as in Stream Analytics' geography type.
-Ring orientation is not read (a left-hand ring is the same area, not the globe minus it),
-and geometries crossing the antimeridian are not split. ST_DISTANCE is the geodesic distance on the WGS84 ellipsoid in metres (pyproj):
+As documented, a polygon whose ring turns clockwise (the inside on the right, "left-hand
+orientation") is the globe minus that polygon. Geometries crossing the antimeridian are
+not split. ST_DISTANCE is the geodesic distance on the WGS84 ellipsoid in metres (pyproj):
 the reference's example, (-5, -5) to (0, 0), is 784028.74 m here as there. A polygon
 given with its ring as the coordinates (the reference's ST_OVERLAPS example) is accepted
 as well as GeoJSON's list of rings; a ring that is not closed is closed.
@@ -32,6 +33,7 @@ __all__ = ["create_point", "create_linestring", "create_polygon", "st_distance",
            "st_intersects", "st_overlaps", "FUNCTIONS"]
 
 _GEOD = Geod(ellps="WGS84")
+_GLOBE = shapely.box(-180.0, -90.0, 180.0, 90.0)
 
 
 def _coord(v: Any, what: str) -> float:
@@ -92,8 +94,12 @@ def create_polygon(*points):
 def _from_text(text: str) -> shapely.Geometry:
     s = text.strip()
     g = _from_geojson(orjson.loads(s)) if s.startswith("{") else wkt.loads(s)
+    left_hand = g.geom_type == "Polygon" and g.area > 0 and not g.exterior.is_ccw
     g = _geodesic(g)
-    return g if g.is_valid else shapely.make_valid(g)
+    g = g if g.is_valid else shapely.make_valid(g)
+    # the reference: "a polygon with left-hand ring orientation will generate a geography that
+    # encompasses the entire globe minus the polygon you declared"
+    return _GLOBE.difference(g) if left_hand else g
 
 
 def _from_geojson(v: dict) -> shapely.Geometry:
@@ -107,7 +113,7 @@ def _from_geojson(v: dict) -> shapely.Geometry:
     g = shape({"type": {"point": "Point", "linestring": "LineString", "polygon": "Polygon",
                         "multipoint": "MultiPoint", "multilinestring": "MultiLineString",
                         "multipolygon": "MultiPolygon"}.get(t.lower(), t), "coordinates": coords})
-    return g if g.is_valid else shapely.make_valid(g)
+    return g
 
 
 #: Longest straight piece of a densified edge (metres): edges follow great circles to this.

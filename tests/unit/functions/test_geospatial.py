@@ -87,6 +87,14 @@ def test_bad_geometries_fail_with_the_function_name() -> None:
 def test_edges_follow_great_circles() -> None:
     # the great circle from (-100, 50) to (0, 50) bulges north to about 58 degrees at -50:
     # (-50, 55) lies inside this geography although it is north of the straight edge in degrees
-    big = {"type": "Polygon", "coordinates": [[[-100, 50], [0, 50], [0, 0], [-100, 0], [-100, 50]]]}
+    big = {"type": "Polygon", "coordinates": [[[-100, 0], [0, 0], [0, 50], [-100, 50], [-100, 0]]]}
     assert G.st_within({"type": "Point", "coordinates": [-50, 55]}, big) == 1
     assert G.st_within({"type": "Point", "coordinates": [-50, 62]}, big) == 0
+
+
+def test_left_hand_ring_is_the_globe_minus_the_polygon() -> None:
+    right_hand = {"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]}
+    left_hand = {"type": "Polygon", "coordinates": [[[0, 0], [0, 10], [10, 10], [10, 0], [0, 0]]]}
+    inside, far = {"type": "Point", "coordinates": [5, 5]}, {"type": "Point", "coordinates": [50, 50]}
+    assert (G.st_within(inside, right_hand), G.st_within(far, right_hand)) == (1, 0)
+    assert (G.st_within(inside, left_hand), G.st_within(far, left_hand)) == (0, 1)

@@ -501,8 +501,11 @@ def get_metadata_property_value(rec, path):
         if len(parts) == 1:
             return dict(user)
         return get_record_property_value(user, parts[1]) if user else None
-    if head == "eventid":
-        return meta.get("EventId")
+    if head == "eventid":  # stable across replays: the partition and the sequence number
+        if meta.get("EventId") is not None:
+            return meta["EventId"]
+        pid, seq = eventhub("PartitionId"), eventhub("SequenceNumber")
+        return None if pid is None or seq is None else f"{pid}:{seq}"
     return eventhub(parts[0]) if len(parts) == 1 else None
 
 

@@ -40,3 +40,5 @@ def test_metadata_of_an_event_record() -> None:
     whole = gmpv(rec, "EventHub")
     assert whole["Offset"] == "4096" and "User" not in whole and isinstance(whole["EventProcessedUtcTime"], datetime)
     assert gmpv(rec, "[EventHub].[Nope]") is None and gmpv(None, "EventHub") is None
+    assert gmpv(EventRecord({}, {"PartitionId": "1", "SequenceNumber": 9}), "EventId") == "1:9"
+    assert gmpv(EventRecord({}, {"PartitionId": "1"}), "EventId") is None

@@ -17,23 +17,36 @@ as well as GeoJSON's list of rings; a ring that is not closed is closed.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import shapely
-from pyproj import Geod
-from shapely import wkt
-from shapely.geometry import shape
-from shapely.ops import nearest_points
 
 from headwater.functions import CastError, ScalarFunction, cast, type_name
 from headwater.hookspecs import hookimpl
 
+if TYPE_CHECKING:  # pragma: no cover
+    import shapely
+
 __all__ = ["create_point", "create_linestring", "create_polygon", "st_distance", "st_within",
            "st_intersects", "st_overlaps", "FUNCTIONS"]
 
-_GEOD = Geod(ellps="WGS84")
-_GLOBE = shapely.box(-180.0, -90.0, 180.0, 90.0)
+class _Lib:
+    """shapely and pyproj, imported on first use (they take ~150 ms to import, and every
+    plugin manager loads this module)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import shapely
+        import shapely.geometry
+        import shapely.ops
+        import shapely.wkt
+        from pyproj import Geod
+
+        self.shapely, self.geod = shapely, Geod(ellps="WGS84")
+        self.globe = shapely.box(-180.0, -90.0, 180.0, 90.0)
+        return getattr(self, name)
+
+
+_LIB = _Lib()
 
 
 def _coord(v: Any, what: str) -> float:
@@ -92,14 +105,15 @@ def create_polygon(*points):
 
 @lru_cache(maxsize=4096)
 def _from_text(text: str) -> shapely.Geometry:
+    shapely = _LIB.shapely
     s = text.strip()
-    g = _from_geojson(orjson.loads(s)) if s.startswith("{") else wkt.loads(s)
+    g = _from_geojson(orjson.loads(s)) if s.startswith("{") else shapely.wkt.loads(s)
     left_hand = g.geom_type == "Polygon" and g.area > 0 and not g.exterior.is_ccw
     g = _geodesic(g)
     g = g if g.is_valid else shapely.make_valid(g)
     # the reference: "a polygon with left-hand ring orientation will generate a geography that
     # encompasses the entire globe minus the polygon you declared"
-    return _GLOBE.difference(g) if left_hand else g
+    return _LIB.globe.difference(g) if left_hand else g
 
 
 def _from_geojson(v: dict) -> shapely.Geometry:
@@ -110,7 +124,7 @@ def _from_geojson(v: dict) -> shapely.Geometry:
         coords = [coords]  # one ring given directly (the reference's examples)
     if t.lower() == "polygon" and isinstance(coords, list):
         coords = [r + [r[0]] if r and r[0] != r[-1] else r for r in coords]
-    g = shape({"type": {"point": "Point", "linestring": "LineString", "polygon": "Polygon",
+    g = _LIB.shapely.geometry.shape({"type": {"point": "Point", "linestring": "LineString", "polygon": "Polygon",
                         "multipoint": "MultiPoint", "multilinestring": "MultiLineString",
                         "multipolygon": "MultiPolygon"}.get(t.lower(), t), "coordinates": coords})
     return g
@@ -123,9 +137,9 @@ SEGMENT_M = 10_000.0
 def _densify_ring(coords: list) -> list:
     out = [coords[0]]
     for (x0, y0), (x1, y1) in zip(coords, coords[1:]):
-        n = int(_GEOD.inv(x0, y0, x1, y1)[2] // SEGMENT_M)
+        n = int(_LIB.geod.inv(x0, y0, x1, y1)[2] // SEGMENT_M)
         if n:
-            out.extend(_GEOD.npts(x0, y0, x1, y1, n))
+            out.extend(_LIB.geod.npts(x0, y0, x1, y1, n))
         out.append((x1, y1))
     return out
 
@@ -133,7 +147,7 @@ def _densify_ring(coords: list) -> list:
 def _geodesic(g: shapely.Geometry) -> shapely.Geometry:
     """``g`` with its edges following great circles (points inserted every 10 km), as the
     geography type Stream Analytics uses has them."""
-    t = g.geom_type
+    shapely, t = _LIB.shapely, g.geom_type
     if t == "LineString":
         return shapely.LineString(_densify_ring([c[:2] for c in g.coords]))
     if t == "Polygon":
@@ -150,7 +164,7 @@ def _geometry(v: Any, what: str) -> shapely.Geometry:
             return _from_text(orjson.dumps(v).decode())
         if isinstance(v, str):
             return _from_text(v)
-    except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, _LIB.shapely.errors.ShapelyError) as exc:
         raise ValueError(f"{what} is not a GeoJSON or WKT geometry: {exc}") from None
     raise ValueError(f"{what} must be a GeoJSON record or WKT text, got '{type_name(v)}'")
 
@@ -171,8 +185,8 @@ def st_distance(a, b):
     if "Polygon" in ga.geom_type or "Polygon" in gb.geom_type:
         return 0.0
     if ga.geom_type != "Point" or gb.geom_type != "Point":
-        ga, gb = nearest_points(ga, gb)
-    return float(_GEOD.inv(ga.x, ga.y, gb.x, gb.y)[2])
+        ga, gb = _LIB.shapely.ops.nearest_points(ga, gb)
+    return float(_LIB.geod.inv(ga.x, ga.y, gb.x, gb.y)[2])
 
 
 def st_within(a, polygon):

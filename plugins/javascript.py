@@ -50,6 +50,8 @@ MEMORY_LIMIT = 64 << 20
 # Marshalling: arguments go in as one JSON text with datetimes tagged {"$date": iso};
 # results come back the same way, so records, arrays and dates keep their types.
 _PRELUDE = r"""
+var console = {log: function () {}, info: function () {}, warn: function () {}, error: function () {},
+               debug: function () {}};  // accepted and discarded: there is nowhere to print
 var __hw_rev = function (k, v) {
   if (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof v['$date'] === 'string'
       && Object.keys(v).length === 1) { return new Date(v['$date']); }
@@ -90,9 +92,9 @@ class JavaScriptError(ValueError):
 def _entry(code: str, name: str) -> str:
     """The function the job calls: ``main`` as Stream Analytics requires; a file with one
     function (or one named like the UDF) is accepted too."""
-    names = _FUNC.findall(code)
-    if "main" in names:
+    if _context(code).eval("typeof main") == "function":  # function main, var main = function ...
         return "main"
+    names = _FUNC.findall(code)
     for n in names:
         if n.lower() == name.lower():
             return n

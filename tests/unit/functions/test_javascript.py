@@ -136,6 +136,14 @@ def test_uda_and_collect_as_analytic_functions() -> None:
     assert [(r["running"], r["seen"]) for r in out] == [(1, [1]), (5, [1, 5]), (3, [1, 5, 2])]
 
 
+def test_entry_point_forms() -> None:
+    assert js_function("a", "var main = function (x) { console.log(x); return x * 3; };").fn(2) == 6
+    assert js_function("b", "function helper(x) { return x + 1; }\nfunction main(x) { return helper(x); }").fn(1) == 2
+    assert js_function("Hex", "function hex(h) { return parseInt(h, 16); }").fn("a") == 10
+    with pytest.raises(JavaScriptError, match="must define function main"):
+        js_function("c", "function f(x) { return x; }\nfunction g(x) { return x; }")
+
+
 def test_errors_name_the_function() -> None:
     with pytest.raises(JavaScriptError, match="does not compile"):
         js_function("bad", "function main( { return 1; }")

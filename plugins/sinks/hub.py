@@ -280,8 +280,12 @@ class HubSink(Sink):
         rows = batch.to_pylist()
         bodies = self.encoder.bodies(rows)
         producer = f"sink:{self.name}:{writer}:{self._state['epoch']}"
+        # Sequences advance in a copy, kept only when the whole write succeeded: a write
+        # retried after a partial failure re-sends the same (partition, sequence, count)
+        # chunks, and the hub recognises the ones it already stored.
+        next_seq = dict(wstate["seq"])
         for pid, idx in self._route(rows, checkpoint).items():
-            seq = int(wstate["seq"].get(pid, 0))
+            seq = int(next_seq.get(pid, 0))
             chunk: list[event_pb2.EventData] = []
             size = 0
             chunks: list[list[event_pb2.EventData]] = []
@@ -303,7 +307,8 @@ class HubSink(Sink):
                                                          request_id=uuid.uuid4().hex)
                 await self._rpc(self._stub.PublishEvents, req)
                 seq += len(events)
-                wstate["seq"][pid] = seq
+                next_seq[pid] = seq
+        wstate["seq"] = next_seq
         if checkpoint.tracked:
             wstate["last"] = [checkpoint.checkpoint_id, checkpoint.batch_id]
         self._save_state()

@@ -15,13 +15,15 @@ from typing import Any, ClassVar
 
 from headwater.auth import ConnectionString, PolicyStore, Right
 from headwater.errors import HeadwaterError
+from headwater.paths import allowed_roots
 from headwater.pluginmanager import get_plugin_manager
 from headwater.retry import RetryPolicy
+from headwater.secrets import SecretStore
 from headwater.server import GrpcBinding, RunningService, Service, http_ssl_context
 from headwater.services.sink.config import SinkConfig
 from headwater.services.sink.outputs import Outputs
-from headwater.services.sink.servicer import SinkServicer
-from headwater.v1 import sink_pb2_grpc
+from headwater.services.sink.servicer import SecretServicer, SinkServicer
+from headwater.v1 import secrets_pb2_grpc, sink_pb2_grpc
 
 __all__ = ["SERVICE", "SinkService"]
 
@@ -47,7 +49,8 @@ class SinkService(Service):
         self.outputs = Outputs(
             config.data_path(), pm.sinks,
             RetryPolicy(max_attempts=config.retry_max_attempts, max_delay_s=config.retry_max_delay_s),
-            queue_size=config.subscriber_queue,
+            queue_size=config.subscriber_queue, allowed_roots=tuple(allowed_roots(config)),
+            secrets=SecretStore(config.secrets_path()),
             namespace=self._namespace(config.ingestion_address), registry=self._namespace(config.registry_address))
         owners = {k.name: pm.sinks.owners[pm.sinks.key(k.name)] for k in pm.sinks.unique()}
         self.servicer = SinkServicer(self.outputs, owners)
@@ -67,7 +70,9 @@ class SinkService(Service):
 
     def bindings(self) -> Sequence[GrpcBinding]:
         return [GrpcBinding(sink_pb2_grpc.add_SinkServiceServicer_to_server, self.servicer,
-                            "headwater.v1.SinkService")]
+                            "headwater.v1.SinkService"),
+                GrpcBinding(secrets_pb2_grpc.add_SecretServiceServicer_to_server,
+                            SecretServicer(self.outputs.secrets), "headwater.v1.SecretService")]
 
     async def start(self) -> None:
         await self.outputs.open()

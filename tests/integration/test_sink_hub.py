@@ -156,3 +156,30 @@ async def test_bad_settings_are_refused_naming_the_setting(service_process, root
         with pytest.raises(HeadwaterError) as err:
             await create(stub, "nohub", kind="hub", hub="missing")
         assert err.value.reason == Reason.RESOURCE_NOT_FOUND and "'missing'" in str(err.value)
+
+
+async def test_a_write_retried_after_one_partition_failed_is_stored_once(service_process, root_policy, tmp_path):
+    """One write spans two partitions; the hub refuses the second one's publish once
+    (SERVICE_BUSY, injected): the sink service retries the write, the first partition's
+    chunk is re-sent with its sequence numbers and recognised, nothing is stored twice."""
+    from headwater.v1 import errors_pb2
+    from headwater.v1 import ingestion_pb2 as ipb
+    from tests.integration.ingestion_support import admin
+
+    ing, _, sink = start_stack(service_process, tmp_path)
+    await create_hub(ing.address, root_policy, "busy", partitions=2)
+    table = rows(0, 60)
+    first_pid = str(partition_for_key(table.column("city")[0].as_py(), 2))
+    other = "1" if first_pid == "0" else "0"
+    async with admin(ing.address, root_policy) as ingestion:
+        await ingestion.SetFaultRule(ipb.SetFaultRuleRequest(rule=ipb.FaultRule(
+            rule_id="once", hub="busy", operation=ipb.FAULT_OPERATION_PUBLISH,
+            reason=errors_pb2.SERVICE_BUSY, count=1, partition_id=other)))
+        async with aio_channel(conn_for(sink.address, root_policy)) as ch:
+            stub = sink_pb2_grpc.SinkServiceStub(ch)
+            await create(stub, "b", kind="hub", hub="busy", partition_key_column="city")
+            await write(stub, "b", table, ckpt=1)
+        rules = (await ingestion.ListFaultRules(ipb.ListFaultRulesRequest(hub="busy"))).rules
+    assert rules[0].injected == 1, "the fault was not injected: the test proves nothing"
+    got = await events_of(ing.address, root_policy, "busy", ["0", "1"], expect=60)
+    assert sorted(json.loads(e.body_as_str())["n"] for v in got.values() for e in v) == list(range(60))

@@ -50,6 +50,8 @@ class IngestionService(Service):
         self._tasks: list[asyncio.Task] = []
         self.http = None
         self.http_port = -1
+        self.kafka = None
+        self.kafka_port = -1
         self.capture = None
 
     def bindings(self):
@@ -78,11 +80,17 @@ class IngestionService(Service):
             self._tasks.append(asyncio.create_task(fsync_loop(self.hubs, cfg.fsync_interval_ms)))
         self._tasks.append(asyncio.create_task(self.capture.run(self.hubs)))
 
+    def _side_port(self, configured: int, running: RunningService) -> int:
+        """The port of a side listener (HTTP ingest, Kafka): with an ephemeral gRPC port (tests),
+        an ephemeral one too, never a collision on a default port; -1 when disabled."""
+        if configured >= 0 and running.grpc_port and self.config.grpc_port == 0:
+            return 0
+        return configured
+
     async def started(self, running: RunningService) -> None:
+        await self._start_kafka(running)
         cfg = self.config
-        port = cfg.http_port
-        if port >= 0 and running.grpc_port and cfg.grpc_port == 0:
-            port = 0  # an ephemeral gRPC port (tests): never collide on the default HTTP port
+        port = self._side_port(cfg.http_port, running)
         if port < 0:
             return
         from headwater.services.ingestion.http_ingest import start_http_ingest
@@ -94,6 +102,22 @@ class IngestionService(Service):
             return
         print(f"ingestion http on {cfg.host}:{self.http_port}", flush=True)
 
+    async def _start_kafka(self, running: RunningService) -> None:
+        cfg = self.config
+        port = self._side_port(cfg.kafka_port, running)
+        if port < 0:
+            return
+        from headwater.services.ingestion.kafka import KafkaListener
+
+        self.kafka = KafkaListener(self.servicer, cfg)
+        try:
+            self.kafka_port = await self.kafka.start(port)
+        except OSError as exc:
+            log.error("Kafka endpoint not started on port %s: %s", port, exc)
+            self.kafka = None
+            return
+        print(f"ingestion kafka on {cfg.host}:{self.kafka_port}", flush=True)
+
     async def draining(self) -> None:
         if self.servicer is not None:
             self.servicer.drain.set()
@@ -104,6 +128,8 @@ class IngestionService(Service):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.kafka is not None:
+            await self.kafka.stop()
         if self.http is not None:
             await self.http.cleanup()
         if self.capture is not None and self.hubs is not None:

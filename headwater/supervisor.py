@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from headwater.errors import HeadwaterError, Reason
 from headwater.procs import ServiceProcess
 
-__all__ = ["RestartPolicy", "Supervisor"]
+__all__ = ["RestartPolicy", "Supervisor", "compose_policies"]
 
 log = logging.getLogger("headwater.supervisor")
 
@@ -147,6 +147,13 @@ class Supervisor:
 
     def restarts(self, name: str) -> int:
         return self._state[name].restarts
+
+
+def compose_policies(compose_file: str, profiles: tuple[str, ...] = ()) -> dict[str, RestartPolicy]:
+    """Each service's restart policy in ``compose_file``; a bad value is an error naming the service."""
+    from headwater.compose import load_compose
+
+    return {s.name: RestartPolicy.parse(s.restart, s.name) for s in load_compose(compose_file, tuple(profiles))}
 
 
 def _pin_port(argv: list[str], address: str) -> list[str]:

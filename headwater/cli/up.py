@@ -25,7 +25,7 @@ from pathlib import Path
 from headwater.compose import load_compose
 from headwater.config import headwater_home
 from headwater.procs import ServiceProcess, headwater_cmd
-from headwater.supervisor import RestartPolicy, Supervisor
+from headwater.supervisor import Supervisor, compose_policies
 
 __all__ = ["add_commands", "start_stack", "stop_stack"]
 
@@ -103,7 +103,7 @@ def _wait_forever(procs: list[ServiceProcess], supervisor: Supervisor) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     # Restart policies are checked before anything starts: a bad value is an error up front.
-    policies = {s.name: RestartPolicy.parse(s.restart, s.name) for s in load_compose(args.file, tuple(args.profile))}
+    policies = compose_policies(args.file, tuple(args.profile))
     procs = start_stack(args.file, args.profile, ephemeral_ports=args.ephemeral_ports)
     endpoints = json.loads((headwater_home() / "endpoints.json").read_text())
     print("headwater up: " + ", ".join(f"{k} {v}" for k, v in endpoints.items()), flush=True)

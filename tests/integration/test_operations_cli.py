@@ -34,10 +34,12 @@ def test_hub_update_and_consumer_group_checkpoints_and_owners(service_process, r
     row = json.loads(out)
     assert (row["retention"], row["throughput_units"], row["capture"], row["capture_interval"]) == (
         "0.5d", 3, True, "90s")
+    code, out, _ = run(capsys, "hub", "update", "ops-trips", "--throughput-units", "4")
+    assert code == 0 and "throughput_units: 4" in out and "capture_interval: 90s" in out
     code, out, _ = run(capsys, "hub", "update", "ops-trips", "--no-capture", "--json")
     assert json.loads(out)["capture"] is False
     shown = json.loads(run(capsys, "hub", "show", "ops-trips", "--json")[1])
-    assert (shown["retention"], shown["throughput_units"], shown["capture"]) == ("0.5d", 3, False)
+    assert (shown["retention"], shown["throughput_units"], shown["capture"]) == ("0.5d", 4, False)
     code, _, err = run(capsys, "hub", "update", "ops-trips")
     assert code == 1 and "nothing to change" in err
     code, _, err = run(capsys, "hub", "update", "ops-trips", "--capture-destination", "/etc/hw-capture")
@@ -102,6 +104,8 @@ def test_job_checkpoint_interval_update_and_test_on_a_live_sample(service_proces
     # The last 5 events: t26..t29 and the poison one, which is left out as the live job drops it.
     assert result["sample"] == {"trips": 4}
     assert result["outputs"]["out"] == [{"tripId": f"t{i}", "fare": i} for i in range(26, 30)]
+    code, out, _ = run(capsys, "job", "test", "ops-copy", "--sample", "5")
+    assert code == 0 and out.splitlines()[:2] == ["sample: trips 4 events", "output out: 4 rows"]
     # A new query over the same live sample, before cutting over.
     new = tmp_path / "new.asaql"
     new.write_text("SELECT tripId, fare * 2 AS double INTO [out] FROM [trips] WHERE fare >= 28")

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from headwater.auth import parse_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
-from headwater.server import caller_token
+from headwater.server import caller
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.capture import check_capture
 from headwater.services.ingestion.checkpoints import CheckpointStore
@@ -95,6 +94,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.faults = FaultRules()
         self.readers: dict[tuple[str, str, str], list[_Reader]] = {}
         self.capture = None  # set by the server when a hub captures
+        self.on_hub_deleted = None  # set by the server: drops the hub's policies
         self.drain = asyncio.Event()  # set at shutdown: long polls end so the drain is quick
         for hub in hubs.list():
             self._attach(hub)
@@ -115,14 +115,9 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     @staticmethod
     def _check_entity(hub_id: str) -> None:
         """A token signed for one entity covers only that hub."""
-        token = caller_token()
-        if not token:
-            return
-        entity = parse_sas_token(token).entity()
-        if entity and entity != hub_id:
-            raise HeadwaterError(Reason.PERMISSION_DENIED,
-                                 f"the token is scoped to {entity!r}, not hub {hub_id!r}",
-                                 metadata={"right": "entity"})
+        who = caller()
+        if who is not None:
+            who.require_entity(hub_id)
 
     def _hub_proto(self, hub: Hub) -> ingestion_pb2.Hub:
         meta = hub.meta
@@ -222,6 +217,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.quotas.pop(hub.name, None)
         self.faults.clear(hub.name)
         await self.hubs.delete_async(hub.name)
+        if self.on_hub_deleted is not None:  # the hub's shared access policies go with it
+            self.on_hub_deleted(hub.name)
         return ingestion_pb2.DeleteHubResponse()
 
     async def GetPartitionProperties(self, request, context):

@@ -23,8 +23,11 @@ def _demo(args: argparse.Namespace) -> int:
     import json
 
     from headwater.cli.up import start_stack, stop_stack
+    from headwater.supervisor import Supervisor, compose_policies
 
+    policies = compose_policies(args.file)
     procs = start_stack(args.file, ephemeral_ports=args.ephemeral_ports)
+    supervisor = Supervisor(procs, policies)  # compose's restart: policies, as `headwater up`
     endpoints = json.loads((headwater_home() / "endpoints.json").read_text())
     stop = asyncio.Event()
 
@@ -40,8 +43,16 @@ def _demo(args: argparse.Namespace) -> int:
               f"  connection string:  {local_connection(endpoints['ingestion'])};EntityPath=trips\n"
               f"  stop:               Ctrl-C\n", flush=True)
         sender = asyncio.create_task(send_trips(endpoints["ingestion"], "trips", args.rate))
+
+        async def supervise() -> None:
+            while True:
+                await asyncio.to_thread(supervisor.check)
+                await asyncio.sleep(0.5)
+
+        watcher = asyncio.create_task(supervise())
         await stop.wait()
         sender.cancel()
+        watcher.cancel()
 
     try:
         asyncio.run(main())

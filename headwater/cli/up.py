@@ -8,7 +8,8 @@ with a ``name |`` prefix; and stops them all (SIGTERM, then SIGKILL) on
 Ctrl-C. Services that are only images (PostgreSQL, NATS) are skipped: the
 machine's own servers stand in. The addresses are written to
 ``$HEADWATER_HOME/endpoints.json`` and later services get
-``HEADWATER_<NAME>_ADDRESS`` for each earlier one.
+``HEADWATER_<NAME>_ADDRESS`` for each earlier one. A service that exits is
+restarted as its ``restart:`` policy says (see :mod:`headwater.supervisor`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from headwater.compose import load_compose
 from headwater.config import headwater_home
 from headwater.procs import ServiceProcess, headwater_cmd
+from headwater.supervisor import Supervisor, compose_policies
 
 __all__ = ["add_commands", "start_stack", "stop_stack"]
 
@@ -82,14 +84,16 @@ def stop_stack(procs: list[ServiceProcess]) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _wait_forever(procs: list[ServiceProcess]) -> int:
+def _wait_forever(procs: list[ServiceProcess], supervisor: Supervisor) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.5):
-        dead = [p for p in procs if not p.alive()]
-        if dead:
-            print(f"headwater up: {', '.join(p.name for p in dead)} exited; stopping the rest", flush=True)
+        if supervisor.stopped():  # `headwater down` signalled the services: no restarts
+            break
+        supervisor.check()
+        if not supervisor.running():
+            print("headwater up: every service exited and none is to be restarted", flush=True)
             stop_stack(procs)
             return 1
     print("headwater up: stopping", flush=True)
@@ -98,10 +102,14 @@ def _wait_forever(procs: list[ServiceProcess]) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    # Restart policies are checked before anything starts: a bad value is an error up front.
+    policies = compose_policies(args.file, tuple(args.profile))
     procs = start_stack(args.file, args.profile, ephemeral_ports=args.ephemeral_ports)
     endpoints = json.loads((headwater_home() / "endpoints.json").read_text())
     print("headwater up: " + ", ".join(f"{k} {v}" for k, v in endpoints.items()), flush=True)
-    return _wait_forever(procs)
+    supervisor = Supervisor(procs, policies, stopped=lambda: not _pidfile().exists(),
+                            on_restart=lambda _: _pidfile().write_text("\n".join(str(p.pid) for p in procs)))
+    return _wait_forever(procs, supervisor)
 
 
 def _down(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 Only what Headwater's compose file uses is understood: ``services.<name>``
 with ``command``, ``environment`` (mapping or list), ``depends_on`` (list or
 mapping with conditions), ``profiles``, ``image``/``build``, YAML anchors and
-merge keys, ``${VAR:-default}`` substitution. Services whose command is not ``headwater ...`` (PostgreSQL, NATS)
+merge keys, ``restart``, ``${VAR:-default}`` substitution. Services whose command is not ``headwater ...`` (PostgreSQL, NATS)
 are containers only: locally, the machine's own servers stand in for them.
 """
 
@@ -29,6 +29,8 @@ class ComposeService:
     depends_on: list[str] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
     image: str = ""
+    #: compose's ``restart:`` policy (``no``, ``always``, ``unless-stopped``, ``on-failure[:N]``).
+    restart: str = "no"
 
     @property
     def is_headwater(self) -> bool:
@@ -75,7 +77,8 @@ def load_compose(path: str | Path, profiles: tuple[str, ...] = ()) -> list[Compo
         deps = list(deps) if isinstance(deps, (list, dict)) else [deps]
         svc = ComposeService(name=name, command=[str(c) for c in command],
                              environment=_env(spec.get("environment")), depends_on=[str(d) for d in deps],
-                             profiles=list(spec.get("profiles") or []), image=str(spec.get("image", "")))
+                             profiles=list(spec.get("profiles") or []), image=str(spec.get("image", "")),
+                             restart=str(spec.get("restart") or "no"))
         if svc.profiles and not set(svc.profiles) & set(profiles):
             continue
         services.append(svc)

@@ -8,7 +8,8 @@ with a ``name |`` prefix; and stops them all (SIGTERM, then SIGKILL) on
 Ctrl-C. Services that are only images (PostgreSQL, NATS) are skipped: the
 machine's own servers stand in. The addresses are written to
 ``$HEADWATER_HOME/endpoints.json`` and later services get
-``HEADWATER_<NAME>_ADDRESS`` for each earlier one.
+``HEADWATER_<NAME>_ADDRESS`` for each earlier one. A service that exits is
+restarted as its ``restart:`` policy says (see :mod:`headwater.supervisor`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from headwater.compose import load_compose
 from headwater.config import headwater_home, read_endpoints
 from headwater.errors import HeadwaterError, Reason
 from headwater.procs import ServiceProcess, headwater_cmd
+from headwater.supervisor import Supervisor, compose_policies
 
 SERVICE_NAMES = ("ingestion", "registry", "processing", "sink")
 
@@ -110,6 +112,11 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _write_pids(procs: list[ServiceProcess]) -> None:
+    """up.pids: ``driver PID`` (this process) and ``name PID`` per service (rewritten after a restart)."""
+    _write_atomic(_pidfile(), "\n".join([f"driver {os.getpid()}", *(f"{p.name} {p.pid}" for p in procs)]))
+
+
 def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, quiet: bool = False,
                 timeout: float = 60.0) -> list[ServiceProcess]:
     """Start compose_file's headwater services; returns the started processes.
@@ -177,7 +184,7 @@ def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, q
         if live_stack(home):  # another `up` won the race for this home while we started
             raise PortBusy(Reason.SERVICE_BUSY, f"another headwater up started a stack from {home} meanwhile")
         _write_atomic(home / "endpoints.json", json.dumps(endpoints, indent=2))
-        _write_atomic(_pidfile(), "\n".join([f"driver {os.getpid()}", *(f"{p.name} {p.pid}" for p in started)]))
+        _write_pids(started)
         wrote = True
     except BaseException:
         stop_stack(started, remove_state=wrote)
@@ -198,14 +205,16 @@ def stop_stack(procs: list[ServiceProcess], remove_state: bool = True) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _wait_forever(procs: list[ServiceProcess]) -> int:
+def _wait_forever(procs: list[ServiceProcess], supervisor: Supervisor) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.5):
-        dead = [p for p in procs if not p.alive()]
-        if dead:
-            print(f"headwater up: {', '.join(p.name for p in dead)} exited; stopping the rest", flush=True)
+        if supervisor.stopped():  # `headwater down` signalled the services: no restarts
+            break
+        supervisor.check()
+        if not supervisor.running():
+            print("headwater up: every service exited and none is to be restarted", flush=True)
             stop_stack(procs)
             return 1
     print("headwater up: stopping", flush=True)
@@ -214,12 +223,16 @@ def _wait_forever(procs: list[ServiceProcess]) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    # Restart policies are checked before anything starts: a bad value is an error up front.
+    policies = compose_policies(args.file, tuple(args.profile))
     procs = start_stack(args.file, args.profile, ephemeral_ports=args.ephemeral_ports)
     endpoints = read_endpoints()
     print("headwater up: " + ", ".join(f"{k} {v}" for k, v in endpoints.items() if k in SERVICE_NAMES),
           flush=True)
     print(path_hint(), flush=True)
-    return _wait_forever(procs)
+    supervisor = Supervisor(procs, policies, stopped=lambda: not _pidfile().exists(),
+                            on_restart=lambda _: _write_pids(procs))
+    return _wait_forever(procs, supervisor)
 
 
 def path_hint() -> str:
@@ -255,8 +268,10 @@ def _down(args: argparse.Namespace) -> int:
     if not pids:
         print(f"headwater down: nothing started by headwater up in {home}")
         return 0
-    # The driver first (`headwater up` / `headwater demo`: it stops its services and trip
-    # generator itself), then every service's process group.
+    # No pid file: the supervisor of `headwater up` restarts nothing from now on. Then the
+    # driver (`headwater up` / `headwater demo`: it stops its services and trip generator
+    # itself), then every service's process group.
+    path.unlink(missing_ok=True)
     for name, pid in sorted(pids.items(), key=lambda kv: kv[0] != "driver"):
         if pid == os.getpid():
             continue

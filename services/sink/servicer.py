@@ -191,7 +191,7 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
         return sink_pb2.SubscribeRowsResponse(
             batch=batch_to_proto(u.table, fmt), output_mode=_MODES_PB[u.mode], snapshot=u.snapshot,
             checkpoint_id=u.checkpoint.checkpoint_id, batch_id=u.checkpoint.batch_id, write_time=_ts(u.time),
-            replace=u.replace)
+            replace=u.replace, key_columns=list(u.keys))
 
 
 class SecretServicer(secrets_pb2_grpc.SecretServiceServicer):

@@ -6,7 +6,9 @@ from the connection string's key and renewed before it expires.
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.parse
 
 import grpc
 
@@ -23,7 +25,27 @@ _OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # Spread calls over every address a name resolves to (several ingestion
+    # instances behind one DNS name, or an endpoint listing host:port,host:port).
+    ("grpc.lb_policy_name", "round_robin"),
 ]
+
+
+def _target(conn: ConnectionString) -> str:
+    """The gRPC target: ``host:port``, or ``ipv4:a:p,b:q`` for an endpoint naming several instances."""
+    netloc = urllib.parse.urlparse(conn.endpoint).netloc
+    if "," in netloc:
+        return multi_target(netloc)
+    return conn.address
+
+
+def multi_target(addresses: str) -> str:
+    """``a:p,b:q`` -> the gRPC target ``ipv4:<ip of a>:p,<ip of b>:q`` (names resolved once)."""
+    out = []
+    for hostport in addresses.split(","):
+        host, _, port = hostport.strip().rpartition(":")
+        out.append(f"{socket.gethostbyname(host.strip('[]'))}:{port}")
+    return "ipv4:" + ",".join(out)
 
 
 class TokenSource:
@@ -116,9 +138,9 @@ def aio_channel(conn: ConnectionString | str, entity: str = "", *,
         conn = ConnectionString.parse(conn)
     interceptors = _aio_auth(TokenSource(conn, entity))
     if conn.use_tls or root_certificates:
-        return grpc.aio.secure_channel(conn.address, _creds(conn, root_certificates),
+        return grpc.aio.secure_channel(_target(conn), _creds(conn, root_certificates),
                                        options=_OPTIONS, interceptors=interceptors)
-    return grpc.aio.insecure_channel(conn.address, options=_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(_target(conn), options=_OPTIONS, interceptors=interceptors)
 
 
 def sync_channel(conn: ConnectionString | str, entity: str = "", *,
@@ -127,7 +149,7 @@ def sync_channel(conn: ConnectionString | str, entity: str = "", *,
     if isinstance(conn, str):
         conn = ConnectionString.parse(conn)
     if conn.use_tls or root_certificates:
-        channel = grpc.secure_channel(conn.address, _creds(conn, root_certificates), options=_OPTIONS)
+        channel = grpc.secure_channel(_target(conn), _creds(conn, root_certificates), options=_OPTIONS)
     else:
-        channel = grpc.insecure_channel(conn.address, options=_OPTIONS)
+        channel = grpc.insecure_channel(_target(conn), options=_OPTIONS)
     return grpc.intercept_channel(channel, _SyncAuth(TokenSource(conn, entity)))

@@ -127,7 +127,7 @@ class NatsConnection:
         except Exception as exc:  # noqa: BLE001
             raise HeadwaterError(Reason.SERVICE_BUSY,
                                  f"cannot reach NATS at {self.url} (setting nats_url): {exc}") from None
-        self.js = self.nc.jetstream(timeout=10)
+        self.js = self.nc.jetstream(timeout=5)
         return self
 
     @property
@@ -196,7 +196,7 @@ class NatsPartitionLog:
             self._replayed.set()
         self._follower = await self.js.subscribe(
             self.subject, stream=self.stream, cb=self._on_header, ordered_consumer=True, headers_only=True,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, idle_heartbeat=5.0,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, idle_heartbeat=1.0,
             config=ConsumerConfig(opt_start_seq=max(from_msg_seq, 1), mem_storage=True),
             pending_msgs_limit=-1, pending_bytes_limit=-1)
 
@@ -329,9 +329,9 @@ class NatsPartitionLog:
             return await self._append(events, producer_id, producer_sequence, msg_id)
 
     async def _check_producer(self, producer_id: str, producer_sequence: int, count: int) -> AppendResult | None:
-        if not self._replayed.is_set():
+        if not self._replayed.is_set():  # the follower replays recent producers' headers after a start
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._replayed.wait(), 10)
+                await asyncio.wait_for(self._replayed.wait(), 3)
         try:
             return self.producer_table.check(producer_id, producer_sequence, count)
         except HeadwaterError as exc:
@@ -339,14 +339,21 @@ class NatsPartitionLog:
                 raise
         # Another instance may have stored this producer's batches: catch up and ask again.
         await self.refresh()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._caught_up(), 5)
+        await self._catch_up_producers()
         return self.producer_table.check(producer_id, producer_sequence, count)
 
-    async def _caught_up(self) -> None:
-        """Until the header follower has seen every message up to the tail (in-process, milliseconds)."""
-        while self._producers_upto < self.last_msg_seq and not self.closed:
-            await asyncio.sleep(0.002)
+    async def _catch_up_producers(self) -> None:
+        """Read the producers of the messages the header follower has not delivered yet
+        (direct gets, a few at once; at most the last ``_PRODUCER_REPLAY`` messages)."""
+        start = max(self._producers_upto + 1, self.last_msg_seq - _PRODUCER_REPLAY + 1, self.first_msg_seq)
+        for lo in range(start, self.last_msg_seq + 1, 16):
+            seqs = range(lo, min(lo + 16, self.last_msg_seq + 1))
+            infos = await asyncio.gather(*(self._info(q) for q in seqs))
+            for q, info in zip(seqs, infos, strict=True):
+                if q > self._producers_upto:
+                    self._producers_upto = q
+                    self.producer_table.remember(info.producer_id, info.producer_sequence, info.count, info.seq,
+                                                 info.ts)
 
     async def _append(self, events: list[bytes], producer_id: str, producer_sequence: int, msg_id: str,
                       ) -> AppendResult:

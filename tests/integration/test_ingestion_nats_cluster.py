@@ -71,7 +71,6 @@ async def test_killing_a_nats_node_and_an_instance_mid_run_loses_nothing(cluster
 
     nc = await nats.connect(cluster.urls[1:])
     try:
-        js = nc.jetstream()
         prefix = env["HEADWATER_INGESTION_NATS_PREFIX"]
         for stream in (f"{prefix}_r3_0", f"{prefix}_r3_1", f"KV_{prefix}_hubs", f"KV_{prefix}_ckpt"):
             for _ in range(30):  # the JetStream API answers once the meta leader is re-elected

@@ -52,6 +52,8 @@ class IngestionConfig(ServiceConfig):
     nats_prefix: str = "HW"
     #: Seconds JetStream remembers an idempotent producer's batch ids (Nats-Msg-Id dedupe window).
     nats_duplicate_window_s: float = 120.0
+    #: Megabytes of recent batches an instance keeps in memory (its tail: live reads without a round trip).
+    nats_cache_mb: int = 256
 
     def __post_init__(self) -> None:
         if self.fsync_policy not in ("every_batch", "interval", "never"):

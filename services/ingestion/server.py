@@ -66,7 +66,8 @@ class IngestionService(Service):
 
             store: HubStore = NatsHubStore(cfg.data_path(), nats_url=cfg.nats_url, nats_prefix=cfg.nats_prefix,
                                            nats_replicas=cfg.nats_replicas,
-                                           nats_duplicate_window_s=cfg.nats_duplicate_window_s, **kwargs)
+                                           nats_duplicate_window_s=cfg.nats_duplicate_window_s,
+                                           nats_cache_mb=cfg.nats_cache_mb, **kwargs)
         else:
             store = HubStore(cfg.data_path(), **kwargs)
         self.hubs = await store.open_async()

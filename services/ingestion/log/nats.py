@@ -54,7 +54,7 @@ __all__ = ["NatsConnection", "NatsHubStore", "NatsPartitionLog", "delete_prefix"
 
 log = logging.getLogger("headwater.ingestion.nats")
 
-_CACHE_BATCHES = 64
+_CACHE_BATCHES = 8  # batches a partition keeps even over the instance's cache budget
 _INFO_CACHE = 65536
 _PRODUCER_REPLAY = 2000  # recent messages whose producers are replayed when a partition opens
 _APPEND_ATTEMPTS = 200
@@ -110,8 +110,11 @@ class _Info:
 class NatsConnection:
     """One connection to NATS for an ingestion instance: its settings and names."""
 
-    def __init__(self, url: str, *, prefix: str = "HW", replicas: int = 1, duplicate_window_s: float = 120.0) -> None:
+    def __init__(self, url: str, *, prefix: str = "HW", replicas: int = 1, duplicate_window_s: float = 120.0,
+                 cache_mb: int = 256) -> None:
         self.url = url
+        self.cache_bytes = cache_mb << 20
+        self.cached = 0
         self.prefix = prefix
         self.replicas = replicas
         self.duplicate_window_s = duplicate_window_s
@@ -123,7 +126,7 @@ class NatsConnection:
 
         try:
             self.nc = await nats.connect(self.url.split(","), connect_timeout=5, max_reconnect_attempts=-1,
-                                         reconnect_time_wait=0.2)
+                                         reconnect_time_wait=0.2, pending_size=64 << 20)
         except Exception as exc:  # noqa: BLE001
             raise HeadwaterError(Reason.SERVICE_BUSY,
                                  f"cannot reach NATS at {self.url} (setting nats_url): {exc}") from None
@@ -265,10 +268,15 @@ class NatsPartitionLog:
         return data
 
     def _keep(self, msg_seq: int, data: bytes) -> None:
+        """Keep a batch in memory: the tail a live reader reads next, without a round trip.
+        The instance's batches share ``nats_cache_mb``; a partition keeps at least a few."""
+        if msg_seq in self._data:
+            self._data.move_to_end(msg_seq)
+            return
         self._data[msg_seq] = data
-        self._data.move_to_end(msg_seq)
-        while len(self._data) > _CACHE_BATCHES:
-            self._data.popitem(last=False)
+        self.conn.cached += len(data)
+        while len(self._data) > _CACHE_BATCHES and self.conn.cached > self.conn.cache_bytes:
+            self.conn.cached -= len(self._data.popitem(last=False)[1])
 
     async def _info(self, msg_seq: int) -> _Info:
         info = self._infos.get(msg_seq)
@@ -504,6 +512,8 @@ class NatsPartitionLog:
     def close(self, sync: bool = True) -> None:
         self.closed = True
         self._changed.set()
+        self.conn.cached -= sum(map(len, self._data.values()))
+        self._data.clear()
         if self._follower is not None:
             follower, self._follower = self._follower, None
             with contextlib.suppress(RuntimeError):
@@ -529,11 +539,12 @@ class NatsHubStore(HubStore):
     """Hubs whose partitions are JetStream streams and whose metadata is in NATS KV."""
 
     def __init__(self, root, *, nats_url: str, nats_prefix: str = "HW", nats_replicas: int = 1,
-                 nats_duplicate_window_s: float = 120.0, ownership_expiry_s: float = 30.0, **kwargs: Any) -> None:
+                 nats_duplicate_window_s: float = 120.0, nats_cache_mb: int = 256, ownership_expiry_s: float = 30.0,
+                 **kwargs: Any) -> None:
         from headwater.services.ingestion.metadata_nats import KvMetadata
 
         self.conn = NatsConnection(nats_url, prefix=nats_prefix, replicas=nats_replicas,
-                                   duplicate_window_s=nats_duplicate_window_s)
+                                   duplicate_window_s=nats_duplicate_window_s, cache_mb=nats_cache_mb)
         super().__init__(root, metadata=KvMetadata(self.conn, ownership_expiry_s), **kwargs)
 
     @property

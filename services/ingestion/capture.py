@@ -79,7 +79,7 @@ class CaptureWriter:
         one instance at a time (an ownership claim of the ``$Capture`` group), its progress
         a ``$Capture`` checkpoint in the shared metadata store."""
         written = self.flush_due(hubs, force)
-        for hub in hubs.list():
+        for hub in await hubs.list_async():  # every hub of the shared store, not only those used here
             cap = hub.meta.capture or {}
             if cap.get("enabled") and any(not hasattr(p, "segments") for p in hub.partitions):
                 written += await self._flush_shared(hubs.metadata, hub, cap, force)

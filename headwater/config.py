@@ -8,6 +8,7 @@ the setting, where it came from and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -71,8 +72,14 @@ class ServiceConfig:
     grpc_port: int = 0
     #: Prometheus /metrics port; 0 picks a free one, -1 disables it.
     metrics_port: int = 0
-    #: Where the service keeps its files; default $HEADWATER_HOME/<service>.
+    #: Where the service keeps its files (a 0700 folder); default $HEADWATER_HOME/<service>.
     data_dir: str = ""
+    #: Folders clients may name paths under (reference inputs, files/Delta sinks, Capture);
+    #: default the data folder. See docs/security.md, "Data paths, UDFs and secrets".
+    allowed_paths: list[str] = field(default_factory=list)
+    #: The secret store (`secret:NAME` references) shared by processing and sink;
+    #: default $HEADWATER_HOME/secrets.
+    secrets_dir: str = ""
     #: DEBUG, INFO, WARNING, ERROR.
     log_level: str = "INFO"
     #: "json" (structured, one object a line) or "text".
@@ -91,8 +98,13 @@ class ServiceConfig:
 
     def data_path(self) -> Path:
         path = Path(self.data_dir) if self.data_dir else headwater_home() / self.service_name
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # only the service's user may read its state
+            path.chmod(0o700)
         return path
+
+    def secrets_path(self) -> Path:
+        return Path(self.secrets_dir) if self.secrets_dir else headwater_home() / "secrets"
 
     def auth_path(self) -> Path:
         return Path(self.auth_file) if self.auth_file else headwater_home() / "auth.json"

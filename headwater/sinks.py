@@ -141,6 +141,16 @@ class SinkSpec:
     key_columns: tuple[str, ...] = ()
     #: A folder the sink may keep files in (state, spooled rows).
     data_dir: Path | None = None
+    #: Folders a kind may read and write client-named paths under (the service's
+    #: ``allowed_paths``; see :func:`headwater.paths.confine`). Empty only outside a
+    #: service (a library user creating sinks directly): paths are then not confined.
+    allowed_roots: tuple[Path, ...] = ()
+    #: A connection string to the service's own namespace (ingestion), signed with the
+    #: service's key, for kinds that publish back to it (``hub``); empty when unknown.
+    #: Never part of ``config``, so never returned by Get/List.
+    namespace: str = field(default="", repr=False)
+    #: A connection string to the namespace's schema registry, likewise.
+    registry: str = field(default="", repr=False)
 
 
 class SinkConfigError(HeadwaterError):

@@ -3,7 +3,7 @@
     headwater job create NAME --query Q.asaql --input ALIAS=HUB[:json|avro|csv] \\
         [--reference ALIAS=FILE] --output ALIAS=SINK [--late-arrival-tolerance S] \\
         [--out-of-order-tolerance S] [--out-of-order-action adjust|drop] \\
-        [--output-error-policy retry|drop] [--udf NAME=module:function] [--start]
+        [--output-error-policy retry|drop] [--udf NAME] [--start]
     headwater job list | show NAME | start NAME [--from now|earliest|last|TIME] | stop NAME
     headwater job delete NAME | metrics NAME
     headwater job alert create NAME RULE --metric M --operator gt --threshold X \\
@@ -210,7 +210,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-of-order-tolerance", metavar="DURATION", help="default 0s")
     p.add_argument("--out-of-order-action", choices=("adjust", "drop"), default="adjust")
     p.add_argument("--output-error-policy", choices=("retry", "drop"), default="retry")
-    p.add_argument("--udf", action="append", default=[], metavar="NAME=module:function")
+    p.add_argument("--udf", action="append", default=[], metavar="NAME",
+                   help="a UDF the operator registered (processing config 'udfs' or a plugin)")
     p.add_argument("--start", action="store_true", help="start it now")
     p.set_defaults(func=_create)
 

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "job",
     "query",
     "sink",
+    "secret",
     "plugins",
     "perf",
 )

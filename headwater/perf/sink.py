@@ -81,6 +81,7 @@ def _service(args: argparse.Namespace, home: str) -> Iterator[tuple[str, Any]]:
     proc = ServiceProcess("sink", [*headwater_cmd(), "serve", "sink", "--port", "0", "--metrics-port", "-1",
                                    "--data-dir", os.path.join(home, "sink")],
                           env={"HEADWATER_HOME": home, "HEADWATER_SINK_DASHBOARD_PORT": "-1",
+                               "HEADWATER_SINK_ALLOWED_PATHS": home,  # the files/delta outputs' folder
                                "HEADWATER_LOG_LEVEL": "WARNING"})
     proc.start()
     try:

@@ -16,11 +16,12 @@ def builtin_kinds() -> list[Any]:
     """One instance of every builtin sink kind."""
     from headwater.plugins.sinks.delta import DeltaKind
     from headwater.plugins.sinks.files import FilesKind
+    from headwater.plugins.sinks.hub import HubKind
     from headwater.plugins.sinks.memory import DashboardKind, MemoryKind
     from headwater.plugins.sinks.postgres import PostgresKind
     from headwater.plugins.sinks.webhook import WebhookKind
 
-    return [MemoryKind(), DashboardKind(), PostgresKind(), FilesKind(), DeltaKind(), WebhookKind()]
+    return [MemoryKind(), DashboardKind(), PostgresKind(), FilesKind(), DeltaKind(), WebhookKind(), HubKind()]
 
 
 @hookimpl

@@ -7,7 +7,9 @@ commit at the writer's checkpoint (flush), when the buffer reaches
 ``commit_rows`` rows, or ``commit_interval_s`` after its first row. Every
 commit carries a Delta application transaction (``txn``: app id
 ``headwater:<sink>:<writer>``, version = the last write's checkpoint sequence),
-so a replayed write is recognised from the table's own log.
+so a replayed write is recognised from the table's own log. A local ``path``
+lies under the service's ``allowed_paths``; object-store URIs (``s3://``,
+``az://``, ...) are not server files and are taken as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.paths import confine, is_remote
 from headwater.sinks import (
     Checkpoint,
     OutputMode,
@@ -179,6 +182,8 @@ class DeltaKind(SinkKind):
         check_keys(config, _SETTINGS, self.name)
         out = dict(config)
         require(out, "path", self.name)
+        if spec.allowed_roots and not is_remote(str(out["path"])):
+            out["path"] = str(confine(str(out["path"]), spec.allowed_roots, "path"))
         pb = out.get("partition_by")
         if isinstance(pb, str):
             out["partition_by"] = [pb]

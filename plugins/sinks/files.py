@@ -16,7 +16,12 @@ half a file. Names are deterministic per writer checkpoint
 (``part-<writer>-<checkpoint>-<n>.<ext>``) and ``_headwater/<sink>.json``
 records the last committed checkpoint of each writer: on restart the files of
 checkpoints that were never committed are removed (their writer replays them),
-and a replayed checkpoint that was committed is skipped. Avro files with the
+and a replayed checkpoint that was committed is skipped. The sink removes only
+files it wrote: names carry a tag of the sink and writer (recorded in the
+manifest), so files already in the folder, or another sink's, are never deleted.
+``path`` lies under the service's ``allowed_paths``; every folder a
+``path_pattern`` renders is checked to stay inside ``path`` (an empty field
+renders as ``_``). Avro files with the
 columns of a captured event (``body``, ``sequence_number``, ``offset``,
 ``enqueued_time``, ``partition_id``, ``properties``) are Event Hubs Capture's
 shape.
@@ -39,6 +44,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from headwater.paths import confine
+from headwater.secrets import write_private
 from headwater.sinks import (
     Checkpoint,
     OutputMode,
@@ -62,6 +69,7 @@ _SETTINGS = ("path", "format", "path_pattern", "date_format", "time_format", "ti
 _TOKEN = re.compile(r"\{([^{}]+)\}")
 _NAME = re.compile(r"^(?P<prefix>.+)-(?P<tag>[0-9a-f]{8})-(?P<ckpt>\d{12})-(?P<n>\d{4})\.\w+$")
 _UNSAFE = re.compile(r"[^\w.=@+-]")
+_PREFIX = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 def render_dirs(table: pa.Table, pattern: str, date_fmt: str, time_fmt: str, time_field: str | None,
@@ -97,7 +105,7 @@ def render_dirs(table: pa.Table, pattern: str, date_fmt: str, time_fmt: str, tim
                 raise SinkRowError(f"path pattern field {{{token}}} is missing from the rows",
                                    rows=range(table.num_rows))
             exprs.append(pl.col(token).cast(pl.Utf8).fill_null("null")
-                         .str.replace_all(r"[^\w.=@+-]", "_").str.replace(r"^\.+", "_"))
+                         .str.replace_all(r"[^\w.=@+-]", "_").str.replace(r"^\.+", "_").str.replace(r"^$", "_"))
         pos = m.end()
     if pos < len(pattern):
         exprs.append(pl.lit(pattern[pos:]))
@@ -177,9 +185,9 @@ class FilesSink(Sink):
         self._lock = threading.RLock()
         self._manifest = self.root / "_headwater" / f"{spec.name}.json"
 
-    @staticmethod
-    def _tag(writer: str) -> str:
-        return hashlib.sha1(writer.encode()).hexdigest()[:8]
+    def _tag(self, writer: str) -> str:
+        """Names of this sink's files carry it: a file without a known tag is never ours to delete."""
+        return hashlib.sha1(f"{self.name}\0{writer}".encode()).hexdigest()[:8]
 
     # -- recovery ----------------------------------------------------------------------
     def open(self) -> None:
@@ -187,15 +195,19 @@ class FilesSink(Sink):
         if self._manifest.exists():
             data = json.loads(self._manifest.read_text())
             self._last = {w: Checkpoint(c, b, w) for w, (c, b) in data.get("last", {}).items()}
-        committed = {self._tag(w): c.checkpoint_id for w, c in self._last.items()}
-        known = set(json.loads(self._manifest.read_text()).get("tags", [])) if self._manifest.exists() else set()
+        # Tags of the writers this sink committed for, with their last checkpoint. Names written
+        # before tags included the sink (sha1 of the writer only) are recognised too.
+        committed: dict[str, int] = {}
+        for w, c in self._last.items():
+            committed[self._tag(w)] = committed[hashlib.sha1(w.encode()).hexdigest()[:8]] = c.checkpoint_id
+        if not committed:
+            return  # nothing in the folder is known to be this sink's
         for path in self.root.rglob("*"):
-            if path.name.startswith(".") and path.name.endswith(".inprogress"):
-                path.unlink(missing_ok=True)
-                continue
-            m = _NAME.match(path.name)
-            if (m and m.group("prefix") == self.prefix and m.group("tag") in known | set(committed)
-                    and int(m.group("ckpt")) > committed.get(m.group("tag"), 0)):
+            hidden = path.name.startswith(".") and path.name.endswith(".inprogress")
+            m = _NAME.match(path.name[1:-len(".inprogress")] if hidden else path.name)
+            if not (m and m.group("prefix") == self.prefix and m.group("tag") in committed) or not path.is_file():
+                continue  # not a file this sink wrote: never deleted
+            if hidden or int(m.group("ckpt")) > committed[m.group("tag")]:
                 path.unlink(missing_ok=True)  # an uncommitted checkpoint: its writer replays it
 
     def last_checkpoint(self, writer: str) -> Checkpoint | None:
@@ -207,6 +219,7 @@ class FilesSink(Sink):
             if checkpoint.tracked and not checkpoint.after(self._last.get(checkpoint.writer)):
                 return "duplicate"
             dirs = render_dirs(batch, self.pattern, self.date_fmt, self.time_fmt, self.time_field)
+            self._check_dirs(dirs)
             if len(set(dirs)) == 1:
                 groups = [(dirs[0], batch)]
             else:
@@ -220,6 +233,16 @@ class FilesSink(Sink):
                 self._pending[checkpoint.writer] = checkpoint
             self.poll()
         return None
+
+    def _check_dirs(self, dirs: list[str]) -> None:
+        """Every rendered folder stays inside ``path`` (checked after rendering, symlinks resolved)."""
+        root = self.root.resolve()
+        for d in set(dirs):
+            target = (self.root / d).resolve() if d else root
+            if Path(d).is_absolute() or ".." in Path(d).parts or not target.is_relative_to(root):
+                rows = [i for i, x in enumerate(dirs) if x == d]
+                raise SinkRowError(f"files sink {self.name!r}: path_pattern rendered {d!r}, which leads outside "
+                                   "the sink's folder", rows=rows)
 
     def _new_name(self, d: str, checkpoint: Checkpoint) -> str:
         ext = self.fmt
@@ -312,9 +335,7 @@ class FilesSink(Sink):
                 self._manifest.parent.mkdir(parents=True, exist_ok=True)
                 data = {"last": {w: [c.checkpoint_id, c.batch_id] for w, c in self._last.items()},
                         "tags": sorted({self._tag(w) for w in self._last})}
-                tmp = self._manifest.with_suffix(".tmp")
-                tmp.write_text(json.dumps(data))
-                os.replace(tmp, self._manifest)
+                write_private(self._manifest, json.dumps(data).encode())
             self._counters = {k: v for k, v in self._counters.items()
                               if k[2] > max((c.checkpoint_id for c in self._last.values()), default=0)}
 
@@ -331,6 +352,8 @@ class FilesKind(SinkKind):
         check_keys(config, _SETTINGS, self.name)
         out = dict(config)
         require(out, "path", self.name)
+        if spec.allowed_roots:
+            out["path"] = str(confine(str(out["path"]), spec.allowed_roots, "path"))
         fmt = out.setdefault("format", "jsonl")
         if fmt not in FORMATS:
             raise SinkConfigError(f"files sink: setting 'format' must be one of {', '.join(FORMATS)}, got {fmt!r}",
@@ -344,6 +367,10 @@ class FilesKind(SinkKind):
                                or out[key] <= 0):
                 raise SinkConfigError(f"files sink: setting {key!r} must be a number > 0, got {out[key]!r}",
                                       setting=key)
+        prefix = out.get("prefix", "part")
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+            raise SinkConfigError("files sink: setting 'prefix' must be letters, digits, '_', '-', '.' (at most 64, "
+                                  f"not starting with '.'), got {prefix!r}", setting="prefix")
         pattern = out.get("path_pattern", "")
         if not isinstance(pattern, str) or ".." in pattern or pattern.startswith("/"):
             raise SinkConfigError("files sink: setting 'path_pattern' must be a relative path pattern",

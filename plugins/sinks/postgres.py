@@ -385,6 +385,28 @@ class PostgresSink(Sink):
             tname, cols, cols, stage, sql.SQL(", ").join(sql.Identifier(i) for i in self.ids)) + action)
 
 
+#: libpq parameters that name files the client library reads on the service's host.
+_DSN_FILES = ("passfile", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir", "servicefile")
+
+
+def _check_dsn_files(dsn: str, roots: Any) -> None:
+    """Files a DSN names (``sslkey=``, ``passfile=``...) lie under the service's ``allowed_paths``."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from headwater.paths import confine
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        raise SinkConfigError("postgres sink: setting 'dsn' is not a connection string (key=value ... or "
+                              "postgresql://...)", setting="dsn") from None
+    for key in _DSN_FILES:
+        value = params.get(key)
+        if value and not (key == "sslrootcert" and value == "system"):
+            confine(str(value), roots, "dsn")
+
+
 class PostgresKind(SinkKind):
     """``postgres``: insert into a table, or upsert by document id (Cosmos DB semantics)."""
 
@@ -398,6 +420,8 @@ class PostgresKind(SinkKind):
         out = dict(config)
         require(out, "dsn", self.name)
         require(out, "table", self.name)
+        if spec.allowed_roots:
+            _check_dsn_files(str(out["dsn"]), spec.allowed_roots)
         ids = out.get("id_field")
         if isinstance(ids, str):
             ids = [ids]

@@ -3,7 +3,9 @@
 Files use the Event Hubs Capture record layout (``SequenceNumber``, ``Offset``,
 ``EnqueuedTimeUtc``, ``SystemProperties``, ``Properties``, ``Body``) and the
 default path ``{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}.avro``
-under the hub's ``destination`` (default ``<data_dir>/capture``). A window is
+under the hub's ``destination`` (default ``<data_dir>/capture``), which must lie
+under the service's ``allowed_paths`` (default its data folder); the rendered
+``archive_name_format`` must stay inside the destination. A window is
 closed when ``interval`` has passed or ``size_limit_bytes`` are pending. How far
 each partition was captured is kept in ``capture-state.json`` (written after
 the file is in place: at-least-once, as Event Hubs Capture).
@@ -22,10 +24,13 @@ from pathlib import Path
 
 import fastavro
 
+from headwater.errors import HeadwaterError, Reason
+from headwater.paths import allowed_roots, confine
+from headwater.secrets import write_private
 from headwater.services.ingestion import metrics as m
 from headwater.v1 import ingestion_pb2
 
-__all__ = ["CAPTURE_GROUP", "CAPTURE_SCHEMA", "DEFAULT_FORMAT", "CaptureWriter"]
+__all__ = ["CAPTURE_GROUP", "CAPTURE_SCHEMA", "DEFAULT_FORMAT", "CaptureWriter", "check_capture"]
 
 log = logging.getLogger("headwater.ingestion.capture")
 
@@ -47,11 +52,43 @@ CAPTURE_SCHEMA = fastavro.parse_schema({
 })
 
 
+def _render(fmt: str, namespace: str, hub: str, partition: str, now: dt.datetime) -> str:
+    return fmt.format(Namespace=namespace, EventHub=hub, PartitionId=partition, Year=f"{now:%Y}",
+                      Month=f"{now:%m}", Day=f"{now:%d}", Hour=f"{now:%H}", Minute=f"{now:%M}", Second=f"{now:%S}")
+
+
+def _inside(rel: str) -> bool:
+    p = Path(rel)
+    return bool(rel) and not p.is_absolute() and ".." not in p.parts
+
+
+def check_capture(cap: dict, config) -> dict:
+    """A hub's capture settings with ``destination`` confined to ``allowed_paths`` (INVALID_ARGUMENT
+    naming the field) and an ``archive_name_format`` that renders inside it."""
+    if not cap:
+        return cap
+    if cap.get("destination"):
+        cap["destination"] = str(confine(cap["destination"], allowed_roots(config), "hub.capture.destination"))
+    fmt = cap.get("archive_name_format") or ""
+    if fmt:
+        try:
+            rel = _render(fmt, "ns", "hub", "0", dt.datetime.now(dt.UTC))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"hub.capture.archive_name_format {fmt!r}: unknown token "
+                                 f"{exc} (use {{Namespace}} {{EventHub}} {{PartitionId}} {{Year}} {{Month}} {{Day}} "
+                                 "{Hour} {Minute} {Second})", metadata={"field": "hub.capture.archive_name_format"}) from None
+        if not _inside(rel):
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"hub.capture.archive_name_format {fmt!r} leads outside "
+                                 "the destination", metadata={"field": "hub.capture.archive_name_format"})
+    return cap
+
+
 class CaptureWriter:
     """Writes capture files for every hub with capture enabled."""
 
-    def __init__(self, default_root: Path, namespace: str = "headwater") -> None:
+    def __init__(self, default_root: Path, namespace: str = "headwater", roots: list[Path] | None = None) -> None:
         self.default_root = Path(default_root)
+        self.roots = roots
         self.namespace = namespace if namespace not in ("127.0.0.1", "0.0.0.0", "::") else "localhost"
         self.state_path = self.default_root / "capture-state.json"
         self.state: dict[str, int] = {}
@@ -162,10 +199,7 @@ class CaptureWriter:
         if not records or not self._write_file(hub, part, cap, records):
             return 0
         self.state[f"{hub.name}/{part.partition_id}"] = seq
-        self.default_root.mkdir(parents=True, exist_ok=True)
-        tmp_state = self.state_path.with_suffix(".tmp")
-        tmp_state.write_text(json.dumps(self.state))
-        os.replace(tmp_state, self.state_path)
+        write_private(self.state_path, json.dumps(self.state).encode())
         return 1
 
     @staticmethod
@@ -187,10 +221,13 @@ class CaptureWriter:
     def _write_file(self, hub, part, cap: dict, records: list[dict]) -> bool:
         now = dt.datetime.now(dt.UTC)
         fmt = cap.get("archive_name_format") or DEFAULT_FORMAT
-        rel = fmt.format(Namespace=self.namespace, EventHub=hub.name, PartitionId=part.partition_id,
-                         Year=f"{now:%Y}", Month=f"{now:%m}", Day=f"{now:%d}", Hour=f"{now:%H}",
-                         Minute=f"{now:%M}", Second=f"{now:%S}")
+        rel = _render(fmt, self.namespace, hub.name, str(part.partition_id), now)
         root = Path(cap.get("destination") or self.default_root)
+        if cap.get("destination") and self.roots is not None:
+            root = confine(root, self.roots, "hub.capture.destination")  # set before the roots changed?
+        if not _inside(rel) or not (root / rel).resolve().is_relative_to(root.resolve()):
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"hub {hub.name}: capture path {rel!r} leads outside "
+                                 f"the destination", metadata={"field": "hub.capture.archive_name_format"})
         path = root / f"{rel}.avro"
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():

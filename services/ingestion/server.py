@@ -72,9 +72,10 @@ class IngestionService(Service):
             store = HubStore(cfg.data_path(), **kwargs)
         self.hubs = await store.open_async()
         self.servicer = IngestionServicer(cfg, self.hubs)
+        from headwater.paths import allowed_roots
         from headwater.services.ingestion.capture import CaptureWriter
 
-        self.capture = CaptureWriter(cfg.data_path() / "capture", namespace=cfg.host)
+        self.capture = CaptureWriter(cfg.data_path() / "capture", namespace=cfg.host, roots=allowed_roots(cfg))
         self.servicer.capture = self.capture
         self._tasks.append(asyncio.create_task(retention_loop(self.hubs, cfg.retention_check_s)))
         if cfg.fsync_policy == "interval" and cfg.log_backend == "embedded":

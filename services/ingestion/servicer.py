@@ -22,6 +22,7 @@ from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
 from headwater.server import caller_token
 from headwater.services.ingestion import metrics as m
+from headwater.services.ingestion.capture import check_capture
 from headwater.services.ingestion.config import IngestionConfig
 from headwater.services.ingestion.faults import (
     ALL,
@@ -189,7 +190,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         hub, created = await self.hubs.create_async(
             request.hub_id, spec.partition_count or 4, retention, throughput_units=spec.throughput.units,
             auto_inflate=spec.throughput.auto_inflate, maximum_units=spec.throughput.maximum_units,
-            capture=self._capture_dict(spec.capture), request_id=request.request_id)
+            capture=check_capture(self._capture_dict(spec.capture), self.config), request_id=request.request_id)
         self._attach(hub)
         if created:
             log.info("hub created", extra={"fields": {"hub": hub.name, "partitions": hub.meta.partition_count}})
@@ -226,7 +227,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                     meta.throughput_units, meta.auto_inflate, meta.maximum_units = (t.units, t.auto_inflate,
                                                                                     t.maximum_units)
                 elif path.startswith("capture"):
-                    meta.capture = self._capture_dict(request.hub.capture)
+                    meta.capture = check_capture(self._capture_dict(request.hub.capture), self.config)
                 else:
                     raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                          f"update_mask path {path!r} cannot be changed; allowed: "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from headwater.config import ServiceConfig
 
@@ -26,3 +26,6 @@ class ProcessingConfig(ServiceConfig):
     #: Seconds a StopJob (or SIGTERM) waits for an epoch whose output is held by a sink
     #: that is down; then the epoch is left to be replayed at the next start.
     stop_hold_timeout_s: float = 10.0
+    #: UDFs jobs may call, registered by the operator: ``{name: module:function}`` (or
+    #: ``path/to/file.py:function``); a job calls ``UDF.name`` and may list the name in ``udfs``.
+    udfs: dict[str, str] = field(default_factory=dict)

@@ -9,45 +9,27 @@ plugin, bound to the service's schema registry).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.services.processing.local import decode_events, load_udf, run_local, udf_plugin
+from headwater.services.processing.job_guards import check_secret_references, plugin_manager, reference_file
+from headwater.services.processing.local import decode_events, run_local
 from headwater.v1 import event_pb2
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["compile_job", "runtime_for", "JobRuntime", "test_query"]
 
 
-
-
-def _plugin_manager(job: pb.Job):
-    from headwater.pluginmanager import get_plugin_manager
-
-    udfs = {}
-    for spec in job.udfs:
-        name, sep, target = spec.partition("=")
-        if not sep:
-            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job.udfs entry {spec!r} must be NAME=module:function",
-                                 metadata={"field": "job.udfs"})
-        try:
-            udfs[name.strip()] = load_udf(target.strip())
-        except (ImportError, AttributeError, OSError, SyntaxError, ValueError) as exc:
-            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job.udfs entry {spec!r} cannot be loaded: {exc}",
-                                 metadata={"field": "job.udfs"}) from None
-    return get_plugin_manager([("job-udfs", udf_plugin(udfs))] if udfs else [])
-
-
-def _reference_rows(inp: pb.JobInput) -> list[dict]:
+def _reference_rows(inp: pb.JobInput, config: Any = None) -> list[dict]:
     data = inp.reference_data
     if not data and inp.reference_path:
+        path = reference_file(inp, config)
         try:
-            data = Path(inp.reference_path).read_bytes()
+            data = path.read_bytes()
         except OSError as exc:
-            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"reference input {inp.alias}: {exc}",
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"reference input {inp.alias}: {exc.strerror}",
                                  metadata={"field": "reference_path"}) from None
     text = data.strip()
     if not text:
@@ -61,12 +43,16 @@ def _reference_rows(inp: pb.JobInput) -> list[dict]:
                              metadata={"field": "reference_data"}) from None
 
 
-def compile_job(job: pb.Job):
+def compile_job(job: pb.Job, config: Any = None):
     """Compile the job's query and check its inputs and outputs against the query's."""
     from headwater.services.processing.engine import compile_query
 
     refs = [i.alias for i in job.inputs if i.kind == pb.INPUT_KIND_REFERENCE]
-    compiled = compile_query(job.query, _plugin_manager(job), references=refs)
+    for i in job.inputs:
+        if i.kind == pb.INPUT_KIND_REFERENCE and i.reference_path and not i.reference_data:
+            reference_file(i, config)
+    check_secret_references(job, config)
+    compiled = compile_query(job.query, plugin_manager(job, config), references=refs)
     have_in = {i.alias.lower() for i in job.inputs}
     missing = [a for a in compiled.inputs if a.lower() not in have_in]
     if missing:
@@ -95,10 +81,11 @@ def _policy(job: pb.Job):
 class JobRuntime:
     """The engine's Runtime behind the runner's QueryRuntime protocol."""
 
-    def __init__(self, job: pb.Job, registry_address: str = "") -> None:
-        """``registry_address`` is the registry's connection string (Avro inputs)."""
-        compiled = compile_job(job)
-        refs = {i.alias: _reference_rows(i) for i in job.inputs if i.kind == pb.INPUT_KIND_REFERENCE}
+    def __init__(self, job: pb.Job, registry_address: str = "", config: Any = None) -> None:
+        """``registry_address`` is the registry's connection string (Avro inputs); ``config`` the
+        service's settings (operator UDFs, allowed_paths)."""
+        compiled = compile_job(job, config)
+        refs = {i.alias: _reference_rows(i, config) for i in job.inputs if i.kind == pb.INPUT_KIND_REFERENCE}
         self.rt = compiled.runtime(_policy(job), reference_data=refs)
         self.pm = compiled.pm
         self.formats = {i.alias.lower(): (i.format or "json").lower() for i in job.inputs}
@@ -208,7 +195,7 @@ def runtime_for(job: pb.Job, config) -> JobRuntime:
     if config.auth_enabled:
         root = PolicyStore(config.auth_path()).ensure().root()
         conn.shared_access_key_name, conn.shared_access_key = root.name, root.key
-    return JobRuntime(job, str(conn))
+    return JobRuntime(job, str(conn), config)
 
 
 def test_query(request: pb.TestQueryRequest) -> pb.TestQueryResponse:

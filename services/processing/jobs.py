@@ -7,7 +7,6 @@ leaves either the old or the new catalogue, never half of one.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.secrets import write_private
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["JobCatalog", "job_id"]
@@ -60,12 +60,7 @@ class JobCatalog:
             "rules": [json_format.MessageToDict(r) for r in self.rules.values()],
             "requests": self.requests,
         }
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps(data).encode())  # 0600: it holds connection strings
 
     def get(self, name: str) -> pb.Job:
         job_id(name)

@@ -9,6 +9,7 @@ from datetime import datetime
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
+from headwater.secrets import SecretStore, resolve
 from headwater.services.processing import engine_adapter
 from headwater.services.processing.alerts import AlertEvaluator
 from headwater.services.processing.config import ProcessingConfig
@@ -86,7 +87,7 @@ class JobManager:
         return self.catalog.put(job)
 
     def compile(self, job: pb.Job) -> object:
-        return engine_adapter.compile_job(job)
+        return engine_adapter.compile_job(job, self.config)
 
     # -- jobs --------------------------------------------------------------------------------
     async def start(self, name: str, mode: int, start_time: datetime | None, resuming: bool = False) -> pb.Job:
@@ -99,9 +100,11 @@ class JobManager:
             raise HeadwaterError(Reason.PRECONDITION_FAILED, f"job {name!r} is already running")
         runtime = engine_adapter.runtime_for(job, self.config)
         stream_inputs = [i for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE]
-        conn = stream_inputs[0].connection_string if stream_inputs else ""
+        conn = resolve(stream_inputs[0].connection_string, SecretStore(self.config.secrets_path()),
+                       "connection_string") if stream_inputs else ""
         ingestion = ingestion_pb2_grpc.IngestionServiceStub(self._channel(self.config.ingestion_address, conn))
-        out_conn = job.outputs[0].connection_string if job.outputs else ""
+        out_conn = resolve(job.outputs[0].connection_string, SecretStore(self.config.secrets_path()),
+                           "connection_string") if job.outputs else ""
         sinks = sink_pb2_grpc.SinkServiceStub(self._channel(self.config.sink_address, out_conn))
         runner = JobRunner(job, runtime, self.config.data_path() / "jobs" / job_id(name), ingestion, sinks,
                            RunnerSettings(checkpoint_interval_s=self.config.checkpoint_interval_s,

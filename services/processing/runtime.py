@@ -208,6 +208,14 @@ class JobRunner:
                 intent = json.loads(self._intent.read_text())
                 if intent["epoch"] > self.epoch:
                     replay = intent
+        elif mode == pb.JOB_START_MODE_WHEN_LAST_STOPPED and self._intent.exists() and "start" in (
+                intent := json.loads(self._intent.read_text())):
+            # Killed after the first epoch's outputs, before its checkpoint: replay that
+            # epoch from where the job started (its rows may be out: the sinks take the
+            # replay, with the same epoch, as a duplicate). Starting afresh would write
+            # them again under a new epoch.
+            self.epoch, self.positions, self.start_from = 0, {}, intent["start"]
+            replay = intent
         else:
             # A fresh start (NOW, EARLIEST, CUSTOM_TIME) forgets the positions and the
             # state but not the epoch: the sinks keep the last checkpoint id of this
@@ -453,7 +461,7 @@ class JobRunner:
         outputs = self.rt.take_outputs()
         self.epoch += 1
         _atomic_write(self._intent, json.dumps({
-            "epoch": self.epoch, "clock": clock.isoformat(),
+            "epoch": self.epoch, "clock": clock.isoformat(), "start": self.start_from,
             "positions": [[a, p, s] for (a, p), s in new_positions.items()]}).encode())
         await self._write_outputs(outputs)
         self.positions = new_positions

@@ -9,6 +9,7 @@ from __future__ import annotations
 from google.protobuf import timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.secrets import redact_job, unmask_job
 from headwater.services.processing.alerts import validate_rule
 from headwater.services.processing.jobs import JobCatalog, job_id
 from headwater.v1 import processing_pb2 as pb
@@ -39,15 +40,15 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
         job.error = ""
         job.create_time.CopyFrom(_now())
         job.ClearField("start_time")
-        return pb.CreateJobResponse(job=self.catalog.create(job, request.request_id))
+        return pb.CreateJobResponse(job=redact_job(self.catalog.create(job, request.request_id)))
 
     async def GetJob(self, request: pb.GetJobRequest, context) -> pb.GetJobResponse:
-        return pb.GetJobResponse(job=self.catalog.get(request.name))
+        return pb.GetJobResponse(job=redact_job(self.catalog.get(request.name)))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
         jobs = [self.catalog.jobs[k] for k in sorted(self.catalog.jobs)]
         page, nxt = self.catalog.page(jobs, request.page_size, request.page_token)
-        return pb.ListJobsResponse(jobs=page, next_page_token=nxt)
+        return pb.ListJobsResponse(jobs=[redact_job(j) for j in page], next_page_token=nxt)
 
     async def UpdateJob(self, request: pb.UpdateJobRequest, context) -> pb.UpdateJobResponse:
         old = self.catalog.get(request.job.name)
@@ -56,10 +57,11 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
                                  f"job {old.name!r} is {pb.JobState.Name(old.state)}: stop it before updating")
         job = pb.Job()
         job.CopyFrom(request.job)
+        unmask_job(job, old)
         self.manager.compile(job)
         job.state, job.error = old.state, old.error
         job.create_time.CopyFrom(old.create_time)
-        return pb.UpdateJobResponse(job=self.catalog.put(job))
+        return pb.UpdateJobResponse(job=redact_job(self.catalog.put(job)))
 
     async def DeleteJob(self, request: pb.DeleteJobRequest, context) -> pb.DeleteJobResponse:
         job = self.catalog.get(request.name)
@@ -77,10 +79,10 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "start_mode CUSTOM_TIME needs start_time",
                                  metadata={"field": "start_time"})
         job = await self.manager.start(request.name, request.start_mode, start)
-        return pb.StartJobResponse(job=job)
+        return pb.StartJobResponse(job=redact_job(job))
 
     async def StopJob(self, request: pb.StopJobRequest, context) -> pb.StopJobResponse:
-        return pb.StopJobResponse(job=await self.manager.stop(request.name))
+        return pb.StopJobResponse(job=redact_job(await self.manager.stop(request.name)))
 
     async def GetJobMetrics(self, request: pb.GetJobMetricsRequest, context) -> pb.GetJobMetricsResponse:
         self.catalog.get(request.name)

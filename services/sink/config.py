@@ -23,5 +23,9 @@ class SinkConfig(ServiceConfig):
     retry_max_delay_s: float = 30.0
     #: Seconds between polls of the sinks (roll files, commit old buffers).
     poll_interval_s: float = 1.0
+    #: The namespace's ingestion service (host:port): where ``hub`` sinks publish by default.
+    ingestion_address: str = "localhost:50051"
+    #: The namespace's schema registry (host:port): where ``hub`` sinks in Avro register schemas.
+    registry_address: str = "localhost:50052"
     #: Bound of each live subscriber's queue (writes); a slower subscriber is disconnected.
     subscriber_queue: int = 1000

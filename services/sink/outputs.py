@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.retry import RetryPolicy, retry_async
+from headwater.secrets import SecretStore, keep_references, resolve_config, write_private
 from headwater.services.sink import metrics
 from headwater.sinks import (
     Checkpoint,
@@ -133,13 +134,20 @@ class Output:
 class Outputs:
     """All sinks of the service."""
 
-    def __init__(self, data_dir: Path, kinds: Any, policy: RetryPolicy, queue_size: int = 1000) -> None:
+    def __init__(self, data_dir: Path, kinds: Any, policy: RetryPolicy, queue_size: int = 1000,
+                 allowed_roots: tuple[Path, ...] = (), secrets: SecretStore | None = None,
+                 namespace: str = "", registry: str = "") -> None:
         self.data_dir = data_dir
+        self.allowed_roots = allowed_roots
+        self.secrets = secrets
+        #: Connection strings to this namespace's ingestion and registry (SinkSpec.namespace).
+        self.namespace, self.registry = namespace, registry
         self.kinds = kinds  # a NamedRegistry of SinkKind
         self.policy = policy
         self.queue_size = queue_size
         self.outputs: dict[str, Output] = {}
         self._file = data_dir / "sinks.json"
+        self._unrestored: list[dict[str, Any]] = []  # definitions that no longer validate
         self._mutex = asyncio.Lock()
         self._watchers: set[asyncio.Queue] = set()
 
@@ -161,17 +169,17 @@ class Outputs:
                                  f"(supported: {', '.join(m.value for m in kind.output_modes)})",
                                  metadata={"field": "output_mode"})
         spec = SinkSpec(name=sid, config=config, output_mode=mode, key_columns=tuple(keys),
-                        data_dir=self.data_dir / "sinks" / sid)
-        normalised = kind.validate(config, spec)
-        spec = SinkSpec(name=sid, config=normalised, output_mode=mode, key_columns=tuple(keys),
-                        data_dir=spec.data_dir)
+                        data_dir=self.data_dir / "sinks" / sid, allowed_roots=self.allowed_roots,
+                        namespace=self.namespace, registry=self.registry)
+        # Validated with `secret:NAME` resolved; the definition keeps the names the kind did not change.
+        resolved = resolve_config(config, self.secrets)
+        spec = dataclasses.replace(spec, config=keep_references(config, resolved, kind.validate(resolved, spec)))
         return Output(sid, kind, spec, policy, create_time, description, request_id)
 
     def _save(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([o.definition() for o in self.outputs.values()], indent=1, default=str))
-        os.replace(tmp, self._file)
+        kept = [d for d in self._unrestored if d.get("id") not in self.outputs]
+        write_private(self._file, json.dumps([*(o.definition() for o in self.outputs.values()), *kept], indent=1,
+                                             default=str).encode())
 
     async def open(self) -> None:
         if not self._file.exists():
@@ -183,7 +191,9 @@ class Outputs:
                                   datetime.fromisoformat(d["create_time"]), d.get("description", ""),
                                   d.get("request_id", ""))
             except HeadwaterError as exc:
+                # Kept in sinks.json: fixed settings (allowed_paths, a secret) bring it back at the next start.
                 log.error("sink %s not restored: %s", d.get("id"), exc)
+                self._unrestored.append(d)
                 continue
             self.outputs[out.id] = out
             with contextlib.suppress(HeadwaterError):
@@ -191,7 +201,9 @@ class Outputs:
 
     async def _ensure_open(self, out: Output) -> Sink:
         if out.sink is None:
-            sink = out.kind.create(out.spec)
+            # `secret:NAME` settings are resolved here, for the plugin only; the definition keeps the name.
+            spec = dataclasses.replace(out.spec, config=resolve_config(out.spec.config, self.secrets))
+            sink = out.kind.create(spec)
             try:
                 await call(sink.open)
             except HeadwaterError as exc:

@@ -13,15 +13,17 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from headwater.auth import Right
+from headwater.auth import ConnectionString, PolicyStore, Right
 from headwater.errors import HeadwaterError
+from headwater.paths import allowed_roots
 from headwater.pluginmanager import get_plugin_manager
 from headwater.retry import RetryPolicy
+from headwater.secrets import SecretStore
 from headwater.server import GrpcBinding, RunningService, Service, http_ssl_context
 from headwater.services.sink.config import SinkConfig
 from headwater.services.sink.outputs import Outputs
-from headwater.services.sink.servicer import SinkServicer
-from headwater.v1 import sink_pb2_grpc
+from headwater.services.sink.servicer import SecretServicer, SinkServicer
+from headwater.v1 import secrets_pb2_grpc, sink_pb2_grpc
 
 __all__ = ["SERVICE", "SinkService"]
 
@@ -47,16 +49,30 @@ class SinkService(Service):
         self.outputs = Outputs(
             config.data_path(), pm.sinks,
             RetryPolicy(max_attempts=config.retry_max_attempts, max_delay_s=config.retry_max_delay_s),
-            queue_size=config.subscriber_queue)
+            queue_size=config.subscriber_queue, allowed_roots=tuple(allowed_roots(config)),
+            secrets=SecretStore(config.secrets_path()),
+            namespace=self._namespace(config.ingestion_address), registry=self._namespace(config.registry_address))
         owners = {k.name: pm.sinks.owners[pm.sinks.key(k.name)] for k in pm.sinks.unique()}
         self.servicer = SinkServicer(self.outputs, owners)
         self._poller: asyncio.Task | None = None
         self.dashboard: Any = None
         self.dashboard_url = ""
 
+    def _namespace(self, address: str) -> str:
+        """A connection string to a service of this namespace, signed with this service's key."""
+        if not address:
+            return ""
+        conn = ConnectionString(endpoint=f"headwater://{address}/")
+        if self.config.auth_enabled:
+            root = PolicyStore(self.config.auth_path()).ensure().root()
+            conn.shared_access_key_name, conn.shared_access_key = root.name, root.key
+        return str(conn)
+
     def bindings(self) -> Sequence[GrpcBinding]:
         return [GrpcBinding(sink_pb2_grpc.add_SinkServiceServicer_to_server, self.servicer,
-                            "headwater.v1.SinkService")]
+                            "headwater.v1.SinkService"),
+                GrpcBinding(secrets_pb2_grpc.add_SecretServiceServicer_to_server,
+                            SecretServicer(self.outputs.secrets), "headwater.v1.SecretService")]
 
     async def start(self) -> None:
         await self.outputs.open()

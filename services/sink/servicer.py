@@ -13,6 +13,8 @@ import pyarrow as pa
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.secrets import SecretStore, redact_config
+from headwater.services.sink import table_filter
 from headwater.services.sink.outputs import Output, Outputs, Update
 from headwater.sinks import (
     Checkpoint,
@@ -21,9 +23,9 @@ from headwater.sinks import (
     batch_from_proto,
     batch_to_proto,
 )
-from headwater.v1 import sink_pb2, sink_pb2_grpc
+from headwater.v1 import secrets_pb2, secrets_pb2_grpc, sink_pb2, sink_pb2_grpc
 
-__all__ = ["SinkServicer", "query_table", "to_proto"]
+__all__ = ["SecretServicer", "SinkServicer", "query_table", "to_proto"]
 
 _MODES = {sink_pb2.OUTPUT_MODE_UNSPECIFIED: OutputMode.APPEND, sink_pb2.OUTPUT_MODE_APPEND: OutputMode.APPEND,
           sink_pb2.OUTPUT_MODE_UPDATE: OutputMode.UPDATE, sink_pb2.OUTPUT_MODE_COMPLETE: OutputMode.COMPLETE}
@@ -49,7 +51,7 @@ def _guarantee(exactly_once: bool) -> int:
 
 def to_proto(out: Output) -> sink_pb2.Sink:
     config = struct_pb2.Struct()
-    config.update(json.loads(json.dumps(dict(out.spec.config), default=str)))
+    config.update(json.loads(json.dumps(redact_config(out.spec.config), default=str)))
     s = out.stats
     return sink_pb2.Sink(
         name=out.name, kind=out.kind.name, config=config, output_mode=_MODES_PB[out.spec.output_mode],
@@ -77,26 +79,9 @@ def _token(data: dict) -> str:
 
 
 def query_table(table: pa.Table, filter_: str = "", order_by: str = "") -> pa.Table:
-    """Rows of ``table`` matching a SQL ``filter_`` (WHERE clause) in ``order_by`` (ORDER BY clause)."""
-    if not filter_ and not order_by:
-        return table
-    import polars as pl
-
-    if not table.num_columns:
-        return table
-    sql = "SELECT * FROM t"
-    if filter_:
-        sql += f" WHERE {filter_}"
-    if order_by:
-        sql += f" ORDER BY {order_by}"
-    try:
-        df = pl.from_arrow(table)
-        return pl.SQLContext(t=df).execute(sql, eager=True).to_arrow()
-    except Exception as exc:  # noqa: BLE001 - polars raises several types for bad SQL
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                             f"cannot apply filter {filter_!r} / order_by {order_by!r}: {text}",
-                             metadata={"field": "filter" if filter_ else "order_by"}) from None
+    """Rows of ``table`` matching ``filter_`` in ``order_by``: the grammar of
+    :mod:`headwater.services.sink.table_filter`, never a SQL engine."""
+    return table_filter.apply(table, filter_, order_by)
 
 
 class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
@@ -207,3 +192,30 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
             batch=batch_to_proto(u.table, fmt), output_mode=_MODES_PB[u.mode], snapshot=u.snapshot,
             checkpoint_id=u.checkpoint.checkpoint_id, batch_id=u.checkpoint.batch_id, write_time=_ts(u.time),
             replace=u.replace)
+
+
+class SecretServicer(secrets_pb2_grpc.SecretServiceServicer):
+    """``headwater.v1.SecretService`` over the store shared with the processing service (Manage only)."""
+
+    def __init__(self, store: SecretStore) -> None:
+        self.store = store
+
+    async def SetSecret(self, request: secrets_pb2.SetSecretRequest, context: Any) -> secrets_pb2.SetSecretResponse:
+        return secrets_pb2.SetSecretResponse(name=f"secrets/{self.store.set(request.name, request.value)}")
+
+    async def ListSecrets(self, request: secrets_pb2.ListSecretsRequest,
+                          context: Any) -> secrets_pb2.ListSecretsResponse:
+        size = request.page_size or 100
+        if size < 0 or size > 1000:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "page_size must be between 0 and 1000",
+                                 metadata={"field": "page_size"})
+        after = _page(request.page_token, "ListSecrets").get("after", "")
+        names = [n for n in self.store.list() if n > after]
+        page = names[:size]
+        nxt = _token({"after": page[-1]}) if len(names) > size else ""
+        return secrets_pb2.ListSecretsResponse(names=[f"secrets/{n}" for n in page], next_page_token=nxt)
+
+    async def DeleteSecret(self, request: secrets_pb2.DeleteSecretRequest,
+                           context: Any) -> secrets_pb2.DeleteSecretResponse:
+        self.store.delete(request.name, request.allow_missing)
+        return secrets_pb2.DeleteSecretResponse()

@@ -276,3 +276,37 @@ def test_kill_9_during_stop_job_leaves_a_stopped_job_that_resumes(service_proces
         time.sleep(1.0)
         sent = pub.stop()
     _memory_exactly_once(pipe, sent, "memory sink after a stop cut short by kill -9")
+
+
+def test_kill_9_after_the_first_epochs_outputs_before_its_checkpoint_replays_it(
+        service_process, root_policy, tmp_path):
+    """The crash window of a job's first epoch: its outputs are applied, its checkpoint is
+    not written yet (so there is none at all). The restarted job replays that epoch from
+    where the job started, with the same epoch id, instead of starting afresh and writing
+    the same rows again under a new one. The kill lands after the checkpoint (the window
+    is too short to hit on purpose); removing the checkpoint files then leaves exactly
+    the files a kill inside the window leaves."""
+    import json
+
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=3.0)
+    pipe.create_hub("trips", partitions=2)
+    pipe.create_sink("mem", "memory")
+    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
+    first = [f"a{i:04d}" for i in range(100)]
+    pipe.publish("trips", [{"tripId": t} for t in first])
+    pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
+    pipe.wait_rows(lambda: pipe.read_table("mem"), lambda rows: len(rows) >= 100, timeout=20)
+    pipe.processing.kill()
+    job_dir = tmp_path / "proc" / "jobs" / "copy"
+    intent = json.loads((job_dir / "intent.json").read_text())
+    assert intent["epoch"] == 1, f"the kill came after epoch {intent['epoch']}: not the first epoch's window"
+    (job_dir / "checkpoint.json").unlink()
+    for f in job_dir.glob("state-*.bin"):
+        f.unlink()
+    pipe.start_processing()
+    pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING after restart")
+    second = [f"b{i:04d}" for i in range(50)]
+    pipe.publish("trips", [{"tripId": t} for t in second])
+    _memory_exactly_once(pipe, first + second, "memory sink after a first-epoch crash")

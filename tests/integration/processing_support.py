@@ -26,7 +26,9 @@ class Pipeline:
                  extra_env: dict[str, str] | None = None) -> None:
         self.sp, self.policy, self.tmp = service_process, root_policy, tmp_path
         self.ingestion = service_process("ingestion", "--data-dir", str(tmp_path / "ing"))
-        self.sink = service_process("sink", "--data-dir", str(tmp_path / "sink"))
+        # The sink knows the namespace's ingestion, for `hub` sinks (job chains).
+        self.sink_env = {"HEADWATER_SINK_INGESTION_ADDRESS": self.ingestion.address}
+        self.sink = service_process("sink", "--data-dir", str(tmp_path / "sink"), env=self.sink_env)
         self.sink_port = self.sink.address.rsplit(":", 1)[1]
         self.env = {"HEADWATER_PROCESSING_INGESTION_ADDRESS": self.ingestion.address,
                     "HEADWATER_PROCESSING_SINK_ADDRESS": self.sink.address,
@@ -48,7 +50,8 @@ class Pipeline:
 
     def restart_sink(self):
         """The sink again on the same data dir and the same port (the processing service's address)."""
-        self.sink = self.sp("sink", "--data-dir", str(self.tmp / "sink"), "--port", self.sink_port)
+        self.sink = self.sp("sink", "--data-dir", str(self.tmp / "sink"), "--port", self.sink_port,
+                            env=self.sink_env)
         return self.sink
 
     # -- stubs -----------------------------------------------------------------------

@@ -179,7 +179,7 @@ async def test_http_ingest_json_event_and_array(tmp_path, root_policy, _isolated
 
 async def test_capture_writes_event_hubs_avro_files(tmp_path, root_policy):
     async with ingestion(tmp_path / "d") as svc:
-        dest = tmp_path / "capture"
+        dest = tmp_path / "d" / "captured"  # under allowed_paths (default the data folder)
         await create_hub(svc.address, root_policy, "h", 1, capture=ingestion_pb2.CaptureDescription(
             enabled=True, interval={"seconds": 60}, destination=str(dest)))
         async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h")) as p:

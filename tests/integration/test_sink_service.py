@@ -20,8 +20,9 @@ PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
 
 
 def start_sink(service_process, tmp_path):
+    # Files and Delta sinks of these tests write under tmp_path (allowed_paths; default the data dir).
     return service_process("sink", "--data-dir", str(tmp_path / "sinkdata"),
-                           env={"HEADWATER_SINK_DASHBOARD_PORT": "-1"})
+                           env={"HEADWATER_SINK_DASHBOARD_PORT": "-1", "HEADWATER_SINK_ALLOWED_PATHS": str(tmp_path)})
 
 
 async def rpc(coro):

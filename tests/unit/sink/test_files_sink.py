@@ -113,3 +113,19 @@ def test_bad_settings_are_named(tmp_path):
         make(tmp_path, date_format="YY")
     with pytest.raises(SinkConfigError, match="path_pattern"):
         make(tmp_path, path_pattern="../escape")
+
+
+def test_restart_after_upgrade_keeps_committed_files_named_the_old_way(tmp_path):
+    """Before names carried the sink, the tag was sha1(writer): committed files stay, uncommitted go."""
+    import hashlib
+
+    out = tmp_path / "out"
+    (out / "_headwater").mkdir(parents=True)
+    old = hashlib.sha1(b"job").hexdigest()[:8]
+    (out / "_headwater" / "f.json").write_text(json.dumps({"last": {"job": [2, 0]}, "tags": [old]}))
+    for ckpt in (1, 2, 3):
+        (out / f"part-{old}-{ckpt:012d}-0000.jsonl").write_text("{}\n")
+    (out / "notes.txt").write_text("mine")
+    make(tmp_path)
+    assert visible(tmp_path) == ["notes.txt", f"part-{old}-000000000001-0000.jsonl",
+                                 f"part-{old}-000000000002-0000.jsonl"]

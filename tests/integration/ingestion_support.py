@@ -106,6 +106,8 @@ async def ingestion(data_dir: Path, **overrides) -> AsyncIterator[RunningService
     """The ingestion service in this event loop (port 0, no /metrics), on the
     current backend; two instances under ``nats-x2``."""
     overrides = {**backend_settings(), **overrides}
+    if instances() > 1:  # one service: the same allowed folders (the first one's data folder) everywhere
+        overrides.setdefault("allowed_paths", [str(data_dir)])
     async with contextlib.AsyncExitStack() as stack:
         running = []
         for i in range(instances()):

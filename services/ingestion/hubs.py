@@ -12,6 +12,7 @@ files in the data folder, or NATS KV); where the events live is the log's
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -137,6 +138,7 @@ class HubStore:
         self.max_consumer_groups = max_consumer_groups
         self.metadata = metadata if metadata is not None else FileMetadata(self.root, ownership_expiry_s)
         self.hubs: dict[str, Hub] = {}
+        self._adopting = asyncio.Lock()
 
     # -- partition logs (a backend overrides these two) -------------------------
 
@@ -153,7 +155,12 @@ class HubStore:
     # -- cache ---------------------------------------------------------------------
 
     async def _adopt(self, record: dict, revision: int) -> Hub:
-        """Bring the cached hub to ``record`` (opening its logs when new)."""
+        """Bring the cached hub to ``record`` (opening its logs when new; one opening at a time,
+        so concurrent first requests for a hub share one set of logs)."""
+        async with self._adopting:
+            return await self._adopt_now(record, revision)
+
+    async def _adopt_now(self, record: dict, revision: int) -> Hub:
         meta = HubMeta.from_json(record)
         hub = self.hubs.get(meta.name)
         if hub is not None and hub.meta.create_time != meta.create_time:

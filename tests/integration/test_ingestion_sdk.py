@@ -190,7 +190,7 @@ async def test_every_batch_fsync_policy_acknowledges_after_sync(tmp_path, root_p
                                              for i in range(20)))
         firsts = sorted(r.first_sequence_number for r in results)
         assert firsts == list(range(0, 200, 10))
-        part = svc.service.hubs.get("h").partitions[0]
+        part = (await svc.service.hubs.lookup("h")).partitions[0]
         # fsync_policy is the embedded log's; on NATS the acknowledgement follows JetStream's store.
         assert all(not seg.dirty for seg in getattr(part, "segments", ())), "acknowledged bytes were synced"
 

@@ -79,6 +79,7 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
                                         "--data-dir", os.path.join(tmp, "data")], env=env)
     try:
         proc.start()
+        args.service_process = proc  # --protocol kafka reads the Kafka port it printed
         policy = PolicyStore(os.path.join(tmp, "auth.json")).ensure().root()
         yield str(ConnectionString(endpoint=f"headwater://{proc.address}/", shared_access_key_name=policy.name,
                                    shared_access_key=policy.key))
@@ -304,6 +305,10 @@ async def _nats_peer(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def produce(args: argparse.Namespace) -> int:
+    if args.protocol == "kafka":
+        from headwater.perf import kafka
+
+        return kafka.produce(args)
     if min(args.events, args.event_size, args.batch_size, args.producers, args.partitions) <= 0:
         print("headwater perf produce: --events, --event-size, --batch-size, --producers, --partitions must be > 0")
         return 2
@@ -345,6 +350,10 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def consume(args: argparse.Namespace) -> int:
+    if args.protocol == "kafka":
+        from headwater.perf import kafka
+
+        return kafka.consume(args)
     if min(args.events, args.event_size, args.partitions) <= 0:
         print("headwater perf consume: --events, --event-size, --partitions must be > 0")
         return 2
@@ -404,10 +413,14 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="for the service started here (default: the service default, interval)")
     p.add_argument("--backend", choices=("embedded", "nats"), default="embedded",
                    help="log backend of the service started here (nats: JetStream at --nats-url)")
-    p.add_argument("--compare", choices=("nats", "none"), default="nats", help="peer in the same run")
+    p.add_argument("--compare", choices=("nats", "grpc", "none"), default="nats",
+                   help="peer in the same run (default nats; with --protocol kafka the peer is gRPC)")
     p.add_argument("--nats-url", default="nats://127.0.0.1:4222")
     p.add_argument("--nats-events", type=int, default=50_000, help="events for the NATS peer (default 50,000)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    from headwater.perf.kafka import add_arguments
+
+    add_arguments(p)
 
 
 def add_perf_commands(perf_subparsers: argparse._SubParsersAction) -> None:

@@ -42,6 +42,11 @@ class IngestionConfig(ServiceConfig):
     ownership_expiry_s: float = 30.0
     #: The HTTP ingest port (POST JSON events); 0 picks a free one, -1 disables it.
     http_port: int = 8081
+    #: The Kafka protocol port (Event Hubs answers Kafka on 9093); 0 picks a free one, -1 disables it.
+    kafka_port: int = 9093
+    #: Host name the Kafka endpoint advertises in Metadata/FindCoordinator; empty: ``host``
+    #: (or, when that is a wildcard, the address the client connected to).
+    kafka_advertised_host: str = ""
     #: Log backend: embedded (segment files) or nats (JetStream streams, the scaled-out profile).
     log_backend: str = "embedded"
     #: NATS server(s) of the nats backend (comma-separated for a cluster's seeds).

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import zlib
 from collections.abc import Callable
@@ -22,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.names import check_name
 from headwater.services.ingestion.log.embedded import FsyncPolicy, PartitionLog
 from headwater.services.ingestion.metadata import FileMetadata, MetadataStore
 
 __all__ = ["DEFAULT_CONSUMER_GROUP", "HubMeta", "HubStore", "hub_id_from_name", "partition_for_key"]
 
 DEFAULT_CONSUMER_GROUP = "$Default"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
-_GROUP_ID = re.compile(r"^[A-Za-z0-9$][A-Za-z0-9$._-]{0,49}$")
 
 
 def partition_for_key(key: str, partition_count: int) -> int:
@@ -44,7 +42,7 @@ def hub_id_from_name(name: str, field_name: str = "name") -> str:
     if not hub:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"{field_name} is empty: name a hub (hubs/<hub>)",
                              metadata={"field": field_name})
-    return hub
+    return check_name("hub", hub, field_name)
 
 
 @dataclass
@@ -246,11 +244,7 @@ class HubStore:
 
     def _validate(self, hub_id: str, partition_count: int, retention_s: float, throughput_units: int,
                   auto_inflate: bool, maximum_units: int) -> None:
-        if not _HUB_ID.match(hub_id):
-            raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                 f"hub id {hub_id!r} is invalid: use letters, digits, '.', '_', '-' "
-                                 "(1 to 256 characters, starting with a letter or digit)",
-                                 metadata={"field": "hub_id"})
+        check_name("hub", hub_id, "hub_id")
         if not 1 <= partition_count <= self.max_partitions:
             raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                  f"partition_count {partition_count} is out of range: 1 to {self.max_partitions}",
@@ -264,14 +258,14 @@ class HubStore:
                            throughput_units: int = 0, auto_inflate: bool = False, maximum_units: int = 0,
                            capture: dict | None = None, request_id: str = "") -> tuple[Hub, bool]:
         """Create a hub; returns (hub, created). A retry with the same request id returns the hub."""
-        if _HUB_ID.match(hub_id):
-            existing = await self.metadata.get_hub(hub_id)
-            if existing is not None:
-                hub = await self._adopt(*existing)
-                if request_id and hub.meta.request_id == request_id:
-                    return hub, False
-                raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"hub {hub_id!r} already exists",
-                                     metadata={"resource": f"hubs/{hub_id}"})
+        check_name("hub", hub_id, "hub_id")
+        existing = await self.metadata.get_hub(hub_id)
+        if existing is not None:
+            hub = await self._adopt(*existing)
+            if request_id and hub.meta.request_id == request_id:
+                return hub, False
+            raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"hub {hub_id!r} already exists",
+                                 metadata={"resource": f"hubs/{hub_id}"})
         self._validate(hub_id, partition_count, retention_s, throughput_units, auto_inflate, maximum_units)
         now = time.time()
         meta = HubMeta(hub_id, partition_count, retention_s, now,
@@ -312,12 +306,9 @@ class HubStore:
 
     # -- consumer groups ------------------------------------------------------
 
-    async def create_group_async(self, hub_id: str, group: str, user_metadata: str = "",
-                                 request_id: str = "") -> dict:
-        if not _GROUP_ID.match(group):
-            raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                 f"consumer group id {group!r} is invalid: letters, digits, '$', '.', '_', '-', "
-                                 "1 to 50 characters", metadata={"field": "consumer_group_id"})
+    def _group_adder(self, hub_id: str, group: str, user_metadata: str, request_id: str):
+        """The change adding a consumer group, and the list a retried request's group lands in."""
+        check_name("consumer group", group, "consumer_group_id")
         retried: list[dict] = []
 
         def add(meta: HubMeta) -> None:
@@ -336,8 +327,27 @@ class HubStore:
                                      metadata={"field": "consumer_group_id", "limit": self.max_consumer_groups})
             groups[group] = {"user_metadata": user_metadata, "create_time": time.time(), "request_id": request_id}
 
+        return add, retried
+
+    async def create_group_async(self, hub_id: str, group: str, user_metadata: str = "",
+                                 request_id: str = "") -> dict:
+        add, retried = self._group_adder(hub_id, group, user_metadata, request_id)
         hub = await self.update_async(hub_id, add)
         return retried[0] if retried else hub.meta.consumer_groups[group]
+
+    def create_group(self, hub_id: str, group: str, user_metadata: str = "", request_id: str = "") -> dict:
+        """:meth:`create_group_async` without awaiting, for the embedded store only (its
+        metadata is this process's files; callers on a shared store use the async one)."""
+        if not isinstance(self.metadata, FileMetadata):
+            raise HeadwaterError(Reason.PRECONDITION_FAILED,
+                                 "create_group needs the embedded metadata store; use create_group_async")
+        hub = self.get(hub_id)
+        add, retried = self._group_adder(hub_id, group, user_metadata, request_id)
+        meta = HubMeta.from_json(json.loads(json.dumps(hub.meta.to_json())))
+        add(meta)
+        hub.revision = self.metadata.update_sync(hub_id, meta.to_json(), hub.revision) or hub.revision
+        hub.meta = meta
+        return retried[0] if retried else meta.consumer_groups[group]
 
     def group(self, hub_id: str, group: str) -> dict:
         """A consumer group of a cached hub."""

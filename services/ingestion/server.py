@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 
-from headwater.auth import Right
+from headwater.auth import PolicyStore, Right
 from headwater.server import GrpcBinding, RunningService, Service
+from headwater.services.ingestion.access import AccessServicer
 from headwater.services.ingestion.config import IngestionConfig
 from headwater.services.ingestion.hubs import HubStore
 from headwater.services.ingestion.retention import fsync_loop, retention_loop
@@ -40,21 +41,40 @@ class IngestionService(Service):
         "UpdateCheckpoint": Right.LISTEN,
         "ListOwnerships": Right.LISTEN,
         "ClaimOwnership": Right.LISTEN,
+        # headwater.v1.AccessService (shared access policies) needs Manage.
     }
+    #: RPCs about one hub take a token scoped to that hub (the servicer checks the hub);
+    #: creating, listing, updating and deleting hubs, faults and policies need the namespace.
+    entity_methods = frozenset({
+        "GetHub", "GetPartitionProperties", "CreateConsumerGroup", "GetConsumerGroup", "ListConsumerGroups",
+        "DeleteConsumerGroup", "PublishEvents", "PublishEventsStream", "ReadEvents", "ListCheckpoints",
+        "UpdateCheckpoint", "ListOwnerships", "ClaimOwnership",
+    })
+
+    def max_receive_bytes(self) -> int:
+        """The largest batch (``max_message_bytes``) plus 64 KiB for the request's other fields."""
+        return self.config.max_receive_message_bytes or self.config.max_message_bytes + 64 * 1024
 
     def __init__(self, config: IngestionConfig) -> None:
         super().__init__(config)
         self.config: IngestionConfig = config
         self.hubs: HubStore | None = None
         self.servicer: IngestionServicer | None = None
+        self.access: AccessServicer | None = None
         self._tasks: list[asyncio.Task] = []
         self.http = None
         self.http_port = -1
+        self.kafka = None
+        self.kafka_port = -1
         self.capture = None
 
     def bindings(self):
         assert self.servicer is not None, "start() first"
-        return [GrpcBinding(add_to_server, self.servicer, "headwater.v1.IngestionService")]
+        from headwater.v1 import access_pb2_grpc
+
+        return [GrpcBinding(add_to_server, self.servicer, "headwater.v1.IngestionService"),
+                GrpcBinding(access_pb2_grpc.add_AccessServiceServicer_to_server, self.access,
+                            "headwater.v1.AccessService")]
 
     async def start(self) -> None:
         cfg = self.config
@@ -72,6 +92,9 @@ class IngestionService(Service):
             store = HubStore(cfg.data_path(), **kwargs)
         self.hubs = await store.open_async()
         self.servicer = IngestionServicer(cfg, self.hubs)
+        policies = PolicyStore(cfg.auth_path()).ensure()
+        self.access = AccessServicer(policies, hub_exists=lambda hub: self.hubs.get(hub) is not None)
+        self.servicer.on_hub_deleted = policies.delete_hub
         from headwater.paths import allowed_roots
         from headwater.services.ingestion.capture import CaptureWriter
 
@@ -82,11 +105,17 @@ class IngestionService(Service):
             self._tasks.append(asyncio.create_task(fsync_loop(self.hubs, cfg.fsync_interval_ms)))
         self._tasks.append(asyncio.create_task(self.capture.run(self.hubs)))
 
+    def _side_port(self, configured: int, running: RunningService) -> int:
+        """The port of a side listener (HTTP ingest, Kafka): with an ephemeral gRPC port (tests),
+        an ephemeral one too, never a collision on a default port; -1 when disabled."""
+        if configured >= 0 and running.grpc_port and self.config.grpc_port == 0:
+            return 0
+        return configured
+
     async def started(self, running: RunningService) -> None:
+        await self._start_kafka(running)
         cfg = self.config
-        port = cfg.http_port
-        if port >= 0 and running.grpc_port and cfg.grpc_port == 0:
-            port = 0  # an ephemeral gRPC port (tests): never collide on the default HTTP port
+        port = self._side_port(cfg.http_port, running)
         if port < 0:
             return
         from headwater.services.ingestion.http_ingest import start_http_ingest
@@ -98,6 +127,22 @@ class IngestionService(Service):
             return
         print(f"ingestion http on {cfg.host}:{self.http_port}", flush=True)
 
+    async def _start_kafka(self, running: RunningService) -> None:
+        cfg = self.config
+        port = self._side_port(cfg.kafka_port, running)
+        if port < 0:
+            return
+        from headwater.services.ingestion.kafka import KafkaListener
+
+        self.kafka = KafkaListener(self.servicer, cfg)
+        try:
+            self.kafka_port = await self.kafka.start(port)
+        except OSError as exc:
+            log.error("Kafka endpoint not started on port %s: %s", port, exc)
+            self.kafka = None
+            return
+        print(f"ingestion kafka on {cfg.host}:{self.kafka_port}", flush=True)
+
     async def draining(self) -> None:
         if self.servicer is not None:
             self.servicer.drain.set()
@@ -108,6 +153,8 @@ class IngestionService(Service):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.kafka is not None:
+            await self.kafka.stop()
         if self.http is not None:
             await self.http.cleanup()
         if self.capture is not None and self.hubs is not None:

@@ -11,16 +11,15 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from headwater.auth import parse_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
-from headwater.server import caller_token
+from headwater.server import caller
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.capture import check_capture
 from headwater.services.ingestion.config import IngestionConfig
@@ -38,6 +37,7 @@ from headwater.services.ingestion.hubs import (
     hub_id_from_name,
 )
 from headwater.services.ingestion.log.embedded import PartitionLog
+from headwater.services.ingestion.metadata import FileMetadata
 from headwater.services.ingestion.quotas import HubQuota
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
 
@@ -76,6 +76,25 @@ def _page(items: list, page_size: int, page_token: str, key, default: int = 100,
     return page, token
 
 
+class _Journals(Mapping):
+    """hub name -> the embedded store's checkpoint journal of that hub."""
+
+    def __init__(self, hubs: HubStore) -> None:
+        self.hubs = hubs
+
+    def __getitem__(self, hub_id: str):
+        metadata = self.hubs.metadata
+        if hub_id not in self.hubs.hubs or not isinstance(metadata, FileMetadata):
+            raise KeyError(hub_id)
+        return metadata._journal(hub_id)
+
+    def __iter__(self):
+        return iter(self.hubs.hubs if isinstance(self.hubs.metadata, FileMetadata) else ())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 @dataclass(eq=False)
 class _Reader:
     owner_level: int
@@ -90,6 +109,9 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.config = config
         self.hubs = hubs
         self.metadata = hubs.metadata
+        #: hub -> its checkpoint journal (CheckpointStore), on the embedded store only: the
+        #: synchronous face the Kafka endpoint uses. Empty on a shared store (use ``metadata``).
+        self.stores = _Journals(hubs)
         self.quotas: dict[str, HubQuota] = {}
         self.faults = hubs.metadata.fault_rules()
         self.readers: dict[tuple[str, str, str], list[_Reader]] = {}
@@ -97,6 +119,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.remote_readers: dict[tuple[str, str, str], dict[str, int]] = {}
         self.metadata.on_reader = self._remote_reader
         self.capture = None  # set by the server when a hub captures
+        self.on_hub_deleted = None  # set by the server: drops the hub's policies
         self.drain = asyncio.Event()  # set at shutdown: long polls end so the drain is quick
         for hub in hubs.list():
             self._attach(hub)
@@ -132,14 +155,9 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     @staticmethod
     def _check_entity(hub_id: str) -> None:
         """A token signed for one entity covers only that hub."""
-        token = caller_token()
-        if not token:
-            return
-        entity = parse_sas_token(token).entity()
-        if entity and entity != hub_id:
-            raise HeadwaterError(Reason.PERMISSION_DENIED,
-                                 f"the token is scoped to {entity!r}, not hub {hub_id!r}",
-                                 metadata={"right": "entity"})
+        who = caller()
+        if who is not None:
+            who.require_entity(hub_id)
 
     def _hub_proto(self, hub: Hub) -> ingestion_pb2.Hub:
         meta = hub.meta
@@ -242,6 +260,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.quotas.pop(hub.name, None)
         await self.faults.clear_async(hub.name)
         await self.hubs.delete_async(hub.name)
+        if self.on_hub_deleted is not None:  # the hub's shared access policies go with it
+            self.on_hub_deleted(hub.name)
         return ingestion_pb2.DeleteHubResponse()
 
     async def GetPartitionProperties(self, request, context):

@@ -18,6 +18,8 @@ __all__ = ["SERVICE", "ProcessingService"]
 class ProcessingService(Service):
     name = "processing"
     config_class = ProcessingConfig
+    #: Largest request accepted (TestQuery carries sample inputs); setting max_receive_message_bytes overrides it.
+    default_max_receive_bytes = 16 * 1024 * 1024
     rights = {
         "GetJob": Right.LISTEN,
         "ListJobs": Right.LISTEN,

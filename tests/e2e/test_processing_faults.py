@@ -302,7 +302,7 @@ def test_kill_9_after_the_first_epochs_outputs_before_its_checkpoint_replays_it(
     job_dir = tmp_path / "proc" / "jobs" / "copy"
     intent = json.loads((job_dir / "intent.json").read_text())
     assert intent["epoch"] == 1, f"the kill came after epoch {intent['epoch']}: not the first epoch's window"
-    (job_dir / "checkpoint.json").unlink()
+    (job_dir / "checkpoint.json").unlink(missing_ok=True)  # missing when the kill hit the window itself
     for f in job_dir.glob("state-*.bin"):
         f.unlink()
     pipe.start_processing()

@@ -15,7 +15,7 @@ from headwater.nats_cluster import NatsCluster, find_nats_server
 from headwater.retry import RetryPolicy
 from tests.integration.ingestion_support import conn_str, create_hub, read_all
 
-PATIENT = RetryPolicy(max_attempts=30, max_delay_s=25, initial_backoff_s=0.05, max_backoff_s=0.5)
+PATIENT = RetryPolicy(max_attempts=60, max_delay_s=45, initial_backoff_s=0.05, max_backoff_s=0.5)
 
 try:
     find_nats_server()
@@ -59,7 +59,7 @@ async def test_killing_a_nats_node_and_an_instance_mid_run_loses_nothing(cluster
         await asyncio.to_thread(cluster.kill, 0)
         await asyncio.to_thread(b.kill)
 
-    await asyncio.wait_for(asyncio.gather(chaos(), *(producer(n) for n in range(4))), 60)
+    await asyncio.wait_for(asyncio.gather(chaos(), *(producer(n) for n in range(4))), 120)
     assert len(acked) == 1200
     stored = []
     for pid in ("0", "1"):

@@ -25,10 +25,18 @@ _OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
-    # Spread calls over every address a name resolves to (several ingestion
-    # instances behind one DNS name, or an endpoint listing host:port,host:port).
-    ("grpc.lb_policy_name", "round_robin"),
 ]
+# Spread calls over every address a name resolves to (several ingestion instances
+# behind one DNS name, or an endpoint listing host:port,host:port). Loopback
+# addresses keep gRPC's default (pick_first): one local service.
+_ROUND_ROBIN = [("grpc.lb_policy_name", "round_robin")]
+_LOCAL = ("localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0")
+
+
+def _options(target: str) -> list:
+    if target.startswith("ipv4:") or target.rpartition(":")[0] not in _LOCAL:
+        return _OPTIONS + _ROUND_ROBIN
+    return _OPTIONS
 
 
 def _target(conn: ConnectionString) -> str:
@@ -139,8 +147,8 @@ def aio_channel(conn: ConnectionString | str, entity: str = "", *,
     interceptors = _aio_auth(TokenSource(conn, entity))
     if conn.use_tls or root_certificates:
         return grpc.aio.secure_channel(_target(conn), _creds(conn, root_certificates),
-                                       options=_OPTIONS, interceptors=interceptors)
-    return grpc.aio.insecure_channel(_target(conn), options=_OPTIONS, interceptors=interceptors)
+                                       options=_options(_target(conn)), interceptors=interceptors)
+    return grpc.aio.insecure_channel(_target(conn), options=_options(_target(conn)), interceptors=interceptors)
 
 
 def sync_channel(conn: ConnectionString | str, entity: str = "", *,
@@ -149,7 +157,8 @@ def sync_channel(conn: ConnectionString | str, entity: str = "", *,
     if isinstance(conn, str):
         conn = ConnectionString.parse(conn)
     if conn.use_tls or root_certificates:
-        channel = grpc.secure_channel(_target(conn), _creds(conn, root_certificates), options=_OPTIONS)
+        channel = grpc.secure_channel(_target(conn), _creds(conn, root_certificates),
+                                      options=_options(_target(conn)))
     else:
-        channel = grpc.insecure_channel(_target(conn), options=_OPTIONS)
+        channel = grpc.insecure_channel(_target(conn), options=_options(_target(conn)))
     return grpc.intercept_channel(channel, _SyncAuth(TokenSource(conn, entity)))

@@ -2,7 +2,9 @@
 
 Hot paths work on bytes: PublishEvents receives its events as opaque
 serialized EventData (the packed request view) and ReadEvents answers with
-slices of stored frames, serialized by identity (see :func:`add_to_server`).
+slices of stored frames, serialized by identity (see :func:`add_to_server`),
+or, when the request is ``packed``, with the frames as columns
+(:mod:`.packed`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from headwater.services.ingestion.hubs import (
     hub_id_from_name,
 )
 from headwater.services.ingestion.log.embedded import PartitionLog
+from headwater.services.ingestion.log.segment import varint
 from headwater.services.ingestion.metadata import FileMetadata
+from headwater.services.ingestion.packed import pack_frames
 from headwater.services.ingestion.quotas import HubQuota
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
 
@@ -457,6 +461,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         if request.owner_level > 0:
             await self.metadata.announce_reader(key, reader.reader_id, request.owner_level, True)
         track = request.track_last_enqueued_event_properties
+        packed, props = request.packed, request.include_properties
         quota = self.quotas.get(name)
         out_msgs = m.OUT_MESSAGES.labels(name, part.partition_id)
         out_bytes = m.OUT_BYTES.labels(name, part.partition_id)
@@ -487,6 +492,13 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                     seq = next_seq
                     out_msgs.inc(count)
                     out_bytes.inc(len(body))
+                    if packed:  # ReadEventsResponse.packed (field 6): columns, no message per event
+                        try:
+                            cols = pack_frames(body, props)
+                        except ValueError as exc:
+                            raise HeadwaterError(Reason.INTERNAL_ERROR,
+                                                 f"partition {part.partition_id}: {exc}") from None
+                        body = b"\x32" + varint(len(cols)) + cols
                     yield body + self._tail(part) if track else body
                     continue
                 seq = max(seq, part.beginning_sequence)

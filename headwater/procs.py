@@ -82,6 +82,7 @@ class ServiceProcess:
             text=True, bufsize=1, start_new_session=True,
         )
         found = threading.Event()
+        listening = threading.Event()
 
         def pump() -> None:
             assert self.proc and self.proc.stdout
@@ -92,6 +93,7 @@ class ServiceProcess:
                 if m and not found.is_set():
                     if not self.address:
                         self.address = m.group(2)
+                    listening.set()
                     found.set()
                 if self.on_line:
                     self.on_line(line)
@@ -101,7 +103,8 @@ class ServiceProcess:
             found.set()
 
         threading.Thread(target=pump, name=f"log-{self.name}", daemon=True).start()
-        if not found.wait(timeout) or self.proc.poll() is not None:
+        # The output ending without a listening line means the process is exiting.
+        if not found.wait(timeout) or not listening.is_set() or self.proc.poll() is not None:
             out = "\n".join(self.lines)
             self.kill()
             raise RuntimeError(f"service {self.name} did not start:\n{out}")

@@ -5,9 +5,15 @@ with the environment the file gives it (``HEADWATER_HOME`` and
 ``HEADWATER_HOST`` are kept local: the caller's state folder and 127.0.0.1),
 dependencies first, waiting for each to answer health; streams their logs
 with a ``name |`` prefix; and stops them all (SIGTERM, then SIGKILL) on
-Ctrl-C. Services that are only images (PostgreSQL, NATS) are skipped: the
-machine's own servers stand in. The addresses are written to
-``$HEADWATER_HOME/endpoints.json`` and later services get
+Ctrl-C. Services that are only images (PostgreSQL) are skipped: the
+machine's own servers stand in (their service names in settings become
+127.0.0.1), except NATS: the ``nats-*`` services of a profile become a local
+JetStream cluster of ``nats-server`` processes on free ports (under
+``$HEADWATER_HOME/nats``), given to ingestion as ``nats_url``. A profile reads
+``<profile>.env`` next to the compose file; ``deploy.replicas`` starts that many
+processes (the extra ones on free ports, each with its own data folder). The
+addresses are written to ``$HEADWATER_HOME/endpoints.json`` (replicas as
+``a,b``, which clients balance round robin) and later services get
 ``HEADWATER_<NAME>_ADDRESS`` for each earlier one. A service that exits is
 restarted as its ``restart:`` policy says (see :mod:`headwater.supervisor`).
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from headwater.compose import load_compose
+from headwater.compose import load_compose, profile_env
 from headwater.config import headwater_home, read_endpoints
 from headwater.errors import HeadwaterError, Reason
 from headwater.procs import ServiceProcess, headwater_cmd
@@ -133,10 +140,12 @@ def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, q
                        f"a stack started by headwater up is already running from {home} "
                        f"(pids {', '.join(map(str, running.values()))}): `headwater down` stops it")
     services = load_compose(compose_file, tuple(profiles))
+    variables = profile_env(compose_file, tuple(profiles))
+    local = {s.name for s in services if not s.is_headwater}  # container names that are this machine here
     envs = {}
     for svc in services:
         if svc.is_headwater:
-            env = dict(svc.environment)
+            env = {k: _localize(v, local) for k, v in svc.environment.items()}
             env["HEADWATER_HOME"] = str(home)
             env["HEADWATER_HOST"] = "127.0.0.1"
             envs[svc.name] = env
@@ -146,41 +155,58 @@ def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, q
                         raise PortBusy(Reason.SERVICE_BUSY,
                                        f"{svc.name}: {what} port {port} is in use (another stack or program); "
                                        "stop it, or run with --ephemeral-ports")
-    started: list[ServiceProcess] = []
+    started = Stack()
     endpoints: dict[str, str] = {}
     width = max((len(s.name) for s in services), default=4)
     tty = sys.stdout.isatty()
     wrote = False
     try:
+        nats = [s for s in services if not s.is_headwater and s.image.startswith("nats")]
+        if nats:
+            from headwater.nats_cluster import NatsCluster
+
+            started.cluster = NatsCluster(home / "nats", size=len(nats)).start(timeout)
+            if not quiet:
+                print(f"{'nats':<{width}} | {len(nats)}-node JetStream cluster: {started.cluster.url}", flush=True)
         for i, svc in enumerate(services):
             if not svc.is_headwater:
-                if not quiet:
+                if not quiet and svc not in nats:
                     print(f"{svc.name:<{width}} | skipped: image {svc.image or '?'} (use the machine's own server)")
                 continue
-            env = envs[svc.name]
-            for name, addr in endpoints.items():
-                if name in SERVICE_NAMES:
-                    env[f"HEADWATER_{name.upper()}_ADDRESS"] = addr
-                    env[f"HEADWATER_{svc.name.upper()}_{name.upper()}_ADDRESS"] = addr
-            argv = headwater_cmd() + svc.command[1:]
-            if ephemeral_ports:
-                argv += ["--port", "0", "--metrics-port", "0"]
-                env[f"HEADWATER_{svc.name.upper()}_HTTP_PORT"] = "0"
-                env[f"HEADWATER_{svc.name.upper()}_DASHBOARD_PORT"] = "0"
-            colour = _COLOURS[i % len(_COLOURS)]
-            prefix = f"\x1b[{colour}m{svc.name:<{width}} |\x1b[0m " if tty else f"{svc.name:<{width}} | "
-            proc = ServiceProcess(svc.name, argv, env=env, log_prefix=None if quiet else prefix)
-            started.append(proc)
-            try:
-                proc.start(timeout)
-            except (RuntimeError, TimeoutError):
-                raise PortBusy(Reason.SERVICE_BUSY, f"{svc.name} did not start: {proc.failure()}") from None
-            endpoints[svc.name] = proc.address
-            for line in proc.lines:
-                if " http on " in line and svc.name == "ingestion":
-                    endpoints["http_ingest_url"] = "http://" + line.rsplit(" on ", 1)[1].replace("127.0.0.1", "localhost")
-                if "sink dashboard on " in line:
-                    endpoints["dashboard_url"] = line.split(" on ", 1)[1]
+            addresses = []
+            for r in range(svc.replicas):
+                env = dict(envs[svc.name])
+                if started.cluster is not None:
+                    env["HEADWATER_INGESTION_NATS_URL"] = (variables.get("HEADWATER_LOCAL_NATS_URL")
+                                                           or started.cluster.url)
+                for name, addr in endpoints.items():
+                    if name in SERVICE_NAMES:
+                        env[f"HEADWATER_{name.upper()}_ADDRESS"] = addr
+                        env[f"HEADWATER_{svc.name.upper()}_{name.upper()}_ADDRESS"] = addr
+                argv = headwater_cmd() + svc.command[1:]
+                if ephemeral_ports or r > 0:
+                    argv += ["--port", "0", "--metrics-port", "0"]
+                    env[f"HEADWATER_{svc.name.upper()}_HTTP_PORT"] = "0"
+                    env[f"HEADWATER_{svc.name.upper()}_DASHBOARD_PORT"] = "0"
+                if r > 0:  # a replica's own state folder (its own volume, as in a container)
+                    env[f"HEADWATER_{svc.name.upper()}_DATA_DIR"] = str(home / f"{svc.name}-{r}")
+                name = svc.name if svc.replicas == 1 else f"{svc.name}-{r + 1}"
+                colour = _COLOURS[i % len(_COLOURS)]
+                prefix = f"\x1b[{colour}m{name:<{width}} |\x1b[0m " if tty else f"{name:<{width}} | "
+                proc = ServiceProcess(name, argv, env=env, log_prefix=None if quiet else prefix)
+                started.append(proc)
+                try:
+                    proc.start(timeout)
+                except (RuntimeError, TimeoutError):
+                    raise PortBusy(Reason.SERVICE_BUSY, f"{name} did not start: {proc.failure()}") from None
+                addresses.append(proc.address)
+                for line in proc.lines:
+                    if " http on " in line and svc.name == "ingestion" and "http_ingest_url" not in endpoints:
+                        endpoints["http_ingest_url"] = "http://" + line.rsplit(" on ", 1)[1].replace(
+                            "127.0.0.1", "localhost")
+                    if "sink dashboard on " in line and "dashboard_url" not in endpoints:
+                        endpoints["dashboard_url"] = line.split(" on ", 1)[1]
+            endpoints[svc.name] = ",".join(addresses)
         if live_stack(home):  # another `up` won the race for this home while we started
             raise PortBusy(Reason.SERVICE_BUSY, f"another headwater up started a stack from {home} meanwhile")
         _write_atomic(home / "endpoints.json", json.dumps(endpoints, indent=2))
@@ -192,10 +218,26 @@ def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, q
     return started
 
 
+class Stack(list):
+    """The started service processes, and the local NATS cluster of a profile (stopped last)."""
+
+    cluster = None
+
+
+def _localize(value: str, names: set[str]) -> str:
+    """A container's address of another compose service (``postgres``, ``nats-1``) as this machine's."""
+    for name in names:
+        value = re.sub(rf"(?<=[/@]){re.escape(name)}(?=[:/]|$)", "127.0.0.1", value)
+    return value
+
+
 def stop_stack(procs: list[ServiceProcess], remove_state: bool = True) -> None:
     """Stop ``procs`` (SIGTERM, then SIGKILL); remove endpoints.json and up.pids when this process wrote them."""
     for proc in reversed(procs):
         proc.terminate(timeout=15)
+    cluster = getattr(procs, "cluster", None)
+    if cluster is not None:
+        cluster.stop()
     if not remove_state:
         return
     home = headwater_home()

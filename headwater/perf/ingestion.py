@@ -9,7 +9,8 @@ sees them (no Python object per event), ``sdk_events_per_s`` through
 ``receive_batch`` with one EventData per event.
 
 Both start their own ingestion process (temporary data folder and policies,
-default settings: fsync_policy interval) unless ``--address`` /
+default settings: fsync_policy interval; ``--backend nats`` puts its log and
+metadata on JetStream at ``--nats-url``) unless ``--address`` /
 ``--connection-string`` name a running one, and, with ``--compare nats`` (the
 default), run NATS JetStream's Python client (file storage) on
 ``--nats-url`` in the same run and print the ratio. With ``--json`` the last
@@ -70,6 +71,11 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
     env = {"HEADWATER_HOME": tmp, "HEADWATER_LOG_LEVEL": "WARNING", "HEADWATER_INGESTION_HTTP_PORT": "-1"}
     if args.fsync_policy:
         env["HEADWATER_INGESTION_FSYNC_POLICY"] = args.fsync_policy
+    prefix = ""
+    if args.backend == "nats":  # the service's log and metadata on JetStream, under names of this run only
+        prefix = f"PERF{uuid.uuid4().hex[:8]}"
+        env.update(HEADWATER_INGESTION_LOG_BACKEND="nats", HEADWATER_INGESTION_NATS_URL=args.nats_url,
+                   HEADWATER_INGESTION_NATS_PREFIX=prefix)
     proc = ServiceProcess("ingestion", [*headwater_cmd(), "serve", "ingestion", "--port", "0", "--metrics-port", "-1",
                                         "--data-dir", os.path.join(tmp, "data")], env=env)
     try:
@@ -81,6 +87,10 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
     finally:
         proc.terminate(10)
         shutil.rmtree(tmp, ignore_errors=True)
+        if prefix:
+            from headwater.services.ingestion.log.nats import delete_prefix
+
+            asyncio.run(delete_prefix(args.nats_url, prefix))
         if home is not None:
             os.environ["HEADWATER_HOME"] = home
 
@@ -330,6 +340,7 @@ def produce(args: argparse.Namespace) -> int:
     result = {"command": "produce", **{k: round(v, 3) if isinstance(v, float) else v for k, v in ours.items()},
               "event_size": args.event_size, "batch_size": args.batch_size, "producers": args.producers,
               "mode": args.mode, "partitions": args.partitions, "fsync_policy": args.fsync_policy or "interval",
+              "backend": args.backend,
               "peak_rss_mb": round(_peak_rss_mb(), 1)}
     summary = (f"produce: {ours['events']:,} events of {args.event_size} B in batches of {args.batch_size} "
                f"from {args.producers} producer(s) into {args.partitions} partitions: "
@@ -375,7 +386,7 @@ def consume(args: argparse.Namespace) -> int:
 
         raw, sdk, peer = asyncio.run(main())
     result = {"command": "consume", "events": raw["events"], "events_per_s": round(raw["events_per_s"], 1),
-              "mb_per_s": round(raw["mb_per_s"], 2), "partitions": args.partitions,
+              "mb_per_s": round(raw["mb_per_s"], 2), "partitions": args.partitions, "backend": args.backend,
               "peak_rss_mb": round(_peak_rss_mb(), 1)}
     summary = (f"consume: {raw['events']:,} events from {args.partitions} partitions at once: "
                f"{raw['events_per_s']:,.0f} events/s, {raw['mb_per_s']:.1f} MB/s (packed read path)")
@@ -410,6 +421,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connection-string", help="a running ingestion service")
     p.add_argument("--fsync-policy", choices=("every_batch", "interval", "never"),
                    help="for the service started here (default: the service default, interval)")
+    p.add_argument("--backend", choices=("embedded", "nats"), default="embedded",
+                   help="log backend of the service started here (nats: JetStream at --nats-url)")
     p.add_argument("--compare", choices=("nats", "grpc", "none"), default="nats",
                    help="peer in the same run (default nats; with --protocol kafka the peer is gRPC)")
     p.add_argument("--nats-url", default="nats://127.0.0.1:4222")

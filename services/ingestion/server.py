@@ -85,13 +85,17 @@ class IngestionService(Service):
         cfg = self.config
         kwargs = dict(fsync_policy=cfg.fsync_policy, segment_max_bytes=cfg.segment_max_bytes,
                       segment_max_age_s=cfg.segment_max_age_s, max_partitions=cfg.max_partitions,
-                      max_consumer_groups=cfg.max_consumer_groups)
+                      max_consumer_groups=cfg.max_consumer_groups, ownership_expiry_s=cfg.ownership_expiry_s)
         if cfg.log_backend == "nats":
-            from headwater.services.ingestion.log.nats import nats_hub_store
+            from headwater.services.ingestion.log.nats import NatsHubStore
 
-            self.hubs = await nats_hub_store(HubStore)(cfg.data_path(), nats_url=cfg.nats_url, **kwargs).open_async()
+            store: HubStore = NatsHubStore(cfg.data_path(), nats_url=cfg.nats_url, nats_prefix=cfg.nats_prefix,
+                                           nats_replicas=cfg.nats_replicas,
+                                           nats_duplicate_window_s=cfg.nats_duplicate_window_s,
+                                           nats_cache_mb=cfg.nats_cache_mb, **kwargs)
         else:
-            self.hubs = await HubStore(cfg.data_path(), **kwargs).open_async()
+            store = HubStore(cfg.data_path(), **kwargs)
+        self.hubs = await store.open_async()
         self.servicer = IngestionServicer(cfg, self.hubs)
         policies = PolicyStore(cfg.auth_path()).ensure()
         self.access = AccessServicer(policies, hub_exists=lambda hub: self.hubs.get(hub) is not None)
@@ -160,10 +164,10 @@ class IngestionService(Service):
         if self.http is not None:
             await self.http.cleanup()
         if self.capture is not None and self.hubs is not None:
-            self.capture.flush_all(self.hubs)
-        if self.servicer is not None:
-            for store in self.servicer.stores.values():
-                store.close()
+            try:
+                await self.capture.flush_due_async(self.hubs, force=True)
+            except Exception:
+                log.exception("capture flush at shutdown failed")
         if self.hubs is not None:
             await self.hubs.close_async()
 

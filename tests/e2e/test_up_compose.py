@@ -27,7 +27,8 @@ def test_compose_file_shape():
         assert "headwater" in " ".join(svc["healthcheck"]["test"])
         assert svc["restart"] == "unless-stopped"  # `headwater up` restarts it too
     assert all(c["condition"] == "service_healthy" for c in doc["services"]["processing"]["depends_on"].values())
-    assert {"postgres", "nats"} <= {n for n, s in doc["services"].items() if "scaled" in s.get("profiles", [])}
+    assert {"postgres", "nats-1", "nats-2", "nats-3"} <= {n for n, s in doc["services"].items()
+                                                          if "scaled" in s.get("profiles", [])}
     order = [s.name for s in load_compose(ROOT / "compose.yaml")]
     assert order.index("processing") > max(order.index(n) for n in ("ingestion", "registry", "sink"))
     assert "postgres" in [s.name for s in load_compose(ROOT / "compose.yaml", ("scaled",))]

@@ -69,9 +69,10 @@ def test_headwater_up_scaled_runs_the_stack_on_a_nats_cluster(tmp_path):
             if line.startswith("headwater up: ingestion"):
                 break
         endpoints = json.loads((home / "endpoints.json").read_text())
-        assert set(endpoints) == {"ingestion", "registry", "processing", "sink"}, "".join(lines)
+        assert {"ingestion", "registry", "processing", "sink"} <= set(endpoints), "".join(lines)
         assert len(endpoints["ingestion"].split(",")) == 2 and len(endpoints["processing"].split(",")) == 2
-        for address in ",".join(endpoints.values()).split(","):
+        services = ("ingestion", "registry", "processing", "sink")
+        for address in ",".join(endpoints[s] for s in services).split(","):
             wait_healthy(address, timeout=10)
         assert any("3-node JetStream cluster" in line for line in lines)
         a, b = endpoints["ingestion"].split(",")

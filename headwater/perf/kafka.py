@@ -23,6 +23,7 @@ __all__ = ["consume", "produce"]
 
 _PRODUCE_CHUNK = 10_000
 _QUEUE_LIMIT = 1_500_000
+_WARM_UP_S = 2.0
 
 
 def _kafka_port(args: argparse.Namespace) -> str:
@@ -61,8 +62,11 @@ def _produce_kafka(bootstrap: str, conn: str, hub: str, args: argparse.Namespace
         "compression.type": args.kafka_compression, "enable.idempotence": True,
         "delivery.report.only.error": True, "on_delivery": lambda err, msg: errors.append(err)}))
     bodies = _bodies(args.event_size, 64)
-    producer.produce(hub, bodies[0])  # connect, authenticate, fetch metadata, get a producer id
+    # Warm-up, as Kafka's perf tools have: connect, authenticate, fetch metadata, get a producer id,
+    # and let the service load its compiled record codec (it starts when a Kafka client connects).
+    producer.produce_batch(hub, [{"value": bodies[i & 63]} for i in range(_PRODUCE_CHUNK)])
     producer.flush(30)
+    time.sleep(min(_WARM_UP_S, args.events / 500_000))  # (a smoke run of a few thousand: no wait)
     # produce_batch hands librdkafka a list of messages in one call: a Python loop of produce()
     # calls caps this process near 300,000 records/s on its own (Kafka's perf tool is Java).
     chunk = [{"value": bodies[i & 63]} for i in range(_PRODUCE_CHUNK)]

@@ -45,6 +45,7 @@ from headwater.services.ingestion.hubs import _GROUP_ID
 from headwater.services.ingestion.kafka.groups import GroupCoordinator
 from headwater.services.ingestion.kafka.protocol import API, ERR, SUPPORTED, error_code, parse_request_header
 from headwater.services.ingestion.kafka.records import decode_batches, encode_fetch
+from headwater.services.ingestion.log.jit import KERNELS
 from headwater.services.ingestion.log.segment import PackedEvents, varint
 from headwater.v1 import ingestion_pb2
 
@@ -123,6 +124,7 @@ class KafkaListener:
         peer = writer.get_extra_info("peername") or ("?", 0)
         sock = writer.get_extra_info("sockname") or (self.config.host, 0)
         session = Session(host=str(peer[0]), sock_host=str(sock[0]), authenticated=self.policies is None)
+        KERNELS.get()  # a Kafka client: start loading the record codec before its batches come
         if self.policies is None:
             session.rights = frozenset(Right)
         self._conns.add(writer)

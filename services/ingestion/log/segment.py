@@ -18,7 +18,10 @@ read answers with slices of stored bytes: no event is decoded or re-encoded on
 the read path. ``sequence_number`` and ``offset`` are written as fixed-width
 (9-byte, non-minimal) varints, which every protobuf parser accepts, so that a
 frame's size does not depend on its numbers and a batch is built with a few
-C-level passes instead of per-event Python arithmetic.
+C-level passes instead of per-event Python arithmetic. Batches of
+``COMPILED_MIN_EVENTS`` or more are written by a compiled kernel (log/_kernels.py,
+byte for byte the same) once it is loaded, from a list of events or from
+:class:`PackedEvents` (the Kafka endpoint's: one buffer, no object per event).
 
 The offset of an event is its logical byte position in the partition: the sum
 of the sizes of all frames before it (headers excluded).

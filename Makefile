@@ -43,6 +43,7 @@ test: setup browser ## Run the whole test suite
 lint: setup ## Lint the contracts (buf via npx) and the code (ruff)
 	npx --yes @bufbuild/buf lint
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check headwater services plugins tests
+	$(PY) -m tests.layers
 
 fmt: setup ## Format the code
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff format headwater services plugins tests

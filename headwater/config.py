@@ -88,6 +88,25 @@ class ServiceConfig:
     auth_enabled: bool = True
     #: The policies file (JSON); default $HEADWATER_HOME/auth.json, created with a root policy.
     auth_file: str = ""
+    #: The namespace a token's ``sr`` must name: comma-separated URIs or host names
+    #: (``headwater://events.example.com/``); host compared, scheme and port ignored.
+    #: Empty: this machine (localhost, 127.0.0.1, ::1, the bind host, the host name).
+    namespace: str = ""
+    #: Longest a token may still be valid, in seconds (its expiry ahead of now); 0 = no limit.
+    max_token_lifetime_s: float = 30 * 24 * 3600.0
+    #: A refused client is logged at most once per this many seconds.
+    auth_refusal_log_interval_s: float = 60.0
+    #: Ask the HTTP pages (/metrics; the sink's dashboard) for a token with Listen or the
+    #: basic-auth user below. Off by default: they then answer anyone who reaches them.
+    http_auth: bool = False
+    #: A user and password the HTTP pages accept (Basic auth: browsers, Prometheus basic_auth).
+    http_basic_auth_user: str = ""
+    http_basic_auth_password: str = ""
+    #: Address /metrics binds to; empty means the service's host.
+    metrics_host: str = ""
+    #: Largest gRPC request accepted, in bytes; 0 = the service's default (ingestion:
+    #: max_message_bytes + 64 KiB). Larger requests get RESOURCE_EXHAUSTED before they are buffered.
+    max_receive_message_bytes: int = 0
     #: PEM certificate chain and key: when both are set every port serves TLS.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -205,6 +224,12 @@ def load_config(
     if cfg.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"setting 'log_level': {cfg.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR",
                           setting="log_level")
+    if cfg.http_auth and not cfg.auth_enabled and not cfg.http_basic_auth_user:
+        raise ConfigError("setting 'http_auth' needs auth_enabled (tokens) or http_basic_auth_user",
+                          setting="http_auth")
+    if bool(cfg.http_basic_auth_user) != bool(cfg.http_basic_auth_password):
+        raise ConfigError("settings 'http_basic_auth_user' and 'http_basic_auth_password' go together",
+                          setting="http_basic_auth_user")
     if bool(cfg.tls_cert_file) != bool(cfg.tls_key_file):
         raise ConfigError("settings 'tls_cert_file' and 'tls_key_file' go together: set both or neither",
                           setting="tls_cert_file")

@@ -50,6 +50,9 @@ class ScalarFunction:
     #: first argument is a datepart/unit keyword (DATEADD, DATEDIFF, ...), passed as a str
     unit_arg: bool = False
     doc: str = ""
+    #: optional vectorised form: Polars expressions of the arguments in, one expression out,
+    #: with exactly ``fn``'s meaning; the engine calls ``fn`` per row where it is None
+    vectorized: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,14 @@ Service-specific metrics are declared in the service's own module with the
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import Counter, Histogram, make_wsgi_app
 
 __all__ = ["RPC_REQUESTS", "RPC_LATENCY", "start_metrics_server"]
 
@@ -23,10 +30,33 @@ RPC_LATENCY = Histogram(
 )
 
 
-def start_metrics_server(host: str, port: int, certfile: str = "", keyfile: str = "") -> tuple[object, int]:
-    """Serve /metrics (Prometheus text format) on ``host:port`` in a thread; returns (server, port)."""
-    kwargs = {}
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+def start_metrics_server(host: str, port: int, certfile: str = "", keyfile: str = "",
+                         allow: Callable[[str], bool] | None = None) -> tuple[object, int]:
+    """Serve /metrics (Prometheus text format) on ``host:port`` in a thread; returns (server, port).
+
+    ``allow(authorization_header)`` guards it when given: 401 with a Basic challenge otherwise."""
+    metrics_app = make_wsgi_app()
+
+    def app(environ, start_response):
+        if allow is not None and not allow(environ.get("HTTP_AUTHORIZATION", "")):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"),
+                                                ("WWW-Authenticate", 'Basic realm="headwater"')])
+            return [b"unauthorized: send a SharedAccessSignature token with Listen or the basic-auth user\n"]
+        return metrics_app(environ, start_response)
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    httpd = make_server(host, port, app, Server, handler_class=_Quiet)
     if certfile and keyfile:
-        kwargs = {"certfile": certfile, "keyfile": keyfile}
-    server, _thread = start_http_server(port, addr=host, **kwargs)
-    return server, server.server_port
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(certfile, keyfile)
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True).start()
+    return httpd, httpd.server_port

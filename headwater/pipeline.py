@@ -89,7 +89,8 @@ async def send_trips(address: str, hub: str, rate: float, duration_s: float | No
     rng = random.Random()
     sent = 0
     start = time.monotonic()
-    per_batch = max(1, int(rate / batch_per_s))
+    # At most 2,000 trips (~0.5 MB) a request, under the 1 MiB limit at any rate.
+    per_batch = max(1, min(int(rate / batch_per_s), 2000))
     async with aio_channel(local_connection(address)) as ch:
         stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
         while duration_s is None or time.monotonic() - start < duration_s:

@@ -5,11 +5,16 @@ A service subclasses :class:`Service` and says what it serves; :func:`run`
 ``grpc.aio`` server around it with:
 
 - the standard gRPC health service and server reflection;
-- an interceptor that checks the shared access signature of every RPC against
-  the right the method needs (:attr:`Service.rights`), and maps exceptions to
-  statuses: a :class:`~headwater.errors.HeadwaterError` becomes its code plus a
-  ``google.rpc.ErrorInfo`` detail, anything else ``INTERNAL`` with an id that is
-  logged with the traceback (never sent);
+- an interceptor that checks the shared access signature of every RPC from its
+  metadata, before the request is decoded (docs/security.md): the namespace, the
+  right the method needs (:attr:`Service.rights`) and the token's scope
+  (:attr:`Service.entity_methods`); refusals are logged once per client per
+  interval. It maps exceptions to statuses: a
+  :class:`~headwater.errors.HeadwaterError` becomes its code plus a
+  ``google.rpc.ErrorInfo`` detail, an undecodable request INVALID_ARGUMENT,
+  anything else ``INTERNAL`` with an id that is logged with the traceback (never sent);
+- gRPC's receive limit (:meth:`Service.max_receive_bytes`), so an oversize
+  request is refused (RESOURCE_EXHAUSTED) before it is buffered;
 - a Prometheus ``/metrics`` endpoint, structured logs, optional TLS;
 - graceful shutdown on SIGTERM/SIGINT: health goes NOT_SERVING, in-flight RPCs
   get ``shutdown_grace_s`` to finish, then :meth:`Service.stop` flushes and
@@ -21,8 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
+import os
 import signal
 import time
 import uuid
@@ -36,14 +43,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from headwater.auth import PolicyStore, Right, verify_sas_token
+from headwater.auth import (
+    Authenticator,
+    Caller,
+    HttpAuth,
+    Namespace,
+    PolicyStore,
+    RefusalLog,
+    Right,
+    client_host,
+)
 from headwater.config import ServiceConfig, load_config
 from headwater.errors import HeadwaterError, Reason
 from headwater.logs import configure_logging
 from headwater.metrics import RPC_LATENCY, RPC_REQUESTS, start_metrics_server
 
-__all__ = ["GrpcBinding", "RunningService", "Service", "caller_token", "http_ssl_context", "run",
-           "serve_in_process"]
+__all__ = ["GrpcBinding", "RunningService", "Service", "authenticator", "caller", "caller_token",
+           "http_auth", "http_ssl_context", "run", "serve_in_process"]
 
 log = logging.getLogger("headwater.server")
 
@@ -94,18 +110,36 @@ class Service:
         short = method.rsplit("/", 1)[-1]
         return self.rights.get(method) or self.rights.get(short) or Right.MANAGE
 
+    #: Methods (short or full names) that take a token scoped to one hub: they are
+    #: about one hub, which the servicer checks against :func:`caller`'s entity.
+    #: Every other method needs a namespace-scoped token.
+    entity_methods: ClassVar[frozenset[str]] = frozenset()
+
+    def accepts_entity_token(self, method: str) -> bool:
+        return method in self.entity_methods or method.rsplit("/", 1)[-1] in self.entity_methods
+
+    #: Largest request this service accepts by default (gRPC's own default, 4 MiB).
+    default_max_receive_bytes: ClassVar[int] = 4 * 1024 * 1024
+
+    def max_receive_bytes(self) -> int:
+        """The gRPC receive limit: setting ``max_receive_message_bytes``, else the service's default."""
+        return self.config.max_receive_message_bytes or self.default_max_receive_bytes
+
 
 # -- the interceptor ---------------------------------------------------------------
 
-_TOKEN_KEY: contextvars.ContextVar[str]
-import contextvars  # noqa: E402
+_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("headwater_caller", default=None)
 
-_TOKEN_KEY = contextvars.ContextVar("headwater_token", default="")
+
+def caller() -> Caller | None:
+    """The verified caller of the RPC being handled (None when auth is off)."""
+    return _CALLER.get()
 
 
 def caller_token() -> str:
     """The verified SAS token of the RPC being handled ('' when auth is off)."""
-    return _TOKEN_KEY.get()
+    c = _CALLER.get()
+    return c.token if c is not None else ""
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: HeadwaterError, service: str) -> None:
@@ -113,24 +147,69 @@ async def _abort(context: grpc.aio.ServicerContext, err: HeadwaterError, service
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-class _Interceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: Service, store: PolicyStore | None) -> None:
-        self.service = service
-        self.store = store
+class _Undecodable:
+    """What the request deserializer returns for bytes that are not the request message."""
 
-    def _check(self, method: str, context: grpc.aio.ServicerContext) -> None:
-        if self.store is None or method.startswith(_OPEN_METHODS):
-            return
-        token = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                token = value if isinstance(value, str) else value.decode()
-        if not token:
-            raise HeadwaterError(Reason.UNAUTHORIZED,
-                                 "no authorization metadata: send a SharedAccessSignature token "
-                                 "(the SDK signs for you from a connection string)")
-        verify_sas_token(token, self.store, self.service.right_for(method))
-        _TOKEN_KEY.set(token)
+    __slots__ = ("error",)
+
+    def __init__(self, error: HeadwaterError) -> None:
+        self.error = error
+
+
+def _safe_deserializer(deserialize):
+    """A deserializer that never raises into gRPC (which would log a traceback and answer UNKNOWN):
+    a malformed request becomes INVALID_ARGUMENT, raised by the handler."""
+    if deserialize is None:
+        return None
+
+    def load(data: bytes):
+        try:
+            return deserialize(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError and friends
+            name = getattr(getattr(deserialize, "__self__", None), "__name__", "request")
+            return _Undecodable(HeadwaterError(
+                Reason.INVALID_ARGUMENT, f"the request is not a valid {name} message ({type(exc).__name__})",
+                metadata={"field": "request"}))
+
+    return load
+
+
+def _checked(request):
+    if isinstance(request, _Undecodable):
+        raise request.error
+    return request
+
+
+async def _checked_stream(requests):
+    async for request in requests:
+        yield _checked(request)
+
+
+def _metadata_token(metadata) -> str:
+    for key, value in metadata or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return ""
+
+
+class _Interceptor(grpc.aio.ServerInterceptor):
+    """Authenticates from the metadata alone, before the request is decoded: a refused
+    call gets a handler that never deserializes its bytes, answers UNAUTHENTICATED
+    (one message for every reason) or PERMISSION_DENIED, and is logged once per
+    client per ``auth_refusal_log_interval_s``. Then maps exceptions to statuses."""
+
+    def __init__(self, service: Service, auth: Authenticator | None) -> None:
+        self.service = service
+        self.auth = auth
+        self.refusals = RefusalLog(log, service.config.auth_refusal_log_interval_s)
+
+    def _authorize(self, method: str, metadata) -> Caller:
+        assert self.auth is not None
+        who = self.auth.authenticate(_metadata_token(metadata))
+        who.require(self.service.right_for(method))
+        if not self.service.accepts_entity_token(method):
+            who.require_namespace(method.rsplit("/", 1)[-1])
+        return who
 
     def _fail(self, method: str, exc: BaseException) -> HeadwaterError:
         if isinstance(exc, HeadwaterError):
@@ -144,6 +223,20 @@ class _Interceptor(grpc.aio.ServerInterceptor):
                               f"internal error {error_id}; the {self.service.name} service log has the details",
                               metadata={"error_id": error_id})
 
+    def _refused(self, handler, method: str, err: HeadwaterError):
+        svc = self.service.name
+        short = method.rsplit("/", 1)[-1]
+        detail = getattr(err, "detail", "") or err.message
+
+        async def refuse(request_or_iter, context):  # the request bytes are never decoded
+            self.refusals.note(client_host(context.peer()), short, detail)
+            RPC_REQUESTS.labels(svc, short, err.code.name).inc()
+            await _abort(context, err, svc)
+
+        kind = ("unary_unary" if handler.unary_unary else "unary_stream" if handler.unary_stream
+                else "stream_unary" if handler.stream_unary else "stream_stream")
+        return getattr(grpc, f"{kind}_rpc_method_handler")(refuse, None, handler.response_serializer)
+
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         handler = await continuation(handler_call_details)
         if handler is None:
@@ -151,6 +244,14 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if method.startswith(_OPEN_METHODS):
             return handler
+        who: Caller | None = None
+        if self.auth is not None:
+            try:
+                who = self._authorize(method, handler_call_details.invocation_metadata)
+            except HeadwaterError as exc:
+                return self._refused(handler, method, exc)
+            except Exception as exc:  # noqa: BLE001 - a broken policies file: refuse, say why in the log
+                return self._refused(handler, method, self._fail(method, exc))
         svc = self.service.name
         short = method.rsplit("/", 1)[-1]
 
@@ -163,8 +264,10 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 
             async def unary(request_or_iter, context):
                 t0 = time.perf_counter()
+                _CALLER.set(who)
                 try:
-                    self._check(method, context)
+                    request_or_iter = (_checked(request_or_iter) if handler.unary_unary
+                                       else _checked_stream(request_or_iter))
                     result = inner(request_or_iter, context)
                     if inspect.isawaitable(result):
                         result = await result
@@ -183,16 +286,18 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 
             if handler.unary_unary:
                 return grpc.unary_unary_rpc_method_handler(
-                    unary, handler.request_deserializer, handler.response_serializer)
+                    unary, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
             return grpc.stream_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer)
+                unary, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
 
         inner = handler.unary_stream or handler.stream_stream
 
         async def streaming(request_or_iter, context):
             t0 = time.perf_counter()
+            _CALLER.set(who)
             try:
-                self._check(method, context)
+                request_or_iter = (_checked(request_or_iter) if handler.unary_stream
+                                   else _checked_stream(request_or_iter))
                 result = inner(request_or_iter, context)
                 if inspect.isasyncgen(result):
                     async for item in result:
@@ -212,9 +317,9 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                streaming, handler.request_deserializer, handler.response_serializer)
+                streaming, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(
-            streaming, handler.request_deserializer, handler.response_serializer)
+            streaming, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
 
 
 def _is_abort(exc: BaseException) -> bool:
@@ -264,15 +369,34 @@ class RunningService:
                 self.metrics_server.server_close()
 
 
+def authenticator(cfg: ServiceConfig) -> Authenticator | None:
+    """The token checks ``cfg`` asks for (None when ``auth_enabled`` is off)."""
+    if not cfg.auth_enabled:
+        return None
+    store = PolicyStore(cfg.auth_path()).ensure()
+    with contextlib.suppress(OSError):
+        os.chmod(store.path, 0o600)
+    return Authenticator(store, Namespace(cfg.namespace, cfg.host), cfg.max_token_lifetime_s)
+
+
+def http_auth(cfg: ServiceConfig, auth: Authenticator | None = None) -> HttpAuth | None:
+    """The guard of the HTTP pages (dashboard, /metrics) when ``http_auth`` is on, else None."""
+    if not cfg.http_auth:
+        return None
+    return HttpAuth(auth if auth is not None else authenticator(cfg), cfg.http_basic_auth_user,
+                    cfg.http_basic_auth_password)
+
+
 async def start_service(service: Service) -> RunningService:
     """Start ``service``: storage, gRPC (health, reflection, interceptor), /metrics."""
     cfg = service.config
-    store = PolicyStore(cfg.auth_path()).ensure() if cfg.auth_enabled else None
+    auth = authenticator(cfg)
     await service.start()
     server = grpc.aio.server(
-        interceptors=[_Interceptor(service, store)],
+        interceptors=[_Interceptor(service, auth)],
         options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            # Refused by gRPC (RESOURCE_EXHAUSTED) as soon as the length prefix is read.
+            ("grpc.max_receive_message_length", service.max_receive_bytes()),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
         ],
@@ -296,15 +420,22 @@ async def start_service(service: Service) -> RunningService:
     await server.start()
     metrics_server, metrics_port = None, -1
     if cfg.metrics_port >= 0:
+        guard = http_auth(cfg, auth)
         metrics_server, metrics_port = start_metrics_server(
-            cfg.host, cfg.metrics_port, cfg.tls_cert_file, cfg.tls_key_file)
+            cfg.metrics_host or cfg.host, cfg.metrics_port, cfg.tls_cert_file, cfg.tls_key_file,
+            allow=guard.check if guard is not None else None)
     running = RunningService(service, server, health_servicer, port, metrics_port, metrics_server)
     await service.started(running)
     for name in ["", *(b.full_name for b in service.bindings())]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("%s serving", service.name,
              extra={"fields": {"grpc": running.address, "metrics_port": metrics_port,
-                               "auth": cfg.auth_enabled, "tls": bool(cfg.tls_cert_file)}})
+                               "auth": cfg.auth_enabled, "tls": bool(cfg.tls_cert_file),
+                               "namespace": sorted(auth.namespace.hosts) if auth else []}})
+    if auth is not None and not auth.namespace.configured and cfg.host in ("0.0.0.0", "::"):
+        log.warning("listening on every interface, but tokens are accepted only for this machine's names "
+                    "(%s): set 'namespace' to the host names clients sign for (docs/security.md)",
+                    ", ".join(sorted(auth.namespace.hosts)))
     return running
 
 

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "services",
     "hub",
+    "policy",
     "schema",
     "job",
     "query",

@@ -117,18 +117,54 @@ def add_query(perf_sub: argparse._SubParsersAction) -> None:
     q.add_argument("-n", "--events", type=int, default=1_000_000)
     q.add_argument("--batch", type=int, default=50_000, help="events per batch fed to the engine")
     q.add_argument("--query", choices=sorted(QUERIES), default="book")
+    q.add_argument("--suite", action="store_true",
+                   help="every query shape of the book and the conformance cases (-n events each)")
+    q.add_argument("--only", action="append", default=None, help="with --suite: run this shape (repeatable)")
+    q.add_argument("--checkpoint", type=int, metavar="KEYS", default=None,
+                   help="measure snapshot/restore of KEYS group keys in an open window (ms, size)")
     q.add_argument("--rate", type=float, default=10_000.0, help="events per second of event time")
-    q.add_argument("--row-path", action="store_true", help="disable the columnar path (for comparison)")
+    q.add_argument("--row-path", action="store_true", help="run every operator row by row (for comparison)")
     q.add_argument("--compare", choices=["duckdb"], default=None)
     q.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     q.set_defaults(func=run_perf_query)
 
 
+def run_perf_query_suite(args: argparse.Namespace) -> int:
+    from headwater.perf.query import run_suite
+
+    results = []
+    print(f"perf query --suite: {args.events} events per shape, batches of {args.batch}")
+    for r in run_suite(args.events, args.batch, args.rate, args.compare, args.only):
+        results.append(r)
+        line = f"  {r['query']:<26} {r['events_per_s']:>12,} events/s  ({r['plan']})"
+        if "duckdb_events_per_s" in r:
+            line += f"  duckdb {r['duckdb_events_per_s']:>12,} ({r['duckdb']})  ratio {r['ratio_vs_duckdb']}"
+        print(line, flush=True)
+    book = next((r for r in results if r["query"] == "book"), results[0] if results else {"events_per_s": 0})
+    result = {"events": args.events, "queries": results, "events_per_s": book["events_per_s"],
+              "min_events_per_s": min((r["events_per_s"] for r in results), default=0),
+              "peak_rss_mb": round(peak_rss_mb(), 1)}
+    emit(f"book {book['events_per_s']:,} events/s; slowest shape {result['min_events_per_s']:,} events/s; "
+         f"peak RSS {result['peak_rss_mb']} MB", result, args.json)
+    return 0
+
+
 def run_perf_query(args: argparse.Namespace) -> int:
     from headwater.services.processing.engine import compile_query
 
+    if args.suite:
+        return run_perf_query_suite(args)
+    if args.checkpoint:
+        from headwater.perf.query import checkpoint
+
+        r = checkpoint(args.checkpoint, vectorize=not args.row_path)
+        r["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        r["events_per_s"] = 0
+        emit(f"checkpoint of {r['keys']:,} keys ({r['plan']}): snapshot {r['snapshot_ms']} ms, restore "
+             f"{r['restore_ms']} ms, {r['snapshot_mb']} MB", r, args.json)
+        return 0
     compiled = compile_query(QUERIES[args.query])
-    rt = compiled.runtime(columnar=not args.row_path)
+    rt = compiled.runtime(vectorize=not args.row_path)
     dump = None
     if args.compare == "duckdb":
         fd, dump_path = tempfile.mkstemp(suffix=".ndjson")

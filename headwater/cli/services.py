@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.config import default_address, headwater_home
@@ -25,14 +26,28 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _connection_string(args: argparse.Namespace) -> int:
+    """From the local policies file, or, given a Manage ``--connection-string``, from the service."""
+    if args.policy and (args.connection_string or os.environ.get("HEADWATER_CONNECTION_STRING")):
+        from headwater.cli.policy import policy_connection_string
+
+        args.name, args.address, args.json = args.policy, None, False
+        print(policy_connection_string(args))
+        return 0
     store = PolicyStore(headwater_home() / "auth.json" if not args.auth_file else args.auth_file).ensure()
-    policy = store.get(args.policy) if args.policy else store.root()
+    policy = store.root()
+    if args.policy:  # the hub's own policy of that name first, else the namespace's (as tokens resolve)
+        policy = (store.get(args.policy, args.hub) if args.hub else None) or store.get(args.policy)
+        if policy is None and not args.hub:  # a hub-level policy, named without --hub
+            found = [p for p in store.all() if p.name == args.policy]
+            policy = found[0] if len(found) == 1 else None
     if policy is None:
-        print(f"headwater: no policy named {args.policy!r}")
+        print(f"headwater: no policy named {args.policy!r}" + (f" for hub {args.hub!r}" if args.hub else ""))
         return 1
+    if policy.hub and not args.hub:
+        args.hub = policy.hub
     address = f"{args.host}:{args.port}" if args.port else default_address(args.service)
-    conn = ConnectionString(endpoint=f"headwater://{address}/",
-                            shared_access_key_name=policy.name, shared_access_key=policy.key,
+    conn = ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=policy.name,
+                            shared_access_key=policy.secondary_key if args.secondary else policy.key,
                             entity_path=args.hub or "")
     print(conn)
     return 0
@@ -46,7 +61,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="service options (see headwater serve NAME --help)")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("connection-string", help="print the local root policy's connection string",
+    p = sub.add_parser("connection-string", help="print a policy's connection string (default the root policy)",
                        description="Print a connection string for the SDK and for people, "
                                    "from the policies file in $HEADWATER_HOME (created if missing).")
     p.add_argument("--hub", help="add EntityPath=HUB")
@@ -56,6 +71,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="localhost")
     p.add_argument("--port", type=int, help="override the port")
     p.add_argument("--auth-file", help="policies file (default $HEADWATER_HOME/auth.json)")
+    p.add_argument("--secondary", action="store_true", help="use the policy's secondary key")
+    p.add_argument("--connection-string",
+                   help="a Manage connection string: ask the service for --policy's keys instead of reading "
+                        "the local policies file (default $HEADWATER_CONNECTION_STRING)")
     p.set_defaults(func=_connection_string)
     add_health_command(sub)
 

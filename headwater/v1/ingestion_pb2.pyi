@@ -360,7 +360,7 @@ class PublishEventsStreamResponse(_message.Message):
     def __init__(self, partition_id: _Optional[str] = ..., first_sequence_number: _Optional[int] = ..., last_sequence_number: _Optional[int] = ..., enqueued_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ReadEventsRequest(_message.Message):
-    __slots__ = ("hub", "partition_id", "consumer_group", "event_position", "max_batch_size", "max_wait", "owner_level", "track_last_enqueued_event_properties")
+    __slots__ = ("hub", "partition_id", "consumer_group", "event_position", "max_batch_size", "max_wait", "owner_level", "track_last_enqueued_event_properties", "packed", "include_properties")
     HUB_FIELD_NUMBER: _ClassVar[int]
     PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -369,6 +369,8 @@ class ReadEventsRequest(_message.Message):
     MAX_WAIT_FIELD_NUMBER: _ClassVar[int]
     OWNER_LEVEL_FIELD_NUMBER: _ClassVar[int]
     TRACK_LAST_ENQUEUED_EVENT_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     hub: str
     partition_id: str
     consumer_group: str
@@ -377,21 +379,64 @@ class ReadEventsRequest(_message.Message):
     max_wait: _duration_pb2.Duration
     owner_level: int
     track_last_enqueued_event_properties: bool
-    def __init__(self, hub: _Optional[str] = ..., partition_id: _Optional[str] = ..., consumer_group: _Optional[str] = ..., event_position: _Optional[_Union[_event_pb2.EventPosition, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., owner_level: _Optional[int] = ..., track_last_enqueued_event_properties: _Optional[bool] = ...) -> None: ...
+    packed: bool
+    include_properties: bool
+    def __init__(self, hub: _Optional[str] = ..., partition_id: _Optional[str] = ..., consumer_group: _Optional[str] = ..., event_position: _Optional[_Union[_event_pb2.EventPosition, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., owner_level: _Optional[int] = ..., track_last_enqueued_event_properties: _Optional[bool] = ..., packed: _Optional[bool] = ..., include_properties: _Optional[bool] = ...) -> None: ...
 
 class ReadEventsResponse(_message.Message):
-    __slots__ = ("events", "last_enqueued_sequence_number", "last_enqueued_offset", "last_enqueued_time", "retrieval_time")
+    __slots__ = ("events", "last_enqueued_sequence_number", "last_enqueued_offset", "last_enqueued_time", "retrieval_time", "packed")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     LAST_ENQUEUED_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     LAST_ENQUEUED_OFFSET_FIELD_NUMBER: _ClassVar[int]
     LAST_ENQUEUED_TIME_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_TIME_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_event_pb2.ReceivedEvent]
     last_enqueued_sequence_number: int
     last_enqueued_offset: int
     last_enqueued_time: _timestamp_pb2.Timestamp
     retrieval_time: _timestamp_pb2.Timestamp
-    def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.ReceivedEvent, _Mapping]]] = ..., last_enqueued_sequence_number: _Optional[int] = ..., last_enqueued_offset: _Optional[int] = ..., last_enqueued_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retrieval_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    packed: PackedEvents
+    def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.ReceivedEvent, _Mapping]]] = ..., last_enqueued_sequence_number: _Optional[int] = ..., last_enqueued_offset: _Optional[int] = ..., last_enqueued_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retrieval_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., packed: _Optional[_Union[PackedEvents, _Mapping]] = ...) -> None: ...
+
+class PackedEvents(_message.Message):
+    __slots__ = ("bodies", "body_offsets", "sequence_numbers", "enqueued_times_us", "offsets", "content_types", "content_type_ids", "metadata")
+    BODIES_FIELD_NUMBER: _ClassVar[int]
+    BODY_OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_TIMES_US_FIELD_NUMBER: _ClassVar[int]
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_IDS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    bodies: bytes
+    body_offsets: _containers.RepeatedScalarFieldContainer[int]
+    sequence_numbers: _containers.RepeatedScalarFieldContainer[int]
+    enqueued_times_us: _containers.RepeatedScalarFieldContainer[int]
+    offsets: _containers.RepeatedScalarFieldContainer[int]
+    content_types: _containers.RepeatedScalarFieldContainer[str]
+    content_type_ids: _containers.RepeatedScalarFieldContainer[int]
+    metadata: _containers.RepeatedCompositeFieldContainer[PackedEventMetadata]
+    def __init__(self, bodies: _Optional[bytes] = ..., body_offsets: _Optional[_Iterable[int]] = ..., sequence_numbers: _Optional[_Iterable[int]] = ..., enqueued_times_us: _Optional[_Iterable[int]] = ..., offsets: _Optional[_Iterable[int]] = ..., content_types: _Optional[_Iterable[str]] = ..., content_type_ids: _Optional[_Iterable[int]] = ..., metadata: _Optional[_Iterable[_Union[PackedEventMetadata, _Mapping]]] = ...) -> None: ...
+
+class PackedEventMetadata(_message.Message):
+    __slots__ = ("properties", "partition_key", "message_id", "correlation_id")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_KEY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    properties: _containers.ScalarMap[str, str]
+    partition_key: str
+    message_id: str
+    correlation_id: str
+    def __init__(self, properties: _Optional[_Mapping[str, str]] = ..., partition_key: _Optional[str] = ..., message_id: _Optional[str] = ..., correlation_id: _Optional[str] = ...) -> None: ...
 
 class ListCheckpointsRequest(_message.Message):
     __slots__ = ("hub", "consumer_group", "page_size", "page_token")

@@ -262,7 +262,7 @@ class GetJobMetricsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class JobMetrics(_message.Message):
-    __slots__ = ("input_events", "input_bytes", "output_events", "late_input_events", "early_input_events", "out_of_order_events", "input_deserialization_errors", "data_conversion_errors", "runtime_errors", "output_errors", "watermark_delay", "su_utilization_percent", "last_error_sample", "read_time")
+    __slots__ = ("input_events", "input_bytes", "output_events", "late_input_events", "early_input_events", "out_of_order_events", "input_deserialization_errors", "data_conversion_errors", "runtime_errors", "output_errors", "watermark_delay", "su_utilization_percent", "last_error_sample", "read_time", "last_checkpoint_id", "last_checkpoint_time", "partitions", "input_watermarks", "poison_events", "error_samples")
     INPUT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     INPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -277,6 +277,12 @@ class JobMetrics(_message.Message):
     SU_UTILIZATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     READ_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECKPOINT_TIME_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_WATERMARKS_FIELD_NUMBER: _ClassVar[int]
+    POISON_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     input_events: int
     input_bytes: int
     output_events: int
@@ -291,7 +297,35 @@ class JobMetrics(_message.Message):
     su_utilization_percent: float
     last_error_sample: str
     read_time: _timestamp_pb2.Timestamp
-    def __init__(self, input_events: _Optional[int] = ..., input_bytes: _Optional[int] = ..., output_events: _Optional[int] = ..., late_input_events: _Optional[int] = ..., early_input_events: _Optional[int] = ..., out_of_order_events: _Optional[int] = ..., input_deserialization_errors: _Optional[int] = ..., data_conversion_errors: _Optional[int] = ..., runtime_errors: _Optional[int] = ..., output_errors: _Optional[int] = ..., watermark_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., su_utilization_percent: _Optional[float] = ..., last_error_sample: _Optional[str] = ..., read_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    last_checkpoint_id: int
+    last_checkpoint_time: _timestamp_pb2.Timestamp
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionMetrics]
+    input_watermarks: _containers.RepeatedCompositeFieldContainer[InputWatermark]
+    poison_events: int
+    error_samples: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, input_events: _Optional[int] = ..., input_bytes: _Optional[int] = ..., output_events: _Optional[int] = ..., late_input_events: _Optional[int] = ..., early_input_events: _Optional[int] = ..., out_of_order_events: _Optional[int] = ..., input_deserialization_errors: _Optional[int] = ..., data_conversion_errors: _Optional[int] = ..., runtime_errors: _Optional[int] = ..., output_errors: _Optional[int] = ..., watermark_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., su_utilization_percent: _Optional[float] = ..., last_error_sample: _Optional[str] = ..., read_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_checkpoint_id: _Optional[int] = ..., last_checkpoint_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., partitions: _Optional[_Iterable[_Union[PartitionMetrics, _Mapping]]] = ..., input_watermarks: _Optional[_Iterable[_Union[InputWatermark, _Mapping]]] = ..., poison_events: _Optional[int] = ..., error_samples: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PartitionMetrics(_message.Message):
+    __slots__ = ("input", "partition_id", "backlog_events", "watermark_delay", "last_sequence_number")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    WATERMARK_DELAY_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    input: str
+    partition_id: str
+    backlog_events: int
+    watermark_delay: _duration_pb2.Duration
+    last_sequence_number: int
+    def __init__(self, input: _Optional[str] = ..., partition_id: _Optional[str] = ..., backlog_events: _Optional[int] = ..., watermark_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_sequence_number: _Optional[int] = ...) -> None: ...
+
+class InputWatermark(_message.Message):
+    __slots__ = ("input", "watermark")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    WATERMARK_FIELD_NUMBER: _ClassVar[int]
+    input: str
+    watermark: _timestamp_pb2.Timestamp
+    def __init__(self, input: _Optional[str] = ..., watermark: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetJobMetricsResponse(_message.Message):
     __slots__ = ("metrics",)

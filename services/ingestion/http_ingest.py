@@ -23,10 +23,10 @@ import logging
 import orjson
 from aiohttp import web
 
-from headwater.auth import PolicyStore, Right, verify_sas_token
+from headwater.auth import RefusalLog, Right
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
-from headwater.server import http_ssl_context
+from headwater.server import authenticator, http_ssl_context
 from headwater.services.ingestion import metrics as m
 from headwater.v1 import event_pb2
 
@@ -66,21 +66,20 @@ def _event_bytes(item, batch_shape: bool, default_key: str) -> tuple[bytes, str]
 
 async def start_http_ingest(servicer, config, port: int):
     """Start the aiohttp listener; returns (runner, bound port)."""
-    store = PolicyStore(config.auth_path()).ensure() if config.auth_enabled else None
+    auth = authenticator(config)
+    refusals = RefusalLog(log, config.auth_refusal_log_interval_s)
 
     async def send(request: web.Request) -> web.Response:
         hub = request.match_info["hub"]
         try:
-            if store is not None:
-                token = request.headers.get("Authorization", "")
-                if not token:
-                    raise HeadwaterError(Reason.UNAUTHORIZED, "no Authorization header: send a "
-                                         "SharedAccessSignature token")
-                sas = verify_sas_token(token, store, Right.SEND)
-                entity = sas.entity()
-                if entity and entity != hub:
-                    raise HeadwaterError(Reason.PERMISSION_DENIED,
-                                         f"the token is scoped to {entity!r}, not hub {hub!r}")
+            if auth is not None:  # the same checks as gRPC, before the body is read
+                try:
+                    caller = auth.authenticate(request.headers.get("Authorization", ""))
+                    caller.require(Right.SEND)
+                    caller.require_entity(hub)
+                except HeadwaterError as exc:
+                    refusals.note(request.remote or "unknown", "http send", getattr(exc, "detail", exc.message))
+                    raise
             raw = await request.read()
             if len(raw) > config.max_message_bytes * 2:
                 raise HeadwaterError(Reason.MESSAGE_SIZE_EXCEEDED,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 import zlib
@@ -19,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.names import check_name
 from headwater.services.ingestion.log.embedded import FsyncPolicy, PartitionLog
 
 __all__ = ["DEFAULT_CONSUMER_GROUP", "HubMeta", "HubStore", "hub_id_from_name", "partition_for_key"]
 
 DEFAULT_CONSUMER_GROUP = "$Default"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
-_GROUP_ID = re.compile(r"^[A-Za-z0-9$][A-Za-z0-9$._-]{0,49}$")
 
 
 def partition_for_key(key: str, partition_count: int) -> int:
@@ -40,7 +38,7 @@ def hub_id_from_name(name: str, field_name: str = "name") -> str:
     if not hub:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"{field_name} is empty: name a hub (hubs/<hub>)",
                              metadata={"field": field_name})
-    return hub
+    return check_name("hub", hub, field_name)
 
 
 @dataclass
@@ -152,11 +150,7 @@ class HubStore:
                  auto_inflate: bool = False, maximum_units: int = 0, capture: dict | None = None,
                  request_id: str = "") -> tuple[Hub | None, HubMeta, Path]:
         """Validate a create; returns (existing hub for a retried request, meta, folder)."""
-        if not _HUB_ID.match(hub_id):
-            raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                 f"hub id {hub_id!r} is invalid: use letters, digits, '.', '_', '-' "
-                                 "(1 to 256 characters, starting with a letter or digit)",
-                                 metadata={"field": "hub_id"})
+        check_name("hub", hub_id, "hub_id")
         if hub_id in self.hubs:
             existing = self.hubs[hub_id]
             if request_id and existing.meta.request_id == request_id:
@@ -221,10 +215,7 @@ class HubStore:
 
     def create_group(self, hub_id: str, group: str, user_metadata: str = "", request_id: str = "") -> dict:
         hub = self.get(hub_id)
-        if not _GROUP_ID.match(group):
-            raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                 f"consumer group id {group!r} is invalid: letters, digits, '$', '.', '_', '-', "
-                                 "1 to 50 characters", metadata={"field": "consumer_group_id"})
+        check_name("consumer group", group, "consumer_group_id")
         groups = hub.meta.consumer_groups
         if group in groups:
             if request_id and groups[group].get("request_id") == request_id:

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 
-from headwater.auth import Right
+from headwater.auth import PolicyStore, Right
 from headwater.server import GrpcBinding, RunningService, Service
+from headwater.services.ingestion.access import AccessServicer
 from headwater.services.ingestion.config import IngestionConfig
 from headwater.services.ingestion.hubs import HubStore
 from headwater.services.ingestion.retention import fsync_loop, retention_loop
@@ -40,13 +41,26 @@ class IngestionService(Service):
         "UpdateCheckpoint": Right.LISTEN,
         "ListOwnerships": Right.LISTEN,
         "ClaimOwnership": Right.LISTEN,
+        # headwater.v1.AccessService (shared access policies) needs Manage.
     }
+    #: RPCs about one hub take a token scoped to that hub (the servicer checks the hub);
+    #: creating, listing, updating and deleting hubs, faults and policies need the namespace.
+    entity_methods = frozenset({
+        "GetHub", "GetPartitionProperties", "CreateConsumerGroup", "GetConsumerGroup", "ListConsumerGroups",
+        "DeleteConsumerGroup", "PublishEvents", "PublishEventsStream", "ReadEvents", "ListCheckpoints",
+        "UpdateCheckpoint", "ListOwnerships", "ClaimOwnership",
+    })
+
+    def max_receive_bytes(self) -> int:
+        """The largest batch (``max_message_bytes``) plus 64 KiB for the request's other fields."""
+        return self.config.max_receive_message_bytes or self.config.max_message_bytes + 64 * 1024
 
     def __init__(self, config: IngestionConfig) -> None:
         super().__init__(config)
         self.config: IngestionConfig = config
         self.hubs: HubStore | None = None
         self.servicer: IngestionServicer | None = None
+        self.access: AccessServicer | None = None
         self._tasks: list[asyncio.Task] = []
         self.http = None
         self.http_port = -1
@@ -56,7 +70,11 @@ class IngestionService(Service):
 
     def bindings(self):
         assert self.servicer is not None, "start() first"
-        return [GrpcBinding(add_to_server, self.servicer, "headwater.v1.IngestionService")]
+        from headwater.v1 import access_pb2_grpc
+
+        return [GrpcBinding(add_to_server, self.servicer, "headwater.v1.IngestionService"),
+                GrpcBinding(access_pb2_grpc.add_AccessServiceServicer_to_server, self.access,
+                            "headwater.v1.AccessService")]
 
     async def start(self) -> None:
         cfg = self.config
@@ -70,6 +88,9 @@ class IngestionService(Service):
         else:
             self.hubs = await HubStore(cfg.data_path(), **kwargs).open_async()
         self.servicer = IngestionServicer(cfg, self.hubs)
+        policies = PolicyStore(cfg.auth_path()).ensure()
+        self.access = AccessServicer(policies, hub_exists=lambda hub: self.hubs.get(hub) is not None)
+        self.servicer.on_hub_deleted = policies.delete_hub
         from headwater.paths import allowed_roots
         from headwater.services.ingestion.capture import CaptureWriter
 

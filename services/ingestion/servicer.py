@@ -2,7 +2,9 @@
 
 Hot paths work on bytes: PublishEvents receives its events as opaque
 serialized EventData (the packed request view) and ReadEvents answers with
-slices of stored frames, serialized by identity (see :func:`add_to_server`).
+slices of stored frames, serialized by identity (see :func:`add_to_server`),
+or, when the request is ``packed``, with the frames as columns
+(:mod:`.packed`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from headwater.auth import parse_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
-from headwater.server import caller_token
+from headwater.server import caller
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.capture import check_capture
 from headwater.services.ingestion.checkpoints import CheckpointStore
@@ -40,7 +41,8 @@ from headwater.services.ingestion.hubs import (
     hub_id_from_name,
 )
 from headwater.services.ingestion.log.embedded import PartitionLog
-from headwater.services.ingestion.log.segment import PackedEvents
+from headwater.services.ingestion.log.segment import PackedEvents, varint
+from headwater.services.ingestion.packed import pack_frames
 from headwater.services.ingestion.quotas import HubQuota
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
 
@@ -96,6 +98,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.faults = FaultRules()
         self.readers: dict[tuple[str, str, str], list[_Reader]] = {}
         self.capture = None  # set by the server when a hub captures
+        self.on_hub_deleted = None  # set by the server: drops the hub's policies
         self.drain = asyncio.Event()  # set at shutdown: long polls end so the drain is quick
         for hub in hubs.list():
             self._attach(hub)
@@ -116,14 +119,9 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     @staticmethod
     def _check_entity(hub_id: str) -> None:
         """A token signed for one entity covers only that hub."""
-        token = caller_token()
-        if not token:
-            return
-        entity = parse_sas_token(token).entity()
-        if entity and entity != hub_id:
-            raise HeadwaterError(Reason.PERMISSION_DENIED,
-                                 f"the token is scoped to {entity!r}, not hub {hub_id!r}",
-                                 metadata={"right": "entity"})
+        who = caller()
+        if who is not None:
+            who.require_entity(hub_id)
 
     def _hub_proto(self, hub: Hub) -> ingestion_pb2.Hub:
         meta = hub.meta
@@ -223,6 +221,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self.quotas.pop(hub.name, None)
         self.faults.clear(hub.name)
         await self.hubs.delete_async(hub.name)
+        if self.on_hub_deleted is not None:  # the hub's shared access policies go with it
+            self.on_hub_deleted(hub.name)
         return ingestion_pb2.DeleteHubResponse()
 
     async def GetPartitionProperties(self, request, context):
@@ -402,6 +402,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         key = (name, group, part.partition_id)
         reader = self._register_reader(key, request.owner_level)
         track = request.track_last_enqueued_event_properties
+        packed, props = request.packed, request.include_properties
         quota = self.quotas.get(name)
         out_msgs = m.OUT_MESSAGES.labels(name, part.partition_id)
         out_bytes = m.OUT_BYTES.labels(name, part.partition_id)
@@ -431,6 +432,13 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                     seq = next_seq
                     out_msgs.inc(count)
                     out_bytes.inc(len(body))
+                    if packed:  # ReadEventsResponse.packed (field 6): columns, no message per event
+                        try:
+                            cols = pack_frames(body, props)
+                        except ValueError as exc:
+                            raise HeadwaterError(Reason.INTERNAL_ERROR,
+                                                 f"partition {part.partition_id}: {exc}") from None
+                        body = b"\x32" + varint(len(cols)) + cols
                     yield body + self._tail(part) if track else body
                     continue
                 seq = max(seq, part.beginning_sequence)

@@ -26,6 +26,23 @@ class ProcessingConfig(ServiceConfig):
     #: Seconds a StopJob (or SIGTERM) waits for an epoch whose output is held by a sink
     #: that is down; then the epoch is left to be replayed at the next start.
     stop_hold_timeout_s: float = 10.0
+    #: Where a running job's engine runs: ``process`` (a worker process per job, so the
+    #: service's event loop only does I/O) or ``inline`` (in the service's process,
+    #: the engine on a worker thread).
+    job_worker: str = "process"
+    #: Scale-out: split each job's partitions between the replicas of the service (and,
+    #: for partition-parallel jobs, run a task per partition), through the ingestion
+    #: service's ownership store. Replicas must share ``checkpoint_dir``.
+    scale_out: bool = False
+    #: Where jobs keep their checkpoints (default: the data folder). Replicas in
+    #: scale-out share it (a shared volume), so one takes over another's partitions.
+    checkpoint_dir: str = ""
+    #: This replica's id in partition ownership (default: one kept in the data folder).
+    replica_id: str = ""
+    #: Seconds a query may take to compile (CreateJob, UpdateJob) before it is stopped.
+    compile_timeout_s: float = 10.0
+    #: Seconds a TestQuery may run before it is stopped.
+    test_query_timeout_s: float = 30.0
     #: UDFs jobs may call, registered by the operator: ``{name: module:function}`` (or
     #: ``path/to/file.py:function``); a job calls ``UDF.name`` and may list the name in ``udfs``.
     udfs: dict[str, str] = field(default_factory=dict)

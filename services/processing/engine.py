@@ -26,20 +26,32 @@ import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
+import polars as pl
 
 from headwater.errors import QueryCompileError
 from headwater.functions import format_datetime
-from headwater.services.processing.operators.base import MAX_TS, MIN_TS, QueryRuntimeError
-from headwater.services.processing.operators.scan import Source
+from headwater.services.processing.exec.base import MAX_TS, MIN_TS, QueryRuntimeError
+from headwater.services.processing.exec.compile import ExprCompiler, Scope, plan_statement, plan_vector_statement
+from headwater.services.processing.exec.scan import Source
+from headwater.services.processing.exec.vector import (
+    VectorSource,
+    VectorStatement,
+    concat,
+    frame_to_rows,
+    rows_to_frame,
+)
+from headwater.services.processing.exec.watermarks import Counters, OrderingPolicy
+from headwater.services.processing.plan.binder import analyze, referenced_fields, system_columns
+from headwater.services.processing.plan.logical import LogicalPlan
+from headwater.services.processing.plan.physical import plan_physical
+from headwater.services.processing.plan.vexpr import TS
 from headwater.services.processing.sql import ast as A
-from headwater.services.processing.sql.analyzer import analyze
-from headwater.services.processing.sql.logical import LogicalPlan
 from headwater.services.processing.sql.parser import parse
-from headwater.services.processing.sql.planner import ExprCompiler, Scope, plan_statement
 from headwater.services.processing.state import snapshot
-from headwater.services.processing.watermarks import Counters, OrderingPolicy
 
 __all__ = ["CompiledQuery", "Runtime", "compile_query", "format_rows", "format_value", "OrderingPolicy",
            "QueryRuntimeError", "Counters"]
@@ -88,67 +100,90 @@ class CompiledQuery:
         return list(self.plan.outputs)
 
     def explain(self) -> str:
-        """The plan as text: per statement what it reads and the stages it runs, and the path."""
-        from headwater.services.processing.operators.columnar import try_columnar
-        from headwater.services.processing.sql.explain import explain
+        """The plan as text: per statement what it reads, its operators and their implementation."""
+        from headwater.services.processing.plan.explain import explain
 
-        return explain(self.plan, try_columnar(self, OrderingPolicy()) is not None)
+        return explain(self.plan, plan_physical(self.plan, self.pm))
 
     def runtime(self, policy: OrderingPolicy | None = None, *,
-                reference_data: dict[str, list[dict]] | None = None, columnar: bool = True) -> Runtime:
-        return Runtime(self, policy or OrderingPolicy(), reference_data or {}, columnar)
+                reference_data: dict[str, list[dict]] | None = None, vectorize: bool = True,
+                columnar: bool | None = None) -> Runtime:
+        """``vectorize=False`` runs every operator row by row (``columnar`` is its old name)."""
+        if columnar is not None:
+            vectorize = columnar
+        return Runtime(self, policy or OrderingPolicy(), reference_data or {}, vectorize)
 
 
 class Runtime:
-    """A running query: feed events per input, take output rows per output alias."""
+    """A running query: feed events per input, take output rows per output alias.
+
+    Each statement runs its physical plan (:mod:`..plan.physical`): vectorised operators
+    over Polars batches where they exist, row operators elsewhere; batches cross between
+    them as frames or ``(ts, record)`` rows.
+    """
 
     def __init__(self, compiled: CompiledQuery, policy: OrderingPolicy, reference_data: dict[str, list[dict]],
-                 columnar: bool = True) -> None:
+                 vectorize: bool = True) -> None:
         self.compiled = compiled
         self.policy = policy
         self.counters = Counters()
         self.refs = {k.lower(): list(v) for k, v in reference_data.items()}
-        self.sources: dict[str, list[Source]] = {}
+        self.sources: dict[str, list[Any]] = {}
         self.watermark = MIN_TS
-        self.outputs: dict[str, list[tuple[int, dict]]] = {o: [] for o in compiled.plan.outputs}
+        self.outputs: dict[str, list[Any]] = {o: [] for o in compiled.plan.outputs}
         comp = ExprCompiler(compiled.pm)
         plan = compiled.plan
         steps = {s.lower() for s in plan.steps}
-        self.statements = []
-        # queues[i][slot]: pending (ts, seq, record) for statement i's input slot
+        self.physical = plan_physical(plan, compiled.pm, vectorize)
+        self.system = system_columns(plan)
+        self.statements: list[Any] = []
+        self.targets: list[tuple[str, bool]] = []
+        # queues[i][slot]: pending batches (frames or lists of (ts, record)) of statement i's input slot
         self.queues: list[list[list]] = []
         self.subscribers: dict[str, list[tuple[int, int]]] = {}
-        self._seq = 0
+        self._slots: list[list[Any]] = []
 
-        def make_source(src: A.Source) -> Source:
+        def make_source(src: A.Source, ls=None, vector: bool = False):
             alias = src.ref
             scope = Scope({alias.lower()}, alias.lower())
             ts = comp.compile(src.timestamp_by, scope) if src.timestamp_by is not None else None
-            over = [comp.compile(o, scope) for o in src.timestamp_over]
             field = None
             tb = src.timestamp_by
             if isinstance(tb, A.Column) and (len(tb.parts) == 1 or (len(tb.parts) == 2 and
                                                                     tb.parts[0].lower() == alias.lower())):
                 field = tb.parts[-1]
-            s = Source(src.name, alias, ts, over, policy, compiled.plan.query.tables.get(src.name.lower()), field)
+            system = self.system.get(src.name.lower(), set())
+            if vector:
+                fields = referenced_fields(ls, alias)
+                s = VectorSource(src.name, alias, field, ts, policy, fields, system)
+            else:
+                over = [comp.compile(o, scope) for o in src.timestamp_over]
+                s = Source(src.name, alias, ts, over, policy, compiled.plan.query.tables.get(src.name.lower()), field)
+                s.system = system
             self.sources.setdefault(src.name.lower(), []).append(s)
             return s
 
-        self._slots: list[list[Any]] = []
         for i, ls in enumerate(plan.statements):
-            ps = plan_statement(ls, comp, steps, compiled.references, self._ref_rows, make_source)
-            self.statements.append(ps)
-            self.queues.append([[] for _ in ps.inputs])
-            for k, (kind, what) in enumerate(ps.inputs):
+            phys = self.physical.statements[i]
+            if phys.vectorized:
+                op, inputs = plan_vector_statement(ls, comp, steps, phys.window,
+                                                   lambda src, ls=ls: make_source(src, ls, True))
+            else:
+                ps = plan_statement(ls, comp, steps, compiled.references, self._ref_rows, make_source)
+                op, inputs = ps.op, ps.inputs
+            self.statements.append(op)
+            self.targets.append((ls.target, ls.is_output))
+            self.queues.append([[] for _ in inputs])
+            for k, (kind, what) in enumerate(inputs):
                 if kind == "step":
                     self.subscribers.setdefault(what, []).append((i, k))
-            self._slots.append([what for kind, what in ps.inputs])
-        self.columnar = None
-        self.mode: str | None = None
-        if columnar:
-            from headwater.services.processing.operators.columnar import try_columnar
+            self._slots.append([what for kind, what in inputs])
 
-            self.columnar = try_columnar(compiled, policy)
+    @property
+    def mode(self) -> str:
+        """vectorised when every statement runs vectorised, row when none does, else mixed."""
+        vec = [p.vectorized for p in self.physical.statements]
+        return "vectorised" if all(vec) else "row" if not any(vec) else "mixed"
 
     def _ref_rows(self, name: str) -> list[dict]:
         return self.refs.get(name, [])
@@ -158,7 +193,7 @@ class Runtime:
 
     # -- input ---------------------------------------------------------------------
     def feed(self, input_name: str, rows: list[dict], arrival_times: list[int] | None = None,
-             now: int | None = None, partition_ids: list | None = None) -> None:
+             now: int | None = None, partition_ids: list | None = None, advance: bool = True) -> None:
         """Add a batch of decoded events of one input (arrival times in us, or None for
         "arrived on time": event time for TIMESTAMP BY inputs, ``now`` otherwise).
 
@@ -168,53 +203,104 @@ class Runtime:
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
-        if self._use_columnar(arrival_times):
-            self.columnar.feed_rows(rows, arrival_times, self.counters, partition_ids)
-            return
         if now is None:
             now = int(time.time() * 1e6)
         self.counters.events_in += len(rows)
+        arr = None if arrival_times is None else np.asarray(arrival_times, dtype=np.int64)
         with _fewer_gc_passes():
             for s in srcs:
-                s.push(rows, arrival_times, now, self.counters, partition_ids)
-            self._advance()
+                if isinstance(s, VectorSource):
+                    s.push(s.frame(rows), len(rows), arr, partition_ids, self.counters, now)
+                else:
+                    if s.system:
+                        rows = _with_system_columns(rows, arrival_times, partition_ids, s.system)
+                    s.push(rows, arrival_times, now, self.counters, partition_ids)
+            if advance:
+                self._advance()
 
     def feed_bodies(self, input_name: str, bodies: list[bytes], arrival_times: list[int] | None = None,
-                    now: int | None = None, partition_ids: list | None = None) -> None:
+                    now: int | None = None, partition_ids: list | None = None,
+                    sequence_numbers: Any = None) -> None:
         """Add a batch of JSON bodies (one event each, or JSON arrays of events)."""
+        self._feed_json(input_name, bodies, None, arrival_times, now, partition_ids, sequence_numbers)
+
+    def feed_buffer(self, input_name: str, buf: bytes, offsets: Any, arrival_times: Any = None,
+                    now: int | None = None, partition_ids: Any = None, sequence_numbers: Any = None,
+                    advance: bool = True) -> None:
+        """Add ``len(offsets) - 1`` JSON bodies packed in one buffer (body i is
+        ``buf[offsets[i]:offsets[i+1]]``), decoded together; ``partition_ids`` is one
+        partition for the whole batch (str) or one per body. With ``advance=False`` the
+        watermark stays until :meth:`advance_watermark` (a caller feeding an epoch's
+        partitions one after another: arrival-time windows close only once all are in)."""
+        self._feed_json(input_name, None, (buf, offsets), arrival_times, now, partition_ids, sequence_numbers,
+                        advance)
+
+    def advance_watermark(self) -> None:
+        """Run the time loop: release events up to the watermark, close windows."""
+        with _fewer_gc_passes():
+            self._advance()
+
+    def _feed_json(self, input_name, bodies, packed, arrival_times, now, partition_ids, sequence_numbers,
+                   advance: bool = True) -> None:
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
-        if self._use_columnar(arrival_times):
-            self.columnar.feed_bodies(bodies, arrival_times, self.counters, partition_ids)
-            return
-        from headwater.serializers import decode_json_bodies
+        joined = None
+        if packed is not None:
+            buf, offsets = packed
+            view = memoryview(buf)
+            offs = np.asarray(offsets, dtype=np.int64)
+            bounds = offs.tolist()
+            bodies = [view[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
 
-        rows, arrivals, parts = decode_json_bodies(bodies, arrival_times, self.counters, partition_ids)
-        self.feed(input_name, rows, arrivals, now, parts)
+        n_bodies = len(bodies)
+        one = partition_ids if isinstance(partition_ids, str) else None
+        if one is not None:
+            partition_ids = [one] * n_bodies
+        elif partition_ids is not None and not isinstance(partition_ids, list):
+            partition_ids = list(partition_ids)
+        self.counters.context = (partition_ids, sequence_numbers, None)
+        try:
+            if len(srcs) == 1 and isinstance(srcs[0], VectorSource):
+                s = srcs[0]
+                if now is None:
+                    now = int(time.time() * 1e6)
+                df, index = s.decode(bodies, self.counters, joined)
+                arr = None if arrival_times is None else np.asarray(arrival_times, dtype=np.int64)
+                parts = partition_ids
+                if index is not None:
+                    self.counters.context = (partition_ids, sequence_numbers, index)
+                    if arr is not None:
+                        arr = arr[index] if len(index) else arr[:0]
+                    if parts is not None:
+                        parts = [parts[i] for i in index]
+                n = df.height if index is None else len(index)
+                self.counters.events_in += n
+                s.push(df, n, arr, one if one is not None else parts, self.counters, now)
+                if advance:
+                    self._advance()
+                return
+            from headwater.serializers import decode_json_bodies
 
-    def _use_columnar(self, arrival_times) -> bool:
-        """The columnar path serves every query it supports; decided on the first batch."""
-        if self.mode is None:
-            self.mode = "columnar" if self.columnar is not None else "row"
-        return self.mode == "columnar"
+            rows, arrivals, parts = decode_json_bodies([bytes(b) for b in bodies], None if arrival_times is None
+                                                       else list(arrival_times), self.counters, partition_ids)
+            self.feed(input_name, rows, arrivals, now, parts, advance)
+        finally:
+            self.counters.context = None
 
     def advance_time(self, now: int) -> None:
         """The arrival clock moved to ``now`` (us): idle inputs' watermarks advance."""
-        if self.mode == "columnar":
-            self.columnar.advance_time(now)
-            return
         for srcs in self.sources.values():
             for s in srcs:
-                s.clock.advance_time(now)
+                if isinstance(s, VectorSource):
+                    s.advance_time(now)
+                else:
+                    s.clock.advance_time(now)
         with _fewer_gc_passes():
             self._advance()
 
     def flush(self) -> None:
         """End of input: everything is final."""
-        if self.mode == "columnar":
-            self.columnar.flush(self.outputs)
-            return
         with _fewer_gc_passes():
             self._advance(MAX_TS)
 
@@ -224,11 +310,23 @@ class Runtime:
 
     def take_with_time(self) -> dict[str, list[tuple[int, dict]]]:
         """Like :meth:`take`, each row with its System.Timestamp() (us)."""
-        if self.mode == "columnar":
-            self.columnar.drain(self.outputs)
-        out = {name: list(rows) for name, rows in self.outputs.items()}
-        for rows in self.outputs.values():
-            rows.clear()
+        out = {}
+        for name, chunks in self.outputs.items():
+            rows: list[tuple[int, dict]] = []
+            for c in chunks:
+                rows.extend(frame_to_rows(c) if isinstance(c, pl.DataFrame) else c)
+            chunks.clear()
+            out[name] = rows
+        return out
+
+    def take_frames(self) -> dict[str, pl.DataFrame]:
+        """Output since the last take as one batch per output alias (``__ts`` is each row's
+        System.Timestamp()); vectorised statements' batches are not turned into rows."""
+        out = {}
+        for name, chunks in self.outputs.items():
+            frames = [c if isinstance(c, pl.DataFrame) else rows_to_frame(c) for c in chunks if len(c)]
+            chunks.clear()
+            out[name] = concat(frames) if frames else pl.DataFrame({TS: []}, schema={TS: pl.Int64})
         return out
 
     # -- the time loop -------------------------------------------------------------------
@@ -244,68 +342,65 @@ class Runtime:
         for srcs in self.sources.values():
             for s in srcs:
                 released = s.release(w)
-                if released:
-                    for i in range(len(self.statements)):
-                        for k, slot in enumerate(self._slots[i]):
-                            if slot is s:
-                                q = self.queues[i][k]
-                                for ts, rec in released:
-                                    q.append((ts, self._seq, rec))
-                                    self._seq += 1
-        for i, ps in enumerate(self.statements):
-            batches = []
+                if released is None or len(released) == 0:
+                    continue
+                for i in range(len(self.statements)):
+                    for k, slot in enumerate(self._slots[i]):
+                        if slot is s:
+                            self.queues[i][k].append(released)
+        for i, op in enumerate(self.statements):
+            batches = [q[:] for q in self.queues[i]]
             for q in self.queues[i]:
-                q.sort(key=lambda t: (t[0], t[1]))
-                batches.append([(ts, rec) for ts, _, rec in q])
                 q.clear()
-            rows = ps.op.run(batches, w)
-            if not rows:
+            if isinstance(op, VectorStatement):
+                out = op.run([_as_frame(b) for b in batches[0]], w)
+            else:
+                out = op.run([_as_rows(b) for b in batches], w)
+            if out is None or len(out) == 0:
                 continue
-            if ps.is_output:
-                self.outputs[ps.target].extend(rows)
-            for si, k in self.subscribers.get(ps.target.lower(), ()):
-                q = self.queues[si][k]
-                for ts, rec in rows:
-                    q.append((ts, self._seq, rec))
-                    self._seq += 1
+            target, is_output = self.targets[i]
+            if is_output:
+                self.outputs[target].append(out)
+            for si, k in self.subscribers.get(target.lower(), ()):
+                self.queues[si][k].append(out)
 
     # -- checkpoints ------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """The whole state (sources, windows, joins, pending output) as bytes."""
-        if self.mode == "columnar":
-            return snapshot.dumps({"columnar": self.columnar.snapshot(), "counters": self.counters,
-                                   "outputs": self.outputs}, self.compiled.text)
-        state = {
-            "sources": {k: [s.snapshot() for s in v] for k, v in self.sources.items()},
-            "statements": [ps.op.snapshot() for ps in self.statements],
-            "queues": self.queues,
-            "watermark": self.watermark,
-            "outputs": self.outputs,
-            "counters": self.counters,
-            "seq": self._seq,
-        }
-        return snapshot.dumps(state, self.compiled.text)
+        return snapshot.dumps(self, self.compiled)
 
     def restore(self, blob: bytes) -> None:
-        """Continue from :meth:`snapshot` (of a runtime of the same query)."""
-        state = snapshot.loads(blob, self.compiled.text)
-        self.counters = state["counters"]
-        self.outputs = state["outputs"]
-        if "columnar" in state:
-            if self.columnar is None:
-                raise snapshot.SnapshotError("the snapshot is of the columnar path; build the runtime with "
-                                             "columnar=True")
-            self.mode = "columnar"
-            self.columnar.restore(state["columnar"])
-            return
-        for k, v in state["sources"].items():
-            for s, st in zip(self.sources.get(k, []), v):
-                s.restore(st)
-        for ps, st in zip(self.statements, state["statements"]):
-            ps.op.restore(st)
-        self.queues = state["queues"]
-        self.watermark = state["watermark"]
-        self._seq = state["seq"]
+        """Continue from :meth:`snapshot` (of a runtime of the same query plan)."""
+        snapshot.loads(self, blob, self.compiled)
+
+
+def _as_frame(chunk: Any) -> pl.DataFrame:
+    return chunk if isinstance(chunk, pl.DataFrame) else rows_to_frame(chunk)
+
+
+def _as_rows(chunks: list[Any]) -> list[tuple[int, dict]]:
+    """One slot's pending batches as ``(ts, record)`` in time order (arrival order on ties)."""
+    rows: list[tuple[int, dict]] = []
+    for c in chunks:
+        rows.extend(frame_to_rows(c) if isinstance(c, pl.DataFrame) else c)
+    if len(chunks) > 1:
+        rows.sort(key=lambda t: t[0])
+    return rows
+
+
+def _with_system_columns(rows: list[dict], arrivals, parts, system: set[str]) -> list[dict]:
+    """Event Hubs inputs' system columns, as Stream Analytics adds them: ``PartitionId``
+    (a number) and ``EventEnqueuedUtcTime``; a payload field of the same name wins."""
+    out = []
+    for i, row in enumerate(rows):
+        row = dict(row)
+        if "PartitionId" in system and parts is not None:
+            pid = parts[i]
+            row.setdefault("PartitionId", int(pid) if str(pid).isdigit() else pid)
+        if "EventEnqueuedUtcTime" in system and arrivals is not None:
+            row.setdefault("EventEnqueuedUtcTime", datetime.fromtimestamp(arrivals[i] / 1e6, UTC))
+        out.append(row)
+    return out
 
 
 @contextmanager

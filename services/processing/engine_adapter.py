@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.services.processing.job_guards import check_secret_references, plugin_manager, reference_file
@@ -92,9 +94,9 @@ class JobRuntime:
         self.registry_address = registry_address
         self._serializers: dict[str, Any] = {}
         self.runtime_errors = 0
-        # System columns cost a row per event: added only when the query names one.
-        text = job.query.lower()
-        self.system_fields = "partitionid" in text or "eventenqueuedutctime" in text
+        self._schemas: dict[str, dict[str, pa.DataType]] = {}
+        self._pending = False
+        self._fed: dict[str, list[int]] = {}  # partition -> [first, last] sequence number fed this epoch
 
     def _serializer(self, fmt: str):
         if fmt not in self._serializers:
@@ -109,59 +111,127 @@ class JobRuntime:
         return self._serializers[fmt]
 
     def feed(self, alias: str, bodies: list[bytes], content_types: list[str],
-             arrivals: list[int], partition_ids: list[str]) -> None:
+             arrivals: list[int], partition_ids: list[str], sequence_numbers: Any = None) -> None:
         """Raw bodies with arrival (enqueued) times in microseconds since the epoch."""
         fmt = self.formats.get(alias.lower(), "json")
-        if fmt == "json" and not self.system_fields:
-            self._guard(lambda: self.rt.feed_bodies(alias, bodies, arrivals, partition_ids=partition_ids))
+        if fmt == "json":  # system columns (PartitionId, ...) are the engine's: the binder adds those the plan reads
+            self._guard(lambda: self.rt.feed_bodies(alias, bodies, arrivals, partition_ids=partition_ids,
+                                                    sequence_numbers=sequence_numbers), partition_ids,
+                        sequence_numbers)
             return
-        if fmt == "json":
-            from headwater.serializers import decode_json_bodies
+        self._feed_decoded(alias, fmt, bodies, content_types, arrivals, partition_ids, sequence_numbers)
 
-            rows, rarr, parts = decode_json_bodies(bodies, arrivals, self.rt.counters, partition_ids)
-            self._add_system_fields(rows, rarr or [], parts or [])
-            self._guard(lambda: self.rt.feed(alias, rows, rarr, partition_ids=parts))
+    def feed_packed(self, alias: str, partition_id: str, body: bytes, offsets: Any, content_type: str,
+                    arrival_us: Any, sequence_numbers: Any) -> None:
+        """A batch of one partition as ingestion's packed read gives it: the bodies in one
+        buffer (body i is ``body[offsets[i]:offsets[i+1]]``), arrival times (us) and sequence
+        numbers as int64 arrays. JSON is decoded by batch (Arrow's JSON reader over the
+        buffer); Avro/CSV by their serializer plugin. Events that do not decode are counted
+        (see :meth:`error_samples`) and the batch goes on."""
+        fmt = self.formats.get(alias.lower(), "json")
+        self._pending = True  # the watermark moves once every partition of the epoch is in
+        if len(sequence_numbers):
+            lo, hi = int(np.min(sequence_numbers)), int(np.max(sequence_numbers))
+            span = self._fed.setdefault(str(partition_id), [lo, hi])
+            span[0], span[1] = min(span[0], lo), max(span[1], hi)
+        if fmt == "json":
+            self._guard(lambda: self.rt.feed_buffer(alias, body, offsets, arrival_us, partition_ids=partition_id,
+                                                    sequence_numbers=sequence_numbers, advance=False),
+                        partition_id, sequence_numbers)
             return
+        offs = np.asarray(offsets, dtype=np.int64).tolist()
+        view = memoryview(body)
+        bodies = [bytes(view[offs[i]:offs[i + 1]]) for i in range(len(offs) - 1)]
+        n = len(bodies)
+        self._feed_decoded(alias, fmt, bodies, [content_type] * n, np.asarray(arrival_us).tolist(),
+                           [partition_id] * n, sequence_numbers, advance=False)
+
+    def _feed_decoded(self, alias, fmt, bodies, content_types, arrivals, partition_ids, sequence_numbers,
+                      advance: bool = True) -> None:
         ser = self._serializer(fmt)
         counters = self.rt.counters
 
         def on_error(i: int, exc: Exception) -> None:
-            counters.conversion_errors += 1
-            if len(counters.samples) < 20:
-                counters.samples.append(f"input {alias}: event {i}: {exc}")
+            counters.context = (partition_ids, sequence_numbers, None)
+            try:
+                counters.error(f"InputDeserializationError: input {alias}: event {i}: {exc}", index=i, body=True)
+            finally:
+                counters.context = None
 
         if hasattr(ser, "decode_with_index"):
             rows, index = ser.decode_with_index(bodies, list(content_types) if fmt == "avro" else
                                                 (content_types[0] if content_types else ""), on_error)
-            if self.system_fields:
-                self._add_system_fields(rows, [arrivals[i] for i in index], [partition_ids[i] for i in index])
             self._guard(lambda: self.rt.feed(alias, rows, [arrivals[i] for i in index],
-                                             partition_ids=[partition_ids[i] for i in index]))
+                                             partition_ids=[partition_ids[i] for i in index], advance=advance),
+                        partition_ids, sequence_numbers)
         else:
             self._guard(lambda: self.rt.feed(alias, ser.decode(bodies, content_types[0] if content_types else "",
-                                                               on_error)))
+                                                               on_error), advance=advance),
+                        partition_ids, sequence_numbers)
 
-    def _add_system_fields(self, rows: list[dict], arrivals: list[int], parts: list[str]) -> None:
-        """Event Hubs inputs' system columns, as Stream Analytics adds them: ``PartitionId``
-        (a number) and ``EventEnqueuedUtcTime``; a payload field of the same name wins."""
-        for row, arrival, pid in zip(rows, arrivals, parts):
-            row.setdefault("PartitionId", int(pid) if str(pid).isdigit() else pid)
-            row.setdefault("EventEnqueuedUtcTime", datetime.fromtimestamp(arrival / 1e6, UTC))
+    def _settle(self) -> None:
+        """After an epoch fed with feed_packed: run the time loop once, all partitions in."""
+        if self._pending:
+            self._pending = False
+            self._guard_epoch(self.rt.advance_watermark)
 
-    def _guard(self, fn) -> None:
+    def _guard_epoch(self, fn) -> None:
+        """The time loop after packed feeds: an error names the partitions and sequence
+        numbers fed since the last one."""
+        fed, self._fed = self._fed, {}
         try:
             fn()
         except HeadwaterError as exc:
             self.runtime_errors += 1
-            raise HeadwaterError(Reason.JOB_FAILED, f"runtime error: {exc.message}") from exc
+            where = "; ".join(f"input partition {p}, sequence numbers {lo}..{hi}" for p, (lo, hi) in sorted(fed.items()))
+            raise HeadwaterError(Reason.JOB_FAILED, f"runtime error: {exc.message}" +
+                                 (f" ({where})" if where else "")) from exc
+
+    def _guard(self, fn, partitions: Any = None, sequences: Any = None) -> None:
+        """A runtime error (a failing CAST) stops the job; the message names the batch's
+        partition and the sequence numbers it spans."""
+        try:
+            fn()
+        except HeadwaterError as exc:
+            self.runtime_errors += 1
+            where = ""
+            if partitions is not None:
+                parts = sorted({str(p) for p in ([partitions] if isinstance(partitions, str) else partitions)})
+                where = f" (input partition {', '.join(parts)}"
+                if sequences is not None and len(sequences):
+                    where += f", sequence numbers {int(np.min(sequences))}..{int(np.max(sequences))}"
+                where += ")"
+            raise HeadwaterError(Reason.JOB_FAILED, f"runtime error: {exc.message}{where}") from exc
+
+    def advance_arrival(self, arrival_us: int) -> None:
+        """Every partition has read up to ``arrival_us`` (the arrival time of the events
+        read, not the wall clock): windows of arrival-time queries up to it may close."""
+        self._pending = False
+        self._guard_epoch(lambda: self.rt.advance_time(int(arrival_us)))
+
+    def take_output_tables(self) -> dict[str, pa.Table]:
+        """Output rows since the last take as Arrow tables, typed as Stream Analytics types
+        them (bigint int64, float float64, nvarchar string, datetime timestamp[us, UTC], bit
+        bool; records and arrays as JSON text). A column keeps the type it was first given."""
+        self._settle()
+        out = {}
+        for name, frame in self.rt.take_frames().items():
+            out[name] = frame_table(frame, self._schemas.setdefault(name.lower(), {}))
+        return out
+
+    def error_samples(self) -> list[dict]:
+        """The first events that could not be decoded or converted: partition, sequence number, reason."""
+        return list(self.rt.counters.error_samples)
 
     def advance(self, now: datetime) -> None:
         self._guard(lambda: self.rt.advance_time(int(now.timestamp() * 1_000_000)))
 
     def take_outputs(self) -> dict[str, list[dict]]:
+        self._settle()
         return self.rt.take()
 
     def snapshot(self) -> bytes:
+        self._settle()
         return self.rt.snapshot()
 
     def restore(self, state: bytes) -> None:
@@ -174,17 +244,108 @@ class JobRuntime:
                 "last_error_sample": samples[-1] if samples else ""}
 
     def watermark(self) -> datetime | None:
-        from headwater.services.processing.operators.base import MIN_TS
+        from headwater.services.processing.exec.base import MIN_TS
 
         wm = self.rt.watermark
-        if self.rt.mode == "columnar":
-            wm = getattr(self.rt.columnar, "watermark", MIN_TS)
         if not isinstance(wm, int) or wm <= MIN_TS or wm >= 2**61:
             return None
         return datetime.fromtimestamp(wm / 1e6, UTC)
 
     def stream_inputs(self) -> list[str]:
         return list(self.rt.compiled.inputs)
+
+
+def _sa_type(v: Any) -> pa.DataType | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return pa.bool_()
+    if isinstance(v, int):
+        return pa.int64() if -(2**63) <= v < 2**63 else pa.float64()
+    if isinstance(v, float):
+        return pa.float64()
+    if isinstance(v, datetime):
+        return pa.timestamp("us", tz="UTC")
+    return pa.string()
+
+
+def _convert(v: Any, t: pa.DataType) -> Any:
+    if v is None:
+        return None
+    if t == pa.string():
+        if isinstance(v, str):
+            return v
+        if isinstance(v, datetime):
+            from headwater.functions import format_datetime
+
+            return format_datetime(v)
+        return orjson.dumps(v, default=str).decode()
+    if t == pa.float64():
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if t == pa.int64():
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+    if t == pa.bool_():
+        return v if isinstance(v, bool) else None
+    return v if isinstance(v, datetime) else None
+
+
+def output_table(rows: list[dict], schema: dict[str, pa.DataType]) -> pa.Table:
+    """Rows as one typed Arrow table. A column's type is the first one seen (kept in
+    ``schema`` across calls); int and float mixed give float; anything else mixed, records
+    and arrays give JSON text."""
+    names: dict[str, str] = {}
+    for r in rows:
+        for k in r:
+            names.setdefault(k, k)
+    for col in names:
+        kinds = {_sa_type(r.get(col)) for r in rows} - {None}
+        if col in schema:
+            t = schema[col]
+            if kinds - {t} and not (t == pa.float64() and kinds <= {pa.int64(), pa.float64()}):
+                t = pa.string()
+        elif not kinds:
+            continue
+        elif len(kinds) == 1:
+            t = next(iter(kinds))
+        elif kinds <= {pa.int64(), pa.float64()}:
+            t = pa.float64()
+        else:
+            t = pa.string()
+        if any(isinstance(r.get(col), (dict, list)) for r in rows):
+            t = pa.string()
+        schema.setdefault(col, t)
+    fields = [pa.field(c, schema.get(c, pa.string())) for c in names]
+    arrays = [pa.array([_convert(r.get(f.name), f.type) for r in rows], type=f.type) for f in fields]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+_POLARS_SA = {"Int64": pa.int64(), "Float64": pa.float64(), "String": pa.string(), "Boolean": pa.bool_(),
+              "Float32": pa.float64(), **dict.fromkeys(("Int8", "Int16", "Int32", "UInt8", "UInt16", "UInt32"),
+                                                        pa.int64())}
+
+
+def frame_table(df, schema: dict[str, pa.DataType]) -> pa.Table:
+    """An output batch as an Arrow table with Stream Analytics types; columns of Python
+    values, records or arrays go through :func:`output_table` (JSON text where mixed)."""
+    import polars as pl
+
+    cols = [c for c in df.columns if c != "__ts"]
+    plain = []
+    for c in cols:
+        dt = df.schema[c]
+        t = pa.timestamp("us", tz="UTC") if isinstance(dt, pl.Datetime) else _POLARS_SA.get(str(dt))
+        if t is None and dt == pl.Null and schema.get(c) is not None:
+            t = schema[c]
+        if t is None or (c in schema and schema[c] != t and not (schema[c] == pa.float64() and t == pa.int64())):
+            return output_table(df.select(cols).to_dicts(), schema)
+        plain.append((c, schema.setdefault(c, t)))
+    arrays = []
+    for c, t in plain:
+        s = df[c]
+        if isinstance(s.dtype, pl.Datetime):
+            s = s.dt.convert_time_zone("UTC") if s.dtype.time_zone else s.dt.replace_time_zone("UTC")
+        arrays.append(s.to_arrow().cast(t))
+    return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(c, t) for c, t in plain]))
 
 
 def runtime_for(job: pb.Job, config) -> JobRuntime:

@@ -7,32 +7,29 @@ leaves either the old or the new catalogue, never half of one.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from pathlib import Path
 
 from google.protobuf import json_format
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.names import check_name
 from headwater.secrets import write_private
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["JobCatalog", "job_id"]
 
-_NAME = re.compile(r"^jobs/([a-zA-Z0-9][a-zA-Z0-9_.-]{0,62})$")
-_RULE = re.compile(r"^(jobs/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62})/alertRules/([a-zA-Z0-9][a-zA-Z0-9_.-]{0,62})$")
-
 
 def job_id(name: str, field: str = "name") -> str:
     """The `{job}` of `jobs/{job}`, or INVALID_ARGUMENT naming the field."""
-    m = _NAME.match(name or "")
-    if not m:
+    parts = (name or "").split("/")
+    if len(parts) != 2 or parts[0] != "jobs":
         raise HeadwaterError(
             Reason.INVALID_ARGUMENT,
             f"{field} {name!r} is not a job name: expected jobs/{{job}} with letters, digits, '_', '.', '-'",
             metadata={"field": field},
         )
-    return m.group(1)
+    return check_name("job", parts[1], field)
 
 
 class JobCatalog:
@@ -113,11 +110,12 @@ class JobCatalog:
 
     def add_rule(self, parent: str, rule: pb.AlertRule) -> pb.AlertRule:
         self.get(parent)
-        m = _RULE.match(rule.name or "")
-        if not m or m.group(1) != parent:
+        parts = (rule.name or "").split("/")
+        if len(parts) != 4 or "/".join(parts[:2]) != parent or parts[2] != "alertRules":
             raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                  f"rule.name {rule.name!r} must be {parent}/alertRules/{{rule}}",
                                  metadata={"field": "rule.name"})
+        check_name("alert rule", parts[3], "rule.name")
         with self._lock:
             if rule.name in self.rules:
                 raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"alert rule {rule.name!r} already exists",

@@ -86,7 +86,7 @@ def run_local(query: str, inputs: dict[str, list[dict]], references: dict[str, l
     from headwater.functions import to_datetime, to_micros
     from headwater.pluginmanager import get_plugin_manager
     from headwater.services.processing.engine import OrderingPolicy, compile_query
-    from headwater.services.processing.operators.base import Env
+    from headwater.services.processing.exec.base import Env
 
     references = references or {}
     if pm is None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client.registry import REGISTRY
+
 from headwater.auth import Right
 from headwater.server import GrpcBinding, Service
 from headwater.services.processing.config import ProcessingConfig
 from headwater.services.processing.jobs import JobCatalog
 from headwater.services.processing.manager import JobManager
+from headwater.services.processing.metrics import register as register_job_metrics
 from headwater.services.processing.servicer import ProcessingServicer
 from headwater.v1 import processing_pb2_grpc as pb_grpc
 
@@ -18,6 +21,8 @@ __all__ = ["SERVICE", "ProcessingService"]
 class ProcessingService(Service):
     name = "processing"
     config_class = ProcessingConfig
+    #: Largest request accepted (TestQuery carries sample inputs); setting max_receive_message_bytes overrides it.
+    default_max_receive_bytes = 16 * 1024 * 1024
     rights = {
         "GetJob": Right.LISTEN,
         "ListJobs": Right.LISTEN,
@@ -31,6 +36,7 @@ class ProcessingService(Service):
         self.catalog = JobCatalog(self.config.data_path() / "jobs.json")
         self.manager = JobManager(self.config, self.catalog)  # type: ignore[arg-type]
         self.servicer = ProcessingServicer(self.catalog, self.manager)
+        self._collector = register_job_metrics(self.manager)
 
     async def started(self, running) -> None:
         # Jobs that were running resume in the background: the port is already serving.
@@ -39,6 +45,7 @@ class ProcessingService(Service):
     async def stop(self) -> None:
         await asyncio.gather(self._opening, return_exceptions=True)
         await self.manager.close()
+        REGISTRY.unregister(self._collector)
 
     def bindings(self):
         return [GrpcBinding(pb_grpc.add_ProcessingServiceServicer_to_server, self.servicer,

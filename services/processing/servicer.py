@@ -35,7 +35,7 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
         job_id(job.name, "job.name")
         if not job.query.strip():
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "job.query is empty", metadata={"field": "job.query"})
-        self.manager.compile(job)  # QUERY_COMPILE_ERROR with line and column
+        await self.manager.compile(job)  # QUERY_COMPILE_ERROR with line and column
         job.state = pb.JOB_STATE_STOPPED
         job.error = ""
         job.create_time.CopyFrom(_now())
@@ -58,7 +58,7 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
         job = pb.Job()
         job.CopyFrom(request.job)
         unmask_job(job, old)
-        self.manager.compile(job)
+        await self.manager.compile(job)
         job.state, job.error = old.state, old.error
         job.create_time.CopyFrom(old.create_time)
         return pb.UpdateJobResponse(job=redact_job(self.catalog.put(job)))
@@ -89,7 +89,7 @@ class ProcessingServicer(pb_grpc.ProcessingServiceServicer):
         return pb.GetJobMetricsResponse(metrics=self.manager.metrics(request.name) or pb.JobMetrics())
 
     async def TestQuery(self, request: pb.TestQueryRequest, context) -> pb.TestQueryResponse:
-        return self.manager.test_query(request)
+        return await self.manager.test_query(request)
 
     async def ListAlerts(self, request: pb.ListAlertsRequest, context) -> pb.ListAlertsResponse:
         self.catalog.get(request.parent)

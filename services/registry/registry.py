@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 import time
 import uuid
@@ -18,6 +17,7 @@ from collections import OrderedDict
 from prometheus_client import Counter
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.names import check_name as _check_name
 from headwater.services.registry import compatibility
 from headwater.services.registry.canonical import ParsedSchema, parse_definition
 from headwater.services.registry.model import FORMATS, Group, Version
@@ -29,8 +29,6 @@ REGISTRATIONS = Counter("headwater_registry_registrations_total",
                         "Schema registrations, by outcome (created, existing, incompatible, invalid).",
                         ["outcome"])
 
-_GROUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
-_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
 _MAX_PAGE = 1000
 
 
@@ -88,20 +86,11 @@ class Registry:
     # -- validation ------------------------------------------------------------
     @staticmethod
     def check_group_id(group_id: str) -> str:
-        group_id = (group_id or "").removeprefix("schemaGroups/")
-        if not _GROUP_ID.match(group_id):
-            raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                 f"schema group name {group_id!r} is invalid: 1-50 letters, digits, '.', '_' "
-                                 "or '-', starting with a letter or digit", metadata={"field": "group_name"})
-        return group_id
+        return _check_name("schema group", (group_id or "").removeprefix("schemaGroups/"), "group_name")
 
     @staticmethod
     def check_name(name: str) -> str:
-        if not _SCHEMA_NAME.match(name or ""):
-            raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                 f"schema name {name!r} is invalid: 1-100 letters, digits, '.', '_' or '-'",
-                                 metadata={"field": "name"})
-        return name
+        return _check_name("schema", name or "", "name")
 
     def _parse(self, fmt: str, definition: str) -> ParsedSchema:
         if len(definition.encode()) > self.max_definition_bytes:

@@ -144,9 +144,30 @@ def make_app(outputs: Outputs) -> web.Application:
     return app
 
 
-async def start_dashboard(outputs: Outputs, host: str, port: int, ssl_context=None) -> tuple[web.AppRunner, int]:
-    """Start the dashboard on ``host:port`` (0 = a free port); returns the runner and the bound port."""
-    runner = web.AppRunner(make_app(outputs), handle_signals=False, shutdown_timeout=1.0)
+def _guarded(app: web.Application, allow) -> web.Application:
+    """Every page and API answers 401 (with a Basic challenge, so a browser asks) unless
+    ``allow(Authorization header)``."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        if not allow(request.headers.get("Authorization", "")):
+            return web.Response(status=401, text="unauthorized: sign in with the dashboard's user, or send a "
+                                "SharedAccessSignature token with Listen",
+                                headers={"WWW-Authenticate": 'Basic realm="headwater dashboard"'})
+        return await handler(request)
+
+    app.middlewares.insert(0, guard)
+    return app
+
+
+async def start_dashboard(outputs: Outputs, host: str, port: int, ssl_context=None,
+                          allow=None) -> tuple[web.AppRunner, int]:
+    """Start the dashboard on ``host:port`` (0 = a free port); returns the runner and the bound port.
+    ``allow(authorization_header) -> bool`` guards every page when given."""
+    app = make_app(outputs)
+    if allow is not None:
+        app = _guarded(app, allow)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     try:

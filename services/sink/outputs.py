@@ -12,7 +12,6 @@ import dataclasses
 import inspect
 import json
 import logging
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.names import check_name
 from headwater.retry import RetryPolicy, retry_async
 from headwater.secrets import SecretStore, keep_references, resolve_config, write_private
 from headwater.services.sink import metrics
@@ -42,8 +42,6 @@ __all__ = ["Output", "Outputs", "Update", "WriteResult", "call"]
 
 log = logging.getLogger("headwater.sink")
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-
 
 async def call(fn: Callable[..., Any], *args: Any) -> Any:
     """Call a sink method: await a coroutine function, run a plain one in a worker thread."""
@@ -57,13 +55,7 @@ async def call(fn: Callable[..., Any], *args: Any) -> Any:
 
 def sink_id(name: str) -> str:
     """``sinks/x`` or ``x`` -> ``x``; INVALID_ARGUMENT when malformed."""
-    sid = name.removeprefix("sinks/")
-    if not _ID.match(sid or ""):
-        raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                             f"sink name {name!r} is not valid: use sinks/<id> with an id of letters, digits, "
-                             "'.', '_', '-' (at most 63, starting with a letter or digit)",
-                             metadata={"field": "name"})
-    return sid
+    return check_name("sink", name.removeprefix("sinks/"), "name")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from headwater.paths import allowed_roots
 from headwater.pluginmanager import get_plugin_manager
 from headwater.retry import RetryPolicy
 from headwater.secrets import SecretStore
-from headwater.server import GrpcBinding, RunningService, Service, http_ssl_context
+from headwater.server import GrpcBinding, RunningService, Service, http_auth, http_ssl_context
 from headwater.services.sink.config import SinkConfig
 from headwater.services.sink.outputs import Outputs
 from headwater.services.sink.servicer import SecretServicer, SinkServicer
@@ -33,6 +33,8 @@ log = logging.getLogger("headwater.sink")
 class SinkService(Service):
     name = "sink"
     config_class = SinkConfig
+    #: Largest request accepted (WriteRows batches of a job); setting max_receive_message_bytes overrides it.
+    default_max_receive_bytes = 32 * 1024 * 1024
     rights: ClassVar[dict[str, Right]] = {
         "WriteRows": Right.SEND,
         "GetSink": Right.LISTEN,
@@ -85,8 +87,10 @@ class SinkService(Service):
 
         host = self.config.dashboard_host or self.config.host
         try:
+            guard = http_auth(self.config)
             self.dashboard, port = await start_dashboard(self.outputs, host, self.config.dashboard_port,
-                                                         http_ssl_context(self.config))
+                                                         http_ssl_context(self.config),
+                                                         allow=guard.check if guard is not None else None)
         except HeadwaterError as exc:
             # The outputs matter more than the page: keep serving gRPC, say so loudly.
             log.error("dashboard not started: %s", exc.message)

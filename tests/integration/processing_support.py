@@ -125,17 +125,25 @@ class Pipeline:
 
     def wait_job(self, name: str, predicate, timeout: float = 20.0, what: str = "condition"):
         """Poll GetJob until ``predicate(job)``; the last job otherwise in the failure."""
+        return self._poll(lambda: self.get_job(name), predicate, timeout, f"job {name}: {what}", 0.2)
+
+    def wait_metrics(self, name: str, predicate, timeout: float = 30.0):
+        """Poll GetJobMetrics until ``predicate(metrics)``; the last metrics otherwise in the failure."""
+        return self._poll(lambda: self.metrics(name), predicate, timeout, f"job {name}: metrics condition", 0.1)
+
+    @staticmethod
+    def _poll(get, predicate, timeout: float, what: str, every: float):
         deadline = time.monotonic() + timeout
-        job = None
+        last = None
         while time.monotonic() < deadline:
             try:
-                job = self.get_job(name)
+                last = get()
             except HeadwaterError:
-                job = None  # the service is (re)starting
-            if job is not None and predicate(job):
-                return job
-            time.sleep(0.2)
-        raise AssertionError(f"job {name}: {what} not reached in {timeout}s; last: {job}")
+                last = None  # the service is (re)starting
+            if last is not None and predicate(last):
+                return last
+            time.sleep(every)
+        raise AssertionError(f"{what} not reached in {timeout}s; last: {last}")
 
     def publish(self, hub: str, events: list[dict]) -> None:
         from headwater.v1 import event_pb2

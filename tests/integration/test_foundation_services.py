@@ -7,7 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from headwater.auth import Policy, PolicyStore, Right, generate_sas_token
+from headwater.auth import AUTH_FAILED, Policy, PolicyStore, Right, generate_sas_token
 from headwater.channel import sync_channel
 from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import processing_pb2 as pb
@@ -112,16 +112,16 @@ def test_auth_refusals(service_process, root_policy, _isolated_home):
     with pytest.raises(HeadwaterError) as info:
         with_token(reader, "create")  # but not manage
     assert info.value.reason is Reason.PERMISSION_DENIED
-    for token, expected in (
-        (None, "no authorization"),
-        (generate_sas_token(resource, "reader", "cmVhZGVy", ttl_s=-1), "expired"),
-        (generate_sas_token(resource, "reader", "Zm9yZ2Vk"), "signature"),
-        (generate_sas_token(resource, "ghost", "Zm9yZ2Vk"), "unknown shared access policy"),
+    for token in (
+        None,
+        generate_sas_token(resource, "reader", "cmVhZGVy", ttl_s=-1),
+        generate_sas_token(resource, "reader", "Zm9yZ2Vk"),
+        generate_sas_token(resource, "ghost", "Zm9yZ2Vk"),
     ):
         with pytest.raises(HeadwaterError) as info:
             with_token(token, "list")
         assert info.value.reason is Reason.UNAUTHORIZED, token
-        assert expected in info.value.message
+        assert info.value.message == AUTH_FAILED  # one message for every failure (docs/security.md)
     # The root policy's connection string signs for the SDK and may do anything.
     with sync_channel(conn_for(proc.address, root_policy)) as ch:
         call(pb_grpc.ProcessingServiceStub(ch).CreateJob,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from headwater.auth import Right, generate_sas_token
+from headwater.auth import AUTH_FAILED, Right, generate_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
@@ -65,11 +65,11 @@ def test_forged_expired_missing_and_misscoped_tokens_are_refused(svc, root_polic
     forged = generate_sas_token(resource, root_policy.name, "bm90IHRoZSBrZXk=")
     expired = generate_sas_token(resource, root_policy.name, root_policy.key, ttl_s=-10)
     unknown = generate_sas_token(resource, "nobody", root_policy.key)
-    for token, words in ((forged, "signature"), (expired, "expired"), (unknown, "unknown"), (None, "no authorization")):
+    for token in (forged, expired, unknown, None):
         with pytest.raises(grpc.RpcError) as err:
             _raw_call(svc.address, token)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, token
-        assert words in err.value.details()
+        assert err.value.details() == AUTH_FAILED  # one message: no hint which check failed
     other_hub = generate_sas_token(resource + "other", root_policy.name, root_policy.key)
     with pytest.raises(grpc.RpcError) as err:
         _raw_call(svc.address, other_hub)

@@ -7,7 +7,7 @@ Readings where documents conflict (the case's ``expected`` is passed in each):
 
 - eo_late_arrival_and_out_of_order_adjust: event 5 adjusted to arrival - tolerance
   (00:10:37) as the event-ordering article's table has it; see the rule in
-  ``headwater.services.processing.watermarks`` (the time-handling alternative would leave
+  ``headwater.services.processing.exec.watermarks`` (the time-handling alternative would leave
   it at 00:10:35 and we think the table is the weaker source, but pass ``expected``).
 - qp2019_correlate_two_event_types_sliding_join: sliding windows are start-exclusive
   (the documented rule), so the 16:07 alert of the old article is not produced.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
 import struct
@@ -37,11 +36,11 @@ from kafka.protocol.metadata import ApiVersionsResponse, FindCoordinatorResponse
 from kafka.protocol.producer import InitProducerIdResponse, ProduceResponse
 from kafka.protocol.sasl import SaslAuthenticateResponse, SaslHandshakeResponse
 
-from headwater.auth import ConnectionString, PolicyStore, Right, verify_sas_token
+from headwater.auth import RefusalLog, Right
 from headwater.errors import HeadwaterError, Reason
-from headwater.server import http_ssl_context
+from headwater.names import RULES
+from headwater.server import authenticator, http_ssl_context
 from headwater.services.ingestion import metrics as m
-from headwater.services.ingestion.hubs import _GROUP_ID
 from headwater.services.ingestion.kafka.groups import GroupCoordinator
 from headwater.services.ingestion.kafka.protocol import API, ERR, SUPPORTED, error_code, parse_request_header
 from headwater.services.ingestion.kafka.records import decode_batches, encode_fetch
@@ -83,7 +82,8 @@ class KafkaListener:
         self.servicer = servicer
         self.config = config
         self.hubs = servicer.hubs
-        self.policies = PolicyStore(config.auth_path()).ensure() if config.auth_enabled else None
+        self.auth = authenticator(config)  # the checks gRPC makes (namespace, both keys, hub policies)
+        self.refusals = RefusalLog(log, config.auth_refusal_log_interval_s)
         self.coordinator = GroupCoordinator()
         self.coordinator.on_stable = self._claim_assignment
         self.server: asyncio.Server | None = None
@@ -123,9 +123,9 @@ class KafkaListener:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         sock = writer.get_extra_info("sockname") or (self.config.host, 0)
-        session = Session(host=str(peer[0]), sock_host=str(sock[0]), authenticated=self.policies is None)
+        session = Session(host=str(peer[0]), sock_host=str(sock[0]), authenticated=self.auth is None)
         KERNELS.get()  # a Kafka client: start loading the record codec before its batches come
-        if self.policies is None:
+        if self.auth is None:
             session.rights = frozenset(Right)
         self._conns.add(writer)
         try:
@@ -206,36 +206,21 @@ class KafkaListener:
         if len(parts) != 3:
             return ERR.SASL_AUTHENTICATION_FAILED, "SASL PLAIN token is not authzid\\0user\\0password"
         user, password = parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
-        if self.policies is None:
+        if self.auth is None:
             session.authenticated = True
             return ERR.NONE, ""
         if user != "$ConnectionString":
             return ERR.SASL_AUTHENTICATION_FAILED, ("the SASL username must be $ConnectionString and the "
                                                     "password a connection string (as for Event Hubs)")
         try:
-            cs = ConnectionString.parse(password)
-            if cs.shared_access_signature:
-                rights = set()
-                for right in Right:
-                    try:
-                        sas = verify_sas_token(cs.shared_access_signature, self.policies, right)
-                        rights.add(right)
-                    except HeadwaterError as exc:
-                        if exc.reason is not Reason.PERMISSION_DENIED:
-                            raise
-                entity = sas.entity() if rights else ""
-            else:
-                policy = self.policies.get(cs.shared_access_key_name)
-                if policy is None or not hmac.compare_digest(policy.key, cs.shared_access_key):
-                    raise HeadwaterError(Reason.UNAUTHORIZED, "the connection string's SharedAccessKeyName or "
-                                         "SharedAccessKey does not match a shared access policy")
-                rights = set(policy.rights)
-                if Right.MANAGE in rights:
-                    rights |= {Right.SEND, Right.LISTEN}
-                entity = cs.entity_path
+            caller = self.auth.authenticate_connection_string(password)
         except HeadwaterError as exc:
-            log.info("kafka: SASL authentication of %s failed: %s", session.host, exc.message)
+            self.refusals.note(session.host, "kafka SASL", getattr(exc, "detail", exc.message))
             return ERR.SASL_AUTHENTICATION_FAILED, exc.message
+        rights = set(caller.policy.rights)
+        if Right.MANAGE in rights:
+            rights |= {Right.SEND, Right.LISTEN}
+        entity = caller.entity
         session.authenticated = True
         session.rights = frozenset(rights)
         session.entity = entity
@@ -567,7 +552,8 @@ class KafkaListener:
     def _group_error(self, session, group_id: str) -> int:
         if not self._may(session, Right.LISTEN):
             return ERR.GROUP_AUTHORIZATION_FAILED
-        if not _GROUP_ID.match(group_id or ""):
+        rule = RULES["consumer group"]
+        if not group_id or len(group_id) > rule.max_len or not rule.pattern.fullmatch(group_id):
             return ERR.INVALID_GROUP_ID
         return ERR.NONE
 

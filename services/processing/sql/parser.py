@@ -14,8 +14,16 @@ _TYPES = {"bigint", "float", "nvarchar", "datetime", "bit", "record", "array", "
 _CLAUSE_WORDS = KEYWORDS | {"left", "inner", "cross", "outer", "match_recognize", "timestamp", "partition"}
 
 
+#: Limits that keep a query's compile time and memory bounded (issue 9): longer query
+#: text or a longer IN list is a compile error.
+MAX_QUERY_CHARS = 512_000
+MAX_IN_LIST = 10_000
+
+
 def parse(text: str) -> A.Query:
     """Parse a whole query (``WITH`` steps then one or more statements)."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise error(f"the query is {len(text):,} characters long; at most {MAX_QUERY_CHARS:,} are allowed", (1, 1))
     return _Parser(tokenize(text)).query()
 
 
@@ -408,6 +416,8 @@ class _Parser:
                 self.expect_op("(")
                 items = [self.expr()]
                 while self.accept_op(","):
+                    if len(items) >= MAX_IN_LIST:
+                        raise error(f"an IN list may have at most {MAX_IN_LIST} items", t.pos)
                     items.append(self.expr())
                 self.expect_op(")")
                 left = A.InList(t.pos, left, items, negated)

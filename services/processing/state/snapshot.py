@@ -1,39 +1,259 @@
-"""Checkpoint blobs of a running query: a versioned header plus the pickled state.
+"""Checkpoints of a running query: a versioned header, then Arrow IPC sections. No pickle.
 
-The state is the engine's own objects (sources' ordering clocks and buffers, window
-logic snapshots, partial aggregates, join buffers); a blob is only read back by the
-same query text, which :func:`loads` checks through a fingerprint.
+Layout::
+
+    b"HWQS" | format byte (2) | u32 header length | header (JSON) | sections (Arrow IPC streams)
+
+The header carries ``schema_version`` (this layout and the meaning of its sections),
+``engine_version`` (the headwater release that wrote it), ``plan`` (a fingerprint of the
+query text and of the physical plan that wrote it: which operators, vectorised or row),
+``sections`` (name, offset, length of each Arrow IPC stream) and ``state``: the small
+state (ordering clocks, open sessions, window logic, row operators' accumulators) as
+tagged JSON. Keyed state of the vectorised operators is Arrow tables, keyed by window
+(``__wid``) and group key (``k0``...), one section per operator and table; the row
+operators' buffered events and batches in flight are Arrow tables too where they are
+frames, else tagged JSON values (records, datetimes, tuples, sets).
+
+A blob restores only into a runtime of the same plan and of an engine that reads its
+``schema_version``; anything else is refused with a :class:`SnapshotError` that says
+why, never misread. Blobs of format 1 (pickles, engines before this one) are refused.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import pickle
+import importlib
+import struct
+from datetime import datetime
 from typing import Any
 
-__all__ = ["dumps", "loads", "SnapshotError", "VERSION"]
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from headwater import __version__ as ENGINE_VERSION
+from headwater.services.processing.exec.base import Env
+from headwater.services.processing.exec.watermarks import Counters
+
+__all__ = ["dumps", "loads", "read_header", "SnapshotError", "SCHEMA_VERSION", "plan_fingerprint"]
 
 MAGIC = b"HWQS"
-VERSION = 1
+FORMAT = 2
+#: Bump when a section's layout or meaning changes; older blobs are then refused by name.
+SCHEMA_VERSION = 2
 
 
 class SnapshotError(ValueError):
-    """A blob that is not a snapshot of this query (or of this engine version)."""
+    """A blob that is not a snapshot this runtime can continue from (and why)."""
 
 
-def _fingerprint(query_text: str) -> bytes:
-    return hashlib.sha256(query_text.encode()).digest()[:8]
+def plan_fingerprint(rt: Any) -> str:
+    """The query text and the runtime's physical plan (operators and their implementations)."""
+    from headwater.services.processing.plan.explain import explain
+
+    h = hashlib.sha256(rt.compiled.text.encode())
+    h.update(explain(rt.compiled.plan, rt.physical).encode())
+    return h.hexdigest()[:16]
 
 
-def dumps(state: Any, query_text: str) -> bytes:
-    return MAGIC + bytes([VERSION]) + _fingerprint(query_text) + pickle.dumps(state, protocol=5)
+# -- tagged JSON for the small state ---------------------------------------------------------
+class _Encoder:
+    def __init__(self) -> None:
+        self.frames: dict[str, pl.DataFrame] = {}
+
+    def frame(self, df: pl.DataFrame, hint: str = "") -> dict:
+        name = f"{hint or 'frame'}#{len(self.frames)}"
+        self.frames[name] = df
+        return {"$frame": name}
+
+    def enc(self, v: Any) -> Any:
+        t = type(v)
+        if v is None or t in (bool, int, float, str):
+            if t is int and not -(2**63) <= v < 2**63:
+                return {"$bigint": str(v)}
+            return v
+        if t is list:
+            return [self.enc(x) for x in v]
+        if t is dict:
+            if all(type(k) is str for k in v) and not any(k.startswith("$") for k in v):
+                return {k: self.enc(x) for k, x in v.items()}
+            return {"$dict": [[self.enc(k), self.enc(x)] for k, x in v.items()]}
+        if t is tuple:
+            return {"$tuple": [self.enc(x) for x in v]}
+        if t in (set, frozenset):
+            return {"$set": [self.enc(x) for x in v]}
+        if isinstance(v, datetime):
+            return {"$dt": v.isoformat()}
+        if t is bytes:
+            return {"$bytes": base64.b64encode(v).decode()}
+        if isinstance(v, pl.DataFrame):
+            return _object_free(v, self, "frame")
+        if t is Env:
+            return {"$env": [self.enc(x) for x in v.__getstate__()]}
+        if isinstance(v, Counters):
+            return {"$counters": self.enc(v.as_dict())}
+        if hasattr(v, "item") and hasattr(v, "dtype"):  # numpy scalars
+            return self.enc(v.item())
+        if hasattr(v, "__dict__"):  # a plugin's accumulator object: its importable class and fields
+            cls = type(v)
+            return {"$obj": f"{cls.__module__}:{cls.__qualname__}", "fields": self.enc(dict(vars(v)))}
+        raise SnapshotError(f"cannot checkpoint a value of type {t.__name__} (a plugin's state must be "
+                            "plain values, records or objects of an importable class)")
 
 
-def loads(blob: bytes, query_text: str) -> Any:
-    if blob[:4] != MAGIC:
+def _dec(v: Any, frames: dict[str, pl.DataFrame]) -> Any:
+    if type(v) is list:
+        return [_dec(x, frames) for x in v]
+    if type(v) is not dict:
+        return v
+    if len(v) == 1 or "$obj" in v or "$mixed" in v:
+        (tag, x), = list(v.items())[:1]
+        if tag == "$dict":
+            return {_dec(k, frames): _dec(y, frames) for k, y in x}
+        if tag == "$tuple":
+            return tuple(_dec(y, frames) for y in x)
+        if tag == "$set":
+            return {_dec(y, frames) for y in x}
+        if tag == "$dt":
+            return datetime.fromisoformat(x)
+        if tag == "$bytes":
+            return base64.b64decode(x)
+        if tag == "$bigint":
+            return int(x)
+        if tag == "$frame":
+            return frames[x]
+        if tag == "$mixed":
+            return _mixed(v, frames)
+        if tag == "$env":
+            e = Env.__new__(Env)
+            e.__setstate__(tuple(_dec(y, frames) for y in x))
+            return e
+        if tag == "$counters":
+            return Counters(**_dec(x, frames))
+        if tag == "$obj":
+            mod, _, qual = x.partition(":")
+            cls: Any = importlib.import_module(mod)
+            for part in qual.split("."):
+                cls = getattr(cls, part)
+            obj = cls.__new__(cls)
+            obj.__dict__.update(_dec(v["fields"], frames))
+            return obj
+    return {k: _dec(x, frames) for k, x in v.items()}
+
+
+# -- the blob ----------------------------------------------------------------------------------
+def _ipc(df: pl.DataFrame) -> pa.Buffer:
+    table = df.to_arrow(compat_level=pl.CompatLevel.newest())  # string views: no copy of text columns
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue()
+
+
+def _object_free(df: pl.DataFrame, enc: _Encoder, name: str) -> Any:
+    """A frame with Python-object columns (mixed-type fields) keeps those columns as tagged JSON."""
+    objs = [c for c, t in df.schema.items() if t == pl.Object]
+    if not objs:
+        return enc.frame(df, name)
+    plain = df.drop(objs)
+    return {"$mixed": enc.frame(plain, name), "columns": {c: enc.enc(df[c].to_list()) for c in objs},
+            "order": df.columns}
+
+
+def _mixed(v: Any, frames: dict) -> Any:
+    if type(v) is dict and "$mixed" in v:
+        df = frames[v["$mixed"]["$frame"]]
+        cols = [pl.Series(c, _dec(x, frames), dtype=pl.Object) for c, x in v["columns"].items()]
+        return df.with_columns(cols).select(v["order"])
+    return v
+
+
+def dumps(rt: Any, compiled: Any) -> bytes:
+    """The runtime's whole state as a versioned blob."""
+    enc = _Encoder()
+
+    def part(obj: Any, name: str) -> Any:
+        if hasattr(obj, "state"):  # vectorised: (small state, Arrow tables by name)
+            meta, tables = obj.state()
+            return {"vector": enc.enc(meta), "tables": {k: _object_free(t, enc, f"{name}/{k}")
+                                                        for k, t in tables.items()}}
+        return {"row": enc.enc(obj.snapshot())}
+
+    def chunks(lst: list) -> list:
+        return [enc.enc(c) for c in lst]
+
+    state = {
+        "statements": [part(op, f"op{i}") for i, op in enumerate(rt.statements)],
+        "sources": {k: [part(s, f"source:{k}:{i}") for i, s in enumerate(v)] for k, v in rt.sources.items()},
+        "queues": [[chunks(q) for q in qs] for qs in rt.queues],
+        "outputs": {k: chunks(v) for k, v in rt.outputs.items()},
+        "watermark": rt.watermark,
+        "counters": enc.enc(rt.counters),
+    }
+    body, sections, offset = [], [], 0
+    for name, df in enc.frames.items():
+        data = _ipc(df)
+        sections.append({"name": name, "offset": offset, "length": data.size})
+        body.append(memoryview(data))
+        offset += data.size
+    header = orjson.dumps({"schema_version": SCHEMA_VERSION, "engine_version": ENGINE_VERSION,
+                           "plan": plan_fingerprint(rt), "sections": sections, "state": state})
+    return b"".join([MAGIC, bytes([FORMAT]), struct.pack("<I", len(header)), header, *body])
+
+
+def read_header(blob: bytes) -> dict:
+    """The header of a blob (SnapshotError when it is not one this engine reads)."""
+    if len(blob) < 9 or blob[:4] != MAGIC:
         raise SnapshotError("not a query snapshot")
-    if blob[4] != VERSION:
-        raise SnapshotError(f"snapshot version {blob[4]} is not {VERSION}")
-    if blob[5:13] != _fingerprint(query_text):
-        raise SnapshotError("the snapshot belongs to a different query")
-    return pickle.loads(blob[13:])
+    if blob[4] != FORMAT:
+        raise SnapshotError(f"the snapshot is in format {blob[4]} (a pickle of an older engine); this engine "
+                            f"({ENGINE_VERSION}) reads format {FORMAT} only: start the job again from its input "
+                            "checkpoints")
+    (n,) = struct.unpack("<I", blob[5:9])
+    try:
+        header = orjson.loads(blob[9:9 + n])
+    except orjson.JSONDecodeError:
+        raise SnapshotError("the snapshot header is damaged") from None
+    if header.get("schema_version") != SCHEMA_VERSION:
+        raise SnapshotError(f"the snapshot has state schema version {header.get('schema_version')} (written by "
+                            f"engine {header.get('engine_version')}); this engine ({ENGINE_VERSION}) reads "
+                            f"version {SCHEMA_VERSION}")
+    header["_body"] = 9 + n
+    return header
+
+
+def loads(rt: Any, blob: bytes, compiled: Any) -> None:
+    """Continue ``rt`` from ``blob``; refused (SnapshotError) unless written by the same plan."""
+    header = read_header(blob)
+    mine = plan_fingerprint(rt)
+    if header["plan"] != mine:
+        raise SnapshotError(f"the snapshot was written by a different query plan (plan {header['plan']}, engine "
+                            f"{header['engine_version']}); this runtime's plan is {mine}: a changed query or "
+                            "engine plan cannot continue from it")
+    start = header.pop("_body")
+    frames = {}
+    for sec in header["sections"]:
+        data = memoryview(blob)[start + sec["offset"]:start + sec["offset"] + sec["length"]]
+        frames[sec["name"]] = pl.from_arrow(pa.ipc.open_stream(data).read_all())
+    state = header["state"]
+
+    def chunk(c: Any) -> Any:
+        return _dec(c, frames)
+
+    def restore(obj: Any, st: dict) -> None:
+        if "vector" in st:
+            tables = {k: chunk(t) for k, t in st["tables"].items()}
+            obj.load(_dec(st["vector"], frames), tables)
+        else:
+            obj.restore(_dec(st["row"], frames))
+
+    for op, st in zip(rt.statements, state["statements"]):
+        restore(op, st)
+    for k, v in state["sources"].items():
+        for s, st in zip(rt.sources.get(k, []), v):
+            restore(s, st)
+    rt.queues = [[[chunk(c) for c in q] for q in qs] for qs in state["queues"]]
+    rt.outputs = {k: [chunk(c) for c in v] for k, v in state["outputs"].items()}
+    rt.watermark = state["watermark"]
+    rt.counters = _dec(state["counters"], frames)

@@ -36,6 +36,11 @@ def test_enqueued_time_column_and_payload_wins():
     assert rows[0]["enq"].isoformat() == "2023-11-14T22:13:20+00:00"
 
 
-def test_queries_without_system_columns_keep_the_batch_path():
-    rt = JobRuntime(job("SELECT COUNT(*) AS n INTO [o] FROM [i] TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)"))
-    assert not rt.system_fields
+def test_system_columns_come_from_the_plan_not_the_query_text():
+    """A comment naming PartitionId adds no column; a column reference does (issue 10)."""
+    rt = JobRuntime(job("-- PartitionId EventEnqueuedUtcTime\n"
+                        "SELECT COUNT(*) AS n INTO [o] FROM [i] TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)"))
+    assert rt.rt.system == {}
+    assert rt.rt.mode == "vectorised"
+    rt = JobRuntime(job("SELECT v, PartitionId AS p INTO [o] FROM [i]"))
+    assert rt.rt.system == {"i": {"PartitionId"}}

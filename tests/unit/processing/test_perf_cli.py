@@ -15,7 +15,7 @@ def test_perf_query_json(query, capsys) -> None:
     last = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(last)
     assert result["events_per_s"] > 0 and result["peak_rss_mb"] > 0
-    assert result["path"] == "columnar" and result["output_rows"] > 0 and result["events_in"] == 20000
+    assert result["path"] == "vectorised" and result["output_rows"] > 0 and result["events_in"] == 20000
 
 
 def test_perf_query_compare_duckdb(capsys) -> None:
@@ -23,3 +23,21 @@ def test_perf_query_compare_duckdb(capsys) -> None:
     assert main(["perf", "query", "-n", "10000", "--compare", "duckdb", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["duckdb_events_per_s"] > 0 and result["ratio_vs_duckdb"] > 0
+
+
+def test_perf_query_suite_lists_every_shape(capsys) -> None:
+    from headwater.perf.query import SUITE
+
+    assert main(["perf", "query", "--suite", "-n", "2000", "--batch", "1000", "--json",
+                 "--only", "book", "--only", "with_step", "--only", "book_passthrough"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [q["query"] for q in result["queries"]] == ["book", "book_passthrough", "with_step"]
+    assert all(q["events_per_s"] > 0 for q in result["queries"]) and result["peak_rss_mb"] > 0
+    assert {q["query"]: q["plan"] for q in result["queries"]}["with_step"] == "vectorised"
+    assert len(SUITE) >= 15
+
+
+def test_perf_query_checkpoint(capsys) -> None:
+    assert main(["perf", "query", "--checkpoint", "3000", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["rows_after_restore"] == 3000 and result["snapshot_ms"] > 0 and result["snapshot_mb"] > 0

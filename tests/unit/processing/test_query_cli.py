@@ -76,7 +76,7 @@ def test_explain_prints_the_plan_and_path(tmp_path, capsys) -> None:
     (tmp_path / "q.asaql").write_text(QUERY)
     assert main(["query", "explain", "--query", str(tmp_path / "q.asaql")]) == 0
     out = capsys.readouterr().out
-    assert "aggregate keys Make windows TumblingWindow(size=10s, hop=10s, offset=0)" in out
-    assert out.strip().endswith("path: columnar")
+    assert "aggregate keys Make windows TumblingWindow(size=10s, hop=10s, offset=0) [vectorised]" in out
+    assert "(vectorised, merged across partitions)" in out
     (tmp_path / "bad.asaql").write_text("SELECT FROM")
     assert main(["query", "explain", "--query", str(tmp_path / "bad.asaql")]) == 1

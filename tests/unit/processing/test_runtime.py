@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from headwater.errors import QueryCompileError
 from headwater.functions import format_datetime, from_micros, uda, udf
 from headwater.hookspecs import hookimpl
 from headwater.pluginmanager import get_plugin_manager
@@ -177,9 +178,9 @@ def test_analytic_state_forgets_idle_partitions(pm) -> None:
     rt = compile_query(q, pm).runtime()
     for n in range(40):  # 40 batches, a new key each second
         rt.feed("i", [ev(n, k=f"key{n}")])
-    from headwater.services.processing.operators.analytic import Analytic
+    from headwater.services.processing.exec.analytic import Analytic
 
-    stage = next(s for ps in rt.statements for s in ps.op.stages if isinstance(s, Analytic))
+    stage = next(s for op in rt.statements for s in op.stages if isinstance(s, Analytic))
     assert len(stage.history[0]) < 25
 
 
@@ -189,9 +190,34 @@ def test_session_state_forgets_closed_partitions(pm) -> None:
     rt = compile_query(q, pm).runtime(columnar=False)
     for n in range(30):
         rt.feed("i", [ev(n, k=f"key{n}")])
-    from headwater.services.processing.operators.window_aggregate import WindowAggregate
+    from headwater.services.processing.exec.window_aggregate import WindowAggregate
 
-    stage = next(s for ps in rt.statements for s in ps.op.stages if isinstance(s, WindowAggregate))
+    stage = next(s for op in rt.statements for s in op.stages if isinstance(s, WindowAggregate))
     assert len(stage.logics[0]) < 10
     rt.flush()
     assert len(rt.take()["output"]) == 30
+
+
+def test_date_part_of_dateadd_datediff_is_no_column_in_a_grouped_select(pm) -> None:
+    """Issue 11: DATEDIFF(minute, ...) in a grouped SELECT is not 'minute must be in GROUP BY'."""
+    events = [{"k": "a", "t": "2024-01-01T00:00:01Z"}, {"k": "a", "t": "2024-01-01T00:02:02Z"}]
+    out = run_query("SELECT k, DATEDIFF(second, MIN(t), MAX(t)) AS d, DATEPART(minute, System.Timestamp()) AS m "
+                    "FROM i TIMESTAMP BY t GROUP BY k, TumblingWindow(minute, 10)", {"i": events}, pm=pm)
+    assert out["output"] == [{"k": "a", "d": 121, "m": 10}]
+    with pytest.raises(QueryCompileError, match="t must be in GROUP BY"):
+        compile_query("SELECT k, DATEDIFF(second, t, t) AS d FROM i TIMESTAMP BY t "
+                      "GROUP BY k, TumblingWindow(minute, 10)", pm)
+
+
+def test_the_input_name_as_a_value_is_the_whole_record(pm) -> None:
+    """Issue 11: COUNT(input), COUNT(Input), COUNT(DISTINCT input) and a UDF of the input see
+    the record; a field named like the input stays that field."""
+    events = [{"k": "a", "t": "2024-01-01T00:00:01Z"}, {"k": "a", "t": "2024-01-01T00:00:01Z"},
+              {"k": "b", "t": "2024-01-01T00:00:02Z"}]
+    out = run_query("SELECT COUNT(input) AS a, COUNT(Input) AS b, COUNT(DISTINCT input) AS d FROM input "
+                    "TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)", {"input": events}, pm=pm)
+    assert out["output"] == [{"a": 3, "b": 3, "d": 2}]
+    out = run_query("SELECT input AS whole FROM input", {"input": events[:1]}, pm=pm)
+    assert out["output"] == [{"whole": events[0]}]
+    out = run_query("SELECT temperature FROM temperature", {"temperature": [{"temperature": 21.5}]}, pm=pm)
+    assert out["output"] == [{"temperature": 21.5}]

@@ -99,7 +99,7 @@ def test_bad_arguments(kinds, name, args, message) -> None:
                                      ("second", S), ("ss", S), ("s", S), ("millisecond", 1000), ("ms", 1000),
                                      ("microsecond", 1), ("mcs", 1), ("SECOND", S)])
 def test_every_time_unit_in_both_forms(unit, us) -> None:
-    from headwater.services.processing.sql.analyzer import window_args
+    from headwater.services.processing.plan.binder import window_args
     from headwater.services.processing.sql.parser import parse
 
     for text in (f"TumblingWindow({unit}, 2)", f"Tumbling(Duration({unit}, 2))"):

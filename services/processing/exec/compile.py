@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headwater.functions import AggregateFunction, CastError, Operator, ScalarFunction, from_micros
-from headwater.services.processing.operators.analytic import Analytic, AnalyticSpec
-from headwater.services.processing.operators.base import Env, QueryRuntimeError, get_ci
-from headwater.services.processing.operators.join import ReferenceJoin, StreamJoin
-from headwater.services.processing.operators.match_recognize import MatchRecognize
-from headwater.services.processing.operators.project import Apply, Filter
-from headwater.services.processing.operators.statement import StatementOp
-from headwater.services.processing.operators.window_aggregate import AggSpec, WindowAggregate, WindowRun
+from headwater.services.processing.exec.analytic import Analytic, AnalyticSpec
+from headwater.services.processing.exec.base import Env, QueryRuntimeError, get_ci
+from headwater.services.processing.exec.join import ReferenceJoin, StreamJoin
+from headwater.services.processing.exec.match_recognize import MatchRecognize
+from headwater.services.processing.exec.project import Apply, Filter
+from headwater.services.processing.exec.statement import StatementOp
+from headwater.services.processing.exec.window_aggregate import AggSpec, WindowAggregate, WindowRun
+from headwater.services.processing.plan.binder import duration_us, walk
+from headwater.services.processing.plan.logical import LogicalStatement
 from headwater.services.processing.sql import ast as A
-from headwater.services.processing.sql.analyzer import duration_us, walk
 from headwater.services.processing.sql.diagnostics import error, suggest
-from headwater.services.processing.sql.logical import LogicalStatement
 
 __all__ = ["ExprCompiler", "Scope", "plan_statement", "PlannedStatement", "output_name"]
 
@@ -108,6 +108,16 @@ class ExprCompiler:
             return _path(lambda e: e.recs.get(alias), rest)
         if scope.main is not None:
             main = scope.main
+            if len(parts) == 1 and p0 in scope.aliases:
+                # the input (or step) name as a value is the whole record, unless the record
+                # has a field of that name (SELECT temperature FROM temperature)
+                field = parts[0]
+
+                def record_or_field(e):
+                    r = e.recs.get(main)
+                    v = get_ci(r, field)
+                    return r if v is None and not _has_ci(r, field) else v
+                return record_or_field
             if len(parts) == 1:
                 field = parts[0]
 
@@ -411,6 +421,13 @@ class ExprCompiler:
         return lambda e: e.an[idx]
 
 
+def _has_ci(rec: Any, key: str) -> bool:
+    if type(rec) is not dict:
+        return False
+    low = key.lower()
+    return key in rec or any(k.lower() == low for k in rec)
+
+
 def _path(base: Callable[[Env], Any], parts: list[str]) -> Callable[[Env], Any]:
     if not parts:
         return base
@@ -698,3 +715,90 @@ def _measure(node: A.Node, comp: ExprCompiler, main: str, symbols: list[str]):
             return min(nums) if fname == "min" else max(nums)
         return f
     raise error("MEASURES items must be First/Last/Count/Sum/Min/Max/Avg(symbol.field)", node.pos)
+
+
+def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[str], window: str,
+                          make_source: Callable):
+    """The vectorised implementation of a statement the physical plan marks vectorised:
+    ``(VectorStatement, input slots)``. Expressions carry their row closure as fallback."""
+    from headwater.services.processing.exec.vector import VectorAggregate, VectorStatement, VExpr
+
+    sel = ls.select
+    alias = sel.source.ref.lower()
+    low = sel.source.name.lower()
+    inputs: list[tuple[str, Any]] = [("step", low) if low in steps else ("source", make_source(sel.source))]
+    row_scope = Scope({alias}, alias, "row", analytics=[])
+    where = VExpr(sel.where, comp.compile(sel.where, row_scope)) if sel.where is not None else None
+    functions = comp.pm.functions
+    if ls.aggregate:
+        select_items = {i.alias.lower(): i.expr for i in sel.items if i.alias}
+        agg_scope = Scope({alias}, alias, "agg", analytics=[], select_items=select_items)
+        keys = [VExpr(k, comp.compile(k, row_scope)) for k in ls.group_keys]
+        project = project_fn(sel.items, comp, agg_scope)
+        agg_scope.in_having = True
+        having = comp.compile(sel.having, agg_scope) if sel.having is not None else None
+        key_fields = {}
+        for i, k in enumerate(ls.group_keys):
+            if isinstance(k, A.Column) and (len(k.parts) == 1 or (len(k.parts) == 2 and k.parts[0].lower() == alias)):
+                key_fields.setdefault(k.parts[-1].lower(), (i, k.parts[-1]))
+        rep = _fields_outside_aggregates(sel, alias, comp.pm) - set(key_fields)
+        agg = VectorAggregate(window, ls.windows[0].config, keys, agg_scope.aggs, project, having, alias, rep)
+        agg.key_fields = key_fields
+        if having is None:
+            agg.columns = _output_columns(sel, alias, agg_scope.aggs, select_items)
+        return VectorStatement(ls.target, alias, functions, where, None, None, agg), inputs
+    items: list[tuple[str, Any]] = []
+    for i, item in enumerate(sel.items):
+        if isinstance(item.expr, A.Star):
+            items.append(("*", None))  # SELECT *: the record's fields (plan/physical.py allows no x.*)
+            continue
+        items.append((output_name(item, i), VExpr(item.expr, comp.compile(item.expr, row_scope))))
+    having = VExpr(sel.having, comp.compile(sel.having, row_scope)) if sel.having is not None else None
+    return VectorStatement(ls.target, alias, functions, where, having, items, None), inputs
+
+
+def _fields_outside_aggregates(sel: A.Select, alias: str, pm) -> set[str]:
+    """Fields SELECT and HAVING read outside aggregates (the group's first event gives them)."""
+    out: set[str] = set()
+    stack = [i.expr for i in sel.items] + ([sel.having] if sel.having is not None else [])
+    while stack:
+        n = stack.pop()
+        if isinstance(n, A.Call) and (isinstance(pm.functions.get(n.name, n.namespace), AggregateFunction) or
+                                      (n.distinct and pm.functions.get(f"{n.name} DISTINCT") is not None)):
+            continue
+        if isinstance(n, A.Column):
+            p = [x.lower() for x in n.parts]
+            out.add(p[1] if len(p) > 1 and p[0] == alias else p[0])
+        if isinstance(n, A.Node):
+            for v in vars(n).values():
+                if isinstance(v, A.Node):
+                    stack.append(v)
+                elif isinstance(v, (list, tuple)):
+                    stack.extend(x for x in v if isinstance(x, A.Node))
+    return out
+
+
+def _output_columns(sel: A.Select, alias: str, aggs: list, select_items: dict) -> list[tuple] | None:
+    """SELECT of a grouped statement as columns of the aggregate's result, when every item
+    is a field (a group key), System.Timestamp() or an aggregate call: then the output is
+    built as a batch, not row by row. None otherwise."""
+    out: list[tuple] = []
+    seen: set[str] = set()
+    for i, item in enumerate(sel.items):
+        name = output_name(item, i)
+        if name.lower() in seen:
+            continue
+        seen.add(name.lower())
+        e = item.expr
+        if isinstance(e, A.SystemTimestamp):
+            out.append((name, "ts", None))
+        elif isinstance(e, A.Column) and (len(e.parts) == 1 or (len(e.parts) == 2 and e.parts[0].lower() == alias)):
+            if len(e.parts) == 1 and e.parts[0].lower() in select_items:
+                return None
+            out.append((name, "field", e.parts[-1].lower()))
+        else:
+            j = next((j for j, a in enumerate(aggs) if a.node is e), None)
+            if j is None:
+                return None
+            out.append((name, "agg", j))
+    return out

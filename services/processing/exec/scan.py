@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from headwater.functions import CastError, cast, to_datetime, to_micros
-from headwater.services.processing.operators.base import Env, QueryRuntimeError, get_ci
-from headwater.services.processing.watermarks import Counters, EventClock, OrderingPolicy
+from headwater.services.processing.exec.base import Env, QueryRuntimeError, get_ci
+from headwater.services.processing.exec.watermarks import Counters, EventClock, OrderingPolicy
 
 __all__ = ["Source", "conform"]
 

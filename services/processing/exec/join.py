@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from headwater.services.processing.operators.base import Env
+from headwater.services.processing.exec.base import Env
 
 __all__ = ["StreamJoin", "ReferenceJoin", "join_key", "WILD"]
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from headwater.functions import CastError
-from headwater.services.processing.operators.base import Env, QueryRuntimeError
-from headwater.services.processing.operators.join import StreamJoin
-from headwater.services.processing.operators.project import Stage
+from headwater.services.processing.exec.base import Env, QueryRuntimeError
+from headwater.services.processing.exec.join import StreamJoin
+from headwater.services.processing.exec.project import Stage
 
 __all__ = ["StatementOp"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.services.processing.plan.logical import LogicalPlan, LogicalStatement, WindowSpec
 from headwater.services.processing.sql import ast as A
 from headwater.services.processing.sql.diagnostics import error, suggest
-from headwater.services.processing.sql.logical import LogicalPlan, LogicalStatement, WindowSpec
 from headwater.windows import UNITS, WindowArgs
 
 __all__ = ["analyze", "DEFAULT_OUTPUT", "window_args", "duration_us"]
@@ -52,6 +52,8 @@ def window_args(call: A.Call) -> WindowArgs:
             else:
                 positional.append(duration_us(unit, _number(arg), arg.pos))
         elif isinstance(arg, A.Literal):
+            if unit is not None and isinstance(arg.value, str):
+                raise error(f"{call.name}: the size after {unit} must be a number, got {arg.value!r}", arg.pos)
             extra.append(arg.value)
         else:
             raise error(f"{call.name}: window sizes must be constants", arg.pos)
@@ -150,7 +152,7 @@ class _Analyzer:
     def grouped_only(self, sel: A.Select, st: LogicalStatement, aliases: set[str]) -> None:
         """Outside aggregates, SELECT and HAVING may read only GROUP BY keys (or fields of them)."""
         from headwater.functions import AggregateFunction
-        from headwater.services.processing.sql.explain import to_sql
+        from headwater.services.processing.plan.explain import to_sql
 
         def path(col: A.Column) -> tuple[str, ...]:
             parts = [p.lower() for p in col.parts]
@@ -170,6 +172,11 @@ class _Analyzer:
                                           or (n.distinct and self.pm.functions.get(f"{n.name} DISTINCT"))):
                 return
             if to_sql(n).lower() in key_exprs:
+                return
+            if isinstance(n, A.Call) and n.args and isinstance(n.args[0], A.Column) and \
+                    getattr(self.pm.functions.get(n.name, n.namespace), "unit_arg", False):
+                for a in n.args[1:]:  # DATEADD(minute, ...): the first argument is a date part
+                    check(a, seen)
                 return
             if isinstance(n, A.Column):
                 p = path(n)
@@ -300,6 +307,9 @@ class _Analyzer:
                 node = next((self.find_aggregate(i.expr) for i in sel.items if self.is_aggregate(i.expr)), None) \
                     or self.find_aggregate(sel.having)
                 raise error("an aggregate needs GROUP BY with a window (or System.Timestamp())", node.pos)
+        if sel.joins and any(isinstance(i.expr, A.Star) and not i.expr.path for i in sel.items):
+            star = next(i.expr for i in sel.items if isinstance(i.expr, A.Star) and not i.expr.path)
+            raise error("SELECT * cannot be used with JOIN: name the columns, or alias.* for one side", star.pos)
         if st.aggregate and any(isinstance(i.expr, A.Star) for i in sel.items):
             star = next(i.expr for i in sel.items if isinstance(i.expr, A.Star))
             raise error("SELECT * cannot be used with GROUP BY", star.pos)
@@ -334,3 +344,94 @@ walk = _walk
 
 def analyze(query: A.Query, pm, references: set[str] = frozenset()) -> LogicalPlan:
     return _Analyzer(pm, references).run(query)
+
+
+#: Columns Stream Analytics adds to every Event Hubs input event (the binder adds them to
+#: an input only when a statement reading it references one).
+SYSTEM_COLUMNS = ("PartitionId", "EventEnqueuedUtcTime")
+
+
+def _roots(ls: LogicalStatement) -> list[A.Node]:
+    sel = ls.select
+    roots: list[A.Node] = [i.expr for i in sel.items]
+    roots += [x for x in (sel.where, sel.having) if x is not None]
+    roots += list(ls.group_keys)
+    for w in ls.windows:
+        roots += list(w.partition_by)
+    for src in [sel.source] + [j.source for j in sel.joins]:
+        if src.timestamp_by is not None:
+            roots.append(src.timestamp_by)
+        roots += list(src.timestamp_over)
+    roots += [j.on for j in sel.joins] + [ap.call for ap in sel.applies]
+    if sel.match is not None:
+        roots += list(sel.match.partition_by) + [m.expr for m in sel.match.measures] + list(sel.match.define.values())
+    return roots
+
+
+def referenced_fields(ls: LogicalStatement, alias: str) -> set[str] | None:
+    """Top-level fields (lower case) of source ``alias`` that the statement reads, or None
+    when it reads whole records (``SELECT *``, the alias as a value, a JOIN or APPLY)."""
+    sel = ls.select
+    alias = alias.lower()
+    if sel.joins or sel.applies or sel.match is not None:
+        return None
+    fields: set[str] = set()
+    for root in _roots(ls):
+        for n in _walk(root):
+            if isinstance(n, A.Star):
+                return None
+            if isinstance(n, A.Column):
+                p = [x.lower() for x in n.parts]
+                if p[0] == alias:
+                    if len(p) == 1:
+                        return None
+                    fields.add(p[1])
+                else:
+                    fields.add(p[0])
+            elif isinstance(n, A.Call) and n.args and not n.star and n.name.lower() == "count":
+                continue
+    return fields
+
+
+def system_columns(plan: LogicalPlan) -> dict[str, set[str]]:
+    """Per stream input (lower case): the system columns its readers reference, by name
+    (a column in the plan, or ``PARTITION BY PartitionId``)."""
+    out: dict[str, set[str]] = {}
+    for ls in plan.statements:
+        sel = ls.select
+        for src in [sel.source] + [j.source for j in sel.joins]:
+            low = src.name.lower()
+            if low not in {i.lower() for i in plan.inputs}:
+                continue
+            if src.partition_by and src.partition_by.lower() == "partitionid":
+                out.setdefault(low, set()).add("PartitionId")
+            names = set()
+            for root in _roots(ls):
+                for n in _walk(root):
+                    if isinstance(n, A.Column):
+                        p = [x.lower() for x in n.parts]
+                        if len(p) > 1 and p[0] == src.ref.lower():
+                            p = p[1:]
+                        names.add(p[0])
+            for col in SYSTEM_COLUMNS:
+                if col.lower() in names:
+                    out.setdefault(low, set()).add(col)
+    return out
+
+
+def star_only(ls: LogicalStatement, alias: str) -> bool:
+    """True when the statement reads whole records only through ``SELECT *`` items (no
+    ``x.*``, no alias as a value, one source, no aggregate)."""
+    sel = ls.select
+    if ls.aggregate or sel.joins or sel.applies or sel.match is not None:
+        return False
+    if not any(isinstance(i.expr, A.Star) and not i.expr.path for i in sel.items):
+        return False
+    alias = alias.lower()
+    for root in _roots(ls):
+        for n in _walk(root):
+            if isinstance(n, A.Star) and (n.path or n is not root):
+                return False
+            if isinstance(n, A.Column) and len(n.parts) == 1 and n.parts[0].lower() == alias:
+                return False
+    return True

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from headwater.services.processing.operators.base import Env
-from headwater.services.processing.operators.project import Stage
-from headwater.services.processing.operators.window_aggregate import group_key
+from headwater.services.processing.exec.base import Env
+from headwater.services.processing.exec.project import Stage
+from headwater.services.processing.exec.window_aggregate import group_key
 
 __all__ = ["MatchRecognize"]
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.services.processing.operators.base import MIN_TS
+from headwater.services.processing.exec.base import MIN_TS
 
 __all__ = ["OrderingPolicy", "Counters", "EventClock"]
 
@@ -52,7 +52,14 @@ class OrderingPolicy:
 
 @dataclass
 class Counters:
-    """Job metrics of the input side."""
+    """Job metrics of the input side.
+
+    ``deserialization_errors`` counts events dropped because they could not be decoded at all
+    (not JSON, not UTF-8, nested too deeply, not an object), ``conversion_errors`` those that
+    decoded but could not be converted (a TIMESTAMP BY value that is not a time, a CREATE
+    TABLE type). ``error_samples`` keeps the
+    first few as ``{"partition", "sequence_number", "reason"}`` (the runtime's feed names
+    the batch's partitions and sequence numbers in ``context``)."""
 
     events_in: int = 0
     late: int = 0
@@ -60,16 +67,37 @@ class Counters:
     out_of_order: int = 0
     dropped: int = 0
     conversion_errors: int = 0
+    deserialization_errors: int = 0
     samples: list[str] = field(default_factory=list)
+    error_samples: list[dict] = field(default_factory=list)
+    #: (partition per body or one partition, sequence numbers per body, row -> body index) of the batch fed
+    context: Any = field(default=None, repr=False, compare=False)
 
-    def error(self, message: str) -> None:
-        self.conversion_errors += 1
+    def error(self, message: str, index: int | None = None, *, body: bool = False) -> None:
+        """An event that cannot be decoded or converted: counted, dropped, sampled.
+        ``index`` is the event's position in the batch (of bodies when ``body``, else of rows)."""
         self.dropped += 1
+        if message.startswith("InputDeserializationError"):
+            self.deserialization_errors += 1
+        else:
+            self.conversion_errors += 1
         if len(self.samples) < 10:
             self.samples.append(message)
+        if len(self.error_samples) < 20:
+            part, seq = None, None
+            ctx = self.context
+            if ctx is not None and index is not None:
+                parts, seqs, rows = ctx
+                i = index if body or rows is None else (int(rows[index]) if index < len(rows) else None)
+                if i is not None:
+                    part = parts if isinstance(parts, str) else (parts[i] if parts is not None and i < len(parts)
+                                                                 else None)
+                    seq = int(seqs[i]) if seqs is not None and i < len(seqs) else None
+            self.error_samples.append({"partition": None if part is None else str(part), "sequence_number": seq,
+                                       "reason": message})
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in vars(self).items()}
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in vars(self).items() if k != "context"}
 
 
 class EventClock:

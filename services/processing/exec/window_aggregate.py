@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from headwater.services.processing.operators.base import Env, QueryRuntimeError
-from headwater.services.processing.operators.project import Stage
+from headwater.services.processing.exec.base import Env, QueryRuntimeError
+from headwater.services.processing.exec.project import Stage
 
 __all__ = ["AggSpec", "WindowAggregate", "WindowRun", "group_key"]
 

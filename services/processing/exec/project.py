@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from headwater.services.processing.operators.base import Env
+from headwater.services.processing.exec.base import Env
 
 __all__ = ["Apply", "Filter", "Stage"]
 

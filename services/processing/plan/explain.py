@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.services.processing.plan.logical import LogicalPlan
 from headwater.services.processing.sql import ast as A
-from headwater.services.processing.sql.logical import LogicalPlan
 
 __all__ = ["explain", "to_sql"]
 
@@ -94,14 +94,19 @@ def _window(w) -> str:
     return f"{w.kind.name}({args}){part}{label}"
 
 
-def explain(plan: LogicalPlan, columnar: bool) -> str:
+def explain(plan: LogicalPlan, physical) -> str:
+    """Per statement: what it reads, each operator with its implementation (vectorised or
+    row), and whether it runs per input partition (partition-parallel) or merged."""
     lines = [f"inputs: {', '.join(plan.inputs) or '-'}; references: {', '.join(plan.references) or '-'}; "
              f"outputs: {', '.join(plan.outputs)}"]
     for name, cols in plan.query.tables.items():
         lines.append(f"schema {name}: " + ", ".join(f"{c} {t}" for c, t in cols))
-    for st in plan.statements:
+    for st, ph in zip(plan.statements, physical.statements):
         sel = st.select
-        lines.append(f"{'output' if st.is_output else 'step'} [{st.target}]")
+        impl = "vectorised" if ph.vectorized else "row"
+        par = "partition-parallel" if ph.partition_parallel else "merged across partitions"
+        why = f"; row: {ph.reason}" if ph.reason else ""
+        lines.append(f"{'output' if st.is_output else 'step'} [{st.target}] ({impl}, {par}{why})")
         src = sel.source
         if src.name.lower() in {s.lower() for s in plan.steps}:
             ts = " (step)"
@@ -110,21 +115,21 @@ def explain(plan: LogicalPlan, columnar: bool) -> str:
         else:
             ts = " (arrival time)"
         over = f" OVER {', '.join(to_sql(o) for o in src.timestamp_over)}" if src.timestamp_over else ""
-        lines.append(f"  read {src.name} AS {src.ref}{ts}{over}")
+        part = f" PARTITION BY {src.partition_by}" if src.partition_by else ""
+        lines.append(f"  read {src.name} AS {src.ref}{ts}{over}{part} [{impl}]")
         for j in sel.joins:
-            lines.append(f"  {j.kind} join {j.source.name} AS {j.source.ref} ON {to_sql(j.on)}")
+            lines.append(f"  {j.kind} join {j.source.name} AS {j.source.ref} ON {to_sql(j.on)} [row]")
         for ap in sel.applies:
-            lines.append(f"  {'outer' if ap.outer else 'cross'} apply {to_sql(ap.call)} AS {ap.alias}")
+            lines.append(f"  {'outer' if ap.outer else 'cross'} apply {to_sql(ap.call)} AS {ap.alias} [row]")
         if sel.match is not None:
-            lines.append("  match_recognize PATTERN " + repr(sel.match.pattern))
+            lines.append("  match_recognize PATTERN " + repr(sel.match.pattern) + " [row]")
         if sel.where is not None:
-            lines.append(f"  filter {to_sql(sel.where)}")
+            lines.append(f"  filter {to_sql(sel.where)} [{impl}]")
         if st.aggregate:
             keys = ", ".join(to_sql(k) for k in st.group_keys) or "-"
-            lines.append(f"  aggregate keys {keys} windows {'; '.join(_window(w) for w in st.windows)}")
+            lines.append(f"  aggregate keys {keys} windows {'; '.join(_window(w) for w in st.windows)} [{impl}]")
         if sel.having is not None:
-            lines.append(f"  having {to_sql(sel.having)}")
+            lines.append(f"  having {to_sql(sel.having)} [{impl}]")
         items = ", ".join(to_sql(i.expr) + (f" AS {i.alias}" if i.alias else "") for i in sel.items)
-        lines.append(f"  project {items}")
-    lines.append(f"path: {'columnar' if columnar else 'row'}")
+        lines.append(f"  project {items} [{impl}]")
     return "\n".join(lines) + "\n"

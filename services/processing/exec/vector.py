@@ -1,0 +1,1026 @@
+"""Vectorised operators: batches are Polars frames (Arrow underneath) with the event time
+in ``__ts`` (int64 us).
+
+- :class:`VectorSource`: decodes a batch at once (JSON bodies through polars'
+  NDJSON reader, only the fields the plan reads), computes event times, applies the
+  event-ordering policy over the whole batch (the row implementation's rules, with running
+  maxima per input partition) and releases events up to the watermark in time order.
+- :class:`VectorStatement`: WHERE, then a window aggregate (partial aggregates per window
+  and group key, merged as windows close) or a projection.
+
+Expressions run as Polars expressions where :mod:`..plan.vexpr` has an exact form, else
+through the row implementation, one expression over the batch's rows.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pj
+
+from headwater.functions import CastError, from_micros, to_datetime, to_micros
+from headwater.services.processing.exec.base import MAX_TS, MIN_TS, Env, QueryRuntimeError
+from headwater.services.processing.exec.watermarks import EARLY_US
+from headwater.services.processing.plan.vexpr import REC, TS, Columns, NotVectorized, translate
+from headwater.services.processing.sql import ast as A
+
+__all__ = ["VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
+
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
+_INTERNAL = (TS, "__a", "__p", REC)
+_ARROW = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
+_VALUE_ERRORS = (CastError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
+
+
+_GROUPABLE = (pl.Utf8, pl.Int64, pl.Float64, pl.Boolean, pl.Null)
+
+
+def _series(name: str, values: list) -> pl.Series:
+    """Values that group and compare: one plain type, else numbers stay numbers and other
+    values become their text (records and arrays as JSON), as the row path's group keys."""
+    try:
+        s = pl.Series(name, values, strict=False)
+        if s.dtype in _GROUPABLE or isinstance(s.dtype, pl.Datetime):
+            return s
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+        pass
+    return pl.Series(name, [None if v is None else v if isinstance(v, (int, float)) and not isinstance(v, bool)
+                            else _text(v) for v in values], dtype=pl.Utf8 if any(
+                                not isinstance(v, (int, float)) or isinstance(v, bool) for v in values
+                                if v is not None) else None, strict=False)
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        return orjson.dumps(v, default=str).decode()
+    return str(v)
+
+
+def concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Batches of one stream as one; a column whose type changed between batches becomes text."""
+    if len(frames) == 1:
+        return frames[0]
+    try:
+        return pl.concat(frames, how="diagonal_relaxed")
+    except (pl.exceptions.SchemaError, pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
+        types: dict[str, set] = {}
+        for f in frames:
+            for c, t in f.schema.items():
+                types.setdefault(c, set()).add(t)
+        mixed = [c for c, ts in types.items() if len(ts) > 1]
+        return pl.concat([f.with_columns([pl.col(c).cast(pl.Utf8) for c in mixed if c in f.columns])
+                          for f in frames], how="diagonal_relaxed")
+
+
+def exact_series(name: str, values: list) -> pl.Series:
+    """Values as a typed column when they share one plain type, else as the Python values."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds <= {int} or kinds <= {str} or kinds <= {bool} or kinds <= {float}:
+        try:
+            return pl.Series(name, values, strict=False)
+        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+            pass
+    return pl.Series(name, values, dtype=pl.Object)
+
+
+def frame_to_rows(df: pl.DataFrame) -> list[tuple[int, dict]]:
+    """``(ts, record)`` pairs of a batch (records without the internal columns)."""
+    if df is None or df.height == 0:
+        return []
+    ts = df[TS].to_list()
+    if REC in df.columns:
+        return list(zip(ts, df[REC].to_list()))
+    recs = df.drop([c for c in df.columns if c in _INTERNAL]).to_dicts()
+    return list(zip(ts, recs))
+
+
+def records_frame(rows: list[dict]) -> pl.DataFrame:
+    """Whole records kept as they are (``SELECT *`` where a typed batch would change them)."""
+    return pl.DataFrame([pl.Series(REC, rows, dtype=pl.Object)]) if rows else \
+        pl.DataFrame({REC: []}, schema={REC: pl.Object})
+
+
+def as_records(df: pl.DataFrame) -> pl.DataFrame:
+    """A typed batch (no NULLs, so no absent fields) as whole records."""
+    if REC in df.columns:
+        return df
+    inner = [c for c in df.columns if c not in _INTERNAL]
+    keep = [c for c in df.columns if c in _INTERNAL]
+    return pl.DataFrame([df[c] for c in keep] + [pl.Series(REC, df.select(inner).to_dicts(), dtype=pl.Object)])
+
+
+def rows_to_frame(items: list[tuple[int, dict]]) -> pl.DataFrame:
+    names: dict[str, str] = {}
+    for _, rec in items:
+        for k in rec:
+            names.setdefault(k.lower(), k)
+    cols = {c: exact_series(c, [_get(rec, c) for _, rec in items]) for c in names.values()}
+    df = pl.DataFrame(list(cols.values())) if cols else pl.DataFrame({"__empty": [None] * len(items)}).drop("__empty")
+    return df.with_columns(pl.Series(TS, [t for t, _ in items], dtype=pl.Int64))
+
+
+def _get(rec: dict, key: str) -> Any:
+    v = rec.get(key)
+    if v is None and key not in rec:
+        low = key.lower()
+        for k, x in rec.items():
+            if k.lower() == low:
+                return x
+    return v
+
+
+class Batch:
+    """One batch as expressions see it: columns by name (case-insensitively), and its rows
+    for expressions that run on the row implementation (decoded once, on first use)."""
+
+    def __init__(self, df: pl.DataFrame, alias: str, functions) -> None:
+        self.df, self.alias = df, alias
+        self.cols = Columns.of(df, {alias}, functions)
+        self._envs: list[Env] | None = None
+
+    def envs(self) -> list[Env]:
+        if self._envs is None:
+            alias = self.alias
+            self._envs = [Env({alias: rec}, ts) for ts, rec in frame_to_rows(self.df)]
+        return self._envs
+
+
+class VExpr:
+    """One expression: vectorised where it can be, else its row closure per event."""
+
+    def __init__(self, node: A.Node, row: Callable[[Env], Any]) -> None:
+        self.node, self.row = node, row
+
+    def expr(self, batch: Batch) -> pl.Expr | None:
+        batch.cols.checks = []
+        try:
+            e = translate(self.node, batch.cols)[0]
+        except NotVectorized:
+            return None
+        if batch.cols.checks and batch.df.select(pl.any_horizontal(batch.cols.checks)).item():
+            return None  # e.g. a division by zero: the row implementation fails as it should
+        return e
+
+    def series(self, batch: Batch, name: str, predicate: bool = False, key: bool = False) -> pl.Series:
+        """The expression's values over the batch; ``key`` values must group (no Python objects)."""
+        e = self.expr(batch)
+        if e is not None:
+            try:
+                s = batch.df.select(e.alias(name)).to_series()
+                if s.len() == 1 and batch.df.height != 1:
+                    s = s.extend_constant(s[0], batch.df.height - 1)
+                return s.fill_null(False).cast(pl.Boolean) if predicate else s
+            except pl.exceptions.PolarsError:
+                pass  # a failing CAST or a type Polars refuses: the row implementation says what happens
+        row = self.row
+        if predicate:
+            return pl.Series(name, [row(e) is True for e in batch.envs()], dtype=pl.Boolean)
+        values = [row(e) for e in batch.envs()]
+        return _series(name, values) if key else exact_series(name, values)
+
+
+# -- source ----------------------------------------------------------------------------------
+class VectorSource:
+    """Events of one input as one FROM clause sees them, a batch at a time."""
+
+    vectorized = True
+
+    def __init__(self, input_name: str, alias: str, ts_field: str | None, ts_row: Callable[[Env], Any] | None,
+                 policy, fields: set[str] | None, system: set[str]) -> None:
+        self.input = input_name.lower()
+        self.alias = alias.lower()
+        self.ts_field = ts_field
+        self.ts_row = ts_row
+        self.ts_fn = ts_row  # the TIMESTAMP BY closure (row), as the row source names it
+        self.app = ts_row is not None
+        self.policy = policy
+        self.fields = fields  # lower-case field names; None = all
+        self.system = system
+        self.schema: dict[str, pl.DataType] | None = None
+        self._parse = None
+        self.newest: dict[Any, int] = {}
+        self.clock = MIN_TS
+        self.buffer: list[pl.DataFrame] = []
+
+    # -- decoding ----------------------------------------------------------------------------
+    def decode(self, bodies: list[bytes], counters, joined: Any = None) -> tuple[pl.DataFrame, np.ndarray | None]:
+        """A frame of the needed fields; ``index`` maps rows to bodies when not one to one.
+        ``joined``: the bodies already newline-separated in one buffer (packed reads)."""
+        if self.schema is None:
+            self._infer(bodies)
+        if self.schema is not None:
+            df = self.decode_buffer(b"\n".join(bodies) if joined is None else joined, len(bodies))
+            if df is not None:
+                return df, None
+        return self._decode_rows(bodies, counters)
+
+    def _decode_rows(self, bodies, counters) -> tuple[pl.DataFrame, np.ndarray]:
+        rows, index = [], []
+        for i, b in enumerate(bodies):
+            try:
+                v = orjson.loads(b)
+            except orjson.JSONDecodeError as exc:
+                counters.error(f"InputDeserializationError: {exc}", index=i, body=True)
+                continue
+            for item in v if isinstance(v, list) else [v]:
+                if isinstance(item, dict):
+                    rows.append(item)
+                    index.append(i)
+                else:
+                    counters.error("InputDeserializationError: an event must be a JSON object", index=i, body=True)
+        return self.frame(rows), np.asarray(index, dtype=np.int64)
+
+    def decode_buffer(self, buf: bytes | memoryview, n: int) -> pl.DataFrame | None:
+        """``n`` newline-separated JSON objects at once (Arrow's JSON reader, only the fields
+        the plan reads, in the types of the first batch); None when the batch does not read
+        so (other types, arrays of events, bad JSON): then it is decoded event by event."""
+        if self.schema is None:
+            return None
+        if self._parse is None:
+            fields = [(c, _ARROW[t]) for c, t in self.schema.items()]
+            self._parse = pj.ParseOptions(explicit_schema=pa.schema(fields), newlines_in_values=False,
+                                          unexpected_field_behavior="ignore" if self.fields is not None else "error")
+        try:
+            table = pj.read_json(pa.BufferReader(pa.py_buffer(buf)), parse_options=self._parse)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows != n:
+            return None
+        if self.fields is None and any(col.null_count for col in table.columns):
+            return None  # whole records: a NULL may be an absent field, which a typed batch would add
+        return pl.from_arrow(table)
+
+    def _infer(self, bodies: list[bytes]) -> None:
+        """Field names as spelled in the data and their types, from the first batch."""
+        try:
+            sample = pl.read_ndjson(io.BytesIO(b"\n".join(bodies[:1000])))
+        except Exception:  # noqa: BLE001 - not plain JSON lines: the slow path decodes
+            return
+        schema = {}
+        for c in sample.columns:
+            if self.fields is None or c.lower() in self.fields:
+                if sample[c].dtype not in (pl.Utf8, pl.Int64, pl.Float64, pl.Boolean):
+                    return
+                schema[c] = sample[c].dtype
+        if self.fields is not None and {c.lower() for c in schema} != self.fields & {c.lower() for c in
+                                                                                   sample.columns}:
+            return
+        if schema:
+            self.schema = schema
+
+    def frame(self, rows: list[dict]) -> pl.DataFrame:
+        if self.fields is None:
+            return records_frame(rows)
+        names: dict[str, str] = {}
+        for r in rows:
+            for k in r:
+                low = k.lower()
+                if (self.fields is None or low in self.fields) and low not in names:
+                    names[low] = k
+        series = []
+        for c in names.values():
+            vals = []
+            for r in rows:
+                v = r.get(c)
+                if v is None and c not in r:
+                    v = _get(r, c)
+                vals.append(v)
+            kinds = {type(v) for v in vals if v is not None}
+            if kinds <= {int} or kinds <= {int, float} or kinds <= {str} or kinds <= {bool}:
+                series.append(pl.Series(c, vals, strict=False))
+            else:  # records, arrays, mixed types: the values themselves (expressions read them by row)
+                series.append(pl.Series(c, vals, dtype=pl.Object))
+        if not series:
+            return pl.DataFrame({"__n": [0] * len(rows)}).drop("__n") if rows else pl.DataFrame()
+        return pl.DataFrame(series)
+
+    # -- input ---------------------------------------------------------------------------------
+    def push(self, df: pl.DataFrame, height: int, arrivals: np.ndarray | None, partitions: list | None,
+             counters, now: int) -> None:
+        """A decoded batch of ``height`` events (``df`` may have no columns)."""
+        if height == 0:
+            return
+        if self.fields is None and self.system and REC not in df.columns:
+            df = as_records(df)  # system columns go into the records, where a payload field wins
+        if df.width == 0:
+            df = pl.DataFrame({"__a": np.zeros(height, dtype=np.int64)})
+        if arrivals is not None:
+            df = df.with_columns(pl.Series("__a", arrivals, dtype=pl.Int64))
+        elif "__a" in df.columns:
+            df = df.drop("__a")
+        self._one_part = None
+        if isinstance(partitions, str):  # one partition for the whole batch (packed reads)
+            self._one_part = partitions
+            partitions = [partitions] * height if self.system else None
+        elif partitions is not None:
+            df = df.with_columns(pl.Series("__p", [str(p) for p in partitions], dtype=pl.Utf8))
+        if self.system:
+            df = self._system_columns(df, arrivals, partitions)
+        if not self.app:
+            a = arrivals if arrivals is not None else np.full(height, now, dtype=np.int64)
+            df = df.with_columns(pl.Series(TS, a, dtype=pl.Int64))
+            self.clock = max(self.clock, int(a.max()))
+        else:
+            ts = self._timestamps(df, counters)
+            df = df.with_columns(ts.alias(TS))
+            if ts.null_count():
+                df = df.filter(pl.col(TS).is_not_null())
+            if df.height == 0:
+                return
+            df = self._on_time(df, counters) if "__a" not in df.columns else self._policy(df, counters)
+        df = df.drop([c for c in ("__a", "__p") if c in df.columns])
+        if df.height:
+            if self.buffer and (REC in df.columns) != (REC in self.buffer[0].columns):
+                df = as_records(df)
+                self.buffer = [as_records(b) for b in self.buffer]
+            self.buffer.append(df)
+
+    def _system_columns(self, df: pl.DataFrame, arrivals, partitions) -> pl.DataFrame:
+        """``PartitionId`` (a number) and ``EventEnqueuedUtcTime``, as Stream Analytics adds
+        them to Event Hubs events; a payload field of the same name wins, event by event."""
+        if REC in df.columns:
+            from datetime import UTC, datetime
+
+            recs = []
+            for i, rec in enumerate(df[REC].to_list()):
+                rec = dict(rec)
+                if "PartitionId" in self.system and partitions is not None:
+                    p = partitions[i]
+                    rec.setdefault("PartitionId", int(p) if str(p).isdigit() else p)
+                if "EventEnqueuedUtcTime" in self.system and arrivals is not None:
+                    rec.setdefault("EventEnqueuedUtcTime", datetime.fromtimestamp(int(arrivals[i]) / 1e6, UTC))
+                recs.append(rec)
+            return df.with_columns(pl.Series(REC, recs, dtype=pl.Object))
+        have = {c.lower(): c for c in df.columns}
+        add = []
+        if "PartitionId" in self.system and partitions is not None:
+            vals = [int(p) if str(p).isdigit() else p for p in partitions]
+            if "partitionid" in have:
+                mine = df[have["partitionid"]].to_list()
+                vals = [m if m is not None else v for m, v in zip(mine, vals)]
+                add.append(exact_series(have["partitionid"], vals))
+            else:
+                add.append(exact_series("PartitionId", vals))
+        if "EventEnqueuedUtcTime" in self.system and "eventenqueuedutctime" not in have and arrivals is not None:
+            add.append(pl.Series("EventEnqueuedUtcTime", arrivals, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")))
+        return df.with_columns(add) if add else df
+
+    def _timestamps(self, df: pl.DataFrame, counters) -> pl.Series:
+        name = None
+        if self.ts_field is not None:
+            low = self.ts_field.lower()
+            name = next((c for c in df.columns if c.lower() == low), None)
+        if name is not None and df[name].dtype == pl.Utf8:
+            s = df[name]
+            ts = s.str.strptime(pl.Datetime("us"), _TS_FORMAT, strict=False).dt.epoch("us")
+            raw = s
+        else:
+            envs = [Env({self.alias: rec}, 0) for _, rec in frame_to_rows(df.with_columns(pl.lit(0).alias(TS)))]
+            vals = []
+            for e in envs:
+                try:
+                    vals.append(self.ts_row(e))
+                except Exception:  # noqa: BLE001 - counted below as an unreadable time
+                    vals.append(None)
+            raw = pl.Series(vals, dtype=pl.Object) if vals else pl.Series([], dtype=pl.Utf8)
+            ts = pl.Series([None] * df.height, dtype=pl.Int64)
+        bad = ts.is_null()
+        if bad.any():
+            vals = ts.to_list()
+            raws = raw.to_list()
+            for i in np.flatnonzero(bad.to_numpy()):
+                try:
+                    if raws[i] is None:
+                        raise ValueError("the TIMESTAMP BY value is NULL")
+                    vals[i] = to_micros(to_datetime(raws[i]))
+                except (ValueError, TypeError) as exc:
+                    counters.error(f"input {self.input!r}: {exc}", index=int(i))
+            ts = pl.Series(vals, dtype=pl.Int64)
+        return ts
+
+    def _parts(self, df: pl.DataFrame) -> list[tuple[Any, np.ndarray | None]]:
+        if "__p" not in df.columns:
+            return [(getattr(self, "_one_part", None), None)]
+        p = df["__p"].to_numpy()
+        return [(k, p == k) for k in dict.fromkeys(p.tolist())]
+
+    def _on_time(self, df: pl.DataFrame, counters) -> pl.DataFrame:
+        """Arrival = event time, in time order: only older batches can make an event late."""
+        df = df.sort(TS, maintain_order=True)
+        late_us, ooo = self.policy.late_arrival_tolerance_us, self.policy.out_of_order_tolerance_us
+        e = df[TS].to_numpy().astype(np.int64)
+        clock_floor = self.clock - late_us if self.clock > MIN_TS else MIN_TS
+        floor = np.full(len(e), clock_floor, dtype=np.int64)
+        parts = self._parts(df)
+        for part, mask in parts:
+            prev = self.newest.get(part, MIN_TS)
+            if prev > MIN_TS:
+                if mask is None:
+                    floor = np.maximum(floor, prev - ooo)
+                else:
+                    floor[mask] = np.maximum(floor[mask], prev - ooo)
+        low = e < floor
+        n_low = int(low.sum())
+        keep = np.ones(len(e), dtype=bool)
+        if n_low:
+            counters.out_of_order += n_low
+            if self.policy.out_of_order_action == "drop":
+                counters.dropped += n_low
+                keep = ~low
+            else:
+                e = np.where(low, floor, e)
+        for part, mask in parts:
+            sel = keep if mask is None else keep & mask
+            if sel.any():
+                self.newest[part] = max(self.newest.get(part, MIN_TS), int(e[sel].max()))
+        if keep.any():
+            self.clock = max(self.clock, int(e[keep].max()))
+        return df.with_columns(pl.Series(TS, e)).filter(pl.Series(keep))
+
+    def _policy(self, df: pl.DataFrame, counters) -> pl.DataFrame:
+        """EventClock.accept (watermarks.py) over a whole batch in arrival order: ``newest``
+        is, per partition, the running maximum of ``max(ts, clock - late)``; it exceeds the
+        newest accepted time only by clock terms, which the floor holds anyway."""
+        late_us, ooo = self.policy.late_arrival_tolerance_us, self.policy.out_of_order_tolerance_us
+        drop = self.policy.out_of_order_action == "drop"
+        e = df[TS].to_numpy().astype(np.int64)
+        a = df["__a"].to_numpy().astype(np.int64)
+        clock = np.maximum.accumulate(np.maximum(a, self.clock))
+        early = (e - a) > EARLY_US
+        late = ~early & (a - e > 0) & (a - e >= late_us)
+        ts = np.where(late, a - late_us, e)
+        x = np.where(early, MIN_TS, np.maximum(ts, clock - late_us))
+        prev = np.empty(len(e), dtype=np.int64)
+        parts = self._parts(df)
+        last: dict[Any, int] = {}
+        for part, mask in parts:
+            start = self.newest.get(part, MIN_TS)
+            xs = x if mask is None else x[mask]
+            run = np.maximum.accumulate(np.maximum(xs, start))
+            before = np.concatenate(([start], run[:-1]))
+            if mask is None:
+                prev = before
+            else:
+                prev[mask] = before
+            last[part] = int(run[-1])
+        seen = prev > MIN_TS
+        floor = np.maximum(clock - late_us, np.where(seen, prev - ooo, MIN_TS))
+        eo = ~late & seen & (ts < prev) & (a - ts > ooo)
+        floor = np.where(eo, np.maximum(floor, np.minimum(a - ooo, prev)), floor)
+        keep = ~early & ~(late & drop)
+        low = keep & (ts < floor)
+        counters.early += int(early.sum())
+        counters.late += int(late.sum())
+        counters.out_of_order += int(low.sum())
+        counters.dropped += int(early.sum()) + (int(late.sum()) + int(low.sum()) if drop else 0)
+        if drop:
+            keep &= ~low
+        else:
+            ts = np.where(low, floor, ts)
+        for part, mask in parts:  # a partition counts for the watermark once an event of it is accepted
+            if part in self.newest or (keep if mask is None else keep & mask).any():
+                self.newest[part] = last[part]
+        self.clock = max(self.clock, int(clock[-1]))
+        return df.with_columns(pl.Series(TS, ts)).filter(pl.Series(keep))
+
+    # -- time ------------------------------------------------------------------------------------
+    def advance_time(self, now: int) -> None:
+        self.clock = max(self.clock, now)
+
+    def watermark(self) -> int:
+        if not self.app:
+            return self.clock
+        w = self.clock - self.policy.late_arrival_tolerance_us if self.clock > MIN_TS else MIN_TS
+        if self.newest:
+            w = max(w, min(self.newest.values()) - self.policy.out_of_order_tolerance_us)
+        return w
+
+    def release(self, watermark: int) -> pl.DataFrame | None:
+        """Events with ``ts <= watermark``, in time order (arrival order among equal times)."""
+        if not self.buffer:
+            return None
+        df = concat(self.buffer)
+        if int(df[TS].max()) <= watermark:
+            self.buffer = []
+            return df.sort(TS, maintain_order=True)
+        mask = df[TS] <= watermark
+        ready = df.filter(mask)
+        rest = df.filter(~mask)
+        self.buffer = [rest] if rest.height else []
+        return ready.sort(TS, maintain_order=True) if ready.height else None
+
+    # -- state --------------------------------------------------------------------------------------
+    def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
+        meta = {"newest": [[k, v] for k, v in self.newest.items()], "clock": self.clock,
+                "schema": {c: str(t) for c, t in (self.schema or {}).items()} if self.schema else None}
+        buf = concat(self.buffer) if self.buffer else None
+        return meta, ({"buffer": buf} if buf is not None else {})
+
+    def load(self, meta: dict, tables: dict[str, pl.DataFrame]) -> None:
+        self.newest = {k: v for k, v in meta["newest"]}
+        self.clock = meta["clock"]
+        self.buffer = [tables["buffer"]] if "buffer" in tables else []
+
+
+# -- statements ----------------------------------------------------------------------------------
+class VectorStatement:
+    """WHERE, then a window aggregate or a projection, over released batches."""
+
+    def __init__(self, target: str, alias: str, functions, where: VExpr | None, having: VExpr | None,
+                 items: list[tuple[str, VExpr]] | None, aggregate: VectorAggregate | None) -> None:
+        self.target, self.alias, self.functions = target, alias.lower(), functions
+        self.where, self.having, self.items, self.aggregate = where, having, items, aggregate
+
+    def run(self, frames: list[pl.DataFrame], watermark: int) -> list[tuple[int, dict]] | pl.DataFrame:
+        """One step of the time loop; an expression failing on a value stops the query."""
+        try:
+            return self._run(frames, watermark)
+        except QueryRuntimeError:
+            raise
+        except _VALUE_ERRORS as exc:
+            raise QueryRuntimeError(f"{type(exc).__name__}: {exc}") from None
+
+    def _run(self, frames: list[pl.DataFrame], watermark: int) -> list[tuple[int, dict]] | pl.DataFrame:
+        out: list[tuple[int, dict]] | pl.DataFrame = []
+        frames = [f for f in frames if f is not None and f.height]
+        if frames:
+            df = frames[0] if len(frames) == 1 else concat(frames).sort(
+                TS, maintain_order=True)
+            for pred in (self.where,) + ((self.having,) if self.aggregate is None else ()):
+                if pred is not None and df.height:
+                    df = df.filter(pred.series(Batch(df, self.alias, self.functions), "__keep", predicate=True))
+            if df.height:
+                if self.aggregate is not None:
+                    self.aggregate.process(Batch(df, self.alias, self.functions))
+                else:
+                    out = self._project(Batch(df, self.alias, self.functions))
+        if self.aggregate is not None:
+            out = self.aggregate.advance(watermark)
+        return out
+
+    def _project(self, batch: Batch) -> pl.DataFrame | list[tuple[int, dict]]:
+        """SELECT over the batch; ``*`` adds the record's fields not named before it."""
+        df = batch.df
+        if REC in df.columns:
+            return self._project_records(batch)
+        cols, seen = [], set()
+        fields = [c for c in df.columns if c not in _INTERNAL]
+        for name, vx in self.items:
+            if vx is None:
+                for c in fields:
+                    if c.lower() not in seen:
+                        seen.add(c.lower())
+                        cols.append(df[c])
+            elif name.lower() not in seen:
+                seen.add(name.lower())
+                cols.append(vx.series(batch, name))
+        return pl.DataFrame([df[TS]] + cols)
+
+    def _project_records(self, batch: Batch) -> list[tuple[int, dict]]:
+        """SELECT * over whole records (Python values), row by row as the row operator does."""
+        values = {name: vx.series(batch, name).to_list() for name, vx in self.items if vx is not None}
+        out = []
+        for r, (ts, rec) in enumerate(frame_to_rows(batch.df)):
+            row: dict[str, Any] = {}
+            seen: set[str] = set()
+            for name, vx in self.items:
+                if vx is None:
+                    for k, v in rec.items():
+                        if k.lower() not in seen:
+                            seen.add(k.lower())
+                            row[k] = v
+                elif name.lower() not in seen:
+                    seen.add(name.lower())
+                    row[name] = values[name][r]
+            out.append((ts, row))
+        return out
+
+    def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
+        return self.aggregate.state() if self.aggregate is not None else ({}, {})
+
+    def load(self, meta: dict, tables: dict[str, pl.DataFrame]) -> None:
+        if self.aggregate is not None:
+            self.aggregate.load(meta, tables)
+
+
+class VectorAggregate:
+    """GROUP BY keys + one window: partial aggregates per (window, key), merged and emitted
+    when the watermark passes a window's end; HAVING and SELECT then run per output row."""
+
+    def __init__(self, kind: str, config, keys: list[VExpr], aggs: list, project: Callable[[Env], dict],
+                 having: Callable[[Env], Any] | None, alias: str, rep_fields: set[str] | None = None) -> None:
+        self.kind, self.config = kind, config
+        self.spec = config.columnar() if kind in ("aligned", "session") else {}
+        self.keys, self.aggs, self.project, self.having, self.alias = keys, aggs, project, having, alias
+        self.kinds = [a.fn.columnar for a in aggs]
+        self.args = [VExpr(a.node.args[0], a.arg) if (a.node is not None and a.node.args and not a.star) else None
+                     for a in aggs]
+        self.kcols = [f"k{i}" for i in range(len(keys))]
+        self.partials: list[pl.DataFrame] = []
+        self.distinct: dict[int, list[pl.DataFrame]] = {}
+        self.instants: list[pl.DataFrame] = []  # sliding windows: (keys, __end) to output
+        self.sessions: dict[tuple, list] = {}
+        self.session_ends: dict[tuple, int] = {}
+        self.logic = config.build(None) if kind == "logic" else None
+        self.codes: dict[Any, int] = {}
+        self.ids: dict[int, Any] = {}
+        self.rep_cols: list[str] = []
+        self.rep_fields = rep_fields  # lower case; None = every field
+        #: SELECT as result columns [(name, field | ts | agg, what)], when it is only that
+        self.columns: list[tuple] | None = None
+        #: group keys that are plain fields: field (lower) -> (key index, spelling); their
+        #: values come from the key column, not from the group's first event
+        self.key_fields: dict[str, tuple[int, str]] = {}
+
+    # -- input -----------------------------------------------------------------------------------
+    def process(self, batch: Batch) -> None:
+        if self.kind == "sliding":
+            self._slide_in(batch)
+            return
+        df = batch.df
+        cols = {TS: df[TS]}
+        for i, k in enumerate(self.keys):
+            cols[f"k{i}"] = k.series(batch, f"k{i}", key=True)
+        for j, a in enumerate(self.args):
+            if a is not None:
+                s = a.series(batch, f"v{j}", key=True)
+                if self.kinds[j] in ("sum", "avg"):
+                    s = self._numeric(s, j)
+                cols[f"v{j}"] = s
+        reps = [c for c in df.columns if c not in _INTERNAL and df[c].dtype != pl.Object and
+                (self.rep_fields is None or c.lower() in self.rep_fields)]
+        for c in reps:
+            if c not in self.rep_cols:
+                self.rep_cols.append(c)
+        vals = pl.DataFrame(list(cols.values())).with_columns([df[c].alias(f"r:{c}") for c in reps])
+        vals = self._assign(vals)
+        if vals.height == 0:
+            return
+        group = ["__wid"] + self.kcols
+        aggs = [pl.len().alias("n")] + [pl.col(f"r:{c}").first() for c in reps]
+        for j, kind in enumerate(self.kinds):
+            v = pl.col(f"v{j}")
+            if self.args[j] is None:
+                continue
+            if kind == "count":
+                aggs.append(v.count().alias(f"c{j}"))
+            elif kind in ("sum", "avg"):
+                aggs += [v.sum().alias(f"s{j}"), v.count().alias(f"c{j}")]
+            elif kind in ("min", "max"):
+                aggs.append(self._extreme(v, kind, vals[f"v{j}"].dtype).alias(f"m{j}"))
+            elif kind == "count_distinct":
+                self.distinct.setdefault(j, []).append(
+                    vals.select(group + [v.alias("d")]).drop_nulls("d").unique(maintain_order=True))
+        self.partials.append(vals.group_by(group, maintain_order=True).agg(aggs))
+        if len(self.partials) > 32:
+            self.partials = [self._merge(concat(self.partials))]
+
+    @staticmethod
+    def _numeric(s: pl.Series, j: int) -> pl.Series:
+        if s.dtype == pl.Boolean:
+            return s.cast(pl.Int64)
+        if s.dtype == pl.Utf8:
+            out = s.cast(pl.Float64, strict=False)
+            bad = out.is_null() & s.is_not_null()
+            if bad.any():
+                v = s.filter(bad)[0]
+                raise QueryRuntimeError(f"CAST failed: Cannot cast value {v!r} to type 'float'")
+            return out
+        return s
+
+    @staticmethod
+    def _extreme(v: pl.Expr, kind: str, dtype) -> pl.Expr:
+        """MIN/MAX; text compares case-insensitively (the first of equal values wins)."""
+        if dtype == pl.Utf8:
+            d = v.drop_nulls()
+            return d.sort_by(d.str.to_lowercase(), descending=kind == "max", maintain_order=True).first()
+        return v.min() if kind == "min" else v.max()
+
+    def _assign(self, df: pl.DataFrame) -> pl.DataFrame:
+        if self.kind == "aligned":
+            size, hop, off = self.spec["size"], self.spec["hop"], self.spec["offset"]
+            end0 = ((pl.col(TS) - off - 1) // hop + 1) * hop + off
+            frames = []
+            for k in range(-(-size // hop)):
+                f = df.with_columns((end0 + k * hop).alias("__wid"))
+                if (k + 1) * hop > size:
+                    f = f.filter(pl.col("__wid") - size < pl.col(TS))
+                frames.append(f)
+            return pl.concat(frames) if len(frames) > 1 else frames[0]
+        if self.kind == "snapshot":
+            return df.with_columns(pl.col(TS).alias("__wid"))
+        if self.kind == "logic":
+            idx, wids = self._assign_logic(df[TS].to_numpy())
+            return df[idx].with_columns(pl.Series("__wid", wids, dtype=pl.Int64))
+        return self._sessions(df)
+
+    def _assign_logic(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A window plugin's ``assign_batch`` (or its row hook per event), ids as codes."""
+        batch = getattr(self.logic, "assign_batch", None)
+        if batch is not None:
+            idx, ids = batch(ts)
+        else:
+            idx, ids = [], []
+            for i, t in enumerate(ts.tolist()):
+                for w in self.logic.assign(t):
+                    idx.append(i)
+                    ids.append(w)
+        codes = []
+        for w in list(ids):
+            c = self.codes.get(w)
+            if c is None:
+                c = self.codes[w] = len(self.codes) + 1
+                self.ids[c] = w
+            codes.append(c)
+        return np.asarray(idx, dtype=np.int64), np.asarray(codes, dtype=np.int64)
+
+    def _session_end(self, cur: list) -> int:
+        maxd = self.spec["max_duration"]
+        return min(cur[1] + self.spec["timeout"], ((cur[0] + maxd) // maxd + 1) * maxd)
+
+    def _sessions(self, df: pl.DataFrame) -> pl.DataFrame:
+        timeout, maxd = self.spec["timeout"], self.spec["max_duration"]
+        df = df.with_row_index("__i")
+        parts = df.partition_by(self.kcols, maintain_order=True, as_dict=True) if self.kcols else {(): df}
+        wid = np.empty(df.height, dtype=np.int64)
+        for key, part in parts.items():
+            key = key if isinstance(key, tuple) else (key,)
+            ts = part[TS].to_numpy()
+            idx = part["__i"].to_numpy()
+            gaps = np.flatnonzero(np.diff(ts) > timeout) + 1
+            cur = self.sessions.get(key)
+            i, n = 0, len(ts)
+            while i < n:
+                if cur is not None:
+                    end = self._session_end(cur)
+                    if ts[i] > end:
+                        self.session_ends[(key, cur[0])] = end
+                        cur = None
+                if cur is None:
+                    cur = [int(ts[i]), int(ts[i])]
+                cap = ((cur[0] + maxd) // maxd + 1) * maxd
+                j = min(int(np.searchsorted(ts, cap, side="right")),
+                        int(gaps[np.searchsorted(gaps, i, side="right")]) if len(gaps) and gaps[-1] > i else n)
+                j = max(j, i + 1)
+                wid[idx[i:j]] = cur[0]
+                cur[1] = int(ts[j - 1])
+                i = j
+            self.sessions[key] = cur
+        return df.with_columns(pl.Series("__wid", wid)).drop("__i")
+
+    def _merge(self, df: pl.DataFrame) -> pl.DataFrame:
+        group = ["__wid"] + self.kcols
+        aggs = [pl.col("n").sum()] + [pl.col(c).first() for c in df.columns if c.startswith("r:")]
+        for j, kind in enumerate(self.kinds):
+            if self.args[j] is None:
+                continue
+            if kind == "count":
+                aggs.append(pl.col(f"c{j}").sum())
+            elif kind in ("sum", "avg"):
+                aggs += [pl.col(f"s{j}").sum(), pl.col(f"c{j}").sum()]
+            elif kind in ("min", "max"):
+                aggs.append(self._extreme(pl.col(f"m{j}"), kind, df[f"m{j}"].dtype))
+        return df.group_by(group, maintain_order=True).agg(aggs)
+
+    # -- closing ----------------------------------------------------------------------------------
+    def _closed(self, watermark: int) -> pl.DataFrame | None:
+        """(__wid, keys..., __end) of the windows the watermark closes, or None for aligned
+        and snapshot windows (closed where ``__wid < watermark``)."""
+        if self.kind in ("aligned", "snapshot"):
+            return None
+        if self.kind == "logic":
+            wids, ends = [], []
+            for w, e in self.logic.close_for(watermark):
+                c = self.codes.pop(w, None)
+                if c is not None:
+                    self.ids.pop(c, None)
+                    wids.append(c)
+                    ends.append(e)
+            return pl.DataFrame({"__wid": wids, "__end": ends}, schema={"__wid": pl.Int64, "__end": pl.Int64})
+        for key, cur in list(self.sessions.items()):
+            if cur is not None and self._session_end(cur) < watermark:
+                self.session_ends[(key, cur[0])] = self._session_end(cur)
+                del self.sessions[key]
+        ends = {k: e for k, e in self.session_ends.items() if e < watermark}
+        for k in ends:
+            del self.session_ends[k]
+        return ends
+
+    # -- sliding windows: (T - size, T] at every instant an event enters (T = ts) or leaves (T = ts + size)
+    def _slide_in(self, batch: Batch) -> None:
+        df = batch.df
+        cols = {TS: df[TS]}
+        for i, k in enumerate(self.keys):
+            cols[f"k{i}"] = k.series(batch, f"k{i}", key=True)
+        for j, a in enumerate(self.args):
+            if a is not None:
+                s = a.series(batch, f"v{j}", key=True)
+                cols[f"v{j}"] = self._numeric(s, j) if self.kinds[j] in ("sum", "avg") else s
+        reps = [c for c in df.columns if c not in _INTERNAL and df[c].dtype != pl.Object and
+                (self.rep_fields is None or c.lower() in self.rep_fields)]
+        events = pl.DataFrame(list(cols.values())).with_columns([df[c].alias(f"r:{c}") for c in reps])
+        size = self.config.size
+        keys = events.select(self.kcols + [TS])
+        instants = pl.concat([keys, keys.with_columns(pl.col(TS) + size)]).rename({TS: "__end"})
+        self.partials.append(events)
+        self.instants.append(instants)
+
+    def _slide_out(self, watermark: int) -> list[tuple[int, dict]] | pl.DataFrame:
+        frames = self.instants
+        if not frames:
+            return []
+        instants = concat(frames).unique(maintain_order=True)
+        due = instants.filter(pl.col("__end") < watermark)
+        rest = instants.filter(pl.col("__end") >= watermark)
+        self.instants = [rest] if rest.height else []
+        size = self.config.size
+        events = concat(self.partials) if self.partials else None
+        if events is None:
+            return []
+        if due.height:
+            by = self.kcols or None
+            ev = events.with_row_index("__i").sort(self.kcols + [TS, "__i"]) if self.kcols else \
+                events.with_row_index("__i").sort([TS, "__i"])
+            exprs = [pl.int_range(1, pl.len() + 1).over(self.kcols).alias("__n") if self.kcols
+                     else pl.int_range(1, pl.len() + 1).alias("__n")]
+            for j, kind in enumerate(self.kinds):
+                if self.args[j] is None:
+                    continue
+                v = pl.col(f"v{j}")
+                c = v.is_not_null().cast(pl.Int64)
+                exprs.append((c.cum_sum().over(self.kcols) if self.kcols else c.cum_sum()).alias(f"__c{j}"))
+                if kind in ("sum", "avg"):
+                    z = v.fill_null(0)
+                    exprs.append((z.cum_sum().over(self.kcols) if self.kcols else z.cum_sum()).alias(f"__s{j}"))
+            ev = ev.with_columns(exprs).sort(TS, maintain_order=True)
+            stats = [c for c in ev.columns if c.startswith("__") and c not in ("__i",) and c != TS]
+            hi = due.sort("__end").join_asof(ev.rename({TS: "__end"}), on="__end", by=by, strategy="backward", check_sortedness=False)
+            lo = due.sort("__end").with_columns((pl.col("__end") - size).alias("__lo")).join_asof(
+                ev.select(self.kcols + [TS] + stats).rename({TS: "__lo", **{c: c + "_lo" for c in stats}}),
+                on="__lo", by=by, strategy="backward", check_sortedness=False)
+            done = hi.join(lo.select(self.kcols + ["__end"] + [c + "_lo" for c in stats]),
+                           on=self.kcols + ["__end"], how="left", nulls_equal=True, maintain_order="left")
+            lo0 = lambda c: pl.col(c + "_lo").fill_null(0)  # noqa: E731 - shorthand for the lower bound
+            cols = [(pl.col("__n").fill_null(0) - lo0("__n")).alias("n")]
+            for j, kind in enumerate(self.kinds):
+                if self.args[j] is None:
+                    continue
+                cols.append((pl.col(f"__c{j}").fill_null(0) - lo0(f"__c{j}")).alias(f"c{j}"))
+                if kind in ("sum", "avg"):
+                    cols.append((pl.col(f"__s{j}").fill_null(0) - lo0(f"__s{j}")).alias(f"s{j}"))
+            done = done.with_columns(cols).filter(pl.col("n") > 0).with_columns(pl.col("__end").alias("__wid"))
+            out = self._emit(done, watermark) if done.height else []
+        else:
+            out = []
+        keep = events.filter(pl.col(TS) > watermark - size)
+        self.partials = [keep] if keep.height else []
+        return out
+
+    def advance(self, watermark: int) -> list[tuple[int, dict]]:
+        if self.kind == "sliding":
+            return self._slide_out(watermark)
+        if not self.partials:
+            if self.kind == "session":
+                self._closed(watermark)
+            elif self.kind == "logic":
+                self.logic.close_for(watermark)
+            return []
+        closed = self._closed(watermark)
+        if closed is not None and len(closed) == 0:
+            return []
+        state = self._merge(concat(self.partials)) if len(self.partials) > 1 \
+            else self.partials[0]
+        if closed is None:
+            mask = state["__wid"] < watermark
+            if not mask.any():
+                self.partials = [state]
+                return []
+            state = state.with_columns(pl.col("__wid").alias("__end"))
+        else:
+            if isinstance(closed, dict):
+                closed = pl.DataFrame({"__wid": [sid for (_, sid) in closed], "__end": list(closed.values()),
+                                       **{c: [k[i] for (k, _) in closed] for i, c in enumerate(self.kcols)}},
+                                      schema_overrides={c: state[c].dtype for c in self.kcols})
+            state = state.join(closed, on=["__wid"] + self.kcols if "k0" in closed.columns else ["__wid"],
+                               how="left", nulls_equal=True, maintain_order="left")
+            mask = state["__end"].is_not_null()
+        done = state.filter(mask)
+        rest = state.filter(~mask).drop("__end")
+        self.partials = [rest] if rest.height else []
+        return self._emit(done, watermark) if done.height else []
+
+    def _emit(self, done: pl.DataFrame, watermark: int) -> list[tuple[int, dict]]:
+        group = ["__wid"] + self.kcols
+        for j, frames in list(self.distinct.items()):
+            if not frames:
+                done = done.with_columns(pl.lit(0).alias(f"u{j}"))
+                continue
+            alld = concat(frames) if len(frames) > 1 else frames[0]
+            keys = done.select(group)
+            closed = alld.join(keys, on=group, how="semi", nulls_equal=True)
+            rest = alld.join(keys, on=group, how="anti", nulls_equal=True)
+            self.distinct[j] = [rest] if rest.height else []
+            counts = closed.group_by(group).agg(pl.col("d").n_unique().alias(f"u{j}"))
+            done = done.join(counts, on=group, how="left", nulls_equal=True, maintain_order="left")
+        done = done.sort("__end", maintain_order=True)
+        if self.columns is not None:
+            return self._emit_columns(done)
+        cols = {c: done[c].to_list() for c in done.columns}
+        reps = [c for c in done.columns if c.startswith("r:")]
+        out = []
+        alias = self.alias
+        for r in range(done.height):
+            end = cols["__end"][r]
+            rec = {c[2:]: cols[c][r] for c in reps}
+            for i, name in self.key_fields.values():
+                rec.setdefault(name, cols[f"k{i}"][r])
+            res = [self._result(j, cols, r) for j in range(len(self.aggs))]
+            e = Env({alias: rec}, end, None, res, None, None)
+            if self.having is not None and self.having(e) is not True:
+                continue
+            out.append((end, self.project(e)))
+        return out
+
+    def _emit_columns(self, done: pl.DataFrame) -> pl.DataFrame:
+        """The output rows as one batch (SELECT of keys, System.Timestamp() and aggregates)."""
+        reps = {c[2:].lower(): c for c in done.columns if c.startswith("r:")}
+        cols = [done["__end"].alias(TS)]
+        for name, kind, what in self.columns:
+            if kind == "ts":
+                cols.append(done["__end"].cast(pl.Datetime("us", "UTC")).alias(name))
+            elif kind == "field" and what in self.key_fields:
+                cols.append(done[f"k{self.key_fields[what][0]}"].alias(name))
+            elif kind == "field":
+                col = reps.get(what)
+                cols.append(done[col].alias(name) if col is not None else
+                            pl.Series(name, [None] * done.height, dtype=pl.Null))
+            else:
+                cols.append(self._result_column(what, done).alias(name))
+        return pl.DataFrame(cols)
+
+    def _result_column(self, j: int, done: pl.DataFrame) -> pl.Series:
+        kind = self.kinds[j]
+        if self.args[j] is None:
+            return done["n"]
+        if kind == "count":
+            return done[f"c{j}"]
+        if kind == "count_distinct":
+            return done[f"u{j}"].fill_null(0) if f"u{j}" in done.columns else pl.Series([0] * done.height)
+        if kind == "sum":
+            return done.select(pl.when(pl.col(f"c{j}") > 0).then(pl.col(f"s{j}"))).to_series()
+        if kind == "avg":
+            return done.select(pl.when(pl.col(f"c{j}") > 0).then(pl.col(f"s{j}") / pl.col(f"c{j}"))).to_series()
+        return done[f"m{j}"]
+
+    def _result(self, j: int, cols: dict, r: int) -> Any:
+        kind = self.kinds[j]
+        if self.args[j] is None:  # COUNT(*)
+            return cols["n"][r]
+        if kind == "count":
+            return cols[f"c{j}"][r]
+        if kind == "count_distinct":
+            v = cols.get(f"u{j}", [0] * (r + 1))[r]
+            return 0 if v is None else v
+        if kind == "sum":
+            return cols[f"s{j}"][r] if cols[f"c{j}"][r] else None
+        if kind == "avg":
+            c = cols[f"c{j}"][r]
+            return cols[f"s{j}"][r] / c if c else None
+        return cols[f"m{j}"][r]
+
+    # -- state -----------------------------------------------------------------------------------------
+    def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
+        tables: dict[str, pl.DataFrame] = {}
+        if self.partials:
+            tables["partials"] = concat(self.partials)
+        for j, frames in self.distinct.items():
+            if frames:
+                tables[f"distinct{j}"] = concat(frames)
+        if self.instants:
+            tables["instants"] = concat(self.instants)
+        meta = {"sessions": [[list(k), v] for k, v in self.sessions.items()],
+                "session_ends": [[list(k), sid, e] for (k, sid), e in self.session_ends.items()],
+                "logic": self.logic.snapshot() if self.logic is not None else None,
+                "codes": [[c, w] for w, c in self.codes.items()], "rep_cols": self.rep_cols}
+        return meta, tables
+
+    def load(self, meta: dict, tables: dict[str, pl.DataFrame]) -> None:
+        self.partials = [tables["partials"]] if "partials" in tables else []
+        self.distinct = {int(k[8:]): [v] for k, v in tables.items() if k.startswith("distinct")}
+        self.instants = [tables["instants"]] if "instants" in tables else []
+        self.sessions = {tuple(k): v for k, v in meta["sessions"]}
+        self.session_ends = {(tuple(k), sid): e for k, sid, e in meta["session_ends"]}
+        if self.kind == "logic":
+            self.logic = self.config.build(meta["logic"])
+            self.codes = {w if not isinstance(w, list) else tuple(w): c for c, w in meta["codes"]}
+            self.ids = {c: w for w, c in self.codes.items()}
+        self.rep_cols = list(meta.get("rep_cols", []))
+
+
+__all__ += ["Batch", "from_micros", "MAX_TS"]

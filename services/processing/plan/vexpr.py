@@ -1,0 +1,267 @@
+"""Expressions as Polars expressions: the vectorised implementation of an expression.
+
+:func:`translate` turns a bound expression into a ``pl.Expr`` over a batch whose column
+types are known, with the meaning the row implementation (the function plugins) gives it:
+strings compare case-insensitively, a string compared with a number is read as a number
+(NULL when it is not one), NULL propagates, AND/OR/NOT are three-valued. Where the exact
+meaning is not available vectorised for these types (LIKE, CASE, nested fields, functions
+without a ``vectorized`` hook, ...) it raises :class:`NotVectorized` and the operator
+evaluates that one expression with the row implementation over the batch's rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from headwater.services.processing.sql import ast as A
+
+__all__ = ["NotVectorized", "Columns", "translate", "PLAIN", "TS", "REC"]
+
+#: The event time column of a batch (us since the epoch, int64).
+TS = "__ts"
+#: A batch of whole records as Python values (``SELECT *`` over events a typed batch would change).
+REC = "__rec"
+#: Column types whose values are read exactly as the row path reads them.
+PLAIN = (pl.Utf8, pl.Int64, pl.Float64, pl.Boolean, pl.Null)
+_NUM = (pl.Int64, pl.Float64, pl.Int32, pl.UInt32, pl.UInt64, pl.Float32)
+_CMP = {"=": "eq", "<>": "ne", "!=": "ne", "<": "lt", ">": "gt", "<=": "le", ">=": "ge"}
+
+
+class NotVectorized(Exception):
+    """This expression, over these column types, has no exact vectorised form."""
+
+
+@dataclass
+class Columns:
+    """The batch as an expression sees it: ``aliases`` that name the record (lower case),
+    ``names`` lower-case field -> column, ``dtypes`` column -> type."""
+
+    aliases: set[str]
+    names: dict[str, str]
+    dtypes: dict[str, pl.DataType]
+    functions: object = None  # the plugin manager's function registry
+    #: scalar boolean expressions that are True when the batch needs the row implementation
+    #: for the expression just translated (a division by zero must fail as the row path fails)
+    checks: list = None
+
+    def __post_init__(self) -> None:
+        if self.checks is None:
+            self.checks = []
+
+    @classmethod
+    def of(cls, df: pl.DataFrame, aliases: set[str], functions=None) -> Columns:
+        names = {}
+        for c in df.columns:
+            names.setdefault(c.lower(), c)
+        return cls(aliases, names, dict(df.schema), functions)
+
+
+def _kind(dtype) -> str:
+    if dtype == pl.Utf8:
+        return "str"
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype == pl.Null:
+        return "null"
+    if dtype in _NUM:
+        return "num"
+    if dtype == pl.Datetime or isinstance(dtype, pl.Datetime):
+        return "time"
+    return "other"
+
+
+def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
+    """``(expression, kind)``; kind is str | num | bool | null | time."""
+    t = type(node)
+    if t is A.Literal:
+        v = node.value
+        if v is None:
+            return pl.lit(None), "null"
+        if isinstance(v, bool):
+            return pl.lit(v), "bool"
+        if isinstance(v, (int, float)):
+            return pl.lit(v), "num"
+        if isinstance(v, str):
+            return pl.lit(v), "str"
+        raise NotVectorized
+    if t is A.Column:
+        if REC in cols.dtypes:
+            raise NotVectorized  # whole records as Python values: fields are read by row
+        parts = node.parts
+        if len(parts) == 2 and parts[0].lower() in cols.aliases:
+            parts = parts[1:]
+        if len(parts) != 1 or parts[0].lower() in cols.aliases:
+            raise NotVectorized  # a nested field or the whole record
+        name = cols.names.get(parts[0].lower())
+        if name is None:
+            return pl.lit(None), "null"
+        dtype = cols.dtypes[name]
+        if dtype not in PLAIN:
+            raise NotVectorized
+        return pl.col(name), _kind(dtype)
+    if t is A.SystemTimestamp:
+        return pl.col(TS).cast(pl.Datetime("us", "UTC")), "time"
+    if t is A.Unary:
+        e, k = translate(node.operand, cols)
+        if node.op == "+" and k == "num":
+            return e, k
+        if node.op == "-" and k == "num":
+            return -e, k
+        if node.op == "NOT" and k in ("bool", "null"):
+            return ~e.cast(pl.Boolean), "bool"
+        raise NotVectorized
+    if t is A.Binary:
+        op = node.op
+        if op in ("AND", "OR"):
+            a, b = _boolean(node.left, cols), _boolean(node.right, cols)
+            return (a & b if op == "AND" else a | b), "bool"
+        if op in _CMP:
+            return _compare(op, node.left, node.right, cols), "bool"
+        if op in ("+", "-", "*", "/"):
+            a, ka = translate(node.left, cols)
+            b, kb = translate(node.right, cols)
+            if "null" in (ka, kb):
+                return pl.lit(None), "null"
+            if op == "+" and ka == kb == "str":
+                return a + b, "str"
+            if ka == kb == "num":
+                if op == "/":
+                    cols.checks.append((b == 0).fill_null(False).any())
+                    return a / b, "num"
+                return (a + b if op == "+" else a - b if op == "-" else a * b), "num"
+        raise NotVectorized
+    if t is A.IsNull:
+        e, _ = translate(node.expr, cols)
+        return (e.is_not_null() if node.negated else e.is_null()), "bool"
+    if t is A.Between:
+        ge = _compare(">=", node.expr, node.low, cols)
+        le = _compare("<=", node.expr, node.high, cols)
+        r = ge & le
+        return (~r if node.negated else r), "bool"
+    if t is A.InList:
+        if not node.items:
+            raise NotVectorized
+        r = None
+        for it in node.items:
+            c = _compare("=", node.expr, it, cols)
+            r = c if r is None else r | c
+        return (~r if node.negated else r), "bool"
+    if t is A.Cast:
+        e, k = translate(node.expr, cols)
+        if k == "null":
+            return pl.lit(None), "null"
+        if node.type_name == "float" and k in ("num", "str"):
+            return e.cast(pl.Float64, strict=node.try_ is False), "num"
+        if node.type_name == "bigint" and k == "num" and cols.dtypes.get(_col_name(node.expr, cols)) == pl.Int64:
+            return e, "num"
+        raise NotVectorized
+    if t is A.Call:
+        return _call(node, cols)
+    if t is A.Like:
+        e, k = translate(node.expr, cols)
+        p = node.pattern
+        if k == "null" or (isinstance(p, A.Literal) and p.value is None):
+            return pl.lit(None, dtype=pl.Boolean), "bool"
+        if k != "str" or not isinstance(p, A.Literal) or not isinstance(p.value, str) or "[" in p.value:
+            raise NotVectorized
+        r = e.str.contains(_like_regex(p.value))
+        return (~r if node.negated else r), "bool"
+    if t is A.Case:
+        return _case(node, cols)
+    raise NotVectorized
+
+
+_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def _like_regex(pattern: str) -> str:
+    """LIKE's meaning (``%`` any run, ``_`` one character, the whole text, case-insensitive)
+    as a regular expression for Polars."""
+    out = []
+    for c in pattern:
+        out.append(".*" if c == "%" else "." if c == "_" else "\\" + c if c in _REGEX_META else c)
+    return "(?is)^" + "".join(out) + "$"
+
+
+def _case(node: A.Case, cols: Columns) -> tuple[pl.Expr, str]:
+    """CASE with conditions that are true, false or NULL and results of one kind."""
+    conds = []
+    for c, _ in node.whens:
+        conds.append(_compare("=", node.operand, c, cols) if node.operand is not None else _boolean(c, cols))
+    results = [translate(v, cols) for _, v in node.whens]
+    default = translate(node.default, cols) if node.default is not None else (pl.lit(None), "null")
+    kinds = {k for _, k in results + [default]} - {"null"}
+    if len(kinds) > 1 or kinds - {"str", "num", "bool"}:
+        raise NotVectorized
+    expr = None
+    for cond, (value, _) in zip(conds, results):
+        expr = pl.when(cond.fill_null(False)).then(value) if expr is None else \
+            expr.when(cond.fill_null(False)).then(value)
+    return expr.otherwise(default[0]), (kinds.pop() if kinds else "null")
+
+
+def _col_name(node: A.Node, cols: Columns) -> str | None:
+    if isinstance(node, A.Column):
+        return cols.names.get(node.parts[-1].lower())
+    return None
+
+
+def _boolean(node: A.Node, cols: Columns) -> pl.Expr:
+    e, k = translate(node, cols)
+    if k not in ("bool", "null"):
+        raise NotVectorized
+    return e.cast(pl.Boolean)
+
+
+def _compare(op: str, left: A.Node, right: A.Node, cols: Columns) -> pl.Expr:
+    a, ka = translate(left, cols)
+    b, kb = translate(right, cols)
+    method = _CMP[op]
+    if "null" in (ka, kb):
+        return pl.lit(None, dtype=pl.Boolean)
+    if ka == kb == "str":
+        return getattr(a.str.to_lowercase(), method)(b.str.to_lowercase())
+    if ka in ("num", "bool") and kb in ("num", "bool"):
+        if ka == "bool":
+            a = a.cast(pl.Int64)
+        if kb == "bool":
+            b = b.cast(pl.Int64)
+        return getattr(a, method)(b)
+    if {ka, kb} == {"str", "num"}:
+        if ka == "str":
+            a = a.cast(pl.Float64, strict=False)
+        else:
+            b = b.cast(pl.Float64, strict=False)
+        return getattr(a, method)(b)
+    raise NotVectorized
+
+
+_BUILTIN_VECTOR = {
+    "upper": (lambda e: e.str.to_uppercase(), "str"),
+    "lower": (lambda e: e.str.to_lowercase(), "str"),
+    "len": (lambda e: e.str.len_chars().cast(pl.Int64), "num"),
+}
+
+
+def _call(node: A.Call, cols: Columns) -> tuple[pl.Expr, str]:
+    """A scalar function with a vectorised form: the plugin's ``vectorized`` hook (Polars
+    expressions in, one out), or the builtin UPPER/LOWER over text."""
+    if node.star or node.distinct or node.over is not None or cols.functions is None:
+        raise NotVectorized
+    fn = cols.functions.get(node.name, node.namespace)
+    hook = getattr(fn, "vectorized", None)
+    if hook is not None:
+        args = [translate(a, cols)[0] for a in node.args]
+        return hook(*args), "other"
+    low = node.name.lower()
+    builtin = getattr(getattr(fn, "fn", None), "__module__", "") == "headwater.plugins.functions"
+    if builtin and not node.namespace and low in _BUILTIN_VECTOR and len(node.args) == 1:
+        e, k = translate(node.args[0], cols)
+        if k == "null":
+            return pl.lit(None), "null"
+        if k == "str":
+            fn, kind = _BUILTIN_VECTOR[low]
+            return fn(e), kind
+    raise NotVectorized

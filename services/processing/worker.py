@@ -1,0 +1,277 @@
+"""A job's worker process: the job's engine runs here, off the service's event loop.
+
+The service starts one process per running job (``spawn``, so nothing of the
+service's gRPC or asyncio state is inherited). The child builds the job's query
+runtime, its own channels to ingestion and the sinks and a
+:class:`~headwater.services.processing.runtime.JobRunner`, and runs it on its
+own event loop. The two talk over a pipe with small messages:
+
+- child -> service: ``("started",)`` or ``("start_failed", reason, message)``;
+  ``("metrics", JobMetrics bytes)`` after every epoch and a few times a second;
+  ``("failed", message, metrics)`` when the job fails; ``("stopped", error,
+  metrics)`` as its last word after a stop.
+- service -> child: ``("stop", final_checkpoint)``.
+
+So the service's loop only moves bytes: health, GetJob and ListJobs answer while
+a job runs flat out. The child dies with the service (``PR_SET_PDEATHSIG``, and
+it stops when the pipe closes), so a kill -9 of the service leaves no job
+running without it; the checkpoints on disk are the same as in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+from datetime import datetime
+
+from headwater.errors import HeadwaterError, Reason
+from headwater.v1 import processing_pb2 as pb
+
+__all__ = ["JobWorker"]
+
+log = logging.getLogger("headwater.processing.worker")
+
+_METRICS_INTERVAL_S = 0.25
+
+
+class JobWorker:
+    """The service's handle on one job's worker process (the JobRunner's interface:
+    ``start``, ``stop``, ``metrics``, ``error``, ``on_failure``)."""
+
+    def __init__(self, job: pb.Job, config, state_dir, partitions: list[str] | None = None,
+                 writer_suffix: str = "") -> None:
+        self.job = job
+        self.partitions = partitions
+        self.writer_suffix = writer_suffix
+        self.config = config
+        self.state_dir = state_dir
+        self.error = ""
+        self.on_failure = None  # callable(str) set by the manager
+        self._metrics = pb.JobMetrics()
+        self._proc = None
+        self._conn = None
+        self._waiters: dict[str, asyncio.Future] = {}
+        self._closed = False
+
+    # -- the service's side ------------------------------------------------------------
+    async def start(self, mode: int, start_time: datetime | None) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_child_main, name=f"headwater job {self.job.name}", daemon=True,
+                                 args=(child, self.job.SerializeToString(), self.config, str(self.state_dir),
+                                       mode, start_time, self.partitions, self.writer_suffix))
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        loop = asyncio.get_running_loop()
+        self._waiters["started"] = loop.create_future()
+        loop.add_reader(parent.fileno(), self._on_readable)
+        await self._waiters["started"]
+
+    def _on_readable(self) -> None:
+        try:
+            msg = self._conn.recv()
+        except (EOFError, OSError):
+            self._on_exit()
+            return
+        kind = msg[0]
+        if kind == "metrics":
+            self._metrics = pb.JobMetrics.FromString(msg[1])
+        elif kind == "started":
+            self._resolve("started", None)
+        elif kind == "start_failed":
+            self.error = msg[2]
+            self._resolve("started", HeadwaterError(Reason[msg[1]], msg[2]))
+        elif kind == "failed":
+            self.error = msg[1]
+            self._metrics = pb.JobMetrics.FromString(msg[2])
+            if self.on_failure:
+                self.on_failure(msg[1])
+        elif kind == "stopped":
+            self.error = msg[1] or self.error
+            self._metrics = pb.JobMetrics.FromString(msg[2])
+            self._resolve("stopped", None)
+
+    def _resolve(self, key: str, exc: Exception | None) -> None:
+        fut = self._waiters.get(key)
+        if fut is not None and not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+    def _on_exit(self) -> None:
+        """The pipe closed: the child is gone (stopped, or died)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._conn.fileno())
+        expected = "stopped" in self._waiters and self._waiters["stopped"].done()
+        code = self._proc.exitcode if self._proc is not None else None
+        if not expected:
+            message = f"the job's worker process exited (code {code})"
+            started = self._waiters.get("started")
+            if started is not None and not started.done():
+                self.error = self.error or message
+                self._resolve("started", HeadwaterError(Reason.JOB_FAILED, message))
+            elif "stopped" in self._waiters:
+                self._resolve("stopped", None)
+            elif not self.error:
+                self.error = message
+                if self.on_failure:
+                    self.on_failure(message)
+
+    async def stop(self, final_checkpoint: bool = True) -> None:
+        if self._proc is None:
+            return
+        loop = asyncio.get_running_loop()
+        fut = self._waiters.setdefault("stopped", loop.create_future())
+        if not self._closed:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                self._conn.send(("stop", final_checkpoint))
+            # The child finishes its epoch (bounded by stop_hold_timeout_s) and checkpoints.
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), self.config.stop_hold_timeout_s + 30)
+            except TimeoutError:
+                log.error("job %s: the worker did not stop; killing it", self.job.name)
+        await asyncio.to_thread(self._proc.join, 5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            await asyncio.to_thread(self._proc.join, 5)
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self._conn.fileno())
+        self._conn.close()
+
+    def metrics(self) -> pb.JobMetrics:
+        return self._metrics
+
+
+# -- the child's side -----------------------------------------------------------------------
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before prctl
+        os._exit(1)
+
+
+#: Job workers run a little below the service's priority: on a busy machine the
+#: control plane (health, GetJob, StopJob) still gets the CPU first.
+WORKER_NICE = 3
+
+
+def _child_main(conn, job_bytes: bytes, config, state_dir: str, mode: int, start_time, partitions,
+                writer_suffix: str) -> None:
+    _die_with_parent()
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service stops us (a Ctrl-C reaches the group)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_child(conn, pb.Job.FromString(job_bytes), config, state_dir, mode, start_time, partitions,
+                           writer_suffix))
+    finally:
+        conn.close()
+
+
+async def _child(conn, job: pb.Job, config, state_dir: str, mode: int, start_time, partitions,
+                 writer_suffix: str) -> None:
+    from pathlib import Path
+
+    from headwater.auth import ConnectionString, PolicyStore
+    from headwater.channel import aio_channel
+    from headwater.services.processing import engine_adapter
+    from headwater.services.processing.runtime import JobRunner, RunnerSettings
+    from headwater.v1 import ingestion_pb2_grpc, sink_pb2_grpc
+
+    loop = asyncio.get_running_loop()
+    channels = []
+
+    from headwater.secrets import SecretStore, resolve
+
+    def channel(address: str, conn_str: str):
+        conn_str = resolve(conn_str, SecretStore(config.secrets_path()), "connection_string")
+        if conn_str:
+            c = ConnectionString.parse(conn_str)
+        else:
+            c = ConnectionString(endpoint=f"headwater://{address}/")
+            if config.auth_enabled:
+                root = PolicyStore(config.auth_path()).ensure().root()
+                c.shared_access_key_name, c.shared_access_key = root.name, root.key
+        ch = aio_channel(c)
+        channels.append(ch)
+        return ch
+
+    def send(*msg) -> None:
+        with contextlib.suppress(OSError, BrokenPipeError):
+            conn.send(msg)
+
+    try:
+        runtime = await asyncio.to_thread(engine_adapter.runtime_for, job, config)
+        stream_inputs = [i for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE]
+        ingestion = ingestion_pb2_grpc.IngestionServiceStub(
+            channel(config.ingestion_address, stream_inputs[0].connection_string if stream_inputs else ""))
+        sinks = sink_pb2_grpc.SinkServiceStub(
+            channel(config.sink_address, job.outputs[0].connection_string if job.outputs else ""))
+        runner = JobRunner(job, runtime, Path(state_dir), ingestion, sinks,
+                           RunnerSettings(checkpoint_interval_s=config.checkpoint_interval_s,
+                                          stop_hold_timeout_s=config.stop_hold_timeout_s),
+                           partitions=partitions, writer_suffix=writer_suffix)
+        await runner.start(mode, start_time)
+    except HeadwaterError as exc:
+        send("start_failed", exc.reason.name, exc.message)
+        for ch in channels:
+            await ch.close()
+        return
+    except Exception as exc:  # noqa: BLE001
+        log.exception("job %s: start failed", job.name)
+        send("start_failed", Reason.JOB_FAILED.name, f"{type(exc).__name__}: {exc}")
+        return
+
+    stop = loop.create_future()
+    failed = []
+
+    def on_failure(message: str) -> None:
+        failed.append(message)
+        send("failed", message, runner.metrics().SerializeToString())
+        if not stop.done():
+            stop.set_result(False)
+
+    runner.on_failure = on_failure
+    runner.on_epoch = lambda: send("metrics", runner.metrics().SerializeToString())
+
+    def on_command() -> None:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the service is gone: stop at once, as a kill would
+            os._exit(0)
+        if msg[0] == "stop" and not stop.done():
+            stop.set_result(bool(msg[1]))
+
+    loop.add_reader(conn.fileno(), on_command)
+    send("started")
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(_METRICS_INTERVAL_S)
+            send("metrics", runner.metrics().SerializeToString())
+
+    reporter = asyncio.create_task(report())
+    final = await stop
+    reporter.cancel()
+    try:
+        await runner.stop(final_checkpoint=final and not failed)
+    finally:
+        send("stopped", runner.error, runner.metrics().SerializeToString())
+        loop.remove_reader(conn.fileno())
+        for ch in channels:
+            await ch.close()

@@ -1,0 +1,142 @@
+"""The service's event loop only does I/O: a job's engine runs in its worker
+process, compile and TestQuery in the query worker with a time budget. Measured
+with real processes: while the work runs, health, GetJob and ListJobs answer fast.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import orjson
+import pytest
+
+from headwater.channel import sync_channel
+from headwater.errors import HeadwaterError
+from tests.conftest import conn_for
+from tests.integration.processing_support import Pipeline
+
+pytestmark = pytest.mark.slow
+
+KEYS = 200_000
+
+
+def _publish_keys(pipe: Pipeline, hub: str, n: int) -> None:
+    """``n`` events with distinct keys, 2,000 to a request."""
+    from headwater.v1 import event_pb2
+    from headwater.v1 import ingestion_pb2 as ipb
+
+    for start in range(0, n, 2000):
+        events = [event_pb2.EventData(body=orjson.dumps({"k": f"key-{i}", "v": i}), content_type="application/json")
+                  for i in range(start, min(n, start + 2000))]
+        pipe.call("ingestion", "PublishEvents", ipb.PublishEventsRequest(hub=f"hubs/{hub}", events=events))
+
+
+class _Probe:
+    """Health, GetJob and ListJobs against the processing service, timed, on one channel."""
+
+    def __init__(self, pipe: Pipeline, job: str) -> None:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        from headwater.v1 import processing_pb2 as ppb
+        from headwater.v1 import processing_pb2_grpc
+
+        self.ch = sync_channel(conn_for(pipe.processing.address, pipe.policy))
+        health = health_pb2_grpc.HealthStub(self.ch)
+        stub = processing_pb2_grpc.ProcessingServiceStub(self.ch)
+        self.calls = {
+            "health": lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=10),
+            "GetJob": lambda: stub.GetJob(ppb.GetJobRequest(name=f"jobs/{job}"), timeout=10),
+            "ListJobs": lambda: stub.ListJobs(ppb.ListJobsRequest(), timeout=10),
+        }
+        self.times: dict[str, list[float]] = {k: [] for k in self.calls}
+
+    def once(self) -> None:
+        for name, call in self.calls.items():
+            t = time.perf_counter()
+            call()
+            self.times[name].append((time.perf_counter() - t) * 1000)
+
+    def p99(self, name: str) -> float:
+        xs = sorted(self.times[name])
+        return xs[min(len(xs) - 1, int(0.99 * len(xs)))]
+
+    def close(self) -> None:
+        self.ch.close()
+
+
+def test_service_answers_while_a_job_runs_flat_out_over_200k_keys(service_process, root_policy, tmp_path):
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.5)
+    pipe.create_hub("keys", partitions=2)
+    pipe.create_sink("out", "memory")
+    # One open hour-long window per key: the job's state holds every key.
+    pipe.create_job("hold", "SELECT k, COUNT(*) AS n INTO [Out] FROM [In] GROUP BY k, TumblingWindow(hour, 1)",
+                    {"In": "keys"}, {"Out": "out"})
+    _publish_keys(pipe, "keys", KEYS)
+    pipe.start_job("hold", ppb.JOB_START_MODE_EARLIEST)
+    probe = _Probe(pipe, "hold")
+    try:
+        while True:  # probe while the job reads and aggregates the backlog, and checkpoints it
+            probe.once()
+            m = pipe.metrics("hold")
+            if m.input_events >= KEYS and m.last_checkpoint_id >= 1 and not sum(
+                    p.backlog_events for p in m.partitions):
+                break
+        for _ in range(30):  # and while it checkpoints the 200k keys again
+            probe.once()
+    finally:
+        probe.close()
+    assert pipe.metrics("hold").input_events == KEYS
+    assert len(probe.times["health"]) >= 30
+    for name in probe.calls:
+        assert probe.p99(name) < 20.0, (name, probe.p99(name), sorted(probe.times[name])[-5:])
+
+
+def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_path):
+    """TestQuery and compile run in the query worker: health answers meanwhile, and a
+    query past its budget is stopped with a clear error."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path,
+                    extra_env={"HEADWATER_PROCESSING_TEST_QUERY_TIMEOUT_S": "3",
+                               "HEADWATER_PROCESSING_COMPILE_TIMEOUT_S": "3"})
+    pipe.create_hub("h", partitions=1)
+    items = ", ".join(str(i) for i in range(1_000_000))
+    query = f"SELECT v INTO [Out] FROM [In] WHERE v IN ({items})"
+    probe = _Probe(pipe, "none")
+    probe.calls = {"health": probe.calls["health"]}
+    probe.once()  # connected
+    probe.times["health"].clear()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def heavy() -> None:
+        try:
+            pipe.call("processing", "TestQuery", ppb.TestQueryRequest(
+                query=query, inputs=[ppb.TestInput(alias="In", data=b'{"v": 1}')]))
+        except HeadwaterError as exc:
+            errors.append(exc)
+        try:
+            pipe.create_job("big", query, {"In": "h"}, {"Out": "out"})
+        except HeadwaterError as exc:
+            errors.append(exc)
+        done.set()
+
+    worker = threading.Thread(target=heavy)
+    worker.start()
+    while not done.is_set():
+        probe.once()
+    worker.join()
+    probe.close()
+    assert len(probe.times["health"]) >= 10
+    # p99, not max: on a shared 2-core machine the scheduler alone can delay one call.
+    assert probe.p99("health") < 50.0, sorted(probe.times["health"])[-10:]
+    # Either answer is fine (the engine may refuse the list, or the budget stop it); it
+    # must be an error naming the problem, not a hang or a crash.
+    for exc in errors:
+        assert "budget" in exc.message or "IN" in exc.message.upper(), exc.message
+    # The service still compiles queries afterwards.
+    pipe.create_sink("out2", "memory")
+    pipe.create_job("small", "SELECT v INTO [Out] FROM [In] WHERE v IN (1, 2)", {"In": "h"}, {"Out": "out2"})

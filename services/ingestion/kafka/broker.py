@@ -58,6 +58,7 @@ _CLUSTER_ID = "headwater"
 _MAX_REQUEST_BYTES = 100 << 20  # socket.request.max.bytes
 _FETCH_MAX_EVENTS = 20_000
 _FRAME_OVERHEAD = 16  # as the servicer counts a batch's size
+_JOIN_BELOW = 256 << 10  # responses below this are joined and written at once
 _TRANSIENT = (Reason.QUOTA_EXCEEDED, Reason.SERVICE_BUSY)
 
 
@@ -145,7 +146,7 @@ class KafkaListener:
                     continue
                 out = await self._dispatch(session, data)
                 if out is not None:
-                    writer.writelines(out)
+                    _write(writer, out)
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
@@ -787,6 +788,17 @@ class KafkaListener:
         API.DESCRIBE_GROUPS: _h_describe_groups,
         API.LIST_GROUPS: _h_list_groups,
     }
+
+
+def _write(writer: asyncio.StreamWriter, pieces: list) -> None:
+    """A response: small ones in one write; large ones piece by piece, so that the record sets
+    are not joined into one more copy (writelines joins; a write sends what the socket takes and
+    buffers only the rest)."""
+    if len(pieces) <= 2 or sum(map(len, pieces)) < _JOIN_BELOW:
+        writer.write(b"".join(pieces))
+        return
+    for piece in pieces:
+        writer.write(memoryview(piece))
 
 
 class _Spliced:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
-    "AggregateFunction", "CastError", "Operator", "ScalarFunction", "SimpleAggregate",
+    "AggregateFunction", "CastError", "EventRecord", "ListAggregate", "Operator", "ScalarFunction", "SimpleAggregate",
     "UTC", "cast", "format_datetime", "from_micros", "to_datetime", "to_micros", "type_name",
     "udf", "uda", "TYPES",
 ]
@@ -71,7 +71,10 @@ class AggregateFunction:
 
     ``star`` accepts ``f(*)``; ``no_args`` accepts ``f()`` (then ``add`` receives the whole
     event as a record); ``ordered`` accepts ``OVER (ORDER BY ...)`` (``add`` receives
-    ``(sort_key, value)``). ``columnar`` names the vectorised form the engine knows
+    ``(sort_key, value)``, the key a tuple of ``(value, descending)`` pairs). Aggregates also
+    work as analytic functions, ``OVER ([PARTITION BY ...] [ORDER BY ...] LIMIT DURATION(...)
+    [WHEN ...])``: then :meth:`result` is computed, for each event, over the values of the
+    events in that duration (the current one last). ``columnar`` names the vectorised form the engine knows
     (``count``, ``count_non_null``, ``count_distinct``, ``sum``, ``min``, ``max``, ``avg``),
     if any; results must be the same either way.
     """
@@ -84,7 +87,12 @@ class AggregateFunction:
     ordered: bool = False
     #: leading constant arguments (``CollectTop(n, ...)``), given to :meth:`configure`
     constant_args: int = 0
+    #: trailing constant arguments (``AnomalyDetection_SpikeAndDip(x, 95, 120, 'spikes')``),
+    #: given to :meth:`configure` after the leading ones
+    trailing_constant_args: int = 0
     columnar: str | None = None
+    #: ``add`` receives ``(timestamp_us, value)``: the event's System.Timestamp in microseconds
+    timestamped: bool = False
     doc: str = ""
 
     def configure(self, *constants: Any) -> AggregateFunction:
@@ -102,6 +110,21 @@ class AggregateFunction:
 
     def result(self, acc: Any) -> Any:
         return acc
+
+
+class ListAggregate(AggregateFunction):
+    """An aggregate that keeps its window's values in a list (state stays plain data) and
+    computes :meth:`result` from all of them (``Collect``, percentiles, JavaScript UDAs)."""
+
+    def create(self) -> list:
+        return []
+
+    def add(self, acc: list, value: Any) -> list:
+        acc.append(value)
+        return acc
+
+    def merge(self, a: list, b: list) -> list:
+        return a + b
 
 
 class SimpleAggregate(AggregateFunction):
@@ -128,6 +151,22 @@ class SimpleAggregate(AggregateFunction):
 
     def result(self, acc: Any) -> Any:
         return self.result_fn(acc)
+
+
+class EventRecord(dict):
+    """An input event's payload with the metadata Stream Analytics reads through
+    ``GetMetadataPropertyValue``: ``metadata`` maps Event Hubs property names
+    (``EventEnqueuedUtcTime``, ``EventProcessedUtcTime``, ``PartitionId``, ``Offset``,
+    ``SequenceNumber``, ``PartitionKey``, ``Publisher``, ``EventId``) to values and ``User`` to
+    the event's custom (application) properties. It is the payload everywhere else (SELECT *,
+    output); a runtime that has the metadata builds events as ``EventRecord(payload,
+    metadata)``, and without it the function falls back to the system columns in the payload."""
+
+    __slots__ = ("metadata",)
+
+    def __init__(self, payload: dict | None = None, metadata: dict | None = None) -> None:
+        super().__init__(payload or {})
+        self.metadata = metadata or {}
 
 
 def udf(name: str, fn: Callable[..., Any], *, min_args: int = 0, max_args: int | None = None) -> ScalarFunction:

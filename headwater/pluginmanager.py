@@ -36,6 +36,10 @@ __all__ = [
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "headwater.plugins.windows",
     "headwater.plugins.functions",
+    "headwater.plugins.strings",
+    "headwater.plugins.geospatial",
+    "headwater.plugins.statistics",
+    "headwater.plugins.anomaly",
     "headwater.plugins.serializers",
     "headwater.plugins.avro",
     "headwater.plugins.sinks",

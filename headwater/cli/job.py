@@ -3,7 +3,7 @@
     headwater job create NAME --query Q.asaql --input ALIAS=HUB[:json|avro|csv] \\
         [--reference ALIAS=FILE] --output ALIAS=SINK [--late-arrival-tolerance S] \\
         [--out-of-order-tolerance S] [--out-of-order-action adjust|drop] \\
-        [--output-error-policy retry|drop] [--udf NAME] [--start]
+        [--output-error-policy retry|drop] [--udf NAME=FILE.js|NAME] [--start]
     headwater job list | show NAME | start NAME [--from now|earliest|last|TIME] | stop NAME
     headwater job delete NAME | metrics NAME
     headwater job alert create NAME RULE --metric M --operator gt --threshold X \\
@@ -72,7 +72,18 @@ def _create(args) -> int:
         raise HeadwaterError(Reason.INVALID_ARGUMENT,
                              f"--query {args.query!r}: cannot read the query file ({exc.strerror}); "
                              "--query takes a file with the query text") from None
-    job = pb.Job(name=_name(args.name), query=query, udfs=args.udf)
+    job = pb.Job(name=_name(args.name), query=query)
+    for spec in args.udf:
+        name, _, target = spec.partition("=")
+        if target.lower().endswith(".js"):  # JavaScript travels as code in the job (job.functions)
+            try:
+                code = Path(target).read_text(encoding="utf-8-sig")
+            except OSError as exc:
+                raise HeadwaterError(Reason.INVALID_ARGUMENT, f"--udf {spec!r}: cannot read {target} "
+                                     f"({exc.strerror})") from None
+            job.functions.add(name=name, language="javascript", code=code)
+        else:
+            job.udfs.append(spec)
     for spec in args.input:
         alias, rest = _pair(spec, "--input")
         hub, _, fmt = rest.partition(":")
@@ -210,8 +221,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-of-order-tolerance", metavar="DURATION", help="default 0s")
     p.add_argument("--out-of-order-action", choices=("adjust", "drop"), default="adjust")
     p.add_argument("--output-error-policy", choices=("retry", "drop"), default="retry")
-    p.add_argument("--udf", action="append", default=[], metavar="NAME",
-                   help="a UDF the operator registered (processing config 'udfs' or a plugin)")
+    p.add_argument("--udf", action="append", default=[], metavar="NAME=FILE.js|NAME",
+                   help="a JavaScript UDF/UDA file carried in the job (UDF.NAME / UDA.NAME), or the name of a "
+                        "UDF the operator registered (processing config 'udfs' or a plugin)")
     p.add_argument("--start", action="store_true", help="start it now")
     p.set_defaults(func=_create)
 

@@ -3,7 +3,7 @@
     headwater query test --query Q.asaql --input ALIAS=events.json [--input ...] \\
         [--reference ALIAS=rows.json] [--late-arrival-tolerance S] [--out-of-order-tolerance S] \\
         [--out-of-order-action adjust|drop] [--arrival-time-field NAME] \\
-        [--udf NAME=module:function] --output-dir DIR
+        [--udf NAME=module:function | NAME=FILE.js] --output-dir DIR
 
 Writes ``DIR/<output alias>.json`` (a JSON array of rows, datetimes as
 ``2021-12-10T10:00:00.0000000Z``) for every output of the query. Events are fed in file
@@ -40,8 +40,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--out-of-order-action", choices=["adjust", "drop"], type=str.lower, default="adjust")
     t.add_argument("--arrival-time-field", default=None, metavar="NAME",
                    help="payload field holding the arrival time (removed from the event)")
-    t.add_argument("--udf", action="append", default=[], metavar="NAME=module:function",
-                   help="a Python function called in the query as UDF.NAME(...)")
+    t.add_argument("--udf", action="append", default=[], metavar="NAME=module:function|NAME=FILE.js",
+                   help="a Python function, or a JavaScript UDF/UDA file (function main), called in the "
+                        "query as UDF.NAME(...) / UDA.NAME(...)")
     t.add_argument("--output-dir", required=True, metavar="DIR")
     t.set_defaults(func=run_test)
     e = qsub.add_parser("explain", help="print the plan of a query (compile errors as in test)")
@@ -82,11 +83,17 @@ def run_test(args: argparse.Namespace) -> int:
 
     try:
         query = Path(args.query).read_text(encoding="utf-8-sig")
-        udfs = {}
+        from headwater.plugins.javascript import js_plugin
+
+        udfs, js = {}, {}
         for spec in args.udf:
             name, target = _pair(spec, "--udf")
-            udfs[name] = load_udf(target)
-        pm = get_plugin_manager([("headwater-cli-udfs", udf_plugin(udfs))] if udfs else [])
+            if target.lower().endswith(".js"):
+                js[name] = Path(target).read_text(encoding="utf-8-sig")
+            else:
+                udfs[name] = load_udf(target)
+        pm = get_plugin_manager([("headwater-cli-udfs", udf_plugin(udfs))] if udfs else []
+                                + ([("headwater-cli-js", js_plugin(js))] if js else []))
         pm.collect()
         inputs = {}
         for spec in args.input:

@@ -136,7 +136,7 @@ class JobOutput(_message.Message):
     def __init__(self, alias: _Optional[str] = ..., sink: _Optional[str] = ..., connection_string: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "query", "inputs", "outputs", "event_ordering", "output_error_policy", "state", "error", "create_time", "start_time", "checkpoint_interval", "udfs")
+    __slots__ = ("name", "query", "inputs", "outputs", "event_ordering", "output_error_policy", "state", "error", "create_time", "start_time", "checkpoint_interval", "udfs", "functions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,7 @@ class Job(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     UDFS_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     query: str
     inputs: _containers.RepeatedCompositeFieldContainer[JobInput]
@@ -161,7 +162,18 @@ class Job(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     checkpoint_interval: _duration_pb2.Duration
     udfs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[JobInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[JobOutput, _Mapping]]] = ..., event_ordering: _Optional[_Union[EventOrderingPolicy, _Mapping]] = ..., output_error_policy: _Optional[_Union[OutputErrorPolicy, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., checkpoint_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., udfs: _Optional[_Iterable[str]] = ...) -> None: ...
+    functions: _containers.RepeatedCompositeFieldContainer[JobFunction]
+    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[JobInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[JobOutput, _Mapping]]] = ..., event_ordering: _Optional[_Union[EventOrderingPolicy, _Mapping]] = ..., output_error_policy: _Optional[_Union[OutputErrorPolicy, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., checkpoint_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., udfs: _Optional[_Iterable[str]] = ..., functions: _Optional[_Iterable[_Union[JobFunction, _Mapping]]] = ...) -> None: ...
+
+class JobFunction(_message.Message):
+    __slots__ = ("name", "language", "code")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    language: str
+    code: str
+    def __init__(self, name: _Optional[str] = ..., language: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
     __slots__ = ("job", "request_id")

@@ -38,7 +38,7 @@ def plugin_manager(job: pb.Job, config: Any = None):
     from headwater.pluginmanager import get_plugin_manager
 
     udfs = _operator_udfs(tuple(sorted((getattr(config, "udfs", None) or {}).items())))
-    pm = get_plugin_manager([("operator-udfs", udf_plugin(udfs))] if udfs else [])
+    pm = get_plugin_manager(([("operator-udfs", udf_plugin(udfs))] if udfs else []) + _js_functions(job))
     functions = pm.collect().functions if job.udfs else None
     for spec in job.udfs:
         name = spec.strip()
@@ -55,6 +55,20 @@ def plugin_manager(job: pb.Job, config: Any = None):
                                  f"job.udfs entry {spec!r}: no UDF of that name is registered by the operator "
                                  f"(configured: {', '.join(known)})", metadata={"field": "job.udfs"})
     return pm
+
+
+def _js_functions(job: pb.Job) -> list[tuple[str, object]]:
+    """The job's JavaScript functions: code as data, run in the sandbox (plugins/javascript.py)."""
+    from headwater.plugins.javascript import JavaScriptError, JsFunction, js_plugin
+
+    if not job.functions:
+        return []
+    try:
+        return [("job-functions", js_plugin([JsFunction(f.name, f.code, f.language or "javascript")
+                                             for f in job.functions]))]
+    except JavaScriptError as exc:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job.functions: {exc}",
+                             metadata={"field": "job.functions"}) from None
 
 
 def check_secret_references(job: pb.Job, config: Any) -> None:

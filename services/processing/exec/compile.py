@@ -329,16 +329,7 @@ class ExprCompiler:
             raise error(f"aggregate {node.name} needs GROUP BY with a window", node.pos)
         star = node.star
         arg = None
-        if fn.constant_args:
-            consts = node.args[:fn.constant_args]
-            if len(consts) < fn.constant_args or not all(isinstance(c, A.Literal) for c in consts):
-                raise error(f"{node.name} takes {fn.constant_args} constant argument(s) first", node.pos)
-            try:
-                fn = fn.configure(*(c.value for c in consts))
-            except ValueError as exc:
-                raise error(f"{node.name}: {exc}", node.pos) from None
-            node = A.Call(node.pos, node.name, node.args[fn.constant_args:], node.namespace, node.distinct,
-                          node.star, node.over)
+        fn, node = self._configure(fn, node)
         if star and not fn.star:
             raise error(f"{node.name}(*) is not allowed", node.pos)
         if not node.args and not star and not fn.no_args:
@@ -369,6 +360,25 @@ class ExprCompiler:
         scope.aggs.append(AggSpec(fn, arg, star, node.distinct, order, node))
         return lambda e: e.aggs[idx]
 
+    def _configure(self, fn: AggregateFunction, node: A.Call) -> tuple[AggregateFunction, A.Call]:
+        """``fn`` configured with the call's constant arguments (``constant_args`` leading,
+        ``trailing_constant_args`` trailing, e.g. ``AnomalyDetection_SpikeAndDip(x, 95, 120,
+        'spikes')``), and the call without them."""
+        lead, trail = fn.constant_args, getattr(fn, "trailing_constant_args", 0)
+        if not lead and not trail:
+            return fn, node
+        args = node.args
+        consts = args[:lead] + (args[len(args) - trail:] if trail else [])
+        if len(args) < lead + trail or not all(isinstance(c, A.Literal) for c in consts):
+            where = " and ".join(w for w, n in (("first", lead), ("last", trail)) if n)
+            raise error(f"{node.name} takes {lead + trail} constant argument(s) ({where})", node.pos)
+        try:
+            fn = fn.configure(*(c.value for c in consts))
+        except ValueError as exc:
+            raise error(f"{node.name}: {exc}", node.pos) from None
+        return fn, A.Call(node.pos, node.name, args[lead:len(args) - trail], node.namespace, node.distinct,
+                          node.star, node.over)
+
     def _analytic(self, node: A.Call, scope: Scope, agg: AggregateFunction | None = None):
         if scope.analytics is None:
             raise error(f"{node.name} is not allowed here", node.pos)
@@ -391,11 +401,20 @@ class ExprCompiler:
             if duration is None:
                 raise error(f"{node.name} needs OVER (LIMIT DURATION(unit, n))", node.pos)
             if agg is not None:
-                if agg.ordered or agg.no_args:
-                    raise error(f"{node.name} with LIMIT DURATION is not supported; use it with a window "
-                                "in GROUP BY", node.pos)
-                value = self.compile(node.args[0], inner) if node.args else None
-                spec = AnalyticSpec("agg", (lambda e: 1) if node.star else value, partition, duration, when, agg=agg)
+                # TopOne/CollectTop/AnomalyDetection_* OVER ([PARTITION BY] [ORDER BY] LIMIT DURATION [WHEN])
+                agg, node = self._configure(agg, node)
+                if len(node.args) > 1:
+                    raise error(f"{node.name} takes one argument", node.pos)
+                if not node.args and not node.star and not agg.no_args:
+                    raise error(f"{node.name} needs an argument", node.pos)
+                order = None
+                if agg.ordered:
+                    if not over.order_by:
+                        raise error(f"{node.name} needs ORDER BY in its OVER clause", over.pos)
+                    order = [(self.compile(o.expr, inner), o.descending) for o in over.order_by]
+                arg = self.compile(node.args[0], inner) if node.args else None
+                spec = AnalyticSpec("agg", AggSpec(agg, arg, node.star, False, order, node).value, partition,
+                                    duration, when, agg=agg)
             else:
                 if not node.args and not node.star:
                     raise error(f"{node.name} needs an argument", node.pos)

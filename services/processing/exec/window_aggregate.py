@@ -32,6 +32,8 @@ class AggSpec:
         if self.star:
             return 1
         v = self.arg(e) if self.arg is not None else _whole(e)
+        if getattr(self.fn, "timestamped", False):  # (System.Timestamp, value): JavaScript UDAs
+            v = (e.ts, v)
         if self.order is not None:
             return (tuple((f(e), desc) for f, desc in self.order), v)
         return v

@@ -395,7 +395,8 @@ def referenced_fields(ls: LogicalStatement, alias: str) -> set[str] | None:
 
 def system_columns(plan: LogicalPlan) -> dict[str, set[str]]:
     """Per stream input (lower case): the system columns its readers reference, by name
-    (a column in the plan, or ``PARTITION BY PartitionId``)."""
+    (a column in the plan, ``PARTITION BY PartitionId``, or all of them for
+    ``GetMetadataPropertyValue``)."""
     out: dict[str, set[str]] = {}
     for ls in plan.statements:
         sel = ls.select
@@ -413,6 +414,8 @@ def system_columns(plan: LogicalPlan) -> dict[str, set[str]]:
                         if len(p) > 1 and p[0] == src.ref.lower():
                             p = p[1:]
                         names.add(p[0])
+                    elif isinstance(n, A.Call) and n.name.lower() == "getmetadatapropertyvalue":
+                        names.update(c.lower() for c in SYSTEM_COLUMNS)  # the function reads them
             for col in SYSTEM_COLUMNS:
                 if col.lower() in names:
                     out.setdefault(low, set()).add(col)

@@ -507,7 +507,8 @@ class _Parser:
             tname = {"int": "bigint", "real": "float", "varchar": "nvarchar"}.get(tname, tname)
             self.expect_op(")")
             return A.Cast(t.pos, e, "nvarchar(max)" if tname == "nvarchar" else tname, w == "try_cast")
-        if w in KEYWORDS and w not in ("left", "timestamp"):
+        if w in KEYWORDS and w not in ("left", "timestamp") and not (
+                w == "right" and self.peek().kind == "op" and self.peek().value == "("):  # RIGHT(s, n)
             raise self.unexpected("expected an expression")
         return self.path_or_call()
 

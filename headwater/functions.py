@@ -23,13 +23,54 @@ from typing import Any
 
 __all__ = [
     "AggregateFunction", "CastError", "EventRecord", "ListAggregate", "Operator", "ScalarFunction", "SimpleAggregate",
-    "UTC", "cast", "format_datetime", "from_micros", "to_datetime", "to_micros", "type_name",
+    "UTC", "cast", "format_datetime", "from_micros", "json_text", "to_datetime", "to_micros", "type_name",
     "udf", "uda", "TYPES",
 ]
 
 UTC = UTC
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TYPES = ("bigint", "float", "nvarchar(max)", "datetime", "bit", "record", "array")
+
+
+def json_text(value: Any) -> str:
+    """A record or array as JSON text (how outputs carry them), however deeply nested.
+
+    orjson writes at most 254 levels; an input event may hold more (the JSON reader
+    takes 1,024), so deeper values are written by an explicit stack instead of failing
+    the job that passes them through."""
+    import orjson
+
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        pass
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Raw):
+            out.append(item.text)
+        elif isinstance(item, dict):
+            seq: list[Any] = [_Raw("{")]
+            for n, (k, v) in enumerate(item.items()):
+                seq += [_Raw(","), _Raw(orjson.dumps(str(k)).decode() + ":"), v] if n else [
+                    _Raw(orjson.dumps(str(k)).decode() + ":"), v]
+            stack.extend(reversed([*seq, _Raw("}")]))
+        elif isinstance(item, (list, tuple)):
+            seq = [_Raw("[")]
+            for n, v in enumerate(item):
+                seq += [_Raw(","), v] if n else [v]
+            stack.extend(reversed([*seq, _Raw("]")]))
+        else:
+            out.append(orjson.dumps(item, default=str).decode())
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Text the stack-based writer emits as is."""
+
+    text: str
 
 
 class CastError(ValueError):

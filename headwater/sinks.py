@@ -80,6 +80,7 @@ __all__ = [
     "as_table",
     "batch_from_proto",
     "batch_to_proto",
+    "replace_keys",
 ]
 
 
@@ -127,6 +128,25 @@ class Checkpoint:
         if not self.tracked or last is None:
             return True
         return (self.checkpoint_id, self.batch_id) > (last.checkpoint_id, last.batch_id)
+
+
+def replace_keys(mode: OutputMode, key_columns: Sequence[str], schema: pa.Schema) -> list[str]:
+    """The columns a write's rows replace stored rows by (update and complete modes).
+
+    Update: the sink's ``key_columns``. Complete: ``key_columns`` when set, else every
+    column that is not a number: a grouped result's group-by and window columns are
+    strings and timestamps, its aggregates numbers (set ``key_columns`` when a group-by
+    column is a number). An empty list in complete mode means the result has no key
+    (one global aggregate): each trigger's rows replace the whole result. Append: [].
+    """
+    if mode is OutputMode.APPEND:
+        return []
+    if key_columns or mode is OutputMode.UPDATE:
+        return list(key_columns)
+    import pyarrow as pa
+
+    return [f.name for f in schema
+            if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type))]
 
 
 @dataclass(frozen=True)
@@ -207,8 +227,8 @@ class Sink(abc.ABC):
     def write_batch(self, batch: pa.Table, checkpoint: Checkpoint) -> Any:
         """Store ``batch`` (a :class:`pyarrow.Table`).
 
-        Never empty, except in output mode complete, where an empty first batch of a
-        trigger means the result is now empty.
+        Never empty (an empty trigger of a complete output changes nothing, so the
+        service does not pass it on).
         """
 
     def flush(self) -> Any:

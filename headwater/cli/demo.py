@@ -22,9 +22,14 @@ __all__ = ["add_commands"]
 def _demo(args: argparse.Namespace) -> int:
     import json
 
-    from headwater.cli.up import start_stack, stop_stack
+    from headwater.cli.up import _pidfile, _write_pids, path_hint, start_stack, stop_stack
+    from headwater.supervisor import Supervisor, compose_policies
 
+    policies = compose_policies(args.file)
     procs = start_stack(args.file, ephemeral_ports=args.ephemeral_ports)
+    # compose's restart: policies, as `headwater up`; none after `headwater down` took the pid file
+    supervisor = Supervisor(procs, policies, stopped=lambda: not _pidfile().exists(),
+                            on_restart=lambda _: _write_pids(procs))
     endpoints = json.loads((headwater_home() / "endpoints.json").read_text())
     stop = asyncio.Event()
 
@@ -38,10 +43,20 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"\nHeadwater demo: trips flowing at {args.rate:g}/s into hub 'trips'.\n"
               f"  dashboard:          {url}\n"
               f"  connection string:  {local_connection(endpoints['ingestion'])};EntityPath=trips\n"
-              f"  stop:               Ctrl-C\n", flush=True)
+              f"  (the namespace's: it reaches every service; `headwater connection-string` prints it)\n"
+              f"  stop:               Ctrl-C here, or `headwater down` from anywhere\n"
+              f"{path_hint().replace('headwater up: ', '  ')}\n", flush=True)
         sender = asyncio.create_task(send_trips(endpoints["ingestion"], "trips", args.rate))
+
+        async def supervise() -> None:
+            while True:
+                await asyncio.to_thread(supervisor.check)
+                await asyncio.sleep(0.5)
+
+        watcher = asyncio.create_task(supervise())
         await stop.wait()
         sender.cancel()
+        watcher.cancel()
 
     try:
         asyncio.run(main())

@@ -142,6 +142,64 @@ def _hub_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds_pb(text: str) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(parse_duration(text) * 1e9))
+    return d
+
+
+def _hub_update(args: argparse.Namespace) -> int:
+    """Change retention, throughput or capture: the flags given, over the hub's current values."""
+    client = _Client(args)
+    hub = client.GetHub(ingestion_pb2.GetHubRequest(name=f"hubs/{args.name}")).hub
+    paths = []
+    if args.retention is not None:
+        hub.message_retention.CopyFrom(_seconds_pb(args.retention))
+        paths.append("message_retention")
+    t = hub.throughput
+    if args.throughput_units is not None or args.auto_inflate is not None or args.max_units is not None:
+        if args.throughput_units is not None:
+            t.units = args.throughput_units
+        if args.auto_inflate is not None:
+            t.auto_inflate = args.auto_inflate
+        if args.max_units is not None:
+            t.maximum_units = args.max_units
+        t.maximum_units = max(t.maximum_units, t.units) if t.auto_inflate else t.units
+        paths.append("throughput")
+    c = hub.capture
+    capture_flags = (args.capture_interval, args.capture_destination, args.capture_size_limit_mb,
+                     args.capture_name_format)
+    if args.capture is not None or any(v is not None for v in capture_flags):
+        c.enabled = c.enabled if args.capture is None else args.capture
+        if any(v is not None for v in capture_flags) and args.capture is None:
+            c.enabled = True  # setting where or how often to capture turns it on
+        if args.capture_interval is not None:
+            c.interval.CopyFrom(_seconds_pb(args.capture_interval))
+        if args.capture_destination is not None:
+            c.destination = args.capture_destination
+        if args.capture_size_limit_mb is not None:
+            c.size_limit_bytes = int(args.capture_size_limit_mb * (1 << 20))
+        if args.capture_name_format is not None:
+            c.archive_name_format = args.capture_name_format
+        paths.append("capture")
+    if not paths:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, "hub update: nothing to change; give --retention, "
+                             "--throughput-units, --auto-inflate, --max-units, --capture/--no-capture or "
+                             "--capture-interval/--capture-destination/--capture-size-limit-mb/--capture-name-format")
+    from google.protobuf import field_mask_pb2
+
+    hub = client.UpdateHub(ingestion_pb2.UpdateHubRequest(
+        hub=hub, update_mask=field_mask_pb2.FieldMask(paths=paths))).hub
+    row = _hub_row(hub)
+    row.update({"auto_inflate": hub.throughput.auto_inflate, "maximum_units": hub.throughput.maximum_units})
+    if hub.capture.enabled:
+        row.update({"capture_interval": f"{hub.capture.interval.seconds}s",
+                    "capture_destination": hub.capture.destination or "(default)",
+                    "capture_size_limit_bytes": hub.capture.size_limit_bytes})
+    _print(row, args.json)
+    return 0
+
+
 def _hub_delete(args: argparse.Namespace) -> int:
     _Client(args).DeleteHub(ingestion_pb2.DeleteHubRequest(name=f"hubs/{args.name}"))
     print(f"deleted hub {args.name}")
@@ -175,6 +233,50 @@ def _cg_delete(args: argparse.Namespace) -> int:
     _Client(args).DeleteConsumerGroup(ingestion_pb2.DeleteConsumerGroupRequest(
         name=f"hubs/{args.hub}/consumerGroups/{args.name}"))
     print(f"deleted consumer group {args.name}")
+    return 0
+
+
+def _ts(ts) -> str | None:
+    return ts.ToDatetime(tzinfo=dt.UTC).isoformat() if ts.seconds or ts.nanos else None
+
+
+def _cg_checkpoints(args: argparse.Namespace) -> int:
+    """Each partition's checkpoint in a consumer group (what a processor resumes from)."""
+    client, rows, token = _Client(args), [], ""
+    while True:
+        resp = client.ListCheckpoints(ingestion_pb2.ListCheckpointsRequest(
+            hub=args.hub, consumer_group=args.group, page_token=token))
+        rows += [{"partition": c.partition_id, "offset": c.offset, "sequence_number": c.sequence_number,
+                  "updated": _ts(c.update_time)} for c in resp.checkpoints]
+        token = resp.next_page_token
+        if not token:
+            break
+    if not rows and not args.json:
+        print(f"no checkpoints in consumer group {args.group} of hub {args.hub}")
+    else:
+        _print(rows, args.json)
+    return 0
+
+
+def _cg_owners(args: argparse.Namespace) -> int:
+    """Which consumer owns each partition of a consumer group, and until when."""
+    client, rows, token = _Client(args), [], ""
+    now = dt.datetime.now(dt.UTC)
+    while True:
+        resp = client.ListOwnerships(ingestion_pb2.ListOwnershipsRequest(
+            hub=args.hub, consumer_group=args.group, page_token=token))
+        for o in resp.ownerships:
+            expires = o.expire_time.ToDatetime(tzinfo=dt.UTC) if o.HasField("expire_time") else None
+            rows.append({"partition": o.partition_id, "owner": o.owner_id, "modified": _ts(o.last_modified_time),
+                         "expires": expires.isoformat() if expires else None,
+                         "expired": bool(expires and expires <= now)})
+        token = resp.next_page_token
+        if not token:
+            break
+    if not rows and not args.json:
+        print(f"no partition is owned in consumer group {args.group} of hub {args.hub}")
+    else:
+        _print(rows, args.json)
     return 0
 
 
@@ -327,12 +429,22 @@ def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} partitions: a hub needs at least 1")
+    return value
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    hub = sub.add_parser("hub", help="create, list, show and delete hubs")
+    hub = sub.add_parser("hub", help="create, list, show, update and delete hubs")
     hs = hub.add_subparsers(dest="hub_command", metavar="COMMAND", required=True)
     p = _common(hs.add_parser("create", help="create a hub"))
     p.add_argument("name")
-    p.add_argument("--partitions", type=int, default=4, help="partition count (default 4)")
+    p.add_argument("--partitions", type=_positive, default=4, help="partition count, 1 or more (default 4)")
     p.add_argument("--retention", default="7d", help="message retention: 7d, 12h, 30m (default 7d)")
     p.add_argument("--throughput-units", type=int, default=0, help="throughput units (default 0: no quota)")
     p.add_argument("--auto-inflate", action="store_true", help="raise throughput units when throttled")
@@ -344,11 +456,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = _common(hs.add_parser("show", help="a hub with its partitions' properties"))
     p.add_argument("name")
     p.set_defaults(func=_hub_show)
+    p = _common(hs.add_parser("update", help="change a hub's retention, throughput units or capture",
+                              description="Only the flags given change; the rest keeps its current value. "
+                              "A hub's partition count is fixed at creation."))
+    p.add_argument("name")
+    p.add_argument("--retention", help="message retention: 7d, 12h, 30m")
+    p.add_argument("--throughput-units", type=int, help="throughput units (0: no quota)")
+    p.add_argument("--auto-inflate", action=argparse.BooleanOptionalAction, default=None,
+                   help="raise throughput units when throttled (--no-auto-inflate to stop)")
+    p.add_argument("--max-units", type=int, help="auto-inflate ceiling")
+    p.add_argument("--capture", action=argparse.BooleanOptionalAction, default=None,
+                   help="turn capture to Avro files on or off")
+    p.add_argument("--capture-interval", help="close a capture file after this long: 5m, 60s (turns capture on)")
+    p.add_argument("--capture-destination", help="folder of the capture files, on the service's machine")
+    p.add_argument("--capture-size-limit-mb", type=float, help="close a capture file at this size")
+    p.add_argument("--capture-name-format", help="file path under the destination ({EventHub}/{PartitionId}/...)")
+    p.set_defaults(func=_hub_update)
     p = _common(hs.add_parser("delete", help="delete a hub and its events"))
     p.add_argument("name")
     p.set_defaults(func=_hub_delete)
 
-    cg = sub.add_parser("consumer-group", help="create, list and delete consumer groups")
+    cg = sub.add_parser("consumer-group", help="create, list and delete consumer groups; checkpoints and owners")
     cs = cg.add_subparsers(dest="cg_command", metavar="COMMAND", required=True)
     p = _common(cs.add_parser("create", help="create a consumer group"))
     p.add_argument("hub")
@@ -362,6 +490,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("hub")
     p.add_argument("name")
     p.set_defaults(func=_cg_delete)
+    p = _common(cs.add_parser("checkpoints", help="each partition's checkpoint (offset, sequence number)"))
+    p.add_argument("hub")
+    p.add_argument("group")
+    p.set_defaults(func=_cg_checkpoints)
+    p = _common(cs.add_parser("owners", help="which consumer owns each partition, and until when"))
+    p.add_argument("hub")
+    p.add_argument("group")
+    p.set_defaults(func=_cg_owners)
 
     p = _common(sub.add_parser("send", help="send JSON lines from a file or stdin to a hub"))
     p.add_argument("hub")

@@ -3,7 +3,9 @@
     headwater job create NAME --query Q.asaql --input ALIAS=HUB[:json|avro|csv] \\
         [--reference ALIAS=FILE] --output ALIAS=SINK [--late-arrival-tolerance S] \\
         [--out-of-order-tolerance S] [--out-of-order-action adjust|drop] \\
-        [--output-error-policy retry|drop] [--udf NAME=FILE.js|NAME] [--start]
+        [--output-error-policy retry|drop] [--udf NAME=FILE.js|NAME] [--checkpoint-interval S] [--start]
+    headwater job update NAME [--query Q.asaql] [--checkpoint-interval S]   (a stopped job)
+    headwater job test NAME --sample N [--query Q.asaql]   (TestQuery on the inputs' last N events)
     headwater job list | show NAME | start NAME [--from now|earliest|last|TIME] | stop NAME
     headwater job delete NAME | metrics NAME
     headwater job alert create NAME RULE --metric M --operator gt --threshold X \\
@@ -65,14 +67,27 @@ def _row(job: pb.Job) -> dict:
             **({"error": job.error} if job.error else {})}
 
 
-def _create(args) -> int:
+def _query_text(path: str) -> str:
     try:
-        query = Path(args.query).read_text(encoding="utf-8-sig")
+        return Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                             f"--query {args.query!r}: cannot read the query file ({exc.strerror}); "
+                             f"--query {path!r}: cannot read the query file ({exc.strerror}); "
                              "--query takes a file with the query text") from None
+
+
+def _checkpoint_interval(text: str) -> duration_pb2.Duration:
+    d = _seconds(text)
+    if d.ToNanoseconds() <= 0:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"--checkpoint-interval {text!r}: must be positive (1s, 500ms)")
+    return d
+
+
+def _create(args) -> int:
+    query = _query_text(args.query)
     job = pb.Job(name=_name(args.name), query=query)
+    if args.checkpoint_interval is not None:
+        job.checkpoint_interval.CopyFrom(_checkpoint_interval(args.checkpoint_interval))
     for spec in args.udf:
         name, _, target = spec.partition("=")
         if target.lower().endswith(".js"):  # JavaScript travels as code in the job (job.functions)
@@ -129,6 +144,118 @@ def _show(args) -> int:
     print_result(json_format.MessageToDict(job) if args.json else {**_row(job), "query": "\n" + job.query},
                  args.json)
     return 0
+
+
+def _update(args) -> int:
+    """UpdateJob: the stopped job with a new query and/or checkpoint interval."""
+    client = _client(args)
+    job = client.GetJob(pb.GetJobRequest(name=_name(args.name))).job
+    if args.query is None and args.checkpoint_interval is None:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, "job update: nothing to change; give --query FILE "
+                             "and/or --checkpoint-interval DURATION")
+    if args.query is not None:
+        job.query = _query_text(args.query)
+    if args.checkpoint_interval is not None:
+        job.checkpoint_interval.CopyFrom(_checkpoint_interval(args.checkpoint_interval))
+    job = client.UpdateJob(pb.UpdateJobRequest(job=job)).job
+    row = _row(job)
+    if job.HasField("checkpoint_interval"):
+        row["checkpoint_interval"] = f"{job.checkpoint_interval.ToNanoseconds() / 1e9:g}s"
+    print_result(row, args.json)
+    return 0
+
+
+def _last_events(client, hub: str, n: int) -> list[tuple[datetime, str, bytes]]:
+    """The hub's last ``n`` events over every partition (by enqueued time): (time, partition, body)."""
+    import grpc
+
+    from headwater.v1 import event_pb2
+    from headwater.v1 import ingestion_pb2 as ipb
+
+    got: list[tuple[datetime, str, int, bytes]] = []
+    info = client.GetHub(ipb.GetHubRequest(name=hub)).hub
+    wait = duration_pb2.Duration(nanos=500_000_000)
+    for pid in info.partition_ids:
+        props = client.GetPartitionProperties(ipb.GetPartitionPropertiesRequest(
+            name=f"{hub}/partitions/{pid}")).partition
+        if props.is_empty:
+            continue
+        last = props.last_enqueued_sequence_number
+        start = max(props.beginning_sequence_number, last - n + 1)
+        call = client.stub.ReadEvents(ipb.ReadEventsRequest(
+            hub=hub, partition_id=pid, event_position=event_pb2.EventPosition(sequence_number=start, inclusive=True),
+            max_batch_size=min(max(n, 1), 10_000), max_wait=wait), timeout=60)
+        try:
+            for resp in call:
+                for e in resp.events:
+                    got.append((e.enqueued_time.ToDatetime(tzinfo=UTC), pid, e.sequence_number, e.event.body))
+                if not resp.events or (got and got[-1][2] >= last):
+                    break
+        except grpc.RpcError as exc:
+            raise HeadwaterError.from_rpc_error(exc) from None
+        finally:
+            call.cancel()
+    got.sort(key=lambda g: (g[0], g[1], g[2]))
+    return [(t, pid, body) for t, pid, _, body in got[-n:]]
+
+
+def _test(args) -> int:
+    """TestQuery over the last N events of each of the job's stream inputs (and its reference data)."""
+    import json
+
+    import orjson
+
+    from headwater.cli.common import Client
+    from headwater.v1 import ingestion_pb2_grpc
+
+    if args.sample < 1:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"--sample {args.sample}: must be at least 1")
+    client = _client(args)
+    job = client.GetJob(pb.GetJobRequest(name=_name(args.name))).job
+    ingestion = Client(argparse.Namespace(connection_string=args.ingestion_connection_string,
+                                          address=args.ingestion_address),
+                       "ingestion", ingestion_pb2_grpc.IngestionServiceStub)
+    req = pb.TestQueryRequest(query=_query_text(args.query) if args.query else job.query,
+                              event_ordering=job.event_ordering, arrival_time_field=_ARRIVAL)
+    counts = {}
+    for inp in job.inputs:
+        if inp.kind == pb.INPUT_KIND_REFERENCE:
+            req.inputs.add(alias=inp.alias, data=inp.reference_data, format=inp.format or "json", reference=True)
+            continue
+        if (inp.format or "json").lower() != "json":
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"job test --sample: input {inp.alias!r} is "
+                                 f"{inp.format}; sampling reads JSON inputs (use `headwater query test` with files)")
+        lines = []
+        for when, pid, body in _last_events(ingestion, inp.hub, args.sample):
+            try:
+                row = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                continue  # a poison event: the live job drops it too (input_deserialization_errors)
+            for one in row if isinstance(row, list) else [row]:
+                if isinstance(one, dict):
+                    one.setdefault("PartitionId", int(pid) if pid.isdigit() else pid)
+                    one.setdefault("EventEnqueuedUtcTime", when.isoformat())
+                    one[_ARRIVAL] = when.isoformat()
+                    lines.append(orjson.dumps(one))
+        counts[inp.alias] = len(lines)
+        req.inputs.add(alias=inp.alias, data=b"\n".join(lines), format="json")
+    resp = client.TestQuery(req, timeout=120)
+    result = {"sample": counts,
+              "outputs": {o.alias: [json.loads(x) for x in o.rows.data.splitlines() if x.strip()]
+                          for o in resp.outputs}}
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print("sample: " + ", ".join(f"{a} {n} events" for a, n in counts.items()))
+        for alias, rows in result["outputs"].items():
+            print(f"output {alias}: {len(rows)} rows")
+            for row in rows:
+                print("  " + json.dumps(row, default=str))
+    return 0
+
+
+#: The harness-only field carrying each sampled event's enqueued time (TestQuery's arrival_time_field).
+_ARRIVAL = "__headwater_enqueued_time"
 
 
 _MODES = {"now": pb.JOB_START_MODE_NOW, "earliest": pb.JOB_START_MODE_EARLIEST,
@@ -224,8 +351,28 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--udf", action="append", default=[], metavar="NAME=FILE.js|NAME",
                    help="a JavaScript UDF/UDA file carried in the job (UDF.NAME / UDA.NAME), or the name of a "
                         "UDF the operator registered (processing config 'udfs' or a plugin)")
+    p.add_argument("--checkpoint-interval", metavar="DURATION",
+                   help="time between state checkpoints (epochs): 1s, 500ms (default: the service's)")
     p.add_argument("--start", action="store_true", help="start it now")
     p.set_defaults(func=_create)
+
+    p = add_connection_options(js.add_parser("update", help="change a stopped job's query or checkpoint interval"),
+                               "processing")
+    p.add_argument("name")
+    p.add_argument("--query", help="file with the new query text")
+    p.add_argument("--checkpoint-interval", metavar="DURATION", help="time between state checkpoints")
+    p.set_defaults(func=_update)
+
+    p = add_connection_options(js.add_parser(
+        "test", help="run the job's query (or --query) over the last N events of its inputs (TestQuery)"),
+        "processing")
+    p.add_argument("name")
+    p.add_argument("--sample", type=int, required=True, metavar="N", help="events per input (the newest N)")
+    p.add_argument("--query", help="test this query file instead of the job's (before `job update`)")
+    p.add_argument("--ingestion-address", help="ingestion host:port the inputs are read from "
+                   "(default $HEADWATER_INGESTION_ADDRESS, else endpoints.json, else localhost:50051)")
+    p.add_argument("--ingestion-connection-string", help="connection string to the ingestion service")
+    p.set_defaults(func=_test)
 
     for name, fn, helptext in (("list", _list, "list jobs"), ("show", _show, "show a job and its query"),
                                ("stop", _stop, "stop after a final checkpoint"), ("delete", _delete, "delete a job"),

@@ -238,7 +238,7 @@ class SubscribeRowsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., include_snapshot: _Optional[bool] = ..., format: _Optional[_Union[_event_pb2.RecordBatchFormat, str]] = ...) -> None: ...
 
 class SubscribeRowsResponse(_message.Message):
-    __slots__ = ("batch", "output_mode", "snapshot", "checkpoint_id", "batch_id", "write_time", "replace")
+    __slots__ = ("batch", "output_mode", "snapshot", "checkpoint_id", "batch_id", "write_time", "replace", "key_columns")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_MODE_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +246,7 @@ class SubscribeRowsResponse(_message.Message):
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     WRITE_TIME_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
+    KEY_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     batch: _event_pb2.RecordBatch
     output_mode: OutputMode
     snapshot: bool
@@ -253,4 +254,5 @@ class SubscribeRowsResponse(_message.Message):
     batch_id: int
     write_time: _timestamp_pb2.Timestamp
     replace: bool
-    def __init__(self, batch: _Optional[_Union[_event_pb2.RecordBatch, _Mapping]] = ..., output_mode: _Optional[_Union[OutputMode, str]] = ..., snapshot: _Optional[bool] = ..., checkpoint_id: _Optional[int] = ..., batch_id: _Optional[int] = ..., write_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replace: _Optional[bool] = ...) -> None: ...
+    key_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, batch: _Optional[_Union[_event_pb2.RecordBatch, _Mapping]] = ..., output_mode: _Optional[_Union[OutputMode, str]] = ..., snapshot: _Optional[bool] = ..., checkpoint_id: _Optional[int] = ..., batch_id: _Optional[int] = ..., write_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replace: _Optional[bool] = ..., key_columns: _Optional[_Iterable[str]] = ...) -> None: ...

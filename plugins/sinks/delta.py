@@ -1,7 +1,9 @@
 """``delta``: a Delta Lake table through the deltalake library (Spark's ``format("delta")``).
 
 Append adds rows with ``schema_mode="merge"`` (Spark's ``mergeSchema``: new
-fields become new columns); complete overwrites the table on each trigger;
+fields become new columns); complete merges each trigger's rows by key (as update;
+the key defaults to the non-numeric columns, see ``replace_keys``) and overwrites
+the table on each trigger only for a result without a key;
 update merges by the key columns. Rows are buffered and committed as one Delta
 commit at the writer's checkpoint (flush), when the buffer reaches
 ``commit_rows`` rows, or ``commit_interval_s`` after its first row. Every
@@ -32,6 +34,7 @@ from headwater.sinks import (
     SinkRowError,
     SinkSpec,
     check_keys,
+    replace_keys,
     require,
 )
 
@@ -87,7 +90,8 @@ class DeltaSink(Sink):
         with self._lock:
             if checkpoint.tracked and not checkpoint.after(self.last_checkpoint(checkpoint.writer)):
                 return "duplicate"
-            if self.spec.output_mode is OutputMode.COMPLETE and (
+            if self.spec.output_mode is OutputMode.COMPLETE and not replace_keys(
+                    OutputMode.COMPLETE, self.spec.key_columns, batch.schema) and (
                     not checkpoint.tracked or checkpoint.checkpoint_id != self._trigger):
                 if self._buf:
                     self._commit()
@@ -135,12 +139,13 @@ class DeltaSink(Sink):
         props = CommitProperties(app_transactions=txns, custom_metadata={"headwater.sink": self.name})
         mode = self.spec.output_mode
         try:
-            if mode is OutputMode.UPDATE and self._table() is not None:
+            keys = replace_keys(mode, self.spec.key_columns, data.schema)
+            if keys:  # update, and complete by key: one row per key, MERGEd into the table
                 import polars as pl
 
-                df = pl.from_arrow(data)
-                data = df.unique(subset=list(self.spec.key_columns), keep="last", maintain_order=True).to_arrow()
-                pred = " AND ".join(f't."{k}" = s."{k}"' for k in self.spec.key_columns)
+                data = pl.from_arrow(data).unique(subset=keys, keep="last", maintain_order=True).to_arrow()
+            if keys and self._table() is not None:
+                pred = " AND ".join(f't."{k}" IS NOT DISTINCT FROM s."{k}"' for k in keys)
                 (self._table().merge(data, pred, source_alias="s", target_alias="t", commit_properties=props,
                                      merge_schema=self.merge_schema)
                  .when_matched_update_all().when_not_matched_insert_all().execute())

@@ -6,8 +6,11 @@ checkpoint of each writer with the list of files in one atomic rename, so a
 restarted service serves the same table and a replayed write is not applied twice.
 
 Output modes: append adds rows; update replaces rows with the same key columns;
-complete replaces the whole table on the first write of each trigger
-(checkpoint id; every write when the writer sends none).
+complete replaces rows with the same key (``key_columns``, by default every
+non-numeric column: see :func:`headwater.sinks.replace_keys`) and keeps every
+other group, so a job emitting only its closed windows and a writer sending the
+whole result each trigger both leave the whole result. A complete result without
+a key (one global aggregate) is replaced on the first write of each trigger.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from headwater.sinks import (
     SinkKind,
     SinkSpec,
     check_keys,
+    replace_keys,
 )
 
 __all__ = ["DashboardKind", "MemoryKind", "MemorySink"]
@@ -175,15 +179,17 @@ class MemorySink(ReadableSink):
             mode = self.spec.output_mode
             if mode is not OutputMode.APPEND:
                 self._full = True
-            if mode is OutputMode.COMPLETE:
+            keys = replace_keys(mode, self.spec.key_columns, batch.schema)
+            if mode is OutputMode.COMPLETE and not keys:
                 if not checkpoint.tracked or checkpoint.checkpoint_id != self._trigger:
                     self._parts = []
-                self._trigger = checkpoint.checkpoint_id
                 self._parts.append(batch)
-            elif mode is OutputMode.UPDATE:
-                self._parts = [self._upsert(self._table_locked(), batch)]
+            elif mode is not OutputMode.APPEND:
+                self._parts = [self._upsert(self._table_locked(), batch, keys)]
             else:
                 self._parts.append(batch)
+            if mode is OutputMode.COMPLETE:
+                self._trigger = checkpoint.checkpoint_id
             if self.max_rows:
                 table = self._table_locked()
                 if table.num_rows > self.max_rows:
@@ -194,10 +200,9 @@ class MemorySink(ReadableSink):
             self._dirty = True
         return None
 
-    def _upsert(self, table: pa.Table, batch: pa.Table) -> pa.Table:
+    def _upsert(self, table: pa.Table, batch: pa.Table, keys: list[str]) -> pa.Table:
         import polars as pl
 
-        keys = list(self.spec.key_columns)
         missing = [k for k in keys if k not in batch.column_names]
         if missing:
             from headwater.sinks import SinkRowError

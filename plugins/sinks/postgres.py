@@ -10,7 +10,11 @@ output: the batch is copied into a session staging table and applied with one
 - ``1.0`` / ``1.1``: merge the row's properties into the stored one (PATCH):
   columns the batch lacks, and NULL values, keep the stored value.
 
-Complete mode replaces the table's rows on each trigger. The table is created on
+Complete mode replaces the stored rows with the same key as the trigger's rows
+(``DELETE ... USING`` the staged rows, null-safe, then ``INSERT``) and keeps the
+other groups; the key is ``key_columns`` or every non-numeric column (see
+:func:`headwater.sinks.replace_keys`); a result without a key is replaced on each
+trigger. The table is created on
 the first write and columns are added when the rows gain fields (schema drift).
 Each write runs in one transaction that also stores the writer's last applied
 checkpoint in ``headwater_sink_checkpoints``, so a replayed write is skipped.
@@ -38,6 +42,7 @@ from headwater.sinks import (
     SinkSpec,
     SinkTransientError,
     check_keys,
+    replace_keys,
     require,
 )
 
@@ -288,15 +293,17 @@ class PostgresSink(Sink):
                         return "duplicate"
                     previous = row[0]
                 tname = sql.Identifier(self.schema, self.table)
-                if not batch.num_rows:  # an empty trigger of a complete output: empty the table
-                    if self._columns or self._load_columns(conn):
-                        conn.execute(sql.SQL("TRUNCATE {}").format(tname))
+                if not batch.num_rows:  # an empty trigger of a complete output changes nothing
                     return None
                 self._ensure_table(conn, batch)
-                if self.spec.output_mode is OutputMode.COMPLETE and (
-                        not checkpoint.tracked or previous != checkpoint.checkpoint_id):
-                    conn.execute(sql.SQL("TRUNCATE {}").format(tname))
                 cols = sql.SQL(", ").join(sql.Identifier(c) for c in batch.column_names)
+                keys = replace_keys(self.spec.output_mode, self.ids, batch.schema)
+                if self.spec.output_mode is OutputMode.COMPLETE and not self.upsert:
+                    if keys:
+                        self._replace_rows(conn, self._dedupe(batch, keys), cols, keys)
+                        return None
+                    if not checkpoint.tracked or previous != checkpoint.checkpoint_id:
+                        conn.execute(sql.SQL("TRUNCATE {}").format(tname))
                 if self.upsert:
                     self._upsert(conn, self._dedupe(batch), cols)
                 else:
@@ -344,26 +351,27 @@ class PostgresSink(Sink):
         return SinkRowError(f"{self._where()}: {primary}", rows=range(batch.num_rows),
                             reason=Reason.SCHEMA_INCOMPATIBLE)
 
-    def _dedupe(self, batch: pa.Table) -> pa.Table:
+    def _dedupe(self, batch: pa.Table, ids: list[str] | None = None) -> pa.Table:
         """One row per id (an upsert cannot touch a row twice): the last, or all merged in order."""
         import polars as pl
 
-        if len(self.ids) == 1 and pc.count_distinct(batch.column(self.ids[0])).as_py() == batch.num_rows:
+        ids = self.ids if ids is None else ids
+        if len(ids) == 1 and pc.count_distinct(batch.column(ids[0])).as_py() == batch.num_rows:
             return batch
         df = pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
-        if not df.select(pl.struct(self.ids).is_duplicated().any()).item():
+        if not df.select(pl.struct(ids).is_duplicated().any()).item():
             return batch
         if not self.merge:
-            return df.unique(subset=self.ids, keep="last", maintain_order=True).to_arrow()
-        others = [c for c in df.columns if c not in self.ids]
-        return df.group_by(self.ids, maintain_order=True).agg(
+            return df.unique(subset=ids, keep="last", maintain_order=True).to_arrow()
+        others = [c for c in df.columns if c not in ids]
+        return df.group_by(ids, maintain_order=True).agg(
             [pl.col(c).drop_nulls().last() for c in others]).select(df.columns).to_arrow()
 
-    def _upsert(self, conn: Any, batch: pa.Table, cols: Any) -> None:
+    def _stage(self, conn: Any, batch: pa.Table, cols: Any) -> Any:
+        """Copy the batch into this session's staging table (shaped like the table); its name."""
         from psycopg import sql
 
-        assert self._columns is not None
         stage = sql.Identifier(f"hw_stage_{abs(hash(self._key)) % 10**8}")
         names = tuple(batch.column_names)
         if self._stage_cols != names:
@@ -373,6 +381,25 @@ class PostgresSink(Sink):
             self._stage_cols = names
         with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(stage, cols)) as cp:
             cp.write(_csv(batch))
+        return stage
+
+    def _replace_rows(self, conn: Any, batch: pa.Table, cols: Any, keys: list[str]) -> None:
+        """Complete mode: the staged rows replace the stored rows with the same key (nulls match)."""
+        from psycopg import sql
+
+        stage = self._stage(conn, batch, cols)
+        tname = sql.Identifier(self.schema, self.table)
+        match = sql.SQL(" AND ").join(sql.SQL("t.{0} IS NOT DISTINCT FROM s.{0}").format(sql.Identifier(k))
+                                     for k in keys)
+        conn.execute(sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE ").format(tname, stage) + match)
+        conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(tname, cols, cols, stage))
+
+    def _upsert(self, conn: Any, batch: pa.Table, cols: Any) -> None:
+        from psycopg import sql
+
+        assert self._columns is not None
+        names = tuple(batch.column_names)
+        stage = self._stage(conn, batch, cols)
         tname = sql.Identifier(self.schema, self.table)
         if self.merge:
             targets = [c for c in names if c not in self.ids]

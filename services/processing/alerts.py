@@ -7,7 +7,8 @@ comparison holds. A fired alert is kept (newest first, bounded) and POSTed as
 JSON to each of the rule's webhook URLs (the action group), with the shared
 retry policy for transient failures (5xx, timeouts, refused connections). A rule
 that keeps holding fires again at every evaluation, as a metric alert without
-auto-mitigation does.
+auto-mitigation does. Counter metrics (events, errors) aggregate their increases,
+not their running totals: see :func:`aggregate`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from headwater.errors import HeadwaterError, Reason
 from headwater.retry import RetryPolicy, retry_async
 from headwater.v1 import processing_pb2 as pb
 
-__all__ = ["AlertEvaluator", "metric_value", "METRIC_FIELDS"]
+__all__ = ["COUNTERS", "METRIC_FIELDS", "AlertEvaluator", "aggregate", "metric_value"]
 
 log = logging.getLogger("headwater.processing.alerts")
 
@@ -48,6 +49,43 @@ _AGGS: dict[int, Callable[[list[float]], float]] = {
     pb.ALERT_AGGREGATION_AVERAGE: lambda xs: sum(xs) / len(xs),
     pb.ALERT_AGGREGATION_TOTAL: sum,
 }
+#: Running counters (every int64 field: events, errors); the others are gauges.
+COUNTERS = frozenset(
+    f.name for f in pb.JobMetrics.DESCRIPTOR.fields if f.type == f.TYPE_INT64
+)
+
+
+def aggregate(samples: list[tuple[float, float]], aggregation: int, counter: bool,
+              start: float) -> float | None:
+    """One rule's value from the ``(time, value)`` samples (oldest first) over ``(start, ...]``.
+
+    A gauge aggregates the sample values inside the window. A counter (a running total)
+    is first turned into increases between consecutive samples, each counted at its
+    later sample's time (the step from the last sample before the window into it is
+    part of the window); a value lower than the one before is a restart from zero, so
+    its increase is the value itself (Prometheus' ``increase``). Then ``total`` is the
+    increase over the window and ``average`` the rate per second (increase / time the
+    increases span); ``maximum`` and ``minimum`` are the highest and lowest per-second
+    rate between two samples. None when the window has no value (a counter needs two
+    samples).
+    """
+    if not counter:
+        values = [v for t, v in samples if t > start]
+        return _AGGS[aggregation](values) if values else None
+    steps = []  # (increase, seconds) per pair of samples ending inside the window
+    for (t0, v0), (t1, v1) in zip(samples, samples[1:], strict=False):
+        if t1 > start and t1 > t0:
+            steps.append((v1 - v0 if v1 >= v0 else v1, t1 - t0))
+    if not steps:
+        return None
+    increase = sum(d for d, _ in steps)
+    if aggregation == pb.ALERT_AGGREGATION_TOTAL:
+        return increase
+    if aggregation == pb.ALERT_AGGREGATION_AVERAGE:
+        return increase / sum(dt for _, dt in steps)
+    return _AGGS[aggregation]([d / dt for d, dt in steps])
+
+
 _OP_TEXT = {
     pb.ALERT_OPERATOR_GREATER_THAN: "greater than",
     pb.ALERT_OPERATOR_GREATER_THAN_OR_EQUAL: "greater than or equal to",
@@ -149,10 +187,15 @@ class AlertEvaluator:
     def evaluate(self, rule: pb.AlertRule, now: float) -> pb.Alert | None:
         job = rule.name.split("/alertRules/")[0]
         window = rule.window.ToNanoseconds() / 1e9
-        values = [metric_value(m, rule.metric) for t, m in self.samples.get(job, ()) if t > now - window]
-        if not values:
+        counter = rule.metric in COUNTERS
+        kept = self.samples.get(job, ())
+        inside = [i for i, (t, _) in enumerate(kept) if t > now - window]
+        # A counter's first step into the window starts at the sample just before it.
+        first = max(0, inside[0] - 1) if inside and counter else (inside[0] if inside else len(kept))
+        samples = [(t, metric_value(m, rule.metric)) for t, m in list(kept)[first:]]
+        value = aggregate(samples, rule.aggregation, counter, now - window)
+        if value is None:
             return None
-        value = _AGGS[rule.aggregation](values)
         if not _OPS[rule.operator](value, rule.threshold):
             return None
         ts = timestamp_pb2.Timestamp()
@@ -160,7 +203,8 @@ class AlertEvaluator:
         agg = pb.AlertAggregation.Name(rule.aggregation).removeprefix("ALERT_AGGREGATION_").lower()
         alert = pb.Alert(
             rule=rule.name, value=value, fire_time=ts,
-            description=(f"{agg} {rule.metric} over {window:g}s is {value:g}, "
+            description=(f"{agg} {rule.metric} over {window:g}s is {value:g}"
+                         f"{'/s' if counter and rule.aggregation != pb.ALERT_AGGREGATION_TOTAL else ''}, "
                          f"{_OP_TEXT[rule.operator]} {rule.threshold:g}"),
         )
         self.alerts.appendleft(alert)

@@ -16,6 +16,7 @@ import orjson
 import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.functions import json_text
 from headwater.services.processing.job_guards import check_secret_references, plugin_manager, reference_file
 from headwater.services.processing.local import decode_events, run_local
 from headwater.v1 import event_pb2
@@ -279,7 +280,7 @@ def _convert(v: Any, t: pa.DataType) -> Any:
             from headwater.functions import format_datetime
 
             return format_datetime(v)
-        return orjson.dumps(v, default=str).decode()
+        return json_text(v)
     if t == pa.float64():
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
     if t == pa.int64():

@@ -8,7 +8,8 @@ loads anything from the internet.
 
 JSON API: ``GET /api/datasets``; ``GET /api/datasets/{id}`` (definition and
 stored rows); ``GET /api/datasets/{id}/events`` (SSE: ``snapshot`` then one
-``rows`` event per write, ``{"rows": [...], "replace": bool, "mode": ...}``);
+``rows`` event per write, ``{"rows": [...], "replace": bool, "keys": [...], "mode": ...}``:
+the rows replace the earlier rows with the same ``keys``, or are added when empty);
 ``GET /api/events`` (SSE: ``datasets`` whenever sinks are created or deleted, and
 every few seconds with fresh row counts).
 """
@@ -112,7 +113,7 @@ def make_app(outputs: Outputs) -> web.Application:
                     break
                 assert isinstance(item, Update)
                 await send(resp, "rows", {"rows": _rows(item.table), "replace": item.replace,
-                                          "mode": item.mode.value, "checkpoint_id": item.checkpoint.checkpoint_id})
+                                          "keys": list(item.keys), "mode": item.mode.value, "checkpoint_id": item.checkpoint.checkpoint_id})
             return resp
         except (ConnectionResetError, asyncio.CancelledError):
             return web.StreamResponse()

@@ -36,6 +36,7 @@ from headwater.sinks import (
     SinkKind,
     SinkRowError,
     SinkSpec,
+    replace_keys,
 )
 
 __all__ = ["Output", "Outputs", "Update", "WriteResult", "call"]
@@ -68,6 +69,8 @@ class Update:
     replace: bool
     time: datetime
     snapshot: bool = False
+    #: The columns these rows replace earlier rows by (update, and complete by key).
+    keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -213,7 +216,7 @@ class Outputs:
                 if request_id and existing.request_id == request_id:
                     return existing
                 raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"sink {sid!r} already exists",
-                                     metadata={"name": f"sinks/{sid}"})
+                                     metadata={"resource": f"sinks/{sid}"})
             out = self._build(sid, kind, config, mode, keys, policy, datetime.now(UTC), description,
                               request_id)
             await self._ensure_open(out)
@@ -227,7 +230,7 @@ class Outputs:
         out = self.outputs.get(sid)
         if out is None:
             raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"sink {sid!r} does not exist",
-                                 metadata={"name": f"sinks/{sid}"})
+                                 metadata={"resource": f"sinks/{sid}"})
         return out
 
     def list(self, kind: str = "") -> list[Output]:
@@ -271,9 +274,7 @@ class Outputs:
                     return self._duplicate(out, result)
             rows = table
             applied = True
-            new_trigger = out.spec.output_mode is OutputMode.COMPLETE and (
-                not checkpoint.tracked or checkpoint.checkpoint_id != out.trigger)
-            if rows.num_rows or new_trigger:  # an empty trigger of a complete sink empties it
+            if rows.num_rows:  # an empty trigger (of a complete sink) changes nothing
                 rows, dropped, reason, applied = await self._write_rows(out, sink, rows, checkpoint)
                 result.rows_dropped, result.drop_reason = dropped, reason
                 if not applied:
@@ -293,12 +294,16 @@ class Outputs:
             metrics.ROWS.labels(*out.labels).inc(rows.num_rows)
             metrics.BYTES.labels(*out.labels).inc(rows.nbytes)
             metrics.LATENCY.labels(*out.labels).observe(time.perf_counter() - t0)
-            replace = False
+            # Complete mode: the rows replace earlier rows by key (replace_keys); only a
+            # result without a key is replaced whole, by a trigger's first batch.
+            keys = tuple(replace_keys(out.spec.output_mode, out.spec.key_columns, rows.schema))
+            replace = out.spec.output_mode is OutputMode.COMPLETE and not keys and (
+                not checkpoint.tracked or checkpoint.checkpoint_id != out.trigger)
             if out.spec.output_mode is OutputMode.COMPLETE:
-                replace = not checkpoint.tracked or checkpoint.checkpoint_id != out.trigger
                 out.trigger = checkpoint.checkpoint_id
-            if rows.num_rows or replace:
-                self._publish(out, Update(rows, out.spec.output_mode, checkpoint, replace, datetime.now(UTC)))
+            if rows.num_rows:
+                self._publish(out, Update(rows, out.spec.output_mode, checkpoint, replace, datetime.now(UTC),
+                                          keys=keys))
         return result
 
     def _duplicate(self, out: Output, result: WriteResult) -> WriteResult:
@@ -382,7 +387,7 @@ class Outputs:
         if not isinstance(sink, ReadableSink):
             raise HeadwaterError(Reason.PRECONDITION_FAILED,
                                  f"sink {out.id!r} is a {out.kind.name} sink: only memory and dashboard sinks "
-                                 "can be read back", metadata={"name": out.name})
+                                 "can be read back", metadata={"resource": out.name})
         return sink.read()
 
     # -- live subscribers -------------------------------------------------------------

@@ -114,3 +114,32 @@ def test_rows_appear_in_chart_and_table_without_reload(service_process, root_pol
         wait_for(browser, lambda d: "San José" in table_cells(d) and len(
             d.find_elements("css selector", "#rows tbody tr")) == 4, what="four rows in the table")
         assert browser.execute_script("return window.__noReload;") == marker
+
+
+def test_complete_mode_rows_replace_by_key_on_the_page(service_process, root_policy, tmp_path, browser):
+    """A complete-mode dataset keeps every group: a later trigger's row for the same
+    (window, location) replaces it on the page; the other groups stay."""
+    proc = service_process("sink", "--data-dir", str(tmp_path / "sink"),
+                           env={"HEADWATER_SINK_DASHBOARD_PORT": "0"})
+    url = re.search(r"http://\S+", next(ln for ln in proc.lines if "sink dashboard on" in ln)).group(0)
+    with sync_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        config = struct_pb2.Struct()
+        config.update({"chart": {"x": "startLocation", "y": "trips", "series": "WindowEnd"}})
+        stub.CreateSink(spb.CreateSinkRequest(sink_id="c", sink=spb.Sink(
+            kind="dashboard", config=config, output_mode=spb.OUTPUT_MODE_COMPLETE)), timeout=10)
+        browser.get(url + "/datasets/c")
+        wait_for(browser, lambda d: d.find_element("id", "status").text == "live", what="live status")
+        w0 = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)
+
+        def write(rows, ckpt):
+            table = pa.table({"WindowEnd": pa.array([w0] * len(rows), pa.timestamp("us", tz="UTC")),
+                              "startLocation": [r[0] for r in rows], "trips": [r[1] for r in rows]})
+            stub.WriteRows(spb.WriteRowsRequest(sink="sinks/c", batch=batch_to_proto(table), writer="w",
+                                                checkpoint_id=ckpt), timeout=10)
+
+        write([("Oslo", 3), ("Lima", 5)], 1)
+        wait_for(browser, lambda d: bars(d) == {"Oslo": 3.0, "Lima": 5.0}, what="first trigger")
+        write([("Oslo", 4)], 2)
+        wait_for(browser, lambda d: bars(d) == {"Oslo": 4.0, "Lima": 5.0}, what="Oslo replaced, Lima kept")
+        assert len(browser.find_elements("css selector", "#rows tbody tr")) == 2

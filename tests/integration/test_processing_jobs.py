@@ -272,8 +272,8 @@ def test_alert_on_input_events_fires_and_posts_to_the_webhook(service_process, r
     pipe.create_job("copy", "SELECT tripId INTO [Out] FROM [In]", {"In": "trips"}, {"Out": "out"})
     with _Webhook(fail_first=1) as hook:
         rule = ppb.AlertRule(name="jobs/copy/alertRules/busy", metric="input_events",
-                             aggregation=ppb.ALERT_AGGREGATION_MAXIMUM, operator=ppb.ALERT_OPERATOR_GREATER_THAN,
-                             threshold=3, window=duration_pb2.Duration(seconds=1),
+                             aggregation=ppb.ALERT_AGGREGATION_TOTAL, operator=ppb.ALERT_OPERATOR_GREATER_THAN,
+                             threshold=3, window=duration_pb2.Duration(seconds=5),
                              frequency=duration_pb2.Duration(seconds=1), webhook_urls=[hook.url])
         pipe.call("processing", "CreateAlertRule", ppb.CreateAlertRuleRequest(parent="jobs/copy", rule=rule))
         pipe.start_job("copy")

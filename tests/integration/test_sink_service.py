@@ -130,13 +130,16 @@ async def test_subscribe_streams_snapshot_then_live_writes(service_process, root
         snap = await asyncio.wait_for(stream.read(), 10)
         assert snap.snapshot and snap.replace and batch_from_proto(snap.batch).to_pylist() == [{"k": "old", "n": 0}]
         await write(stub, "live", pa.table({"k": ["a", "b"], "n": [1, 2]}), ckpt=2, batch=0, commit=False)
-        await write(stub, "live", pa.table({"k": ["c"], "n": [3]}), ckpt=2, batch=1)
+        await write(stub, "live", pa.table({"k": ["c", "old"], "n": [3, 4]}), ckpt=2, batch=1)
         one = await asyncio.wait_for(stream.read(), 10)
         two = await asyncio.wait_for(stream.read(), 10)
-        assert (one.replace, one.checkpoint_id, one.output_mode) == (True, 2, spb.OUTPUT_MODE_COMPLETE)
-        assert not two.replace and batch_from_proto(two.batch).to_pylist() == [{"k": "c", "n": 3}]
+        # Complete mode keeps every group: the rows replace the rows with the same key (k, the default).
+        assert (one.replace, one.checkpoint_id, one.output_mode, list(one.key_columns)) == (
+            False, 2, spb.OUTPUT_MODE_COMPLETE, ["k"])
+        assert not two.replace and batch_from_proto(two.batch).to_pylist() == [{"k": "c", "n": 3}, {"k": "old", "n": 4}]
         stream.cancel()
-        assert len(await read_all(stub, "live")) == 3
+        assert sorted((r["k"], r["n"]) for r in await read_all(stub, "live")) == [
+            ("a", 1), ("b", 2), ("c", 3), ("old", 4)]
 
 
 async def test_errors_name_what_is_wrong(service_process, root_policy, tmp_path):
@@ -285,14 +288,54 @@ async def test_rights_send_listen_manage(service_process, root_policy, tmp_path)
         assert info.value.reason is Reason.PERMISSION_DENIED
 
 
-async def test_an_empty_trigger_empties_a_complete_table(service_process, root_policy, tmp_path):
+async def test_an_empty_trigger_changes_nothing_in_a_complete_table(service_process, root_policy, tmp_path):
     proc = start_sink(service_process, tmp_path)
     async with aio_channel(conn_for(proc.address, root_policy)) as ch:
         stub = sink_pb2_grpc.SinkServiceStub(ch)
         await create(stub, "c", mode=spb.OUTPUT_MODE_COMPLETE)
         await write(stub, "c", pa.table({"k": ["a"], "n": [1]}), ckpt=1)
         await write(stub, "c", pa.table({"k": pa.array([], pa.string()), "n": pa.array([], pa.int64())}), ckpt=2)
-        assert await read_all(stub, "c") == []
+        assert await read_all(stub, "c") == [{"k": "a", "n": 1}]
+
+
+async def test_complete_mode_book_example_keeps_every_window(service_process, root_policy, tmp_path):
+    """The book's TripsTumblingQuery (window, startLocation, count) in a memory sink and a
+    PostgreSQL table in complete mode: 150 trips over 3 one-minute windows, each trigger
+    writing only the window it closed (as a Stream Analytics job emits), leave all 15
+    groups summing to 150, across a restart of the service."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    cities = ["Delhi", "Mumbai", "Pune", "Chennai", "Kolkata"]
+    table = f"complete_book_{uuid.uuid4().hex[:8]}"
+    proc = start_sink(service_process, tmp_path)
+    try:
+        async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+            stub = sink_pb2_grpc.SinkServiceStub(ch)
+            await create(stub, "TripsTumblingQuery", mode=spb.OUTPUT_MODE_COMPLETE)
+            await create(stub, "trips-pg", kind="postgres", mode=spb.OUTPUT_MODE_COMPLETE, dsn=PG_DSN, table=table)
+            for m in range(3):
+                end = t0 + timedelta(minutes=m + 1)
+                rows = pa.table({"window_end": [end] * 5, "startLocation": cities, "count": [8, 9, 10, 11, 12]})
+                for sid in ("TripsTumblingQuery", "trips-pg"):
+                    await write(stub, sid, rows, ckpt=m + 1)
+            # A late correction of the first window replaces that group only.
+            fix = pa.table({"window_end": [t0 + timedelta(minutes=1)], "startLocation": ["Delhi"], "count": [8]})
+            await write(stub, "TripsTumblingQuery", fix, ckpt=4)
+        assert proc.terminate() == 0
+        proc = start_sink(service_process, tmp_path)
+        async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+            stub = sink_pb2_grpc.SinkServiceStub(ch)
+            rows = await read_all(stub, "TripsTumblingQuery")
+            assert len(rows) == 15 and sum(r["count"] for r in rows) == 150
+        with psycopg.connect(PG_DSN) as conn:
+            got = conn.execute(f'SELECT count(*), sum("count") FROM {table}').fetchone()
+        assert got == (15, 150)
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def test_sigterm_ends_live_subscriptions_at_once(service_process, root_policy):

@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pj
 
-from headwater.functions import CastError, from_micros, to_datetime, to_micros
+from headwater.functions import CastError, from_micros, json_text, to_datetime, to_micros
 from headwater.services.processing.exec.base import MAX_TS, MIN_TS, Env, QueryRuntimeError
 from headwater.services.processing.exec.watermarks import EARLY_US
 from headwater.services.processing.plan.vexpr import REC, TS, Columns, NotVectorized, translate
@@ -58,7 +58,7 @@ def _series(name: str, values: list) -> pl.Series:
 
 def _text(v: Any) -> str:
     if isinstance(v, (dict, list)):
-        return orjson.dumps(v, default=str).decode()
+        return json_text(v)
     return str(v)
 
 

@@ -147,8 +147,9 @@
       var rows = msg.rows || [];
       if (msg.replace) {
         state.rows = rows.slice();
-      } else if (msg.mode === "update" && state.info && state.info.key_columns.length) {
-        var cols = state.info.key_columns, index = {};
+      } else if (msg.keys && msg.keys.length) {
+        // update, and complete by key: the rows replace the rows with the same key
+        var cols = msg.keys, index = {};
         state.rows.forEach(function (r, i) { index[keyOf(r, cols)] = i; });
         rows.forEach(function (r) {
           var k = keyOf(r, cols);

@@ -39,13 +39,55 @@ def test_book_rule_fires_on_the_maximum_over_the_window():
     assert list(ev.alerts)[0].rule == r.name
 
 
-def test_average_and_less_than():
-    values = iter([10, 20, 30])
-    r = rule(metric="input_events", aggregation=pb.ALERT_AGGREGATION_AVERAGE,
-             operator=pb.ALERT_OPERATOR_LESS_THAN_OR_EQUAL, threshold=20,
-             frequency=duration_pb2.Duration(seconds=1), window=duration_pb2.Duration(seconds=10))
-    ev = AlertEvaluator(rules=lambda: [r], metrics_of=lambda job: pb.JobMetrics(input_events=next(values)))
-    assert [a.value for t in range(3) for a in ev.tick(100.0 + t)] == [10, 15, 20]
+def run(metric, values, aggregation, window=10, start=100.0, threshold=-1.0, interval=1.0):
+    """Feed one sample per second (a running counter's values), evaluating every tick."""
+    it = iter(values)
+    r = rule(metric=metric, aggregation=aggregation, operator=pb.ALERT_OPERATOR_GREATER_THAN, threshold=threshold,
+             frequency=duration_pb2.Duration(seconds=1), window=duration_pb2.Duration(seconds=window))
+    ev = AlertEvaluator(rules=lambda: [r], metrics_of=lambda job: pb.JobMetrics(**{metric: next(it)}),
+                        sample_interval_s=interval)
+    return [a for i in range(len(values)) for a in ev.tick(start + i * interval)]
+
+
+def test_total_of_a_counter_is_its_increase_over_the_window():
+    """The issue's case: 2,000 events arrive over 10 s; the counter's samples add up to
+    tens of thousands, the increase is 2,000."""
+    counter = [0] + [200 * i for i in range(1, 11)] + [2000] * 5  # 200/s for 10 s, then idle
+    alerts = run("input_events", counter, pb.ALERT_AGGREGATION_TOTAL)
+    assert sum(counter) > 10_000
+    at_10 = alerts[9]  # t=0 has one sample, no value; at t=10 the window (0, 10] holds the 10 steps
+    assert at_10.value == 2000
+    assert at_10.description == "total input_events over 10s is 2000, greater than -1"
+    assert alerts[-1].value == 1000  # at t=15: window (5, 15] saw 5 busy seconds
+
+
+def test_average_maximum_minimum_of_a_counter_are_rates_per_second():
+    counter = [0, 100, 400, 400, 1000]  # steps of 100, 300, 0, 600 per second
+    avg = run("input_events", counter, pb.ALERT_AGGREGATION_AVERAGE)
+    assert avg[-1].value == 250 and avg[-1].description.startswith("average input_events over 10s is 250/s")
+    assert run("input_events", counter, pb.ALERT_AGGREGATION_MAXIMUM)[-1].value == 600
+    assert run("input_events", counter, pb.ALERT_AGGREGATION_MINIMUM, threshold=-1)[-1].value == 0
+    # Samples every 2 s: the same counter is half the rate.
+    assert run("input_events", counter, pb.ALERT_AGGREGATION_AVERAGE, interval=2.0)[-1].value == 125
+
+
+def test_a_counter_restart_counts_from_zero_and_one_sample_is_no_value():
+    # The job restarted between the 3rd and 4th sample: 500 -> 50 is an increase of 50.
+    alerts = run("runtime_errors", [0, 300, 500, 50, 80], pb.ALERT_AGGREGATION_TOTAL)
+    assert alerts[-1].value == 300 + 200 + 50 + 30
+    assert run("runtime_errors", [7], pb.ALERT_AGGREGATION_TOTAL) == []  # no increase known yet
+
+
+def test_a_window_counts_the_step_into_it_and_nothing_before():
+    # Window 3 s at t=5: samples at 2..5 inside, the step from t=2 (value 20) counts from t=3.
+    alerts = run("output_events", [0, 10, 20, 30, 40, 50], pb.ALERT_AGGREGATION_TOTAL, window=3)
+    assert alerts[-1].value == 30
+
+
+def test_gauges_aggregate_their_samples():
+    for agg, want in [(pb.ALERT_AGGREGATION_AVERAGE, 20), (pb.ALERT_AGGREGATION_MAXIMUM, 30),
+                      (pb.ALERT_AGGREGATION_MINIMUM, 10), (pb.ALERT_AGGREGATION_TOTAL, 60)]:
+        assert run("su_utilization_percent", [10.0, 20.0, 30.0], agg)[-1].value == want
 
 
 @pytest.mark.parametrize("field,change,message", [

@@ -44,13 +44,21 @@ def test_replay_is_recognised_from_the_delta_log(tmp_path):
     assert [r["id"] for r in rows(tmp_path)] == [1, 2]
 
 
-def test_complete_overwrites_and_update_merges(tmp_path):
-    sink = make(tmp_path, OutputMode.COMPLETE)
+def test_complete_merges_by_key_overwrites_without_one_and_update_merges(tmp_path):
+    sink = make(tmp_path, OutputMode.COMPLETE)  # no non-numeric column: no key, each trigger overwrites
     sink.write_batch(pa.table({"id": [1, 2]}), Checkpoint(1, 0, "job"))
     sink.flush()
     sink.write_batch(pa.table({"id": [3]}), Checkpoint(2, 0, "job"))
     sink.flush()
     assert [r["id"] for r in rows(tmp_path)] == [3]
+
+    keyed = make(tmp_path / "c", OutputMode.COMPLETE)  # default key: k
+    keyed.write_batch(pa.table({"k": ["a", "b"], "n": [1, 1]}), Checkpoint(1, 0, "job"))
+    keyed.write_batch(pa.table({"k": ["a"], "n": [2]}), Checkpoint(2, 0, "job"))  # same commit: one row per key
+    keyed.flush()
+    keyed.write_batch(pa.table({"k": ["b", "c"], "n": [5, 1]}), Checkpoint(3, 0, "job"))
+    keyed.flush()
+    assert sorted((r["k"], r["n"]) for r in rows(tmp_path / "c", sort="k")) == [("a", 2), ("b", 5), ("c", 1)]
 
     up = make(tmp_path / "u", OutputMode.UPDATE, ["id"])
     up.write_batch(pa.table({"id": [1, 2], "v": ["a", "b"]}), Checkpoint(1, 0, "job"))

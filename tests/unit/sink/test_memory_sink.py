@@ -38,13 +38,51 @@ def test_update_without_key_columns_is_refused(tmp_path):
         make(tmp_path, OutputMode.UPDATE)
 
 
-def test_complete_replaces_the_table_each_trigger(tmp_path):
-    sink = make(tmp_path, OutputMode.COMPLETE)
-    sink.write_batch(pa.table({"k": ["a"], "n": [1]}), Checkpoint(1, 0, "w"))
-    sink.write_batch(pa.table({"k": ["b"], "n": [1]}), Checkpoint(1, 1, "w"))
-    assert sink.read().num_rows == 2
+def test_complete_replaces_rows_by_key_and_keeps_the_other_groups(tmp_path):
+    """Stream Analytics-style: each trigger brings only the windows it closed."""
+    sink = make(tmp_path, OutputMode.COMPLETE, ["k"])
+    sink.write_batch(pa.table({"k": ["a", "b"], "n": [1, 1]}), Checkpoint(1, 0, "w"))
     sink.write_batch(pa.table({"k": ["a"], "n": [5]}), Checkpoint(2, 0, "w"))
-    assert sink.read().to_pylist() == [{"k": "a", "n": 5}]
+    assert sorted(sink.read().to_pylist(), key=lambda r: r["k"]) == [{"k": "a", "n": 5}, {"k": "b", "n": 1}]
+
+
+def test_complete_book_example_keeps_every_window(tmp_path):
+    """The book's trips per (window, startLocation): 150 trips over 3 windows, each
+    trigger emitting only the window it closed, leave 150 in the table (the bug left
+    the last trigger's rows only); a Spark-style writer resending the whole result
+    each trigger leaves the same table. Default key: the non-numeric columns."""
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 1, 1)
+    cities = ["Delhi", "Mumbai", "Pune", "Chennai", "Kolkata"]
+    windows = [t0 + timedelta(minutes=m) for m in range(3)]
+    counts = {(w, c): 10 for w in windows for c in cities}  # 3 x 5 x 10 = 150 trips
+
+    def rows(ws):
+        pairs = [(w, c) for w in ws for c in cities]
+        return pa.table({"window_end": [p[0] for p in pairs], "startLocation": [p[1] for p in pairs],
+                         "count": [counts[p] for p in pairs]})
+
+    closed_only = make(tmp_path / "sa", OutputMode.COMPLETE)
+    whole = make(tmp_path / "spark", OutputMode.COMPLETE)
+    for i, _ in enumerate(windows, start=1):
+        closed_only.write_batch(rows(windows[i - 1:i]), Checkpoint(i, 0, "job"))
+        whole.write_batch(rows(windows[:i]), Checkpoint(i, 0, "job"))
+    for sink in (closed_only, whole):
+        table = sink.read()
+        assert table.num_rows == 15 and sum(table.column("count").to_pylist()) == 150
+    closed_only.flush()
+    assert sum(make(tmp_path / "sa", OutputMode.COMPLETE).read().column("count").to_pylist()) == 150
+
+
+def test_complete_without_a_key_replaces_the_table_each_trigger(tmp_path):
+    """A global aggregate (every column a number) has no key: a trigger replaces it."""
+    sink = make(tmp_path, OutputMode.COMPLETE)
+    sink.write_batch(pa.table({"n": [1]}), Checkpoint(1, 0, "w"))
+    sink.write_batch(pa.table({"n": [2]}), Checkpoint(1, 1, "w"))
+    assert sink.read().num_rows == 2
+    sink.write_batch(pa.table({"n": [5]}), Checkpoint(2, 0, "w"))
+    assert sink.read().to_pylist() == [{"n": 5}]
 
 
 def test_replayed_checkpoint_is_not_applied_twice(tmp_path):

@@ -119,12 +119,20 @@ def test_replayed_checkpoint_is_skipped_inside_the_transaction(tmp_path, pg_dsn,
     again.close()
 
 
-def test_complete_mode_replaces_rows_each_trigger(tmp_path, pg_dsn, pg_table):
-    sink = make(tmp_path, pg_dsn, pg_table, OutputMode.COMPLETE)
-    sink.write_batch(pa.table({"k": ["a"], "n": [1]}), Checkpoint(1, 0, "w"))
+def test_complete_mode_replaces_rows_by_key_and_keeps_other_groups(tmp_path, pg_dsn, pg_table):
+    sink = make(tmp_path, pg_dsn, pg_table, OutputMode.COMPLETE)  # default key: k (the non-numeric column)
+    sink.write_batch(pa.table({"k": ["a", None], "n": [1, 7]}), Checkpoint(1, 0, "w"))
     sink.write_batch(pa.table({"k": ["b"], "n": [2]}), Checkpoint(1, 1, "w"))
-    sink.write_batch(pa.table({"k": ["a"], "n": [3]}), Checkpoint(2, 0, "w"))
-    assert pg_rows(pg_dsn, pg_table) == [("a", 3)]
+    sink.write_batch(pa.table({"k": ["a", None], "n": [3, 8]}), Checkpoint(2, 0, "w"))
+    assert sorted(pg_rows(pg_dsn, pg_table), key=str) == sorted([("a", 3), ("b", 2), (None, 8)], key=str)
+    sink.close()
+
+
+def test_complete_mode_without_a_key_replaces_the_table_each_trigger(tmp_path, pg_dsn, pg_table):
+    sink = make(tmp_path, pg_dsn, pg_table, OutputMode.COMPLETE)
+    sink.write_batch(pa.table({"n": [1]}), Checkpoint(1, 0, "w"))
+    sink.write_batch(pa.table({"n": [2]}), Checkpoint(2, 0, "w"))
+    assert pg_rows(pg_dsn, pg_table) == [(2,)]
     sink.close()
 
 
@@ -150,9 +158,9 @@ def test_unreachable_server_is_transient(tmp_path, pg_table):
     assert info.value.is_transient
 
 
-def test_complete_mode_empty_trigger_empties_the_table(tmp_path, pg_dsn, pg_table):
+def test_complete_mode_empty_trigger_changes_nothing(tmp_path, pg_dsn, pg_table):
     sink = make(tmp_path, pg_dsn, pg_table, OutputMode.COMPLETE)
     sink.write_batch(pa.table({"k": ["a"], "n": [1]}), Checkpoint(1, 0, "w"))
     sink.write_batch(pa.table({"k": pa.array([], pa.string())}), Checkpoint(2, 0, "w"))
-    assert pg_rows(pg_dsn, pg_table) == []
+    assert pg_rows(pg_dsn, pg_table) == [("a", 1)]
     sink.close()

@@ -90,6 +90,8 @@ class ScalarFunction:
     null_propagates: bool = False
     #: first argument is a datepart/unit keyword (DATEADD, DATEDIFF, ...), passed as a str
     unit_arg: bool = False
+    #: with ``unit_arg``: the date parts it accepts (lower case); any other is a compile error
+    units: frozenset[str] = frozenset()
     doc: str = ""
     #: optional vectorised form: Polars expressions of the arguments in, one expression out,
     #: with exactly ``fn``'s meaning; the engine calls ``fn`` per row where it is None

@@ -289,6 +289,9 @@ _FIXED = {"day": 86_400_000_000, "dayofyear": 86_400_000_000, "hour": 3_600_000_
           "second": 1_000_000, "millisecond": 1000, "microsecond": 1}
 
 
+_UNITS = frozenset(DATEPARTS)
+
+
 def _part(unit: str) -> str:
     try:
         return DATEPARTS[str(unit).lower()]
@@ -571,10 +574,10 @@ SCALARS = [
     ScalarFunction("LOG", _numeric("LOG", lambda x, b=None: math.log(x) if b is None else math.log(x, b)), 1, 2,
                    null_propagates=True),
     ScalarFunction("LOG10", _numeric("LOG10", math.log10), 1, 1, null_propagates=True),
-    ScalarFunction("DATEADD", dateadd, 3, 3, unit_arg=True),
-    ScalarFunction("DATEDIFF", datediff, 3, 3, unit_arg=True),
-    ScalarFunction("DATEPART", datepart, 2, 2, unit_arg=True),
-    ScalarFunction("DATENAME", datename, 2, 2, unit_arg=True),
+    ScalarFunction("DATEADD", dateadd, 3, 3, unit_arg=True, units=_UNITS),
+    ScalarFunction("DATEDIFF", datediff, 3, 3, unit_arg=True, units=_UNITS),
+    ScalarFunction("DATEPART", datepart, 2, 2, unit_arg=True, units=_UNITS),
+    ScalarFunction("DATENAME", datename, 2, 2, unit_arg=True, units=_UNITS),
     ScalarFunction("DATETIMEFROMPARTS", datetimefromparts, 7, 7),
     ScalarFunction("YEAR", lambda d: datepart("year", d), 1, 1),
     ScalarFunction("MONTH", lambda d: datepart("month", d), 1, 1),

@@ -26,6 +26,7 @@ from headwater.functions import (
     Operator,
     ScalarFunction,
     cast,
+    check_bigint,
     to_datetime,
     to_micros,
     type_name,
@@ -98,11 +99,11 @@ def _arith(op):
         if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
             raise CastError(f"operator {op} is not defined for '{type_name(a)}' and '{type_name(b)}'")
         if op == "+":
-            return a + b
+            return check_bigint(a + b, f"{a} + {b}")
         if op == "-":
-            return a - b
+            return check_bigint(a - b, f"{a} - {b}")
         if op == "*":
-            return a * b
+            return check_bigint(a * b, f"{a} * {b}")
         if op == "/":
             if b == 0:
                 raise ZeroDivisionError("division by zero")
@@ -169,7 +170,7 @@ def _neg(a):
         return None
     if isinstance(a, str):
         a = cast(a, "float")
-    return -a
+    return check_bigint(-a, f"-({a})")
 
 
 def _like_body(pattern: str) -> str:
@@ -674,6 +675,10 @@ class Sum(AggregateFunction):
 
     def merge(self, a, b):
         return b if a is None else a if b is None else a + b
+
+    def result(self, acc):
+        # exact while adding (Python ints), checked once: order of events does not matter
+        return check_bigint(acc, "SUM")
 
 
 class Avg(AggregateFunction):

@@ -9,7 +9,9 @@ Writes ``DIR/<output alias>.json`` (a JSON array of rows, datetimes as
 ``2021-12-10T10:00:00.0000000Z``) for every output of the query. Events are fed in file
 order with the arrival time from ``--arrival-time-field`` (removed from the payload), or,
 without it, in timestamp order as if each arrived on time. Exit status 1 with
-``line L, column C: message`` on a compile error, or the error when the query fails.
+``line L, column C: message`` on a compile error, or the error when the query fails. The
+query may read only the given aliases and its WITH steps; stderr warns about an input file
+the query does not read and counts events dropped, late or in error.
 """
 
 from __future__ import annotations

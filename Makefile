@@ -15,15 +15,26 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || PYTHON=python3; \
 	  test -x $(PY) || $${PYTHON:-$(PYTHON)} -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,spark]'
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install Headwater with its test dependencies (idempotent)
+# The Node client example's npm packages (docs/clients.md), when node is installed.
+NODE_EXAMPLE := tests/clients/node
+$(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --loglevel=error; \
+	  else echo "make: npm not installed; the Node client test will be skipped"; fi
+
+setup: $(STAMP) $(NODE_EXAMPLE)/node_modules/.package-lock.json ## Create .venv and install Headwater with its test dependencies (idempotent)
+
+setup-go: ## Install Debian's Go toolchain and gRPC packages (the Go client example's test)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-google-grpc-dev golang-google-genproto-dev \
+	  golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc
 
 proto: $(STAMP) ## Regenerate headwater/v1 from protos/
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
 up: setup ## Start the four services and the dashboard, create the demo hub and job, run trips
+	@echo "make up: the CLI is $(CURDIR)/$(VENV)/bin/headwater; from any directory: export PATH=\"$(CURDIR)/$(VENV)/bin:\$$PATH\""
 	$(VENV)/bin/headwater demo
 
 down: ## Stop what `make up` started
@@ -39,8 +50,13 @@ browser:
 test: setup browser ## Run the whole test suite
 	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
-lint: setup ## Lint the contracts (buf via npx) and the code (ruff)
+# `buf breaking` compares protos/ with the last release: the newest tag, else main's previous commit.
+BUF_AGAINST ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo main~1)
+
+lint: setup ## Lint the contracts (buf lint + buf breaking against the last release, via npx) and the code (ruff)
 	npx --yes @bufbuild/buf lint
+	@rm -rf .buf-against && mkdir -p .buf-against && git archive $(BUF_AGAINST) protos | tar -x -C .buf-against
+	npx --yes @bufbuild/buf breaking --against .buf-against/protos; status=$$?; rm -rf .buf-against; exit $$status
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check headwater services plugins tests
 	$(PY) -m tests.layers
 
@@ -52,4 +68,4 @@ bench: setup ## Run the perf commands against local services and print the numbe
 
 perf: bench
 
-.PHONY: help setup browser proto up down test lint fmt bench perf
+.PHONY: help setup setup-go browser proto up down test lint fmt bench perf

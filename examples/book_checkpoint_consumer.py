@@ -11,10 +11,13 @@ import asyncio
 import os
 
 from headwater.eventhub.aio import EventHubConsumerClient  # was: azure.eventhub.aio
+
 # was: from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from headwater.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+from headwater.namespace import local_connection_string  # the namespace connection string
 
-EVENTHUB_CONN_STRING = os.environ["HEADWATER_CONNECTION_STRING"]
+# $HEADWATER_CONNECTION_STRING, else the local stack (endpoints.json of `headwater up`).
+EVENTHUB_CONN_STRING = str(local_connection_string())
 STORE_CONN_STRING = EVENTHUB_CONN_STRING
 STORE_CONTAINER_NAME = "checkpoints"
 CONSUMER_GROUP_NAME = os.environ.get("HEADWATER_CONSUMER_GROUP", "$Default")

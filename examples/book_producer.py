@@ -15,8 +15,10 @@ import uuid
 
 from headwater.eventhub import EventData  # was: azure.eventhub
 from headwater.eventhub.aio import EventHubProducerClient  # was: azure.eventhub.aio
+from headwater.namespace import local_connection_string  # the namespace connection string
 
-CONNECTION_STR = os.environ["HEADWATER_CONNECTION_STRING"]
+# $HEADWATER_CONNECTION_STRING, else the local stack (endpoints.json of `headwater up`).
+CONNECTION_STR = str(local_connection_string())
 EVENTHUB_NAME = os.environ.get("HEADWATER_EVENTHUB", "trips")
 
 

@@ -2,14 +2,18 @@
 
 Changed from the book: the two imports (``azure.schemaregistry`` and
 ``azure.identity`` -> ``headwater.schemaregistry``) and the namespace (the
-registry's ``host:port`` instead of ``<SCHEMA-NAMESPACE>.servicebus.windows.net``).
+namespace endpoint's ``host:port``, the one ``headwater connection-string``
+prints, instead of ``<SCHEMA-NAMESPACE>.servicebus.windows.net``: the client
+asks it where the registry is). The namespace is ``$HEADWATER_NAMESPACE``, else
+``$HEADWATER_REGISTRY_ADDRESS`` (a registry's own address works too), else the
+endpoint of ``$HEADWATER_CONNECTION_STRING``, else the local stack's
+(``$HEADWATER_HOME/endpoints.json`` from ``headwater up``, else localhost:50051).
 The book's placeholders ``<SCHEMA_GROUPNAME>`` and ``<SCHEMA_NAME>`` are filled
 from the environment. ``DefaultAzureCredential`` finds the local root key
 (``$HEADWATER_HOME/auth.json``) or ``HEADWATER_SHARED_ACCESS_KEY_NAME`` /
 ``HEADWATER_SHARED_ACCESS_KEY``.
 
-Run: ``make up`` (or ``headwater serve registry``), then
-``python examples/book_schema_registry.py``.
+Run: ``make up`` (or ``headwater up``), then ``python examples/book_schema_registry.py``.
 """
 
 # ruff: noqa: I001 - the book's two imports stay one line each, as in the book
@@ -18,7 +22,10 @@ import os
 from headwater.schemaregistry import SchemaRegistryClient
 from headwater.schemaregistry import DefaultAzureCredential
 
-SCHEMA_NAMESPACE = os.environ.get("HEADWATER_REGISTRY_ADDRESS", "localhost:50052")
+from headwater.namespace import local_namespace
+
+SCHEMA_NAMESPACE = (os.environ.get("HEADWATER_NAMESPACE") or os.environ.get("HEADWATER_REGISTRY_ADDRESS")
+                    or local_namespace())
 SCHEMA_GROUPNAME = os.environ.get("SCHEMA_GROUPNAME", "book")
 SCHEMA_NAME = os.environ.get("SCHEMA_NAME", "com.azure.sampleschema.avro.Trip")
 

@@ -7,8 +7,10 @@ Changed from the book: the import and the connection string.
 import os
 
 from headwater.eventhub import EventHubConsumerClient  # was: azure.eventhub
+from headwater.namespace import local_connection_string  # the namespace connection string
 
-CONNECTION_STR = os.environ["HEADWATER_CONNECTION_STRING"]
+# $HEADWATER_CONNECTION_STRING, else the local stack (endpoints.json of `headwater up`).
+CONNECTION_STR = str(local_connection_string())
 EVENTHUB_NAME = os.environ.get("HEADWATER_EVENTHUB", "trips")
 
 

@@ -673,8 +673,10 @@ class ConnectionString:
 
     @property
     def address(self) -> str:
-        """``host:port`` for a gRPC channel."""
+        """``host:port`` for a gRPC channel (``a:p,b:q`` when the endpoint names several instances)."""
         parsed = urllib.parse.urlparse(self.endpoint)
+        if "," in parsed.netloc:
+            return parsed.netloc
         host = parsed.hostname or "localhost"
         port = parsed.port or 50051
         return f"{host}:{port}"

@@ -6,7 +6,9 @@ from the connection string's key and renewed before it expires.
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.parse
 
 import grpc
 
@@ -24,6 +26,34 @@ _OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
+# Spread calls over every address a name resolves to (several ingestion instances
+# behind one DNS name, or an endpoint listing host:port,host:port). Loopback
+# addresses keep gRPC's default (pick_first): one local service.
+_ROUND_ROBIN = [("grpc.lb_policy_name", "round_robin")]
+_LOCAL = ("localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0")
+
+
+def _options(target: str) -> list:
+    if target.startswith("ipv4:") or target.rpartition(":")[0] not in _LOCAL:
+        return _OPTIONS + _ROUND_ROBIN
+    return _OPTIONS
+
+
+def _target(conn: ConnectionString) -> str:
+    """The gRPC target: ``host:port``, or ``ipv4:a:p,b:q`` for an endpoint naming several instances."""
+    netloc = urllib.parse.urlparse(conn.endpoint).netloc
+    if "," in netloc:
+        return multi_target(netloc)
+    return conn.address
+
+
+def multi_target(addresses: str) -> str:
+    """``a:p,b:q`` -> the gRPC target ``ipv4:<ip of a>:p,<ip of b>:q`` (names resolved once)."""
+    out = []
+    for hostport in addresses.split(","):
+        host, _, port = hostport.strip().rpartition(":")
+        out.append(f"{socket.gethostbyname(host.strip('[]'))}:{port}")
+    return "ipv4:" + ",".join(out)
 
 
 class TokenSource:
@@ -110,24 +140,27 @@ def _creds(conn: ConnectionString, root_certificates: bytes | None):
 
 
 def aio_channel(conn: ConnectionString | str, entity: str = "", *,
-                root_certificates: bytes | None = None) -> grpc.aio.Channel:
-    """An asyncio channel to ``conn``'s endpoint that signs every call."""
+                root_certificates: bytes | None = None, address: str = "") -> grpc.aio.Channel:
+    """An asyncio channel to ``conn``'s endpoint (or ``address``, another service of its
+    namespace, see :mod:`headwater.namespace`) that signs every call for ``conn``'s namespace."""
     if isinstance(conn, str):
         conn = ConnectionString.parse(conn)
     interceptors = _aio_auth(TokenSource(conn, entity))
+    target = address or _target(conn)
     if conn.use_tls or root_certificates:
-        return grpc.aio.secure_channel(conn.address, _creds(conn, root_certificates),
-                                       options=_OPTIONS, interceptors=interceptors)
-    return grpc.aio.insecure_channel(conn.address, options=_OPTIONS, interceptors=interceptors)
+        return grpc.aio.secure_channel(target, _creds(conn, root_certificates),
+                                       options=_options(target), interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=_options(target), interceptors=interceptors)
 
 
 def sync_channel(conn: ConnectionString | str, entity: str = "", *,
-                 root_certificates: bytes | None = None) -> grpc.Channel:
-    """A blocking channel to ``conn``'s endpoint that signs every call."""
+                 root_certificates: bytes | None = None, address: str = "") -> grpc.Channel:
+    """A blocking channel to ``conn``'s endpoint (or ``address``) that signs every call."""
     if isinstance(conn, str):
         conn = ConnectionString.parse(conn)
+    target = address or _target(conn)
     if conn.use_tls or root_certificates:
-        channel = grpc.secure_channel(conn.address, _creds(conn, root_certificates), options=_OPTIONS)
+        channel = grpc.secure_channel(target, _creds(conn, root_certificates), options=_options(target))
     else:
-        channel = grpc.insecure_channel(conn.address, options=_OPTIONS)
+        channel = grpc.insecure_channel(target, options=_options(target))
     return grpc.intercept_channel(channel, _SyncAuth(TokenSource(conn, entity)))

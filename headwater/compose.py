@@ -3,7 +3,8 @@
 Only what Headwater's compose file uses is understood: ``services.<name>``
 with ``command``, ``environment`` (mapping or list), ``depends_on`` (list or
 mapping with conditions), ``profiles``, ``image``/``build``, YAML anchors and
-merge keys, ``restart``, ``${VAR:-default}`` substitution. Services whose command is not ``headwater ...`` (PostgreSQL, NATS)
+merge keys, ``restart``, ``${VAR:-default}`` substitution (from the environment, then ``<profile>.env``
+files next to the compose file), ``deploy.replicas``. Services whose command is not ``headwater ...`` (PostgreSQL, NATS)
 are containers only: locally, the machine's own servers stand in for them.
 """
 
@@ -31,6 +32,8 @@ class ComposeService:
     image: str = ""
     #: compose's ``restart:`` policy (``no``, ``always``, ``unless-stopped``, ``on-failure[:N]``).
     restart: str = "no"
+    #: ``deploy.replicas``: how many processes ``headwater up`` starts.
+    replicas: int = 1
 
     @property
     def is_headwater(self) -> bool:
@@ -58,13 +61,27 @@ def _env(raw) -> dict[str, str]:
     return out
 
 
+def profile_env(path: str | Path, profiles: tuple[str, ...] = ()) -> dict[str, str]:
+    """The variables of ``<profile>.env`` files next to the compose file (what
+    ``docker compose --env-file <profile>.env`` reads); the environment wins."""
+    out: dict[str, str] = {}
+    for profile in profiles:
+        env_file = Path(path).parent / f"{profile}.env"
+        if env_file.exists():
+            for line in env_file.read_text().splitlines():
+                key, sep, value = line.strip().partition("=")
+                if sep and not key.startswith("#"):
+                    out[key.strip()] = value.strip()
+    return {**out, **os.environ}
+
+
 def load_compose(path: str | Path, profiles: tuple[str, ...] = ()) -> list[ComposeService]:
     """The services of ``path`` active under ``profiles``, in start order."""
     path = Path(path)
     if not path.exists():
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"compose file {str(path)!r} does not exist")
     try:
-        doc = yaml.safe_load(interpolate(path.read_text())) or {}
+        doc = yaml.safe_load(interpolate(path.read_text(), profile_env(path, tuple(profiles)))) or {}
     except yaml.YAMLError as exc:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"compose file {str(path)!r}: {exc}") from None
     services = []
@@ -78,7 +95,8 @@ def load_compose(path: str | Path, profiles: tuple[str, ...] = ()) -> list[Compo
         svc = ComposeService(name=name, command=[str(c) for c in command],
                              environment=_env(spec.get("environment")), depends_on=[str(d) for d in deps],
                              profiles=list(spec.get("profiles") or []), image=str(spec.get("image", "")),
-                             restart=str(spec.get("restart") or "no"))
+                             restart=str(spec.get("restart") or "no"),
+                             replicas=int((spec.get("deploy") or {}).get("replicas") or 1))
         if svc.profiles and not set(svc.profiles) & set(profiles):
             continue
         services.append(svc)

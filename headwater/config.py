@@ -23,7 +23,8 @@ import yaml
 
 from headwater.errors import HeadwaterError, Reason
 
-__all__ = ["ConfigError", "ServiceConfig", "DEFAULT_PORTS", "default_address", "headwater_home", "load_config"]
+__all__ = ["ConfigError", "ServiceConfig", "DEFAULT_PORTS", "default_address", "headwater_home", "home_search",
+           "load_config", "local_root_policy", "read_endpoints"]
 
 #: service -> (gRPC port, metrics port), DESIGN.md "Default ports".
 DEFAULT_PORTS: dict[str, tuple[int, int]] = {
@@ -41,9 +42,59 @@ class ConfigError(HeadwaterError):
         super().__init__(Reason.INVALID_ARGUMENT, message, metadata={"field": setting})
 
 
+def home_search(cwd: Path | None = None) -> tuple[Path, str]:
+    """Where local state lives, and how it was found (for messages).
+
+    ``$HEADWATER_HOME`` when set; else the nearest ``.headwater`` folder in the current
+    directory or above it (as git finds ``.git``); else ``~/.headwater``.
+    """
+    env = os.environ.get("HEADWATER_HOME")
+    if env:
+        return Path(env).expanduser().resolve(), f"$HEADWATER_HOME={env}"
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / ".headwater"
+        if candidate.is_dir():
+            return candidate, f"the nearest .headwater above {here}"
+    return Path.home() / ".headwater", f"~/.headwater ($HEADWATER_HOME unset, no .headwater in {here} or above)"
+
+
 def headwater_home() -> Path:
-    """Where local state lives: ``$HEADWATER_HOME``, default ``./.headwater``."""
-    return Path(os.environ.get("HEADWATER_HOME", ".headwater")).resolve()
+    """Where local state lives: ``$HEADWATER_HOME``, else the nearest ``.headwater`` above the
+    current directory, else ``~/.headwater`` (see :func:`home_search`)."""
+    return home_search()[0]
+
+
+def local_root_policy(auth_file: str | os.PathLike[str] | None = None):
+    """The root policy of the local policies file, never creating one.
+
+    A client that created ``auth.json`` would invent a key the running services do not
+    know; only a service creates it. The error says where it looked.
+    """
+    from headwater.auth import PolicyStore
+
+    if auth_file:
+        path, how = Path(auth_file), "--auth-file"
+    else:
+        home, how = home_search()
+        path = home / "auth.json"
+    if not path.exists():
+        raise HeadwaterError(
+            Reason.UNAUTHORIZED,
+            f"no policies file {path} (looked in {how}); the services create it when they start: "
+            "run `headwater up`, or set HEADWATER_HOME to the folder the services use, "
+            "or pass --connection-string",
+            metadata={"resource": str(path)})
+    return PolicyStore(path).ensure().root()
+
+
+def read_endpoints(home: Path | None = None) -> dict[str, str]:
+    """The addresses ``headwater up`` wrote to ``$HEADWATER_HOME/endpoints.json`` ({} when none)."""
+    try:
+        data = json.loads(((home or headwater_home()) / "endpoints.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def default_address(service: str) -> str:
@@ -53,12 +104,9 @@ def default_address(service: str) -> str:
     env = os.environ.get(f"HEADWATER_{service.upper()}_ADDRESS")
     if env:
         return env
-    try:
-        endpoints = json.loads((headwater_home() / "endpoints.json").read_text())
-        if endpoints.get(service):
-            return str(endpoints[service])
-    except (OSError, ValueError):
-        pass
+    endpoints = read_endpoints()
+    if endpoints.get(service):
+        return endpoints[service]
     return f"localhost:{DEFAULT_PORTS[service][0]}"
 
 

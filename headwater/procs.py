@@ -82,6 +82,7 @@ class ServiceProcess:
             text=True, bufsize=1, start_new_session=True,
         )
         found = threading.Event()
+        listening = threading.Event()
 
         def pump() -> None:
             assert self.proc and self.proc.stdout
@@ -92,6 +93,7 @@ class ServiceProcess:
                 if m and not found.is_set():
                     if not self.address:
                         self.address = m.group(2)
+                    listening.set()
                     found.set()
                 if self.on_line:
                     self.on_line(line)
@@ -101,7 +103,8 @@ class ServiceProcess:
             found.set()
 
         threading.Thread(target=pump, name=f"log-{self.name}", daemon=True).start()
-        if not found.wait(timeout) or self.proc.poll() is not None:
+        # The output ending without a listening line means the process is exiting.
+        if not found.wait(timeout) or not listening.is_set() or self.proc.poll() is not None:
             out = "\n".join(self.lines)
             self.kill()
             raise RuntimeError(f"service {self.name} did not start:\n{out}")
@@ -140,6 +143,27 @@ class ServiceProcess:
 
     def output(self) -> str:
         return "\n".join(self.lines)
+
+    def failure(self) -> str:
+        """One line saying why the service stopped or never started (for a person)."""
+        import json
+
+        for line in reversed(self.lines):
+            text = line.strip()
+            if text.startswith(f"headwater serve {self.name}:") or text.startswith(f"headwater {self.name}:"):
+                return text.split(":", 1)[1].strip()
+            if text.startswith("{"):
+                try:
+                    rec = json.loads(text)
+                except ValueError:
+                    continue
+                if rec.get("level") in ("ERROR", "CRITICAL") and rec.get("msg"):
+                    return str(rec["msg"]).split(": ", 1)[-1] if ": " in str(rec["msg"]) else str(rec["msg"])
+        for line in reversed(self.lines):  # the last line of a traceback names the exception
+            if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", line.strip()):
+                return line.strip()
+        code = self.proc.poll() if self.proc else None
+        return f"exited with code {code}" if code is not None else "no 'listening on' line in time"
 
 
 def headwater_cmd() -> list[str]:

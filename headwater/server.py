@@ -31,6 +31,7 @@ import inspect
 import logging
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -40,7 +41,6 @@ from typing import Any, ClassVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from headwater.auth import (
@@ -57,13 +57,15 @@ from headwater.config import ServiceConfig, load_config
 from headwater.errors import HeadwaterError, Reason
 from headwater.logs import configure_logging
 from headwater.metrics import RPC_LATENCY, RPC_REQUESTS, start_metrics_server
+from headwater.reflection import enable_reflection
 
 __all__ = ["GrpcBinding", "RunningService", "Service", "authenticator", "caller", "caller_token",
            "http_auth", "http_ssl_context", "run", "serve_in_process"]
 
 log = logging.getLogger("headwater.server")
 
-_OPEN_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Health, reflection and GetNamespace (where the services are) need no token.
+_OPEN_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.", "/headwater.v1.NamespaceService/")
 
 
 @dataclass(frozen=True)
@@ -401,29 +403,45 @@ async def start_service(service: Service) -> RunningService:
             ("grpc.so_reuseport", 0),
         ],
     )
-    names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
     for binding in service.bindings():
         binding.add_to_server(binding.servicer, server)
         names.append(binding.full_name)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(names, server)
+    enable_reflection(names, server)
     address = f"{cfg.host}:{cfg.grpc_port}"
-    if cfg.tls_cert_file:
-        creds = grpc.ssl_server_credentials(
-            [(Path(cfg.tls_key_file).read_bytes(), Path(cfg.tls_cert_file).read_bytes())])
-        port = server.add_secure_port(address, creds)
-    else:
-        port = server.add_insecure_port(address)
+    busy = HeadwaterError(Reason.SERVICE_BUSY, f"gRPC port {cfg.grpc_port} on {cfg.host} is in use "
+                          "(another stack or program); pick another with --port, or 0 for a free one",
+                          metadata={"port": cfg.grpc_port})
+    try:
+        if cfg.tls_cert_file:
+            creds = grpc.ssl_server_credentials(
+                [(Path(cfg.tls_key_file).read_bytes(), Path(cfg.tls_cert_file).read_bytes())])
+            port = server.add_secure_port(address, creds)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc: "Failed to bind to address"
+        port = 0
     if port == 0:
-        raise HeadwaterError(Reason.SERVICE_BUSY, f"could not bind {address}: is the port in use?")
+        await service.stop()
+        raise busy
     await server.start()
     metrics_server, metrics_port = None, -1
     if cfg.metrics_port >= 0:
         guard = http_auth(cfg, auth)
-        metrics_server, metrics_port = start_metrics_server(
-            cfg.metrics_host or cfg.host, cfg.metrics_port, cfg.tls_cert_file, cfg.tls_key_file,
-            allow=guard.check if guard is not None else None)
+        host = cfg.metrics_host or cfg.host
+        try:
+            metrics_server, metrics_port = start_metrics_server(
+                host, cfg.metrics_port, cfg.tls_cert_file, cfg.tls_key_file,
+                allow=guard.check if guard is not None else None)
+        except OSError as exc:
+            await server.stop(0)
+            await service.stop()
+            raise HeadwaterError(Reason.SERVICE_BUSY,
+                                 f"metrics port {cfg.metrics_port} on {host} is not free "
+                                 f"({exc.strerror}); pick another with --metrics-port, 0 for a free one, -1 for none",
+                                 metadata={"port": cfg.metrics_port}) from None
     running = RunningService(service, server, health_servicer, port, metrics_port, metrics_server)
     await service.started(running)
     for name in ["", *(b.full_name for b in service.bindings())]:
@@ -485,5 +503,6 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None) -> int:
         asyncio.run(_serve_forever(service_cls(cfg)))
     except HeadwaterError as exc:
         log.error("%s", exc)
+        print(f"headwater serve {service_cls.name}: {exc.message}", file=sys.stderr, flush=True)
         return 1
     return 0

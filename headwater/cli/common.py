@@ -9,34 +9,47 @@ from typing import Any
 
 import grpc
 
-from headwater.auth import ConnectionString, PolicyStore
+from headwater.auth import ConnectionString
 from headwater.channel import sync_channel
-from headwater.config import DEFAULT_PORTS, default_address, headwater_home
+from headwater.config import DEFAULT_PORTS, default_address, local_root_policy
 from headwater.errors import HeadwaterError
 
-__all__ = ["Client", "add_connection_options", "connection", "print_result"]
+__all__ = ["Client", "add_connection_options", "connection", "print_result", "service_channel"]
 
 
 def connection(args: argparse.Namespace, service: str) -> ConnectionString:
-    """``--connection-string``, else ``$HEADWATER_<SERVICE>_CONNECTION_STRING``, else the
-    local root policy for ``--address`` (default: the service's default port)."""
+    """``--connection-string``, else ``$HEADWATER_<SERVICE>_CONNECTION_STRING``, else
+    ``$HEADWATER_CONNECTION_STRING`` (the namespace's), else the local root policy for the
+    local namespace (never created here: see :func:`headwater.config.local_root_policy`)."""
     text = getattr(args, "connection_string", None) or os.environ.get(
-        f"HEADWATER_{service.upper()}_CONNECTION_STRING", "")
-    if not text and service == "ingestion":  # the hub's, as the Azure samples name it
-        text = os.environ.get("HEADWATER_CONNECTION_STRING", "")
+        f"HEADWATER_{service.upper()}_CONNECTION_STRING", "") or os.environ.get("HEADWATER_CONNECTION_STRING", "")
     if text:
         return ConnectionString.parse(text)
     address = getattr(args, "address", None) or default_address(service)
-    root = PolicyStore(headwater_home() / "auth.json").ensure().root()
+    root = local_root_policy()
     return ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=root.name,
                             shared_access_key=root.key)
+
+
+def service_channel(args: argparse.Namespace, service: str) -> grpc.Channel:
+    """A signed channel to ``service``: ``--address`` (or ``--registry``/``--sink``) when given,
+    else ``$HEADWATER_<SERVICE>_ADDRESS``, else the address the connection string's namespace
+    endpoint gives (GetNamespace), else endpoints.json / the default port."""
+    conn = connection(args, service)
+    flag = getattr(args, "address", None) or getattr(args, service, None)
+    address = flag if isinstance(flag, str) and flag else os.environ.get(f"HEADWATER_{service.upper()}_ADDRESS", "")
+    if not address and service != "ingestion" and conn.address != default_address(service):
+        from headwater.namespace import service_address
+
+        address = service_address(conn, service)
+    return sync_channel(conn, address=address)
 
 
 class Client:
     """A blocking stub whose calls raise :class:`HeadwaterError` (one line for a person)."""
 
     def __init__(self, args: argparse.Namespace, service: str, stub_class: type) -> None:
-        self.channel = sync_channel(connection(args, service))
+        self.channel = service_channel(args, service)
         self.stub = stub_class(self.channel)
 
     def __getattr__(self, name: str):

@@ -22,12 +22,14 @@ __all__ = ["add_commands"]
 def _demo(args: argparse.Namespace) -> int:
     import json
 
-    from headwater.cli.up import start_stack, stop_stack
+    from headwater.cli.up import _pidfile, _write_pids, path_hint, start_stack, stop_stack
     from headwater.supervisor import Supervisor, compose_policies
 
     policies = compose_policies(args.file)
     procs = start_stack(args.file, ephemeral_ports=args.ephemeral_ports)
-    supervisor = Supervisor(procs, policies)  # compose's restart: policies, as `headwater up`
+    # compose's restart: policies, as `headwater up`; none after `headwater down` took the pid file
+    supervisor = Supervisor(procs, policies, stopped=lambda: not _pidfile().exists(),
+                            on_restart=lambda _: _write_pids(procs))
     endpoints = json.loads((headwater_home() / "endpoints.json").read_text())
     stop = asyncio.Event()
 
@@ -41,7 +43,9 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"\nHeadwater demo: trips flowing at {args.rate:g}/s into hub 'trips'.\n"
               f"  dashboard:          {url}\n"
               f"  connection string:  {local_connection(endpoints['ingestion'])};EntityPath=trips\n"
-              f"  stop:               Ctrl-C\n", flush=True)
+              f"  (the namespace's: it reaches every service; `headwater connection-string` prints it)\n"
+              f"  stop:               Ctrl-C here, or `headwater down` from anywhere\n"
+              f"{path_hint().replace('headwater up: ', '  ')}\n", flush=True)
         sender = asyncio.create_task(send_trips(endpoints["ingestion"], "trips", args.rate))
 
         async def supervise() -> None:

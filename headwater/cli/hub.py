@@ -429,12 +429,22 @@ def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} partitions: a hub needs at least 1")
+    return value
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     hub = sub.add_parser("hub", help="create, list, show, update and delete hubs")
     hs = hub.add_subparsers(dest="hub_command", metavar="COMMAND", required=True)
     p = _common(hs.add_parser("create", help="create a hub"))
     p.add_argument("name")
-    p.add_argument("--partitions", type=int, default=4, help="partition count (default 4)")
+    p.add_argument("--partitions", type=_positive, default=4, help="partition count, 1 or more (default 4)")
     p.add_argument("--retention", default="7d", help="message retention: 7d, 12h, 30m (default 7d)")
     p.add_argument("--throughput-units", type=int, default=0, help="throughput units (default 0: no quota)")
     p.add_argument("--auto-inflate", action="store_true", help="raise throughput units when throttled")

@@ -73,16 +73,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
     except Exception as exc:  # noqa: BLE001 - a person gets one line, not a traceback
-        from headwater.errors import HeadwaterError
+        return _one_line(exc)
 
-        if isinstance(exc, HeadwaterError):
-            print(f"headwater: {exc}", file=sys.stderr)
-            return 1
-        raise
+
+def _closed_pipe() -> int:
+    """``headwater ... | head``: the reader left; stop quietly (no BrokenPipeError at exit either)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
+
+
+def _one_line(exc: Exception) -> int:
+    """Print what went wrong in one line; the traceback only with HEADWATER_DEBUG=1."""
+    import os
+
+    import grpc
+
+    from headwater.errors import HeadwaterError
+
+    if isinstance(exc, grpc.RpcError):
+        exc = HeadwaterError.from_rpc_error(exc)
+    if os.environ.get("HEADWATER_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    if isinstance(exc, HeadwaterError):
+        print(f"headwater: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(exc, OSError) and exc.filename:
+        print(f"headwater: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 1
+    if isinstance(exc, (OSError, ValueError, TimeoutError)):
+        print(f"headwater: {exc}", file=sys.stderr)
+        return 1
+    print(f"headwater: unexpected {type(exc).__name__}: {exc} (HEADWATER_DEBUG=1 shows the traceback)",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,8 @@ _MODES = ["none", "backward", "backward-transitive", "forward", "forward-transit
 def _client(args: argparse.Namespace):
     from headwater.schemaregistry import DefaultAzureCredential, SchemaRegistryClient
 
-    conn = args.connection_string or os.environ.get("HEADWATER_REGISTRY_CONNECTION_STRING", "")
+    conn = (args.connection_string or os.environ.get("HEADWATER_REGISTRY_CONNECTION_STRING", "")
+            or os.environ.get("HEADWATER_CONNECTION_STRING", ""))  # the namespace's: it finds the registry
     if conn:
         return SchemaRegistryClient.from_connection_string(conn)
     address = args.registry or default_address("registry")

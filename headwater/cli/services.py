@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sys
+from pathlib import Path
 
-from headwater.auth import ConnectionString, PolicyStore
+from headwater.auth import ConnectionString
 from headwater.config import default_address, headwater_home
 
 __all__ = ["add_commands", "SERVICE_NAMES", "service_class"]
@@ -26,25 +28,32 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _connection_string(args: argparse.Namespace) -> int:
-    """From the local policies file, or, given a Manage ``--connection-string``, from the service."""
+    """From the local policies file (never created here: only a service creates it), or, given a
+    Manage ``--connection-string``, from the service."""
     if args.policy and (args.connection_string or os.environ.get("HEADWATER_CONNECTION_STRING")):
         from headwater.cli.policy import policy_connection_string
 
         args.name, args.address, args.json = args.policy, None, False
         print(policy_connection_string(args))
         return 0
-    store = PolicyStore(headwater_home() / "auth.json" if not args.auth_file else args.auth_file).ensure()
-    policy = store.root()
+    from headwater.auth import PolicyStore
+    from headwater.config import local_root_policy
+
+    root = local_root_policy(args.auth_file)  # says where it looked when there is none
+    store = PolicyStore(Path(args.auth_file) if args.auth_file else headwater_home() / "auth.json").ensure()
+    policy = root
     if args.policy:  # the hub's own policy of that name first, else the namespace's (as tokens resolve)
         policy = (store.get(args.policy, args.hub) if args.hub else None) or store.get(args.policy)
         if policy is None and not args.hub:  # a hub-level policy, named without --hub
             found = [p for p in store.all() if p.name == args.policy]
             policy = found[0] if len(found) == 1 else None
     if policy is None:
-        print(f"headwater: no policy named {args.policy!r}" + (f" for hub {args.hub!r}" if args.hub else ""))
+        print(f"headwater: no policy named {args.policy!r}" + (f" for hub {args.hub!r}" if args.hub else ""),
+              file=sys.stderr)
         return 1
     if policy.hub and not args.hub:
         args.hub = policy.hub
+    # The namespace endpoint (ingestion), or the service asked for.
     address = f"{args.host}:{args.port}" if args.port else default_address(args.service)
     conn = ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=policy.name,
                             shared_access_key=policy.secondary_key if args.secondary else policy.key,
@@ -53,7 +62,31 @@ def _connection_string(args: argparse.Namespace) -> int:
     return 0
 
 
+def _namespace(args: argparse.Namespace) -> int:
+    import json
+
+    from headwater.namespace import discover, local_connection_string
+
+    conn = ConnectionString.parse(args.connection_string) if args.connection_string else local_connection_string()
+    ns = discover(conn)
+    data = {"uri": ns.uri, "ingestion": ns.ingestion, "registry": ns.registry, "processing": ns.processing,
+            "sink": ns.sink, "http_ingest_url": ns.http_ingest_url, "dashboard_url": ns.dashboard_url}
+    if args.json:
+        print(json.dumps(data))
+    else:
+        for key, value in data.items():
+            print(f"{key}: {value}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("namespace", help="where every service of the namespace listens (GetNamespace)",
+                       description="Ask the namespace endpoint (the connection string's, default the local "
+                                   "stack's) for the address of every service, HTTP ingest and the dashboard.")
+    p.add_argument("--connection-string", help="default $HEADWATER_CONNECTION_STRING, else the local stack")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=_namespace)
+
     p = sub.add_parser("serve", help="run one service in the foreground",
                        description="Run one Headwater service until SIGTERM. "
                                    "Options after the name go to the service (--config, --port, ...).")
@@ -61,13 +94,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="service options (see headwater serve NAME --help)")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("connection-string", help="print a policy's connection string (default the root policy)",
-                       description="Print a connection string for the SDK and for people, "
-                                   "from the policies file in $HEADWATER_HOME (created if missing).")
+    p = sub.add_parser("connection-string", help="print the namespace connection string (reaches every service)",
+                       description="Print a policy's connection string (default the root policy) for the SDK and "
+                                   "for people: the namespace endpoint (ingestion, which tells clients where the "
+                                   "registry, processing and sink are: GetNamespace) and the policy's key from "
+                                   "$HEADWATER_HOME/auth.json. Never creates a key: the services create auth.json.")
     p.add_argument("--hub", help="add EntityPath=HUB")
     p.add_argument("--policy", help="policy name (default RootManageSharedAccessKey)")
     p.add_argument("--service", default="ingestion", choices=SERVICE_NAMES,
-                   help="whose default port to use (default ingestion)")
+                   help="endpoint of this service instead of the namespace (default ingestion, the namespace)")
     p.add_argument("--host", default="localhost")
     p.add_argument("--port", type=int, help="override the port")
     p.add_argument("--auth-file", help="policies file (default $HEADWATER_HOME/auth.json)")

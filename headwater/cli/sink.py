@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import uuid
 from typing import Any
@@ -24,20 +23,10 @@ _POLICIES = ("retry", "drop")
 
 
 def _stub(args: argparse.Namespace):
-    from headwater.auth import ConnectionString, PolicyStore
-    from headwater.channel import sync_channel
-    from headwater.config import default_address, headwater_home
+    from headwater.cli.common import service_channel
     from headwater.v1 import sink_pb2_grpc
 
-    text = args.connection_string or os.environ.get("HEADWATER_SINK_CONNECTION_STRING", "")
-    if text:
-        conn = ConnectionString.parse(text)
-    else:
-        address = args.sink or default_address("sink")
-        root = PolicyStore(headwater_home() / "auth.json").ensure().root()
-        conn = ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=root.name,
-                                shared_access_key=root.key)
-    channel = sync_channel(conn)
+    channel = service_channel(args, "sink")
     return channel, sink_pb2_grpc.SinkServiceStub(channel)
 
 

@@ -9,7 +9,8 @@ sees them (no Python object per event), ``sdk_events_per_s`` through
 ``receive_batch`` with one EventData per event.
 
 Both start their own ingestion process (temporary data folder and policies,
-default settings: fsync_policy interval) unless ``--address`` /
+default settings: fsync_policy interval; ``--backend nats`` puts its log and
+metadata on JetStream at ``--nats-url``) unless ``--address`` /
 ``--connection-string`` name a running one, and, with ``--compare nats`` (the
 default), run NATS JetStream's Python client (file storage) on
 ``--nats-url`` in the same run and print the ratio. With ``--json`` the last
@@ -28,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -57,9 +59,9 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
         return
     home = os.environ.get("HEADWATER_HOME")
     if args.address:
-        from headwater.config import headwater_home
+        from headwater.config import local_root_policy
 
-        policy = PolicyStore(headwater_home() / "auth.json").ensure().root()
+        policy = local_root_policy()  # the running services' key, never a new one
         yield str(ConnectionString(endpoint=f"headwater://{args.address}/", shared_access_key_name=policy.name,
                                    shared_access_key=policy.key))
         return
@@ -69,6 +71,11 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
     env = {"HEADWATER_HOME": tmp, "HEADWATER_LOG_LEVEL": "WARNING", "HEADWATER_INGESTION_HTTP_PORT": "-1"}
     if args.fsync_policy:
         env["HEADWATER_INGESTION_FSYNC_POLICY"] = args.fsync_policy
+    prefix = ""
+    if args.backend == "nats":  # the service's log and metadata on JetStream, under names of this run only
+        prefix = f"PERF{uuid.uuid4().hex[:8]}"
+        env.update(HEADWATER_INGESTION_LOG_BACKEND="nats", HEADWATER_INGESTION_NATS_URL=args.nats_url,
+                   HEADWATER_INGESTION_NATS_PREFIX=prefix)
     proc = ServiceProcess("ingestion", [*headwater_cmd(), "serve", "ingestion", "--port", "0", "--metrics-port", "-1",
                                         "--data-dir", os.path.join(tmp, "data")], env=env)
     try:
@@ -80,6 +87,10 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
     finally:
         proc.terminate(10)
         shutil.rmtree(tmp, ignore_errors=True)
+        if prefix:
+            from headwater.services.ingestion.log.nats import delete_prefix
+
+            asyncio.run(delete_prefix(args.nats_url, prefix))
         if home is not None:
             os.environ["HEADWATER_HOME"] = home
 
@@ -249,7 +260,16 @@ async def _nats_produce(url: str, events: int, size: int, window: int) -> dict[s
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
-    nc = await nats.connect(url, connect_timeout=2)
+    async def _quiet(_exc: Exception) -> None:  # nats-py logs a traceback per failed attempt
+        return None
+
+    # One attempt: an unreachable peer is skipped with one line (nats-py itself would retry
+    # the first connect forever, a traceback each time).
+    parsed = urllib.parse.urlparse(url)
+    _r, w = await asyncio.wait_for(asyncio.open_connection(parsed.hostname or "127.0.0.1", parsed.port or 4222), 2)
+    w.close()
+    nc = await asyncio.wait_for(nats.connect(url, connect_timeout=2, allow_reconnect=False,
+                                             max_reconnect_attempts=0, error_cb=_quiet), 5)
     js = nc.jetstream()
     stream = f"HWPERF{uuid.uuid4().hex[:8].upper()}"
     await js.add_stream(StreamConfig(name=stream, subjects=[f"{stream}.>"], storage=StorageType.FILE))
@@ -287,7 +307,7 @@ async def _nats_peer(args: argparse.Namespace) -> dict[str, Any] | None:
     try:
         return await _nats_produce(args.nats_url, args.nats_events, args.event_size, 1000)
     except Exception as exc:  # noqa: BLE001 - the peer is optional; say why it is missing
-        print(f"NATS peer skipped: {exc}", file=sys.stderr)
+        print(f"NATS peer skipped: {args.nats_url} unreachable ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None
 
 
@@ -320,6 +340,7 @@ def produce(args: argparse.Namespace) -> int:
     result = {"command": "produce", **{k: round(v, 3) if isinstance(v, float) else v for k, v in ours.items()},
               "event_size": args.event_size, "batch_size": args.batch_size, "producers": args.producers,
               "mode": args.mode, "partitions": args.partitions, "fsync_policy": args.fsync_policy or "interval",
+              "backend": args.backend,
               "peak_rss_mb": round(_peak_rss_mb(), 1)}
     summary = (f"produce: {ours['events']:,} events of {args.event_size} B in batches of {args.batch_size} "
                f"from {args.producers} producer(s) into {args.partitions} partitions: "
@@ -365,7 +386,7 @@ def consume(args: argparse.Namespace) -> int:
 
         raw, sdk, peer = asyncio.run(main())
     result = {"command": "consume", "events": raw["events"], "events_per_s": round(raw["events_per_s"], 1),
-              "mb_per_s": round(raw["mb_per_s"], 2), "partitions": args.partitions,
+              "mb_per_s": round(raw["mb_per_s"], 2), "partitions": args.partitions, "backend": args.backend,
               "peak_rss_mb": round(_peak_rss_mb(), 1)}
     summary = (f"consume: {raw['events']:,} events from {args.partitions} partitions at once: "
                f"{raw['events_per_s']:,.0f} events/s, {raw['mb_per_s']:.1f} MB/s (packed read path)")
@@ -400,6 +421,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connection-string", help="a running ingestion service")
     p.add_argument("--fsync-policy", choices=("every_batch", "interval", "never"),
                    help="for the service started here (default: the service default, interval)")
+    p.add_argument("--backend", choices=("embedded", "nats"), default="embedded",
+                   help="log backend of the service started here (nats: JetStream at --nats-url)")
     p.add_argument("--compare", choices=("nats", "grpc", "none"), default="nats",
                    help="peer in the same run (default nats; with --protocol kafka the peer is gRPC)")
     p.add_argument("--nats-url", default="nats://127.0.0.1:4222")

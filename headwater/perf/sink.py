@@ -147,9 +147,11 @@ def _via_service(args: argparse.Namespace, batches: list[Any], kind_name: str, c
         if args.connection_string:
             conn = ConnectionString.parse(args.connection_string)
         else:
-            root = PolicyStore(os.path.join(home, "auth.json") if not args.sink else
-                               __import__("headwater.config", fromlist=["x"]).headwater_home() / "auth.json"
-                               ).ensure().root()
+            from headwater.config import local_root_policy
+
+            # Our own service's key, or the running services' (never a new one).
+            root = PolicyStore(os.path.join(home, "auth.json")).ensure().root() if not args.sink \
+                else local_root_policy()
             conn = ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=root.name,
                                     shared_access_key=root.key)
         name = f"perf-{uuid.uuid4().hex[:8]}"

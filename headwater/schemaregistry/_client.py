@@ -35,8 +35,9 @@ __all__ = ["SchemaRegistryClient"]
 class SchemaRegistryClient:
     """Registers and fetches schemas in a Headwater registry.
 
-    :param fully_qualified_namespace: the registry's ``host:port`` (or ``headwater://host:port/``;
-        a bare host means port 50052).
+    :param fully_qualified_namespace: the namespace endpoint's ``host:port`` (or
+        ``headwater://host:port/``; a bare host means port 50051): the ingestion service, which
+        says where the registry is (GetNamespace); a registry's own address works too.
     :param credential: a :class:`SharedAccessKeyCredential` (policy name and key).
     :keyword cache: keep schemas and properties already seen (default True); ids are immutable,
         so a cached answer is never stale, except for a version deleted since.
@@ -70,7 +71,11 @@ class SchemaRegistryClient:
     def _open(self) -> pb_grpc.SchemaRegistryServiceStub:
         with self._lock:
             if self._stub is None:
-                self._channel = sync_channel(self._conn, root_certificates=self._root_certificates)
+                from headwater.namespace import service_address
+
+                address = service_address(self._conn, "registry", root_certificates=self._root_certificates)
+                self._channel = sync_channel(self._conn, root_certificates=self._root_certificates,
+                                             address=address)
                 self._stub = pb_grpc.SchemaRegistryServiceStub(self._channel)
             return self._stub
 

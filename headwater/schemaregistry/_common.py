@@ -28,7 +28,8 @@ __all__ = [
     "SharedAccessKeyCredential",
 ]
 
-DEFAULT_PORT = DEFAULT_PORTS["registry"][0]
+#: A bare host names the namespace endpoint (ingestion), which says where the registry is.
+DEFAULT_PORT = DEFAULT_PORTS["ingestion"][0]
 
 
 class ApiVersion(str, enum.Enum):

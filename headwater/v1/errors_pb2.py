@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19headwater/v1/errors.proto\x12\x0cheadwater.v1*\xff\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x10\n\x0cSERVICE_BUSY\x10\x01\x12\x13\n\x0fSERVICE_TIMEOUT\x10\x02\x12\x12\n\x0eQUOTA_EXCEEDED\x10\x03\x12\x19\n\x15MESSAGE_SIZE_EXCEEDED\x10\x04\x12\x14\n\x10INVALID_ARGUMENT\x10\x05\x12\x17\n\x13QUERY_COMPILE_ERROR\x10\x06\x12\x16\n\x12RESOURCE_NOT_FOUND\x10\x07\x12\x17\n\x13SCHEMA_INCOMPATIBLE\x10\x08\x12\x19\n\x15\x43ONSUMER_DISCONNECTED\x10\t\x12\x1b\n\x17RESOURCE_ALREADY_EXISTS\x10\n\x12\x10\n\x0cUNAUTHORIZED\x10\x0b\x12\x15\n\x11PERMISSION_DENIED\x10\x0c\x12\x17\n\x13PRECONDITION_FAILED\x10\r\x12\x0e\n\nJOB_FAILED\x10\x0e\x12\x12\n\x0eINTERNAL_ERROR\x10\x0f\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19headwater/v1/errors.proto\x12\x0cheadwater.v1*\xff\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x10\n\x0cSERVICE_BUSY\x10\x01\x12\x13\n\x0fSERVICE_TIMEOUT\x10\x02\x12\x12\n\x0eQUOTA_EXCEEDED\x10\x03\x12\x19\n\x15MESSAGE_SIZE_EXCEEDED\x10\x04\x12\x14\n\x10INVALID_ARGUMENT\x10\x05\x12\x17\n\x13QUERY_COMPILE_ERROR\x10\x06\x12\x16\n\x12RESOURCE_NOT_FOUND\x10\x07\x12\x17\n\x13SCHEMA_INCOMPATIBLE\x10\x08\x12\x19\n\x15\x43ONSUMER_DISCONNECTED\x10\t\x12\x1b\n\x17RESOURCE_ALREADY_EXISTS\x10\n\x12\x10\n\x0cUNAUTHORIZED\x10\x0b\x12\x15\n\x11PERMISSION_DENIED\x10\x0c\x12\x17\n\x13PRECONDITION_FAILED\x10\r\x12\x0e\n\nJOB_FAILED\x10\x0e\x12\x12\n\x0eINTERNAL_ERROR\x10\x0f\x42Z\n\x0fio.headwater.v1B\x0b\x45rrorsProtoP\x01Z)headwater/gen/go/headwater/v1;headwaterv1\xaa\x02\x0cHeadwater.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.errors_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017io.headwater.v1B\013ErrorsProtoP\001Z)headwater/gen/go/headwater/v1;headwaterv1\252\002\014Headwater.V1'
   _globals['_ERRORREASON']._serialized_start=44
   _globals['_ERRORREASON']._serialized_end=427
 # @@protoc_insertion_point(module_scope)

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aheadwater/v1/secrets.proto\x12\x0cheadwater.v1\"/\n\x10SetSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"!\n\x11SetSecretResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x12ListSecretsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"=\n\x13ListSecretsResponse\x12\r\n\x05names\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x13\x44\x65leteSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"\x16\n\x14\x44\x65leteSecretResponse2\x88\x02\n\rSecretService\x12L\n\tSetSecret\x12\x1e.headwater.v1.SetSecretRequest\x1a\x1f.headwater.v1.SetSecretResponse\x12R\n\x0bListSecrets\x12 .headwater.v1.ListSecretsRequest\x1a!.headwater.v1.ListSecretsResponse\x12U\n\x0c\x44\x65leteSecret\x12!.headwater.v1.DeleteSecretRequest\x1a\".headwater.v1.DeleteSecretResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aheadwater/v1/secrets.proto\x12\x0cheadwater.v1\"/\n\x10SetSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"!\n\x11SetSecretResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x12ListSecretsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"=\n\x13ListSecretsResponse\x12\r\n\x05names\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x13\x44\x65leteSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"\x16\n\x14\x44\x65leteSecretResponse2\x88\x02\n\rSecretService\x12L\n\tSetSecret\x12\x1e.headwater.v1.SetSecretRequest\x1a\x1f.headwater.v1.SetSecretResponse\x12R\n\x0bListSecrets\x12 .headwater.v1.ListSecretsRequest\x1a!.headwater.v1.ListSecretsResponse\x12U\n\x0c\x44\x65leteSecret\x12!.headwater.v1.DeleteSecretRequest\x1a\".headwater.v1.DeleteSecretResponseB[\n\x0fio.headwater.v1B\x0cSecretsProtoP\x01Z)headwater/gen/go/headwater/v1;headwaterv1\xaa\x02\x0cHeadwater.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.secrets_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017io.headwater.v1B\014SecretsProtoP\001Z)headwater/gen/go/headwater/v1;headwaterv1\252\002\014Headwater.V1'
   _globals['_SETSECRETREQUEST']._serialized_start=44
   _globals['_SETSECRETREQUEST']._serialized_end=91
   _globals['_SETSECRETRESPONSE']._serialized_start=93

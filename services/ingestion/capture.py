@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 
 import fastavro
@@ -29,9 +30,12 @@ from headwater.secrets import write_private
 from headwater.services.ingestion import metrics as m
 from headwater.v1 import ingestion_pb2
 
-__all__ = ["CAPTURE_SCHEMA", "DEFAULT_FORMAT", "CaptureWriter", "check_capture"]
+__all__ = ["CAPTURE_GROUP", "CAPTURE_SCHEMA", "DEFAULT_FORMAT", "CaptureWriter", "check_capture"]
 
 log = logging.getLogger("headwater.ingestion.capture")
+
+#: On a shared log (NATS), Capture's progress and lease are this group's checkpoints and claims.
+CAPTURE_GROUP = "$Capture"
 
 DEFAULT_FORMAT = "{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}"
 
@@ -89,6 +93,7 @@ class CaptureWriter:
         self.state_path = self.default_root / "capture-state.json"
         self.state: dict[str, int] = {}
         self.window_start: dict[str, float] = {}
+        self.instance_id = f"capture-{uuid.uuid4().hex[:12]}"
         if self.state_path.exists():
             try:
                 self.state = json.loads(self.state_path.read_text())
@@ -102,9 +107,55 @@ class CaptureWriter:
         while True:
             await asyncio.sleep(tick_s)
             try:
-                self.flush_due(hubs)
+                await self.flush_due_async(hubs)
             except Exception:
                 log.exception("capture failed")
+
+    async def flush_due_async(self, hubs, force: bool = False) -> int:
+        """:meth:`flush_due`, plus the partitions of a shared log (NATS): each captured by
+        one instance at a time (an ownership claim of the ``$Capture`` group), its progress
+        a ``$Capture`` checkpoint in the shared metadata store."""
+        written = self.flush_due(hubs, force)
+        for hub in await hubs.list_async():  # every hub of the shared store, not only those used here
+            cap = hub.meta.capture or {}
+            if cap.get("enabled") and any(not hasattr(p, "segments") for p in hub.partitions):
+                written += await self._flush_shared(hubs.metadata, hub, cap, force)
+        return written
+
+    async def _flush_shared(self, metadata, hub, cap: dict, force: bool) -> int:
+        done = {c.partition_id: c for c in await metadata.list_checkpoints(hub.name, CAPTURE_GROUP)}
+        owners = {o.partition_id: o for o in await metadata.list_ownership(hub.name, CAPTURE_GROUP)}
+        written = 0
+        now = time.time()
+        for part in hub.partitions:
+            pid = part.partition_id
+            await part.refresh()
+            cp = done.get(pid)
+            first = max(cp.sequence_number if cp else part.beginning_sequence, part.beginning_sequence)
+            if part.next_sequence <= first:
+                continue
+            owner = owners.get(pid)
+            if owner is not None and owner.owner_id != self.instance_id and owner.expire_time > now:
+                continue  # another instance captures this partition
+            if await metadata.claim(hub.name, CAPTURE_GROUP, pid, self.instance_id,
+                                    owner.etag if owner else "") is None:
+                continue
+            since = cp.update_time if cp else hub.meta.create_time
+            pending = part.next_offset - (cp.offset if cp else 0)
+            if not (force or now - since >= cap.get("interval_s", 300.0)
+                    or pending >= cap.get("size_limit_bytes", 300 << 20)):
+                continue
+            records, seq, offset = [], first, cp.offset if cp else 0
+            while seq < part.next_sequence:
+                pieces, n, seq = await part.fetch(seq, 5000)
+                if not n:
+                    break
+                records += self._records(b"".join(pieces))
+                offset = part.next_offset if seq >= part.next_sequence else offset
+            if records and self._write_file(hub, part, cap, records):
+                await metadata.update_checkpoint(hub.name, CAPTURE_GROUP, pid, offset, seq)
+                written += 1
+        return written
 
     def flush_due(self, hubs, force: bool = False) -> int:
         written = 0
@@ -144,20 +195,30 @@ class CaptureWriter:
             pieces, n, seq = part.read(seq, 5000)
             if not n:
                 break
-            resp = ingestion_pb2.ReadEventsResponse.FromString(b"".join(pieces))
-            for e in resp.events:
-                when = e.enqueued_time.ToDatetime(tzinfo=dt.UTC)
-                records.append({
-                    "SequenceNumber": e.sequence_number, "Offset": str(e.offset),
-                    "EnqueuedTimeUtc": when.strftime("%m/%d/%Y %I:%M:%S %p"),
-                    "SystemProperties": {"x-opt-sequence-number": e.sequence_number,
-                                         "x-opt-offset": str(e.offset),
-                                         "x-opt-enqueued-time": int(e.enqueued_time.ToMilliseconds()),
-                                         **({"x-opt-partition-key": e.event.partition_key}
-                                            if e.event.partition_key else {})},
-                    "Properties": dict(e.event.properties), "Body": e.event.body})
-        if not records:
+            records += self._records(b"".join(pieces))
+        if not records or not self._write_file(hub, part, cap, records):
             return 0
+        self.state[f"{hub.name}/{part.partition_id}"] = seq
+        write_private(self.state_path, json.dumps(self.state).encode())
+        return 1
+
+    @staticmethod
+    def _records(frames: bytes) -> list[dict]:
+        records = []
+        for e in ingestion_pb2.ReadEventsResponse.FromString(frames).events:
+            when = e.enqueued_time.ToDatetime(tzinfo=dt.UTC)
+            records.append({
+                "SequenceNumber": e.sequence_number, "Offset": str(e.offset),
+                "EnqueuedTimeUtc": when.strftime("%m/%d/%Y %I:%M:%S %p"),
+                "SystemProperties": {"x-opt-sequence-number": e.sequence_number,
+                                     "x-opt-offset": str(e.offset),
+                                     "x-opt-enqueued-time": int(e.enqueued_time.ToMilliseconds()),
+                                     **({"x-opt-partition-key": e.event.partition_key}
+                                        if e.event.partition_key else {})},
+                "Properties": dict(e.event.properties), "Body": e.event.body})
+        return records
+
+    def _write_file(self, hub, part, cap: dict, records: list[dict]) -> bool:
         now = dt.datetime.now(dt.UTC)
         fmt = cap.get("archive_name_format") or DEFAULT_FORMAT
         rel = _render(fmt, self.namespace, hub.name, str(part.partition_id), now)
@@ -177,7 +238,5 @@ class CaptureWriter:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        self.state[f"{hub.name}/{part.partition_id}"] = seq
-        write_private(self.state_path, json.dumps(self.state).encode())
         m.CAPTURE_FILES.labels(hub.name).inc()
-        return 1
+        return True

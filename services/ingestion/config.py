@@ -6,6 +6,7 @@ or through ``HEADWATER_INGESTION_<FIELD>`` / ``HEADWATER_<FIELD>``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from headwater.config import ConfigError, ServiceConfig
@@ -48,8 +49,21 @@ class IngestionConfig(ServiceConfig):
     kafka_advertised_host: str = ""
     #: Log backend: embedded (segment files) or nats (JetStream streams, the scaled-out profile).
     log_backend: str = "embedded"
-    #: NATS server(s) of the nats backend.
+    #: NATS server(s) of the nats backend (comma-separated for a cluster's seeds).
     nats_url: str = "nats://127.0.0.1:4222"
+    #: Addresses GetNamespace gives clients for the other services of the namespace
+    #: (empty: $HEADWATER_HOME/endpoints.json from `headwater up`, else this host's default ports).
+    registry_address: str = ""
+    processing_address: str = ""
+    sink_address: str = ""
+    #: Replicas of every stream and bucket the nats backend creates (1 on one server, 3 on a 3-node cluster).
+    nats_replicas: int = 1
+    #: Prefix of the stream and bucket names: instances with the same prefix serve the same hubs.
+    nats_prefix: str = "HW"
+    #: Seconds JetStream remembers an idempotent producer's batch ids (Nats-Msg-Id dedupe window).
+    nats_duplicate_window_s: float = 120.0
+    #: Megabytes of recent batches an instance keeps in memory (its tail: live reads without a round trip).
+    nats_cache_mb: int = 256
 
     def __post_init__(self) -> None:
         if self.fsync_policy not in ("every_batch", "interval", "never"):
@@ -62,5 +76,11 @@ class IngestionConfig(ServiceConfig):
                      "max_message_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name!r} must be > 0, got {getattr(self, name)!r}", setting=name)
+        if not 1 <= self.nats_replicas <= 5:
+            raise ConfigError(f"setting 'nats_replicas' must be 1 to 5, got {self.nats_replicas!r}",
+                              setting="nats_replicas")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", self.nats_prefix):
+            raise ConfigError(f"setting 'nats_prefix' {self.nats_prefix!r} must be 1 to 32 letters, digits, "
+                              "'_' or '-'", setting="nats_prefix")
         if self.segment_max_bytes < 4096:
             raise ConfigError("setting 'segment_max_bytes' must be at least 4096", setting="segment_max_bytes")

@@ -3,7 +3,9 @@
 A rule on a hub makes a fraction (``probability``) or a count (``count``) of
 matching requests fail with a chosen reason, as the real server would: the
 error carries the reason's gRPC code, ErrorInfo and, for transient reasons,
-RetryInfo. Rules live in memory: a restart clears them.
+RetryInfo. Rules live in memory: a restart clears them. On the NATS backend
+they live in the shared key-value bucket instead (``metadata_nats.KvFaults``),
+so a rule set through one instance fires on every instance, ``count`` times in all.
 """
 
 from __future__ import annotations
@@ -71,18 +73,49 @@ class FaultRules:
         if not rules:
             return
         for rule in rules.values():
-            if rule.operation not in (ALL, operation):
-                continue
-            if rule.partition_id and partition_id and rule.partition_id != partition_id:
-                continue
-            if rule.count:
-                if rule.remaining <= 0:
-                    continue
-                rule.remaining -= 1
-            elif self.rng.random() >= rule.probability:
-                continue
-            rule.injected += 1
-            raise HeadwaterError(
-                rule.reason, f"injected fault {rule.rule_id!r} on hub {hub!r} ({operation})",
-                metadata={"hub": hub, "fault_rule": rule.rule_id},
-                retry_after=0.05 if rule.reason in (Reason.SERVICE_BUSY, Reason.QUOTA_EXCEEDED) else None)
+            if matches(rule, operation, partition_id) and fires(rule, self.rng):
+                raise injected_error(rule, hub, operation)
+
+    # The servicer's face (the shared rules of the NATS backend have the same).
+    async def set_async(self, rule: FaultRule) -> FaultRule:
+        return self.set(rule)
+
+    async def list_async(self, hub: str) -> list[FaultRule]:
+        return self.list(hub)
+
+    async def clear_async(self, hub: str, rule_id: str = "") -> int:
+        return self.clear(hub, rule_id)
+
+    async def check_async(self, hub: str, operation: str, partition_id: str = "") -> None:
+        self.check(hub, operation, partition_id)
+
+
+def validate(rule: FaultRule) -> None:
+    """INVALID_ARGUMENT naming the field when a rule cannot be set."""
+    FaultRules().set(rule)
+    rule.injected = 0
+
+
+def matches(rule: FaultRule, operation: str, partition_id: str) -> bool:
+    if rule.operation not in (ALL, operation):
+        return False
+    return not (rule.partition_id and partition_id and rule.partition_id != partition_id)
+
+
+def fires(rule: FaultRule, rng: random.Random) -> bool:
+    """Whether ``rule`` fires now; counts it (remaining, injected) when it does."""
+    if rule.count:
+        if rule.remaining <= 0:
+            return False
+        rule.remaining -= 1
+    elif rng.random() >= rule.probability:
+        return False
+    rule.injected += 1
+    return True
+
+
+def injected_error(rule: FaultRule, hub: str, operation: str) -> HeadwaterError:
+    return HeadwaterError(
+        rule.reason, f"injected fault {rule.rule_id!r} on hub {hub!r} ({operation})",
+        metadata={"hub": hub, "fault_rule": rule.rule_id},
+        retry_after=0.05 if rule.reason in (Reason.SERVICE_BUSY, Reason.QUOTA_EXCEEDED) else None)

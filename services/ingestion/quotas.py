@@ -24,10 +24,10 @@ OUT_BYTES, OUT_EVENTS = 2_000_000, 4096
 class _Bucket:
     rate: float
     tokens: float
-    stamp: float = field(default_factory=time.monotonic)
+    stamp: float = field(default_factory=time.time)  # wall clock: the NATS backend shares buckets
 
     def refill(self, rate: float) -> None:
-        now = time.monotonic()
+        now = time.time()
         self.rate = rate
         self.tokens = min(rate, self.tokens + (now - self.stamp) * rate)
         self.stamp = now
@@ -39,6 +39,9 @@ class HubQuota:
     def __init__(self, hub: str, units: int, auto_inflate: bool = False, maximum_units: int = 0) -> None:
         self.hub = hub
         self.units = 0
+        self.create_time = 0.0  # the hub settings these buckets follow (see the servicer's _attach)
+        self.revision = 0
+        self.meta_units = units  # the units the hub's settings name (auto-inflate may be above)
         self.auto_inflate = auto_inflate
         self.maximum_units = maximum_units
         self._b = {k: _Bucket(0.0, 0.0) for k in ("in_bytes", "in_events", "out_bytes", "out_events")}
@@ -84,6 +87,16 @@ class HubQuota:
                 f"hub {self.hub!r} is over its {self.units} throughput unit(s) ({direction}gress); "
                 f"retry in {wait:.2f}s or raise the units",
                 metadata={"hub": self.hub, "limit": f"{self.units} TU"}, retry_after=wait)
+
+    def state(self) -> dict:
+        """The buckets as plain data (shared between instances on the NATS backend)."""
+        return {"units": self.units, "buckets": {k: [b.tokens, b.stamp] for k, b in self._b.items()}}
+
+    def load(self, state: dict) -> None:
+        """Take over buckets from :meth:`state` (another instance's takes included)."""
+        for k, (tokens, stamp) in state.get("buckets", {}).items():
+            if k in self._b:
+                self._b[k].tokens, self._b[k].stamp = tokens, stamp
 
     def take_in(self, events: int, nbytes: int, on_inflate=None) -> None:
         self._take("in", events, nbytes, on_inflate)

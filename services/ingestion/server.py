@@ -67,26 +67,35 @@ class IngestionService(Service):
         self.kafka = None
         self.kafka_port = -1
         self.capture = None
+        from headwater.services.ingestion.namespace import NamespaceServicer
+
+        self.namespace = NamespaceServicer(self)
 
     def bindings(self):
         assert self.servicer is not None, "start() first"
+        from headwater.services.ingestion import namespace
         from headwater.v1 import access_pb2_grpc
 
         return [GrpcBinding(add_to_server, self.servicer, "headwater.v1.IngestionService"),
                 GrpcBinding(access_pb2_grpc.add_AccessServiceServicer_to_server, self.access,
-                            "headwater.v1.AccessService")]
+                            "headwater.v1.AccessService"),
+                GrpcBinding(namespace.add_to_server, self.namespace, "headwater.v1.NamespaceService")]
 
     async def start(self) -> None:
         cfg = self.config
         kwargs = dict(fsync_policy=cfg.fsync_policy, segment_max_bytes=cfg.segment_max_bytes,
                       segment_max_age_s=cfg.segment_max_age_s, max_partitions=cfg.max_partitions,
-                      max_consumer_groups=cfg.max_consumer_groups)
+                      max_consumer_groups=cfg.max_consumer_groups, ownership_expiry_s=cfg.ownership_expiry_s)
         if cfg.log_backend == "nats":
-            from headwater.services.ingestion.log.nats import nats_hub_store
+            from headwater.services.ingestion.log.nats import NatsHubStore
 
-            self.hubs = await nats_hub_store(HubStore)(cfg.data_path(), nats_url=cfg.nats_url, **kwargs).open_async()
+            store: HubStore = NatsHubStore(cfg.data_path(), nats_url=cfg.nats_url, nats_prefix=cfg.nats_prefix,
+                                           nats_replicas=cfg.nats_replicas,
+                                           nats_duplicate_window_s=cfg.nats_duplicate_window_s,
+                                           nats_cache_mb=cfg.nats_cache_mb, **kwargs)
         else:
-            self.hubs = await HubStore(cfg.data_path(), **kwargs).open_async()
+            store = HubStore(cfg.data_path(), **kwargs)
+        self.hubs = await store.open_async()
         self.servicer = IngestionServicer(cfg, self.hubs)
         policies = PolicyStore(cfg.auth_path()).ensure()
         self.access = AccessServicer(policies, hub_exists=lambda hub: self.hubs.get(hub) is not None)
@@ -111,6 +120,7 @@ class IngestionService(Service):
     async def started(self, running: RunningService) -> None:
         await self._start_kafka(running)
         cfg = self.config
+        self.namespace.address = running.address
         port = self._side_port(cfg.http_port, running)
         if port < 0:
             return
@@ -154,10 +164,10 @@ class IngestionService(Service):
         if self.http is not None:
             await self.http.cleanup()
         if self.capture is not None and self.hubs is not None:
-            self.capture.flush_all(self.hubs)
-        if self.servicer is not None:
-            for store in self.servicer.stores.values():
-                store.close()
+            try:
+                await self.capture.flush_due_async(self.hubs, force=True)
+            except Exception:
+                log.exception("capture flush at shutdown failed")
         if self.hubs is not None:
             await self.hubs.close_async()
 

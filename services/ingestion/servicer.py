@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -21,17 +21,16 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.pagination import decode_page_token, encode_page_token
 from headwater.server import caller
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.capture import check_capture
-from headwater.services.ingestion.checkpoints import CheckpointStore
 from headwater.services.ingestion.config import IngestionConfig
 from headwater.services.ingestion.faults import (
     ALL,
     PUBLISH,
     READ,
     FaultRule,
-    FaultRules,
 )
 from headwater.services.ingestion.hubs import (
     DEFAULT_CONSUMER_GROUP,
@@ -42,6 +41,7 @@ from headwater.services.ingestion.hubs import (
 )
 from headwater.services.ingestion.log.embedded import PartitionLog
 from headwater.services.ingestion.log.segment import varint
+from headwater.services.ingestion.metadata import FileMetadata
 from headwater.services.ingestion.packed import pack_frames
 from headwater.services.ingestion.quotas import HubQuota
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
@@ -74,17 +74,38 @@ def _page(items: list, page_size: int, page_token: str, key, default: int = 100,
     if page_size < 0:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, "page_size must be >= 0", metadata={"field": "page_size"})
     size = min(page_size or default, maximum)
-    if page_token:
-        items = [i for i in items if key(i) > page_token]
+    if page_token:  # opaque and checked (headwater.pagination): garbage is INVALID_ARGUMENT
+        after = str(decode_page_token(page_token, "ingestion"))
+        items = [i for i in items if key(i) > after]
     page = items[:size]
-    token = key(page[-1]) if len(items) > size else ""
+    token = encode_page_token("ingestion", key(page[-1])) if len(items) > size else ""
     return page, token
+
+
+class _Journals(Mapping):
+    """hub name -> the embedded store's checkpoint journal of that hub."""
+
+    def __init__(self, hubs: HubStore) -> None:
+        self.hubs = hubs
+
+    def __getitem__(self, hub_id: str):
+        metadata = self.hubs.metadata
+        if hub_id not in self.hubs.hubs or not isinstance(metadata, FileMetadata):
+            raise KeyError(hub_id)
+        return metadata._journal(hub_id)
+
+    def __iter__(self):
+        return iter(self.hubs.hubs if isinstance(self.hubs.metadata, FileMetadata) else ())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass(eq=False)
 class _Reader:
     owner_level: int
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+    reader_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
@@ -93,10 +114,16 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(self, config: IngestionConfig, hubs: HubStore) -> None:
         self.config = config
         self.hubs = hubs
-        self.stores: dict[str, CheckpointStore] = {}
+        self.metadata = hubs.metadata
+        #: hub -> its checkpoint journal (CheckpointStore), on the embedded store only: the
+        #: synchronous face the Kafka endpoint uses. Empty on a shared store (use ``metadata``).
+        self.stores = _Journals(hubs)
         self.quotas: dict[str, HubQuota] = {}
-        self.faults = FaultRules()
+        self.faults = hubs.metadata.fault_rules()
         self.readers: dict[tuple[str, str, str], list[_Reader]] = {}
+        # Readers with an owner level on other instances (shared metadata store): key -> {reader id: level}.
+        self.remote_readers: dict[tuple[str, str, str], dict[str, int]] = {}
+        self.metadata.on_reader = self._remote_reader
         self.capture = None  # set by the server when a hub captures
         self.on_hub_deleted = None  # set by the server: drops the hub's policies
         self.drain = asyncio.Event()  # set at shutdown: long polls end so the drain is quick
@@ -105,16 +132,31 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
 
     # -- helpers ---------------------------------------------------------------
 
-    def _attach(self, hub: Hub) -> None:
-        self.stores[hub.name] = CheckpointStore(hub.folder / "checkpoints.jsonl",
-                                                self.config.ownership_expiry_s).open()
+    def _attach(self, hub: Hub) -> HubQuota:
+        """The hub's quota, following its settings (which another instance may change)."""
         meta = hub.meta
-        self.quotas[hub.name] = HubQuota(hub.name, meta.throughput_units, meta.auto_inflate, meta.maximum_units)
+        quota = self.quotas.get(hub.name)
+        if quota is None or quota.create_time != meta.create_time:
+            quota = self.quotas[hub.name] = HubQuota(hub.name, meta.throughput_units, meta.auto_inflate,
+                                                     meta.maximum_units)
+            quota.create_time, quota.revision = meta.create_time, hub.revision
+            quota.meta_units = meta.throughput_units
+        elif hub.revision != quota.revision:  # settings changed (here or on another instance)
+            quota.revision = hub.revision
+            quota.meta_units = meta.throughput_units
+            if (quota.units, quota.auto_inflate, quota.maximum_units) != (
+                    meta.throughput_units, meta.auto_inflate, meta.maximum_units):
+                quota.set_units(meta.throughput_units, meta.auto_inflate, meta.maximum_units)
+        return quota
 
-    def _hub(self, name: str, field_name: str = "name") -> Hub:
+    async def _hub(self, name: str, field_name: str = "name", fresh: bool = True) -> Hub:
+        """A hub by name: re-read from the metadata store for management calls
+        (``fresh``), from the cache on the hot paths (a miss re-reads)."""
         hub_id = hub_id_from_name(name, field_name)
         self._check_entity(hub_id)
-        return self.hubs.get(hub_id)
+        hub = await self.hubs.lookup(hub_id, fresh=fresh)
+        self._attach(hub)
+        return hub
 
     @staticmethod
     def _check_entity(hub_id: str) -> None:
@@ -173,53 +215,56 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             request.hub_id, spec.partition_count or 4, retention, throughput_units=spec.throughput.units,
             auto_inflate=spec.throughput.auto_inflate, maximum_units=spec.throughput.maximum_units,
             capture=check_capture(self._capture_dict(spec.capture), self.config), request_id=request.request_id)
+        self._attach(hub)
         if created:
-            self._attach(hub)
             log.info("hub created", extra={"fields": {"hub": hub.name, "partitions": hub.meta.partition_count}})
         return ingestion_pb2.CreateHubResponse(hub=self._hub_proto(hub))
 
     async def GetHub(self, request, context):
-        return ingestion_pb2.GetHubResponse(hub=self._hub_proto(self._hub(request.name)))
+        return ingestion_pb2.GetHubResponse(hub=self._hub_proto(await self._hub(request.name)))
 
     async def ListHubs(self, request, context):
-        page, token = _page(self.hubs.list(), request.page_size, request.page_token, key=lambda h: h.name)
+        hubs = await self.hubs.list_async()
+        for hub in hubs:
+            self._attach(hub)
+        page, token = _page(hubs, request.page_size, request.page_token, key=lambda h: h.name)
         return ingestion_pb2.ListHubsResponse(hubs=[self._hub_proto(h) for h in page], next_page_token=token)
 
     async def UpdateHub(self, request, context):
-        hub = self._hub(request.hub.name, "hub.name")
+        hub = await self._hub(request.hub.name, "hub.name")
         paths = list(request.update_mask.paths)
         if not paths:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "update_mask is empty: name the fields to change "
                                  "(message_retention, throughput, capture)", metadata={"field": "update_mask"})
-        meta = hub.meta
-        for path in paths:
-            if path == "message_retention":
-                seconds = _duration_s(request.hub.message_retention)
-                if seconds <= 0:
-                    raise HeadwaterError(Reason.INVALID_ARGUMENT, "message_retention must be positive",
-                                         metadata={"field": "hub.message_retention"})
-                meta.retention_s = seconds
-            elif path.startswith("throughput"):
-                t = request.hub.throughput
-                check_throughput(t.units, t.auto_inflate, t.maximum_units)
-                meta.throughput_units, meta.auto_inflate, meta.maximum_units = t.units, t.auto_inflate, t.maximum_units
-                self.quotas[hub.name].set_units(t.units, t.auto_inflate, t.maximum_units)
-            elif path.startswith("capture"):
-                meta.capture = check_capture(self._capture_dict(request.hub.capture), self.config)
-            else:
-                raise HeadwaterError(Reason.INVALID_ARGUMENT,
-                                     f"update_mask path {path!r} cannot be changed; allowed: message_retention, "
-                                     "throughput, capture", metadata={"field": "update_mask"})
-        hub.save()
+
+        def change(meta) -> None:
+            for path in paths:
+                if path == "message_retention":
+                    seconds = _duration_s(request.hub.message_retention)
+                    if seconds <= 0:
+                        raise HeadwaterError(Reason.INVALID_ARGUMENT, "message_retention must be positive",
+                                             metadata={"field": "hub.message_retention"})
+                    meta.retention_s = seconds
+                elif path.startswith("throughput"):
+                    t = request.hub.throughput
+                    check_throughput(t.units, t.auto_inflate, t.maximum_units)
+                    meta.throughput_units, meta.auto_inflate, meta.maximum_units = (t.units, t.auto_inflate,
+                                                                                    t.maximum_units)
+                elif path.startswith("capture"):
+                    meta.capture = check_capture(self._capture_dict(request.hub.capture), self.config)
+                else:
+                    raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                         f"update_mask path {path!r} cannot be changed; allowed: "
+                                         "message_retention, throughput, capture", metadata={"field": "update_mask"})
+
+        hub = await self.hubs.update_async(hub.name, change)
+        self._attach(hub)
         return ingestion_pb2.UpdateHubResponse(hub=self._hub_proto(hub))
 
     async def DeleteHub(self, request, context):
-        hub = self._hub(request.name)
-        store = self.stores.pop(hub.name, None)
-        if store is not None:
-            store.close()
+        hub = await self._hub(request.name)
         self.quotas.pop(hub.name, None)
-        self.faults.clear(hub.name)
+        await self.faults.clear_async(hub.name)
         await self.hubs.delete_async(hub.name)
         if self.on_hub_deleted is not None:  # the hub's shared access policies go with it
             self.on_hub_deleted(hub.name)
@@ -231,8 +276,9 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                  f"name {request.name!r} is not hubs/{{hub}}/partitions/{{partition}}",
                                  metadata={"field": "name"})
-        hub = self._hub(parts[1])
+        hub = await self._hub(parts[1])
         part = hub.partition(parts[3], "name")
+        await part.refresh()  # the partition as the log has it now (other instances append too)
         return ingestion_pb2.GetPartitionPropertiesResponse(partition=self._partition_proto(hub, part))
 
     # -- consumer groups -----------------------------------------------------
@@ -253,19 +299,19 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                                            create_time=_ts(info.get("create_time", 0.0)))
 
     async def CreateConsumerGroup(self, request, context):
-        hub = self._hub(request.parent, "parent")
-        info = self.hubs.create_group(hub.name, request.consumer_group_id, request.user_metadata, request.request_id)
+        hub = await self._hub(request.parent, "parent")
+        info = await self.hubs.create_group_async(hub.name, request.consumer_group_id, request.user_metadata, request.request_id)
         return ingestion_pb2.CreateConsumerGroupResponse(
             consumer_group=self._group_proto(hub.name, request.consumer_group_id, info))
 
     async def GetConsumerGroup(self, request, context):
         hub_id, group = self._group_name(request.name)
-        hub = self._hub(hub_id)
+        hub = await self._hub(hub_id)
         return ingestion_pb2.GetConsumerGroupResponse(
             consumer_group=self._group_proto(hub.name, group, self.hubs.group(hub.name, group)))
 
     async def ListConsumerGroups(self, request, context):
-        hub = self._hub(request.parent, "parent")
+        hub = await self._hub(request.parent, "parent")
         items = sorted(hub.meta.consumer_groups.items())
         page, token = _page(items, request.page_size, request.page_token, key=lambda kv: kv[0])
         return ingestion_pb2.ListConsumerGroupsResponse(
@@ -273,15 +319,14 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
 
     async def DeleteConsumerGroup(self, request, context):
         hub_id, group = self._group_name(request.name)
-        hub = self._hub(hub_id)
-        self.hubs.delete_group(hub.name, group)
-        self.stores[hub.name].delete_group(group)
+        hub = await self._hub(hub_id)
+        await self.hubs.delete_group_async(hub.name, group)
         return ingestion_pb2.DeleteConsumerGroupResponse()
 
     # -- publish ---------------------------------------------------------------
 
     async def _publish(self, request) -> ingestion_pb2.PublishEventsResponse:
-        hub = self._hub(request.hub, "hub")
+        hub = await self._hub(request.hub, "hub", fresh=False)
         name = hub.name
         events = list(request.events)
         if not events:
@@ -305,11 +350,12 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                                  "nothing of this batch was stored",
                                  metadata={"size": max(biggest, total), "limit": limit})
         part = hub.route(request.partition_id, request.partition_key)
-        self.faults.check(name, PUBLISH, part.partition_id)
+        await self.faults.check_async(name, PUBLISH, part.partition_id)
         quota = self.quotas.get(name)
         if quota is not None and quota.units:
             try:
-                quota.take_in(len(events), total, on_inflate=lambda u: self._inflated(hub, u))
+                await self.metadata.take_quota(name, quota, "in", len(events), total,
+                                               on_inflate=lambda u: self._inflated(hub, u))
             except HeadwaterError:
                 m.THROTTLED.labels(name).inc()
                 raise
@@ -325,8 +371,12 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             duplicate=result.duplicate, request_id=request.request_id)
 
     def _inflated(self, hub: Hub, units: int) -> None:
-        hub.meta.throughput_units = units
-        hub.save()
+        def grow(meta) -> None:
+            meta.throughput_units = max(meta.throughput_units, units)
+
+        task = asyncio.ensure_future(self.hubs.update_async(hub.name, grow))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
+                               or log.warning("auto-inflate not stored: %s", t.exception()))
         log.info("auto-inflate", extra={"fields": {"hub": hub.name, "units": units}})
 
     async def PublishEvents(self, request, context):
@@ -346,7 +396,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
 
     # -- read ------------------------------------------------------------------
 
-    def _start_sequence(self, part: PartitionLog, pos: event_pb2.EventPosition) -> int:
+    async def _start_sequence(self, part: PartitionLog, pos: event_pb2.EventPosition) -> int:
         which = pos.WhichOneof("position")
         if which is None or which == "earliest":
             return part.beginning_sequence
@@ -356,13 +406,28 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             seq = pos.sequence_number
             return max(seq if pos.inclusive else seq + 1, 0)
         if which == "offset":
-            return part.sequence_for_offset(pos.offset, pos.inclusive)
-        return part.sequence_for_time(pos.enqueued_time.ToNanoseconds())
+            return await part.locate_offset(pos.offset, pos.inclusive)
+        return await part.locate_time(pos.enqueued_time.ToNanoseconds())
+
+    def _remote_reader(self, key: tuple[str, str, str], reader_id: str, owner_level: int, opened: bool) -> None:
+        """A reader opened or ended on another instance: a higher owner level disconnects ours."""
+        remote = self.remote_readers.setdefault(key, {})
+        if not opened:
+            remote.pop(reader_id, None)
+            if not remote:
+                self.remote_readers.pop(key, None)
+            return
+        remote[reader_id] = owner_level
+        if owner_level > 0:
+            for reader in self.readers.get(key, []):
+                if reader.owner_level < owner_level:
+                    reader.disconnected.set()
 
     def _register_reader(self, key: tuple[str, str, str], owner_level: int) -> _Reader:
         readers = self.readers.setdefault(key, [])
-        top = max((r.owner_level for r in readers), default=0)
-        if readers and top > 0 and owner_level < top:
+        remote = self.remote_readers.get(key, {})
+        top = max([r.owner_level for r in readers] + list(remote.values()), default=0)
+        if (readers or remote) and top > 0 and owner_level < top:
             raise HeadwaterError(
                 Reason.CONSUMER_DISCONNECTED,
                 f"a reader with owner level {top} holds partition {key[2]} of {key[0]}/{key[1]}; "
@@ -376,11 +441,12 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         return reader
 
     async def ReadEvents(self, request, context) -> AsyncIterator:
-        hub = self._hub(request.hub, "hub")
+        hub = await self._hub(request.hub, "hub", fresh=False)
         name = hub.name
         group = request.consumer_group or DEFAULT_CONSUMER_GROUP
-        self.hubs.group(name, group)
+        await self.hubs.group_async(name, group)
         part = hub.partition(request.partition_id)
+        await part.refresh()
         if request.max_batch_size < 0 or request.max_batch_size > 10000:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "max_batch_size must be 0..10000",
                                  metadata={"field": "max_batch_size"})
@@ -390,10 +456,12 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "max_wait must not be negative",
                                  metadata={"field": "max_wait"})
         max_wait = max(max_wait, 0.01)  # a zero wait would spin on heartbeats
-        self.faults.check(name, READ, part.partition_id)
-        seq = self._start_sequence(part, request.event_position)
+        await self.faults.check_async(name, READ, part.partition_id)
+        seq = await self._start_sequence(part, request.event_position)
         key = (name, group, part.partition_id)
         reader = self._register_reader(key, request.owner_level)
+        if request.owner_level > 0:
+            await self.metadata.announce_reader(key, reader.reader_id, request.owner_level, True)
         track = request.track_last_enqueued_event_properties
         packed, props = request.packed, request.include_properties
         quota = self.quotas.get(name)
@@ -412,12 +480,13 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                 changed = part.changed()
                 pieces, count, next_seq = await part.fetch(seq, max_events)
                 if count:
-                    self.faults.check(name, READ, part.partition_id)
+                    await self.faults.check_async(name, READ, part.partition_id)
                     body = b"".join(pieces)
                     if quota is not None and quota.units:
                         while True:
                             try:
-                                quota.take_out(count, len(body), on_inflate=lambda u: self._inflated(hub, u))
+                                await self.metadata.take_quota(name, quota, "out", count, len(body),
+                                                               on_inflate=lambda u: self._inflated(hub, u))
                                 break
                             except HeadwaterError as exc:
                                 m.THROTTLED.labels(name).inc()
@@ -451,6 +520,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                 readers.remove(reader)
             if not readers:
                 self.readers.pop(key, None)
+            if request.owner_level > 0:
+                await self.metadata.announce_reader(key, reader.reader_id, request.owner_level, False)
 
     def _tail(self, part: PartitionLog) -> bytes:
         msg = ingestion_pb2.ReadEventsResponse(
@@ -462,15 +533,15 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
 
     # -- checkpoints and ownership ----------------------------------------------
 
-    def _store(self, hub_name: str, group: str, field_name: str = "hub") -> tuple[Hub, CheckpointStore, str]:
-        hub = self._hub(hub_name, field_name)
+    async def _group(self, hub_name: str, group: str, field_name: str = "hub") -> tuple[Hub, str]:
+        hub = await self._hub(hub_name, field_name, fresh=False)
         group = group or DEFAULT_CONSUMER_GROUP
-        self.hubs.group(hub.name, group)
-        return hub, self.stores[hub.name], group
+        await self.hubs.group_async(hub.name, group)
+        return hub, group
 
     async def ListCheckpoints(self, request, context):
-        hub, store, group = self._store(request.hub, request.consumer_group)
-        items = store.list_checkpoints(group)
+        hub, group = await self._group(request.hub, request.consumer_group)
+        items = await self.metadata.list_checkpoints(hub.name, group)
         page, token = _page(items, request.page_size, request.page_token,
                             key=lambda c: f"{int(c.partition_id):08d}", default=1000)
         return ingestion_pb2.ListCheckpointsResponse(checkpoints=[
@@ -480,12 +551,12 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
 
     async def UpdateCheckpoint(self, request, context):
         cp = request.checkpoint
-        hub, store, group = self._store(cp.hub, cp.consumer_group, "checkpoint.hub")
+        hub, group = await self._group(cp.hub, cp.consumer_group, "checkpoint.hub")
         hub.partition(cp.partition_id, "checkpoint.partition_id")
         if cp.sequence_number < 0:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "checkpoint.sequence_number must be >= 0",
                                  metadata={"field": "checkpoint.sequence_number"})
-        rec = store.update_checkpoint(group, cp.partition_id, cp.offset, cp.sequence_number)
+        rec = await self.metadata.update_checkpoint(hub.name, group, cp.partition_id, cp.offset, cp.sequence_number)
         return ingestion_pb2.UpdateCheckpointResponse(checkpoint=ingestion_pb2.Checkpoint(
             hub=hub.name, consumer_group=group, partition_id=rec.partition_id, offset=rec.offset,
             sequence_number=rec.sequence_number, update_time=_ts(rec.update_time)))
@@ -497,8 +568,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                                        expire_time=_ts(o.expire_time))
 
     async def ListOwnerships(self, request, context):
-        hub, store, group = self._store(request.hub, request.consumer_group)
-        items = store.list_ownership(group)
+        hub, group = await self._group(request.hub, request.consumer_group)
+        items = await self.metadata.list_ownership(hub.name, group)
         page, token = _page(items, request.page_size, request.page_token,
                             key=lambda o: f"{int(o.partition_id):08d}", default=1000)
         return ingestion_pb2.ListOwnershipsResponse(
@@ -507,10 +578,10 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     async def ClaimOwnership(self, request, context):
         claimed = []
         for o in request.ownerships:
-            hub, store, group = self._store(o.hub, o.consumer_group, "ownerships.hub")
+            hub, group = await self._group(o.hub, o.consumer_group, "ownerships.hub")
             hub.partition(o.partition_id, "ownerships.partition_id")
             # An empty owner_id releases the partition (a consumer closing).
-            rec = store.claim(group, o.partition_id, o.owner_id, o.etag)
+            rec = await self.metadata.claim(hub.name, group, o.partition_id, o.owner_id, o.etag)
             if rec is not None:
                 claimed.append(self._ownership_proto(hub.name, rec))
         return ingestion_pb2.ClaimOwnershipResponse(ownerships=claimed)
@@ -526,7 +597,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
 
     async def SetFaultRule(self, request, context):
         r = request.rule
-        hub = self._hub(r.hub, "rule.hub")
+        hub = await self._hub(r.hub, "rule.hub")
         if r.reason == errors_pb2.ERROR_REASON_UNSPECIFIED:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "rule.reason is not set (SERVICE_BUSY, QUOTA_EXCEEDED, ...)",
                                  metadata={"field": "rule.reason"})
@@ -535,17 +606,17 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         rule = FaultRule(rule_id=r.rule_id or uuid.uuid4().hex[:8], hub=hub.name, operation=_OP_NAMES[r.operation],
                          reason=Reason(errors_pb2.ErrorReason.Name(r.reason)), probability=r.probability,
                          count=r.count, partition_id=r.partition_id)
-        return ingestion_pb2.SetFaultRuleResponse(rule=self._rule_proto(self.faults.set(rule)))
+        return ingestion_pb2.SetFaultRuleResponse(rule=self._rule_proto(await self.faults.set_async(rule)))
 
     async def ListFaultRules(self, request, context):
-        hub = self._hub(request.hub, "hub")
-        page, token = _page(self.faults.list(hub.name), request.page_size, request.page_token,
+        hub = await self._hub(request.hub, "hub")
+        page, token = _page(await self.faults.list_async(hub.name), request.page_size, request.page_token,
                             key=lambda r: r.rule_id)
         return ingestion_pb2.ListFaultRulesResponse(rules=[self._rule_proto(r) for r in page], next_page_token=token)
 
     async def ClearFaultRules(self, request, context):
-        hub = self._hub(request.hub, "hub")
-        return ingestion_pb2.ClearFaultRulesResponse(removed=self.faults.clear(hub.name, request.rule_id))
+        hub = await self._hub(request.hub, "hub")
+        return ingestion_pb2.ClearFaultRulesResponse(removed=await self.faults.clear_async(hub.name, request.rule_id))
 
 
 def _count_error(hub: str, exc: HeadwaterError) -> None:

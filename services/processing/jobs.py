@@ -14,6 +14,7 @@ from google.protobuf import json_format
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.names import check_name
+from headwater.pagination import decode_page_token, encode_page_token
 from headwater.secrets import write_private
 from headwater.v1 import processing_pb2 as pb
 
@@ -99,13 +100,11 @@ class JobCatalog:
     def page(self, items: list, page_size: int, page_token: str) -> tuple[list, str]:
         size = page_size if page_size > 0 else 50
         size = min(size, 1000)
-        try:
-            start = int(page_token) if page_token else 0
-        except ValueError:
-            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"page_token {page_token!r} is not valid",
-                                 metadata={"field": "page_token"}) from None
+        start = decode_page_token(page_token, "processing") if page_token else 0
+        if not isinstance(start, int) or start < 0:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, "page_token is not valid", metadata={"field": "page_token"})
         chunk = items[start:start + size]
-        nxt = str(start + size) if start + size < len(items) else ""
+        nxt = encode_page_token("processing", start + size) if start + size < len(items) else ""
         return chunk, nxt
 
     def add_rule(self, parent: str, rule: pb.AlertRule) -> pb.AlertRule:

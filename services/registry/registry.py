@@ -7,7 +7,6 @@ worker threads.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -18,6 +17,7 @@ from prometheus_client import Counter
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.names import check_name as _check_name
+from headwater.pagination import decode_page_token, encode_page_token
 from headwater.services.registry import compatibility
 from headwater.services.registry.canonical import ParsedSchema, parse_definition
 from headwater.services.registry.model import FORMATS, Group, Version
@@ -53,15 +53,11 @@ def normalize_format(fmt: str) -> str:
 
 
 def _page_token(value: str | int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode()
+    return encode_page_token("registry", str(value))
 
 
 def _read_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"page_token {token!r} is not one this service gave",
-                             metadata={"field": "page_token"}) from None
+    return str(decode_page_token(token, "registry"))
 
 
 def _page_size(size: int) -> int:
@@ -114,7 +110,7 @@ class Registry:
         group = self.store.get_group(self.check_group_id(group_id))
         if group is None:
             raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"schema group {group_id!r} does not exist",
-                                 metadata={"group": group_id})
+                                 metadata={"resource": f"schemaGroups/{group_id}"})
         return group
 
     # -- groups ----------------------------------------------------------------
@@ -149,7 +145,8 @@ class Registry:
         group = self.store.get_group(group_id)
         if group is None and not self.auto_create_groups:
             raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"schema group {group_id!r} does not exist; "
-                                 "create it first (headwater schema group create)", metadata={"group": group_id})
+                                 "create it first (headwater schema group create)",
+                                 metadata={"resource": f"schemaGroups/{group_id}"})
         fmt = normalize_format(fmt) if fmt else (group.format if group else "")
         if not fmt:
             raise HeadwaterError(Reason.INVALID_ARGUMENT,
@@ -193,7 +190,7 @@ class Registry:
         version = self.store.get_by_id((schema_id or "").strip().lower())
         if version is None:
             raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"no schema with id {schema_id!r}",
-                                 metadata={"id": schema_id})
+                                 metadata={"resource": f"schemas/{schema_id}"})
         return version
 
     def get_version(self, group_id: str, name: str, version: int = 0) -> Version:
@@ -206,7 +203,7 @@ class Registry:
             what = "any version" if version == 0 else f"version {version}"
             raise HeadwaterError(Reason.RESOURCE_NOT_FOUND,
                                  f"schema {name!r} in group {group_id!r} has no {what}",
-                                 metadata={"group": group_id, "name": name, "version": version})
+                                 metadata={"resource": f"schemaGroups/{group_id}/schemas/{name}/versions/{version}"})
         return found
 
     def lookup(self, group_id: str, name: str, definition: str, fmt: str = "") -> Version:
@@ -217,7 +214,7 @@ class Registry:
         if found is None:
             raise HeadwaterError(Reason.RESOURCE_NOT_FOUND,
                                  f"this definition is not registered as schema {name!r} in group {group_id!r}",
-                                 metadata={"group": group_id, "name": name})
+                                 metadata={"resource": f"schemaGroups/{group_id}/schemas/{name}"})
         return found
 
     def list_versions(self, group_id: str, name: str, page_size: int = 0,
@@ -234,7 +231,7 @@ class Registry:
         versions = self.store.list_versions(group.group_id, self.check_name(name), after, size + 1)
         if not versions and not page_token:
             raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"no schema {name!r} in group {group_id!r}",
-                                 metadata={"group": group_id, "name": name})
+                                 metadata={"resource": f"schemaGroups/{group_id}/schemas/{name}"})
         more = len(versions) > size
         versions = versions[:size]
         return versions, _page_token(versions[-1].version) if more else ""
@@ -250,7 +247,7 @@ class Registry:
                 return found[0]
         raise HeadwaterError(Reason.RESOURCE_NOT_FOUND,
                              f"schema {name!r} in group {group_id!r} has no version {version}",
-                             metadata={"group": group_id, "name": name, "version": version})
+                             metadata={"resource": f"schemaGroups/{group_id}/schemas/{name}/versions/{version}"})
 
 
 def incompatible(group: Group, name: str, issues: list[compatibility.Issue]) -> HeadwaterError:
@@ -261,7 +258,8 @@ def incompatible(group: Group, name: str, issues: list[compatibility.Issue]) -> 
     err = HeadwaterError(
         Reason.SCHEMA_INCOMPATIBLE,
         f"schema {name!r} is not {group.compatibility} compatible in group {group.group_id!r}: {lines}{more}",
-        metadata={"group": group.group_id, "name": name, "compatibility": group.compatibility,
+        metadata={"group": group.group_id, "resource": f"schemaGroups/{group.group_id}/schemas/{name}",
+                  "mode": group.compatibility,
                   "issue_count": len(issues), "rule": issues[0].rule, "path": issues[0].path[:400],
                   "version": issues[0].version,
                   "issues": json.dumps([{"version": i.version, "path": i.path[:400], "rule": i.rule,

@@ -216,7 +216,7 @@ class Outputs:
                 if request_id and existing.request_id == request_id:
                     return existing
                 raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS, f"sink {sid!r} already exists",
-                                     metadata={"name": f"sinks/{sid}"})
+                                     metadata={"resource": f"sinks/{sid}"})
             out = self._build(sid, kind, config, mode, keys, policy, datetime.now(UTC), description,
                               request_id)
             await self._ensure_open(out)
@@ -230,7 +230,7 @@ class Outputs:
         out = self.outputs.get(sid)
         if out is None:
             raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"sink {sid!r} does not exist",
-                                 metadata={"name": f"sinks/{sid}"})
+                                 metadata={"resource": f"sinks/{sid}"})
         return out
 
     def list(self, kind: str = "") -> list[Output]:
@@ -387,7 +387,7 @@ class Outputs:
         if not isinstance(sink, ReadableSink):
             raise HeadwaterError(Reason.PRECONDITION_FAILED,
                                  f"sink {out.id!r} is a {out.kind.name} sink: only memory and dashboard sinks "
-                                 "can be read back", metadata={"name": out.name})
+                                 "can be read back", metadata={"resource": out.name})
         return sink.read()
 
     # -- live subscribers -------------------------------------------------------------

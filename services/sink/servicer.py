@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ import pyarrow as pa
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.pagination import decode_page_token, encode_page_token
 from headwater.secrets import SecretStore, redact_config
 from headwater.services.sink import table_filter
 from headwater.services.sink.outputs import Output, Outputs, Update
@@ -67,15 +67,15 @@ def to_proto(out: Output) -> sink_pb2.Sink:
 def _page(token: str, what: str) -> dict:
     if not token:
         return {}
-    try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, json.JSONDecodeError):
+    data = decode_page_token(token, f"sink.{what}")
+    if not isinstance(data, dict):
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"page_token is not a token this service issued for {what}",
-                             metadata={"field": "page_token"}) from None
+                             metadata={"field": "page_token"})
+    return data
 
 
-def _token(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+def _token(data: dict, what: str) -> str:
+    return encode_page_token(f"sink.{what}", data)
 
 
 def query_table(table: pa.Table, filter_: str = "", order_by: str = "") -> pa.Table:
@@ -110,7 +110,7 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
         after = _page(request.page_token, "ListSinks").get("after", "")
         items = [o for o in self.outputs.list(request.kind) if o.id > after]
         page = items[:size]
-        nxt = _token({"after": page[-1].id}) if len(items) > size else ""
+        nxt = _token({"after": page[-1].id}, "ListSinks") if len(items) > size else ""
         return sink_pb2.ListSinksResponse(sinks=[to_proto(o) for o in page], next_page_token=nxt)
 
     async def DeleteSink(self, request: sink_pb2.DeleteSinkRequest, context: Any) -> sink_pb2.DeleteSinkResponse:
@@ -123,7 +123,7 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
         start = int(_page(request.page_token, "ListSinkKinds").get("offset", 0))
         size = request.page_size or len(kinds)
         page = kinds[start:start + size]
-        nxt = _token({"offset": start + size}) if start + size < len(kinds) else ""
+        nxt = _token({"offset": start + size}, "ListSinkKinds") if start + size < len(kinds) else ""
         return sink_pb2.ListSinkKindsResponse(
             kinds=[sink_pb2.SinkKind(name=k.name, description=k.description, plugin=self.owners.get(k.name, ""),
                                      delivery_guarantee=_guarantee(k.exactly_once)) for k in page],
@@ -160,7 +160,7 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
         end = min(total, request.limit) if request.limit else total
         size = request.page_size or 10_000
         chunk = table.slice(offset, max(0, min(size, end - offset)))
-        nxt = _token({"q": query, "offset": offset + size}) if offset + size < end else ""
+        nxt = _token({"q": query, "offset": offset + size}, "ReadTable") if offset + size < end else ""
         return sink_pb2.ReadTableResponse(batch=batch_to_proto(chunk, request.format), next_page_token=nxt,
                                           total_rows=total)
 
@@ -212,7 +212,7 @@ class SecretServicer(secrets_pb2_grpc.SecretServiceServicer):
         after = _page(request.page_token, "ListSecrets").get("after", "")
         names = [n for n in self.store.list() if n > after]
         page = names[:size]
-        nxt = _token({"after": page[-1]}) if len(names) > size else ""
+        nxt = _token({"after": page[-1]}, "ListSecrets") if len(names) > size else ""
         return secrets_pb2.ListSecretsResponse(names=[f"secrets/{n}" for n in page], next_page_token=nxt)
 
     async def DeleteSecret(self, request: secrets_pb2.DeleteSecretRequest,

@@ -127,3 +127,26 @@ def test_the_four_services_are_defined(files):
     assert {"ProcessingService"} <= services
     # The other three land with their issues; each must be a *Service.
     assert all(name.endswith("Service") for name in services)
+
+
+def test_every_proto_has_the_same_language_options():
+    """Go, Java and C# clients generate from protos/ with no path-mapping flags."""
+    import re
+
+    root = Path(__file__).resolve().parents[2] / "protos" / "headwater" / "v1"
+    seen = {}
+    for proto in sorted(root.glob("*.proto")):
+        text = proto.read_text()
+        opts = dict(re.findall(r'^option (\w+) = "?([^";]+)"?;', text, flags=re.M))
+        for name in ("go_package", "java_package", "java_multiple_files", "csharp_namespace", "java_outer_classname"):
+            assert name in opts, f"{proto.name}: option {name} missing"
+        for name in ("go_package", "java_package", "java_multiple_files", "csharp_namespace"):
+            seen.setdefault(name, set()).add(opts[name])
+    assert all(len(values) == 1 for values in seen.values()), seen
+
+
+def test_google_rpc_protos_are_vendored():
+    root = Path(__file__).resolve().parents[2] / "protos" / "google" / "rpc"
+    for name in ("status.proto", "error_details.proto"):
+        assert "package google.rpc;" in (root / name).read_text()
+    assert "message ErrorInfo" in (root / "error_details.proto").read_text()

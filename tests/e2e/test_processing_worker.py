@@ -136,7 +136,8 @@ def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_pa
     # Either answer is fine (the engine may refuse the list, or the budget stop it); it
     # must be an error naming the problem, not a hang or a crash.
     for exc in errors:
-        assert "budget" in exc.message or "IN" in exc.message.upper(), exc.message
+        # the time budget, the IN-list limit, or (first, for 1M items) the query-length limit
+        assert any(w in exc.message for w in ("budget", "IN", "at most")), exc.message
     # The service still compiles queries afterwards.
     pipe.create_sink("out2", "memory")
     pipe.create_job("small", "SELECT v INTO [Out] FROM [In] WHERE v IN (1, 2)", {"In": "h"}, {"Out": "out2"})

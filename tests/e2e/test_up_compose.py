@@ -27,7 +27,8 @@ def test_compose_file_shape():
         assert "headwater" in " ".join(svc["healthcheck"]["test"])
         assert svc["restart"] == "unless-stopped"  # `headwater up` restarts it too
     assert all(c["condition"] == "service_healthy" for c in doc["services"]["processing"]["depends_on"].values())
-    assert {"postgres", "nats"} <= {n for n, s in doc["services"].items() if "scaled" in s.get("profiles", [])}
+    assert {"postgres", "nats-1", "nats-2", "nats-3"} <= {n for n, s in doc["services"].items()
+                                                          if "scaled" in s.get("profiles", [])}
     order = [s.name for s in load_compose(ROOT / "compose.yaml")]
     assert order.index("processing") > max(order.index(n) for n in ("ingestion", "registry", "sink"))
     assert "postgres" in [s.name for s in load_compose(ROOT / "compose.yaml", ("scaled",))]
@@ -49,17 +50,20 @@ def test_headwater_up_starts_every_service_and_stops_them(tmp_path):
             if line.startswith("headwater up: ingestion"):
                 break
         endpoints = json.loads((home / "endpoints.json").read_text())
-        assert set(endpoints) == {"ingestion", "registry", "processing", "sink"}, "".join(lines)
+        assert {"ingestion", "registry", "processing", "sink"} <= set(endpoints), "".join(lines)
         from tests.integration.test_foundation_services import reflected_services
 
-        for _name, address in endpoints.items():
+        for _name, address in ((n, a) for n, a in endpoints.items() if not n.endswith("_url")):
             wait_healthy(address, timeout=10)
             # Any language's client can discover the services through reflection.
             assert "grpc.health.v1.Health" in reflected_services(address)
         # Logs are streamed with a service prefix.
         assert any(line.startswith("processing | ") for line in lines)
-        pids = [int(p) for p in (home / "up.pids").read_text().split()]
-        assert len(pids) == 4
+        from headwater.cli.up import read_pids
+
+        named = read_pids(home / "up.pids")
+        assert set(named) == {"driver", "ingestion", "registry", "processing", "sink"}
+        pids = [pid for name, pid in named.items() if name != "driver"]
         # The CLI finds the services `headwater up` started, ephemeral ports and all.
         def cli(*argv):
             return subprocess.run([*headwater_cmd(), *argv], env=env, cwd=tmp_path, capture_output=True,
@@ -140,13 +144,14 @@ def test_up_restarts_a_killed_service_and_the_pipeline_resumes(tmp_path):
         send([f"a{i}" for i in range(5)])
         wait_for("the first rows", lambda: len(trip_ids()) == 5)
 
-        names = [s.name for s in load_compose(ROOT / "compose.yaml") if s.is_headwater]
-        pids = dict(zip(names, (int(p) for p in (home / "up.pids").read_text().split()), strict=True))
+        from headwater.cli.up import read_pids
+
+        pids = read_pids(home / "up.pids")  # `driver PID` and `name PID` lines
         os.kill(pids["processing"], signal.SIGKILL)
         wait_for("the restart", lambda: any("processing restarted" in line for line in lines))
         assert any("processing exited (code -9)" in line and "unless-stopped" in line for line in lines)
         wait_healthy(endpoints["processing"], timeout=30)  # the same address as before
-        new_pids = dict(zip(names, (int(p) for p in (home / "up.pids").read_text().split()), strict=True))
+        new_pids = read_pids(home / "up.pids")
         assert new_pids["processing"] != pids["processing"] and new_pids["sink"] == pids["sink"]
 
         send([f"b{i}" for i in range(5)])

@@ -1,11 +1,23 @@
-"""Helpers for the ingestion tests: an in-process service, connection strings, admin calls."""
+"""Helpers for the ingestion tests: an in-process service, connection strings, admin calls.
+
+Every test of ``tests/integration/test_ingestion_*`` runs three times (the
+``ingestion_backend`` fixture): on the embedded log, on NATS JetStream with one
+instance, and on NATS with two instances behind one client (a channel that
+round-robins calls over both), so two instances must behave as one service.
+Each NATS run uses its own stream/bucket prefix and deletes it afterwards.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from headwater.auth import ConnectionString, Policy, PolicyStore, Right, new_key
 from headwater.channel import aio_channel
@@ -32,13 +44,77 @@ def conn_str(address: str, policy: Policy, hub: str = "") -> str:
                                 shared_access_key=policy.key, entity_path=hub))
 
 
+NATS_URL = os.environ.get("HEADWATER_TEST_NATS_URL", "nats://127.0.0.1:4222")
+BACKENDS = ("embedded", "nats", "nats-x2")
+_backend = {"name": "embedded", "prefix": ""}
+
+
+@pytest.fixture(params=BACKENDS)
+def ingestion_backend(request):
+    """Which backend :func:`ingestion` runs on for this test (and its NATS prefix)."""
+    name = request.param
+    prefix = f"T{uuid.uuid4().hex[:10]}" if name != "embedded" else ""
+    _backend.update(name=name, prefix=prefix)
+    yield _backend
+    _backend.update(name="embedded", prefix="")
+    if prefix:
+        from headwater.services.ingestion.log.nats import delete_prefix
+
+        asyncio.run(delete_prefix(NATS_URL, prefix))
+
+
+def backend_settings() -> dict:
+    """Config overrides of the current backend (empty for embedded)."""
+    if _backend["name"] == "embedded":
+        return {}
+    return {"log_backend": "nats", "nats_url": NATS_URL, "nats_prefix": _backend["prefix"]}
+
+
+def backend_env() -> dict[str, str]:
+    """The same, as environment variables for a service process."""
+    return {f"HEADWATER_INGESTION_{k.upper()}": str(v) for k, v in backend_settings().items()}
+
+
+def grpc_target(address: str) -> str:
+    """A raw gRPC target for ``address`` (``ipv4:a,b`` when it names several instances)."""
+    from headwater.channel import multi_target
+
+    return multi_target(address) if "," in address else address
+
+
+def instances() -> int:
+    return 2 if _backend["name"] == "nats-x2" else 1
+
+
+@dataclass
+class Instances:
+    """Several ingestion instances seen as one: ``address`` names them all."""
+
+    running: list[RunningService]
+
+    @property
+    def address(self) -> str:
+        return ",".join(r.address for r in self.running)
+
+    @property
+    def service(self):
+        return self.running[0].service
+
+
 @contextlib.asynccontextmanager
-async def ingestion(data_dir: Path, **overrides) -> AsyncIterator[RunningService]:
-    """The ingestion service in this event loop (port 0, no /metrics)."""
-    cfg = load_config(IngestionConfig, "ingestion", None, env={}, grpc_port=0, metrics_port=-1,
-                      data_dir=str(data_dir), **overrides)
-    async with serve_in_process(IngestionService(cfg)) as running:
-        yield running
+async def ingestion(data_dir: Path, **overrides) -> AsyncIterator[RunningService | Instances]:
+    """The ingestion service in this event loop (port 0, no /metrics), on the
+    current backend; two instances under ``nats-x2``."""
+    overrides = {**backend_settings(), **overrides}
+    if instances() > 1:  # one service: the same allowed folders (the first one's data folder) everywhere
+        overrides.setdefault("allowed_paths", [str(data_dir)])
+    async with contextlib.AsyncExitStack() as stack:
+        running = []
+        for i in range(instances()):
+            cfg = load_config(IngestionConfig, "ingestion", None, env={}, grpc_port=0, metrics_port=-1,
+                              data_dir=str(data_dir) + (f"-{i}" if i else ""), **overrides)
+            running.append(await stack.enter_async_context(serve_in_process(IngestionService(cfg))))
+        yield running[0] if len(running) == 1 else Instances(running)
 
 
 @contextlib.asynccontextmanager

@@ -10,22 +10,39 @@ from headwater.auth import AUTH_FAILED, Right, generate_sas_token
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
-from tests.integration.ingestion_support import ONE_TRY, add_policy, conn_str
+from tests.integration.ingestion_support import (
+    ONE_TRY,
+    add_policy,
+    backend_env,
+    conn_str,
+    grpc_target,
+    ingestion_backend,  # noqa: F401 - the fixture parametrizing every test by backend
+    instances,
+)
+
+pytestmark = pytest.mark.usefixtures("ingestion_backend")
+_RR = [("grpc.lb_policy_name", "round_robin")]
+
+
+class _Procs:
+    def __init__(self, procs) -> None:
+        self.address = ",".join(p.address for p in procs)
 
 
 @pytest.fixture
 def svc(service_process, tmp_path, root_policy):
-    proc = service_process("ingestion", "--data-dir", str(tmp_path / "data"))
-    with grpc.insecure_channel(proc.address) as ch:
+    procs = _Procs([service_process("ingestion", "--data-dir", str(tmp_path / f"data{i}"), env=backend_env())
+                    for i in range(instances())])
+    with grpc.insecure_channel(grpc_target(procs.address)) as ch:
         stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
-        token = generate_sas_token(f"headwater://{proc.address}/", root_policy.name, root_policy.key)
+        token = generate_sas_token(f"headwater://{procs.address}/", root_policy.name, root_policy.key)
         stub.CreateHub(ingestion_pb2.CreateHubRequest(hub_id="h", hub=ingestion_pb2.Hub(partition_count=2)),
                        metadata=[("authorization", token)])
-    return proc
+    return procs
 
 
 def _raw_call(address: str, token: str | None):
-    with grpc.insecure_channel(address) as ch:
+    with grpc.insecure_channel(grpc_target(address), options=_RR) as ch:
         stub = ingestion_pb2_grpc.IngestionServiceStub(ch)
         md = [("authorization", token)] if token else []
         return stub.GetHub(ingestion_pb2.GetHubRequest(name="hubs/h"), metadata=md)
@@ -51,7 +68,7 @@ def test_send_only_policy_publishes_but_cannot_read_or_manage(svc, _isolated_hom
         assert err.value.reason is Reason.PERMISSION_DENIED
     listen = add_policy(_isolated_home, "listen2", Right.LISTEN)
     token = generate_sas_token(f"headwater://{svc.address}/", listen.name, listen.key)
-    with grpc.insecure_channel(svc.address) as ch:
+    with grpc.insecure_channel(grpc_target(svc.address), options=_RR) as ch:
         with pytest.raises(grpc.RpcError) as err:
             ingestion_pb2_grpc.IngestionServiceStub(ch).DeleteHub(ingestion_pb2.DeleteHubRequest(name="hubs/h"),
                                                                   metadata=[("authorization", token)])

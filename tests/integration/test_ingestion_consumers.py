@@ -15,7 +15,15 @@ from headwater.eventhub.aio import (
 )
 from headwater.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from headwater.v1 import ingestion_pb2
-from tests.integration.ingestion_support import admin, conn_str, create_hub, ingestion
+from tests.integration.ingestion_support import (
+    admin,
+    conn_str,
+    create_hub,
+    ingestion,
+    ingestion_backend,  # noqa: F401 - parametrizes by backend
+)
+
+pytestmark = pytest.mark.usefixtures("ingestion_backend")
 
 
 async def test_ownership_claims_need_the_current_etag(tmp_path, root_policy):

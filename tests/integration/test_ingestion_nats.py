@@ -1,7 +1,10 @@
-"""The NATS JetStream log backend against the local NATS server (127.0.0.1:4222)."""
+"""The NATS JetStream backend against the local NATS server (127.0.0.1:4222): the log,
+several instances on one partition, a start without a scan; and the embedded data
+folder's lock against a second process."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -10,11 +13,12 @@ import pytest
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData
 from headwater.eventhub._wire import PublishEventsRequestPacked
-from headwater.eventhub.aio import EventHubProducerClient
-from headwater.services.ingestion.log.nats import stream_name
+from headwater.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+from headwater.services.ingestion.log.nats import delete_prefix, stream_name
 from headwater.services.ingestion.retention import sweep
 from headwater.v1 import event_pb2, ingestion_pb2
 from tests.integration.ingestion_support import (
+    NATS_URL,
     ONE_TRY,
     admin,
     conn_str,
@@ -23,7 +27,17 @@ from tests.integration.ingestion_support import (
     read_all,
 )
 
-NATS = {"log_backend": "nats", "nats_url": "nats://127.0.0.1:4222"}
+
+@pytest.fixture
+def prefix():
+    name = f"T{uuid.uuid4().hex[:10]}"
+    yield name
+    asyncio.run(delete_prefix(NATS_URL, name))
+
+
+@pytest.fixture
+def NATS(prefix):  # noqa: N802 - reads as the settings it is
+    return {"log_backend": "nats", "nats_url": NATS_URL, "nats_prefix": prefix}
 
 
 @pytest.fixture
@@ -31,7 +45,7 @@ def hub_id():
     return f"nats-test-{uuid.uuid4().hex[:8]}"
 
 
-async def test_publish_read_restart_and_idempotence_on_jetstream(tmp_path, root_policy, hub_id):
+async def test_publish_read_restart_and_idempotence_on_jetstream(tmp_path, root_policy, hub_id, NATS, prefix):
     data = tmp_path / "d"
     async with ingestion(data, **NATS) as svc:
         await create_hub(svc.address, root_policy, hub_id, 2)
@@ -76,10 +90,10 @@ async def test_publish_read_restart_and_idempotence_on_jetstream(tmp_path, root_
 
         js = svc.service.hubs.js
         with pytest.raises(NotFoundError):
-            await js.stream_info(stream_name(hub_id, "1")[0])
+            await js.stream_info(stream_name(hub_id, "1", prefix)[0])
 
 
-async def test_batches_over_the_nats_payload_limit_are_refused(tmp_path, root_policy, hub_id):
+async def test_batches_over_the_nats_payload_limit_are_refused(tmp_path, root_policy, hub_id, NATS):
     async with ingestion(tmp_path / "d", max_message_bytes=4 << 20, **NATS) as svc:
         await create_hub(svc.address, root_policy, hub_id, 1)
         try:
@@ -95,3 +109,108 @@ async def test_batches_over_the_nats_payload_limit_are_refused(tmp_path, root_po
         finally:
             async with admin(svc.address, root_policy) as stub:
                 await stub.DeleteHub(ingestion_pb2.DeleteHubRequest(name=f"hubs/{hub_id}"))
+
+
+async def test_instances_share_one_partition_in_one_order_and_exactly_once(tmp_path, root_policy, NATS):
+    """Producers on two instances write one partition at once: every batch succeeds, numbers are
+    gapless and each batch contiguous; an idempotent retry through the other instance is a duplicate."""
+    async with ingestion(tmp_path / "a", **NATS) as a, ingestion(tmp_path / "b", **NATS) as b:
+        await create_hub(a.address, root_policy, "shared", 1)
+        producers = [EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "shared"),
+                                                                   retry_policy=ONE_TRY) for svc in (a, b)]
+        try:
+            results = await asyncio.gather(*(
+                producers[i % 2].send_batch([EventData(f"{i}-{j}") for j in range(5)], partition_id="0")
+                for i in range(60)))
+        finally:
+            for p in producers:
+                await p.close()
+        firsts = sorted(r.first_sequence_number for r in results)
+        assert firsts == list(range(0, 300, 5)), "one order, no gaps, no SERVICE_BUSY"
+        events = await read_all(b.address, root_policy, "shared", "0", expect=300)
+        assert [e.sequence_number for e in events] == list(range(300))
+        assert sorted(e.body_as_str() for e in events) == sorted(f"{i}-{j}" for i in range(60) for j in range(5))
+        by_seq = {r.first_sequence_number: i for i, r in enumerate(results)}
+        for first, i in by_seq.items():
+            assert [e.body_as_str() for e in events[first:first + 5]] == [f"{i}-{j}" for j in range(5)]
+        # An idempotent producer's retry lands on the other instance: stored once.
+        req = ingestion_pb2.PublishEventsRequest.FromString(PublishEventsRequestPacked(
+            hub="shared", partition_id="0", producer_id="p", producer_sequence=0,
+            events=[event_pb2.EventData(body=b"once").SerializeToString()]).SerializeToString())
+        async with admin(a.address, root_policy) as sa, admin(b.address, root_policy) as sb:
+            first = await sa.PublishEvents(req)
+            again = await sb.PublishEvents(req)
+            assert not first.duplicate and again.duplicate
+            assert again.first_sequence_number == first.first_sequence_number == 300
+            req.producer_sequence = 1
+            assert (await sb.PublishEvents(req)).first_sequence_number == 301
+            req.producer_sequence = 5  # a gap is refused on either instance
+            for stub in (sa, sb):
+                with pytest.raises(Exception, match="next expected is 2"):
+                    await stub.PublishEvents(req)
+
+
+async def test_a_live_reader_on_one_instance_sees_events_published_through_another(tmp_path, root_policy, NATS):
+    async with ingestion(tmp_path / "a", **NATS) as a, ingestion(tmp_path / "b", **NATS) as b:
+        await create_hub(a.address, root_policy, "live", 2)
+        got: list = []
+        done = asyncio.Event()
+        consumer = EventHubConsumerClient.from_connection_string(conn_str(b.address, root_policy), "$Default",
+                                                                 eventhub_name="live")
+
+        async def on_event(ctx, event):
+            if event is not None:
+                got.append(event.body_as_str())
+                if len(got) == 100:
+                    done.set()
+
+        task = asyncio.create_task(consumer.receive(on_event, partition_id="1", starting_position="@latest",
+                                                    max_wait_time=30))
+        try:
+            async with EventHubProducerClient.from_connection_string(conn_str(a.address, root_policy, "live")) as p:
+                for _ in range(100):  # the reader is waiting once its instance's partition has a follower
+                    if b.service.servicer.readers:
+                        break
+                    await asyncio.sleep(0.05)
+                for i in range(10):
+                    await p.send_batch([EventData(f"{i}-{j}") for j in range(10)], partition_id="1")
+            await asyncio.wait_for(done.wait(), 15)
+        finally:
+            await consumer.close()
+            await asyncio.wait_for(task, 5)
+        assert got == [f"{i}-{j}" for i in range(10) for j in range(10)]
+
+
+async def test_a_new_instance_starts_without_reading_the_log(tmp_path, root_policy, NATS):
+    """Opening a partition reads its first and last message only; positions are found by
+    binary search over message sequences."""
+    async with ingestion(tmp_path / "a", **NATS) as a:
+        await create_hub(a.address, root_policy, "big", 1)
+        async with EventHubProducerClient.from_connection_string(conn_str(a.address, root_policy, "big")) as p:
+            for i in range(200):
+                await p.send_batch([EventData(f"{i}-{j}") for j in range(10)])
+        middle = (await read_all(a.address, root_policy, "big", "0", 1234, inclusive=True, expect=1))[0]
+    t0 = time.perf_counter()
+    async with ingestion(tmp_path / "b", **NATS) as b:
+        started = time.perf_counter() - t0
+        part = b.service.hubs.get("big").partitions[0]
+        assert len(part._data) <= 2, "only the first and last message were read"
+        assert part.next_sequence == 2000 and part.beginning_sequence == 0
+        assert await part.locate_offset(int(middle.offset), True) == 1234
+        assert len(part._data) <= 2 + 9, "an offset is found by binary search (log2 200 probes), not a scan"
+        events = await read_all(b.address, root_policy, "big", "0", middle.offset, inclusive=True, expect=3)
+        assert [e.sequence_number for e in events[:3]] == [1234, 1235, 1236]
+    assert started < 10, f"start took {started:.1f}s"
+
+
+def test_a_second_process_on_one_embedded_data_folder_is_refused(service_process, tmp_path):
+    data = tmp_path / "data"
+    first = service_process("ingestion", "--data-dir", str(data))
+    with pytest.raises(RuntimeError) as err:
+        service_process("ingestion", "--data-dir", str(data))
+    text = str(err.value)
+    assert str(data) in text and f"pid {first.pid}" in text and "in use" in text, text
+    first.kill()  # kill -9: the kernel drops the lock with the process
+    first.proc.wait(10)
+    again = service_process("ingestion", "--data-dir", str(data))
+    assert again.alive()

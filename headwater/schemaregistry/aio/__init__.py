@@ -39,8 +39,9 @@ class SchemaRegistryClient:
                  root_certificates: bytes | None = None, **_kwargs: Any) -> None:
         conn = connection_for(fully_qualified_namespace, credential)
         self.fully_qualified_namespace = conn.address
-        self._channel = aio_channel(conn, root_certificates=root_certificates)
-        self._stub = pb_grpc.SchemaRegistryServiceStub(self._channel)
+        self._conn, self._root_certificates = conn, root_certificates
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: pb_grpc.SchemaRegistryServiceStub | None = None
         self._retry, self._timeout = retry_policy, timeout
         self._rest = dataclasses.replace(retry_policy, max_attempts=max(1, retry_policy.max_attempts - 1))
         self.cache_enabled = cache
@@ -52,8 +53,23 @@ class SchemaRegistryClient:
         conn = ConnectionString.parse(conn_str)
         return cls(conn.endpoint, credential_of(conn), **kwargs)
 
+    async def _open(self) -> pb_grpc.SchemaRegistryServiceStub:
+        """The registry's address from the namespace endpoint (GetNamespace), then a channel to it."""
+        if self._stub is None:
+            import asyncio
+
+            from headwater.namespace import service_address
+
+            address = await asyncio.to_thread(service_address, self._conn, "registry",
+                                              root_certificates=self._root_certificates)
+            if self._stub is None:
+                self._channel = aio_channel(self._conn, root_certificates=self._root_certificates,
+                                            address=address)
+                self._stub = pb_grpc.SchemaRegistryServiceStub(self._channel)
+        return self._stub
+
     async def _call(self, method: str, request: Any) -> Any:
-        rpc = getattr(self._stub, method)
+        rpc = getattr(self._stub or await self._open(), method)
 
         async def once() -> Any:
             try:
@@ -69,7 +85,9 @@ class SchemaRegistryClient:
         return await retry_async(once, self._rest)
 
     async def close(self) -> None:
-        await self._channel.close()
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = self._stub = None
 
     async def __aenter__(self) -> Self:
         return self

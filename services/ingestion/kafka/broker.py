@@ -480,7 +480,7 @@ class KafkaListener:
                 return -1, -1
             seq = part.next_sequence - 1
         else:
-            seq = part.sequence_for_time(timestamp * 1_000_000)
+            seq = await part.locate_time(timestamp * 1_000_000)
             if seq >= part.next_sequence:
                 return -1, -1
         pieces, count, _ = await part.fetch(seq, 1)

@@ -240,6 +240,17 @@ class PartitionLog:
             await self.durable()
         return result
 
+    async def locate_offset(self, offset: int, inclusive: bool) -> int:
+        """The sequence number at ``offset`` (the log contract shared with the NATS backend)."""
+        return self.sequence_for_offset(offset, inclusive)
+
+    async def locate_time(self, ts_ns: int) -> int:
+        """The first sequence number enqueued at or after ``ts_ns``."""
+        return self.sequence_for_time(ts_ns)
+
+    async def refresh(self) -> None:
+        """Nothing to catch up on: this process is the partition's only writer."""
+
     async def fetch(self, start_sequence: int, max_events: int, max_bytes: int = 4 << 20) -> tuple[list, int, int]:
         """:meth:`read` for the servicer (the NATS backend's read is asynchronous)."""
         return self.read(start_sequence, max_events, max_bytes)

@@ -99,7 +99,7 @@ class SqlStore(ABC):
                 raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS,
                                      f"schema group {group.group_id!r} already exists "
                                      f"(format {existing.format}, compatibility {existing.compatibility})",
-                                     metadata={"group": group.group_id})
+                                     metadata={"resource": f"schemaGroups/{group.group_id}"})
             cur.execute(self._sql("INSERT INTO {g} VALUES (?, ?, ?, ?, ?)"),
                         (group.group_id, group.format, group.compatibility, group.create_time, group.update_time))
         return group

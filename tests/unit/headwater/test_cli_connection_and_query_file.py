@@ -44,7 +44,17 @@ def test_hub_commands_still_read_the_generic_connection_string(monkeypatch):
     assert conn.address == "old.example:7000"
 
 
-def test_hub_address_from_env_flag_wins_default_50051(monkeypatch):
+def test_hub_address_from_env_flag_wins_default_50051(monkeypatch, _isolated_home):
+    import pytest
+
+    from headwater.auth import PolicyStore
+    from headwater.errors import HeadwaterError
+
+    # The CLI never creates a key: without the services' auth.json it says where it looked.
+    with pytest.raises(HeadwaterError, match="HEADWATER_HOME"):
+        _conn(["hub", "list"], monkeypatch, {})
+    assert not (_isolated_home / "auth.json").exists()
+    PolicyStore(_isolated_home / "auth.json").ensure()  # as a starting service does
     assert _conn(["hub", "list"], monkeypatch, {}).address == "localhost:50051"
     env = {"HEADWATER_INGESTION_ADDRESS": "127.0.0.1:6001"}
     assert _conn(["read", "trips"], monkeypatch, env).address == "127.0.0.1:6001"

@@ -22,7 +22,7 @@ from headwater.schemaregistry.avroencoder._codec import (
 
 @pytest.mark.parametrize("text,address,tls", [
     ("localhost:50052", "localhost:50052", False),
-    ("registry.example", "registry.example:50052", False),
+    ("registry.example", "registry.example:50051", False),  # the namespace endpoint
     ("headwater://h:1234/", "h:1234", False),
     ("headwaters://h:1234/", "h:1234", True),
 ])

@@ -220,11 +220,12 @@ class Runtime:
                 if isinstance(s, VectorSource):
                     s.push(s.frame(rows), len(rows), arr, partition_ids, self.counters, now)
                 else:
+                    batch = rows
                     if s.system:
-                        rows = _with_system_columns(rows, arrival_times, partition_ids, s.system)
-                    if metadata is not None:
-                        rows = [EventRecord(r, m) for r, m in zip(rows, metadata)]
-                    s.push(rows, arrival_times, now, self.counters, partition_ids)
+                        batch = _with_system_columns(batch, arrival_times, partition_ids, s.system)
+                    if metadata is not None:  # another source of the input keeps plain payloads
+                        batch = [EventRecord(r, m) for r, m in zip(batch, metadata)]
+                    s.push(batch, arrival_times, now, self.counters, partition_ids)
             if advance:
                 self._advance()
 

@@ -88,3 +88,20 @@ def test_feed_packed_without_metadata_reads_null():
     rt.feed_packed("i", "0", body, offsets, "application/json", np.full(1, T0, np.int64), np.array([0], np.int64))
     rt.rt.flush()
     assert [(r["v"], r["c"]) for r in rt.take_outputs()["o"]] == [(1, None)]
+
+
+def test_metadata_with_a_vectorised_reader_of_the_same_input():
+    """One statement reads metadata (row path), another the same input vectorised."""
+    j = job("SELECT v, GetMetadataPropertyValue(x, '[User].[color]') AS c INTO [o] FROM [i] x;\n"
+            "SELECT COUNT(*) AS n INTO [o2] FROM [i] GROUP BY TumblingWindow(second, 10)")
+    j.outputs.append(pb.JobOutput(alias="o2", sink="sinks/s2"))
+    rt = JobRuntime(j)
+    assert rt.rt.mode == "mixed"
+    body, offsets = _packed([{"v": 1}, {"v": 2}])
+    meta = [{"User": {"color": "red"}}, {"User": {}}]
+    rt.feed_packed("i", "0", body, offsets, "application/json", np.full(2, T0, np.int64),
+                   np.array([0, 1], np.int64), metadata=meta)
+    rt.rt.flush()
+    out = rt.take_outputs()
+    assert sorted((r["v"], r["c"]) for r in out["o"]) == [(1, "red"), (2, None)]
+    assert [r["n"] for r in out["o2"]] == [2]

@@ -7,12 +7,12 @@ Layout::
 The header carries ``schema_version`` (this layout and the meaning of its sections),
 ``engine_version`` (the headwater release that wrote it), ``plan`` (a fingerprint of the
 query text and of the physical plan that wrote it: which operators, vectorised or row),
-``sections`` (name, offset, length of each Arrow IPC stream) and ``state``: the small
-state (ordering clocks, open sessions, window logic, row operators' accumulators) as
-tagged JSON. Keyed state of the vectorised operators is Arrow tables, keyed by window
-(``__wid``) and group key (``k0``...), one section per operator and table; the row
-operators' buffered events and batches in flight are Arrow tables too where they are
-frames, else tagged JSON values (records, datetimes, tuples, sets).
+``sections`` (name, offset, length and ``kind`` of each section) and ``state``: the small
+state (ordering clocks, window logic, counters) as tagged JSON. Keyed state of the
+vectorised operators is Arrow tables, keyed by window (``__wid``) and group key (``k0``...),
+one Arrow IPC section per operator and table. Each row operator's state (per-key
+accumulators, histories, buffers) is one msgpack section (``kind: "msgpack"``, schema
+version 3); schema version 2 kept it as tagged JSON in the header and still restores.
 
 A blob restores only into a runtime of the same plan and of an engine that reads its
 ``schema_version``; anything else is refused with a :class:`SnapshotError` that says
@@ -179,10 +179,15 @@ def _pack(v: Any, enc: _Encoder) -> bytes:
             return tuple.__new__(msgpack.ExtType, (_ENV, nested(list(x.__getstate__()))))
         return msgpack.ExtType(_TAGGED, orjson.dumps(enc.enc(x)))
 
+    was_enabled = gc.isenabled()
+    gc.disable()  # an ext tuple per key: no cyclic collections meanwhile
     try:
         return msgpack.Packer(default=default, strict_types=True, use_bin_type=True).pack(v)
     except OverflowError:  # an int beyond 64 bits somewhere: the tagged-JSON encoder takes it whole
         return msgpack.packb(msgpack.ExtType(_TAGGED, orjson.dumps(enc.enc(v))))
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _unpack(data: Any, frames: dict[str, pl.DataFrame]) -> Any:

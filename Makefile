@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	  test -x $(PY) || $${PYTHON:-$(PYTHON)} -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,spark]'
+	$(PY) -m headwater.services.ingestion.log.jit  # compile the numba kernels into their cache
 	@touch $(STAMP)
 
 # The Node client example's npm packages (docs/clients.md), when node is installed.

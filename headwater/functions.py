@@ -77,6 +77,23 @@ class CastError(ValueError):
     """A value that cannot be converted to the requested type."""
 
 
+#: Stream Analytics bigint: 64-bit signed.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+
+
+def bigint_overflow(what: str, value: int) -> str:
+    """The error of a bigint result out of range (the statement fails, as T-SQL's does)."""
+    return (f"arithmetic overflow: {what} gives {value}, outside the bigint range "
+            f"{BIGINT_MIN}..{BIGINT_MAX}; CAST an operand AS float for a float result")
+
+
+def check_bigint(value: Any, what: str) -> Any:
+    """``value``; an int out of the bigint range raises OverflowError (a run-time error)."""
+    if type(value) is int and not BIGINT_MIN <= value <= BIGINT_MAX:
+        raise OverflowError(bigint_overflow(what, value))
+    return value
+
+
 @dataclass(frozen=True)
 class ScalarFunction:
     """A scalar function: ``fn(*args)``; with ``null_propagates`` a NULL argument gives NULL."""
@@ -90,6 +107,8 @@ class ScalarFunction:
     null_propagates: bool = False
     #: first argument is a datepart/unit keyword (DATEADD, DATEDIFF, ...), passed as a str
     unit_arg: bool = False
+    #: with ``unit_arg``: the date parts it accepts (lower case); any other is a compile error
+    units: frozenset[str] = frozenset()
     doc: str = ""
     #: optional vectorised form: Polars expressions of the arguments in, one expression out,
     #: with exactly ``fn``'s meaning; the engine calls ``fn`` per row where it is None

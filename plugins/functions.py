@@ -26,6 +26,7 @@ from headwater.functions import (
     Operator,
     ScalarFunction,
     cast,
+    check_bigint,
     to_datetime,
     to_micros,
     type_name,
@@ -98,11 +99,11 @@ def _arith(op):
         if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
             raise CastError(f"operator {op} is not defined for '{type_name(a)}' and '{type_name(b)}'")
         if op == "+":
-            return a + b
+            return check_bigint(a + b, f"{a} + {b}")
         if op == "-":
-            return a - b
+            return check_bigint(a - b, f"{a} - {b}")
         if op == "*":
-            return a * b
+            return check_bigint(a * b, f"{a} * {b}")
         if op == "/":
             if b == 0:
                 raise ZeroDivisionError("division by zero")
@@ -169,7 +170,7 @@ def _neg(a):
         return None
     if isinstance(a, str):
         a = cast(a, "float")
-    return -a
+    return check_bigint(-a, f"-({a})")
 
 
 def _like_body(pattern: str) -> str:
@@ -287,6 +288,9 @@ for _canon, _names in {
 
 _FIXED = {"day": 86_400_000_000, "dayofyear": 86_400_000_000, "hour": 3_600_000_000, "minute": 60_000_000,
           "second": 1_000_000, "millisecond": 1000, "microsecond": 1}
+
+
+_UNITS = frozenset(DATEPARTS)
 
 
 def _part(unit: str) -> str:
@@ -571,10 +575,10 @@ SCALARS = [
     ScalarFunction("LOG", _numeric("LOG", lambda x, b=None: math.log(x) if b is None else math.log(x, b)), 1, 2,
                    null_propagates=True),
     ScalarFunction("LOG10", _numeric("LOG10", math.log10), 1, 1, null_propagates=True),
-    ScalarFunction("DATEADD", dateadd, 3, 3, unit_arg=True),
-    ScalarFunction("DATEDIFF", datediff, 3, 3, unit_arg=True),
-    ScalarFunction("DATEPART", datepart, 2, 2, unit_arg=True),
-    ScalarFunction("DATENAME", datename, 2, 2, unit_arg=True),
+    ScalarFunction("DATEADD", dateadd, 3, 3, unit_arg=True, units=_UNITS),
+    ScalarFunction("DATEDIFF", datediff, 3, 3, unit_arg=True, units=_UNITS),
+    ScalarFunction("DATEPART", datepart, 2, 2, unit_arg=True, units=_UNITS),
+    ScalarFunction("DATENAME", datename, 2, 2, unit_arg=True, units=_UNITS),
     ScalarFunction("DATETIMEFROMPARTS", datetimefromparts, 7, 7),
     ScalarFunction("YEAR", lambda d: datepart("year", d), 1, 1),
     ScalarFunction("MONTH", lambda d: datepart("month", d), 1, 1),
@@ -671,6 +675,10 @@ class Sum(AggregateFunction):
 
     def merge(self, a, b):
         return b if a is None else a if b is None else a + b
+
+    def result(self, acc):
+        # exact while adding (Python ints), checked once: order of events does not matter
+        return check_bigint(acc, "SUM")
 
 
 class Avg(AggregateFunction):

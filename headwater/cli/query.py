@@ -9,7 +9,9 @@ Writes ``DIR/<output alias>.json`` (a JSON array of rows, datetimes as
 ``2021-12-10T10:00:00.0000000Z``) for every output of the query. Events are fed in file
 order with the arrival time from ``--arrival-time-field`` (removed from the payload), or,
 without it, in timestamp order as if each arrived on time. Exit status 1 with
-``line L, column C: message`` on a compile error, or the error when the query fails.
+``line L, column C: message`` on a compile error, or the error when the query fails. The
+query may read only the given aliases and its WITH steps; stderr warns about an input file
+the query does not read and counts events dropped, late or in error.
 """
 
 from __future__ import annotations
@@ -103,8 +105,10 @@ def run_test(args: argparse.Namespace) -> int:
         for spec in args.reference:
             alias, path = _pair(spec, "--reference")
             refs[alias] = read_events(path, pm)
+        stats: dict = {}
         rows = run_local(query, inputs, refs, late=args.late_arrival_tolerance, ooo=args.out_of_order_tolerance,
-                         action=args.out_of_order_action, arrival_field=args.arrival_time_field, pm=pm)
+                         action=args.out_of_order_action, arrival_field=args.arrival_time_field, pm=pm,
+                         check_inputs=True, stats=stats)
     except QueryCompileError as exc:
         print(f"line {exc.line}, column {exc.column}: {exc.message}", file=sys.stderr)
         return 1
@@ -117,7 +121,25 @@ def run_test(args: argparse.Namespace) -> int:
     write_outputs(args.output_dir, rows)
     for alias, items in rows.items():
         print(f"{alias}: {len(items)} rows -> {Path(args.output_dir) / (alias + '.json')}")
+    _report(stats, list(inputs) + list(refs))
     return 0
+
+
+def _report(stats: dict, given: list[str]) -> None:
+    """On stderr: input files the query does not read, and events not processed as given."""
+    for alias in given:
+        if alias.lower() not in stats["reads"]:
+            print(f"headwater: warning: the query does not read input {alias!r}; its file is ignored",
+                  file=sys.stderr)
+    c = stats["counters"]
+    parts = [f"{n} {what}" for n, what in ((c.dropped, "dropped"), (c.late, "late"), (c.early, "early"),
+                                            (c.out_of_order, "out of order"),
+                                            (c.conversion_errors, "conversion errors"),
+                                            (c.deserialization_errors, "deserialization errors")) if n]
+    if parts:
+        print(f"headwater: {c.events_in} events in: {', '.join(parts)}", file=sys.stderr)
+        for sample in c.samples[:3]:
+            print(f"headwater:   {sample}", file=sys.stderr)
 
 
 def run_explain(args: argparse.Namespace) -> int:

@@ -40,7 +40,7 @@ from headwater.services.ingestion.hubs import (
     hub_id_from_name,
 )
 from headwater.services.ingestion.log.embedded import PartitionLog
-from headwater.services.ingestion.log.segment import varint
+from headwater.services.ingestion.log.segment import PackedEvents, varint
 from headwater.services.ingestion.metadata import FileMetadata
 from headwater.services.ingestion.packed import pack_frames
 from headwater.services.ingestion.quotas import HubQuota
@@ -326,30 +326,37 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     # -- publish ---------------------------------------------------------------
 
     async def _publish(self, request) -> ingestion_pb2.PublishEventsResponse:
-        hub = await self._hub(request.hub, "hub", fresh=False)
+        return await self.publish_events(request.hub, list(request.events), request.partition_id,
+                                         request.partition_key, request.producer_id, request.producer_sequence,
+                                         request.request_id)
+
+    async def publish_events(self, hub_name: str, events: list[bytes] | PackedEvents, partition_id: str = "",
+                             partition_key: str = "", producer_id: str = "", producer_sequence: int = 0,
+                             request_id: str = "") -> ingestion_pb2.PublishEventsResponse:
+        """A publish: serialized events as a list, or packed in one buffer (the Kafka endpoint's)."""
+        hub = await self._hub(hub_name, "hub", fresh=False)
         name = hub.name
-        events = list(request.events)
-        if not events:
+        if not len(events):
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "the batch has no events", metadata={"field": "events"})
-        if request.partition_id and request.partition_key:
+        if partition_id and partition_key:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "set partition_id or partition_key, not both",
                                  metadata={"field": "partition_key"})
-        if request.producer_id and not (request.partition_id or request.partition_key):
+        if producer_id and not (partition_id or partition_key):
             raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                  "idempotent publishing (producer_id) needs a partition_id or partition_key",
                                  metadata={"field": "partition_id"})
         limit = self.config.max_message_bytes
-        sizes = list(map(len, events))
-        total = sum(sizes) + _FRAME_OVERHEAD * len(sizes)
+        sizes = events.sizes() if isinstance(events, PackedEvents) else list(map(len, events))
+        total = (events.nbytes if isinstance(events, PackedEvents) else sum(sizes)) + _FRAME_OVERHEAD * len(sizes)
         if total > limit:
-            biggest = max(sizes)
+            biggest = int(max(sizes))
             what = f"event of {biggest} bytes" if biggest > limit else f"batch of {total} bytes"
             m.SIZE_REJECTED.labels(name).inc()
             raise HeadwaterError(Reason.MESSAGE_SIZE_EXCEEDED,
                                  f"{what} is over the {limit}-byte limit (setting max_message_bytes); "
                                  "nothing of this batch was stored",
                                  metadata={"size": max(biggest, total), "limit": limit})
-        part = hub.route(request.partition_id, request.partition_key)
+        part = hub.route(partition_id, partition_key)
         await self.faults.check_async(name, PUBLISH, part.partition_id)
         quota = self.quotas.get(name)
         if quota is not None and quota.units:
@@ -359,7 +366,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             except HeadwaterError:
                 m.THROTTLED.labels(name).inc()
                 raise
-        result = await part.publish(events, request.producer_id, request.producer_sequence)
+        result = await part.publish(events, producer_id, producer_sequence)
         if not result.duplicate:
             m.IN_MESSAGES.labels(name, part.partition_id).inc(len(events))
             m.IN_BYTES.labels(name, part.partition_id).inc(total)
@@ -368,7 +375,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         return ingestion_pb2.PublishEventsResponse(
             partition_id=part.partition_id, first_sequence_number=result.first_sequence,
             last_sequence_number=result.last_sequence, enqueued_time=_ts(ns=result.ts_ns),
-            duplicate=result.duplicate, request_id=request.request_id)
+            duplicate=result.duplicate, request_id=request_id)
 
     def _inflated(self, hub: Hub, units: int) -> None:
         def grow(meta) -> None:

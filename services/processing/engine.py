@@ -57,10 +57,13 @@ __all__ = ["CompiledQuery", "Runtime", "compile_query", "format_rows", "format_v
            "QueryRuntimeError", "Counters"]
 
 
-def compile_query(text: str, pm=None, *, references: Iterable[str] = ()) -> CompiledQuery:
+def compile_query(text: str, pm=None, *, references: Iterable[str] = (),
+                  inputs: Iterable[str] | None = None) -> CompiledQuery:
     """Parse, check and plan ``text``; every problem is a QueryCompileError with line/column.
 
-    ``references`` names the static reference inputs (joined without a time bound).
+    ``references`` names the static reference inputs (joined without a time bound);
+    ``inputs``, when given, the stream inputs: a source that is none of these and no WITH
+    step is then a compile error.
     """
     if not isinstance(text, str):
         raise QueryCompileError("the query must be text", line=1, column=1)
@@ -74,7 +77,7 @@ def compile_query(text: str, pm=None, *, references: Iterable[str] = ()) -> Comp
     try:
         sys.setrecursionlimit(max(old, 3000))
         query = parse(text)
-        plan = analyze(query, pm, refs)
+        plan = analyze(query, pm, refs, None if inputs is None else list(inputs))
         compiled = CompiledQuery(text, plan, pm, refs)
         compiled.runtime()  # plan once so every planning error surfaces at compile time
     except RecursionError:

@@ -55,7 +55,8 @@ def compile_job(job: pb.Job, config: Any = None):
         if i.kind == pb.INPUT_KIND_REFERENCE and i.reference_path and not i.reference_data:
             reference_file(i, config)
     check_secret_references(job, config)
-    compiled = compile_query(job.query, plugin_manager(job, config), references=refs)
+    compiled = compile_query(job.query, plugin_manager(job, config), references=refs,
+                             inputs=[i.alias for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE])
     have_in = {i.alias.lower() for i in job.inputs}
     missing = [a for a in compiled.inputs if a.lower() not in have_in]
     if missing:

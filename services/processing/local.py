@@ -81,8 +81,12 @@ def udf_plugin(udfs: dict[str, Callable[..., Any]]) -> object:
 def run_local(query: str, inputs: dict[str, list[dict]], references: dict[str, list[dict]] | None = None, *,
               late: float | None = None, ooo: float | None = None, action: str = "adjust",
               arrival_field: str | None = None, udfs: dict[str, Callable[..., Any]] | None = None,
-              pm: Any = None) -> dict[str, list[dict]]:
-    """The engine side of ``headwater query test``: rows per output alias (Python values)."""
+              pm: Any = None, check_inputs: bool = False, stats: dict | None = None) -> dict[str, list[dict]]:
+    """The engine side of ``headwater query test``: rows per output alias (Python values).
+
+    ``check_inputs``: the query may read only ``inputs``, ``references`` and its WITH steps
+    (a compile error with line/column otherwise). ``stats``, when given, receives the input
+    counters (``counters``) and the aliases the query reads (``reads``)."""
     from headwater.functions import to_datetime, to_micros
     from headwater.pluginmanager import get_plugin_manager
     from headwater.services.processing.engine import OrderingPolicy, compile_query
@@ -92,7 +96,8 @@ def run_local(query: str, inputs: dict[str, list[dict]], references: dict[str, l
     if pm is None:
         extra = [("headwater-cli-udfs", udf_plugin(udfs))] if udfs else []
         pm = get_plugin_manager(extra)
-    compiled = compile_query(query, pm, references=references.keys())
+    compiled = compile_query(query, pm, references=references.keys(),
+                             inputs=list(inputs) if check_inputs else None)
     rt = compiled.runtime(OrderingPolicy.from_seconds(late, ooo, action), reference_data=references)
     now = int(time.time() * 1e6)
     merged: list[tuple[int, int, int, str, dict]] = []
@@ -133,5 +138,8 @@ def run_local(query: str, inputs: dict[str, list[dict]], references: dict[str, l
         rt.feed(current, batch, arrivals)
     rt.flush()
     out = rt.take()
+    if stats is not None:
+        stats["counters"] = rt.counters
+        stats["reads"] = {a.lower() for a in compiled.plan.inputs + compiled.plan.references}
     return {name: out.get(name, []) for name in compiled.outputs}
 

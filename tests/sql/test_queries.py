@@ -5,7 +5,8 @@ Header comments of a query file:
 - ``-- inputs: NAME`` the events, ``inputs/NAME.json`` (``{alias: [events]}``);
 - ``-- references: ALIAS[, ...]`` aliases of that file read as reference inputs;
 - ``-- fail: line L, column C: message`` the query must not compile, with that error
-  (prefix match on the message).
+  (prefix match on the message); ``-- known_inputs: A[, B]`` compiles it knowing only those
+  stream inputs (as a job or ``headwater query test`` does).
 
 ``explain/NAME.txt`` holds the plan (``headwater query explain``) of each query that compiles.
 
@@ -46,7 +47,12 @@ def test_query(path: Path, pm) -> None:
         m = re.match(r"line (\d+), column (\d+): (.*)", h["fail"])
         assert m, "-- fail: needs 'line L, column C: message'"
         with pytest.raises(QueryCompileError) as info:
-            run_query(text, {"Input": []}, pm=pm)
+            if "known_inputs" in h:
+                from headwater.services.processing.engine import compile_query
+
+                compile_query(text, pm, inputs=[i.strip() for i in h["known_inputs"].split(",")])
+            else:
+                run_query(text, {"Input": []}, pm=pm)
         exc = info.value
         assert (exc.line, exc.column) == (int(m.group(1)), int(m.group(2))), str(exc)
         assert exc.message.startswith(m.group(3)), str(exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
 import time
 from dataclasses import dataclass
@@ -37,13 +38,14 @@ from kafka.protocol.sasl import SaslAuthenticateResponse, SaslHandshakeResponse
 
 from headwater.auth import RefusalLog, Right
 from headwater.errors import HeadwaterError, Reason
-from headwater.eventhub._wire import PublishEventsRequestPacked
 from headwater.names import RULES
 from headwater.server import authenticator, http_ssl_context
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.kafka.groups import GroupCoordinator
 from headwater.services.ingestion.kafka.protocol import API, ERR, SUPPORTED, error_code, parse_request_header
 from headwater.services.ingestion.kafka.records import decode_batches, encode_fetch
+from headwater.services.ingestion.log.jit import KERNELS
+from headwater.services.ingestion.log.segment import PackedEvents, varint
 from headwater.v1 import ingestion_pb2
 
 __all__ = ["KafkaListener"]
@@ -56,6 +58,7 @@ _CLUSTER_ID = "headwater"
 _MAX_REQUEST_BYTES = 100 << 20  # socket.request.max.bytes
 _FETCH_MAX_EVENTS = 20_000
 _FRAME_OVERHEAD = 16  # as the servicer counts a batch's size
+_JOIN_BELOW = 256 << 10  # responses below this are joined and written at once
 _TRANSIENT = (Reason.QUOTA_EXCEEDED, Reason.SERVICE_BUSY)
 
 
@@ -122,6 +125,7 @@ class KafkaListener:
         peer = writer.get_extra_info("peername") or ("?", 0)
         sock = writer.get_extra_info("sockname") or (self.config.host, 0)
         session = Session(host=str(peer[0]), sock_host=str(sock[0]), authenticated=self.auth is None)
+        KERNELS.get()  # a Kafka client: start loading the record codec before its batches come
         if self.auth is None:
             session.rights = frozenset(Right)
         self._conns.add(writer)
@@ -142,7 +146,7 @@ class KafkaListener:
                     continue
                 out = await self._dispatch(session, data)
                 if out is not None:
-                    writer.writelines(out)
+                    _write(writer, out)
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
@@ -152,7 +156,7 @@ class KafkaListener:
             self._conns.discard(writer)
             writer.close()
 
-    async def _dispatch(self, session: Session, data: bytes) -> tuple[bytes, bytes] | None:
+    async def _dispatch(self, session: Session, data: bytes) -> list | None:
         frame = parse_request_header(data)
         key, version = frame.api_key, frame.api_version
         spec = SUPPORTED.get(key)
@@ -174,14 +178,16 @@ class KafkaListener:
         return self._frame(frame.correlation_id, key, version, resp.encode(version=version))
 
     @staticmethod
-    def _frame(correlation_id: int, key: int, version: int, body) -> tuple[bytes, bytes]:
-        """(size + response header, body): written one after the other, the body never copied here."""
+    def _frame(correlation_id: int, key: int, version: int, body: bytes | list) -> list:
+        """[size + response header, body pieces...]: written one after the other, the body never copied here."""
         cls = ResponseClassRegistry._response_class_registry[key]
         flexible = cls.flexible_version_q(version) and key != API.API_VERSIONS
         head = _SIZE.pack(correlation_id) + (b"\x00" if flexible else b"")
-        return _SIZE.pack(len(head) + len(body)) + head, body
+        if isinstance(body, list):
+            return [_SIZE.pack(len(head) + sum(map(len, body))) + head, *body]
+        return [_SIZE.pack(len(head) + len(body)) + head, body]
 
-    def _unsupported(self, frame, code: int = ERR.UNSUPPORTED_VERSION) -> tuple[bytes, bytes]:
+    def _unsupported(self, frame, code: int = ERR.UNSUPPORTED_VERSION) -> list:
         """A response of the request's own type carrying an error code, when the library knows it."""
         cls = ResponseClassRegistry._response_class_registry.get(frame.api_key)
         if cls is None or frame.api_version > cls.max_version:
@@ -321,14 +327,12 @@ class KafkaListener:
         """One Kafka batch, in as few publishes as the size limit allows; returns (first, last, ts_ns)."""
         chunks = _chunks(batch.events, self.config.max_message_bytes)
         first = last = ts = -1
+        pid = str(partition)
         for at, events in chunks:
-            req = PublishEventsRequestPacked(hub=hub, events=events, partition_id=str(partition))
-            if batch.producer_id:
-                req.producer_id = batch.producer_id
-                req.producer_sequence = batch.producer_sequence + at
+            seq = batch.producer_sequence + at if batch.producer_id else 0
             while True:
                 try:
-                    resp = await self.servicer._publish(req)
+                    resp = await self.servicer.publish_events(hub, events, pid, "", batch.producer_id, seq)
                     break
                 except HeadwaterError as exc:
                     if exc.reason not in _TRANSIENT or time.monotonic() + (exc.retry_after or 0.05) > deadline:
@@ -414,12 +418,13 @@ class KafkaListener:
                 pieces, count, _ = await part.fetch(offset, _FETCH_MAX_EVENTS, max(min(max_bytes, budget), 1))
                 if count:
                     records, _ = encode_fetch(pieces, count)
-                    budget -= len(records)
-                    total += len(records)
+                    size = sum(map(len, records))
+                    budget -= size
+                    total += size
                     m.OUT_MESSAGES.labels(topic, part.partition_id).inc(count)
-                    m.OUT_BYTES.labels(topic, part.partition_id).inc(len(records))
+                    m.OUT_BYTES.labels(topic, part.partition_id).inc(size)
                     w[5] = (ERR.NONE, records)
-            got_bytes = sum(len(w[5][1]) for w in wanted if w[5] is not None and w[5][1])
+            got_bytes = sum(sum(map(len, w[5][1])) for w in wanted if w[5] is not None and w[5][1])
             remaining = deadline - time.monotonic()
             if (got_bytes >= max(req.min_bytes, 1) or remaining <= 0 or not waits or self.servicer.drain.is_set()
                     or any(w[5] is not None and w[5][0] != ERR.NONE for w in wanted)):
@@ -432,6 +437,7 @@ class KafkaListener:
                 for f in futs:
                     f.cancel()
         by_topic: dict[str, list] = {}
+        spliced = _Spliced()
         for topic, index, part, _, _, got in wanted:
             if part is None:
                 code = ERR.TOPIC_AUTHORIZATION_FAILED if not self._may(session, Right.LISTEN, topic) \
@@ -444,10 +450,11 @@ class KafkaListener:
             by_topic.setdefault(topic, []).append(P(
                 partition_index=index, error_code=code, high_watermark=hw, last_stable_offset=hw,
                 log_start_offset=part.beginning_sequence, aborted_transactions=None, preferred_read_replica=-1,
-                records=records))
+                records=spliced.add(records) if records else b""))
         T = FetchResponse.FetchableTopicResponse  # noqa: N806
-        return FetchResponse(version=version, throttle_time_ms=0, error_code=ERR.NONE, session_id=0,
-                             responses=[T(topic=t, partitions=ps) for t, ps in by_topic.items()])
+        spliced.resp = FetchResponse(version=version, throttle_time_ms=0, error_code=ERR.NONE, session_id=0,
+                                     responses=[T(topic=t, partitions=ps) for t, ps in by_topic.items()])
+        return spliced
 
     async def _h_list_offsets(self, session, req, version):
         T = ListOffsetsResponse.ListOffsetsTopicResponse  # noqa: N806
@@ -783,12 +790,69 @@ class KafkaListener:
     }
 
 
-def _chunks(events: list[bytes], limit: int) -> list[tuple[int, list[bytes]]]:
+def _write(writer: asyncio.StreamWriter, pieces: list) -> None:
+    """A response: small ones in one write; large ones piece by piece, so that the record sets
+    are not joined into one more copy (writelines joins; a write sends what the socket takes and
+    buffers only the rest)."""
+    if len(pieces) <= 2 or sum(map(len, pieces)) < _JOIN_BELOW:
+        writer.write(b"".join(pieces))
+        return
+    for piece in pieces:
+        writer.write(memoryview(piece))
+
+
+class _Spliced:
+    """A Fetch response whose record sets go to the socket as they are.
+
+    kafka-python's encoder copies a ``records`` field into its buffer and copies the buffer
+    out again; for megabytes of records a fetch that is most of the cost. So each record
+    set is encoded as a 16-byte marker, and after encoding each marker and its length
+    prefix (int32, or an unsigned varint of length + 1 in flexible versions) are replaced
+    by the real prefix and the record set's pieces.
+    """
+
+    __slots__ = ("resp", "sets", "token")
+
+    def __init__(self) -> None:
+        self.resp = None
+        self.sets: list[tuple[bytes, list]] = []
+        self.token = os.urandom(12)
+
+    def add(self, pieces: list) -> bytes:
+        marker = self.token + _SIZE.pack(len(self.sets))
+        self.sets.append((marker, pieces))
+        return marker
+
+    def encode(self, version: int) -> list:
+        body = self.resp.encode(version=version)
+        flexible = FetchResponse.flexible_version_q(version)
+        expect = bytes([17]) if flexible else _SIZE.pack(16)  # the prefix of a 16-byte record set
+        out = []
+        at = 0
+        for marker, pieces in self.sets:
+            k = body.find(marker, at)
+            if k < len(expect) or body[k - len(expect):k] != expect:
+                raise RuntimeError("a record set's marker is missing from the encoded Fetch response")
+            size = sum(map(len, pieces))
+            out.append(body[at:k - len(expect)])
+            out.append(varint(size + 1) if flexible else _SIZE.pack(size))
+            out.extend(pieces)
+            at = k + len(marker)
+        out.append(body[at:])
+        return out
+
+
+def _chunks(events: list[bytes] | PackedEvents, limit: int) -> list[tuple[int, list[bytes] | PackedEvents]]:
     """(first index, events) parts of a batch, each within the publish size limit (C-level sums)."""
-    ends = list(accumulate(map(len, events)))
     n = len(events)
-    if ends[-1] + _FRAME_OVERHEAD * n <= limit:
-        return [(0, events)]
+    if isinstance(events, PackedEvents):
+        if events.nbytes + _FRAME_OVERHEAD * n <= limit:
+            return [(0, events)]
+        ends = events.ends.tolist()
+    else:
+        ends = list(accumulate(map(len, events)))
+        if ends[-1] + _FRAME_OVERHEAD * n <= limit:
+            return [(0, events)]
     out = []
     start = 0
     while start < n:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pj
 
-from headwater.functions import CastError, from_micros, json_text, to_datetime, to_micros
+from headwater.functions import BIGINT_MAX, CastError, bigint_overflow, from_micros, json_text, to_datetime, to_micros
 from headwater.services.processing.exec.base import MAX_TS, MIN_TS, Env, QueryRuntimeError
 from headwater.services.processing.exec.watermarks import EARLY_US
 from headwater.services.processing.plan.vexpr import REC, TS, Columns, NotVectorized, translate
@@ -38,6 +39,9 @@ _ARROW = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Float64: pa.float64(), 
 _VALUE_ERRORS = (CastError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
 
 
+#: SUM/AVG partial sums of integers (exact past 64 bits) and the bigint range
+_WIDE = pl.Decimal(38, 0)
+_BIGINT_MAX = BIGINT_MAX
 _GROUPABLE = (pl.Utf8, pl.Int64, pl.Float64, pl.Boolean, pl.Null)
 
 
@@ -683,8 +687,12 @@ class VectorAggregate:
 
     @staticmethod
     def _numeric(s: pl.Series, j: int) -> pl.Series:
+        """SUM/AVG operands: integers as 38-digit decimals (exact sums past 64 bits, so a bigint
+        SUM out of range fails as the row path's does; Int128 has no Arrow form for snapshots)."""
         if s.dtype == pl.Boolean:
-            return s.cast(pl.Int64)
+            s = s.cast(pl.Int64)
+        if s.dtype.is_integer():
+            return s.cast(_WIDE)
         if s.dtype == pl.Utf8:
             out = s.cast(pl.Float64, strict=False)
             bad = out.is_null() & s.is_not_null()
@@ -973,9 +981,16 @@ class VectorAggregate:
         if kind == "count_distinct":
             return done[f"u{j}"].fill_null(0) if f"u{j}" in done.columns else pl.Series([0] * done.height)
         if kind == "sum":
-            return done.select(pl.when(pl.col(f"c{j}") > 0).then(pl.col(f"s{j}"))).to_series()
+            out = done.select(pl.when(pl.col(f"c{j}") > 0).then(pl.col(f"s{j}"))).to_series()
+            if out.dtype == _WIDE:
+                bad = out.filter((out > _BIGINT_MAX) | (out < -_BIGINT_MAX - 1))
+                if bad.len():
+                    raise QueryRuntimeError(bigint_overflow("SUM", int(bad[0])))
+                out = out.cast(pl.Int64)
+            return out
         if kind == "avg":
-            return done.select(pl.when(pl.col(f"c{j}") > 0).then(pl.col(f"s{j}") / pl.col(f"c{j}"))).to_series()
+            return done.select(pl.when(pl.col(f"c{j}") > 0).then(
+                pl.col(f"s{j}").cast(pl.Float64) / pl.col(f"c{j}"))).to_series()
         return done[f"m{j}"]
 
     def _result(self, j: int, cols: dict, r: int) -> Any:
@@ -988,10 +1003,15 @@ class VectorAggregate:
             v = cols.get(f"u{j}", [0] * (r + 1))[r]
             return 0 if v is None else v
         if kind == "sum":
-            return cols[f"s{j}"][r] if cols[f"c{j}"][r] else None
+            v = cols[f"s{j}"][r] if cols[f"c{j}"][r] else None
+            if isinstance(v, Decimal):
+                v = int(v)
+                if not -_BIGINT_MAX - 1 <= v <= _BIGINT_MAX:
+                    raise QueryRuntimeError(bigint_overflow("SUM", v))
+            return v
         if kind == "avg":
             c = cols[f"c{j}"][r]
-            return cols[f"s{j}"][r] / c if c else None
+            return float(cols[f"s{j}"][r]) / c if c else None
         return cols[f"m{j}"][r]
 
     # -- state -----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from headwater.services.processing.plan.logical import LogicalPlan, LogicalStatement, WindowSpec
@@ -62,9 +63,12 @@ def window_args(call: A.Call) -> WindowArgs:
 
 
 class _Analyzer:
-    def __init__(self, pm, references: set[str]) -> None:
+    def __init__(self, pm, references: set[str], inputs: Iterable[str] | None = None) -> None:
         self.pm = pm
         self.references = {r.lower() for r in references}
+        #: the stream inputs the caller has (a job's input aliases); None: not known, any
+        #: name that is not a step or reference is taken for an input
+        self.inputs = None if inputs is None else {i.lower(): i for i in inputs}
 
     def window_kind(self, call: A.Call):
         if call.namespace:
@@ -204,6 +208,18 @@ class _Analyzer:
         if sel.having is not None:
             check(sel.having)
 
+    def expressions(self, sel: A.Select) -> None:
+        """Checks of single expressions: date parts of DATEADD & co., CASE with ELSE."""
+        for n in _walk(sel):
+            if isinstance(n, A.Case) and n.default is None:
+                raise error("CASE needs an ELSE (Stream Analytics requires it; ELSE NULL for no value)", n.pos)
+            if isinstance(n, A.Call) and n.args and isinstance(n.args[0], A.Column) and len(n.args[0].parts) == 1:
+                fn = self.pm.functions.get(n.name, n.namespace)
+                units = getattr(fn, "units", None) if getattr(fn, "unit_arg", False) else None
+                part = n.args[0].parts[0]
+                if units and part.lower() not in units:
+                    raise error(f"{n.name}: unknown date part {part!r}{suggest(part, units)}", n.args[0].pos)
+
     def no_window_inside(self, node: A.Node, group_by: bool = False) -> None:
         for n in _walk(node):
             if isinstance(n, A.Call) and self.window_kind(n) is not None:
@@ -271,6 +287,10 @@ class _Analyzer:
                 if src.timestamp_by is not None:
                     raise error("TIMESTAMP BY does not apply to a reference input", src.timestamp_by.pos)
             else:
+                if self.inputs is not None and low not in self.inputs:
+                    known = list(self.inputs.values()) + list(steps.values()) + sorted(self.references)
+                    raise error(f"{src.name!r} is neither an input nor a WITH step"
+                                f"{suggest(src.name, known)}", src.pos)
                 inputs.setdefault(low, src.name)
             if src.timestamp_by is not None:
                 self.no_window_inside(src.timestamp_by)
@@ -289,6 +309,7 @@ class _Analyzer:
             fname = ap.call.name.lower()
             if fname not in ("getarrayelements", "getrecordproperties") or len(ap.call.args) != 1:
                 raise error("APPLY takes GetArrayElements(array) or GetRecordProperties(record)", ap.call.pos)
+        self.expressions(sel)
         if sel.where is not None:
             self.no_window_inside(sel.where)
             agg = self.find_aggregate(sel.where)
@@ -342,8 +363,11 @@ def _walk(node: Any):
 walk = _walk
 
 
-def analyze(query: A.Query, pm, references: set[str] = frozenset()) -> LogicalPlan:
-    return _Analyzer(pm, references).run(query)
+def analyze(query: A.Query, pm, references: set[str] = frozenset(),
+            inputs: Iterable[str] | None = None) -> LogicalPlan:
+    """``inputs``: the stream input aliases the caller has; a FROM/JOIN source that is none of
+    them, no reference and no WITH step is then a compile error (None: not checked)."""
+    return _Analyzer(pm, references, inputs).run(query)
 
 
 #: Columns Stream Analytics adds to every Event Hubs input event (the binder adds them to

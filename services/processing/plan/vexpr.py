@@ -29,6 +29,13 @@ _NUM = (pl.Int64, pl.Float64, pl.Int32, pl.UInt32, pl.UInt64, pl.Float32)
 _CMP = {"=": "eq", "<>": "ne", "!=": "ne", "<": "lt", ">": "gt", "<=": "le", ">=": "ge"}
 
 
+def _near_bigint_limit(approx: pl.Expr) -> pl.Expr:
+    """True when a result computed in floats comes near the bigint range's ends: Polars
+    integers wrap there, so the batch takes the row path, which fails on a true overflow
+    (a float result that large is computed the same way there)."""
+    return (approx.abs() >= 9.2e18).fill_null(False).any()
+
+
 class NotVectorized(Exception):
     """This expression, over these column types, has no exact vectorised form."""
 
@@ -108,6 +115,7 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
         if node.op == "+" and k == "num":
             return e, k
         if node.op == "-" and k == "num":
+            cols.checks.append(_near_bigint_limit(-e.cast(pl.Float64)))
             return -e, k
         if node.op == "NOT" and k in ("bool", "null"):
             return ~e.cast(pl.Boolean), "bool"
@@ -130,6 +138,8 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
                 if op == "/":
                     cols.checks.append((b == 0).fill_null(False).any())
                     return a / b, "num"
+                fa, fb = a.cast(pl.Float64), b.cast(pl.Float64)
+                cols.checks.append(_near_bigint_limit(fa + fb if op == "+" else fa - fb if op == "-" else fa * fb))
                 return (a + b if op == "+" else a - b if op == "-" else a * b), "num"
         raise NotVectorized
     if t is A.IsNull:

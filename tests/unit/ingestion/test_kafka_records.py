@@ -63,7 +63,7 @@ def test_fetched_batch_reads_back_with_kafka_python():
     pieces, n = slice_batches(batch.data, 45, 100)
     data, first = encode_fetch(pieces, n)
     assert first == 45
-    mem = MemoryRecords(data)
+    mem = MemoryRecords(b"".join(data))
     kbatch = mem.next_batch()
     assert kbatch.validate_crc() and kbatch.base_offset == 45
     records = list(kbatch)
@@ -92,7 +92,7 @@ def test_body_only_events_take_the_batch_path_and_read_back():
                           "0", 100, 10_000, 1_700_000_000_005_000_000)
     pieces, n = slice_batches(first.data + second.data, 0, 1000)
     data, _ = encode_fetch(pieces, n)
-    records = list(MemoryRecords(data).next_batch())
+    records = list(MemoryRecords(b"".join(data)).next_batch())
     assert [r.offset for r in records] == list(range(301))
     assert [r.value for r in records[:300]] == [f"plain-{i}".encode() * (i + 1) for i in range(300)]
     assert {r.key for r in records[:300]} == {None} and records[300].key == b"key"

@@ -14,7 +14,7 @@ from headwater.testing import run_query
 VALUES = [None, 0, 1, -7, 2.5, float("1e308"), "", "abc", "ABC", "12", "2024-01-01T00:00:05Z", True, False,
           {"a": 1}, [1, "x"], {"a": {"b": [1]}}, []]
 EXPRS = ["a", "b", "c.a", "a + b", "a * 2", "a / b", "a % 3", "-a", "(a = b)", "a <> 'x'", "a LIKE '%b%'",
-         "a IN (1, 'abc', NULL)", "a BETWEEN 0 AND 10", "a IS NULL", "NOT (a = 1)", "CASE a WHEN 1 THEN b END",
+         "a IN (1, 'abc', NULL)", "a BETWEEN 0 AND 10", "a IS NULL", "NOT (a = 1)", "CASE a WHEN 1 THEN b ELSE NULL END",
          "CASE WHEN a > b THEN 'gt' ELSE 'le' END", "TRY_CAST(a AS bigint)", "TRY_CAST(b AS datetime)",
          "TRY_CAST(a AS float)", "TRY_CAST(c AS record)", "TRY_CAST(a AS bit)", "CONCAT(a, b)", "LEN(a)",
          "UPPER(b)", "SUBSTRING(a, 1, 2)", "ABS(a)", "ROUND(a, 1)", "GetArrayLength(b)",

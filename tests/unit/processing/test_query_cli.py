@@ -80,3 +80,44 @@ def test_explain_prints_the_plan_and_path(tmp_path, capsys) -> None:
     assert "(vectorised, merged across partitions)" in out
     (tmp_path / "bad.asaql").write_text("SELECT FROM")
     assert main(["query", "explain", "--query", str(tmp_path / "bad.asaql")]) == 1
+
+
+def test_a_source_that_is_not_a_given_input_is_a_compile_error(tmp_path, capsys) -> None:
+    _write_inputs(tmp_path)
+    code = _run(tmp_path, "SELECT Make\nFROM Inptu", "--input", f"Input={tmp_path / 'a.json'}")
+    assert code == 1
+    assert capsys.readouterr().err.strip() == ("line 2, column 6: 'Inptu' is neither an input nor a WITH step "
+                                               "(did you mean 'Input'?)")
+
+
+def test_an_input_file_the_query_does_not_read_is_a_warning(tmp_path, capsys) -> None:
+    _write_inputs(tmp_path)
+    code = _run(tmp_path, QUERY, "--input", f"Input={tmp_path / 'a.json'}", "--input", f"Other={tmp_path / 'a.csv'}",
+                "--reference", f"Rules={tmp_path / 'a.json'}")
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "the query does not read input 'Other'; its file is ignored" in err
+    assert "the query does not read input 'Rules'" in err
+    assert "'Input'" not in err
+    assert json.loads((tmp_path / "out" / "counts.json").read_text()) == EXPECTED
+
+
+def test_dropped_late_and_error_counts_are_reported(tmp_path, capsys) -> None:
+    events = [{"Make": "A", "Time": "2024-01-01T00:00:30Z", "arrived": "2024-01-01T00:00:30Z", "v": 1},
+              {"Make": "A", "Time": "2024-01-01T00:00:01Z", "arrived": "2024-01-01T00:00:31Z", "v": 2},
+              {"Make": "B", "Time": "not a time", "arrived": "2024-01-01T00:00:32Z", "v": 3}]
+    (tmp_path / "e.json").write_text(json.dumps(events))
+    code = _run(tmp_path, QUERY, "--input", f"Input={tmp_path / 'e.json'}", "--arrival-time-field", "arrived",
+                "--out-of-order-tolerance", "0", "--late-arrival-tolerance", "5", "--out-of-order-action", "drop")
+    assert code == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "events in" in x)
+    assert line.startswith("headwater: 3 events in: 2 dropped")
+    assert "1 conversion errors" in line
+    assert "TIMESTAMP BY" in err or "not a time" in err
+
+
+def test_no_warning_when_every_input_is_read_and_on_time(tmp_path, capsys) -> None:
+    _write_inputs(tmp_path)
+    assert _run(tmp_path, QUERY, "--input", f"Input={tmp_path / 'a.json'}") == 0
+    assert capsys.readouterr().err == ""

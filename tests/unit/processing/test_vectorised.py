@@ -204,7 +204,7 @@ def test_every_spelling_plans_vectorised_with_the_row_results(pm, name) -> None:
 
 EXPRESSIONS = [
     "CASE WHEN v > 2 THEN 'big' WHEN v IS NULL THEN 'none' ELSE 'small' END",
-    "CASE s WHEN 'A' THEN 1 WHEN 'b' THEN 2 END", "v / 2", "v / w", "LEN(s)", "s LIKE 'a%'",
+    "CASE s WHEN 'A' THEN 1 WHEN 'b' THEN 2 ELSE NULL END", "v / 2", "v / w", "LEN(s)", "s LIKE 'a%'",
     "s NOT LIKE '_b%'", "s LIKE '%.%'", "v BETWEEN 1 AND 3", "s IN ('a', 'B', 'x')", "v > '2'", "s <> 'A'", "s + 'x'",
     "-v * 3 + 1", "v > 1 AND s = 'a' OR v IS NULL", "UPPER(s)", "CAST(v AS float) / 4", "TRY_CAST(s AS float)",
 ]

@@ -84,3 +84,48 @@ def test_random_queries_same_on_both_paths(seed) -> None:
         row, mode_r = _outcome(pm, sql, batches, False, with_arrivals, policy, parts)
         assert mode_c in ("vectorised", None) and mode_r in ("row", None), sql
         assert col == row, (sql, with_arrivals, policy, parts)
+
+
+BIG = 9223372036854775807
+
+
+def _run_both(pm, sql, values):
+    out = {}
+    for columnar in (True, False):
+        rt = compile_query(sql, pm).runtime(OrderingPolicy.from_seconds(0, 0, "adjust"), columnar=columnar)
+        bodies = [orjson.dumps({"t": f"2024-01-01T00:00:0{i + 1}Z", "v": v, "k": "a"}) for i, v in enumerate(values)]
+        try:
+            rt.feed_bodies("s", bodies, None)
+            rt.flush()
+            out[columnar] = format_rows(rt.take()["output"])
+        except QueryRuntimeError as exc:
+            assert "arithmetic overflow" in str(exc), exc
+            assert "outside the bigint range" in str(exc), exc
+            out[columnar] = "overflow"
+    return out[True], out[False]
+
+
+@pytest.mark.parametrize("sql, values, expected", [
+    # SUM past 2^63 - 1: the statement fails on both paths (no wrap, no 2^63)
+    ("SELECT SUM(v) AS s, System.Timestamp() AS e FROM s TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)",
+     [BIG, 1], "overflow"),
+    ("SELECT k, SUM(v) AS s FROM s TIMESTAMP BY t GROUP BY k, TumblingWindow(second, 10)",
+     [-BIG, -2], "overflow"),
+    ("SELECT SUM(v) AS s FROM s TIMESTAMP BY t GROUP BY SlidingWindow(second, 10)", [BIG, 1], "overflow"),
+    # the sum is checked once: on the way it may pass the limit
+    ("SELECT SUM(v) AS s, System.Timestamp() AS e FROM s TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)",
+     [BIG, 1, -1], [{"s": BIG, "e": "2024-01-01T00:00:10.0000000Z"}]),
+    ("SELECT AVG(v) AS a, System.Timestamp() AS e FROM s TIMESTAMP BY t GROUP BY TumblingWindow(second, 10)",
+     [BIG, 1], [{"a": 4.611686018427388e18, "e": "2024-01-01T00:00:10.0000000Z"}]),
+    ("SELECT v + 1 AS w FROM s TIMESTAMP BY t", [BIG], "overflow"),
+    ("SELECT v * 2 AS w FROM s TIMESTAMP BY t", [2**62], "overflow"),
+    ("SELECT -v - 2 AS w FROM s TIMESTAMP BY t", [BIG], "overflow"),
+    ("SELECT v - 1 AS w, v + 0 AS x FROM s TIMESTAMP BY t", [BIG, -BIG - 1 + 1],
+     [{"w": BIG - 1, "x": BIG}, {"w": -BIG - 1, "x": -BIG}]),
+    # a float result is a float, not an overflow
+    ("SELECT CAST(v AS float) + 1 AS w FROM s TIMESTAMP BY t", [BIG], [{"w": 9.223372036854776e18}]),
+])
+def test_bigint_overflow_is_an_error_on_both_paths(sql, values, expected) -> None:
+    pm = get_plugin_manager(load_entrypoints=False).collect()
+    col, row = _run_both(pm, sql, values)
+    assert col == row == expected

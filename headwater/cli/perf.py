@@ -122,6 +122,8 @@ def add_query(perf_sub: argparse._SubParsersAction) -> None:
     q.add_argument("--only", action="append", default=None, help="with --suite: run this shape (repeatable)")
     q.add_argument("--checkpoint", type=int, metavar="KEYS", default=None,
                    help="measure snapshot/restore of KEYS group keys in an open window (ms, size)")
+    q.add_argument("--state", choices=["count", "stdev", "lag"], default="count",
+                   help="with --checkpoint: whose state (count: vectorised aggregate; stdev, lag: row-path operators)")
     q.add_argument("--rate", type=float, default=10_000.0, help="events per second of event time")
     q.add_argument("--row-path", action="store_true", help="run every operator row by row (for comparison)")
     q.add_argument("--compare", choices=["duckdb"], default=None)
@@ -157,10 +159,10 @@ def run_perf_query(args: argparse.Namespace) -> int:
     if args.checkpoint:
         from headwater.perf.query import checkpoint
 
-        r = checkpoint(args.checkpoint, vectorize=not args.row_path)
+        r = checkpoint(args.checkpoint, vectorize=not args.row_path, state=args.state)
         r["peak_rss_mb"] = round(peak_rss_mb(), 1)
         r["events_per_s"] = 0
-        emit(f"checkpoint of {r['keys']:,} keys ({r['plan']}): snapshot {r['snapshot_ms']} ms, restore "
+        emit(f"checkpoint of {r['keys']:,} keys ({r['state']}, {r['plan']}): snapshot {r['snapshot_ms']} ms, restore "
              f"{r['restore_ms']} ms, {r['snapshot_mb']} MB", r, args.json)
         return 0
     compiled = compile_query(QUERIES[args.query])

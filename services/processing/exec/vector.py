@@ -35,6 +35,8 @@ from headwater.services.processing.sql import ast as A
 __all__ = ["VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
+#: a text value as polars' NDJSON reader writes a number, boolean, record or array it read
+_NOT_TEXT = r"(?s)^(?:-?[0-9][0-9.eE+-]*|true|false|[\[{].*)$"
 _INTERNAL = (TS, "__a", "__p", REC)
 _ARROW = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
 _VALUE_ERRORS = (CastError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
@@ -267,19 +269,18 @@ class VectorSource:
 
     def _read_ndjson(self, buf: bytes | memoryview, n: int) -> pl.DataFrame | None:
         """Polars' NDJSON reader (faster than Arrow's here): it refuses what Arrow refuses
-        except that it writes numbers, records and arrays of a text column as their text, so
-        every text column must hold as many top-level ``"name":"`` string values as it has
-        values (a count over the buffer); else None and Arrow's reader decides."""
+        except that it writes numbers, booleans, records and arrays of a text column as their
+        text; so when a text value reads like one of those (``"12"`` as well as ``12``), None:
+        Arrow's reader decides (and refuses such a batch as the row path expects)."""
         try:
             df = pl.read_ndjson(io.BytesIO(buf), schema=self.schema)
         except (pl.exceptions.PolarsError, ValueError, TypeError):
             return None
         if df.height != n:
             return None
-        data = bytes(buf)
-        for c, t in self.schema.items():
-            if t == pl.Utf8 and data.count(b'"%s":"' % c.encode()) != n - df[c].null_count():
-                return None
+        text = [pl.col(c).str.contains(_NOT_TEXT).any() for c, t in self.schema.items() if t == pl.Utf8]
+        if text and df.select(pl.any_horizontal(text)).item():
+            return None
         return df
 
     def _infer(self, bodies: list[bytes]) -> None:

@@ -703,7 +703,7 @@ class VectorAggregate:
                 aggs.append(self._extreme(v, kind, vals[f"v{j}"].dtype).alias(f"m{j}"))
             elif kind == "count_distinct":
                 self.distinct.setdefault(j, []).append(self._windows(
-                    vals.select(group + [v.alias("d")]).drop_nulls("d").unique(maintain_order=True)))
+                    vals.select(group + [v.alias("d")]).drop_nulls("d").unique()))
         part = vals.group_by(group, maintain_order=True).agg(aggs)
         self.partials.append(part if not self._paned() else self._merge(self._windows(part)))
         if len(self.partials) > 32:

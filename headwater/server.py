@@ -218,6 +218,11 @@ class _Interceptor(grpc.aio.ServerInterceptor):
             if exc.reason is Reason.INTERNAL_ERROR:
                 log.error("internal error in %s: %s", method, exc)
             return exc
+        if isinstance(exc, TimeoutError):  # a peer (NATS, PostgreSQL, another service) did not answer in time
+            log.warning("%s: a peer timed out: %s", method, exc or type(exc).__name__)
+            return HeadwaterError(Reason.SERVICE_TIMEOUT,
+                                  f"the {self.service.name} service timed out waiting for its storage or a peer; "
+                                  "retry", retry_after=1.0)
         error_id = uuid.uuid4().hex[:12]
         log.exception("unhandled error %s in %s", error_id, method,
                       extra={"fields": {"error_id": error_id, "method": method}})

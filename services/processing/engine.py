@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 
 from headwater.errors import QueryCompileError
-from headwater.functions import format_datetime
+from headwater.functions import EventRecord, format_datetime
 from headwater.services.processing.exec.base import MAX_TS, MIN_TS, QueryRuntimeError
 from headwater.services.processing.exec.compile import ExprCompiler, Scope, plan_statement, plan_vector_statement
 from headwater.services.processing.exec.scan import Source
@@ -45,7 +45,7 @@ from headwater.services.processing.exec.vector import (
     rows_to_frame,
 )
 from headwater.services.processing.exec.watermarks import Counters, OrderingPolicy
-from headwater.services.processing.plan.binder import analyze, referenced_fields, system_columns
+from headwater.services.processing.plan.binder import analyze, metadata_inputs, referenced_fields, system_columns
 from headwater.services.processing.plan.logical import LogicalPlan
 from headwater.services.processing.plan.physical import plan_physical
 from headwater.services.processing.plan.vexpr import TS
@@ -139,6 +139,8 @@ class Runtime:
         steps = {s.lower() for s in plan.steps}
         self.physical = plan_physical(plan, compiled.pm, vectorize)
         self.system = system_columns(plan)
+        #: Inputs whose readers call GetMetadataPropertyValue (feed them ``metadata``).
+        self.metadata_inputs = metadata_inputs(plan)
         self.statements: list[Any] = []
         self.targets: list[tuple[str, bool]] = []
         # queues[i][slot]: pending batches (frames or lists of (ts, record)) of statement i's input slot
@@ -196,12 +198,15 @@ class Runtime:
 
     # -- input ---------------------------------------------------------------------
     def feed(self, input_name: str, rows: list[dict], arrival_times: list[int] | None = None,
-             now: int | None = None, partition_ids: list | None = None, advance: bool = True) -> None:
+             now: int | None = None, partition_ids: list | None = None, advance: bool = True,
+             metadata: list[dict] | None = None) -> None:
         """Add a batch of decoded events of one input (arrival times in us, or None for
         "arrived on time": event time for TIMESTAMP BY inputs, ``now`` otherwise).
 
         ``partition_ids`` (one per event) keeps each input partition's event ordering and
         watermark apart, as Stream Analytics does; the input's watermark is the lowest.
+        ``metadata`` (one dict per event) makes the row path's events
+        :class:`~headwater.functions.EventRecord` for GetMetadataPropertyValue.
         """
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
@@ -215,9 +220,12 @@ class Runtime:
                 if isinstance(s, VectorSource):
                     s.push(s.frame(rows), len(rows), arr, partition_ids, self.counters, now)
                 else:
+                    batch = rows
                     if s.system:
-                        rows = _with_system_columns(rows, arrival_times, partition_ids, s.system)
-                    s.push(rows, arrival_times, now, self.counters, partition_ids)
+                        batch = _with_system_columns(batch, arrival_times, partition_ids, s.system)
+                    if metadata is not None:  # another source of the input keeps plain payloads
+                        batch = [EventRecord(r, m) for r, m in zip(batch, metadata)]
+                    s.push(batch, arrival_times, now, self.counters, partition_ids)
             if advance:
                 self._advance()
 
@@ -229,14 +237,16 @@ class Runtime:
 
     def feed_buffer(self, input_name: str, buf: bytes, offsets: Any, arrival_times: Any = None,
                     now: int | None = None, partition_ids: Any = None, sequence_numbers: Any = None,
-                    advance: bool = True) -> None:
+                    advance: bool = True, metadata: list[dict] | None = None) -> None:
         """Add ``len(offsets) - 1`` JSON bodies packed in one buffer (body i is
         ``buf[offsets[i]:offsets[i+1]]``), decoded together; ``partition_ids`` is one
         partition for the whole batch (str) or one per body. With ``advance=False`` the
         watermark stays until :meth:`advance_watermark` (a caller feeding an epoch's
-        partitions one after another: arrival-time windows close only once all are in)."""
+        partitions one after another: arrival-time windows close only once all are in).
+        ``metadata``: one dict per body, as :meth:`feed` takes it (a JSON array body's
+        events share their body's)."""
         self._feed_json(input_name, None, (buf, offsets), arrival_times, now, partition_ids, sequence_numbers,
-                        advance)
+                        advance, metadata)
 
     def advance_watermark(self) -> None:
         """Run the time loop: release events up to the watermark, close windows."""
@@ -244,7 +254,7 @@ class Runtime:
             self._advance()
 
     def _feed_json(self, input_name, bodies, packed, arrival_times, now, partition_ids, sequence_numbers,
-                   advance: bool = True) -> None:
+                   advance: bool = True, metadata: list[dict] | None = None) -> None:
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
@@ -285,9 +295,15 @@ class Runtime:
                 return
             from headwater.serializers import decode_json_bodies
 
+            # With metadata, carry each row's body index (a body may hold an array of events).
+            carry = partition_ids if metadata is None else list(range(n_bodies))
             rows, arrivals, parts = decode_json_bodies([bytes(b) for b in bodies], None if arrival_times is None
-                                                       else list(arrival_times), self.counters, partition_ids)
-            self.feed(input_name, rows, arrivals, now, parts, advance)
+                                                       else list(arrival_times), self.counters, carry)
+            row_meta = None
+            if metadata is not None:
+                row_meta = [metadata[i] for i in parts]
+                parts = None if partition_ids is None else [partition_ids[i] for i in parts]
+            self.feed(input_name, rows, arrivals, now, parts, advance, row_meta)
         finally:
             self.counters.context = None
 

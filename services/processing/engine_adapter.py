@@ -123,13 +123,20 @@ class JobRuntime:
             return
         self._feed_decoded(alias, fmt, bodies, content_types, arrivals, partition_ids, sequence_numbers)
 
+    @property
+    def metadata_inputs(self) -> set[str]:
+        """Inputs (lower case) whose readers call GetMetadataPropertyValue: the runner reads
+        their events' properties and passes them as ``metadata`` to :meth:`feed_packed`."""
+        return self.rt.metadata_inputs
+
     def feed_packed(self, alias: str, partition_id: str, body: bytes, offsets: Any, content_type: str,
-                    arrival_us: Any, sequence_numbers: Any) -> None:
+                    arrival_us: Any, sequence_numbers: Any, metadata: list[dict] | None = None) -> None:
         """A batch of one partition as ingestion's packed read gives it: the bodies in one
         buffer (body i is ``body[offsets[i]:offsets[i+1]]``), arrival times (us) and sequence
         numbers as int64 arrays. JSON is decoded by batch (Arrow's JSON reader over the
         buffer); Avro/CSV by their serializer plugin. Events that do not decode are counted
-        (see :meth:`error_samples`) and the batch goes on."""
+        (see :meth:`error_samples`) and the batch goes on. ``metadata`` (one dict per event,
+        see :class:`headwater.functions.EventRecord`) is what GetMetadataPropertyValue reads."""
         fmt = self.formats.get(alias.lower(), "json")
         self._pending = True  # the watermark moves once every partition of the epoch is in
         if len(sequence_numbers):
@@ -138,7 +145,8 @@ class JobRuntime:
             span[0], span[1] = min(span[0], lo), max(span[1], hi)
         if fmt == "json":
             self._guard(lambda: self.rt.feed_buffer(alias, body, offsets, arrival_us, partition_ids=partition_id,
-                                                    sequence_numbers=sequence_numbers, advance=False),
+                                                    sequence_numbers=sequence_numbers, advance=False,
+                                                    metadata=metadata),
                         partition_id, sequence_numbers)
             return
         offs = np.asarray(offsets, dtype=np.int64).tolist()
@@ -146,10 +154,10 @@ class JobRuntime:
         bodies = [bytes(view[offs[i]:offs[i + 1]]) for i in range(len(offs) - 1)]
         n = len(bodies)
         self._feed_decoded(alias, fmt, bodies, [content_type] * n, np.asarray(arrival_us).tolist(),
-                           [partition_id] * n, sequence_numbers, advance=False)
+                           [partition_id] * n, sequence_numbers, advance=False, metadata=metadata)
 
     def _feed_decoded(self, alias, fmt, bodies, content_types, arrivals, partition_ids, sequence_numbers,
-                      advance: bool = True) -> None:
+                      advance: bool = True, metadata: list[dict] | None = None) -> None:
         ser = self._serializer(fmt)
         counters = self.rt.counters
 
@@ -164,7 +172,8 @@ class JobRuntime:
             rows, index = ser.decode_with_index(bodies, list(content_types) if fmt == "avro" else
                                                 (content_types[0] if content_types else ""), on_error)
             self._guard(lambda: self.rt.feed(alias, rows, [arrivals[i] for i in index],
-                                             partition_ids=[partition_ids[i] for i in index], advance=advance),
+                                             partition_ids=[partition_ids[i] for i in index], advance=advance,
+                                             metadata=None if metadata is None else [metadata[i] for i in index]),
                         partition_ids, sequence_numbers)
         else:
             self._guard(lambda: self.rt.feed(alias, ser.decode(bodies, content_types[0] if content_types else "",

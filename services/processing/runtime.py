@@ -91,6 +91,11 @@ class Chunk:
     content_types: list[str]
     #: Index into content_types per event; None when there is one content type.
     ct_ids: np.ndarray | None = None
+    #: Per event, when the read asked for properties (an input whose readers call
+    #: GetMetadataPropertyValue): its byte offset in the partition and its
+    #: ``PackedEventMetadata`` (application properties, partition key); else None.
+    log_offsets: np.ndarray | None = None
+    meta: list | None = None
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -109,9 +114,11 @@ class Chunk:
         if resp.HasField("packed") and len(resp.packed.sequence_numbers):
             p = resp.packed
             ids = np.array(p.content_type_ids, np.int32) if len(p.content_types) > 1 else None
+            meta = list(p.metadata) if len(p.metadata) == len(p.sequence_numbers) else None
             return cls(alias, pid, p.bodies, np.array(p.body_offsets, np.int64),
                        np.array(p.sequence_numbers, np.int64), np.array(p.enqueued_times_us, np.int64),
-                       list(p.content_types) or [""], ids)
+                       list(p.content_types) or [""], ids,
+                       np.array(p.offsets, np.int64) if meta is not None else None, meta)
         if not resp.events:
             return None
         events = resp.events
@@ -142,7 +149,19 @@ class Chunk:
         offsets = np.zeros(len(idx) + 1, np.int64)
         np.cumsum(ends - starts, out=offsets[1:])
         return Chunk(self.alias, self.partition_id, body, offsets, self.seqs[idx], self.arrivals[idx],
-                     self.content_types, None if self.ct_ids is None else self.ct_ids[idx])
+                     self.content_types, None if self.ct_ids is None else self.ct_ids[idx],
+                     None if self.log_offsets is None else self.log_offsets[idx],
+                     None if self.meta is None else [self.meta[i] for i in idx.tolist()])
+
+    def metadata(self) -> list[dict] | None:
+        """Per event, what GetMetadataPropertyValue reads besides the system columns
+        (``Offset``, ``SequenceNumber``, ``PartitionKey``, ``User``); None when the read
+        did not ask for properties."""
+        if self.meta is None:
+            return None
+        return [{"Offset": str(off), "SequenceNumber": seq, "PartitionKey": m.partition_key or None,
+                 "User": dict(m.properties)}
+                for off, seq, m in zip(self.log_offsets.tolist(), self.seqs.tolist(), self.meta)]
 
     def by_content_type(self):
         """(content type, chunk) runs of consecutive events with the same content type."""
@@ -175,9 +194,12 @@ def merge_chunks(chunks: list[Chunk]) -> dict[tuple[str, str], Chunk]:
             ids = np.concatenate([np.full(len(c), names.index(c.content_types[0]), np.int32) if c.ct_ids is None
                                   else np.array([names.index(c.content_types[i]) for i in c.ct_ids], np.int32)
                                   for c in group])
+        with_meta = all(c.meta is not None for c in group)
         out[key] = Chunk(key[0], key[1], b"".join(c.bodies[int(c.offsets[0]):int(c.offsets[-1])] for c in group),
                          np.concatenate(offs), np.concatenate([c.seqs for c in group]),
-                         np.concatenate([c.arrivals for c in group]), names, ids)
+                         np.concatenate([c.arrivals for c in group]), names, ids,
+                         np.concatenate([c.log_offsets for c in group]) if with_meta else None,
+                         [m for c in group for m in c.meta] if with_meta else None)
     return out
 
 
@@ -544,19 +566,22 @@ class JobRunner:
             raise await HeadwaterError.from_aio_call(exc) from None
 
     # -- reading ---------------------------------------------------------------------------
-    def _read_request(self, hub: str, group: str, pid: str, position, max_events: int):
+    def _read_request(self, hub: str, group: str, pid: str, position, max_events: int, alias: str = ""):
         from headwater.v1 import ingestion_pb2 as ipb
 
+        # Properties only for inputs whose readers call GetMetadataPropertyValue (hot path).
+        props = alias.lower() in getattr(self.rt, "metadata_inputs", ())
         return ipb.ReadEventsRequest(hub=hub, partition_id=pid, consumer_group=group, event_position=position,
                                      max_batch_size=max_events, max_wait=duration_pb2.Duration(nanos=250_000_000),
-                                     packed=True, track_last_enqueued_event_properties=True)
+                                     packed=True, track_last_enqueued_event_properties=True,
+                                     include_properties=props)
 
     async def _reader(self, alias: str, hub: str, group: str, pid: str, position) -> None:
         import grpc
 
         attempt = 0
         while True:
-            req = self._read_request(hub, group, pid, position, self.settings.read_batch_size)
+            req = self._read_request(hub, group, pid, position, self.settings.read_batch_size, alias)
             try:
                 async for resp in self.ingestion.ReadEvents(req):
                     attempt = 0
@@ -635,7 +660,8 @@ class JobRunner:
             pos = event_pb2.EventPosition(sequence_number=begin, inclusive=False) if begin >= 0 else position
             last = begin
             while last < end:
-                req = self._read_request(hub, group, pid, pos, min(self.settings.read_batch_size, end - last))
+                req = self._read_request(hub, group, pid, pos, min(self.settings.read_batch_size, end - last),
+                                         alias)
                 chunk = await retry_async(lambda req=req, a=alias, p=pid: self._read_once(req, a, p),
                                           self.settings.retry)
                 if chunk is None:
@@ -781,7 +807,11 @@ class JobRunner:
             chunk = merged[(alias, pid)]
             if hasattr(rt, "feed_packed"):
                 for ct, part in chunk.by_content_type():
-                    rt.feed_packed(alias, pid, part.bodies, part.offsets, ct, part.arrivals, part.seqs)
+                    if part.meta is not None:
+                        rt.feed_packed(alias, pid, part.bodies, part.offsets, ct, part.arrivals, part.seqs,
+                                       metadata=part.metadata())
+                    else:
+                        rt.feed_packed(alias, pid, part.bodies, part.offsets, ct, part.arrivals, part.seqs)
         if not hasattr(rt, "feed_packed"):
             for alias, cols in rows_in_arrival_order(merged).items():
                 rt.feed(alias, *cols)

@@ -57,6 +57,16 @@ class _Probe:
             call()
             self.times[name].append((time.perf_counter() - t) * 1000)
 
+    def baseline(self, n: int = 40) -> dict[str, float]:
+        """p99 of each call with nothing heavy running: the machine's own scheduling noise
+        (two cores shared with the other test worker), added to each bound below."""
+        for _ in range(n):
+            self.once()
+        base = {name: self.p99(name) for name in self.calls}
+        for xs in self.times.values():
+            xs.clear()
+        return base
+
     def p99(self, name: str) -> float:
         xs = sorted(self.times[name])
         return xs[min(len(xs) - 1, int(0.99 * len(xs)))]
@@ -75,8 +85,9 @@ def test_service_answers_while_a_job_runs_flat_out_over_200k_keys(service_proces
     pipe.create_job("hold", "SELECT k, COUNT(*) AS n INTO [Out] FROM [In] GROUP BY k, TumblingWindow(hour, 1)",
                     {"In": "keys"}, {"Out": "out"})
     _publish_keys(pipe, "keys", KEYS)
-    pipe.start_job("hold", ppb.JOB_START_MODE_EARLIEST)
     probe = _Probe(pipe, "hold")
+    base = probe.baseline()
+    pipe.start_job("hold", ppb.JOB_START_MODE_EARLIEST)
     try:
         while True:  # probe while the job reads and aggregates the backlog, and checkpoints it
             probe.once()
@@ -91,7 +102,8 @@ def test_service_answers_while_a_job_runs_flat_out_over_200k_keys(service_proces
     assert pipe.metrics("hold").input_events == KEYS
     assert len(probe.times["health"]) >= 30
     for name in probe.calls:
-        assert probe.p99(name) < 20.0, (name, probe.p99(name), sorted(probe.times[name])[-5:])
+        assert probe.p99(name) < 20.0 + base[name], (name, probe.p99(name), base[name],
+                                                     sorted(probe.times[name])[-5:])
 
 
 def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_path):
@@ -108,7 +120,7 @@ def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_pa
     probe = _Probe(pipe, "none")
     probe.calls = {"health": probe.calls["health"]}
     probe.once()  # connected
-    probe.times["health"].clear()
+    base = probe.baseline()
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -132,7 +144,7 @@ def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_pa
     probe.close()
     assert len(probe.times["health"]) >= 10
     # p99, not max: on a shared 2-core machine the scheduler alone can delay one call.
-    assert probe.p99("health") < 50.0, sorted(probe.times["health"])[-10:]
+    assert probe.p99("health") < 50.0 + base["health"], (base, sorted(probe.times["health"])[-10:])
     # Either answer is fine (the engine may refuse the list, or the budget stop it); it
     # must be an error naming the problem, not a hang or a crash.
     for exc in errors:

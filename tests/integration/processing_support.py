@@ -199,7 +199,16 @@ class Publisher:
         try:
             while not self._stop.is_set():
                 batch = [{"tripId": f"t{n + i:07d}", "fare": 1.5} for i in range(self.per_batch)]
-                self.pipe.publish(self.hub, batch)
+                for attempt in range(20):
+                    try:
+                        self.pipe.publish(self.hub, batch)
+                        break
+                    except HeadwaterError as exc:
+                        # Never connected (a loaded machine): nothing was stored, so the same
+                        # events go again. Any other failure ends the run (reported by stop()).
+                        if "failed to connect" not in exc.message or attempt == 19:
+                            raise
+                        time.sleep(0.2)
                 n += self.per_batch
                 self.sent.extend(e["tripId"] for e in batch)
                 time.sleep(self.interval)

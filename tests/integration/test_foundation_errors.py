@@ -17,7 +17,8 @@ from tests.conftest import conn_for
 
 
 class Flaky(pb_grpc.ProcessingServiceServicer):
-    """Fails ListJobs with SERVICE_BUSY twice, then answers; GetJob raises a bug."""
+    """Fails ListJobs with SERVICE_BUSY twice, then answers; GetJob raises a bug;
+    ListAlertRules times out waiting for a peer."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -30,6 +31,11 @@ class Flaky(pb_grpc.ProcessingServiceServicer):
 
     async def GetJob(self, request, context):
         raise KeyError("secret internal detail")
+
+    async def ListAlertRules(self, request, context):
+        import nats.errors
+
+        raise nats.errors.TimeoutError()  # the storage peer (here NATS) did not answer in time
 
 
 class FlakyService(Service):
@@ -83,3 +89,13 @@ async def test_unexpected_exceptions_become_internal_with_an_id_and_no_traceback
     assert err.reason is Reason.INTERNAL_ERROR and not err.is_transient
     assert err.metadata["error_id"] in err.message
     assert "secret internal detail" not in err.message and "Traceback" not in err.message
+
+
+async def test_a_peer_timing_out_is_a_transient_service_timeout_not_internal(flaky):
+    _, running, root = flaky
+    async with aio_channel(conn_for(running.address, root)) as ch:
+        with pytest.raises(HeadwaterError) as info:
+            await call(pb_grpc.ProcessingServiceStub(ch).ListAlertRules, pb.ListAlertRulesRequest(parent="jobs/x"))
+    err = info.value
+    assert err.reason is Reason.SERVICE_TIMEOUT and err.is_transient, err
+    assert "timed out" in err.message

@@ -60,7 +60,7 @@ class Env:
 
 def get_ci(value: Any, key: str) -> Any:
     """Field ``key`` of a record, case-insensitively; an array element for a numeric key."""
-    if type(value) is dict:
+    if type(value) is dict or isinstance(value, dict):  # an EventRecord too (events with metadata)
         v = value.get(key, _MISSING)
         if v is not _MISSING:
             return v

@@ -6,7 +6,7 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
-from headwater.functions import CastError, cast, to_datetime, to_micros
+from headwater.functions import CastError, EventRecord, cast, to_datetime, to_micros
 from headwater.services.processing.exec.base import Env, QueryRuntimeError, get_ci
 from headwater.services.processing.exec.watermarks import Counters, EventClock, OrderingPolicy
 
@@ -18,7 +18,7 @@ _MISSING = object()
 def conform(rec: dict, schema: list[tuple[str, str]]) -> dict:
     """``rec`` with each declared column converted to its type (NULL stays NULL); CastError
     when a value does not convert without loss."""
-    out = dict(rec)
+    out = EventRecord(rec, rec.metadata) if isinstance(rec, EventRecord) else dict(rec)
     lower = {k.lower(): k for k in rec}
     for col, typ in schema:
         key = lower.get(col.lower())

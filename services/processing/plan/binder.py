@@ -446,6 +446,20 @@ def system_columns(plan: LogicalPlan) -> dict[str, set[str]]:
     return out
 
 
+def metadata_inputs(plan: LogicalPlan) -> set[str]:
+    """The stream inputs (lower case) read by a statement calling ``GetMetadataPropertyValue``:
+    the runtime asks ingestion for their events' properties (a cost others do not pay)."""
+    out: set[str] = set()
+    names = {i.lower() for i in plan.inputs}
+    for ls in plan.statements:
+        sel = ls.select
+        if any(isinstance(n, A.Call) and n.name.lower() == "getmetadatapropertyvalue"
+               for root in _roots(ls) for n in _walk(root)):
+            out.update(low for src in [sel.source] + [j.source for j in sel.joins]
+                       if (low := src.name.lower()) in names)
+    return out
+
+
 def star_only(ls: LogicalStatement, alias: str) -> bool:
     """True when the statement reads whole records only through ``SELECT *`` items (no
     ``x.*``, no alias as a value, one source, no aggregate)."""

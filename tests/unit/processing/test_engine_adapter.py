@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 
 from headwater.services.processing.engine_adapter import JobRuntime
@@ -44,3 +45,63 @@ def test_system_columns_come_from_the_plan_not_the_query_text():
     assert rt.rt.mode == "vectorised"
     rt = JobRuntime(job("SELECT v, PartitionId AS p INTO [o] FROM [i]"))
     assert rt.rt.system == {"i": {"PartitionId"}}
+
+
+def _packed(events: list) -> tuple[bytes, np.ndarray]:
+    bodies = [orjson.dumps(e) for e in events]
+    offsets = np.zeros(len(bodies) + 1, np.int64)
+    np.cumsum([len(b) for b in bodies], out=offsets[1:])
+    return b"".join(bodies), offsets
+
+
+def test_metadata_inputs_only_for_get_metadata_property_value():
+    """Only a plan calling GetMetadataPropertyValue makes the runner read properties."""
+    assert JobRuntime(job("SELECT v, PartitionId INTO [o] FROM [i]")).metadata_inputs == set()
+    rt = JobRuntime(job("SELECT GetMetadataPropertyValue(x, '[User].[color]') AS c INTO [o] FROM [i] x"))
+    assert rt.metadata_inputs == {"i"}
+
+
+def test_feed_packed_metadata_reaches_get_metadata_property_value():
+    rt = JobRuntime(job("SELECT v, GetMetadataPropertyValue(x, '[User].[color]') AS c, "
+                        "GetMetadataPropertyValue(x, '[EventHub].[SequenceNumber]') AS s, "
+                        "GetMetadataPropertyValue(x, '[EventHub].[Offset]') AS o, "
+                        "GetMetadataPropertyValue(x, '[EventHub].[PartitionKey]') AS k, "
+                        "GetMetadataPropertyValue(x, '[EventHub].[PartitionId]') AS p, "
+                        "GetMetadataPropertyValue(x, 'User') AS u INTO [o] FROM [i] x"))
+    # the second body is an array: both its events carry its metadata
+    body, offsets = _packed([{"v": 1}, [{"v": 2}, {"v": 3}], "not an object"])
+    meta = [{"Offset": "0", "SequenceNumber": 7, "PartitionKey": "k1", "User": {"color": "red"}},
+            {"Offset": "64", "SequenceNumber": 8, "PartitionKey": None, "User": {"color": "blue", "n": "1"}},
+            {"Offset": "128", "SequenceNumber": 9, "PartitionKey": None, "User": {}}]
+    rt.feed_packed("i", "2", body, offsets, "application/json", np.full(3, T0, np.int64),
+                   np.array([7, 8, 9], np.int64), metadata=meta)
+    rt.rt.flush()
+    rows = sorted(rt.take_outputs()["o"], key=lambda r: r["v"])
+    assert [(r["v"], r["c"], r["s"], r["o"], r["k"], r["p"]) for r in rows] == [
+        (1, "red", 7, "0", "k1", 2), (2, "blue", 8, "64", None, 2), (3, "blue", 8, "64", None, 2)]
+    assert rows[1]["u"] == {"color": "blue", "n": "1"}
+
+
+def test_feed_packed_without_metadata_reads_null():
+    rt = JobRuntime(job("SELECT v, GetMetadataPropertyValue(x, '[User].[color]') AS c INTO [o] FROM [i] x"))
+    body, offsets = _packed([{"v": 1}])
+    rt.feed_packed("i", "0", body, offsets, "application/json", np.full(1, T0, np.int64), np.array([0], np.int64))
+    rt.rt.flush()
+    assert [(r["v"], r["c"]) for r in rt.take_outputs()["o"]] == [(1, None)]
+
+
+def test_metadata_with_a_vectorised_reader_of_the_same_input():
+    """One statement reads metadata (row path), another the same input vectorised."""
+    j = job("SELECT v, GetMetadataPropertyValue(x, '[User].[color]') AS c INTO [o] FROM [i] x;\n"
+            "SELECT COUNT(*) AS n INTO [o2] FROM [i] GROUP BY TumblingWindow(second, 10)")
+    j.outputs.append(pb.JobOutput(alias="o2", sink="sinks/s2"))
+    rt = JobRuntime(j)
+    assert rt.rt.mode == "mixed"
+    body, offsets = _packed([{"v": 1}, {"v": 2}])
+    meta = [{"User": {"color": "red"}}, {"User": {}}]
+    rt.feed_packed("i", "0", body, offsets, "application/json", np.full(2, T0, np.int64),
+                   np.array([0, 1], np.int64), metadata=meta)
+    rt.rt.flush()
+    out = rt.take_outputs()
+    assert sorted((r["v"], r["c"]) for r in out["o"]) == [(1, "red"), (2, None)]
+    assert [r["n"] for r in out["o2"]] == [2]

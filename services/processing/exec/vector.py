@@ -15,6 +15,7 @@ through the row implementation, one expression over the batch's rows.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -34,6 +35,8 @@ from headwater.services.processing.sql import ast as A
 __all__ = ["VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
+#: a text value as polars' NDJSON reader writes a number, boolean, record or array it read
+_NOT_TEXT = r"(?s)^(?:-?[0-9][0-9.eE+-]*|true|false|[\[{].*)$"
 _INTERNAL = (TS, "__a", "__p", REC)
 _ARROW = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
 _VALUE_ERRORS = (CastError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
@@ -246,6 +249,10 @@ class VectorSource:
         so (other types, arrays of events, bad JSON): then it is decoded event by event."""
         if self.schema is None:
             return None
+        if self.fields is not None:
+            df = self._read_ndjson(buf, n)
+            if df is not None:
+                return df
         if self._parse is None:
             fields = [(c, _ARROW[t]) for c, t in self.schema.items()]
             self._parse = pj.ParseOptions(explicit_schema=pa.schema(fields), newlines_in_values=False,
@@ -259,6 +266,22 @@ class VectorSource:
         if self.fields is None and any(col.null_count for col in table.columns):
             return None  # whole records: a NULL may be an absent field, which a typed batch would add
         return pl.from_arrow(table)
+
+    def _read_ndjson(self, buf: bytes | memoryview, n: int) -> pl.DataFrame | None:
+        """Polars' NDJSON reader (faster than Arrow's here): it refuses what Arrow refuses
+        except that it writes numbers, booleans, records and arrays of a text column as their
+        text; so when a text value reads like one of those (``"12"`` as well as ``12``), None:
+        Arrow's reader decides (and refuses such a batch as the row path expects)."""
+        try:
+            df = pl.read_ndjson(io.BytesIO(buf), schema=self.schema)
+        except (pl.exceptions.PolarsError, ValueError, TypeError):
+            return None
+        if df.height != n:
+            return None
+        text = [pl.col(c).str.contains(_NOT_TEXT).any() for c, t in self.schema.items() if t == pl.Utf8]
+        if text and df.select(pl.any_horizontal(text)).item():
+            return None
+        return df
 
     def _infer(self, bodies: list[bytes]) -> None:
         """Field names as spelled in the data and their types, from the first batch."""
@@ -679,9 +702,10 @@ class VectorAggregate:
             elif kind in ("min", "max"):
                 aggs.append(self._extreme(v, kind, vals[f"v{j}"].dtype).alias(f"m{j}"))
             elif kind == "count_distinct":
-                self.distinct.setdefault(j, []).append(
-                    vals.select(group + [v.alias("d")]).drop_nulls("d").unique(maintain_order=True))
-        self.partials.append(vals.group_by(group, maintain_order=True).agg(aggs))
+                self.distinct.setdefault(j, []).append(self._windows(
+                    vals.select(group + [v.alias("d")]).drop_nulls("d").unique()))
+        part = vals.group_by(group, maintain_order=True).agg(aggs)
+        self.partials.append(part if not self._paned() else self._merge(self._windows(part)))
         if len(self.partials) > 32:
             self.partials = [self._merge(concat(self.partials))]
 
@@ -710,7 +734,24 @@ class VectorAggregate:
             return d.sort_by(d.str.to_lowercase(), descending=kind == "max", maintain_order=True).first()
         return v.min() if kind == "min" else v.max()
 
+    def _paned(self) -> bool:
+        """Hopping windows: events aggregate per pane (gcd(size, hop) wide), panes into windows."""
+        return self.kind == "aligned" and self.spec["size"] > self.spec["hop"]
+
+    def _windows(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Rows per pane (``__wid`` = the pane's end P) as rows per window: every W on the hop
+        grid with P <= W <= P + size - pane; each row's windows stay together, in order."""
+        if not self._paned():
+            return df
+        size, hop, off = self.spec["size"], self.spec["hop"], self.spec["offset"]
+        first = ((pl.col("__wid") - off - 1) // hop + 1) * hop + off
+        last = pl.col("__wid") + (size - math.gcd(size, hop))
+        return df.with_columns(pl.int_ranges(first, last + 1, hop, dtype=pl.Int64).alias("__wid")).explode("__wid")
+
     def _assign(self, df: pl.DataFrame) -> pl.DataFrame:
+        if self._paned():
+            g, off = math.gcd(self.spec["size"], self.spec["hop"]), self.spec["offset"]
+            return df.with_columns((((pl.col(TS) - off - 1) // g + 1) * g + off).alias("__wid"))
         if self.kind == "aligned":
             size, hop, off = self.spec["size"], self.spec["hop"], self.spec["offset"]
             end0 = ((pl.col(TS) - off - 1) // hop + 1) * hop + off
@@ -930,9 +971,13 @@ class VectorAggregate:
                 done = done.with_columns(pl.lit(0).alias(f"u{j}"))
                 continue
             alld = concat(frames) if len(frames) > 1 else frames[0]
-            keys = done.select(group)
-            closed = alld.join(keys, on=group, how="semi", nulls_equal=True)
-            rest = alld.join(keys, on=group, how="anti", nulls_equal=True)
+            if self.kind in ("aligned", "snapshot"):  # closed: every window ending before the watermark
+                early = alld["__wid"] < watermark
+                closed, rest = alld.filter(early), alld.filter(~early)
+            else:
+                keys = done.select(group)
+                closed = alld.join(keys, on=group, how="semi", nulls_equal=True)
+                rest = alld.join(keys, on=group, how="anti", nulls_equal=True)
             self.distinct[j] = [rest] if rest.height else []
             counts = closed.group_by(group).agg(pl.col("d").n_unique().alias(f"u{j}"))
             done = done.join(counts, on=group, how="left", nulls_equal=True, maintain_order="left")

@@ -11,9 +11,11 @@ from headwater.pluginmanager import get_plugin_manager
 from headwater.services.processing.engine import OrderingPolicy, QueryRuntimeError, compile_query, format_rows
 
 AGGS = ["COUNT(*)", "COUNT(v)", "COUNT(DISTINCT k)", "COUNT(DISTINCT v)", "SUM(v)", "AVG(v)",
-        "SUM(CAST(v AS float))", "MIN(CAST(v AS float))", "MAX(CAST(v AS bigint))"]
+        "SUM(CAST(v AS float))", "MIN(CAST(v AS float))", "MAX(CAST(v AS bigint))", "MIN(k)", "MAX(k)"]
 WINDOWS = ["TumblingWindow(second, 3)", "HoppingWindow(second, 6, 2)", "Tumbling(ms, 1500, -1)",
-           "SessionWindow(second, 2, 5) OVER (PARTITION BY k)"]
+           "SessionWindow(second, 2, 5) OVER (PARTITION BY k)",
+           # hopping windows aggregate per pane of gcd(size, hop): hops that do not divide the size, offsets
+           "HoppingWindow(second, 5, 2)", "HoppingWindow(Duration(second, 6), Hop(second, 4), Offset(millisecond, 500))"]
 
 
 def _query(rng: random.Random) -> str:

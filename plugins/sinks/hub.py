@@ -32,7 +32,6 @@ import io
 import json
 import os
 import uuid
-import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ import orjson
 import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.routing import partition_for_key
 from headwater.sinks import (
     Checkpoint,
     OutputMode,
@@ -54,17 +54,12 @@ from headwater.sinks import (
     require,
 )
 
-__all__ = ["HubKind", "HubSink", "partition_for_key"]
+__all__ = ["HubKind", "HubSink"]
 
 _SETTINGS = ("hub", "connection_string", "format", "partition_key_column", "partition_id_column",
              "property_columns", "schema_group", "registry_address", "max_batch_bytes")
 _FORMATS = ("json", "csv", "avro")
 _STATE = "hub-state.json"
-
-
-def partition_for_key(key: str, partition_count: int) -> int:
-    """The partition a key hashes to: ingestion's routing (CRC-32 of the UTF-8 key)."""
-    return zlib.crc32(key.encode()) % partition_count
 
 
 def _json_default(v: Any) -> Any:

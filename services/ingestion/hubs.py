@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.names import check_name
+from headwater.routing import partition_for_key
 from headwater.services.ingestion.log.embedded import FsyncPolicy, PartitionLog
 from headwater.services.ingestion.metadata import FileMetadata, MetadataStore
 
@@ -29,10 +29,6 @@ __all__ = ["DEFAULT_CONSUMER_GROUP", "HubMeta", "HubStore", "hub_id_from_name", 
 
 DEFAULT_CONSUMER_GROUP = "$Default"
 
-
-def partition_for_key(key: str, partition_count: int) -> int:
-    """The partition a key lands in: CRC-32 of its UTF-8 bytes, stable across restarts."""
-    return zlib.crc32(key.encode()) % partition_count
 
 
 def hub_id_from_name(name: str, field_name: str = "name") -> str:

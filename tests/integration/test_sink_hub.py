@@ -12,7 +12,8 @@ import pytest
 
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
-from headwater.plugins.sinks.hub import HubKind, partition_for_key
+from headwater.plugins.sinks.hub import HubKind
+from headwater.routing import partition_for_key
 from headwater.sinks import Checkpoint, SinkSpec
 from headwater.v1 import sink_pb2_grpc
 from tests.conftest import conn_for

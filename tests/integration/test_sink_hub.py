@@ -184,3 +184,22 @@ async def test_a_write_retried_after_one_partition_failed_is_stored_once(service
     assert rules[0].injected == 1, "the fault was not injected: the test proves nothing"
     got = await events_of(ing.address, root_policy, "busy", ["0", "1"], expect=60)
     assert sorted(json.loads(e.body_as_str())["n"] for v in got.values() for e in v) == list(range(60))
+
+
+async def test_a_hub_sinks_connection_string_is_never_returned(service_process, root_policy, tmp_path):
+    """The key in another namespace's connection string is a secret: Get and List show ***."""
+    from headwater.v1 import sink_pb2 as spb
+
+    ing, _, sink = start_stack(service_process, tmp_path)
+    await create_hub(ing.address, root_policy, "other", partitions=1)
+    conn = str(conn_for(ing.address, root_policy))
+    async with aio_channel(conn_for(sink.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        created = await create(stub, "far", kind="hub", hub="other", connection_string=conn)
+        got = (await stub.GetSink(spb.GetSinkRequest(name="sinks/far"))).sink
+        listed = (await stub.ListSinks(spb.ListSinksRequest())).sinks
+        await write(stub, "far", rows(0, 2), ckpt=1)  # the stored (unmasked) string is what it uses
+    for shown in (created, got, *[s for s in listed if s.name == "sinks/far"]):
+        assert shown.config["connection_string"] == "***", shown
+        assert root_policy.key not in str(shown)
+    assert len((await events_of(ing.address, root_policy, "other", ["0"], expect=2))["0"]) == 2

@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import resource
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -288,7 +289,7 @@ def _ts(dt: datetime) -> timestamp_pb2.Timestamp:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # writers never share one
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()

@@ -65,6 +65,7 @@ class ScaledJob:
         self.on_failure = None
         self._loop: asyncio.Task | None = None
         self._expiry_s = 30.0
+        self._renewed_at = time.monotonic()
         self._final: dict[str, pb.JobMetrics] = {}
         self._handing_off: set[str] = set()
         self._starting: set[str] = set()
@@ -109,6 +110,15 @@ class ScaledJob:
                 log.warning("job %s: balancing partitions: %s", self.job.name, exc)
             except Exception:  # noqa: BLE001
                 log.exception("job %s: balancing partitions", self.job.name)
+            if self.tasks and time.monotonic() - self._renewed_at > 0.9 * self._expiry_s:
+                # Our claims could not be renewed in time: another replica may take the
+                # partitions now, so our tasks stop (no final checkpoint: the new owner
+                # resumes from the last one) rather than run one partition twice.
+                log.warning("job %s: claims not renewed for %.1f s; stopping tasks %s", self.job.name,
+                            time.monotonic() - self._renewed_at, sorted(self.tasks))
+                for slot in list(self.tasks):
+                    await self._stop_task(slot, False)
+                self.claims.clear()
 
     async def stop(self, final_checkpoint: bool = True) -> None:
         if self._loop is not None:
@@ -137,10 +147,7 @@ class ScaledJob:
                                 ipb.ListOwnershipsRequest(hub=self.hub_id, consumer_group=self.group))
         now = time.time()
         current = {o.partition_id: o for o in resp.ownerships}
-        for o in resp.ownerships:
-            span = o.expire_time.ToNanoseconds() / 1e9 - o.last_modified_time.ToNanoseconds() / 1e9
-            if span > 0:
-                self._expiry_s = span
+        self._learn_expiry(resp.ownerships)
 
         def free(pid: str) -> bool:
             o = current.get(pid)
@@ -149,6 +156,7 @@ class ScaledJob:
         mine = {p for p, o in current.items() if o.owner_id == self.me and not free(p)}
         # Renew first: nothing below (a task stopping or starting) may let our claims lapse.
         self.claims = await self._claim([current[p] for p in sorted(mine)])
+        self._renewed_at = time.monotonic()
         lost = {p for p in mine if p not in self.claims}
         mine -= lost
         live = self._live_replicas()
@@ -201,7 +209,21 @@ class ScaledJob:
                 req.ownerships.add(hub=self.hub_id, consumer_group=self.group, partition_id=it.partition_id,
                                    owner_id=self.me, etag=it.etag)
         resp = await self._call(self.ingestion.ClaimOwnership, req)
-        return {o.partition_id: o for o in resp.ownerships if o.owner_id == self.me}
+        ours = {o.partition_id: o for o in resp.ownerships if o.owner_id == self.me}
+        self._learn_expiry(ours.values())
+        return ours
+
+    def _learn_expiry(self, ownerships) -> None:
+        """The store's claim lifetime, read off its ownerships: we renew four times in it.
+
+        Read from our own claims too, not only from others': the first replica of a
+        job otherwise kept the 30 s default, renewed every 7.5 s and let 3 s claims
+        lapse under tasks still running (two replicas then ran one partition).
+        """
+        for o in ownerships:
+            span = o.expire_time.ToNanoseconds() / 1e9 - o.last_modified_time.ToNanoseconds() / 1e9
+            if span > 0:
+                self._expiry_s = span
 
     async def _release(self, pids: list[str]) -> None:
         from headwater.v1 import ingestion_pb2 as ipb

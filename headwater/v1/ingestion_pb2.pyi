@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from headwater.v1 import errors_pb2 as _errors_pb2
 from headwater.v1 import event_pb2 as _event_pb2
 from google.protobuf.internal import containers as _containers
@@ -326,7 +327,7 @@ class PublishEventsResponse(_message.Message):
     def __init__(self, partition_id: _Optional[str] = ..., first_sequence_number: _Optional[int] = ..., last_sequence_number: _Optional[int] = ..., enqueued_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class PublishEventsStreamRequest(_message.Message):
-    __slots__ = ("hub", "events", "partition_id", "partition_key", "producer_id", "producer_sequence", "request_id")
+    __slots__ = ("hub", "events", "partition_id", "partition_key", "producer_id", "producer_sequence", "request_id", "continue_on_error")
     HUB_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -334,6 +335,7 @@ class PublishEventsStreamRequest(_message.Message):
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_ON_ERROR_FIELD_NUMBER: _ClassVar[int]
     hub: str
     events: _containers.RepeatedCompositeFieldContainer[_event_pb2.EventData]
     partition_id: str
@@ -341,23 +343,26 @@ class PublishEventsStreamRequest(_message.Message):
     producer_id: str
     producer_sequence: int
     request_id: str
-    def __init__(self, hub: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_event_pb2.EventData, _Mapping]]] = ..., partition_id: _Optional[str] = ..., partition_key: _Optional[str] = ..., producer_id: _Optional[str] = ..., producer_sequence: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    continue_on_error: bool
+    def __init__(self, hub: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_event_pb2.EventData, _Mapping]]] = ..., partition_id: _Optional[str] = ..., partition_key: _Optional[str] = ..., producer_id: _Optional[str] = ..., producer_sequence: _Optional[int] = ..., request_id: _Optional[str] = ..., continue_on_error: _Optional[bool] = ...) -> None: ...
 
 class PublishEventsStreamResponse(_message.Message):
-    __slots__ = ("partition_id", "first_sequence_number", "last_sequence_number", "enqueued_time", "duplicate", "request_id")
+    __slots__ = ("partition_id", "first_sequence_number", "last_sequence_number", "enqueued_time", "duplicate", "request_id", "error")
     PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     ENQUEUED_TIME_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     partition_id: str
     first_sequence_number: int
     last_sequence_number: int
     enqueued_time: _timestamp_pb2.Timestamp
     duplicate: bool
     request_id: str
-    def __init__(self, partition_id: _Optional[str] = ..., first_sequence_number: _Optional[int] = ..., last_sequence_number: _Optional[int] = ..., enqueued_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    error: _status_pb2.Status
+    def __init__(self, partition_id: _Optional[str] = ..., first_sequence_number: _Optional[int] = ..., last_sequence_number: _Optional[int] = ..., enqueued_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class ReadEventsRequest(_message.Message):
     __slots__ = ("hub", "partition_id", "consumer_group", "event_position", "max_batch_size", "max_wait", "owner_level", "track_last_enqueued_event_properties", "packed", "include_properties")

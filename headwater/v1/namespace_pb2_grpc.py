@@ -5,7 +5,7 @@ import warnings
 
 from headwater.v1 import namespace_pb2 as headwater_dot_v1_dot_namespace__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

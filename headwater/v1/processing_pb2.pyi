@@ -63,6 +63,13 @@ class AlertAggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALERT_AGGREGATION_MINIMUM: _ClassVar[AlertAggregation]
     ALERT_AGGREGATION_AVERAGE: _ClassVar[AlertAggregation]
     ALERT_AGGREGATION_TOTAL: _ClassVar[AlertAggregation]
+
+class EventVerdictKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_VERDICT_KIND_UNSPECIFIED: _ClassVar[EventVerdictKind]
+    EVENT_VERDICT_KIND_ON_TIME: _ClassVar[EventVerdictKind]
+    EVENT_VERDICT_KIND_ADJUSTED: _ClassVar[EventVerdictKind]
+    EVENT_VERDICT_KIND_DROPPED: _ClassVar[EventVerdictKind]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_STOPPED: JobState
 JOB_STATE_STARTING: JobState
@@ -94,6 +101,10 @@ ALERT_AGGREGATION_MAXIMUM: AlertAggregation
 ALERT_AGGREGATION_MINIMUM: AlertAggregation
 ALERT_AGGREGATION_AVERAGE: AlertAggregation
 ALERT_AGGREGATION_TOTAL: AlertAggregation
+EVENT_VERDICT_KIND_UNSPECIFIED: EventVerdictKind
+EVENT_VERDICT_KIND_ON_TIME: EventVerdictKind
+EVENT_VERDICT_KIND_ADJUSTED: EventVerdictKind
+EVENT_VERDICT_KIND_DROPPED: EventVerdictKind
 
 class EventOrderingPolicy(_message.Message):
     __slots__ = ("late_arrival_tolerance", "out_of_order_tolerance", "out_of_order_action")
@@ -106,7 +117,7 @@ class EventOrderingPolicy(_message.Message):
     def __init__(self, late_arrival_tolerance: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., out_of_order_tolerance: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., out_of_order_action: _Optional[_Union[OutOfOrderAction, str]] = ...) -> None: ...
 
 class JobInput(_message.Message):
-    __slots__ = ("alias", "kind", "hub", "consumer_group", "format", "connection_string", "reference_data", "reference_path")
+    __slots__ = ("alias", "kind", "hub", "consumer_group", "format", "connection_string", "reference_data", "reference_path", "reference_query", "reference_delta_query", "dsn", "refresh_interval", "path_pattern", "date_format", "time_format")
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     HUB_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +126,13 @@ class JobInput(_message.Message):
     CONNECTION_STRING_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_DATA_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_PATH_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_QUERY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_DELTA_QUERY_FIELD_NUMBER: _ClassVar[int]
+    DSN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    PATH_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    DATE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FORMAT_FIELD_NUMBER: _ClassVar[int]
     alias: str
     kind: InputKind
     hub: str
@@ -123,7 +141,14 @@ class JobInput(_message.Message):
     connection_string: str
     reference_data: bytes
     reference_path: str
-    def __init__(self, alias: _Optional[str] = ..., kind: _Optional[_Union[InputKind, str]] = ..., hub: _Optional[str] = ..., consumer_group: _Optional[str] = ..., format: _Optional[str] = ..., connection_string: _Optional[str] = ..., reference_data: _Optional[bytes] = ..., reference_path: _Optional[str] = ...) -> None: ...
+    reference_query: str
+    reference_delta_query: str
+    dsn: str
+    refresh_interval: _duration_pb2.Duration
+    path_pattern: str
+    date_format: str
+    time_format: str
+    def __init__(self, alias: _Optional[str] = ..., kind: _Optional[_Union[InputKind, str]] = ..., hub: _Optional[str] = ..., consumer_group: _Optional[str] = ..., format: _Optional[str] = ..., connection_string: _Optional[str] = ..., reference_data: _Optional[bytes] = ..., reference_path: _Optional[str] = ..., reference_query: _Optional[str] = ..., reference_delta_query: _Optional[str] = ..., dsn: _Optional[str] = ..., refresh_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., path_pattern: _Optional[str] = ..., date_format: _Optional[str] = ..., time_format: _Optional[str] = ...) -> None: ...
 
 class JobOutput(_message.Message):
     __slots__ = ("alias", "sink", "connection_string")
@@ -136,7 +161,7 @@ class JobOutput(_message.Message):
     def __init__(self, alias: _Optional[str] = ..., sink: _Optional[str] = ..., connection_string: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "query", "inputs", "outputs", "event_ordering", "output_error_policy", "state", "error", "create_time", "start_time", "checkpoint_interval", "udfs", "functions")
+    __slots__ = ("name", "query", "inputs", "outputs", "event_ordering", "output_error_policy", "state", "error", "create_time", "start_time", "checkpoint_interval", "udfs", "functions", "dead_letter_hub")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +175,7 @@ class Job(_message.Message):
     CHECKPOINT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     UDFS_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_HUB_FIELD_NUMBER: _ClassVar[int]
     name: str
     query: str
     inputs: _containers.RepeatedCompositeFieldContainer[JobInput]
@@ -163,7 +189,8 @@ class Job(_message.Message):
     checkpoint_interval: _duration_pb2.Duration
     udfs: _containers.RepeatedScalarFieldContainer[str]
     functions: _containers.RepeatedCompositeFieldContainer[JobFunction]
-    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[JobInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[JobOutput, _Mapping]]] = ..., event_ordering: _Optional[_Union[EventOrderingPolicy, _Mapping]] = ..., output_error_policy: _Optional[_Union[OutputErrorPolicy, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., checkpoint_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., udfs: _Optional[_Iterable[str]] = ..., functions: _Optional[_Iterable[_Union[JobFunction, _Mapping]]] = ...) -> None: ...
+    dead_letter_hub: str
+    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[JobInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[JobOutput, _Mapping]]] = ..., event_ordering: _Optional[_Union[EventOrderingPolicy, _Mapping]] = ..., output_error_policy: _Optional[_Union[OutputErrorPolicy, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., checkpoint_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., udfs: _Optional[_Iterable[str]] = ..., functions: _Optional[_Iterable[_Union[JobFunction, _Mapping]]] = ..., dead_letter_hub: _Optional[str] = ...) -> None: ...
 
 class JobFunction(_message.Message):
     __slots__ = ("name", "language", "code")
@@ -224,10 +251,14 @@ class UpdateJobRequest(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class UpdateJobResponse(_message.Message):
-    __slots__ = ("job",)
+    __slots__ = ("job", "state_kept", "state_note")
     JOB_FIELD_NUMBER: _ClassVar[int]
+    STATE_KEPT_FIELD_NUMBER: _ClassVar[int]
+    STATE_NOTE_FIELD_NUMBER: _ClassVar[int]
     job: Job
-    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+    state_kept: bool
+    state_note: str
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., state_kept: _Optional[bool] = ..., state_note: _Optional[str] = ...) -> None: ...
 
 class DeleteJobRequest(_message.Message):
     __slots__ = ("name",)
@@ -274,7 +305,7 @@ class GetJobMetricsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class JobMetrics(_message.Message):
-    __slots__ = ("input_events", "input_bytes", "output_events", "late_input_events", "early_input_events", "out_of_order_events", "input_deserialization_errors", "data_conversion_errors", "runtime_errors", "output_errors", "watermark_delay", "su_utilization_percent", "last_error_sample", "read_time", "last_checkpoint_id", "last_checkpoint_time", "partitions", "input_watermarks", "poison_events", "error_samples")
+    __slots__ = ("input_events", "input_bytes", "output_events", "late_input_events", "early_input_events", "out_of_order_events", "input_deserialization_errors", "data_conversion_errors", "runtime_errors", "output_errors", "watermark_delay", "su_utilization_percent", "last_error_sample", "read_time", "last_checkpoint_id", "last_checkpoint_time", "partitions", "input_watermarks", "poison_events", "error_samples", "references", "starved_partitions", "dead_letter_events", "output_retries", "last_checkpoint_pause")
     INPUT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     INPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +326,11 @@ class JobMetrics(_message.Message):
     INPUT_WATERMARKS_FIELD_NUMBER: _ClassVar[int]
     POISON_EVENTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    STARVED_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECKPOINT_PAUSE_FIELD_NUMBER: _ClassVar[int]
     input_events: int
     input_bytes: int
     output_events: int
@@ -315,21 +351,44 @@ class JobMetrics(_message.Message):
     input_watermarks: _containers.RepeatedCompositeFieldContainer[InputWatermark]
     poison_events: int
     error_samples: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, input_events: _Optional[int] = ..., input_bytes: _Optional[int] = ..., output_events: _Optional[int] = ..., late_input_events: _Optional[int] = ..., early_input_events: _Optional[int] = ..., out_of_order_events: _Optional[int] = ..., input_deserialization_errors: _Optional[int] = ..., data_conversion_errors: _Optional[int] = ..., runtime_errors: _Optional[int] = ..., output_errors: _Optional[int] = ..., watermark_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., su_utilization_percent: _Optional[float] = ..., last_error_sample: _Optional[str] = ..., read_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_checkpoint_id: _Optional[int] = ..., last_checkpoint_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., partitions: _Optional[_Iterable[_Union[PartitionMetrics, _Mapping]]] = ..., input_watermarks: _Optional[_Iterable[_Union[InputWatermark, _Mapping]]] = ..., poison_events: _Optional[int] = ..., error_samples: _Optional[_Iterable[str]] = ...) -> None: ...
+    references: _containers.RepeatedCompositeFieldContainer[ReferenceMetrics]
+    starved_partitions: int
+    dead_letter_events: int
+    output_retries: int
+    last_checkpoint_pause: _duration_pb2.Duration
+    def __init__(self, input_events: _Optional[int] = ..., input_bytes: _Optional[int] = ..., output_events: _Optional[int] = ..., late_input_events: _Optional[int] = ..., early_input_events: _Optional[int] = ..., out_of_order_events: _Optional[int] = ..., input_deserialization_errors: _Optional[int] = ..., data_conversion_errors: _Optional[int] = ..., runtime_errors: _Optional[int] = ..., output_errors: _Optional[int] = ..., watermark_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., su_utilization_percent: _Optional[float] = ..., last_error_sample: _Optional[str] = ..., read_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_checkpoint_id: _Optional[int] = ..., last_checkpoint_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., partitions: _Optional[_Iterable[_Union[PartitionMetrics, _Mapping]]] = ..., input_watermarks: _Optional[_Iterable[_Union[InputWatermark, _Mapping]]] = ..., poison_events: _Optional[int] = ..., error_samples: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[ReferenceMetrics, _Mapping]]] = ..., starved_partitions: _Optional[int] = ..., dead_letter_events: _Optional[int] = ..., output_retries: _Optional[int] = ..., last_checkpoint_pause: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ReferenceMetrics(_message.Message):
+    __slots__ = ("input", "refreshes", "refresh_failures", "rows", "valid_from", "last_error")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    REFRESHES_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    input: str
+    refreshes: int
+    refresh_failures: int
+    rows: int
+    valid_from: _timestamp_pb2.Timestamp
+    last_error: str
+    def __init__(self, input: _Optional[str] = ..., refreshes: _Optional[int] = ..., refresh_failures: _Optional[int] = ..., rows: _Optional[int] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ...) -> None: ...
 
 class PartitionMetrics(_message.Message):
-    __slots__ = ("input", "partition_id", "backlog_events", "watermark_delay", "last_sequence_number")
+    __slots__ = ("input", "partition_id", "backlog_events", "watermark_delay", "last_sequence_number", "starved")
     INPUT_FIELD_NUMBER: _ClassVar[int]
     PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
     BACKLOG_EVENTS_FIELD_NUMBER: _ClassVar[int]
     WATERMARK_DELAY_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    STARVED_FIELD_NUMBER: _ClassVar[int]
     input: str
     partition_id: str
     backlog_events: int
     watermark_delay: _duration_pb2.Duration
     last_sequence_number: int
-    def __init__(self, input: _Optional[str] = ..., partition_id: _Optional[str] = ..., backlog_events: _Optional[int] = ..., watermark_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_sequence_number: _Optional[int] = ...) -> None: ...
+    starved: bool
+    def __init__(self, input: _Optional[str] = ..., partition_id: _Optional[str] = ..., backlog_events: _Optional[int] = ..., watermark_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_sequence_number: _Optional[int] = ..., starved: _Optional[bool] = ...) -> None: ...
 
 class InputWatermark(_message.Message):
     __slots__ = ("input", "watermark")
@@ -474,3 +533,51 @@ class ListAlertsResponse(_message.Message):
     alerts: _containers.RepeatedCompositeFieldContainer[Alert]
     next_page_token: str
     def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class EventVerdict(_message.Message):
+    __slots__ = ("input", "partition_id", "sequence_number", "enqueued_time", "event_time", "adjusted_time", "verdict", "reason", "windows")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_TIME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_TIME_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    input: str
+    partition_id: str
+    sequence_number: int
+    enqueued_time: _timestamp_pb2.Timestamp
+    event_time: _timestamp_pb2.Timestamp
+    adjusted_time: _timestamp_pb2.Timestamp
+    verdict: EventVerdictKind
+    reason: str
+    windows: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, input: _Optional[str] = ..., partition_id: _Optional[str] = ..., sequence_number: _Optional[int] = ..., enqueued_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., adjusted_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., verdict: _Optional[_Union[EventVerdictKind, str]] = ..., reason: _Optional[str] = ..., windows: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListEventVerdictsRequest(_message.Message):
+    __slots__ = ("name", "input", "from_time", "to_time", "page_size", "page_token")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    input: str
+    from_time: _timestamp_pb2.Timestamp
+    to_time: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, name: _Optional[str] = ..., input: _Optional[str] = ..., from_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListEventVerdictsResponse(_message.Message):
+    __slots__ = ("verdicts", "next_page_token", "retained")
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RETAINED_FIELD_NUMBER: _ClassVar[int]
+    verdicts: _containers.RepeatedCompositeFieldContainer[EventVerdict]
+    next_page_token: str
+    retained: int
+    def __init__(self, verdicts: _Optional[_Iterable[_Union[EventVerdict, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., retained: _Optional[int] = ...) -> None: ...

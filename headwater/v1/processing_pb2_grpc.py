@@ -5,7 +5,7 @@ import warnings
 
 from headwater.v1 import processing_pb2 as headwater_dot_v1_dot_processing__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -101,6 +101,11 @@ class ProcessingServiceStub:
                 '/headwater.v1.ProcessingService/ListAlerts',
                 request_serializer=headwater_dot_v1_dot_processing__pb2.ListAlertsRequest.SerializeToString,
                 response_deserializer=headwater_dot_v1_dot_processing__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.ListEventVerdicts = channel.unary_unary(
+                '/headwater.v1.ProcessingService/ListEventVerdicts',
+                request_serializer=headwater_dot_v1_dot_processing__pb2.ListEventVerdictsRequest.SerializeToString,
+                response_deserializer=headwater_dot_v1_dot_processing__pb2.ListEventVerdictsResponse.FromString,
                 _registered_method=True)
 
 
@@ -204,6 +209,15 @@ class ProcessingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEventVerdicts(self, request, context):
+        """Lists what the event ordering policy did with each recent event of one input
+        (on time, adjusted, dropped; original and adjusted times; the windows it counted
+        in), from a bounded recent range kept in the job's state, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProcessingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -271,6 +285,11 @@ def add_ProcessingServiceServicer_to_server(servicer, server):
                     servicer.ListAlerts,
                     request_deserializer=headwater_dot_v1_dot_processing__pb2.ListAlertsRequest.FromString,
                     response_serializer=headwater_dot_v1_dot_processing__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'ListEventVerdicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventVerdicts,
+                    request_deserializer=headwater_dot_v1_dot_processing__pb2.ListEventVerdictsRequest.FromString,
+                    response_serializer=headwater_dot_v1_dot_processing__pb2.ListEventVerdictsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -627,6 +646,33 @@ class ProcessingService:
             '/headwater.v1.ProcessingService/ListAlerts',
             headwater_dot_v1_dot_processing__pb2.ListAlertsRequest.SerializeToString,
             headwater_dot_v1_dot_processing__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventVerdicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/headwater.v1.ProcessingService/ListEventVerdicts',
+            headwater_dot_v1_dot_processing__pb2.ListEventVerdictsRequest.SerializeToString,
+            headwater_dot_v1_dot_processing__pb2.ListEventVerdictsResponse.FromString,
             options,
             channel_credentials,
             insecure,

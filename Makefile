@@ -7,6 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bootstrap-stamp
 PROTOS := $(wildcard protos/headwater/v1/*.proto)
+# The oldest grpcio the generated stubs accept: pyproject's floor (`grpcio>=1.70,<2`), not the
+# generator's own version, so an application keeps its grpcio (tests/unit/test_packaging.py).
+GRPC_FLOOR := 1.70.0
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -15,7 +18,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || PYTHON=python3; \
 	  test -x $(PY) || $${PYTHON:-$(PYTHON)} -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,spark]'
+	$(PY) -m pip install -q -e '.[test,all]'
 	$(PY) -m headwater.services.ingestion.log.jit  # compile the numba kernels into their cache
 	@touch $(STAMP)
 
@@ -27,12 +30,15 @@ $(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package-lock.js
 
 setup: $(STAMP) $(NODE_EXAMPLE)/node_modules/.package-lock.json ## Create .venv and install Headwater with its test dependencies (idempotent)
 
-setup-go: ## Install Debian's Go toolchain and gRPC packages (the Go client example's test)
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-google-grpc-dev golang-google-genproto-dev \
-	  golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc
+GO_PKGS := golang-go golang-google-grpc-dev golang-google-genproto-dev golang-github-golang-protobuf-1-5-dev \
+	protoc-gen-go protoc-gen-go-grpc
+setup-go: ## Install Debian's Go toolchain and gRPC packages (the Go client example's test; about 20 s)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GO_PKGS) >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GO_PKGS) >/dev/null; }
 
 proto: $(STAMP) ## Regenerate headwater/v1 from protos/
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	sed -i "s/^GRPC_GENERATED_VERSION = .*/GRPC_GENERATED_VERSION = '$(GRPC_FLOOR)'/" headwater/v1/*_pb2_grpc.py
 
 up: setup ## Start the four services and the dashboard, create the demo hub and job, run trips
 	@echo "make up: the CLI is $(CURDIR)/$(VENV)/bin/headwater; from any directory: export PATH=\"$(CURDIR)/$(VENV)/bin:\$$PATH\""
@@ -54,12 +60,13 @@ test: setup browser ## Run the whole test suite
 # `buf breaking` compares protos/ with the last release: the newest tag, else main's previous commit.
 BUF_AGAINST ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo main~1)
 
-lint: setup ## Lint the contracts (buf lint + buf breaking against the last release, via npx) and the code (ruff)
+lint: setup ## Lint the contracts (buf lint + buf breaking against the last release, via npx) and the code (ruff, import contracts, mypy)
 	npx --yes @bufbuild/buf lint
 	@rm -rf .buf-against && mkdir -p .buf-against && git archive $(BUF_AGAINST) protos | tar -x -C .buf-against
 	npx --yes @bufbuild/buf breaking --against .buf-against/protos; status=$$?; rm -rf .buf-against; exit $$status
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check headwater services plugins tests
 	$(PY) -m tests.layers
+	$(PY) -m tests.types
 
 fmt: setup ## Format the code
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff format headwater services plugins tests

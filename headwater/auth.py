@@ -39,8 +39,10 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.storage import write_atomic, write_new
 
 __all__ = [
     "AUTH_FAILED",
@@ -124,13 +126,13 @@ class Policy:
     def allows(self, right: Right) -> bool:
         return right in self.rights or Right.MANAGE in self.rights
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "hub": self.hub, "rights": sorted(r.value for r in self.rights),
                 "primary_key": self.key, "secondary_key": self.secondary_key,
                 "create_time": self.create_time, "modify_time": self.modify_time}
 
     @classmethod
-    def from_json(cls, data: dict) -> Policy:
+    def from_json(cls, data: dict[str, Any]) -> Policy:
         try:
             rights = frozenset(Right(r) for r in data["rights"])
         except ValueError as exc:
@@ -170,15 +172,7 @@ class PolicyStore:
             root = Policy(ROOT_POLICY, new_key(), frozenset(Right), secondary_key=new_key(),
                           create_time=now, modify_time=now)
             body = json.dumps({"policies": [root.to_json()]}, indent=2)
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(body)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            write_new(self.path, body.encode(), private=True)  # another process may have made it first
         self._load()
         return self
 
@@ -233,15 +227,7 @@ class PolicyStore:
 
     def _write(self) -> None:
         body = json.dumps({"policies": [p.to_json() for p in self.all()]}, indent=2).encode()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, body, private=True)
         self._stamp = None
 
     def put(self, policy: Policy) -> None:
@@ -261,7 +247,7 @@ class PolicyStore:
             if (policy.hub, policy.name) in self._policies:
                 raise HeadwaterError(Reason.RESOURCE_ALREADY_EXISTS,
                                      f"policy {policy.name!r} already exists" + _scope(policy.hub),
-                                     metadata={"name": policy.name})
+                                     metadata={"resource": _resource(policy.name, policy.hub)})
             now = time.time()
             policy = replace(policy, secondary_key=policy.secondary_key or new_key(),
                              create_time=now, modify_time=now)
@@ -276,8 +262,10 @@ class PolicyStore:
                                  metadata={"field": "key"})
         with self._locked():
             policy = self._must(name, hub)
-            changes = {"key": new_key()} if which == "primary" else {"secondary_key": new_key()}
-            policy = replace(policy, modify_time=time.time(), **changes)
+            if which == "primary":
+                policy = replace(policy, modify_time=time.time(), key=new_key())
+            else:
+                policy = replace(policy, modify_time=time.time(), secondary_key=new_key())
             self._policies[(hub, name)] = policy
             self._write()
             return policy
@@ -288,7 +276,7 @@ class PolicyStore:
             if not hub and name == ROOT_POLICY:
                 raise HeadwaterError(Reason.PRECONDITION_FAILED,
                                      f"{ROOT_POLICY} cannot be deleted: the CLI and the services use it; "
-                                     "renew its keys instead", metadata={"name": name})
+                                     "renew its keys instead", metadata={"resource": _resource(name, hub)})
             del self._policies[(hub, name)]
             self._write()
 
@@ -307,7 +295,7 @@ class PolicyStore:
         policy = self._policies.get((hub, name))
         if policy is None:
             raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"no policy {name!r}" + _scope(hub),
-                                 metadata={"name": name})
+                                 metadata={"resource": _resource(name, hub)})
         return policy
 
     def root(self) -> Policy:
@@ -319,6 +307,11 @@ class PolicyStore:
 
 def _scope(hub: str) -> str:
     return f" on hub {hub!r}" if hub else " in the namespace"
+
+
+def _resource(name: str, hub: str) -> str:
+    """A policy's resource name, as errors carry it."""
+    return f"hubs/{hub}/policies/{name}" if hub else f"policies/{name}"
 
 
 def _sign(key: str, encoded_resource: str, expiry: int | str) -> str:

@@ -9,12 +9,20 @@ from __future__ import annotations
 import socket
 import time
 import urllib.parse
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
 from headwater.auth import DEFAULT_TOKEN_TTL_S, ConnectionString
 
+if TYPE_CHECKING:  # what a blocking continuation returns (types-grpcio names them; grpc has no such classes)
+    from grpc import _CallFuture, _CallIterator
+
 __all__ = ["aio_channel", "sync_channel", "TokenSource"]
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
 
 _OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -33,7 +41,7 @@ _ROUND_ROBIN = [("grpc.lb_policy_name", "round_robin")]
 _LOCAL = ("localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0")
 
 
-def _options(target: str) -> list:
+def _options(target: str) -> list[Any]:
     if target.startswith("ipv4:") or target.rpartition(":")[0] not in _LOCAL:
         return _OPTIONS + _ROUND_ROBIN
     return _OPTIONS
@@ -85,27 +93,58 @@ class _AioAuthBase:
 # grpc.aio files an interceptor under the first call kind it implements only
 # (an if/elif chain), so each kind needs its own object.
 class _AioAuthUU(_AioAuthBase, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, _Req], Awaitable[grpc.aio.UnaryUnaryCall[_Req, _Resp]]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Req,
+    ) -> _Resp | grpc.aio.UnaryUnaryCall[_Req, _Resp]:
         return await continuation(self._details(client_call_details), request)
 
 
 class _AioAuthUS(_AioAuthBase, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, _Req], Awaitable[grpc.aio.UnaryStreamCall[_Req, _Resp]]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Req,
+    ) -> AsyncIterator[_Resp] | grpc.aio.UnaryStreamCall[_Req, _Resp]:
         return await continuation(self._details(client_call_details), request)
 
 
 class _AioAuthSU(_AioAuthBase, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, AsyncIterable[_Req] | Iterable[_Req]],
+                               Awaitable[grpc.aio.StreamUnaryCall[_Req, _Resp]]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: AsyncIterable[_Req] | Iterable[_Req],
+    ) -> _Resp | grpc.aio.StreamUnaryCall[_Req, _Resp]:
         return await continuation(self._details(client_call_details), request_iterator)
 
 
 class _AioAuthSS(_AioAuthBase, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+    async def intercept_stream_stream(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, AsyncIterable[_Req] | Iterable[_Req]],
+                               Awaitable[grpc.aio.StreamStreamCall[_Req, _Resp]]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: AsyncIterable[_Req] | Iterable[_Req],
+    ) -> AsyncIterator[_Resp] | grpc.aio.StreamStreamCall[_Req, _Resp]:
         return await continuation(self._details(client_call_details), request_iterator)
 
 
-def _aio_auth(tokens: TokenSource) -> list:
+def _aio_auth(tokens: TokenSource) -> list[grpc.aio.ClientInterceptor]:
     return [_AioAuthUU(tokens), _AioAuthUS(tokens), _AioAuthSU(tokens), _AioAuthSS(tokens)]
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    """A blocking call's details with the token added to its metadata (gRPC reads the attributes)."""
+
+    def __init__(self, d: grpc.ClientCallDetails, metadata: tuple[tuple[str, str | bytes], ...]) -> None:
+        self.method, self.timeout, self.metadata, self.credentials = d.method, d.timeout, metadata, d.credentials
+        self.wait_for_ready = getattr(d, "wait_for_ready", None)
+        self.compression = getattr(d, "compression", None)
 
 
 class _SyncAuth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
@@ -113,29 +152,29 @@ class _SyncAuth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercep
     def __init__(self, tokens: TokenSource) -> None:
         self.tokens = tokens
 
-    def _details(self, d):
-        from collections import namedtuple
+    def _details(self, d: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(d, tuple(d.metadata or ()) + self.tokens.metadata())
 
-        Details = namedtuple("Details", ("method", "timeout", "metadata", "credentials",
-                                         "wait_for_ready", "compression"))
-        md = list(d.metadata or ()) + list(self.tokens.metadata())
-        return Details(d.method, d.timeout, md, d.credentials, getattr(d, "wait_for_ready", None),
-                       getattr(d, "compression", None))
-
-    def intercept_unary_unary(self, continuation, client_call_details, request):
+    def intercept_unary_unary(self, continuation: Callable[[grpc.ClientCallDetails, _Req], _CallFuture[_Resp]],
+                              client_call_details: grpc.ClientCallDetails, request: _Req) -> _CallFuture[_Resp]:
         return continuation(self._details(client_call_details), request)
 
-    def intercept_unary_stream(self, continuation, client_call_details, request):
+    def intercept_unary_stream(self, continuation: Callable[[grpc.ClientCallDetails, _Req], _CallIterator[_Resp]],
+                               client_call_details: grpc.ClientCallDetails, request: _Req) -> _CallIterator[_Resp]:
         return continuation(self._details(client_call_details), request)
 
-    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+    def intercept_stream_unary(self, continuation: Callable[[grpc.ClientCallDetails, Iterator[_Req]], _CallFuture[_Resp]],
+                               client_call_details: grpc.ClientCallDetails,
+                               request_iterator: Iterator[_Req]) -> _CallFuture[_Resp]:
         return continuation(self._details(client_call_details), request_iterator)
 
-    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+    def intercept_stream_stream(self, continuation: Callable[[grpc.ClientCallDetails, Iterator[_Req]], _CallIterator[_Resp]],
+                                client_call_details: grpc.ClientCallDetails,
+                                request_iterator: Iterator[_Req]) -> _CallIterator[_Resp]:
         return continuation(self._details(client_call_details), request_iterator)
 
 
-def _creds(conn: ConnectionString, root_certificates: bytes | None):
+def _creds(conn: ConnectionString, root_certificates: bytes | None) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=root_certificates)
 
 

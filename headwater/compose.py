@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -43,13 +45,13 @@ class ComposeService:
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
 
-def interpolate(text: str, env=None) -> str:
+def interpolate(text: str, env: Mapping[str, str] | None = None) -> str:
     """``${VAR}`` and ``${VAR:-default}`` as docker compose substitutes them."""
     env = os.environ if env is None else env
     return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
 
 
-def _env(raw) -> dict[str, str]:
+def _env(raw: dict[str, Any] | list[Any] | None) -> dict[str, str]:
     if raw is None:
         return {}
     if isinstance(raw, dict):

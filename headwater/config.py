@@ -17,9 +17,12 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
+
+if TYPE_CHECKING:
+    from headwater.auth import Policy
 
 from headwater.errors import HeadwaterError, Reason
 
@@ -65,7 +68,7 @@ def headwater_home() -> Path:
     return home_search()[0]
 
 
-def local_root_policy(auth_file: str | os.PathLike[str] | None = None):
+def local_root_policy(auth_file: str | os.PathLike[str] | None = None) -> Policy:
     """The root policy of the local policies file, never creating one.
 
     A client that created ``auth.json`` would invent a key the running services do not

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf import duration_pb2
@@ -188,7 +188,8 @@ class HeadwaterError(Exception):
 
         status = None
         try:
-            status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+            # A failed call is also its Call: grpc.Call (sync), or AioRpcError's own trailing_metadata().
+            status = rpc_status.from_call(cast(grpc.Call, exc))
         except Exception:  # noqa: BLE001 - a malformed detail is treated as absent
             status = None
         code = exc.code() if hasattr(exc, "code") else None
@@ -204,7 +205,7 @@ class HeadwaterError(Exception):
         try:
             md = exc.trailing_metadata() or ()
             for key, value in md:
-                if key == rpc_status.GRPC_DETAILS_METADATA_KEY:
+                if key == rpc_status.GRPC_DETAILS_METADATA_KEY:  # type: ignore[attr-defined]  # not in types-grpcio-status
                     status = status_pb2.Status.FromString(value)
         except Exception:  # noqa: BLE001
             status = None

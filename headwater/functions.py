@@ -19,10 +19,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
-    "AggregateFunction", "CastError", "EventRecord", "ListAggregate", "Operator", "ScalarFunction", "SimpleAggregate",
+    "AggregateFunction", "AggregateKind", "CastError", "EventRecord", "ListAggregate", "Operator", "ScalarFunction", "SimpleAggregate",
     "UTC", "cast", "format_datetime", "from_micros", "json_text", "to_datetime", "to_micros", "type_name",
     "udf", "uda", "TYPES",
 ]
@@ -113,6 +114,12 @@ class ScalarFunction:
     #: optional vectorised form: Polars expressions of the arguments in, one expression out,
     #: with exactly ``fn``'s meaning; the engine calls ``fn`` per row where it is None
     vectorized: Callable[..., Any] | None = None
+    #: optional vectorised form of a one-argument function over text: a Polars expression
+    #: of the argument in, one out, used only where the argument is known to be nvarchar
+    #: (``fn`` runs per row elsewhere); ``vectorized_type`` is its result's type
+    vectorized_text: Callable[[Any], Any] | None = None
+    #: the type ``vectorized_text`` gives: ``nvarchar(max)``, ``bigint``, ``float`` or ``bit``
+    vectorized_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,19 @@ class Operator:
     doc: str = ""
 
 
+class AggregateKind(StrEnum):
+    """The aggregates the engine computes on columns (:attr:`AggregateFunction.columnar`)."""
+
+    #: rows, or non-NULL values of the argument
+    COUNT = "count"
+    #: distinct non-NULL values
+    COUNT_DISTINCT = "count_distinct"
+    SUM = "sum"
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+
+
 class AggregateFunction:
     """An aggregate: an accumulator per group and window.
 
@@ -134,9 +154,9 @@ class AggregateFunction:
     ``(sort_key, value)``, the key a tuple of ``(value, descending)`` pairs). Aggregates also
     work as analytic functions, ``OVER ([PARTITION BY ...] [ORDER BY ...] LIMIT DURATION(...)
     [WHEN ...])``: then :meth:`result` is computed, for each event, over the values of the
-    events in that duration (the current one last). ``columnar`` names the vectorised form the engine knows
-    (``count``, ``count_non_null``, ``count_distinct``, ``sum``, ``min``, ``max``, ``avg``),
-    if any; results must be the same either way.
+    events in that duration (the current one last). ``columnar`` is the :class:`AggregateKind`
+    the engine may compute on columns instead of calling the accumulator per event, if any;
+    results must be the same either way.
     """
 
     name: str = ""
@@ -150,7 +170,7 @@ class AggregateFunction:
     #: trailing constant arguments (``AnomalyDetection_SpikeAndDip(x, 95, 120, 'spikes')``),
     #: given to :meth:`configure` after the leading ones
     trailing_constant_args: int = 0
-    columnar: str | None = None
+    columnar: AggregateKind | None = None
     #: ``add`` receives ``(timestamp_us, value)``: the event's System.Timestamp in microseconds
     timestamped: bool = False
     doc: str = ""
@@ -176,14 +196,14 @@ class ListAggregate(AggregateFunction):
     """An aggregate that keeps its window's values in a list (state stays plain data) and
     computes :meth:`result` from all of them (``Collect``, percentiles, JavaScript UDAs)."""
 
-    def create(self) -> list:
+    def create(self) -> list[Any]:
         return []
 
-    def add(self, acc: list, value: Any) -> list:
+    def add(self, acc: list[Any], value: Any) -> list[Any]:
         acc.append(value)
         return acc
 
-    def merge(self, a: list, b: list) -> list:
+    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return a + b
 
 
@@ -213,7 +233,7 @@ class SimpleAggregate(AggregateFunction):
         return self.result_fn(acc)
 
 
-class EventRecord(dict):
+class EventRecord(dict[str, Any]):
     """An input event's payload with the metadata Stream Analytics reads through
     ``GetMetadataPropertyValue``: ``metadata`` maps Event Hubs property names
     (``EventEnqueuedUtcTime``, ``EventProcessedUtcTime``, ``PartitionId``, ``Offset``,
@@ -224,7 +244,7 @@ class EventRecord(dict):
 
     __slots__ = ("metadata",)
 
-    def __init__(self, payload: dict | None = None, metadata: dict | None = None) -> None:
+    def __init__(self, payload: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> None:
         super().__init__(payload or {})
         self.metadata = metadata or {}
 
@@ -327,13 +347,17 @@ def cast(value: Any, target: str) -> Any:
         if isinstance(value, float):
             if math.isnan(value) or math.isinf(value):
                 raise _fail(value, t)
-            return int(value)
-        if isinstance(value, str):
+            out = int(value)
+        elif isinstance(value, str):
             try:
-                return int(value.strip())
+                out = int(value.strip())
             except ValueError:
                 raise _fail(value, t) from None
-        raise _fail(value, t)
+        else:
+            raise _fail(value, t)
+        if not BIGINT_MIN <= out <= BIGINT_MAX:  # past 64 bits: does not convert (TRY_CAST: NULL)
+            raise _fail(value, t)
+        return out
     if t == "float":
         if isinstance(value, (bool, int, float)):
             return float(value)

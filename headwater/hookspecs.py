@@ -22,6 +22,11 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
 
+    from headwater.functions import AggregateFunction, Operator, ScalarFunction
+    from headwater.serializers import Serializer
+    from headwater.sinks import SinkKind
+    from headwater.windows import WindowKind
+
 __all__ = ["hookimpl", "hookspec"]
 
 hookspec = pluggy.HookspecMarker("headwater")
@@ -29,7 +34,7 @@ hookimpl = pluggy.HookimplMarker("headwater")
 
 
 @hookspec
-def register_windows(register: Callable[[Any], None]) -> None:
+def register_windows(register: Callable[[WindowKind], None]) -> None:
     """Register window kinds usable in ``GROUP BY``.
 
     Call ``register(kind)`` once per :class:`headwater.windows.WindowKind`;
@@ -43,7 +48,7 @@ def register_windows(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def register_functions(register: Callable[[Any], None]) -> None:
+def register_functions(register: Callable[[ScalarFunction | AggregateFunction | Operator], None]) -> None:
     """Register scalar functions, aggregates and operators usable in queries.
 
     Call ``register(fn)`` once per :class:`headwater.functions.ScalarFunction`,
@@ -59,7 +64,7 @@ def register_functions(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def register_sinks(register: Callable[[Any], None]) -> None:
+def register_sinks(register: Callable[[SinkKind], None]) -> None:
     """Register output kinds for jobs and the sink service.
 
     Call ``register(kind)`` once per :class:`headwater.sinks.SinkKind`;
@@ -73,7 +78,7 @@ def register_sinks(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def register_serializers(register: Callable[[Any], None]) -> None:
+def register_serializers(register: Callable[[Serializer], None]) -> None:
     """Register event formats for job inputs and outputs.
 
     Call ``register(serializer)`` once per
@@ -87,7 +92,7 @@ def register_serializers(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def register_commands(cli: argparse._SubParsersAction) -> None:  # type: ignore[name-defined]
+def register_commands(cli: argparse._SubParsersAction[Any]) -> None:
     """Add subcommands to the ``headwater`` command line.
 
     ``cli`` is the top-level subparsers object: call ``cli.add_parser(...)`` and

@@ -9,8 +9,9 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import Counter, Histogram, make_wsgi_app
@@ -31,7 +32,7 @@ RPC_LATENCY = Histogram(
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
 
 
@@ -42,12 +43,13 @@ def start_metrics_server(host: str, port: int, certfile: str = "", keyfile: str 
     ``allow(authorization_header)`` guards it when given: 401 with a Basic challenge otherwise."""
     metrics_app = make_wsgi_app()
 
-    def app(environ, start_response):
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if allow is not None and not allow(environ.get("HTTP_AUTHORIZATION", "")):
             start_response("401 Unauthorized", [("Content-Type", "text/plain"),
                                                 ("WWW-Authenticate", 'Basic realm="headwater"')])
             return [b"unauthorized: send a SharedAccessSignature token with Listen or the basic-auth user\n"]
-        return metrics_app(environ, start_response)
+        body: Iterable[bytes] = metrics_app(environ, start_response)
+        return body
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True

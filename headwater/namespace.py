@@ -17,10 +17,11 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
-from headwater.auth import ConnectionString
+from headwater.auth import ConnectionString, Policy
 from headwater.config import default_address, local_root_policy
 
 __all__ = ["Namespace", "discover", "local_connection_string", "local_namespace", "service_address"]
@@ -42,7 +43,7 @@ class Namespace:
     discovered: bool = True
 
     def address(self, service: str) -> str:
-        return getattr(self, service)
+        return str(getattr(self, service))
 
 
 _cache: dict[tuple[str, bool], Namespace] = {}
@@ -82,7 +83,7 @@ def discover(conn: ConnectionString, *, timeout: float = 5.0, root_certificates:
     return found
 
 
-def service_address(conn: ConnectionString, service: str, **kwargs) -> str:
+def service_address(conn: ConnectionString, service: str, **kwargs: Any) -> str:
     """The address of ``service`` in ``conn``'s namespace; the endpoint itself when it cannot say."""
     if service == "ingestion":
         return conn.address
@@ -92,7 +93,7 @@ def service_address(conn: ConnectionString, service: str, **kwargs) -> str:
         return conn.address  # unreachable: the call that follows reports it
 
 
-def local_connection_string(hub: str = "", policy=None) -> ConnectionString:
+def local_connection_string(hub: str = "", policy: Policy | None = None) -> ConnectionString:
     """The namespace connection string of the local stack: ``$HEADWATER_CONNECTION_STRING`` when set,
     else the ingestion address (``$HEADWATER_INGESTION_ADDRESS``, endpoints.json, localhost:50051)
     signed with the root policy of ``$HEADWATER_HOME/auth.json`` (never created here)."""

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["NatsCluster", "find_nats_server", "free_port"]
+__all__ = ["NatsCluster", "NatsNode", "find_nats_server", "free_port"]
 
 
 def find_nats_server() -> str:
@@ -35,7 +35,8 @@ def find_nats_server() -> str:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class NatsCluster:
@@ -49,7 +50,7 @@ class NatsCluster:
         self.binary = binary or find_nats_server()
         self.client_ports = client_ports or [free_port() for _ in range(size)]
         self.route_ports = [free_port() for _ in range(size)]
-        self.procs: list[subprocess.Popen | None] = [None] * size
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * size
 
     @property
     def urls(self) -> list[str]:
@@ -87,22 +88,24 @@ class NatsCluster:
         self.wait_ready(timeout)
         return self
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until JetStream on the cluster answers (a meta leader is elected)."""
-        asyncio.run(self._wait_ready(timeout))
+    def wait_ready(self, timeout: float = 30.0, node: int | None = None) -> None:
+        """Until JetStream on the cluster (through ``node`` only, when given) answers:
+        a meta leader is elected and the node is part of the cluster."""
+        asyncio.run(self._wait_ready(timeout, node))
 
-    async def _wait_ready(self, timeout: float) -> None:
+    async def _wait_ready(self, timeout: float, node: int | None = None) -> None:
         import nats
 
         deadline = time.monotonic() + timeout
         last: Exception | None = None
+        urls = self.urls if node is None else [self.urls[node]]
         while time.monotonic() < deadline:
             for i, p in enumerate(self.procs):
-                if p is not None and p.poll() is not None:
+                if p is not None and p.poll() is not None and (node is None or i == node):
                     log = (self.root / f"n{i}.log").read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"nats-server node {i} exited ({p.returncode}):\n{log}")
             try:
-                nc = await nats.connect(self.urls, connect_timeout=1, max_reconnect_attempts=0)
+                nc = await nats.connect(urls, connect_timeout=1, max_reconnect_attempts=0)
                 try:
                     info = await nc.jetstream(timeout=2).account_info()
                     if info is not None:
@@ -135,6 +138,43 @@ class NatsCluster:
     def __enter__(self) -> NatsCluster:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             self.stop()
+
+
+class NatsNode:
+    """One node of a :class:`NatsCluster` as :class:`headwater.supervisor.Supervisor`
+    sees a service (``headwater up`` restarts it by its compose service's policy):
+    the same store folder and ports when it comes back."""
+
+    def __init__(self, cluster: NatsCluster, index: int, name: str) -> None:
+        self.cluster = cluster
+        self.index = index
+        self.name = name
+        self.argv: list[str] = []  # its ports are in its config file, not its argv
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.cluster.procs[self.index]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def address(self) -> str:
+        return self.cluster.urls[self.index]
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 30.0) -> NatsNode:
+        """Start the node again; return once JetStream answers through it."""
+        self.cluster.start_node(self.index)
+        self.cluster.wait_ready(timeout, node=self.index)
+        return self
+
+    def kill(self) -> None:
+        self.cluster.kill(self.index)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from headwater.errors import HeadwaterError, Reason
 
-__all__ = ["allowed_roots", "confine", "is_remote"]
+__all__ = ["DSN_FILES", "allowed_roots", "confine", "confine_dsn_files", "is_remote"]
 
 
 def allowed_roots(config: object) -> list[Path]:
@@ -58,3 +59,16 @@ def confine(path: str | os.PathLike[str], roots: Sequence[Path], field: str, *, 
     raise HeadwaterError(Reason.INVALID_ARGUMENT,
                          f"{field} {os.fspath(path)!r} is outside the allowed folders ({shown}): the service reads "
                          "and writes only under its allowed_paths setting", metadata={"field": field})
+
+
+#: libpq parameters that name files the client library reads on the service's host.
+DSN_FILES = ("passfile", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir", "servicefile")
+
+
+def confine_dsn_files(params: dict[str, Any], roots: Sequence[Path], field: str) -> None:
+    """Files a PostgreSQL connection names (``sslkey=``, ``passfile=``, ...; ``params`` as
+    psycopg's ``conninfo_to_dict`` gives them) lie under ``roots``."""
+    for key in DSN_FILES:
+        value = params.get(key)
+        if value and not (key == "sslrootcert" and value == "system"):
+            confine(str(value), roots, field)

@@ -7,16 +7,20 @@ Used by ``headwater demo`` (``make up``), the end-to-end tests and
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections.abc import Awaitable
 from datetime import UTC
+from pathlib import Path
+from typing import Any
 
 import orjson
-from google.protobuf import struct_pb2
 
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.channel import aio_channel
 from headwater.config import headwater_home
 from headwater.errors import HeadwaterError, Reason
+from headwater.sink_settings import set_settings
 from headwater.trips import trip
 
 __all__ = ["BOOK_QUERY", "local_connection", "send_trips", "setup_pipeline"]
@@ -29,14 +33,15 @@ GROUP BY startLocation, TumblingWindow(second, 10)
 """
 
 
-def local_connection(address: str) -> ConnectionString:
-    """A connection string for ``address`` signed with the local root policy."""
-    root = PolicyStore(headwater_home() / "auth.json").ensure().root()
+def local_connection(address: str, home: str | os.PathLike[str] | None = None) -> ConnectionString:
+    """A connection string for ``address`` signed with the local root policy (of ``home``, else
+    :func:`~headwater.config.headwater_home`)."""
+    root = PolicyStore(Path(home or headwater_home()) / "auth.json").ensure().root()
     return ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=root.name,
                             shared_access_key=root.key)
 
 
-async def _ignore_exists(coro) -> None:
+async def _ignore_exists(coro: Awaitable[Any]) -> None:
     import grpc
 
     try:
@@ -49,23 +54,24 @@ async def _ignore_exists(coro) -> None:
 
 async def setup_pipeline(endpoints: dict[str, str], hub: str = "trips", partitions: int = 4,
                          sink_kind: str = "dashboard", dataset: str = "trips-per-location",
-                         query: str = BOOK_QUERY, sink_config: dict | None = None) -> None:
-    """Create the hub, the sink and the job, and start the job (idempotent)."""
+                         query: str = BOOK_QUERY, sink_config: dict[str, Any] | None = None,
+                         home: str | os.PathLike[str] | None = None) -> None:
+    """Create the hub, the sink and the job, and start the job (idempotent). ``home``: whose
+    root policy signs the calls (default :func:`~headwater.config.headwater_home`)."""
     from headwater.v1 import ingestion_pb2 as ipb
     from headwater.v1 import ingestion_pb2_grpc, processing_pb2_grpc, sink_pb2_grpc
     from headwater.v1 import processing_pb2 as ppb
     from headwater.v1 import sink_pb2 as spb
 
-    async with aio_channel(local_connection(endpoints["ingestion"])) as ch:
+    async with aio_channel(local_connection(endpoints["ingestion"], home)) as ch:
         await _ignore_exists(ingestion_pb2_grpc.IngestionServiceStub(ch).CreateHub(
             ipb.CreateHubRequest(hub_id=hub, hub=ipb.Hub(partition_count=partitions))))
-    async with aio_channel(local_connection(endpoints["sink"])) as ch:
-        config = struct_pb2.Struct()
-        config.update(sink_config or {"chart": {"x": "startLocation", "y": "trips", "series": "WindowEnd"}})
-        await _ignore_exists(sink_pb2_grpc.SinkServiceStub(ch).CreateSink(spb.CreateSinkRequest(
-            sink_id=dataset, sink=spb.Sink(kind=sink_kind, config=config,
-                                           description="Trips per start location, 10-second windows"))))
-    async with aio_channel(local_connection(endpoints["processing"])) as ch:
+    async with aio_channel(local_connection(endpoints["sink"], home)) as ch:
+        sink = set_settings(spb.Sink(description="Trips per start location, 10-second windows"), sink_kind,
+                            sink_config or {"key": "startLocation", "value": "trips", "time": "WindowEnd"})
+        await _ignore_exists(sink_pb2_grpc.SinkServiceStub(ch).CreateSink(
+            spb.CreateSinkRequest(sink_id=dataset, sink=sink)))
+    async with aio_channel(local_connection(endpoints["processing"], home)) as ch:
         stub = processing_pb2_grpc.ProcessingServiceStub(ch)
         name = f"jobs/{dataset}"
         await _ignore_exists(stub.CreateJob(ppb.CreateJobRequest(job=ppb.Job(
@@ -73,7 +79,7 @@ async def setup_pipeline(endpoints: dict[str, str], hub: str = "trips", partitio
             inputs=[ppb.JobInput(alias="Trips", kind=ppb.INPUT_KIND_STREAM, hub=f"hubs/{hub}", format="json")],
             outputs=[ppb.JobOutput(alias="Dashboard", sink=f"sinks/{dataset}")]))))
         job = (await stub.GetJob(ppb.GetJobRequest(name=name))).job
-        if job.state not in (ppb.JOB_STATE_RUNNING, ppb.JOB_STATE_STARTING):
+        if job.state not in (ppb.JOB_STATE_RUNNING, ppb.JOB_STATE_STARTING, ppb.JOB_STATE_DEGRADED):
             await stub.StartJob(ppb.StartJobRequest(name=name, start_mode=ppb.JOB_START_MODE_NOW))
 
 

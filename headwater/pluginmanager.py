@@ -18,15 +18,24 @@ import importlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar
 
 import pluggy
 
 from headwater import hookspecs
 from headwater.errors import PluginError
 
+if TYPE_CHECKING:  # the registries' item types; importing them would load every plugin API
+    from headwater.functions import AggregateFunction, Operator, ScalarFunction
+    from headwater.serializers import Serializer
+    from headwater.sinks import SinkKind
+    from headwater.windows import WindowKind
+
+    Function: TypeAlias = ScalarFunction | AggregateFunction | Operator
+
 __all__ = [
     "DEFAULT_PLUGINS",
+    "REGISTRATION_HOOKS",
     "NamedRegistry",
     "PluginManager",
     "get_plugin_manager",
@@ -45,7 +54,23 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "headwater.plugins.sinks",
 )
 
-T = TypeVar("T")
+#: The registration hooks, each with the PluginManager registry it fills.
+REGISTRATION_HOOKS: tuple[tuple[str, str], ...] = (
+    ("register_windows", "windows"),
+    ("register_functions", "functions"),
+    ("register_sinks", "sinks"),
+    ("register_serializers", "serializers"),
+)
+
+class Registrable(Protocol):
+    """What a registry holds: ``name`` (its SQL or configuration name), optionally
+    ``aliases`` and (functions) a ``namespace``."""
+
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Registrable)
 
 
 @dataclass
@@ -97,9 +122,10 @@ class NamedRegistry(Generic[T]):
     def by_plugin(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for item in self.unique():
-            key = self.key(item.name, getattr(item, "namespace", "") or "")
-            out.setdefault(self.owners[key], []).append(
-                (f"{item.namespace}." if getattr(item, "namespace", "") else "") + item.name
+            name: str = getattr(item, "name")  # noqa: B009 - every registered item has a name
+            namespace: str = getattr(item, "namespace", "") or ""
+            out.setdefault(self.owners[self.key(name, namespace)], []).append(
+                (f"{namespace}." if namespace else "") + name
             )
         return out
 
@@ -110,28 +136,35 @@ class PluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__("headwater")
         self.add_hookspecs(hookspecs)
-        self.windows: NamedRegistry[Any] = NamedRegistry("window kind")
-        self.functions: NamedRegistry[Any] = NamedRegistry("function")
-        self.sinks: NamedRegistry[Any] = NamedRegistry("sink kind")
-        self.serializers: NamedRegistry[Any] = NamedRegistry("serializer")
+        self.windows: NamedRegistry[WindowKind] = NamedRegistry("window kind")
+        self.functions: NamedRegistry[Function] = NamedRegistry("function")
+        self.sinks: NamedRegistry[SinkKind] = NamedRegistry("sink kind")
+        self.serializers: NamedRegistry[Serializer] = NamedRegistry("serializer")
+        #: builtin plugin module -> the missing library that kept it out (install headwater[server])
+        self.unavailable: dict[str, str] = {}
         self._collected = False
 
     def collect(self) -> PluginManager:
-        """Call every registration hook, one plugin at a time, so duplicates name their owners."""
+        """Fill the registries: call each registration hook through pluggy, once per plugin
+        that implements it, so a duplicate name names both plugins.
+
+        Every call goes through the hook caller (``subset_hook_caller`` leaves the other
+        implementing plugins out of that call), so implementations under another name
+        (``@hookimpl(specname=...)``), ``tryfirst``/``trylast``, hook wrappers and pluggy's
+        tracing all apply. Plugins are called in pluggy's order: ``tryfirst`` first, then the
+        last registered first (entry points before the builtins).
+        """
         if self._collected:
             return self
-        for plugin_name, plugin in reversed(self.list_name_plugin()):
-            if plugin is None:
-                continue
-            for hook, registry in (
-                ("register_windows", self.windows),
-                ("register_functions", self.functions),
-                ("register_sinks", self.sinks),
-                ("register_serializers", self.serializers),
-            ):
-                impl = getattr(plugin, hook, None)
-                if impl is not None and getattr(impl, "headwater_impl", None) is not None:
-                    impl(register=registry.bind(plugin_name))
+        for hook_name, attr in REGISTRATION_HOOKS:
+            registry: NamedRegistry[Any] = getattr(self, attr)
+            caller: pluggy.HookCaller = getattr(self.hook, hook_name)
+            impls = [i for i in caller.get_hookimpls() if not (i.hookwrapper or i.wrapper)]
+            plugins = list({id(i.plugin): i.plugin for i in impls}.values())  # one may implement it twice
+            for plugin in reversed(plugins):  # get_hookimpls() lists them in reverse call order
+                one = self.subset_hook_caller(hook_name, remove_plugins=[p for p in plugins if p is not plugin])
+                name = self.get_name(plugin) or repr(plugin)
+                one(register=registry.bind(name))
         self._collected = True
         return self
 
@@ -141,12 +174,8 @@ class PluginManager(pluggy.PluginManager):
         out: dict[str, dict[str, list[str]]] = {}
         for name, _ in self.list_name_plugin():
             out.setdefault(name, {})
-        for what, reg in (
-            ("windows", self.windows),
-            ("functions", self.functions),
-            ("sinks", self.sinks),
-            ("serializers", self.serializers),
-        ):
+        for _, what in REGISTRATION_HOOKS:
+            reg: NamedRegistry[Any] = getattr(self, what)
             for plugin, names in reg.by_plugin().items():
                 out.setdefault(plugin, {})[what] = names
         return out
@@ -175,10 +204,15 @@ def get_plugin_manager(
             continue
         try:
             module = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:  # a builtin not written yet
-            if exc.name != modname:
-                raise
-            continue
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:  # a builtin not written yet
+                continue
+            if exc.name and not exc.name.startswith("headwater"):
+                # A bare `pip install headwater` (the SDK and CLI) has none of the engine's
+                # libraries: the builtins that need them come with headwater[server].
+                pm.unavailable[modname] = exc.name
+                continue
+            raise
         pm.register(module, name=modname)
     if load_entrypoints is None:
         load_entrypoints = not os.environ.get("HEADWATER_DISABLE_PLUGIN_AUTOLOAD")

@@ -32,7 +32,8 @@ def free_port() -> int:
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def wait_healthy(address: str, timeout: float = 30.0, service: str = "") -> None:
@@ -42,7 +43,8 @@ def wait_healthy(address: str, timeout: float = 30.0, service: str = "") -> None
     while time.monotonic() < deadline:
         try:
             with grpc.insecure_channel(address) as ch:
-                resp = health_pb2_grpc.HealthStub(ch).Check(
+                stub = health_pb2_grpc.HealthStub(ch)
+                resp = stub.Check(  # type: ignore[attr-defined]  # types-grpcio-health-checking's stub has no methods
                     health_pb2.HealthCheckRequest(service=service), timeout=1.0)
                 if resp.status == health_pb2.HealthCheckResponse.SERVING:
                     return
@@ -68,8 +70,8 @@ class ServiceProcess:
     #: signal through util-linux's setpriv), so a killed test run or perf command
     #: never leaves services behind.
     die_with_parent: bool = True
-    proc: subprocess.Popen | None = None
-    lines: deque = field(default_factory=lambda: deque(maxlen=2000))
+    proc: subprocess.Popen[str] | None = None
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=2000))
 
     def start(self, timeout: float = 30.0, check_health: bool = True) -> ServiceProcess:
         """Start, wait for the ``listening on`` line, then (unless told not to) for gRPC health."""

@@ -55,6 +55,18 @@ class RetryPolicy:
 
         return wait
 
+    def backoff(self, attempt: int, exc: BaseException | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based) after ``exc``: the same
+        exponential backoff with full jitter, floored by the error's ``retry_after``, for
+        loops that retry without a bound (a job's held output, its input readers)."""
+        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # no Retrying: only the wait is asked
+        state.attempt_number = max(1, attempt)
+        if exc is not None:
+            fut: tenacity.Future = tenacity.Future(attempt)
+            fut.set_exception(exc)
+            state.outcome = fut
+        return self._wait()(state)
+
     def kwargs(self) -> dict[str, Any]:
         return dict(
             retry=retry_if_exception(is_transient),

@@ -18,14 +18,13 @@ no secret).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.storage import write_atomic
 
 __all__ = ["MASK", "PREFIX", "SecretStore", "is_reference", "keep_references", "redact", "redact_config",
            "redact_job", "resolve", "resolve_config", "unmask_job", "write_private"]
@@ -42,19 +41,9 @@ SECRET_SETTINGS = frozenset({"dsn", "connection_string", "password", "headers", 
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically as a 0600 file (its folder 0700 when created here)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file 0600
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` as a 0600 file (its folder 0700 when created here), with
+    :mod:`headwater.storage`'s guarantee."""
+    write_atomic(path, data, private=True)
 
 
 def _name(name: str, field: str = "name") -> str:
@@ -96,7 +85,7 @@ class SecretStore:
         except FileNotFoundError:
             raise HeadwaterError(Reason.INVALID_ARGUMENT if field != "name" else Reason.RESOURCE_NOT_FOUND,
                                  f"{field}: secret {sid!r} does not exist (headwater secret set {sid})",
-                                 metadata={"field": field, "name": f"secrets/{sid}"}) from None
+                                 metadata={"field": field, "resource": f"secrets/{sid}"}) from None
 
     def list(self) -> list[str]:
         if not self.folder.is_dir():
@@ -110,7 +99,7 @@ class SecretStore:
         except FileNotFoundError:
             if not allow_missing:
                 raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"secret {sid!r} does not exist",
-                                     metadata={"name": f"secrets/{sid}"}) from None
+                                     metadata={"resource": f"secrets/{sid}"}) from None
 
 
 def is_reference(value: Any) -> bool:
@@ -186,6 +175,10 @@ def unmask_job(job: Any, old: Any) -> Any:
         for item in items:
             if item.connection_string == MASK:
                 item.connection_string = before.get((tag, item.alias.lower()), "")
+    dsns = {i.alias.lower(): i.dsn for i in old.inputs}
+    for item in job.inputs:
+        if item.dsn == MASK:
+            item.dsn = dsns.get(item.alias.lower(), "")
     return job
 
 
@@ -195,4 +188,6 @@ def redact_job(job: Any) -> Any:
     shown.CopyFrom(job)
     for item in (*shown.inputs, *shown.outputs):
         item.connection_string = redact(item.connection_string)
+    for item in shown.inputs:  # a reference input's PostgreSQL connection may carry a password
+        item.dsn = redact(item.dsn)
     return shown

@@ -34,10 +34,10 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -55,9 +55,13 @@ from headwater.auth import (
 )
 from headwater.config import ServiceConfig, load_config
 from headwater.errors import HeadwaterError, Reason
+from headwater.interpreter import tune_interpreter
 from headwater.logs import configure_logging
 from headwater.metrics import RPC_LATENCY, RPC_REQUESTS, start_metrics_server
 from headwater.reflection import enable_reflection
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["GrpcBinding", "RunningService", "Service", "authenticator", "caller", "caller_token",
            "http_auth", "http_ssl_context", "run", "serve_in_process"]
@@ -130,6 +134,12 @@ class Service:
 
 # -- the interceptor ---------------------------------------------------------------
 
+_T = TypeVar("_T")
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+if TYPE_CHECKING:  # RpcMethodHandler is generic in types-grpcio only
+    _Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+
 _CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("headwater_caller", default=None)
 
 
@@ -144,7 +154,7 @@ def caller_token() -> str:
     return c.token if c is not None else ""
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: HeadwaterError, service: str) -> None:
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: HeadwaterError, service: str) -> None:
     status = rpc_status.to_status(err.to_status(service))
     await context.abort(status.code, status.details, status.trailing_metadata)
 
@@ -158,13 +168,13 @@ class _Undecodable:
         self.error = error
 
 
-def _safe_deserializer(deserialize):
+def _safe_deserializer(deserialize: Callable[[bytes], _T] | None) -> Callable[[bytes], _T | _Undecodable] | None:
     """A deserializer that never raises into gRPC (which would log a traceback and answer UNKNOWN):
     a malformed request becomes INVALID_ARGUMENT, raised by the handler."""
     if deserialize is None:
         return None
 
-    def load(data: bytes):
+    def load(data: bytes) -> _T | _Undecodable:
         try:
             return deserialize(data)
         except Exception as exc:  # noqa: BLE001 - DecodeError and friends
@@ -176,18 +186,18 @@ def _safe_deserializer(deserialize):
     return load
 
 
-def _checked(request):
+def _checked(request: _T | _Undecodable) -> _T:
     if isinstance(request, _Undecodable):
         raise request.error
     return request
 
 
-async def _checked_stream(requests):
+async def _checked_stream(requests: AsyncIterator[_T | _Undecodable]) -> AsyncIterator[_T]:
     async for request in requests:
         yield _checked(request)
 
 
-def _metadata_token(metadata) -> str:
+def _metadata_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
         if key == "authorization":
             return value if isinstance(value, str) else value.decode("latin-1")
@@ -205,7 +215,7 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         self.auth = auth
         self.refusals = RefusalLog(log, service.config.auth_refusal_log_interval_s)
 
-    def _authorize(self, method: str, metadata) -> Caller:
+    def _authorize(self, method: str, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
         assert self.auth is not None
         who = self.auth.authenticate(_metadata_token(metadata))
         who.require(self.service.right_for(method))
@@ -230,22 +240,30 @@ class _Interceptor(grpc.aio.ServerInterceptor):
                               f"internal error {error_id}; the {self.service.name} service log has the details",
                               metadata={"error_id": error_id})
 
-    def _refused(self, handler, method: str, err: HeadwaterError):
+    def _refused(self, handler: _Handler, method: str, err: HeadwaterError) -> _Handler:
         svc = self.service.name
         short = method.rsplit("/", 1)[-1]
         detail = getattr(err, "detail", "") or err.message
 
-        async def refuse(request_or_iter, context):  # the request bytes are never decoded
+        # The request bytes are never decoded.
+        async def refuse(request_or_iter: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
             self.refusals.note(client_host(context.peer()), short, detail)
             RPC_REQUESTS.labels(svc, short, err.code.name).inc()
             await _abort(context, err, svc)
 
         kind = ("unary_unary" if handler.unary_unary else "unary_stream" if handler.unary_stream
                 else "stream_unary" if handler.stream_unary else "stream_stream")
-        return getattr(grpc, f"{kind}_rpc_method_handler")(refuse, None, handler.response_serializer)
+        make: Callable[..., _Handler] = getattr(grpc, f"{kind}_rpc_method_handler")
+        return make(refuse, None, handler.response_serializer)
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
-        handler = await continuation(handler_call_details)
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
+        # The handler as the aio server calls it: its behaviours take an aio context (types-grpcio
+        # types them for the blocking server) and the wrapped deserializer may give an _Undecodable.
+        handler: _Handler | None = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
@@ -259,6 +277,11 @@ class _Interceptor(grpc.aio.ServerInterceptor):
                 return self._refused(handler, method, exc)
             except Exception as exc:  # noqa: BLE001 - a broken policies file: refuse, say why in the log
                 return self._refused(handler, method, self._fail(method, exc))
+        behaviour = handler.unary_unary or handler.stream_unary or handler.unary_stream or handler.stream_stream
+        if behaviour is None:  # nothing to call, nothing to wrap
+            return handler
+        inner: Callable[..., Any] = behaviour
+        deserialize: Callable[[bytes], Any] | None = _safe_deserializer(handler.request_deserializer)
         svc = self.service.name
         short = method.rsplit("/", 1)[-1]
 
@@ -267,9 +290,8 @@ class _Interceptor(grpc.aio.ServerInterceptor):
             RPC_LATENCY.labels(svc, short).observe(time.perf_counter() - t0)
 
         if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
 
-            async def unary(request_or_iter, context):
+            async def unary(request_or_iter: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 t0 = time.perf_counter()
                 _CALLER.set(who)
                 try:
@@ -293,13 +315,11 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 
             if handler.unary_unary:
                 return grpc.unary_unary_rpc_method_handler(
-                    unary, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
+                    unary, deserialize, handler.response_serializer)
             return grpc.stream_unary_rpc_method_handler(
-                unary, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
+                unary, deserialize, handler.response_serializer)
 
-        inner = handler.unary_stream or handler.stream_stream
-
-        async def streaming(request_or_iter, context):
+        async def streaming(request_or_iter: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             t0 = time.perf_counter()
             _CALLER.set(who)
             try:
@@ -324,9 +344,9 @@ class _Interceptor(grpc.aio.ServerInterceptor):
 
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                streaming, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
+                streaming, deserialize, handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(
-            streaming, _safe_deserializer(handler.request_deserializer), handler.response_serializer)
+            streaming, deserialize, handler.response_serializer)
 
 
 def _is_abort(exc: BaseException) -> bool:
@@ -334,7 +354,7 @@ def _is_abort(exc: BaseException) -> bool:
     return type(exc).__name__ in ("AbortError", "UsageError", "InternalError") and "grpc" in type(exc).__module__
 
 
-def http_ssl_context(config: ServiceConfig):
+def http_ssl_context(config: ServiceConfig) -> ssl.SSLContext | None:
     """An SSL context for a service's HTTP listeners (ingest, dashboard) when TLS is configured."""
     if not config.tls_cert_file:
         return None
@@ -504,6 +524,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None) -> int:
         print(f"headwater {service_cls.name}: {exc.message}", flush=True)
         return 2
     configure_logging(service_cls.name, cfg.log_level, cfg.log_format)
+    tune_interpreter()
     try:
         asyncio.run(_serve_forever(service_cls(cfg)))
     except HeadwaterError as exc:

@@ -315,7 +315,8 @@ def as_table(batch: pa.Table | pa.RecordBatch) -> pa.Table:
     return batch
 
 
-def batch_to_proto(table: pa.Table | pa.RecordBatch, fmt: int = 0) -> event_pb2.RecordBatch:
+def batch_to_proto(table: pa.Table | pa.RecordBatch,
+                   fmt: event_pb2.RecordBatchFormat | None = None) -> event_pb2.RecordBatch:
     """Encode rows as a ``headwater.v1.RecordBatch`` (Arrow IPC unless ``fmt`` is JSON lines)."""
     import pyarrow as pa
 
@@ -327,7 +328,8 @@ def batch_to_proto(table: pa.Table | pa.RecordBatch, fmt: int = 0) -> event_pb2.
 
         rows = table.to_pylist()
         data = b"".join(orjson.dumps(r, default=str) + b"\n" for r in rows)
-        return event_pb2.RecordBatch(format=fmt, data=data, row_count=table.num_rows)
+        return event_pb2.RecordBatch(format=event_pb2.RECORD_BATCH_FORMAT_JSON_LINES, data=data,
+                                     row_count=table.num_rows)
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

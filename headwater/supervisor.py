@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from headwater.errors import HeadwaterError, Reason
 from headwater.procs import ServiceProcess
 
-__all__ = ["RestartPolicy", "Supervisor", "compose_policies"]
+__all__ = ["RestartPolicy", "Supervisor", "compose_policies", "policy_of"]
 
 log = logging.getLogger("headwater.supervisor")
 
@@ -42,7 +42,7 @@ class RestartPolicy:
     max_retries: int = 0
 
     @classmethod
-    def parse(cls, text: str | None, service: str = "") -> RestartPolicy:
+    def parse(cls, text: str | bool | None, service: str = "") -> RestartPolicy:
         """``no``, ``always``, ``unless-stopped``, ``on-failure`` or ``on-failure:N``."""
         raw = "no" if text is None or text is False else str(text).strip()
         mode, _, count = raw.partition(":")
@@ -96,7 +96,7 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         for proc in self.procs:
-            self._state[proc.name] = _State(self.policies.get(proc.name, RestartPolicy()))
+            self._state[proc.name] = _State(policy_of(self.policies, proc.name))
 
     def _log(self, text: str) -> None:
         log.info("%s", text)
@@ -147,6 +147,17 @@ class Supervisor:
 
     def restarts(self, name: str) -> int:
         return self._state[name].restarts
+
+
+def policy_of(policies: Mapping[str, RestartPolicy], name: str) -> RestartPolicy:
+    """The policy of the process ``name``: its compose service's, also for a replica
+    (``ingestion-2`` is a replica of ``ingestion`` unless a service has that name)."""
+    if name in policies:
+        return policies[name]
+    base, _, number = name.rpartition("-")
+    if number.isdigit() and base in policies:
+        return policies[base]
+    return RestartPolicy()
 
 
 def compose_policies(compose_file: str, profiles: tuple[str, ...] = ()) -> dict[str, RestartPolicy]:

@@ -11,6 +11,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -24,7 +25,7 @@ def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def trip(rng: random.Random, created: datetime) -> dict:
+def trip(rng: random.Random, created: datetime) -> dict[str, Any]:
     distance = rng.randint(10, 1000)
     return {
         "tripId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -39,7 +40,7 @@ def trip(rng: random.Random, created: datetime) -> dict:
 
 
 def trips(n: int, *, seed: int = 7, start: datetime | None = None, rate_per_s: float = 1000.0,
-          jitter_s: float = 0.0) -> Iterator[dict]:
+          jitter_s: float = 0.0) -> Iterator[dict[str, Any]]:
     """``n`` trips, ``rate_per_s`` per second of event time from ``start``.
 
     ``jitter_s`` moves each event's time up to that many seconds earlier, for
@@ -53,6 +54,6 @@ def trips(n: int, *, seed: int = 7, start: datetime | None = None, rate_per_s: f
         yield trip(rng, created)
 
 
-def trip_bodies(n: int, **kw) -> list[bytes]:
+def trip_bodies(n: int, **kw: Any) -> list[bytes]:
     """``n`` trips as JSON bodies."""
     return [orjson.dumps(t) for t in trips(n, **kw)]

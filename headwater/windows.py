@@ -20,9 +20,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-__all__ = ["WindowArgs", "WindowConfig", "WindowKind", "WindowLogic", "UNITS", "unit_micros"]
+if TYPE_CHECKING:  # the plugin API does not need numpy at run time
+    import numpy as np
+
+__all__ = ["AlignedShape", "SessionShape", "SlidingShape", "SnapshotShape", "UNITS", "WindowArgs", "WindowConfig",
+           "WindowKind", "WindowLogic", "WindowShape", "unit_micros"]
 
 #: Time units and their abbreviations (microseconds each).
 UNITS: dict[str, int] = {}
@@ -56,12 +60,58 @@ class WindowArgs:
     extra: tuple[Any, ...] = ()
 
 
+@dataclass(frozen=True)
+class AlignedShape:
+    """Tumbling and hopping windows: ``(end - size, end]`` for every ``end = offset + k * hop``."""
+
+    size: int
+    hop: int
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class SlidingShape:
+    """``(T - size, T]`` at each instant ``T`` the content changes (an event enters or leaves)."""
+
+    size: int
+
+
+@dataclass(frozen=True)
+class SessionShape:
+    """Sessions per key: a gap of ``timeout`` ends one; none outlasts ``max_duration``
+    (aligned on multiples of it, as Stream Analytics does)."""
+
+    timeout: int
+    max_duration: int
+
+
+@dataclass(frozen=True)
+class SnapshotShape:
+    """One window per distinct timestamp (``GROUP BY System.Timestamp()``)."""
+
+
+#: What :meth:`WindowConfig.columnar` returns: a window the engine computes on columns.
+WindowShape: TypeAlias = AlignedShape | SlidingShape | SessionShape | SnapshotShape
+
+
 class WindowLogic(ABC):
     """The per-partition state of one window definition."""
 
     @abstractmethod
     def assign(self, ts: int) -> list[Hashable]:
         """Window ids the event at ``ts`` belongs to (empty for ``buffered`` kinds)."""
+
+    def assign_batch(self, ts: np.ndarray) -> tuple[list[int], list[Hashable]]:
+        """:meth:`assign` for a batch of non-decreasing timestamps (int64 microseconds):
+        ``(event index, window id)`` pairs as two lists, in order. Override it when windows
+        can be assigned without a Python call per event."""
+        idx: list[int] = []
+        ids: list[Hashable] = []
+        for i, t in enumerate(ts.tolist()):
+            for w in self.assign(t):
+                idx.append(i)
+                ids.append(w)
+        return idx, ids
 
     @abstractmethod
     def close_for(self, watermark: int) -> list[tuple[Hashable, int]]:
@@ -93,9 +143,10 @@ class WindowConfig(ABC):
     def build(self, resume_state: Any = None) -> WindowLogic:
         ...
 
-    def columnar(self) -> dict[str, int] | None:
-        """``{"kind": "tumbling"|"hopping", "size", "hop", "offset"}`` when the engine may
-        compute this window on columns; None otherwise."""
+    def columnar(self) -> WindowShape | None:
+        """This window as one of the shapes the engine computes on columns (Polars, a batch
+        at a time), or None: then the engine calls :meth:`build`'s logic per event. A
+        shape must mean exactly what the logic computes."""
         return None
 
 

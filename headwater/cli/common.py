@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from headwater.auth import ConnectionString
 from headwater.channel import sync_channel
@@ -52,10 +54,10 @@ class Client:
         self.channel = service_channel(args, service)
         self.stub = stub_class(self.channel)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self.stub, name)
 
-        def call(request, **kwargs):
+        def call(request: Message, **kwargs: Any) -> Any:  # the generated stubs are untyped
             try:
                 return method(request, timeout=kwargs.pop("timeout", 30), **kwargs)
             except grpc.RpcError as exc:

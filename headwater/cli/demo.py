@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import Any
 
 from headwater.config import headwater_home
 from headwater.pipeline import local_connection, send_trips, setup_pipeline
@@ -65,7 +66,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("demo", help="run the book's pipeline with the live dashboard (make up)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-f", "--file", default="compose.yaml")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from headwater.auth import ConnectionString
 from headwater.cli.common import Client, connection
@@ -70,7 +70,7 @@ def _Client(args: argparse.Namespace) -> Client:  # noqa: N802 - reads as the cl
     return Client(args, "ingestion", ingestion_pb2_grpc.IngestionServiceStub)
 
 
-def _hub_row(hub: ingestion_pb2.Hub) -> dict:
+def _hub_row(hub: ingestion_pb2.Hub) -> dict[str, Any]:
     return {"name": hub.name.removeprefix("hubs/"), "partitions": hub.partition_count,
             "retention": f"{hub.message_retention.seconds / 86400:g}d",
             "throughput_units": hub.throughput.units, "capture": hub.capture.enabled,
@@ -149,10 +149,13 @@ def _seconds_pb(text: str) -> duration_pb2.Duration:
 
 
 def _hub_update(args: argparse.Namespace) -> int:
-    """Change retention, throughput or capture: the flags given, over the hub's current values."""
+    """Change partitions (up), retention, throughput or capture: the flags given, over the hub's current values."""
     client = _Client(args)
     hub = client.GetHub(ingestion_pb2.GetHubRequest(name=f"hubs/{args.name}")).hub
     paths = []
+    if args.partitions is not None:
+        hub.partition_count = args.partitions
+        paths.append("partition_count")
     if args.retention is not None:
         hub.message_retention.CopyFrom(_seconds_pb(args.retention))
         paths.append("message_retention")
@@ -183,7 +186,7 @@ def _hub_update(args: argparse.Namespace) -> int:
             c.archive_name_format = args.capture_name_format
         paths.append("capture")
     if not paths:
-        raise HeadwaterError(Reason.INVALID_ARGUMENT, "hub update: nothing to change; give --retention, "
+        raise HeadwaterError(Reason.INVALID_ARGUMENT, "hub update: nothing to change; give --partitions, --retention, "
                              "--throughput-units, --auto-inflate, --max-units, --capture/--no-capture or "
                              "--capture-interval/--capture-destination/--capture-size-limit-mb/--capture-name-format")
     from google.protobuf import field_mask_pb2
@@ -236,7 +239,7 @@ def _cg_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ts(ts) -> str | None:
+def _ts(ts: timestamp_pb2.Timestamp) -> str | None:
     return ts.ToDatetime(tzinfo=dt.UTC).isoformat() if ts.seconds or ts.nanos else None
 
 
@@ -303,7 +306,7 @@ def _send(args: argparse.Namespace) -> int:
     conn = _conn(args)
     conn.entity_path = ""
     producer = EventHubProducerClient.from_connection_string(str(conn), eventhub_name=args.hub)
-    groups: dict[str, list] = {}
+    groups: dict[str, list[Any]] = {}
     sent = 0
 
     def flush(key: str) -> None:
@@ -381,7 +384,8 @@ def _faults_set(args: argparse.Namespace) -> int:
     if not args.probability and not args.count:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, "give --probability P (0..1) or --count N")
     try:
-        reason = errors_pb2.ErrorReason.Value(args.reason.upper())
+        reason = args.reason.upper()
+        errors_pb2.ErrorReason.Value(reason)  # ValueError when it names no reason
     except ValueError:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"--reason {args.reason!r} is not one of "
                              f"{', '.join(r.value for r in Reason)}") from None
@@ -439,7 +443,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     hub = sub.add_parser("hub", help="create, list, show, update and delete hubs")
     hs = hub.add_subparsers(dest="hub_command", metavar="COMMAND", required=True)
     p = _common(hs.add_parser("create", help="create a hub"))
@@ -456,10 +460,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = _common(hs.add_parser("show", help="a hub with its partitions' properties"))
     p.add_argument("name")
     p.set_defaults(func=_hub_show)
-    p = _common(hs.add_parser("update", help="change a hub's retention, throughput units or capture",
+    p = _common(hs.add_parser("update", help="add partitions; change a hub's retention, throughput units or capture",
                               description="Only the flags given change; the rest keeps its current value. "
-                              "A hub's partition count is fixed at creation."))
+                              "Partitions can be added, never removed."))
     p.add_argument("name")
+    p.add_argument("--partitions", type=_positive, help="the new partition count (more than now; keys hash "
+                   "over it from then on; running jobs read the new partitions after a restart)")
     p.add_argument("--retention", help="message retention: 7d, 12h, 30m")
     p.add_argument("--throughput-units", type=int, help="throughput units (0: no quota)")
     p.add_argument("--auto-inflate", action=argparse.BooleanOptionalAction, default=None,

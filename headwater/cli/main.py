@@ -66,6 +66,9 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from headwater.interpreter import tune_interpreter
+
+    tune_interpreter()  # query test and perf query run the engine in this process
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

@@ -19,26 +19,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import resource
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC
+from typing import Any
 
-__all__ = ["PERF_COMMANDS", "add_commands", "emit", "peak_rss_mb", "register_perf_command", "QUERIES",
-           "trip_batches"]
+from headwater.perf.common import DUCKDB, QUERIES, emit, peak_rss_mb, trip_batches
+
+__all__ = ["PERF_COMMANDS", "add_commands", "register_perf_command"]
 
 #: perf subcommand name -> function adding its parser to the ``perf`` subparsers.
-PERF_COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+PERF_COMMANDS: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {}
 
 
-def register_perf_command(name: str, add: Callable[[argparse._SubParsersAction], None]) -> None:
+def register_perf_command(name: str, add: Callable[[argparse._SubParsersAction[Any]], None]) -> None:
     PERF_COMMANDS[name] = add
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser("perf", help="performance tools (events/s, latency, memory)")
     perf_sub = p.add_subparsers(dest="perf_command", metavar="SUBCOMMAND")
     for add in PERF_COMMANDS.values():
@@ -46,73 +45,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def emit(summary: str, result: dict, as_json: bool) -> None:
-    print(summary)
-    if as_json:
-        print(json.dumps(result))
-
-
-# -- perf query --------------------------------------------------------------------------------
-_AGGS = "COUNT(DISTINCT tripId) AS uniqueTrips, SUM(CAST(fare AS float)) AS fares"
-QUERIES = {
-    "book": ("SELECT startLocation, COUNT(*) AS trips, System.Timestamp() AS windowEnd "
-             "FROM trips TIMESTAMP BY createdAt GROUP BY startLocation, TumblingWindow(second, 10)"),
-    "distinct": (f"SELECT startLocation, {_AGGS}, System.Timestamp() AS windowEnd "
-                 "FROM trips TIMESTAMP BY createdAt GROUP BY startLocation, TumblingWindow(second, 10)"),
-    "hopping": (f"SELECT startLocation, {_AGGS}, System.Timestamp() AS windowEnd "
-                "FROM trips TIMESTAMP BY createdAt GROUP BY startLocation, HoppingWindow(second, 20, 10)"),
-    "session": (f"SELECT startLocation, {_AGGS}, System.Timestamp() AS windowEnd "
-                "FROM trips TIMESTAMP BY createdAt "
-                "GROUP BY startLocation, SessionWindow(second, 5, 60) OVER (PARTITION BY startLocation)"),
-}
-DUCKDB = {
-    "book": ("SELECT startLocation, count(*) AS trips, "
-             "to_timestamp(ceil(epoch_us(createdAt::TIMESTAMP) / 1e7) * 10) AS windowEnd "
-             "FROM read_json('{path}', format='newline_delimited', columns={cols}) GROUP BY ALL"),
-    "distinct": ("SELECT startLocation, count(DISTINCT tripId) AS uniqueTrips, sum(fare::DOUBLE) AS fares, "
-                 "to_timestamp(ceil(epoch_us(createdAt::TIMESTAMP) / 1e7) * 10) AS windowEnd "
-                 "FROM read_json('{path}', format='newline_delimited', columns={cols}) GROUP BY ALL"),
-}
-DUCKDB["hopping"] = DUCKDB["distinct"]  # the batch peer computes the same aggregates per key and bucket
-DUCKDB["session"] = DUCKDB["distinct"]
-CITIES = ("San Francisco", "San Jose", "Los Angeles", "Seattle", "Portland", "San Diego", "Sacramento",
-          "Las Vegas", "Phoenix", "Denver")
-
-
-def trip_batches(n: int, batch: int, *, rate_per_s: float = 10_000.0, seed: int = 7):
-    """JSON trip bodies in batches: ``tripId`` (uuid), ``createdAt`` (ISO, ``rate_per_s`` per
-    second of event time from 2024-01-01), ``startLocation``/``endLocation`` among 10 cities,
-    ``distance``, ``fare``."""
-    rng = random.Random(seed)
-    base = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z in us
-    step = 1e6 / rate_per_s
-    cities = [c.encode() for c in CITIES]
-    from datetime import datetime
-
-    sent = 0
-    while sent < n:
-        m = min(batch, n - sent)
-        out = []
-        for i in range(sent, sent + m):
-            us = base + int(i * step)
-            dt = datetime.fromtimestamp(us / 1e6, tz=UTC)
-            h = rng.getrandbits(128).to_bytes(16, "big").hex()
-            out.append(b'{"tripId":"%s-%s-4%s-a%s-%s","createdAt":"%s.%03dZ","startLocation":"%s",'
-                       b'"endLocation":"%s","distance":%d,"fare":%d.%02d}' % (
-                           h[:8].encode(), h[8:12].encode(), h[13:16].encode(), h[17:20].encode(),
-                           h[20:32].encode(), dt.strftime("%Y-%m-%dT%H:%M:%S").encode(), dt.microsecond // 1000,
-                           cities[rng.randrange(10)], cities[rng.randrange(10)], rng.randrange(10, 1000),
-                           rng.randrange(5, 200), rng.randrange(100)))
-        sent += m
-        yield out
-
-
-def add_query(perf_sub: argparse._SubParsersAction) -> None:
+def add_query(perf_sub: argparse._SubParsersAction[Any]) -> None:
     q = perf_sub.add_parser("query", help="events/s of the query engine over generated trip events")
     q.add_argument("-n", "--events", type=int, default=1_000_000)
     q.add_argument("--batch", type=int, default=50_000, help="events per batch fed to the engine")
@@ -122,8 +55,8 @@ def add_query(perf_sub: argparse._SubParsersAction) -> None:
     q.add_argument("--only", action="append", default=None, help="with --suite: run this shape (repeatable)")
     q.add_argument("--checkpoint", type=int, metavar="KEYS", default=None,
                    help="measure snapshot/restore of KEYS group keys in an open window (ms, size)")
-    q.add_argument("--state", choices=["count", "stdev", "lag"], default="count",
-                   help="with --checkpoint: whose state (count: vectorised aggregate; stdev, lag: row-path operators)")
+    q.add_argument("--state", choices=["count", "stdev", "lag", "lag_when"], default="count",
+                   help="with --checkpoint: whose state (count: vectorised aggregate; lag: vectorised LAG; stdev, lag_when: row-path operators)")
     q.add_argument("--rate", type=float, default=10_000.0, help="events per second of event time")
     q.add_argument("--row-path", action="store_true", help="run every operator row by row (for comparison)")
     q.add_argument("--compare", choices=["duckdb"], default=None)
@@ -162,8 +95,10 @@ def run_perf_query(args: argparse.Namespace) -> int:
         r = checkpoint(args.checkpoint, vectorize=not args.row_path, state=args.state)
         r["peak_rss_mb"] = round(peak_rss_mb(), 1)
         r["events_per_s"] = 0
+        forked = (f"; from a fork, as a job's worker: the job pauses {r['fork_pause_ms']} ms, written after "
+                  f"{r['fork_written_ms']} ms" if "fork_pause_ms" in r else "")
         emit(f"checkpoint of {r['keys']:,} keys ({r['state']}, {r['plan']}): snapshot {r['snapshot_ms']} ms, restore "
-             f"{r['restore_ms']} ms, {r['snapshot_mb']} MB", r, args.json)
+             f"{r['restore_ms']} ms, {r['snapshot_mb']} MB{forked}", r, args.json)
         return 0
     compiled = compile_query(QUERIES[args.query])
     rt = compiled.runtime(vectorize=not args.row_path)
@@ -214,8 +149,8 @@ def run_perf_query(args: argparse.Namespace) -> int:
 register_perf_command("query", add_query)
 
 
-def _add_area(module: str):
-    def add(perf_sub: argparse._SubParsersAction) -> None:
+def _add_area(module: str) -> Callable[[argparse._SubParsersAction[Any]], None]:
+    def add(perf_sub: argparse._SubParsersAction[Any]) -> None:
         import importlib
 
         importlib.import_module(module).add_perf_commands(perf_sub)
@@ -226,7 +161,9 @@ def _add_area(module: str):
 for _name, _module in (("ingestion", "headwater.perf.ingestion"),   # produce, consume
                        ("registry", "headwater.perf.registry"),
                        ("sink", "headwater.perf.sink"),
-                       ("pipeline", "headwater.perf.pipeline")):
+                       ("pipeline", "headwater.perf.pipeline"),
+                       ("node", "headwater.perf.node"),   # node-read
+                       ("files", "headwater.perf.files")):
     register_perf_command(_name, _add_area(_module))
 
 
@@ -283,7 +220,7 @@ def _all(args: argparse.Namespace) -> int:
     return 0 if all("error" not in r for _, r in results) else 1
 
 
-def add_all(perf_sub: argparse._SubParsersAction) -> None:
+def add_all(perf_sub: argparse._SubParsersAction[Any]) -> None:
     p = perf_sub.add_parser("all", help="every perf command at its README size, one table (make bench)")
     p.add_argument("--only", action="append", default=[], help="runs whose label contains this (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")

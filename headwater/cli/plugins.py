@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 __all__ = ["add_commands"]
 
@@ -28,7 +29,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("plugins", help="list plugins", description="Inspect Headwater plugins.")
     psub = p.add_subparsers(dest="plugins_command", metavar="COMMAND")
     ls = psub.add_parser("list", help="each plugin (builtin or installed) and what it provides")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from typing import Any
 
 from headwater.auth import ConnectionString
 from headwater.cli.common import Client, add_connection_options, connection, print_result
@@ -29,8 +30,8 @@ def _name(args: argparse.Namespace) -> str:
     return f"hubs/{args.hub}/policies/{args.name}" if args.hub else f"policies/{args.name}"
 
 
-def _row(p: access_pb2.AccessPolicy) -> dict:
-    return {"name": p.name.rsplit("/", 1)[-1], "hub": p.hub or "(namespace)",
+def _row(p: access_pb2.AccessPolicy) -> dict[str, Any]:
+    return {"name": p.name.rsplit("/", 1)[-1], "hub": p.hub.removeprefix("hubs/") or "(namespace)",
             "rights": ",".join(_RIGHT_NAMES.get(r, str(r)) for r in p.rights),
             "created": p.create_time.ToDatetime(tzinfo=dt.UTC).isoformat(timespec="seconds")}
 
@@ -42,7 +43,7 @@ def _conn_string(args: argparse.Namespace, keys: access_pb2.AccessKeys, hub: str
                                 entity_path=hub))
 
 
-def _keys_out(args: argparse.Namespace, keys: access_pb2.AccessKeys, hub: str) -> dict:
+def _keys_out(args: argparse.Namespace, keys: access_pb2.AccessKeys, hub: str) -> dict[str, Any]:
     return {"primary_key": keys.primary_key, "secondary_key": keys.secondary_key,
             "primary_connection_string": _conn_string(args, keys, hub),
             "secondary_connection_string": _conn_string(args, keys, hub, secondary=True)}
@@ -94,7 +95,7 @@ def policy_connection_string(args: argparse.Namespace) -> str:
     return _conn_string(args, keys, args.hub or "", secondary=args.secondary)
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("policy", help="shared access policies: create, list, delete, renew keys",
                        description="Manage shared access policies (Send, Listen, Manage; a primary and a "
                                    "secondary key each) through the ingestion service. Needs Manage.")

@@ -23,12 +23,13 @@ from typing import Any
 
 import orjson
 
+from headwater.serializers import DecodeError
 from headwater.services.processing.local import decode_events, load_udf, run_local, udf_plugin
 
 __all__ = ["add_commands", "run_explain", "run_test", "read_events", "load_udf", "write_outputs"]
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     q = subparsers.add_parser("query", help="work with Stream Analytics queries locally")
     qsub = q.add_subparsers(dest="query_command", metavar="SUBCOMMAND")
     t = qsub.add_parser("test", help="run a query over sample files (no services)")
@@ -62,14 +63,19 @@ def _pair(text: str, what: str) -> tuple[str, str]:
     return k.strip(), v.strip()
 
 
-def read_events(path: str | Path, pm: Any = None) -> list[dict]:
-    """Events of a file: JSON array, JSON lines, CSV, or an Avro container file (by suffix)."""
-    return decode_events(Path(path).read_bytes(), Path(path).name, pm)
+def read_events(path: str | Path, pm: Any = None) -> list[dict[str, Any]]:
+    """Events of a file: JSON array, JSON lines, CSV, or an Avro container file (by suffix);
+    a file that does not read raises DecodeError naming it."""
+    try:
+        events: list[dict[str, Any]] = decode_events(Path(path).read_bytes(), Path(path).name, pm)
+        return events
+    except DecodeError as exc:
+        raise DecodeError(f"{path}: InputDeserializationError: {exc}") from None
 
 
 
 
-def write_outputs(out_dir: str | Path, rows: dict[str, list[dict]]) -> None:
+def write_outputs(out_dir: str | Path, rows: dict[str, list[dict[str, Any]]]) -> None:
     from headwater.services.processing.engine import format_rows
 
     d = Path(out_dir)
@@ -105,7 +111,7 @@ def run_test(args: argparse.Namespace) -> int:
         for spec in args.reference:
             alias, path = _pair(spec, "--reference")
             refs[alias] = read_events(path, pm)
-        stats: dict = {}
+        stats: dict[str, Any] = {}
         rows = run_local(query, inputs, refs, late=args.late_arrival_tolerance, ooo=args.out_of_order_tolerance,
                          action=args.out_of_order_action, arrival_field=args.arrival_time_field, pm=pm,
                          check_inputs=True, stats=stats)
@@ -125,7 +131,7 @@ def run_test(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(stats: dict, given: list[str]) -> None:
+def _report(stats: dict[str, Any], given: list[str]) -> None:
     """On stderr: input files the query does not read, and events not processed as given."""
     for alias in given:
         if alias.lower() not in stats["reads"]:

@@ -12,17 +12,20 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headwater.config import default_address
 from headwater.errors import HeadwaterError, Reason
+
+if TYPE_CHECKING:
+    from headwater.schemaregistry import SchemaGroup, SchemaProperties, SchemaRegistryClient
 
 __all__ = ["add_commands"]
 
 _MODES = ["none", "backward", "backward-transitive", "forward", "forward-transitive", "full", "full-transitive"]
 
 
-def _client(args: argparse.Namespace):
+def _client(args: argparse.Namespace) -> SchemaRegistryClient:
     from headwater.schemaregistry import DefaultAzureCredential, SchemaRegistryClient
 
     conn = (args.connection_string or os.environ.get("HEADWATER_REGISTRY_CONNECTION_STRING", "")
@@ -37,16 +40,16 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
-def _group_dict(g) -> dict:
+def _group_dict(g: SchemaGroup) -> dict[str, Any]:
     return {"name": g.name, "format": g.format.value, "compatibility": g.compatibility.value,
             "created_on": g.created_on, "updated_on": g.updated_on}
 
 
-def _props_dict(p) -> dict:
+def _props_dict(p: SchemaProperties) -> dict[str, Any]:
     return {"id": p.id, "group_name": p.group_name, "name": p.name, "version": p.version, "format": p.format.value}
 
 
-def _group_text(g) -> str:
+def _group_text(g: SchemaGroup) -> str:
     return f"{g.name}\tformat={g.format.value}\tcompatibility={g.compatibility.value.lower().replace('_', '-')}"
 
 
@@ -132,7 +135,7 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--registry", metavar="HOST:PORT",
                         help="registry address (default $HEADWATER_REGISTRY_ADDRESS, else $HEADWATER_HOME/endpoints.json, else localhost:50052)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from headwater.cli.common import Client, add_connection_options, print_result
 from headwater.errors import HeadwaterError, Reason
@@ -76,7 +77,7 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     sec = sub.add_parser("secret", help="set, list and delete secrets (secret:NAME in jobs and sinks)")
     ss = sec.add_subparsers(dest="secret_command", metavar="COMMAND", required=True)
     p = add_connection_options(ss.add_parser("set", help="create or replace a secret"), "sink")

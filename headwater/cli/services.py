@@ -7,18 +7,23 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from headwater.auth import ConnectionString
 from headwater.config import default_address, headwater_home
+
+if TYPE_CHECKING:
+    from headwater.server import Service
 
 __all__ = ["add_commands", "SERVICE_NAMES", "service_class"]
 
 SERVICE_NAMES = ("ingestion", "registry", "processing", "sink")
 
 
-def service_class(name: str):
+def service_class(name: str) -> type[Service]:
     """The Service subclass of ``headwater.services.<name>``."""
-    return importlib.import_module(f"headwater.services.{name}.server").SERVICE
+    cls: type[Service] = importlib.import_module(f"headwater.services.{name}.server").SERVICE
+    return cls
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -36,12 +41,12 @@ def _connection_string(args: argparse.Namespace) -> int:
         args.name, args.address, args.json = args.policy, None, False
         print(policy_connection_string(args))
         return 0
-    from headwater.auth import PolicyStore
+    from headwater.auth import Policy, PolicyStore
     from headwater.config import local_root_policy
 
     root = local_root_policy(args.auth_file)  # says where it looked when there is none
     store = PolicyStore(Path(args.auth_file) if args.auth_file else headwater_home() / "auth.json").ensure()
-    policy = root
+    policy: Policy | None = root
     if args.policy:  # the hub's own policy of that name first, else the namespace's (as tokens resolve)
         policy = (store.get(args.policy, args.hub) if args.hub else None) or store.get(args.policy)
         if policy is None and not args.hub:  # a hub-level policy, named without --hub
@@ -79,7 +84,7 @@ def _namespace(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("namespace", help="where every service of the namespace listens (GetNamespace)",
                        description="Ask the namespace endpoint (the connection string's, default the local "
                                    "stack's) for the address of every service, HTTP ingest and the dashboard.")
@@ -126,7 +131,7 @@ def _health(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_health_command(sub: argparse._SubParsersAction) -> None:
+def add_health_command(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("health", help="check a service's gRPC health (compose healthchecks use this)")
     p.add_argument("address", help="host:port")
     p.add_argument("--service-name", default="", help="a service name to check (default: the server)")

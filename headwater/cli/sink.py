@@ -12,9 +12,16 @@ import argparse
 import json
 import sys
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from headwater.errors import HeadwaterError, Reason
+
+if TYPE_CHECKING:
+    import grpc
+    from google.protobuf.message import Message
+
+    from headwater.v1 import sink_pb2, sink_pb2_grpc
 
 __all__ = ["add_commands"]
 
@@ -22,7 +29,7 @@ _MODES = ("append", "update", "complete")
 _POLICIES = ("retry", "drop")
 
 
-def _stub(args: argparse.Namespace):
+def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, sink_pb2_grpc.SinkServiceStub]:
     from headwater.cli.common import service_channel
     from headwater.v1 import sink_pb2_grpc
 
@@ -30,7 +37,7 @@ def _stub(args: argparse.Namespace):
     return channel, sink_pb2_grpc.SinkServiceStub(channel)
 
 
-def _call(method, request) -> Any:
+def _call(method: Callable[..., Any], request: Message) -> Any:  # the generated stubs are untyped
     import grpc
 
     try:
@@ -82,7 +89,7 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-def _sink_dict(s) -> dict[str, Any]:
+def _sink_dict(s: sink_pb2.Sink) -> dict[str, Any]:
     from google.protobuf import json_format
 
     d = json_format.MessageToDict(s, preserving_proto_field_name=True)
@@ -91,7 +98,7 @@ def _sink_dict(s) -> dict[str, Any]:
     return d
 
 
-def _sink_text(s) -> str:
+def _sink_text(s: sink_pb2.Sink) -> str:
     from headwater.v1 import sink_pb2 as spb
 
     mode = spb.OutputMode.Name(s.output_mode).removeprefix("OUTPUT_MODE_").lower()
@@ -114,17 +121,14 @@ def _sink_text(s) -> str:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from google.protobuf import struct_pb2
-
+    from headwater.sink_settings import set_settings
     from headwater.v1 import sink_pb2 as spb
 
-    config = struct_pb2.Struct()
-    config.update(_config(args))
-    sink = spb.Sink(kind=args.kind, config=config,
-                    output_mode=spb.OutputMode.Value(f"OUTPUT_MODE_{args.mode.upper()}"),
+    sink = spb.Sink(output_mode=f"OUTPUT_MODE_{args.mode.upper()}",  # enum fields take their value names
                     key_columns=args.key or [],
-                    error_policy=spb.ErrorPolicy.Value(f"ERROR_POLICY_{args.error_policy.upper()}"),
+                    error_policy=f"ERROR_POLICY_{args.error_policy.upper()}",
                     description=args.description or "")
+    set_settings(sink, args.kind, _config(args))
     channel, stub = _stub(args)
     with channel:
         resp = _call(stub.CreateSink, spb.CreateSinkRequest(
@@ -227,7 +231,7 @@ def _table_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(table) -> str:
+def _render(table: Any) -> str:  # a pyarrow.Table (untyped)
     """A plain text grid, as Spark's ``show(truncate=False)``."""
     if not table.num_columns:
         return "(empty table)"
@@ -241,7 +245,7 @@ def _render(table) -> str:
     return "\n".join(out)
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--sink", metavar="HOST:PORT",
                         help="sink service address (default $HEADWATER_SINK_ADDRESS, else $HEADWATER_HOME/endpoints.json, else localhost:50054)")

@@ -11,11 +11,15 @@ machine's own servers stand in (their service names in settings become
 JetStream cluster of ``nats-server`` processes on free ports (under
 ``$HEADWATER_HOME/nats``), given to ingestion as ``nats_url``. A profile reads
 ``<profile>.env`` next to the compose file; ``deploy.replicas`` starts that many
-processes (the extra ones on free ports, each with its own data folder). The
+processes (the extra ones on free ports, each with its own data folder; paths under the
+container's ``HEADWATER_HOME``, the shared volume, become the same paths under
+the local home). The
 addresses are written to ``$HEADWATER_HOME/endpoints.json`` (replicas as
 ``a,b``, which clients balance round robin) and later services get
 ``HEADWATER_<NAME>_ADDRESS`` for each earlier one. A service that exits is
-restarted as its ``restart:`` policy says (see :mod:`headwater.supervisor`).
+restarted as its ``restart:`` policy says (see :mod:`headwater.supervisor`):
+replicas by their service's, local NATS nodes by their ``nats-N`` service's, on the
+same ports and store. ``up.pids`` names every process (``ingestion-2``, ``nats-1``).
 """
 
 from __future__ import annotations
@@ -31,12 +35,20 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from headwater.compose import load_compose, profile_env
 from headwater.config import headwater_home, read_endpoints
 from headwater.errors import HeadwaterError, Reason
 from headwater.procs import ServiceProcess, headwater_cmd
+from headwater.storage import write_atomic
 from headwater.supervisor import Supervisor, compose_policies
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from headwater.compose import ComposeService
+    from headwater.nats_cluster import NatsCluster
 
 SERVICE_NAMES = ("ingestion", "registry", "processing", "sink")
 
@@ -62,7 +74,7 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def planned_ports(svc, env: dict[str, str]) -> list[tuple[str, int]]:
+def planned_ports(svc: ComposeService, env: dict[str, str]) -> list[tuple[str, int]]:
     """``(what, port)`` each fixed port ``svc`` will bind, from its settings (file defaults, env)."""
     from headwater.cli.services import service_class
     from headwater.config import load_config
@@ -114,9 +126,7 @@ def read_pids(path: Path) -> dict[str, int]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode())
 
 
 def _write_pids(procs: list[ServiceProcess]) -> None:
@@ -124,7 +134,7 @@ def _write_pids(procs: list[ServiceProcess]) -> None:
     _write_atomic(_pidfile(), "\n".join([f"driver {os.getpid()}", *(f"{p.name} {p.pid}" for p in procs)]))
 
 
-def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, quiet: bool = False,
+def start_stack(compose_file: str, profiles: Iterable[str] = (), ephemeral_ports: bool = False, quiet: bool = False,
                 timeout: float = 60.0) -> list[ServiceProcess]:
     """Start compose_file's headwater services; returns the started processes.
 
@@ -145,7 +155,8 @@ def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, q
     envs = {}
     for svc in services:
         if svc.is_headwater:
-            env = {k: _localize(v, local) for k, v in svc.environment.items()}
+            inside = svc.environment.get("HEADWATER_HOME", "")
+            env = {k: _home_path(_localize(v, local), inside, home) for k, v in svc.environment.items()}
             env["HEADWATER_HOME"] = str(home)
             env["HEADWATER_HOST"] = "127.0.0.1"
             envs[svc.name] = env
@@ -163,11 +174,12 @@ def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, q
     try:
         nats = [s for s in services if not s.is_headwater and s.image.startswith("nats")]
         if nats:
-            from headwater.nats_cluster import NatsCluster
+            from headwater.nats_cluster import NatsCluster, NatsNode
 
-            started.cluster = NatsCluster(home / "nats", size=len(nats)).start(timeout)
+            cluster = started.cluster = NatsCluster(home / "nats", size=len(nats)).start(timeout)
+            started.nodes = [NatsNode(cluster, i, svc.name) for i, svc in enumerate(nats)]
             if not quiet:
-                print(f"{'nats':<{width}} | {len(nats)}-node JetStream cluster: {started.cluster.url}", flush=True)
+                print(f"{'nats':<{width}} | {len(nats)}-node JetStream cluster: {cluster.url}", flush=True)
         for i, svc in enumerate(services):
             if not svc.is_headwater:
                 if not quiet and svc not in nats:
@@ -210,7 +222,7 @@ def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, q
         if live_stack(home):  # another `up` won the race for this home while we started
             raise PortBusy(Reason.SERVICE_BUSY, f"another headwater up started a stack from {home} meanwhile")
         _write_atomic(home / "endpoints.json", json.dumps(endpoints, indent=2))
-        _write_pids(started)
+        _write_pids([*started, *started.nodes])
         wrote = True
     except BaseException:
         stop_stack(started, remove_state=wrote)
@@ -218,16 +230,27 @@ def start_stack(compose_file: str, profiles=(), ephemeral_ports: bool = False, q
     return started
 
 
-class Stack(list):
+class Stack(list[Any]):
     """The started service processes, and the local NATS cluster of a profile (stopped last)."""
 
-    cluster = None
+    cluster: NatsCluster | None = None
+    #: The cluster's nodes by compose service name (``nats-1`` ...), supervised as services.
+    nodes: list[Any] = []
 
 
 def _localize(value: str, names: set[str]) -> str:
     """A container's address of another compose service (``postgres``, ``nats-1``) as this machine's."""
     for name in names:
         value = re.sub(rf"(?<=[/@]){re.escape(name)}(?=[:/]|$)", "127.0.0.1", value)
+    return value
+
+
+def _home_path(value: str, inside: str, home: Path) -> str:
+    """A path under the container's ``HEADWATER_HOME`` (the shared volume) as the same
+    path under the local home (the processing replicas' shared checkpoint folder)."""
+    inside = inside.rstrip("/")
+    if inside and (value == inside or value.startswith(inside + "/")):
+        return str(home) + value[len(inside):]
     return value
 
 
@@ -272,8 +295,10 @@ def _up(args: argparse.Namespace) -> int:
     print("headwater up: " + ", ".join(f"{k} {v}" for k, v in endpoints.items() if k in SERVICE_NAMES),
           flush=True)
     print(path_hint(), flush=True)
-    supervisor = Supervisor(procs, policies, stopped=lambda: not _pidfile().exists(),
-                            on_restart=lambda _: _write_pids(procs))
+    # The local NATS nodes are supervised too (compose's nats-N services' restart policy).
+    supervised = [*procs, *getattr(procs, "nodes", [])]
+    supervisor = Supervisor(supervised, policies, stopped=lambda: not _pidfile().exists(),
+                            on_restart=lambda _: _write_pids(supervised))
     return _wait_forever(procs, supervisor)
 
 
@@ -341,7 +366,7 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("up", help="run compose.yaml's services as local processes",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-f", "--file", default="compose.yaml", help="compose file (default compose.yaml)")

@@ -58,7 +58,7 @@ class EventData:
 
     def __init__(self, body: str | bytes | None = None) -> None:
         if body is None:
-            self._body = b""
+            self._body: bytes | None = b""
         elif isinstance(body, str):
             self._body = body.encode("utf-8")
         elif isinstance(body, (bytes, bytearray, memoryview)):
@@ -81,21 +81,26 @@ class EventData:
         ev._content_type = ev._correlation_id = ev._message_id = _UNREAD
         return ev
 
+    def _event(self) -> event_pb2.EventData:
+        # Only a received event has fields left to read (the others were set by its constructor).
+        assert self._received is not None
+        return self._received.event
+
     def _field(self, name: str) -> str | None:
-        return getattr(self._received.event, name) or None  # type: ignore[union-attr]
+        return getattr(self._event(), name) or None
 
     @property
     def body(self) -> bytes:
         """The payload bytes."""
         if self._body is None:
-            self._body = self._received.event.body  # type: ignore[union-attr]
+            self._body = self._event().body
         return self._body
 
     @property
     def properties(self) -> dict[str, Any]:
         """Application properties (values are strings once sent)."""
         if self._properties is None:
-            self._properties = dict(self._received.event.properties)  # type: ignore[union-attr]
+            self._properties = dict(self._event().properties)
         return self._properties
 
     @properties.setter
@@ -106,7 +111,7 @@ class EventData:
     def content_type(self) -> str | None:
         if self._content_type is _UNREAD:
             self._content_type = self._field("content_type")
-        return self._content_type  # type: ignore[return-value]
+        return self._content_type
 
     @content_type.setter
     def content_type(self, value: str | None) -> None:
@@ -116,7 +121,7 @@ class EventData:
     def correlation_id(self) -> str | None:
         if self._correlation_id is _UNREAD:
             self._correlation_id = self._field("correlation_id")
-        return self._correlation_id  # type: ignore[return-value]
+        return self._correlation_id
 
     @correlation_id.setter
     def correlation_id(self, value: str | None) -> None:
@@ -126,7 +131,7 @@ class EventData:
     def message_id(self) -> str | None:
         if self._message_id is _UNREAD:
             self._message_id = self._field("message_id")
-        return self._message_id  # type: ignore[return-value]
+        return self._message_id
 
     @message_id.setter
     def message_id(self, value: str | None) -> None:
@@ -159,7 +164,7 @@ class EventData:
     @property
     def partition_key(self) -> str | None:
         if self._partition_key is None:
-            self._partition_key = self._received.event.partition_key  # type: ignore[union-attr]
+            self._partition_key = self._event().partition_key
         return self._partition_key or None
 
     @property
@@ -325,13 +330,13 @@ def duration(seconds: float) -> duration_pb2.Duration:
     return d
 
 
-def hub_properties(hub: ingestion_pb2.Hub) -> dict:
+def hub_properties(hub: ingestion_pb2.Hub) -> dict[str, Any]:
     return {"eventhub_name": hub.name.removeprefix("hubs/"),
             "created_at": hub.create_time.ToDatetime(tzinfo=dt.UTC),
             "partition_ids": list(hub.partition_ids)}
 
 
-def partition_properties(hub: str, p: ingestion_pb2.PartitionProperties) -> dict:
+def partition_properties(hub: str, p: ingestion_pb2.PartitionProperties) -> dict[str, Any]:
     return {"eventhub_name": hub, "id": p.partition_id,
             "beginning_sequence_number": p.beginning_sequence_number,
             "last_enqueued_sequence_number": p.last_enqueued_sequence_number,
@@ -341,7 +346,7 @@ def partition_properties(hub: str, p: ingestion_pb2.PartitionProperties) -> dict
             "is_empty": p.is_empty}
 
 
-def last_enqueued(resp: ingestion_pb2.ReadEventsResponse) -> dict | None:
+def last_enqueued(resp: ingestion_pb2.ReadEventsResponse) -> dict[str, Any] | None:
     if not resp.HasField("retrieval_time"):
         return None
     return {"sequence_number": resp.last_enqueued_sequence_number, "offset": str(resp.last_enqueued_offset),
@@ -358,7 +363,7 @@ class Idempotence:
         self.producer_id = uuid.uuid4().hex if enabled else ""
         self.next: dict[str, int] = {}
 
-    def fields(self, batch: EventDataBatch) -> dict:
+    def fields(self, batch: EventDataBatch) -> dict[str, Any]:
         if not self.enabled:
             return {}
         if batch.partition_id is None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Self, TypeVar
 
 import grpc
 
@@ -31,15 +31,18 @@ from headwater.eventhub._common import (
     partition_properties,
     to_batch,
 )
-from headwater.eventhub._wire import PublishEventsRequestPacked, method
 from headwater.eventhub.aio._client import _policy
+from headwater.eventhub.wire import PublishEventsRequestPacked, method
 from headwater.retry import retry_sync
 from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
 
 __all__ = ["EventHubConsumerClient", "EventHubProducerClient", "PartitionContext", "ServiceCheckpointStore"]
 
+_T = TypeVar("_T")
+_AioCheckpointStore = _aio.ServiceCheckpointStore  # ServiceCheckpointStore._aio() hides the module in its class
 
-def _call(fn: Callable[[], Any]) -> Any:
+
+def _call(fn: Callable[[], _T]) -> _T:
     try:
         return fn()
     except grpc.RpcError as exc:
@@ -63,16 +66,17 @@ class _SyncBase:
             self._stub = ingestion_pb2_grpc.IngestionServiceStub(self._channel)
         return self._stub
 
-    def get_eventhub_properties(self) -> dict:
+    def get_eventhub_properties(self) -> dict[str, Any]:
         stub = self._get_stub()
         resp = retry_sync(lambda: _call(lambda: stub.GetHub(
             ingestion_pb2.GetHubRequest(name=f"hubs/{self.eventhub_name}"))), self._retry)
         return hub_properties(resp.hub)
 
     def get_partition_ids(self) -> list[str]:
-        return self.get_eventhub_properties()["partition_ids"]
+        ids: list[str] = self.get_eventhub_properties()["partition_ids"]
+        return ids
 
-    def get_partition_properties(self, partition_id: str) -> dict:
+    def get_partition_properties(self, partition_id: str) -> dict[str, Any]:
         stub = self._get_stub()
         resp = retry_sync(lambda: _call(lambda: stub.GetPartitionProperties(
             ingestion_pb2.GetPartitionPropertiesRequest(
@@ -84,7 +88,7 @@ class _SyncBase:
             self._channel.close()
         self._channel = self._stub = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -100,7 +104,7 @@ class EventHubProducerClient(_SyncBase):
         self._max_batch = kwargs.pop("max_batch_size_in_bytes", None)
         kwargs.pop("logging_enable", None)
         super().__init__(fully_qualified_namespace, eventhub_name, credential, **kwargs)
-        self._publish = None
+        self._publish: grpc.UnaryUnaryMultiCallable[Any, ingestion_pb2.PublishEventsResponse] | None = None
 
     @classmethod
     def from_connection_string(cls, conn_str: str, *, eventhub_name: str | None = None,
@@ -113,7 +117,8 @@ class EventHubProducerClient(_SyncBase):
         return EventDataBatch(max_size_in_bytes or self._max_batch, partition_id, partition_key)
 
     def send_batch(self, event_data_batch: EventDataBatch | list[EventData], *, partition_id: str | None = None,
-                   partition_key: str | None = None, timeout: float | None = None):
+                   partition_key: str | None = None,
+                   timeout: float | None = None) -> ingestion_pb2.PublishEventsResponse:
         batch = to_batch(event_data_batch, partition_id, partition_key)
         if len(batch) == 0:
             return ingestion_pb2.PublishEventsResponse()
@@ -127,11 +132,12 @@ class EventHubProducerClient(_SyncBase):
             hub=self.eventhub_name, events=batch._events, partition_id=batch.partition_id or "",
             partition_key=batch.partition_key or "", request_id=uuid.uuid4().hex, **self._idempotence.fields(batch))
         publish = self._publish
+        assert publish is not None
         resp = retry_sync(lambda: _call(lambda: publish(request, timeout=timeout)), self._retry)
         self._idempotence.sent(batch)
         return resp
 
-    def send_event(self, event_data: EventData, **kwargs: Any):
+    def send_event(self, event_data: EventData, **kwargs: Any) -> ingestion_pb2.PublishEventsResponse:
         return self.send_batch([event_data], **kwargs)
 
     def close(self) -> None:
@@ -153,26 +159,26 @@ class ServiceCheckpointStore:
     def _aio(self) -> _aio.ServiceCheckpointStore:
         return _aio.ServiceCheckpointStore(self._conn, **self._kwargs)
 
-    def _run(self, name: str, *args: Any) -> Any:
-        async def go():
+    def _run(self, call: Callable[[_AioCheckpointStore], Awaitable[_T]]) -> _T:
+        async def go() -> _T:
             store = self._aio()
             try:
-                return await getattr(store, name)(*args)
+                return await call(store)
             finally:
                 await store.close()
         return asyncio.run(go())
 
-    def list_ownership(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str) -> list[dict]:
-        return self._run("list_ownership", fully_qualified_namespace, eventhub_name, consumer_group)
+    def list_ownership(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str) -> list[dict[str, Any]]:
+        return self._run(lambda s: s.list_ownership(fully_qualified_namespace, eventhub_name, consumer_group))
 
-    def claim_ownership(self, ownership_list: list[dict]) -> list[dict]:
-        return self._run("claim_ownership", ownership_list)
+    def claim_ownership(self, ownership_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._run(lambda s: s.claim_ownership(ownership_list))
 
-    def update_checkpoint(self, checkpoint: dict) -> None:
-        self._run("update_checkpoint", checkpoint)
+    def update_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._run(lambda s: s.update_checkpoint(checkpoint))
 
-    def list_checkpoints(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str) -> list[dict]:
-        return self._run("list_checkpoints", fully_qualified_namespace, eventhub_name, consumer_group)
+    def list_checkpoints(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str) -> list[dict[str, Any]]:
+        return self._run(lambda s: s.list_checkpoints(fully_qualified_namespace, eventhub_name, consumer_group))
 
 
 class PartitionContext:
@@ -184,10 +190,10 @@ class PartitionContext:
         self.eventhub_name = inner.eventhub_name
         self.consumer_group = inner.consumer_group
         self.fully_qualified_namespace = inner.fully_qualified_namespace
-        self._pending: list = []
+        self._pending: list[Any] = []
 
     @property
-    def last_enqueued_event_properties(self) -> dict | None:
+    def last_enqueued_event_properties(self) -> dict[str, Any] | None:
         return self._inner.last_enqueued_event_properties
 
     def update_checkpoint(self, event: EventData | None = None, **kwargs: Any) -> None:
@@ -225,12 +231,12 @@ class EventHubConsumerClient:
         conn, hub = parse_connection(conn_str, eventhub_name)
         return cls(conn, hub, consumer_group, **kwargs)
 
-    def _wrap(self, fn: Callable | None, with_ctx: bool = True):
+    def _wrap(self, fn: Callable[..., Any] | None, with_ctx: bool = True) -> Callable[..., Awaitable[Any]] | None:
         if fn is None:
             return None
         contexts: dict[int, PartitionContext] = {}
 
-        async def call(ctx, *rest):
+        async def call(ctx: _aio.PartitionContext, *rest: Any) -> Any:
             sctx = contexts.get(id(ctx))
             if sctx is None:
                 sctx = contexts[id(ctx)] = PartitionContext(ctx)
@@ -240,11 +246,11 @@ class EventHubConsumerClient:
 
         return call
 
-    def _go(self, name: str, callback: Callable, kwargs: dict) -> None:
+    def _go(self, name: str, callback: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         for key in ("on_error", "on_partition_initialize", "on_partition_close"):
             kwargs[key] = self._wrap(kwargs.get(key))
 
-        async def main():
+        async def main() -> None:
             with self._lock:
                 if self._closed:
                     return
@@ -257,32 +263,34 @@ class EventHubConsumerClient:
 
         asyncio.run(main())
 
-    def receive(self, on_event: Callable, **kwargs: Any) -> None:
+    def receive(self, on_event: Callable[..., Any], **kwargs: Any) -> None:
         """Blocks, calling ``on_event(partition_context, event)``, until close()."""
         self._go("receive", on_event, kwargs)
 
-    def receive_batch(self, on_event_batch: Callable, **kwargs: Any) -> None:
+    def receive_batch(self, on_event_batch: Callable[..., Any], **kwargs: Any) -> None:
         """Blocks, calling ``on_event_batch(partition_context, events)``, until close()."""
         self._go("receive_batch", on_event_batch, kwargs)
 
-    def get_eventhub_properties(self) -> dict:
+    def get_eventhub_properties(self) -> dict[str, Any]:
         return self._props(lambda c: c.get_eventhub_properties())
 
     def get_partition_ids(self) -> list[str]:
-        return self.get_eventhub_properties()["partition_ids"]
+        ids: list[str] = self.get_eventhub_properties()["partition_ids"]
+        return ids
 
-    def get_partition_properties(self, partition_id: str) -> dict:
+    def get_partition_properties(self, partition_id: str) -> dict[str, Any]:
         return self._props(lambda c: c.get_partition_properties(partition_id))
 
-    def _props(self, fn: Callable) -> Any:
-        async def go(client):
+    def _props(self, fn: Callable[[_aio.EventHubConsumerClient], Awaitable[_T]]) -> _T:
+        async def go(client: _aio.EventHubConsumerClient) -> _T:
             try:
                 return await fn(client)
             finally:
                 if client is not self._client:
                     await client.close()
-        if self._loop is not None and self._loop.is_running():
-            return asyncio.run_coroutine_threadsafe(go(self._client), self._loop).result()
+        running = self._client  # set with _loop, under the lock
+        if self._loop is not None and self._loop.is_running() and running is not None:
+            return asyncio.run_coroutine_threadsafe(go(running), self._loop).result()
         return asyncio.run(go(_aio.EventHubConsumerClient(*self._args, **dict(self._kwargs))))
 
     def close(self) -> None:
@@ -304,7 +312,7 @@ class EventHubConsumerClient:
             except RuntimeError:
                 pass
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

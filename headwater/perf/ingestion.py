@@ -32,7 +32,11 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headwater.eventhub import EventData
+    from headwater.eventhub.aio import EventHubProducerClient, PartitionContext
 
 __all__ = ["add_perf_commands", "consume", "produce"]
 
@@ -57,7 +61,6 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
     if text:
         yield text
         return
-    home = os.environ.get("HEADWATER_HOME")
     if args.address:
         from headwater.config import local_root_policy
 
@@ -91,8 +94,6 @@ def _service(args: argparse.Namespace) -> Iterator[str]:
             from headwater.services.ingestion.log.nats import delete_prefix
 
             asyncio.run(delete_prefix(args.nats_url, prefix))
-        if home is not None:
-            os.environ["HEADWATER_HOME"] = home
 
 
 async def _delete_hub(conn: str, name: str) -> None:
@@ -138,7 +139,7 @@ async def _produce(conn: str, hub: str, args: argparse.Namespace) -> dict[str, A
     latencies: list[float] = []
     clients = [EventHubProducerClient.from_connection_string(conn, eventhub_name=hub) for _ in range(args.producers)]
 
-    async def run(client) -> None:
+    async def run(client: EventHubProducerClient) -> None:
         for i in counter:
             batch = EventDataBatch._from_encoded(pool[i % len(pool)])
             t0 = time.perf_counter()
@@ -164,10 +165,11 @@ async def _produce(conn: str, hub: str, args: argparse.Namespace) -> dict[str, A
             "p50_ms": _pct(latencies, 0.5) * 1000, "p99_ms": _pct(latencies, 0.99) * 1000}
 
 
-async def _stream_producer(conn: str, hub: str, pool: list, counter, latencies: list, window: int) -> None:
+async def _stream_producer(conn: str, hub: str, pool: list[Any], counter: Iterator[int], latencies: list[Any],
+                           window: int) -> None:
     """One PublishEventsStream with up to ``window`` batches awaiting their acknowledgement."""
     from headwater.channel import aio_channel
-    from headwater.eventhub._wire import PublishEventsRequestPacked, method
+    from headwater.eventhub.wire import PublishEventsRequestPacked, method
     from headwater.v1 import ingestion_pb2
 
     ch = aio_channel(conn)
@@ -199,7 +201,7 @@ async def _stream_producer(conn: str, hub: str, pool: list, counter, latencies: 
 
 async def _consume(conn: str, hub: str, partitions: int, expected: int) -> dict[str, Any]:
     from headwater.channel import aio_channel
-    from headwater.eventhub._wire import ReadEventsResponsePacked, method
+    from headwater.eventhub.wire import ReadEventsResponsePacked, method
     from headwater.v1 import event_pb2, ingestion_pb2
 
     ch = aio_channel(conn)
@@ -238,7 +240,7 @@ async def _consume_sdk(conn: str, hub: str, partitions: int) -> dict[str, Any]:
     done: set[str] = set()
     total = 0
 
-    async def on_batch(ctx, events):
+    async def on_batch(ctx: PartitionContext, events: list[EventData]) -> None:
         nonlocal total
         if not events:
             done.add(ctx.partition_id)
@@ -325,7 +327,7 @@ def produce(args: argparse.Namespace) -> int:
     with _service(args) as conn:
         hub = args.hub or f"perf-{uuid.uuid4().hex[:8]}"
 
-        async def main():
+        async def main() -> tuple[dict[str, Any], dict[str, Any] | None]:
             if not args.hub:
                 await _create_hub(conn, hub, args.partitions)
             try:
@@ -370,7 +372,7 @@ def consume(args: argparse.Namespace) -> int:
     with _service(args) as conn:
         hub = args.hub or f"perf-{uuid.uuid4().hex[:8]}"
 
-        async def main():
+        async def main() -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
             if not args.hub:
                 await _create_hub(conn, hub, args.partitions)
             try:
@@ -433,7 +435,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
-def add_perf_commands(perf_subparsers: argparse._SubParsersAction) -> None:
+def add_perf_commands(perf_subparsers: argparse._SubParsersAction[Any]) -> None:
     p = perf_subparsers.add_parser("produce", help="publish events/s into the ingestion service",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
@@ -450,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     add_perf_commands(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    status: int = args.func(args)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

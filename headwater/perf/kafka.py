@@ -28,21 +28,23 @@ _WARM_UP_S = 2.0
 
 def _kafka_port(args: argparse.Namespace) -> str:
     """host:port of the Kafka endpoint: --kafka-bootstrap, or the port the started service printed."""
-    if args.kafka_bootstrap:
-        return args.kafka_bootstrap
+    bootstrap: str = args.kafka_bootstrap
+    if bootstrap:
+        return bootstrap
     proc = getattr(args, "service_process", None)
     if proc is None:
         raise SystemExit("headwater perf --protocol kafka: give --kafka-bootstrap HOST:PORT for a running service")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        for line in list(proc.lines):
+        lines: list[str] = list(proc.lines)
+        for line in lines:
             if "ingestion kafka on " in line:
                 return "127.0.0.1:" + line.rsplit(":", 1)[1]
         time.sleep(0.05)
     raise SystemExit("the ingestion service started here printed no Kafka port")
 
 
-def _conf(bootstrap: str, conn: str, **extra) -> dict:
+def _conf(bootstrap: str, conn: str, **extra: Any) -> dict[str, Any]:
     from headwater.auth import ConnectionString
 
     tls = ConnectionString.parse(conn).use_tls
@@ -55,7 +57,7 @@ def _produce_kafka(bootstrap: str, conn: str, hub: str, args: argparse.Namespace
 
     from headwater.perf.ingestion import _bodies
 
-    errors: list = []
+    errors: list[Any] = []
     producer = Producer(_conf(bootstrap, conn, **{
         "linger.ms": args.kafka_linger_ms, "batch.size": 1_000_000, "batch.num.messages": 100_000,
         "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_000_000,
@@ -97,7 +99,11 @@ def _consume_kafka(bootstrap: str, conn: str, hub: str, partitions: int, expecte
     consumer = Consumer(_conf(bootstrap, conn, **{
         "group.id": f"perf-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
         "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
-        "queued.max.messages.kbytes": 512 * 1024, "fetch.wait.max.ms": 100}))
+        "queued.max.messages.kbytes": 512 * 1024, "fetch.wait.max.ms": 100,
+        # librdkafka stops fetching a partition for fetch.queue.backoff.ms (1 s) once its local
+        # queue holds queued.min.messages (100,000): a reader draining as fast as it can would
+        # sit out whole seconds of a 1-3 s run (one run in three measured 240,000/s so).
+        "queued.min.messages": 2_000_000, "fetch.queue.backoff.ms": 10}))
     total = nbytes = 0
     t0 = time.perf_counter()
     consumer.assign([TopicPartition(hub, p, 0) for p in range(partitions)])

@@ -18,7 +18,12 @@ limit whatever the rate. The stream keeps flowing after the measured
 ``--seconds`` until every measured event has arrived (a stopped stream holds its
 last events back by the late-arrival tolerance, as Stream Analytics does).
 Prints delivered events/s (measured events over the time from the first send to
-the last of them delivered), p50/p99 latency in ms; ``peak_rss_mb`` is this
+the last of them delivered; for the book, the events counted in the windows that
+closed by the end of sending, over the time from the first send to the last of those
+windows delivered), p50/p99 latency in ms; the CPU seconds each process used while
+the measured events went through (``cpu_s``: a service with its job workers, and
+this driver) and their sum per event (``cpu_us_per_event``, far less dependent on
+the other work on the machine than events/s); the load average; ``peak_rss_mb`` is this
 driver's (the services are other processes). With ``--json`` one JSON object is
 the last line.
 """
@@ -27,14 +32,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import tempfile
 import time
 from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["TripRequests", "add_perf_commands", "run_pipeline"]
+__all__ = ["TripRequests", "add_perf_commands", "events_per_request", "run_pipeline"]
 
-QUERIES = {
+QUERIES: dict[str, str | None] = {
     "passthrough": "SELECT tripId, createdAt INTO [Dashboard] FROM [Trips] TIMESTAMP BY createdAt",
     "book": None,  # headwater.pipeline.BOOK_QUERY
 }
@@ -55,7 +62,7 @@ class TripRequests:
     def __init__(self, hub: str, per_request: int, templates: int = 8, seed: int = 7) -> None:
         import orjson
 
-        from headwater.eventhub._wire import PublishEventsRequestPacked
+        from headwater.eventhub.wire import PublishEventsRequestPacked
         from headwater.trips import trip
         from headwater.v1 import event_pb2
 
@@ -70,7 +77,7 @@ class TripRequests:
         sample = [event() for _ in range(64)]
         size = max(map(len, sample)) + 8
         self.per_request = max(1, min(per_request, MAX_REQUEST_BYTES // size))
-        self.templates = [
+        self.templates: list[bytes] = [
             PublishEventsRequestPacked(hub=f"hubs/{hub}", events=[event() for _ in range(self.per_request)])
             .SerializeToString() for _ in range(templates)]
         self._i = 0
@@ -83,20 +90,25 @@ class TripRequests:
         return self.templates[self._i % len(self.templates)].replace(_PLACEHOLDER, stamp)
 
 
+def events_per_request(rate: float | None) -> int:
+    """Events asked per request: 50 requests a second at ``rate``, 1,000 with --rate max
+    (TripRequests then caps it so a request stays under MAX_REQUEST_BYTES)."""
+    return 1000 if rate is None else max(1, int(rate / 50))
+
+
 async def send(address: str, hub: str, rate: float | None, duration_s: float | None,
-               counter: list[int] | None = None) -> int:
+               counter: list[int] | None = None, home: str | None = None) -> int:
     """Send trips at ``rate`` events/s (None: as fast as possible) for ``duration_s``
     (None: until cancelled); returns how many were sent (also kept in ``counter[0]``)."""
     from headwater.channel import aio_channel
-    from headwater.eventhub._wire import method
+    from headwater.eventhub.wire import method
     from headwater.pipeline import local_connection
     from headwater.v1 import ingestion_pb2
 
     counter = counter if counter is not None else [0]
-    per = 1000 if rate is None else max(1, int(rate / 50))
-    reqs = TripRequests(hub, per)
+    reqs = TripRequests(hub, events_per_request(rate))
     start = time.monotonic()
-    async with aio_channel(local_connection(address)) as ch:
+    async with aio_channel(local_connection(address, home)) as ch:
         publish = ch.unary_unary(method("PublishEvents"), request_serializer=lambda b: b,
                                  response_deserializer=ingestion_pb2.PublishEventsResponse.FromString)
 
@@ -111,7 +123,7 @@ async def send(address: str, hub: str, rate: float | None, duration_s: float | N
     return counter[0]
 
 
-def _times_us(column):
+def _times_us(column: Any) -> Any:  # pyarrow and numpy are untyped
     """A column of times (ISO text or timestamps) as int64 microseconds."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -121,23 +133,25 @@ def _times_us(column):
     return pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
-async def _run(endpoints: dict[str, str], query: str, rate: float | None, seconds: float, book: bool) -> dict:
+async def _run(endpoints: dict[str, str], query: str, rate: float | None, seconds: float, book: bool,
+               home: str, pids: dict[str, int]) -> dict[str, Any]:
     import numpy as np
     import pyarrow as pa
 
     from headwater.channel import aio_channel
+    from headwater.perf.common import tree_cpu_s
     from headwater.pipeline import local_connection, setup_pipeline
     from headwater.v1 import sink_pb2 as spb
     from headwater.v1 import sink_pb2_grpc
 
     await setup_pipeline(endpoints, hub="perf", partitions=4, sink_kind="memory", dataset="perf", query=query,
-                         sink_config=None)
+                         sink_config=None, home=home)
     #: per received batch: (event or window times us, arrival us, counts)
-    got: list[tuple] = []
+    got: list[tuple[Any, ...]] = []
     last_arrival = [0.0]
 
     async def subscribe() -> None:
-        async with aio_channel(local_connection(endpoints["sink"])) as ch:
+        async with aio_channel(local_connection(endpoints["sink"], home)) as ch:
             stream = sink_pb2_grpc.SinkServiceStub(ch).SubscribeRows(spb.SubscribeRowsRequest(name="sinks/perf"))
             async for resp in stream:
                 now = time.time()
@@ -152,18 +166,21 @@ async def _run(endpoints: dict[str, str], query: str, rate: float | None, second
 
     sub = asyncio.create_task(subscribe())
     await asyncio.sleep(0.5)
+    cpu0 = {name: tree_cpu_s(pid) for name, pid in pids.items()}
+    driver0 = _own_cpu_s()
     t0 = time.monotonic()
     w0 = time.time()
-    sent = await send(endpoints["ingestion"], "perf", rate, seconds)
+    sent = await send(endpoints["ingestion"], "perf", rate, seconds, home=home)
     boundary = int(time.time() * 1e6)
     elapsed = time.monotonic() - t0
     await asyncio.sleep(0.01)  # event times are kept to the millisecond: keep the run-out after the boundary
     # Keep the stream going while the measured events drain: a stream that stops
     # holds its last events back by the late-arrival tolerance (every partition's
     # watermark must pass them), which is the stream's end, not its steady state.
-    runout = asyncio.create_task(send(endpoints["ingestion"], "perf", rate or 2000.0, None))
+    runout_sent = [0]
+    runout = asyncio.create_task(send(endpoints["ingestion"], "perf", rate or 2000.0, None, runout_sent, home=home))
 
-    def measured() -> tuple:
+    def measured() -> tuple[Any, ...]:
         if not got:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         times = np.concatenate([g[0] for g in got])
@@ -173,13 +190,19 @@ async def _run(endpoints: dict[str, str], query: str, rate: float | None, second
         return times[keep], arrivals[keep], counts[keep]
 
     deadline = time.monotonic() + 60 + (12 if book else 0)
+    seen, done_measured, past_window = 0, 0, False
     while time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-        times, _, counts = measured()
-        if not book and len(times) >= sent:
+        new, seen = got[seen:], len(got)  # only the batches since the last look
+        done_measured += sum(int((g[0] <= boundary).sum()) for g in new)
+        past_window = past_window or any((g[0] > boundary + 10_000_000).any() for g in new)
+        if not book and done_measured >= sent:
             break
-        if book and got and any((g[0] > boundary + 10_000_000).any() for g in got):
+        if book and past_window:
             break
+    cpu = {name: tree_cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+    handled = sent + runout_sent[0]  # the CPU went to every event sent until now
+    cpu["driver"] = _own_cpu_s() - driver0
     runout.cancel()
     sub.cancel()
     await asyncio.gather(runout, sub, return_exceptions=True)
@@ -188,42 +211,47 @@ async def _run(endpoints: dict[str, str], query: str, rate: float | None, second
     lat_ms = np.sort((arrivals - times) / 1000.0)
     if rate is None:  # throughput: measured events over first send to last delivery
         done = (arrivals.max() / 1e6 - w0) if len(arrivals) else elapsed
-        per_s = received / max(done, elapsed)
+        # The book counts the events of the windows that closed by the end of sending,
+        # sent over the first (window end - w0) seconds only, not the whole send.
+        per_s = received / (done if book else max(done, elapsed))
     else:
         per_s = received / elapsed
 
     def pct(p: float) -> float:
         return round(float(lat_ms[min(len(lat_ms) - 1, int(p * len(lat_ms)))]), 1) if len(lat_ms) else 0.0
 
+    total_cpu = sum(cpu.values())
     return {"sent": sent, "delivered": received, "events_per_s": round(per_s), "send_events_per_s":
-            round(sent / elapsed), "p50_ms": pct(0.50), "p99_ms": pct(0.99), "rows": len(lat_ms)}
+            round(sent / elapsed), "p50_ms": pct(0.50), "p99_ms": pct(0.99), "rows": len(lat_ms),
+            "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+            "cpu_us_per_event": round(total_cpu * 1e6 / max(1, handled), 2),
+            "load_average": round(os.getloadavg()[0], 1)}
+
+
+def _own_cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def run_pipeline(rate: float | None, seconds: float, query: str = "passthrough",
-                 checkpoint_interval_s: float = 0.2) -> dict:
+                 checkpoint_interval_s: float = 0.1) -> dict[str, Any]:
     """``rate`` None: as fast as the producers can."""
-    import os
-
     from headwater.pipeline import BOOK_QUERY
     from headwater.procs import start_local_services, stop_local_services
 
     book = query == "book"
     text = BOOK_QUERY if book else QUERIES[query]
+    if text is None:
+        raise ValueError(f"no query {query!r}")
     with tempfile.TemporaryDirectory(prefix="headwater-perf-") as home:
         procs = start_local_services(
             ["ingestion", "sink", "processing"], home,
             env={"HEADWATER_PROCESSING_CHECKPOINT_INTERVAL_S": str(checkpoint_interval_s)})
         try:
             endpoints = {n: p.address for n, p in procs.items()}
-            old = os.environ.get("HEADWATER_HOME")
-            os.environ["HEADWATER_HOME"] = home
-            try:
-                return asyncio.run(_run(endpoints, text, rate, seconds, book))
-            finally:
-                if old is None:
-                    os.environ.pop("HEADWATER_HOME", None)
-                else:
-                    os.environ["HEADWATER_HOME"] = old
+            return asyncio.run(_run(endpoints, text, rate, seconds, book, home, {n: p.pid for n, p in procs.items()}))
         finally:
             stop_local_services(procs)
 
@@ -241,24 +269,26 @@ def _rate(value: str) -> float | None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from headwater.cli.perf import emit, peak_rss_mb
+    from headwater.perf.common import emit, peak_rss_mb
 
     r = run_pipeline(args.rate, args.seconds, args.query, args.checkpoint_interval)
     rate = "max" if args.rate is None else f"{args.rate:,.0f}/s"
     r.update(query=args.query, rate=args.rate if args.rate is not None else "max", peak_rss_mb=round(peak_rss_mb(), 1))
     emit(f"perf pipeline ({args.query}): sent {r['sent']:,} at {rate} ({r['send_events_per_s']:,}/s), delivered "
          f"{r['delivered']:,} ({r['events_per_s']:,}/s); latency p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms "
-         f"(checkpoint interval {args.checkpoint_interval}s)", r, args.json)
+         f"(checkpoint interval {args.checkpoint_interval}s); CPU {r['cpu_us_per_event']} us per event over all "
+         f"processes ({', '.join(f'{k} {v} s' for k, v in r['cpu_s'].items())}); load average {r['load_average']}",
+         r, args.json)
     return 0 if r["delivered"] >= r["sent"] or args.query == "book" else 1
 
 
-def add_perf_commands(perf_sub: argparse._SubParsersAction) -> None:
+def add_perf_commands(perf_sub: argparse._SubParsersAction[Any]) -> None:
     p = perf_sub.add_parser("pipeline", help="publish -> processing -> sink, end-to-end throughput and latency",
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=_rate, default=5000.0,
                    help="events per second, or 'max' to send as fast as possible (default 5000)")
     p.add_argument("--seconds", type=float, default=10, help="how long to send (default 10)")
     p.add_argument("--query", choices=tuple(QUERIES), default="passthrough")
-    p.add_argument("--checkpoint-interval", type=float, default=0.2, help="job epoch in seconds (default 0.2)")
+    p.add_argument("--checkpoint-interval", type=float, default=0.1, help="job epoch in seconds (default 0.1)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_cmd)

@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 
 __all__ = ["SUITE", "run_suite"]
 
@@ -97,9 +98,9 @@ def _engine_run(text: str, batches: list[list[bytes]], n: int) -> tuple[float, i
 
 
 def run_suite(n: int, batch: int, rate: float, compare: str | None, only: list[str] | None = None
-              ) -> Iterator[dict]:
+              ) -> Iterator[dict[str, Any]]:
     """One result per shape: events/s of the engine (and of DuckDB over the same events)."""
-    from headwater.cli.perf import trip_batches
+    from headwater.perf.common import trip_batches
 
     batches = list(trip_batches(n, batch, rate_per_s=rate))
     _engine_run(SUITE["book"][0], list(trip_batches(min(n, 5000), batch, seed=1)), n)  # warm up (imports, pools)
@@ -138,12 +139,15 @@ CHECKPOINT_QUERIES = {
     "count": "SELECT k, COUNT(*) AS n, SUM(v) AS s FROM i TIMESTAMP BY t GROUP BY k, TumblingWindow(minute, 10)",
     # row path: STDEV has no vectorised kernel, so the whole aggregate runs row by row
     "stdev": "SELECT k, COUNT(*) AS n, STDEV(v) AS sd FROM i TIMESTAMP BY t GROUP BY k, TumblingWindow(minute, 10)",
-    # row path: LAG keeps the last event of each partition key
+    # vectorised LAG: the last entry of each partition key (an Arrow table)
     "lag": "SELECT k, v, LAG(v) OVER (PARTITION BY k LIMIT DURATION(hour, 1)) AS prev FROM i TIMESTAMP BY t",
+    # row path: LAG with WHEN keeps the recent events of each partition key (msgpack section)
+    "lag_when": "SELECT k, v, LAG(v) OVER (PARTITION BY k LIMIT DURATION(hour, 1) WHEN v >= 0) AS prev "
+                "FROM i TIMESTAMP BY t",
 }
 
 
-def checkpoint(keys: int, vectorize: bool = True, state: str = "count") -> dict:
+def checkpoint(keys: int, vectorize: bool = True, state: str = "count") -> dict[str, Any]:
     """Snapshot and restore of a runtime holding ``keys`` group keys in one open window:
     the blocking time of a checkpoint (ms) and the blob's size. ``state`` picks the query
     (:data:`CHECKPOINT_QUERIES`): a vectorised aggregate or a row-path operator's state."""
@@ -167,6 +171,24 @@ def checkpoint(keys: int, vectorize: bool = True, state: str = "count") -> dict:
     t3 = time.perf_counter()
     rt2.flush()
     rows = len(rt2.take_frames()["output"])
-    return {"keys": keys, "snapshot_ms": round((t1 - t0) * 1000, 1), "restore_ms": round((t3 - t2) * 1000, 1),
-            "snapshot_mb": round(len(blob) / 1e6, 2), "rows_after_restore": rows,
-            "state": state, "plan": rt.mode}
+    out = {"keys": keys, "snapshot_ms": round((t1 - t0) * 1000, 1), "restore_ms": round((t3 - t2) * 1000, 1),
+           "snapshot_mb": round(len(blob) / 1e6, 2), "rows_after_restore": rows,
+           "state": state, "plan": rt.mode}
+    if hasattr(os, "fork"):  # as a job's worker checkpoints: capture, fork, the child serializes and writes
+        t4 = time.perf_counter()
+        captured = rt.snapshot_begin()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                with open(os.devnull, "wb") as f:
+                    f.write(captured.finish())
+                code = 0
+            finally:
+                os._exit(code)
+        t5 = time.perf_counter()
+        _, status = os.waitpid(pid, 0)
+        t6 = time.perf_counter()
+        out.update(fork_pause_ms=round((t5 - t4) * 1000, 1), fork_written_ms=round((t6 - t4) * 1000, 1),
+                   fork_ok=os.waitstatus_to_exitcode(status) == 0)
+    return out

@@ -68,24 +68,26 @@ def _registry(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
         cred = DefaultAzureCredential()
         yield (lambda cache: SchemaRegistryClient(args.registry, cred, cache=cache)), None
         return
+    from headwater.auth import PolicyStore
     from headwater.procs import ServiceProcess, headwater_cmd
+    from headwater.schemaregistry import SharedAccessKeyCredential
 
     with tempfile.TemporaryDirectory(prefix="hw-perf-registry-") as tmp:
-        home = os.path.join(tmp, "home")
-        os.environ.setdefault("HEADWATER_HOME", home)
+        home = os.environ.get("HEADWATER_HOME") or os.path.join(tmp, "home")  # this process's env is left alone
         proc = ServiceProcess("registry", [*headwater_cmd(), "serve", "registry", "--port", "0",
                                            "--metrics-port", "-1", "--data-dir", os.path.join(tmp, "data")],
-                              env={"HEADWATER_HOME": os.environ["HEADWATER_HOME"],
-                                   "HEADWATER_LOG_LEVEL": "WARNING"})
+                              env={"HEADWATER_HOME": home, "HEADWATER_LOG_LEVEL": "WARNING"})
         proc.start()
         try:
-            cred = DefaultAzureCredential()
-            yield (lambda cache: SchemaRegistryClient(proc.address, cred, cache=cache)), proc
+            root = PolicyStore(os.path.join(home, "auth.json")).ensure().root()
+            root_cred = SharedAccessKeyCredential(root.name, root.key)
+            yield (lambda cache: SchemaRegistryClient(proc.address, root_cred, cache=cache)), proc
         finally:
             proc.terminate(5)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from headwater.errors import HeadwaterError, Reason
     from headwater.pluginmanager import get_plugin_manager
     from headwater.schemaregistry.avroencoder import AvroEncoder
 
@@ -96,10 +98,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         group = f"perf-{os.getpid()}"
         props = cold.register_schema(group, "perf.Trip", SCHEMA, "Avro")
         for label, client in (("cache_off", cold), ("cache_on", warm)):
-            r = _measure(secs, lambda c=client: c.register_schema(group, "perf.Trip", SCHEMA, "Avro"))
+            def register(c: Any = client) -> Any:
+                return c.register_schema(group, "perf.Trip", SCHEMA, "Avro")
+
+            def lookup(c: Any = client) -> Any:
+                return c.get_schema(props.id)
+
+            r = _measure(secs, register)
             result[f"register_{label}_per_s"], result[f"register_{label}_p50_ms"] = r["per_s"], r["p50_ms"]
             result[f"register_{label}_p99_ms"] = r["p99_ms"]
-            r = _measure(secs, lambda c=client: c.get_schema(props.id))
+            r = _measure(secs, lookup)
             result[f"lookup_{label}_per_s"], result[f"lookup_{label}_p50_ms"] = r["per_s"], r["p50_ms"]
             result[f"lookup_{label}_p99_ms"] = r["p99_ms"]
         counter = iter(range(10**9))
@@ -108,7 +116,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         encoder = AvroEncoder(client=warm, group_name=group, auto_register=True)
         batch = [_event(i) for i in range(args.batch)]
-        encoded: list[dict] = []
+        encoded: list[dict[str, Any]] = []
 
         def encode() -> None:
             encoded[:] = [encoder.encode(e, schema=SCHEMA) for e in batch]
@@ -120,10 +128,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         r = _measure(secs, lambda: [encoder.decode(m) for m in encoded], batch=len(batch))
         result["avro_decode_encoder_events_per_s"] = r["per_s"]
 
-        serializer = get_plugin_manager().collect().serializers.get("avro").configured(warm)
+        avro = get_plugin_manager().collect().serializers.get("avro")
+        if avro is None:
+            raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, "the avro serializer plugin is not installed (headwater[server])")
+        serializer = avro.configured(warm)
         bodies = [m["content"] for m in encoded]
         types = [m["content_type"] for m in encoded]
-        r = _measure(secs, lambda: serializer.decode_events(bodies, types), batch=len(batch))
+        r = _measure(secs, lambda: serializer.decode(bodies, types), batch=len(batch))
         result["avro_decode_plugin_events_per_s"] = r["per_s"]
         result["events_per_s"] = r["per_s"]
         result["mb_per_s"] = r["per_s"] * body_bytes / len(batch) / 1e6
@@ -153,7 +164,7 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_perf_commands(perf_subparsers: argparse._SubParsersAction) -> None:
+def add_perf_commands(perf_subparsers: argparse._SubParsersAction[Any]) -> None:
     p = perf_subparsers.add_parser(
         "registry", help="registry calls/s (cache off and on) and Avro encode/decode events/s",
         description=__doc__.split("\n\n")[0])

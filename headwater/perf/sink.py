@@ -107,12 +107,15 @@ def _stats(rows: int, nbytes: int, elapsed: float, lat: list[float]) -> dict[str
             "seconds": elapsed}
 
 
-def _direct(args: argparse.Namespace, batches: list[Any], kind_name: str, config: dict, mode: str,
+def _direct(args: argparse.Namespace, batches: list[Any], kind_name: str, config: dict[str, Any], mode: str,
             keys: list[str], tmp: str) -> dict[str, float]:
+    from headwater.errors import HeadwaterError, Reason
     from headwater.pluginmanager import get_plugin_manager
     from headwater.sinks import Checkpoint, OutputMode, SinkSpec
 
     kind = get_plugin_manager().collect().sinks.get(kind_name)
+    if kind is None:
+        raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"no sink kind {kind_name!r} is installed")
     spec = SinkSpec("perf", config, OutputMode(mode), tuple(keys), __import__("pathlib").Path(tmp) / "state")
     spec = SinkSpec("perf", kind.validate(config, spec), spec.output_mode, spec.key_columns, spec.data_dir)
     sink = kind.create(spec)
@@ -130,14 +133,14 @@ def _direct(args: argparse.Namespace, batches: list[Any], kind_name: str, config
     return _stats(sum(b.num_rows for b in batches), sum(b.nbytes for b in batches), elapsed, lat)
 
 
-def _via_service(args: argparse.Namespace, batches: list[Any], kind_name: str, config: dict, mode: str,
+def _via_service(args: argparse.Namespace, batches: list[Any], kind_name: str, config: dict[str, Any], mode: str,
                  keys: list[str], home: str) -> tuple[dict[str, float], float]:
     import grpc
-    from google.protobuf import struct_pb2
 
     from headwater.auth import ConnectionString, PolicyStore
     from headwater.channel import sync_channel
     from headwater.errors import HeadwaterError
+    from headwater.sink_settings import set_settings
     from headwater.sinks import batch_to_proto
     from headwater.v1 import sink_pb2 as spb
     from headwater.v1 import sink_pb2_grpc
@@ -155,14 +158,12 @@ def _via_service(args: argparse.Namespace, batches: list[Any], kind_name: str, c
             conn = ConnectionString(endpoint=f"headwater://{address}/", shared_access_key_name=root.name,
                                     shared_access_key=root.key)
         name = f"perf-{uuid.uuid4().hex[:8]}"
-        cfg = struct_pb2.Struct()
-        cfg.update(config)
         with sync_channel(conn) as ch:
             stub = sink_pb2_grpc.SinkServiceStub(ch)
             try:
-                stub.CreateSink(spb.CreateSinkRequest(sink_id=name, sink=spb.Sink(
-                    kind=kind_name, config=cfg, output_mode=spb.OutputMode.Value(f"OUTPUT_MODE_{mode.upper()}"),
-                    key_columns=keys)), timeout=30)
+                sink = spb.Sink(output_mode=f"OUTPUT_MODE_{mode.upper()}", key_columns=keys)
+                stub.CreateSink(spb.CreateSinkRequest(sink_id=name, sink=set_settings(sink, kind_name, config)),
+                                timeout=30)
                 lat = []
                 t_start = time.perf_counter()
                 for i, rb in enumerate(encoded):
@@ -216,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_perf_commands(perf_sub: argparse._SubParsersAction) -> None:
+def add_perf_commands(perf_sub: argparse._SubParsersAction[Any]) -> None:
     p = perf_sub.add_parser("sink", help="rows/s into one output (memory, PostgreSQL, files, Delta)",
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", choices=OUTPUTS, default="memory", help="default memory")

@@ -10,7 +10,9 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.config import DEFAULT_PORTS, headwater_home
@@ -55,7 +57,7 @@ class SchemaFormat(str, enum.Enum):
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"unknown schema format {value!r}: use Avro or Json",
                              metadata={"field": "format"})
 
-    def to_pb(self) -> int:
+    def to_pb(self) -> pb.SchemaFormat:
         return pb.SCHEMA_FORMAT_AVRO if self is SchemaFormat.AVRO else pb.SCHEMA_FORMAT_JSON
 
     @classmethod
@@ -87,15 +89,16 @@ class CompatibilityMode(str, enum.Enum):
                                  f"{', '.join(m.value.lower().replace('_', '-') for m in cls)}",
                                  metadata={"field": "compatibility"}) from None
 
-    def to_pb(self) -> int:
-        return pb.CompatibilityMode.Value(f"COMPATIBILITY_MODE_{self.value}")
+    def to_pb(self) -> pb.CompatibilityMode:
+        mode: pb.CompatibilityMode = getattr(pb, f"COMPATIBILITY_MODE_{self.value}")
+        return mode
 
     @classmethod
     def from_pb(cls, value: int) -> CompatibilityMode:
         return cls(pb.CompatibilityMode.Name(value).removeprefix("COMPATIBILITY_MODE_"))
 
 
-def _time(ts: Any) -> datetime | None:
+def _time(ts: Timestamp | None) -> datetime | None:
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return None
     return ts.ToDatetime(tzinfo=UTC)
@@ -224,22 +227,26 @@ def connection_for(fully_qualified_namespace: str, credential: Any) -> Connectio
                             shared_access_key_name=name, shared_access_key=key, use_tls=tls)
 
 
-class LruCache:
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LruCache(Generic[K, V]):
     """A small thread-safe LRU map (the client's schema caches)."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._data: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> Any:
+    def get(self, key: K) -> V | None:
         with self._lock:
             value = self._data.get(key)
             if value is not None:
                 self._data.move_to_end(key)
             return value
 
-    def put(self, key: Hashable, value: Any) -> None:
+    def put(self, key: K, value: V) -> None:
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)

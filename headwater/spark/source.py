@@ -8,9 +8,9 @@ partition's range with ReadEvents and hands Spark an Arrow record batch per resp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyspark.sql.datasource import (
     DataSource,
@@ -22,6 +22,17 @@ from pyspark.sql.datasource import (
 
 from headwater.errors import HeadwaterError, Reason
 
+if TYPE_CHECKING:
+    import grpc
+    from google.protobuf.message import Message
+    from pyspark.sql import Row, SparkSession
+    from pyspark.sql.streaming.datasource import ReadLimit
+    from pyspark.sql.types import StructType
+
+    from headwater.v1 import event_pb2, ingestion_pb2_grpc
+
+_T = TypeVar("_T")
+
 __all__ = ["SCHEMA", "HeadwaterDataSource", "HeadwaterStreamReader", "HeadwaterStreamWriter", "register"]
 
 #: The azure-event-hubs-spark connector's columns.
@@ -29,7 +40,7 @@ SCHEMA = ("body binary, partition string, offset string, sequenceNumber long, en
           "publisher string, partitionKey string, properties map<string,string>")
 
 
-def register(spark) -> None:
+def register(spark: SparkSession) -> None:
     """``spark.dataSource.register(HeadwaterDataSource)``: makes ``format("headwater")`` known."""
     spark.dataSource.register(HeadwaterDataSource)
 
@@ -58,7 +69,7 @@ class _Target:
                                  "connection string)", metadata={"field": "eventHubName"})
         return cls(text, hub, opts.get("consumergroup") or "$Default")
 
-    def stub(self):
+    def stub(self) -> tuple[grpc.Channel, ingestion_pb2_grpc.IngestionServiceStub]:
         from headwater.channel import sync_channel
         from headwater.v1 import ingestion_pb2_grpc
 
@@ -66,7 +77,7 @@ class _Target:
         return channel, ingestion_pb2_grpc.IngestionServiceStub(channel)
 
 
-def _call(method, request):
+def _call(method: Callable[..., _T], request: Message) -> _T:
     import grpc
 
     try:
@@ -85,11 +96,11 @@ class HeadwaterDataSource(DataSource):
     def schema(self) -> str:
         return SCHEMA
 
-    def streamReader(self, schema) -> HeadwaterStreamReader:  # noqa: N802 - Spark's name
-        return HeadwaterStreamReader(self.options)
+    def streamReader(self, schema: StructType) -> HeadwaterStreamReader:  # noqa: N802 - Spark's name
+        return HeadwaterStreamReader(dict(self.options))
 
-    def streamWriter(self, schema, overwrite: bool) -> HeadwaterStreamWriter:  # noqa: N802
-        return HeadwaterStreamWriter(self.options, schema)
+    def streamWriter(self, schema: StructType, overwrite: bool) -> HeadwaterStreamWriter:  # noqa: N802
+        return HeadwaterStreamWriter(dict(self.options), schema)
 
 
 class _Range(InputPartition):
@@ -116,7 +127,7 @@ class HeadwaterStreamReader(DataSourceStreamReader):
         if self.max_events < 0 or not 1 <= self.max_batch <= 10_000:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "maxEventsPerTrigger must be >= 0 and maxBatchSize "
                                  "1..10000", metadata={"field": "maxEventsPerTrigger"})
-        self._last_end: dict | None = None
+        self._last_end: dict[str, Any] | None = None
 
     # -- planning (driver) ---------------------------------------------------------
     def _partitions(self) -> dict[str, tuple[int, int]]:
@@ -133,7 +144,7 @@ class HeadwaterStreamReader(DataSourceStreamReader):
                 out[pid] = (p.beginning_sequence_number, p.last_enqueued_sequence_number + 1)
             return out
 
-    def initialOffset(self) -> dict:  # noqa: N802
+    def initialOffset(self) -> dict[str, Any]:  # noqa: N802
         parts = self._partitions()
         text = str(self.starting).strip()
         if text.lower() in ("latest", "@latest", "end"):
@@ -158,12 +169,12 @@ class HeadwaterStreamReader(DataSourceStreamReader):
                 out[pid] = nxt
         return out
 
-    def getDefaultReadLimit(self):  # noqa: N802 - pyspark >= 4.2
+    def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802 - pyspark >= 4.2
         from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
         return ReadMaxRows(self.max_events) if self.max_events else ReadAllAvailable()
 
-    def latestOffset(self, start: dict | None = None, limit: Any = None) -> dict:  # noqa: N802
+    def latestOffset(self, start: dict[str, Any] | None = None, limit: Any = None) -> dict[str, Any]:  # noqa: N802
         """The end of every partition, capped by ``maxEventsPerTrigger`` (shared by backlog)."""
         ends = {pid: nxt for pid, (_first, nxt) in self._partitions().items()}
         if start is None:  # pyspark < 4.2 passes neither; the previous end is the start
@@ -173,16 +184,19 @@ class HeadwaterStreamReader(DataSourceStreamReader):
         self._last_end = ends
         return ends
 
-    def partitions(self, start: dict, end: dict) -> list[_Range]:
+    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[_Range]:
         return [_Range(pid, int(start.get(pid, 0)), int(stop)) for pid, stop in sorted(end.items())
                 if int(stop) > int(start.get(pid, 0))]
 
-    def commit(self, end: dict) -> None:
+    def commit(self, end: dict[str, Any]) -> None:
         """Spark's checkpoint holds the offsets; nothing to do on the hub."""
 
     # -- reading (workers) -----------------------------------------------------------
-    def read(self, partition: _Range) -> Iterator:
+    def read(self, partition: InputPartition) -> Iterator[Any]:
         import pyarrow as pa
+
+        if not isinstance(partition, _Range):  # Spark hands back what partitions() returned
+            raise TypeError(f"not a headwater partition: {partition!r}")
 
         from headwater.v1 import event_pb2
         from headwater.v1 import ingestion_pb2 as ipb
@@ -210,7 +224,7 @@ class HeadwaterStreamReader(DataSourceStreamReader):
                 stream.cancel()
 
 
-def _capped(start: dict, ends: dict, cap: int | None) -> dict:
+def _capped(start: dict[str, Any], ends: dict[str, Any], cap: int | None) -> dict[str, Any]:
     """``ends`` limited to ``cap`` events in all, shared by each partition's backlog."""
     backlog = {pid: max(0, end - int(start.get(pid, end))) for pid, end in ends.items()}
     total = sum(backlog.values())
@@ -223,7 +237,7 @@ def _capped(start: dict, ends: dict, cap: int | None) -> dict:
     return {pid: int(start.get(pid, ends[pid])) + share[pid] for pid in ends}
 
 
-def _arrow_batch(events, pa):
+def _arrow_batch(events: Sequence[event_pb2.ReceivedEvent], pa: Any) -> Any:  # pyarrow is untyped
     """Spark rows for a list of ReceivedEvent, as one Arrow record batch."""
     return pa.RecordBatch.from_arrays([
         pa.array([e.event.body for e in events], pa.binary()),
@@ -250,20 +264,20 @@ class HeadwaterStreamWriter(DataSourceStreamWriter):
     batch_rows = 500
     batch_bytes = 768 * 1024
 
-    def __init__(self, options: dict[str, str], schema) -> None:
+    def __init__(self, options: dict[str, str], schema: StructType | None) -> None:
         self.target = _Target.from_options(options)
         names = set(schema.fieldNames()) if schema is not None else {"body"}
         if "body" not in names:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "the headwater sink needs a `body` column (string or "
                                  f"binary); the stream has {sorted(names)}", metadata={"field": "body"})
 
-    def write(self, iterator) -> _Sent:
+    def write(self, iterator: Iterator[Row]) -> _Sent:
         from headwater.v1 import event_pb2
         from headwater.v1 import ingestion_pb2 as ipb
 
         channel, stub = self.target.stub()
         sent = 0
-        pending: dict[str, list] = {}
+        pending: dict[str, list[Any]] = {}
         sizes: dict[str, int] = {}
 
         def flush(key: str) -> None:
@@ -292,8 +306,8 @@ class HeadwaterStreamWriter(DataSourceStreamWriter):
                 flush(key)
         return _Sent(sent)
 
-    def commit(self, messages, batchId: int) -> None:  # noqa: N803 - Spark's name
+    def commit(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:  # noqa: N803 - Spark's name
         """Every task published its rows already."""
 
-    def abort(self, messages, batchId: int) -> None:  # noqa: N803
+    def abort(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:  # noqa: N803
         """Rows a failed task sent stay published (at least once)."""

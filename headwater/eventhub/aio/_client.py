@@ -9,9 +9,10 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from headwater.auth import ConnectionString
 from headwater.channel import aio_channel
@@ -29,7 +30,7 @@ from headwater.eventhub._common import (
     partition_properties,
     to_batch,
 )
-from headwater.eventhub._wire import PublishEventsRequestPacked, method
+from headwater.eventhub.wire import PublishEventsRequestPacked, method
 from headwater.retry import DEFAULT_POLICY, RetryPolicy, retry_async
 from headwater.v1 import event_pb2, ingestion_pb2, ingestion_pb2_grpc
 
@@ -38,9 +39,13 @@ __all__ = ["CheckpointStore", "EventHubConsumerClient", "EventHubProducerClient"
 
 log = logging.getLogger("headwater.eventhub")
 
+_T = TypeVar("_T")
+#: ``on_event(context, event)`` / ``on_event_batch(context, events)``: a function or a coroutine function.
+_OnEvent = Callable[..., Any]
 
-def _policy(kwargs: dict) -> RetryPolicy:
-    policy = kwargs.pop("retry_policy", None)
+
+def _policy(kwargs: dict[str, Any]) -> RetryPolicy:
+    policy: RetryPolicy | None = kwargs.pop("retry_policy", None)
     if policy is not None:
         return policy
     total = kwargs.pop("retry_total", None)
@@ -49,7 +54,7 @@ def _policy(kwargs: dict) -> RetryPolicy:
     return DEFAULT_POLICY
 
 
-async def _call(fn: Callable[[], Awaitable[Any]]) -> Any:
+async def _call(fn: Callable[[], Awaitable[_T]]) -> _T:
     try:
         return await fn()
     except grpc.aio.AioRpcError as exc:
@@ -64,7 +69,7 @@ class _Connection:
         self.hub = hub
         self._channel: grpc.aio.Channel | None = None
         self._stub: ingestion_pb2_grpc.IngestionServiceStub | None = None
-        self._publish = None
+        self._publish: grpc.aio.UnaryUnaryMultiCallable[Any, ingestion_pb2.PublishEventsResponse] | None = None
 
     @property
     def namespace(self) -> str:
@@ -79,8 +84,9 @@ class _Connection:
                 response_deserializer=ingestion_pb2.PublishEventsResponse.FromString)
         return self._stub
 
-    def publish(self):
+    def publish(self) -> grpc.aio.UnaryUnaryMultiCallable[Any, ingestion_pb2.PublishEventsResponse]:
         self.stub()
+        assert self._publish is not None  # stub() opened it
         return self._publish
 
     async def close(self) -> None:
@@ -98,16 +104,17 @@ class _ClientBase:
         self.eventhub_name = eventhub_name
         self.fully_qualified_namespace = conn.address
 
-    async def get_eventhub_properties(self) -> dict:
+    async def get_eventhub_properties(self) -> dict[str, Any]:
         stub = self._conn.stub()
         resp = await retry_async(lambda: _call(lambda: stub.GetHub(
             ingestion_pb2.GetHubRequest(name=f"hubs/{self.eventhub_name}"))), self._retry)
         return hub_properties(resp.hub)
 
     async def get_partition_ids(self) -> list[str]:
-        return (await self.get_eventhub_properties())["partition_ids"]
+        ids: list[str] = (await self.get_eventhub_properties())["partition_ids"]
+        return ids
 
-    async def get_partition_properties(self, partition_id: str) -> dict:
+    async def get_partition_properties(self, partition_id: str) -> dict[str, Any]:
         stub = self._conn.stub()
         resp = await retry_async(lambda: _call(lambda: stub.GetPartitionProperties(
             ingestion_pb2.GetPartitionPropertiesRequest(
@@ -117,7 +124,7 @@ class _ClientBase:
     async def close(self) -> None:
         await self._conn.close()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -176,17 +183,17 @@ class CheckpointStore:
     """The Event Hubs processor's checkpoint store interface (dicts in, dicts out)."""
 
     async def list_ownership(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str,
-                             **kwargs: Any) -> list[dict]:
+                             **kwargs: Any) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    async def claim_ownership(self, ownership_list: list[dict], **kwargs: Any) -> list[dict]:
+    async def claim_ownership(self, ownership_list: list[dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    async def update_checkpoint(self, checkpoint: dict, **kwargs: Any) -> None:
+    async def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None:
         raise NotImplementedError
 
     async def list_checkpoints(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str,
-                               **kwargs: Any) -> list[dict]:
+                               **kwargs: Any) -> list[dict[str, Any]]:
         raise NotImplementedError
 
 
@@ -194,13 +201,14 @@ class InMemoryCheckpointStore(CheckpointStore):
     """Checkpoints in this process only (what the consumer uses with no store)."""
 
     def __init__(self) -> None:
-        self._ownership: dict[tuple, dict] = {}
-        self._checkpoints: dict[tuple, dict] = {}
+        self._ownership: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._checkpoints: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    async def list_ownership(self, fully_qualified_namespace, eventhub_name, consumer_group, **kwargs):
+    async def list_ownership(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str,
+                             **kwargs: Any) -> list[dict[str, Any]]:
         return [dict(o) for k, o in self._ownership.items() if k[:2] == (eventhub_name, consumer_group)]
 
-    async def claim_ownership(self, ownership_list, **kwargs):
+    async def claim_ownership(self, ownership_list: list[dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
         out = []
         for o in ownership_list:
             key = (o["eventhub_name"], o["consumer_group"], o["partition_id"])
@@ -211,11 +219,12 @@ class InMemoryCheckpointStore(CheckpointStore):
                 out.append(dict(new))
         return out
 
-    async def update_checkpoint(self, checkpoint, **kwargs):
+    async def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None:
         key = (checkpoint["eventhub_name"], checkpoint["consumer_group"], checkpoint["partition_id"])
         self._checkpoints[key] = dict(checkpoint)
 
-    async def list_checkpoints(self, fully_qualified_namespace, eventhub_name, consumer_group, **kwargs):
+    async def list_checkpoints(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str,
+                               **kwargs: Any) -> list[dict[str, Any]]:
         return [dict(c) for k, c in self._checkpoints.items() if k[:2] == (eventhub_name, consumer_group)]
 
 
@@ -232,12 +241,14 @@ class ServiceCheckpointStore(CheckpointStore):
         """``container_name`` is accepted for BlobCheckpointStore compatibility and ignored."""
         return cls(ConnectionString.parse(conn_str), **kwargs)
 
-    async def _rpc(self, name: str, request):
+    async def _rpc(self, name: str, request: Message) -> Any:  # the generated stubs are untyped
         stub = self._conn.stub()
         return await retry_async(lambda: _call(lambda: getattr(stub, name)(request)), self._retry)
 
-    async def list_ownership(self, fully_qualified_namespace, eventhub_name, consumer_group, **kwargs):
-        out, token = [], ""
+    async def list_ownership(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str,
+                             **kwargs: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        token = ""
         while True:
             resp = await self._rpc("ListOwnerships", ingestion_pb2.ListOwnershipsRequest(
                 hub=eventhub_name, consumer_group=consumer_group, page_token=token))
@@ -246,7 +257,7 @@ class ServiceCheckpointStore(CheckpointStore):
             if not token:
                 return out
 
-    async def claim_ownership(self, ownership_list, **kwargs):
+    async def claim_ownership(self, ownership_list: list[dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
         if not ownership_list:
             return []
         resp = await self._rpc("ClaimOwnership", ingestion_pb2.ClaimOwnershipRequest(ownerships=[
@@ -256,31 +267,38 @@ class ServiceCheckpointStore(CheckpointStore):
         ns = ownership_list[0].get("fully_qualified_namespace", "")
         return [_ownership_dict(ns, o) for o in resp.ownerships]
 
-    async def update_checkpoint(self, checkpoint, **kwargs):
+    async def update_checkpoint(self, checkpoint: dict[str, Any], **kwargs: Any) -> None:
         await self._rpc("UpdateCheckpoint", ingestion_pb2.UpdateCheckpointRequest(checkpoint=ingestion_pb2.Checkpoint(
             hub=checkpoint["eventhub_name"], consumer_group=checkpoint["consumer_group"],
             partition_id=checkpoint["partition_id"], offset=int(checkpoint.get("offset") or 0),
             sequence_number=int(checkpoint["sequence_number"]))))
 
-    async def list_checkpoints(self, fully_qualified_namespace, eventhub_name, consumer_group, **kwargs):
+    async def list_checkpoints(self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str,
+                               **kwargs: Any) -> list[dict[str, Any]]:
         resp = await self._rpc("ListCheckpoints", ingestion_pb2.ListCheckpointsRequest(
             hub=eventhub_name, consumer_group=consumer_group))
-        return [{"fully_qualified_namespace": fully_qualified_namespace, "eventhub_name": c.hub,
-                 "consumer_group": c.consumer_group, "partition_id": c.partition_id, "offset": str(c.offset),
+        return [{"fully_qualified_namespace": fully_qualified_namespace, "eventhub_name": _id(c.hub),
+                 "consumer_group": _id(c.consumer_group), "partition_id": c.partition_id, "offset": str(c.offset),
                  "sequence_number": c.sequence_number} for c in resp.checkpoints]
 
     async def close(self) -> None:
         await self._conn.close()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
-def _ownership_dict(ns: str, o: ingestion_pb2.Ownership) -> dict:
-    return {"fully_qualified_namespace": ns, "eventhub_name": o.hub, "consumer_group": o.consumer_group,
+def _id(name: str) -> str:
+    """The id at the end of a resource name (``hubs/h`` -> ``h``, ``hubs/h/consumerGroups/g`` -> ``g``):
+    the checkpoint store's dicts hold ids, as azure-eventhub's do."""
+    return name.rsplit("/", 1)[-1]
+
+
+def _ownership_dict(ns: str, o: ingestion_pb2.Ownership) -> dict[str, Any]:
+    return {"fully_qualified_namespace": ns, "eventhub_name": _id(o.hub), "consumer_group": _id(o.consumer_group),
             "partition_id": o.partition_id, "owner_id": o.owner_id, "etag": o.etag,
             "last_modified_time": o.last_modified_time.ToNanoseconds() / 1e9}
 
@@ -297,7 +315,7 @@ class PartitionContext:
         self.eventhub_name = client.eventhub_name
         self.consumer_group = client.consumer_group
         self.fully_qualified_namespace = client.fully_qualified_namespace
-        self.last_enqueued_event_properties: dict | None = None
+        self.last_enqueued_event_properties: dict[str, Any] | None = None
         self._last_event: EventData | None = None
 
     async def update_checkpoint(self, event: EventData | None = None, **kwargs: Any) -> None:
@@ -334,7 +352,7 @@ class EventHubConsumerClient(_ClientBase):
         kwargs.pop("logging_enable", None)
         super().__init__(fully_qualified_namespace, eventhub_name, credential, **kwargs)
         self.owner_id = uuid.uuid4().hex
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._closed = asyncio.Event() if _loop_running() else None
         self._closing = False
         self._balance_lock = asyncio.Lock()
@@ -345,12 +363,12 @@ class EventHubConsumerClient(_ClientBase):
         conn, hub = parse_connection(conn_str, eventhub_name)
         return cls(conn, hub, consumer_group, **kwargs)
 
-    async def receive(self, on_event: Callable, *, max_wait_time: float | None = None,
+    async def receive(self, on_event: Callable[..., Any], *, max_wait_time: float | None = None,
                       partition_id: str | None = None, owner_level: int | None = None,
                       prefetch: int | None = None, track_last_enqueued_event_properties: bool = False,
                       starting_position: Any = None, starting_position_inclusive: Any = False,
-                      on_error: Callable | None = None, on_partition_initialize: Callable | None = None,
-                      on_partition_close: Callable | None = None) -> None:
+                      on_error: Callable[..., Any] | None = None, on_partition_initialize: Callable[..., Any] | None = None,
+                      on_partition_close: Callable[..., Any] | None = None) -> None:
         """Call ``await on_event(partition_context, event)`` for each event until close().
 
         With ``max_wait_time``, ``on_event(context, None)`` is called when no
@@ -362,13 +380,13 @@ class EventHubConsumerClient(_ClientBase):
                         inclusive=starting_position_inclusive, on_error=on_error,
                         on_partition_initialize=on_partition_initialize, on_partition_close=on_partition_close)
 
-    async def receive_batch(self, on_event_batch: Callable, *, max_batch_size: int = 300,
+    async def receive_batch(self, on_event_batch: Callable[..., Any], *, max_batch_size: int = 300,
                             max_wait_time: float | None = None, partition_id: str | None = None,
                             owner_level: int | None = None, prefetch: int | None = None,
                             track_last_enqueued_event_properties: bool = False, starting_position: Any = None,
-                            starting_position_inclusive: Any = False, on_error: Callable | None = None,
-                            on_partition_initialize: Callable | None = None,
-                            on_partition_close: Callable | None = None) -> None:
+                            starting_position_inclusive: Any = False, on_error: Callable[..., Any] | None = None,
+                            on_partition_initialize: Callable[..., Any] | None = None,
+                            on_partition_close: Callable[..., Any] | None = None) -> None:
         """Call ``await on_event_batch(partition_context, events)`` with up to
         ``max_batch_size`` events at a time until close()."""
         await self._run(None, on_event_batch, max_wait_time=max_wait_time, partition_id=partition_id,
@@ -394,7 +412,7 @@ class EventHubConsumerClient(_ClientBase):
 
     # -- internals -------------------------------------------------------------------
 
-    async def _run(self, on_event, on_batch, **opts: Any) -> None:
+    async def _run(self, on_event: _OnEvent | None, on_batch: _OnEvent | None, **opts: Any) -> None:
         if self._closed is None:
             self._closed = asyncio.Event()
         self._closing = False
@@ -410,7 +428,8 @@ class EventHubConsumerClient(_ClientBase):
             return
         await self._balance_loop(on_event, on_batch, opts)
 
-    def _start_partition(self, pid: str, on_event, on_batch, opts: dict) -> None:
+    def _start_partition(self, pid: str, on_event: _OnEvent | None, on_batch: _OnEvent | None,
+                         opts: dict[str, Any]) -> None:
         task = self._tasks.get(pid)
         if task is not None and not task.done():
             return
@@ -425,7 +444,7 @@ class EventHubConsumerClient(_ClientBase):
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
 
-    async def _initial_position(self, pid: str, opts: dict) -> event_pb2.EventPosition:
+    async def _initial_position(self, pid: str, opts: dict[str, Any]) -> event_pb2.EventPosition:
         checkpoints = await self._store.list_checkpoints(self.fully_qualified_namespace, self.eventhub_name,
                                                          self.consumer_group)
         for cp in checkpoints:
@@ -441,7 +460,8 @@ class EventHubConsumerClient(_ClientBase):
             return event_pb2.EventPosition(latest=True)  # azure-eventhub's default: new events only
         return event_position(pos, bool(inclusive))
 
-    async def _partition(self, pid: str, on_event, on_batch, opts: dict) -> None:
+    async def _partition(self, pid: str, on_event: _OnEvent | None, on_batch: _OnEvent | None,
+                         opts: dict[str, Any]) -> None:
         ctx = PartitionContext(self, pid)
         reason = "shutdown"
         if opts["on_partition_initialize"] is not None:
@@ -475,11 +495,13 @@ class EventHubConsumerClient(_ClientBase):
                         if on_batch is not None:
                             if events or opts["max_wait_time"]:
                                 await _maybe_await(on_batch(ctx, events))
-                        elif events:
-                            for ev in events:
-                                await _maybe_await(on_event(ctx, ev))
-                        elif opts["max_wait_time"]:
-                            await _maybe_await(on_event(ctx, None))
+                        else:
+                            assert on_event is not None  # receive() passes on_event, receive_batch() on_batch
+                            if events:
+                                for ev in events:
+                                    await _maybe_await(on_event(ctx, ev))
+                            elif opts["max_wait_time"]:
+                                await _maybe_await(on_event(ctx, None))
                 except grpc.aio.AioRpcError as exc:
                     err = await HeadwaterError.from_aio_call(exc)
                     if exc.code() == grpc.StatusCode.CANCELLED and self._closing:
@@ -518,7 +540,8 @@ class EventHubConsumerClient(_ClientBase):
 
     # -- load balancing (the Event Hubs processor's algorithm) ---------------------------
 
-    async def _balance_loop(self, on_event, on_batch, opts: dict) -> None:
+    async def _balance_loop(self, on_event: _OnEvent | None, on_batch: _OnEvent | None,
+                            opts: dict[str, Any]) -> None:
         assert self._closed is not None
         pids = await self.get_partition_ids()
         while not self._closing:
@@ -573,7 +596,7 @@ class EventHubConsumerClient(_ClientBase):
         claimed = await self._store.claim_ownership(claims)
         return {o["partition_id"] for o in claimed if o["owner_id"] == self.owner_id}
 
-    def _claim(self, hub: str, group: str, pid: str, current: dict | None) -> dict:
+    def _claim(self, hub: str, group: str, pid: str, current: dict[str, Any] | None) -> dict[str, Any]:
         return {"fully_qualified_namespace": self.fully_qualified_namespace, "eventhub_name": hub,
                 "consumer_group": group, "partition_id": pid, "owner_id": self.owner_id,
                 "etag": current["etag"] if current else ""}

@@ -45,8 +45,8 @@ class SchemaRegistryClient:
         self._retry, self._timeout = retry_policy, timeout
         self._rest = dataclasses.replace(retry_policy, max_attempts=max(1, retry_policy.max_attempts - 1))
         self.cache_enabled = cache
-        self._by_id = LruCache()
-        self._props = LruCache()
+        self._by_id: LruCache[str, Schema] = LruCache()
+        self._props: LruCache[tuple[str, str, str, str], SchemaProperties] = LruCache()
 
     @classmethod
     def from_connection_string(cls, conn_str: str, **kwargs: Any) -> SchemaRegistryClient:

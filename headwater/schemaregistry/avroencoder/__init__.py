@@ -86,4 +86,5 @@ class AvroEncoder:
         schema_id = schema_id_of(ctype)
         writer = self._codec.parse(self._client.get_schema(schema_id).definition)
         reader = self._codec.parse(readers_schema) if readers_schema else None
-        return self._codec.read(body, writer, reader)
+        decoded: dict[str, Any] = self._codec.read(body, writer, reader)
+        return decoded

@@ -128,7 +128,7 @@ class AvroCodec:
     @staticmethod
     def fullname(parsed: Any) -> str:
         name = parsed.get("name") if isinstance(parsed, dict) else None
-        if not name:
+        if not isinstance(name, str) or not name:
             raise InvalidSchemaError("the schema must be a named type (a record) to be registered by name")
         return name
 

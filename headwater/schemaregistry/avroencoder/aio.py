@@ -54,4 +54,5 @@ class AvroEncoder:
         body, ctype = message_content(message)
         writer = self._codec.parse((await self._client.get_schema(schema_id_of(ctype))).definition)
         reader = self._codec.parse(readers_schema) if readers_schema else None
-        return self._codec.read(body, writer, reader)
+        decoded: dict[str, Any] = self._codec.read(body, writer, reader)
+        return decoded

@@ -59,7 +59,7 @@ def _ts(seconds: float) -> timestamp_pb2.Timestamp:
 
 def _proto(policy: Policy) -> access_pb2.AccessPolicy:
     return access_pb2.AccessPolicy(
-        name=policy_name(policy), hub=policy.hub,
+        name=policy_name(policy), hub=f"hubs/{policy.hub}" if policy.hub else "",
         rights=sorted(_RIGHT_VALUES[r] for r in policy.rights),
         create_time=_ts(policy.create_time), update_time=_ts(policy.modify_time))
 
@@ -79,7 +79,8 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         hub, policy_id = split_policy_name(name)
         policy = self.store.get(policy_id, hub)
         if policy is None:
-            raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"no policy {name!r}", metadata={"name": name})
+            raise HeadwaterError(Reason.RESOURCE_NOT_FOUND, f"no policy {name!r}", metadata={
+                "resource": f"hubs/{hub}/policies/{policy_id}" if hub else f"policies/{policy_id}"})
         return policy
 
     async def CreatePolicy(self, request, context):

@@ -17,7 +17,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from headwater.errors import HeadwaterError, Reason
 from headwater.paths import allowed_roots, confine
 from headwater.secrets import write_private
 from headwater.services.ingestion import metrics as m
+from headwater.storage import atomic_file
 from headwater.v1 import ingestion_pb2
 
 __all__ = ["CAPTURE_GROUP", "CAPTURE_SCHEMA", "DEFAULT_FORMAT", "CaptureWriter", "check_capture"]
@@ -213,6 +213,9 @@ class CaptureWriter:
                 "SystemProperties": {"x-opt-sequence-number": e.sequence_number,
                                      "x-opt-offset": str(e.offset),
                                      "x-opt-enqueued-time": int(e.enqueued_time.ToMilliseconds()),
+                                     # The service's own precision: a replay of the file through a job
+                                     # (a file input) gives events the arrival times the live job saw.
+                                     "x-opt-enqueued-time-us": int(e.enqueued_time.ToMicroseconds()),
                                      **({"x-opt-partition-key": e.event.partition_key}
                                         if e.event.partition_key else {})},
                 "Properties": dict(e.event.properties), "Body": e.event.body})
@@ -232,11 +235,7 @@ class CaptureWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             path = path.with_name(f"{path.stem}-{records[0]['SequenceNumber']}.avro")
-        tmp = path.with_suffix(".avro.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_file(path) as fh:
             fastavro.writer(fh, CAPTURE_SCHEMA, records, codec="deflate")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
         m.CAPTURE_FILES.labels(hub.name).inc()
         return True

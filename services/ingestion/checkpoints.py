@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from headwater.storage import write_atomic
+
 __all__ = ["CheckpointRecord", "CheckpointStore", "OwnershipRecord"]
 
 
@@ -86,13 +88,8 @@ class CheckpointStore:
     def _compact(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
-        tmp = self.path.with_suffix(".tmp")
         entries = self._entries()
-        with open(tmp, "wb") as fh:
-            fh.write(b"".join(json.dumps(e).encode() + b"\n" for e in entries))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, b"".join(json.dumps(e).encode() + b"\n" for e in entries))
         self._lines = len(entries)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 

@@ -117,5 +117,5 @@ def fires(rule: FaultRule, rng: random.Random) -> bool:
 def injected_error(rule: FaultRule, hub: str, operation: str) -> HeadwaterError:
     return HeadwaterError(
         rule.reason, f"injected fault {rule.rule_id!r} on hub {hub!r} ({operation})",
-        metadata={"hub": hub, "fault_rule": rule.rule_id},
+        metadata={"resource": f"hubs/{hub}", "fault_rule": rule.rule_id},
         retry_after=0.05 if rule.reason in (Reason.SERVICE_BUSY, Reason.QUOTA_EXCEEDED) else None)

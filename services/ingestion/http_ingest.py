@@ -25,7 +25,7 @@ from aiohttp import web
 
 from headwater.auth import RefusalLog, Right
 from headwater.errors import HeadwaterError, Reason
-from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.eventhub.wire import PublishEventsRequestPacked
 from headwater.server import authenticator, http_ssl_context
 from headwater.services.ingestion import metrics as m
 from headwater.v1 import event_pb2
@@ -48,7 +48,9 @@ def _error(exc: HeadwaterError) -> web.Response:
     if exc.retry_after:
         headers["Retry-After"] = f"{max(exc.retry_after, 0.001):.3f}"
     m.HTTP_REQUESTS.labels(str(status)).inc()
-    body = {"error": {"reason": exc.reason.value, "message": exc.message, "metadata": exc.metadata}}
+    # The ErrorInfo metadata a gRPC call gets for the same error (HeadwaterError.to_status).
+    metadata = {"service": "ingestion", **exc.metadata}
+    body = {"error": {"reason": exc.reason.value, "message": exc.message, "metadata": metadata}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 

@@ -25,7 +25,8 @@ from headwater.routing import partition_for_key
 from headwater.services.ingestion.log.embedded import FsyncPolicy, PartitionLog
 from headwater.services.ingestion.metadata import FileMetadata, MetadataStore
 
-__all__ = ["DEFAULT_CONSUMER_GROUP", "HubMeta", "HubStore", "hub_id_from_name", "partition_for_key"]
+__all__ = ["DEFAULT_CONSUMER_GROUP", "HubMeta", "HubStore", "group_id_from_name", "group_name", "hub_id_from_name",
+           "partition_for_key"]
 
 DEFAULT_CONSUMER_GROUP = "$Default"
 
@@ -39,6 +40,28 @@ def hub_id_from_name(name: str, field_name: str = "name") -> str:
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"{field_name} is empty: name a hub (hubs/<hub>)",
                              metadata={"field": field_name})
     return check_name("hub", hub, field_name)
+
+
+def group_id_from_name(hub_id: str, name: str, field_name: str = "consumer_group") -> str:
+    """``hubs/{hub}/consumerGroups/{group}`` (of ``hub_id``) or ``{group}`` -> ``{group}``;
+    empty -> ``$Default``; INVALID_ARGUMENT when it names another hub or is malformed."""
+    if not name.startswith("hubs/"):
+        return name or DEFAULT_CONSUMER_GROUP
+    parts = name.split("/")
+    if len(parts) != 4 or parts[2] != "consumerGroups" or not parts[3]:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                             f"{field_name}: {name!r} is not hubs/{{hub}}/consumerGroups/{{consumer_group}} "
+                             "or a consumer group id", metadata={"field": field_name})
+    if parts[1] != hub_id:
+        raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                             f"{field_name}: {name!r} is a consumer group of hub {parts[1]!r}, not of {hub_id!r}",
+                             metadata={"field": field_name})
+    return parts[3]
+
+
+def group_name(hub_id: str, group: str) -> str:
+    """The resource name of a hub's consumer group."""
+    return f"hubs/{hub_id}/consumerGroups/{group}"
 
 
 @dataclass
@@ -136,11 +159,12 @@ class HubStore:
 
     # -- partition logs (a backend overrides these two) -------------------------
 
-    async def _open_partitions(self, meta: HubMeta) -> list:
+    async def _open_partitions(self, meta: HubMeta, first: int = 0) -> list:
+        """The logs of partitions ``first`` .. ``partition_count - 1``."""
         folder = self.root / meta.name
         return [PartitionLog(folder / "partitions" / str(i), str(i), segment_max_bytes=self.segment_max_bytes,
                              segment_max_age_s=self.segment_max_age_s, fsync_policy=self.fsync_policy).open()
-                for i in range(meta.partition_count)]
+                for i in range(first, meta.partition_count)]
 
     async def _destroy_partitions(self, hub: Hub) -> None:
         for part in hub.partitions:
@@ -165,6 +189,8 @@ class HubStore:
             self.hubs[meta.name] = hub
         elif revision >= hub.revision:
             hub.meta, hub.revision = meta, revision
+        if len(hub.partitions) < meta.partition_count:  # partitions added (UpdateHub, here or elsewhere)
+            hub.partitions = hub.partitions + await self._open_partitions(meta, len(hub.partitions))
         return hub
 
     def _forget(self, hub_id: str) -> Hub | None:
@@ -295,6 +321,8 @@ class HubStore:
             change(meta)
             revision = await self.metadata.update_hub(hub_id, meta.to_json(), hub.revision)
             if revision is not None:
+                if meta.partition_count > len(hub.partitions):
+                    return await self._adopt(meta.to_json(), revision)
                 hub.meta, hub.revision = meta, revision
                 return hub
             hub = await self.lookup(hub_id, fresh=True)

@@ -31,6 +31,7 @@ from headwater.config import ConfigError
 from headwater.services.ingestion.checkpoints import CheckpointRecord, CheckpointStore, OwnershipRecord
 from headwater.services.ingestion.faults import FaultRules
 from headwater.services.ingestion.quotas import HubQuota
+from headwater.storage import write_atomic
 
 __all__ = ["DataFolderLock", "FileMetadata", "MetadataStore", "Revisioned"]
 
@@ -271,9 +272,4 @@ class FileMetadata(MetadataStore):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data).encode())

@@ -35,6 +35,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.services.ingestion.checkpoints import CheckpointRecord, OwnershipRecord
@@ -44,6 +45,15 @@ from headwater.services.ingestion.metadata import MetadataStore, Revisioned, sor
 __all__ = ["KvMetadata"]
 
 log = logging.getLogger("headwater.ingestion.nats")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """One current key of a bucket, as :meth:`KvMetadata._scan` reads it."""
+
+    key: str
+    value: bytes
+    revision: int
 
 
 def _enc(text: str) -> str:
@@ -62,18 +72,21 @@ class KvMetadata(MetadataStore):
     def __init__(self, conn, ownership_expiry_s: float = 30.0) -> None:
         self.conn = conn
         self.expiry_s = ownership_expiry_s
-        self.hubs_kv = None
-        self.ckpt_kv = None
+        # nats.js.kv.KeyValue buckets once open() ran; nats-py has no type information.
+        self.hubs_kv: Any = None
+        self.ckpt_kv: Any = None
         self._watch_task: asyncio.Task | None = None
         self.instance_id = uuid.uuid4().hex
         self._readers_sub = None
         self.faults = KvFaults(self)
 
     async def open(self) -> None:
-        self.hubs_kv = await self._bucket(f"{self.conn.prefix}_hubs")
-        self.ckpt_kv = await self._bucket(f"{self.conn.prefix}_ckpt")
+        # Patient: just after a NATS node died, the buckets' leaders may be in election.
+        self.hubs_kv = await self.conn.patient(lambda: self._bucket(f"{self.conn.prefix}_hubs"), "opening the hubs bucket")
+        self.ckpt_kv = await self.conn.patient(lambda: self._bucket(f"{self.conn.prefix}_ckpt"),
+                                               "opening the checkpoints bucket")
         self._readers_sub = await self.conn.nc.subscribe(f"hw.{self.conn.prefix}.readers", cb=self._reader_msg)
-        await self.faults.start()
+        self.faults.start()
 
     async def _bucket(self, name: str):
         from nats.js.api import KeyValueConfig, StorageType
@@ -120,30 +133,36 @@ class KvMetadata(MetadataStore):
                 log.warning("hub watch interrupted; watching again", exc_info=True)
                 await asyncio.sleep(0.5)
 
-    async def _scan(self, kv, pattern: str) -> list:
-        """Current entries whose key matches ``pattern`` (one ordered consumer)."""
-        from nats.js.kv import KV_DEL, KV_PURGE
+    async def _scan(self, bucket: str, pattern: str) -> list[_Entry]:
+        """Current entries whose key matches ``pattern``: the keys from the bucket's
+        stream info (``subjects_filter``), then each key's last message, read through
+        the stream leader. No consumer is created: an ephemeral consumer is placed on
+        one server, and for up to ~30 s after a node dies it may be placed on the dead
+        one (its creation then times out); listing ownerships every few seconds also
+        made one consumer per call."""
+        from nats.js.errors import NotFoundError
 
-        watcher = await kv.watch(pattern, ignore_deletes=True)
-        out = []
-        try:
-            while True:
-                entry = await watcher.updates(timeout=10)
-                if entry is None:
-                    break
-                if entry.operation not in (KV_DEL, KV_PURGE):
-                    out.append(entry)
-                if entry.delta == 0:
-                    break
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
-        return out
+        bucket = f"{self.conn.prefix}_{bucket}"
+        stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+        info = await self.conn.js.stream_info(stream, subjects_filter=prefix + pattern)
+
+        async def last(subject: str) -> _Entry | None:
+            try:
+                msg = await self.conn.js.get_msg(stream, subject=subject)
+            except NotFoundError:  # purged meanwhile
+                return None
+            op = (msg.headers or {}).get("KV-Operation")
+            if op in ("DEL", "PURGE"):
+                return None
+            return _Entry(subject[len(prefix):], msg.data or b"", msg.seq)
+
+        found = await asyncio.gather(*(last(s) for s in sorted(info.state.subjects or {})))
+        return [e for e in found if e is not None]
 
     # -- hubs ---------------------------------------------------------------------
 
     async def list_hubs(self) -> dict[str, Revisioned]:
-        return {_dec(e.key): (json.loads(e.value), e.revision) for e in await self._scan(self.hubs_kv, ">")}
+        return {_dec(e.key): (json.loads(e.value), e.revision) for e in await self._scan("hubs", ">")}
 
     async def get_hub(self, hub_id: str) -> Revisioned | None:
         from nats.js.errors import KeyNotFoundError
@@ -175,7 +194,7 @@ class KvMetadata(MetadataStore):
         await self._purge(f"*.{_enc(hub_id)}.>")
 
     async def _purge(self, pattern: str) -> None:
-        for entry in await self._scan(self.ckpt_kv, pattern):
+        for entry in await self._scan("ckpt", pattern):
             await self.ckpt_kv.purge(entry.key)
 
     # -- checkpoints and ownership ---------------------------------------------
@@ -192,14 +211,14 @@ class KvMetadata(MetadataStore):
 
     async def list_checkpoints(self, hub_id, group):
         out = []
-        for e in await self._scan(self.ckpt_kv, f"c.{_enc(hub_id)}.{_enc(group)}.*"):
+        for e in await self._scan("ckpt", f"c.{_enc(hub_id)}.{_enc(group)}.*"):
             v = json.loads(e.value)
             out.append(CheckpointRecord(group, _dec(e.key.rsplit(".", 1)[1]), v["o"], v["s"], v["t"]))
         return sort_by_partition(out)
 
     async def list_ownership(self, hub_id, group):
         out = []
-        for e in await self._scan(self.ckpt_kv, f"o.{_enc(hub_id)}.{_enc(group)}.*"):
+        for e in await self._scan("ckpt", f"o.{_enc(hub_id)}.{_enc(group)}.*"):
             v = json.loads(e.value)
             out.append(OwnershipRecord(group, _dec(e.key.rsplit(".", 1)[1]), v["w"], str(e.revision), v["t"],
                                        v["x"]))
@@ -296,9 +315,20 @@ class KvFaults:
         self._seen = 0
         self._rng = random.Random()
 
-    async def start(self) -> None:
-        watcher = await self.store.ckpt_kv.watch("f.>")
-        self._task = asyncio.get_running_loop().create_task(self._follow(watcher))
+    def start(self) -> None:
+        """Follow the rules in the background (watching again after an interruption: a
+        NATS node that died may hold the watch's consumer)."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow(await self.store.ckpt_kv.watch("f.>"))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - reconnecting; watch again
+                log.warning("fault rule watch interrupted; watching again", exc_info=True)
+                await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -337,12 +367,12 @@ class KvFaults:
         return rule
 
     async def list_async(self, hub: str) -> list[FaultRule]:
-        entries = await self.store._scan(self.store.ckpt_kv, f"f.{_enc(hub)}.*")
+        entries = await self.store._scan("ckpt", f"f.{_enc(hub)}.*")
         return sorted((_rule_of(e.value) for e in entries), key=lambda r: r.rule_id)
 
     async def clear_async(self, hub: str, rule_id: str = "") -> int:
         pattern = self._key(hub, rule_id) if rule_id else f"f.{_enc(hub)}.*"
-        entries = await self.store._scan(self.store.ckpt_kv, pattern)
+        entries = await self.store._scan("ckpt", pattern)
         for e in entries:
             await self.store.ckpt_kv.purge(e.key)
         self.local.pop(hub, None) if not rule_id else self.local.get(hub, {}).pop(rule_id, None)

@@ -17,7 +17,7 @@ import numpy as np
 from headwater.services.ingestion.log.segment import varint
 from headwater.v1 import event_pb2
 
-__all__ = ["pack_frames"]
+__all__ = ["pack_frames", "packed_answer"]
 
 _PAD = 16  # zero bytes after the buffer, so a varint read never runs off the end
 
@@ -134,9 +134,85 @@ def _bytes_field(field: int, data: bytes) -> bytes:
     return _key(field, 2) + varint(len(data)) + data
 
 
+#: Fewer frames than this take the numpy path even with the kernel loaded (and do not
+#: start loading it): a short read is cheap either way.
+KERNEL_MIN_FRAMES = 8
+
+
 def pack_frames(buf: bytes, include_properties: bool = False) -> bytes:
     """Serialized ``PackedEvents`` of the frames in ``buf`` (a run of
     ``ReadEventsResponse.events`` entries as the log stores them)."""
+    return packed_answer(buf, include_properties, field=0)
+
+
+def packed_answer(buf: bytes, include_properties: bool = False, tail: bytes = b"", field: int = 6) -> bytes:
+    """A ``ReadEventsResponse`` holding the frames of ``buf`` as its ``packed`` field
+    (``PackedEvents``), followed by ``tail`` (the response's other fields, serialized);
+    ``field=0``: the ``PackedEvents`` alone.
+
+    With the compiled kernel loaded (:data:`..log.jit.KERNELS`: one pass over the
+    bytes, the answer written into one buffer; 1-2 us per event against 3-9 us for the
+    numpy passes on a live stream's reads of a few hundred events, measured on the shared
+    2-core machine) unless properties are asked for; else numpy."""
+    if not include_properties and len(buf) > KERNEL_MIN_FRAMES * 16:
+        from headwater.services.ingestion.log.jit import KERNELS
+
+        k = KERNELS.get()
+        if k is not None:
+            answer = _pack_compiled(k, buf, tail, field)
+            if answer is not None:
+                return answer
+    cols = _pack_numpy(buf, include_properties)
+    return (_key(field, 2) + varint(len(cols)) + cols if field else cols) + tail
+
+
+def _pack_compiled(k, buf: bytes, tail: bytes, field: int) -> bytes | None:
+    """The kernel's columns written as the answer (None: a frame did not parse; numpy says why)."""
+    a = np.frombuffer(buf, np.uint8)
+    n = k.count_frames(a)
+    if n < 0:
+        return None
+    cols = np.empty((7, n), np.int64)
+    body_off, body_len, ct_off, ct_len, seqs, offs, times = cols
+    got, status = k.frames_to_columns(a, body_off, body_len, ct_off, ct_len, seqs, offs, times)
+    if status != k.OK or got != n:
+        return None
+    total = int(body_len.sum())
+    if n and k.same_spans(a, ct_off, ct_len, n):
+        first = int(ct_off[0])
+        types = [_bytes_field(6, buf[first:first + int(ct_len[0])])]
+    else:
+        types = _content_types(buf, a, ct_off, ct_len)
+    head = _key(1, 2) + varint(total)
+    ints = [(2, n + 1), (3, n), (4, n), (5, n)]
+    heads = [_key(f, 2) + varint(8 * m) for f, m in ints]
+    size = len(head) + total + sum(len(h) + 8 * m for h, (_, m) in zip(heads, ints)) + sum(map(len, types))
+    outer = _key(field, 2) + varint(size) if field else b""
+    out = np.empty(len(outer) + size + len(tail), np.uint8)
+    q = 0
+
+    def put(data: bytes) -> None:
+        nonlocal q
+        out[q:q + len(data)] = np.frombuffer(data, np.uint8)
+        q += len(data)
+
+    put(outer)
+    put(head)
+    offsets = np.empty(n + 1, np.int64)
+    k.gather(a, body_off, body_len, n, out[q:q + total], offsets)
+    q += total
+    for h, values in zip(heads, (offsets, np.maximum(seqs, 0), times, np.maximum(offs, 0))):
+        put(h)
+        out[q:q + 8 * len(values)].view("<i8")[:] = values
+        q += 8 * len(values)
+    for t in types:
+        put(t)
+    put(tail)
+    return out.tobytes()
+
+
+def _pack_numpy(buf: bytes, include_properties: bool = False) -> bytes:
+    """:func:`pack_frames` with numpy passes (and properties, when asked)."""
     heads = np.array(_frame_heads(buf), np.int64)
     n = len(heads)
     a = np.frombuffer(buf + bytes(_PAD), np.uint8)

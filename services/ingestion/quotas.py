@@ -86,7 +86,7 @@ class HubQuota:
                 Reason.QUOTA_EXCEEDED,
                 f"hub {self.hub!r} is over its {self.units} throughput unit(s) ({direction}gress); "
                 f"retry in {wait:.2f}s or raise the units",
-                metadata={"hub": self.hub, "limit": f"{self.units} TU"}, retry_after=wait)
+                metadata={"resource": f"hubs/{self.hub}", "limit": f"{self.units} TU"}, retry_after=wait)
 
     def state(self) -> dict:
         """The buckets as plain data (shared between instances on the NATS backend)."""

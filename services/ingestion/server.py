@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from headwater.auth import PolicyStore, Right
 from headwater.server import GrpcBinding, RunningService, Service
@@ -18,6 +19,10 @@ from headwater.services.ingestion.config import IngestionConfig
 from headwater.services.ingestion.hubs import HubStore
 from headwater.services.ingestion.retention import fsync_loop, retention_loop
 from headwater.services.ingestion.servicer import IngestionServicer, add_to_server
+
+if TYPE_CHECKING:  # imported where used: capture, and kafka only with headwater[kafka]
+    from headwater.services.ingestion.capture import CaptureWriter
+    from headwater.services.ingestion.kafka import KafkaListener
 
 __all__ = ["SERVICE", "IngestionService"]
 
@@ -64,9 +69,9 @@ class IngestionService(Service):
         self._tasks: list[asyncio.Task] = []
         self.http = None
         self.http_port = -1
-        self.kafka = None
+        self.kafka: KafkaListener | None = None
         self.kafka_port = -1
-        self.capture = None
+        self.capture: CaptureWriter | None = None
         from headwater.services.ingestion.namespace import NamespaceServicer
 
         self.namespace = NamespaceServicer(self)
@@ -83,7 +88,7 @@ class IngestionService(Service):
 
     async def start(self) -> None:
         cfg = self.config
-        kwargs = dict(fsync_policy=cfg.fsync_policy, segment_max_bytes=cfg.segment_max_bytes,
+        kwargs: dict[str, Any] = dict(fsync_policy=cfg.fsync_policy, segment_max_bytes=cfg.segment_max_bytes,
                       segment_max_age_s=cfg.segment_max_age_s, max_partitions=cfg.max_partitions,
                       max_consumer_groups=cfg.max_consumer_groups, ownership_expiry_s=cfg.ownership_expiry_s)
         if cfg.log_backend == "nats":
@@ -95,20 +100,21 @@ class IngestionService(Service):
                                            nats_cache_mb=cfg.nats_cache_mb, **kwargs)
         else:
             store = HubStore(cfg.data_path(), **kwargs)
-        self.hubs = await store.open_async()
-        self.servicer = IngestionServicer(cfg, self.hubs)
+        hubs = self.hubs = await store.open_async()
+        self.servicer = IngestionServicer(cfg, hubs)
         policies = PolicyStore(cfg.auth_path()).ensure()
-        self.access = AccessServicer(policies, hub_exists=lambda hub: self.hubs.get(hub) is not None)
+        self.access = AccessServicer(policies, hub_exists=lambda hub: hubs.get(hub) is not None)
         self.servicer.on_hub_deleted = policies.delete_hub
         from headwater.paths import allowed_roots
         from headwater.services.ingestion.capture import CaptureWriter
 
-        self.capture = CaptureWriter(cfg.data_path() / "capture", namespace=cfg.host, roots=allowed_roots(cfg))
-        self.servicer.capture = self.capture
-        self._tasks.append(asyncio.create_task(retention_loop(self.hubs, cfg.retention_check_s)))
+        capture = self.capture = CaptureWriter(cfg.data_path() / "capture", namespace=cfg.host,
+                                               roots=allowed_roots(cfg))
+        self.servicer.capture = capture
+        self._tasks.append(asyncio.create_task(retention_loop(hubs, cfg.retention_check_s)))
         if cfg.fsync_policy == "interval" and cfg.log_backend == "embedded":
-            self._tasks.append(asyncio.create_task(fsync_loop(self.hubs, cfg.fsync_interval_ms)))
-        self._tasks.append(asyncio.create_task(self.capture.run(self.hubs)))
+            self._tasks.append(asyncio.create_task(fsync_loop(hubs, cfg.fsync_interval_ms)))
+        self._tasks.append(asyncio.create_task(capture.run(hubs)))
 
     def _side_port(self, configured: int, running: RunningService) -> int:
         """The port of a side listener (HTTP ingest, Kafka): with an ephemeral gRPC port (tests),
@@ -138,11 +144,15 @@ class IngestionService(Service):
         port = self._side_port(cfg.kafka_port, running)
         if port < 0:
             return
-        from headwater.services.ingestion.kafka import KafkaListener
-
-        self.kafka = KafkaListener(self.servicer, cfg)
         try:
-            self.kafka_port = await self.kafka.start(port)
+            from headwater.services.ingestion.kafka import KafkaListener
+        except ModuleNotFoundError as exc:  # an install without headwater[kafka]
+            log.warning("Kafka endpoint not started: %s is not installed (pip install 'headwater[kafka]'; "
+                        "kafka_port: -1 turns the endpoint off)", exc.name)
+            return
+        kafka = self.kafka = KafkaListener(self.servicer, cfg)
+        try:
+            self.kafka_port = await kafka.start(port)
         except OSError as exc:
             log.error("Kafka endpoint not started on port %s: %s", port, exc)
             self.kafka = None

@@ -20,7 +20,7 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.eventhub._wire import PublishEventsRequestPacked
+from headwater.eventhub.wire import PublishEventsRequestPacked, PublishEventsStreamRequestPacked
 from headwater.pagination import decode_page_token, encode_page_token
 from headwater.server import caller
 from headwater.services.ingestion import metrics as m
@@ -33,16 +33,17 @@ from headwater.services.ingestion.faults import (
     FaultRule,
 )
 from headwater.services.ingestion.hubs import (
-    DEFAULT_CONSUMER_GROUP,
     Hub,
     HubStore,
     check_throughput,
+    group_id_from_name,
+    group_name,
     hub_id_from_name,
 )
 from headwater.services.ingestion.log.embedded import PartitionLog
 from headwater.services.ingestion.log.segment import PackedEvents, varint
 from headwater.services.ingestion.metadata import FileMetadata
-from headwater.services.ingestion.packed import pack_frames
+from headwater.services.ingestion.packed import packed_answer
 from headwater.services.ingestion.quotas import HubQuota
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
 
@@ -106,6 +107,15 @@ class _Reader:
     owner_level: int
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
     reader_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def _with_partition_key(events: list[bytes], key: str) -> list[bytes]:
+    """The batch's partition key stored in every event (EventData.partition_key, field 4), as
+    Event Hubs reports it on read: appended to each serialized event, where the last value of a
+    field wins; an event that already ends with it (the SDKs encode it) is kept as it is."""
+    raw = key.encode()
+    suffix = b"\x22" + varint(len(raw)) + raw
+    return [e if e.endswith(suffix) else e + suffix for e in events]
 
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
@@ -187,7 +197,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     @staticmethod
     def _partition_proto(hub: Hub, part: PartitionLog) -> ingestion_pb2.PartitionProperties:
         props = ingestion_pb2.PartitionProperties(
-            name=f"hubs/{hub.name}/partitions/{part.partition_id}", hub=hub.name, partition_id=part.partition_id,
+            name=f"hubs/{hub.name}/partitions/{part.partition_id}", hub=f"hubs/{hub.name}", partition_id=part.partition_id,
             beginning_sequence_number=part.beginning_sequence,
             last_enqueued_sequence_number=part.next_sequence - 1 if not part.is_empty else -1,
             last_enqueued_offset=part.last_offset(), is_empty=part.is_empty)
@@ -235,7 +245,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         paths = list(request.update_mask.paths)
         if not paths:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "update_mask is empty: name the fields to change "
-                                 "(message_retention, throughput, capture)", metadata={"field": "update_mask"})
+                                 "(message_retention, throughput, capture, partition_count)", metadata={"field": "update_mask"})
 
         def change(meta) -> None:
             for path in paths:
@@ -252,10 +262,19 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                                                                                     t.maximum_units)
                 elif path.startswith("capture"):
                     meta.capture = check_capture(self._capture_dict(request.hub.capture), self.config)
+                elif path == "partition_count":
+                    n = request.hub.partition_count
+                    if n <= meta.partition_count or n > self.hubs.max_partitions:
+                        raise HeadwaterError(Reason.INVALID_ARGUMENT,
+                                             f"partition_count {n}: a hub's partitions can only be added "
+                                             f"(it has {meta.partition_count}; at most {self.hubs.max_partitions})",
+                                             metadata={"field": "hub.partition_count"})
+                    meta.partition_count = n
                 else:
                     raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                          f"update_mask path {path!r} cannot be changed; allowed: "
-                                         "message_retention, throughput, capture", metadata={"field": "update_mask"})
+                                         "message_retention, throughput, capture, partition_count",
+                                         metadata={"field": "update_mask"})
 
         hub = await self.hubs.update_async(hub.name, change)
         self._attach(hub)
@@ -345,6 +364,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             raise HeadwaterError(Reason.INVALID_ARGUMENT,
                                  "idempotent publishing (producer_id) needs a partition_id or partition_key",
                                  metadata={"field": "partition_id"})
+        if partition_key and not isinstance(events, PackedEvents):
+            events = _with_partition_key(events, partition_key)
         limit = self.config.max_message_bytes
         sizes = events.sizes() if isinstance(events, PackedEvents) else list(map(len, events))
         total = (events.nbytes if isinstance(events, PackedEvents) else sum(sizes)) + _FRAME_OVERHEAD * len(sizes)
@@ -393,13 +414,26 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             _count_error(request.hub, exc)
             raise
 
-    async def PublishEventsStream(self, request_iterator, context) -> AsyncIterator:
+    async def PublishEventsStream(self, request_iterator, context) -> AsyncIterator[bytes]:
+        """Responses in request order. A failed request ends the stream, or with its
+        ``continue_on_error`` is answered with the error; either way the error names it."""
+        index = 0
         async for request in request_iterator:
             try:
-                yield await self._publish(request)
+                response = await self._publish(request)
             except HeadwaterError as exc:
                 _count_error(request.hub, exc)
-                raise
+                which = f"request {index}" + (f" (request_id {request.request_id!r})" if request.request_id else "")
+                named = HeadwaterError(exc.reason, f"{which}: {exc.message}", retry_after=exc.retry_after,
+                                       metadata={**exc.metadata, "request_index": index,
+                                                 **({"request_id": request.request_id} if request.request_id else {})})
+                if not request.continue_on_error:
+                    raise named from None
+                yield ingestion_pb2.PublishEventsStreamResponse(
+                    request_id=request.request_id, error=named.to_status("ingestion")).SerializeToString()
+            else:
+                yield response.SerializeToString()
+            index += 1
 
     # -- read ------------------------------------------------------------------
 
@@ -450,7 +484,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     async def ReadEvents(self, request, context) -> AsyncIterator:
         hub = await self._hub(request.hub, "hub", fresh=False)
         name = hub.name
-        group = request.consumer_group or DEFAULT_CONSUMER_GROUP
+        group = group_id_from_name(name, request.consumer_group)
         await self.hubs.group_async(name, group)
         part = hub.partition(request.partition_id)
         await part.refresh()
@@ -503,11 +537,12 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                     out_bytes.inc(len(body))
                     if packed:  # ReadEventsResponse.packed (field 6): columns, no message per event
                         try:
-                            cols = pack_frames(body, props)
+                            answer = packed_answer(body, props, self._tail(part) if track else b"")
                         except ValueError as exc:
                             raise HeadwaterError(Reason.INTERNAL_ERROR,
                                                  f"partition {part.partition_id}: {exc}") from None
-                        body = b"\x32" + varint(len(cols)) + cols
+                        yield answer
+                        continue
                     yield body + self._tail(part) if track else body
                     continue
                 seq = max(seq, part.beginning_sequence)
@@ -540,9 +575,10 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
 
     # -- checkpoints and ownership ----------------------------------------------
 
-    async def _group(self, hub_name: str, group: str, field_name: str = "hub") -> tuple[Hub, str]:
+    async def _group(self, hub_name: str, group: str, field_name: str = "hub",
+                     group_field: str = "consumer_group") -> tuple[Hub, str]:
         hub = await self._hub(hub_name, field_name, fresh=False)
-        group = group or DEFAULT_CONSUMER_GROUP
+        group = group_id_from_name(hub.name, group, group_field)
         await self.hubs.group_async(hub.name, group)
         return hub, group
 
@@ -552,25 +588,28 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         page, token = _page(items, request.page_size, request.page_token,
                             key=lambda c: f"{int(c.partition_id):08d}", default=1000)
         return ingestion_pb2.ListCheckpointsResponse(checkpoints=[
-            ingestion_pb2.Checkpoint(hub=hub.name, consumer_group=group, partition_id=c.partition_id,
+            ingestion_pb2.Checkpoint(hub=f"hubs/{hub.name}", consumer_group=group_name(hub.name, group),
+                                     partition_id=c.partition_id,
                                      offset=c.offset, sequence_number=c.sequence_number,
                                      update_time=_ts(c.update_time)) for c in page], next_page_token=token)
 
     async def UpdateCheckpoint(self, request, context):
         cp = request.checkpoint
-        hub, group = await self._group(cp.hub, cp.consumer_group, "checkpoint.hub")
+        hub, group = await self._group(cp.hub, cp.consumer_group, "checkpoint.hub", "checkpoint.consumer_group")
         hub.partition(cp.partition_id, "checkpoint.partition_id")
         if cp.sequence_number < 0:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "checkpoint.sequence_number must be >= 0",
                                  metadata={"field": "checkpoint.sequence_number"})
         rec = await self.metadata.update_checkpoint(hub.name, group, cp.partition_id, cp.offset, cp.sequence_number)
         return ingestion_pb2.UpdateCheckpointResponse(checkpoint=ingestion_pb2.Checkpoint(
-            hub=hub.name, consumer_group=group, partition_id=rec.partition_id, offset=rec.offset,
+            hub=f"hubs/{hub.name}", consumer_group=group_name(hub.name, group), partition_id=rec.partition_id,
+            offset=rec.offset,
             sequence_number=rec.sequence_number, update_time=_ts(rec.update_time)))
 
     @staticmethod
     def _ownership_proto(hub: str, o) -> ingestion_pb2.Ownership:
-        return ingestion_pb2.Ownership(hub=hub, consumer_group=o.consumer_group, partition_id=o.partition_id,
+        return ingestion_pb2.Ownership(hub=f"hubs/{hub}", consumer_group=group_name(hub, o.consumer_group),
+                                       partition_id=o.partition_id,
                                        owner_id=o.owner_id, etag=o.etag, last_modified_time=_ts(o.last_modified_time),
                                        expire_time=_ts(o.expire_time))
 
@@ -585,7 +624,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     async def ClaimOwnership(self, request, context):
         claimed = []
         for o in request.ownerships:
-            hub, group = await self._group(o.hub, o.consumer_group, "ownerships.hub")
+            hub, group = await self._group(o.hub, o.consumer_group, "ownerships.hub", "ownerships.consumer_group")
             hub.partition(o.partition_id, "ownerships.partition_id")
             # An empty owner_id releases the partition (a consumer closing).
             rec = await self.metadata.claim(hub.name, group, o.partition_id, o.owner_id, o.etag)
@@ -597,7 +636,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
 
     @staticmethod
     def _rule_proto(r: FaultRule) -> ingestion_pb2.FaultRule:
-        return ingestion_pb2.FaultRule(rule_id=r.rule_id, hub=r.hub, operation=_OP_VALUES[r.operation],
+        return ingestion_pb2.FaultRule(rule_id=r.rule_id, hub=f"hubs/{r.hub}", operation=_OP_VALUES[r.operation],
                                        reason=errors_pb2.ErrorReason.Value(r.reason.value),
                                        probability=r.probability, count=r.count, partition_id=r.partition_id,
                                        remaining=r.remaining, injected=r.injected)
@@ -655,10 +694,11 @@ def add_to_server(servicer: IngestionServicer, server: grpc.aio.Server) -> None:
     handlers["PublishEvents"] = grpc.unary_unary_rpc_method_handler(
         servicer.PublishEvents, request_deserializer=PublishEventsRequestPacked.FromString,
         response_serializer=ingestion_pb2.PublishEventsResponse.SerializeToString)
-    # PublishEventsStreamRequest/Response are wire-identical to PublishEventsRequest/Response.
+    # The stream's responses are serialized by PublishEventsStream (a PublishEventsResponse's
+    # bytes are a PublishEventsStreamResponse's without `error`).
     handlers["PublishEventsStream"] = grpc.stream_stream_rpc_method_handler(
-        servicer.PublishEventsStream, request_deserializer=PublishEventsRequestPacked.FromString,
-        response_serializer=ingestion_pb2.PublishEventsResponse.SerializeToString)
+        servicer.PublishEventsStream, request_deserializer=PublishEventsStreamRequestPacked.FromString,
+        response_serializer=_identity)
     handlers["ReadEvents"] = grpc.unary_stream_rpc_method_handler(
         servicer.ReadEvents, request_deserializer=ingestion_pb2.ReadEventsRequest.FromString,
         response_serializer=_identity)

@@ -41,7 +41,7 @@ from headwater.errors import HeadwaterError, Reason
 from headwater.names import RULES
 from headwater.server import authenticator, http_ssl_context
 from headwater.services.ingestion import metrics as m
-from headwater.services.ingestion.kafka.groups import GroupCoordinator
+from headwater.services.ingestion.kafka.groups import STABLE, Group, GroupCoordinator
 from headwater.services.ingestion.kafka.protocol import API, ERR, SUPPORTED, error_code, parse_request_header
 from headwater.services.ingestion.kafka.records import decode_batches, encode_fetch
 from headwater.services.ingestion.log.jit import KERNELS
@@ -60,6 +60,7 @@ _FETCH_MAX_EVENTS = 20_000
 _FRAME_OVERHEAD = 16  # as the servicer counts a batch's size
 _JOIN_BELOW = 256 << 10  # responses below this are joined and written at once
 _TRANSIENT = (Reason.QUOTA_EXCEEDED, Reason.SERVICE_BUSY)
+_GROUP_KEY = "kafka"  # where a Kafka group's state sits in a hub's consumer group record
 
 
 @dataclass(eq=False)
@@ -85,14 +86,19 @@ class KafkaListener:
         self.hubs = servicer.hubs
         self.auth = authenticator(config)  # the checks gRPC makes (namespace, both keys, hub policies)
         self.refusals = RefusalLog(log, config.auth_refusal_log_interval_s)
+        self.metadata = servicer.metadata  # checkpoints, claims and groups: the gRPC consumer groups' store
         self.coordinator = GroupCoordinator()
-        self.coordinator.on_stable = self._claim_assignment
+        self.coordinator.on_stable = self._on_stable
+        self.coordinator.on_empty = self._on_empty
         self.server: asyncio.Server | None = None
         self.port = -1
         self._conns: set[asyncio.StreamWriter] = set()
         self._producer_ids = time.time_ns() // 1000  # unique across restarts while the clock moves on
         self._owned: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (group, member) -> [(hub, partition)]
         self._renewed: dict[tuple[str, str], float] = {}
+        self._stored: dict[str, set[str]] = {}  # group -> hubs whose consumer group record holds it
+        self._store_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -109,6 +115,9 @@ class KafkaListener:
         for writer in list(self._conns):
             writer.close()
         await self.coordinator.stop()
+        for task in list(self._tasks):  # stored group states being written: let them land
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), 2)
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 2)
@@ -564,7 +573,7 @@ class KafkaListener:
         if err:
             return R(version=version, error_code=err, generation_id=-1, protocol_name=None, leader="",
                      member_id=req.member_id, members=[])
-        group = self.coordinator.get(req.group_id)
+        group = await self._group(req.group_id, create=True)
         res = await group.join(req.member_id, session.client_id, session.host, req.session_timeout_ms,
                                req.rebalance_timeout_ms if version >= 1 else req.session_timeout_ms,
                                req.protocol_type, [(p.name, bytes(p.metadata)) for p in req.protocols],
@@ -580,7 +589,7 @@ class KafkaListener:
         err = self._group_error(session, req.group_id)
         if err:
             return R(version=version, error_code=err, assignment=b"")
-        group = self.coordinator.get(req.group_id, create=False)
+        group = await self._group(req.group_id)
         if group is None:
             return R(version=version, error_code=ERR.UNKNOWN_MEMBER_ID, assignment=b"")
         code, assignment = await group.sync(req.member_id, req.generation_id,
@@ -591,10 +600,10 @@ class KafkaListener:
     async def _h_heartbeat(self, session, req, version):
         err = self._group_error(session, req.group_id)
         if not err:
-            group = self.coordinator.get(req.group_id, create=False)
+            group = await self._group(req.group_id)
             err = ERR.UNKNOWN_MEMBER_ID if group is None else group.heartbeat(req.member_id, req.generation_id)
             if err == ERR.NONE:
-                self._renew(req.group_id, req.member_id)
+                await self._renew(req.group_id, req.member_id)
         return HeartbeatResponse(version=version, throttle_time_ms=0, error_code=err)
 
     async def _h_leave_group(self, session, req, version):
@@ -602,26 +611,32 @@ class KafkaListener:
         err = self._group_error(session, req.group_id)
         ids = [req.member_id] if version < 3 else [mm.member_id for mm in req.members]
         results = []
-        group = self.coordinator.get(req.group_id, create=False)
+        group = await self._group(req.group_id) if not err else None
         for mid in ids:
             code = err or (ERR.UNKNOWN_MEMBER_ID if group is None else group.leave(mid))
             if code == ERR.NONE:
-                self._release(req.group_id, mid)
+                await self._release(req.group_id, mid)
             results.append(R.MemberResponse(member_id=mid, group_instance_id=None, error_code=code))
         top = err or (results[0].error_code if version < 3 and results else ERR.NONE)
         return R(version=version, throttle_time_ms=0, error_code=top, members=results)
 
-    def _ensure_group(self, hub_name: str, group: str) -> None:
+    async def _ensure_group(self, hub_name: str, group: str) -> None:
+        """The hub's consumer group, created on first use (as a Kafka broker creates groups)."""
         hub = self.hubs.get(hub_name)
-        if group not in hub.meta.consumer_groups:
-            self.hubs.create_group(hub_name, group, user_metadata="created by a Kafka client")
+        if group in hub.meta.consumer_groups:
+            return
+        try:
+            await self.hubs.create_group_async(hub_name, group, user_metadata="created by a Kafka client")
+        except HeadwaterError as exc:
+            if exc.reason is not Reason.RESOURCE_ALREADY_EXISTS:  # another request or instance made it
+                raise
 
     async def _h_offset_commit(self, session, req, version):
         T = OffsetCommitResponse.OffsetCommitResponseTopic  # noqa: N806
         P = T.OffsetCommitResponsePartition  # noqa: N806
         err = self._group_error(session, req.group_id)
         if not err:
-            group = self.coordinator.get(req.group_id, create=False)
+            group = await self._group(req.group_id)
             generation = req.generation_id_or_member_epoch
             if group is None:
                 err = ERR.NONE if generation < 0 else ERR.ILLEGAL_GENERATION
@@ -633,24 +648,25 @@ class KafkaListener:
             for p in t.partitions:
                 code = err
                 if not code:
-                    code = self._commit(session, req.group_id, t.name, p.partition_index, p.committed_offset)
+                    code = await self._commit(session, req.group_id, t.name, p.partition_index,
+                                              p.committed_offset)
                 parts.append(P(partition_index=p.partition_index, error_code=code))
             topics.append(T(name=t.name, partitions=parts))
         return OffsetCommitResponse(version=version, throttle_time_ms=0, topics=topics)
 
-    def _commit(self, session, group: str, topic: str, index: int, offset: int) -> int:
+    async def _commit(self, session, group: str, topic: str, index: int, offset: int) -> int:
         if not self._may(session, Right.LISTEN, topic):
             return ERR.TOPIC_AUTHORIZATION_FAILED
         hub = self._hub(topic)
-        if hub is None or not 0 <= index < len(hub.partitions) or topic not in self.servicer.stores:
+        if hub is None or not 0 <= index < len(hub.partitions):
             return ERR.UNKNOWN_TOPIC_OR_PARTITION
+        seq = offset - 1  # Kafka commits the next offset to read; a checkpoint names the last one processed
         try:
-            self._ensure_group(topic, group)
+            await self._ensure_group(topic, group)
+            await self.metadata.update_checkpoint(topic, group, str(index),
+                                                  await _byte_offset(hub.partitions[index], seq), seq)
         except HeadwaterError as exc:
             return ERR.INVALID_GROUP_ID if exc.reason is Reason.INVALID_ARGUMENT else error_code(exc)
-        seq = offset - 1  # Kafka commits the next offset to read; a checkpoint names the last one processed
-        self.servicer.stores[topic].update_checkpoint(group, str(index), _byte_offset(hub.partitions[index], seq),
-                                                      seq)
         return ERR.NONE
 
     async def _h_offset_fetch(self, session, req, version):
@@ -665,10 +681,10 @@ class KafkaListener:
             wanted = [(t.name, list(t.partition_indexes)) for t in req.topics]
         topics = []
         for name, indexes in wanted:
-            store = self.servicer.stores.get(name)
+            hub = self._hub(name)
             checkpoints = {}
-            if store is not None and self._may(session, Right.LISTEN, name):
-                checkpoints = {c.partition_id: c for c in store.list_checkpoints(req.group_id)}
+            if hub is not None and self._may(session, Right.LISTEN, name):
+                checkpoints = {c.partition_id: c for c in await self.metadata.list_checkpoints(name, req.group_id)}
             if indexes is None:
                 indexes = sorted(int(p) for p in checkpoints if p.isdigit())
                 if not indexes:
@@ -677,7 +693,7 @@ class KafkaListener:
             for i in indexes:
                 cp = checkpoints.get(str(i))
                 code = ERR.NONE
-                if store is None:
+                if hub is None:
                     code = ERR.UNKNOWN_TOPIC_OR_PARTITION
                 elif not self._may(session, Right.LISTEN, name):
                     code = ERR.TOPIC_AUTHORIZATION_FAILED
@@ -691,7 +707,7 @@ class KafkaListener:
         out = []
         for gid in req.groups:
             err = self._group_error(session, gid)
-            group = self.coordinator.get(gid, create=False) if not err else None
+            group = await self._group(gid) if not err else None
             if group is None:
                 known = not err and any(gid in h.meta.consumer_groups for h in self.hubs.list())
                 out.append(G(error_code=err, group_id=gid, group_state="" if err else "Empty" if known else "Dead",
@@ -721,51 +737,132 @@ class KafkaListener:
             L(group_id=gid, protocol_type=ptype, group_state=state)
             for gid, (ptype, state) in sorted(listed.items()) if not states or state in states])
 
-    # -- ownership: Kafka members are visible to EventProcessors of the same group -------------
+    # -- groups in the store: claims seen by EventProcessors, membership across restarts -------------
 
-    def _claim_assignment(self, group) -> None:
+    async def _group(self, group_id: str, create: bool = False):
+        """The coordinator's group; one it does not know is taken back from the metadata store
+        (after a restart: its members carry on with their member ids and generation)."""
+        group = self.coordinator.get(group_id, create=False)
+        if group is None:
+            stored = self._stored_record(group_id)
+            if stored is not None:
+                group = self.coordinator.adopt(Group.from_record(group_id, stored[0]))
+                self._stored[group_id] = stored[1]
+                for mid, member in group.members.items():
+                    self._owned[(group_id, mid)] = self._assigned(member.assignment)
+                    self._renewed[(group_id, mid)] = time.monotonic()
+                if group.members:
+                    log.info("kafka: group %s taken back from the store (generation %d, %d members)", group_id,
+                             group.generation, len(group.members))
+            elif create:
+                group = self.coordinator.get(group_id)
+        return group
+
+    def _stored_record(self, group_id: str) -> tuple[dict, set[str]] | None:
+        """The newest stored state of a Kafka group over the consumer group records of every hub,
+        with the hubs holding one."""
+        best, hubs = None, set()
+        for hub in self.hubs.list():
+            record = hub.meta.consumer_groups.get(group_id, {}).get(_GROUP_KEY)
+            if record:
+                hubs.add(hub.name)
+                if best is None or record.get("generation", 0) > best.get("generation", 0):
+                    best = record
+        return (best, hubs) if best is not None else None
+
+    def _assigned(self, assignment: bytes) -> list[tuple[str, str]]:
+        """(hub, partition) pairs of a consumer-protocol assignment (none for other protocols)."""
+        try:
+            assigned = ConsumerProtocolAssignment.decode(assignment, header=True) if assignment else None
+        except Exception:  # noqa: BLE001 - a non-consumer protocol (connect, streams): no claims
+            return []
+        if assigned is None:
+            return []
+        return [(tp.topic, str(p)) for tp in assigned.assigned_partitions if self._hub(tp.topic) is not None
+                for p in tp.partitions]
+
+    async def _on_stable(self, group) -> None:
+        """An assignment is in place: each member claims its partitions in the group's ownership
+        table, and the group is stored with its hubs' consumer groups."""
         for mid, member in group.members.items():
-            self._release(group.group_id, mid)
-            try:
-                assigned = ConsumerProtocolAssignment.decode(member.assignment, header=True) \
-                    if member.assignment else None
-            except Exception:  # noqa: BLE001 - a non-consumer protocol (connect, streams): no claims
-                assigned = None
-            if assigned is None:
-                continue
-            owned = []
-            for tp in assigned.assigned_partitions:
-                if tp.topic in self.servicer.stores:
-                    for p in tp.partitions:
-                        owned.append((tp.topic, str(p)))
+            await self._release(group.group_id, mid)
+            owned = self._assigned(member.assignment)
             self._owned[(group.group_id, mid)] = owned
-            self._claim(group.group_id, mid, owned)
+            await self._claim(group.group_id, mid, owned)
+        await self._store_group(group)
 
-    def _claim(self, group: str, member: str, owned: list[tuple[str, str]]) -> None:
+    def _on_empty(self, group) -> None:
+        task = asyncio.ensure_future(self._store_group(group))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _store_group(self, group) -> None:
+        """Write the group's state (members, generation, assignments) into the consumer group record
+        of every hub it is assigned, and remove it from hubs it no longer is; an older generation
+        never overwrites a newer one (another instance may have taken the group on)."""
+        lock = self._store_locks.setdefault(group.group_id, asyncio.Lock())
+        async with lock:
+            record = group.to_record()
+            hubs = {hub for m in group.members.values() for hub, _ in self._assigned(m.assignment)} \
+                if group.state == STABLE else set()
+            gid = group.group_id
+
+            def put(meta) -> None:
+                info = meta.consumer_groups.get(gid)
+                if info is not None and info.get(_GROUP_KEY, {}).get("generation", -1) <= record["generation"]:
+                    info[_GROUP_KEY] = record
+
+            def drop(meta) -> None:
+                info = meta.consumer_groups.get(gid)
+                if info is not None and info.get(_GROUP_KEY, {}).get("generation", -1) <= record["generation"]:
+                    info.pop(_GROUP_KEY, None)
+
+            for hub in sorted(hubs | self._stored.get(gid, set())):
+                try:
+                    if hub in hubs:
+                        await self._ensure_group(hub, gid)
+                        await self.hubs.update_async(hub, put)
+                    else:
+                        await self.hubs.update_async(hub, drop)
+                except HeadwaterError as exc:  # a hub deleted meanwhile: nothing to keep there
+                    log.info("kafka: group %s not stored in hub %s: %s", gid, hub, exc.message)
+            self._stored[gid] = hubs
+
+    async def _claim(self, group: str, member: str, owned: list[tuple[str, str]]) -> None:
+        by_hub: dict[str, list[str]] = {}
         for hub, pid in owned:
-            store = self.servicer.stores.get(hub)
-            if store is None:
-                continue
+            by_hub.setdefault(hub, []).append(pid)
+        for hub, pids in by_hub.items():
             try:
-                self._ensure_group(hub, group)
-            except HeadwaterError:
-                continue
-            current = store.ownership.get((group, pid))
-            store.claim(group, pid, member, current.etag if current else "")
+                await self._ensure_group(hub, group)
+                current = {o.partition_id: o for o in await self.metadata.list_ownership(hub, group)}
+                for pid in pids:
+                    claim = current.get(pid)
+                    await self.metadata.claim(hub, group, pid, member, claim.etag if claim else "")
+            except HeadwaterError as exc:
+                log.info("kafka: claims of group %s in hub %s not made: %s", group, hub, exc.message)
         self._renewed[(group, member)] = time.monotonic()
 
-    def _renew(self, group: str, member: str) -> None:
+    async def _renew(self, group: str, member: str) -> None:
         owned = self._owned.get((group, member))
         if owned and time.monotonic() - self._renewed.get((group, member), 0) > self.config.ownership_expiry_s / 3:
-            self._claim(group, member, owned)
+            self._renewed[(group, member)] = time.monotonic()
+            await self._claim(group, member, owned)
 
-    def _release(self, group: str, member: str) -> None:
+    async def _release(self, group: str, member: str) -> None:
+        by_hub: dict[str, list[str]] = {}
         for hub, pid in self._owned.pop((group, member), []):
-            store = self.servicer.stores.get(hub)
-            current = store.ownership.get((group, pid)) if store is not None else None
-            if current is not None and current.owner_id == member:
-                store.claim(group, pid, "", current.etag)
+            by_hub.setdefault(hub, []).append(pid)
         self._renewed.pop((group, member), None)
+        for hub, pids in by_hub.items():
+            try:
+                current = {o.partition_id: o for o in await self.metadata.list_ownership(hub, group)}
+                for pid in pids:
+                    claim = current.get(pid)
+                    if claim is not None and claim.owner_id == member:
+                        await self.metadata.claim(hub, group, pid, "", claim.etag)
+            except HeadwaterError as exc:
+                log.info("kafka: claims of group %s in hub %s not released: %s", group, hub, exc.message)
 
     _handlers = {
         API.API_VERSIONS: _h_api_versions,
@@ -870,13 +967,16 @@ def _chunks(events: list[bytes] | PackedEvents, limit: int) -> list[tuple[int, l
     return out
 
 
-def _byte_offset(part, seq: int) -> int:
+async def _byte_offset(part, seq: int) -> int:
     """The Event Hubs offset (byte position) of event ``seq``, or -1."""
     if seq < part.beginning_sequence or seq >= part.next_sequence:
         return -1
     try:
-        if hasattr(part, "segment_for"):
+        if hasattr(part, "segment_for"):  # the embedded log: from the segment's index
             return part.segment_for(seq).offset_of(seq)
-        return part._offset_of(seq)
-    except (OSError, ValueError, IndexError, AttributeError):
+        pieces, count, _ = await part.fetch(seq, 1)  # JetStream: the event's stamped offset
+        if not count:
+            return -1
+        return ingestion_pb2.ReadEventsResponse.FromString(b"".join(pieces)).events[0].offset
+    except (OSError, ValueError, IndexError, AttributeError, HeadwaterError):
         return -1

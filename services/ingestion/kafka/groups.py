@@ -1,7 +1,11 @@
 """The Kafka group coordinator: the classic (JoinGroup/SyncGroup) rebalance protocol.
 
-Membership lives in memory (as in a Kafka broker between restarts, members
-rejoin after one); committed offsets are Headwater checkpoints (see
+A group's state is worked on in memory and, each time an assignment is in place or the
+group empties, stored (:meth:`Group.to_record`) in the consumer group records of its hubs
+in the metadata store, where gRPC consumer groups live; a coordinator that does not know a
+group (after a restart) takes it back from there (:meth:`Group.from_record`), so members
+carry on with their member id and generation, as after a Kafka coordinator failover.
+Committed offsets are Headwater checkpoints (see
 :mod:`headwater.services.ingestion.kafka.broker`). A group moves through
 Empty -> PreparingRebalance -> CompletingRebalance -> Stable:
 
@@ -20,9 +24,11 @@ Empty -> PreparingRebalance -> CompletingRebalance -> Stable:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from headwater.services.ingestion.kafka.protocol import ERR
@@ -82,7 +88,45 @@ class Group:
         self.members: dict[str, Member] = {}
         self._complete: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        self.on_stable = None  # callback(group) when an assignment is in place
+        #: awaited with the group when an assignment is in place
+        self.on_stable: Callable[[Group], Awaitable[None]] | None = None
+        #: called with the group when its last member is gone
+        self.on_empty: Callable[[Group], None] | None = None
+
+    # -- the stored form ---------------------------------------------------------------
+
+    def to_record(self) -> dict:
+        """The group as stored in the metadata store (JSON: byte strings in base64)."""
+        def b64(data: bytes) -> str:
+            return base64.b64encode(data).decode()
+
+        return {"generation": self.generation, "state": self.state, "protocol_type": self.protocol_type,
+                "protocol": self.protocol, "leader": self.leader,
+                "members": [{"member_id": m.member_id, "client_id": m.client_id, "client_host": m.client_host,
+                             "session_timeout_s": m.session_timeout_s,
+                             "rebalance_timeout_s": m.rebalance_timeout_s, "protocol_type": m.protocol_type,
+                             "protocols": [[name, b64(meta)] for name, meta in m.protocols],
+                             "group_instance_id": m.group_instance_id, "assignment": b64(m.assignment)}
+                            for m in self.members.values()] if self.state == STABLE else []}
+
+    @classmethod
+    def from_record(cls, group_id: str, record: dict) -> Group:
+        """A group taken back from its stored form: Stable with its members, each given a full
+        session timeout from now to show up, or Empty."""
+        group = cls(group_id)
+        group.generation = int(record.get("generation", 0))
+        members = record.get("members") or []
+        if record.get("state") != STABLE or not members:
+            return group
+        group.state, group.protocol_type = STABLE, record.get("protocol_type")
+        group.protocol, group.leader = record.get("protocol"), record.get("leader", "")
+        for m in members:
+            group.members[m["member_id"]] = Member(
+                m["member_id"], m.get("client_id", ""), m.get("client_host", ""), float(m["session_timeout_s"]),
+                float(m["rebalance_timeout_s"]), m.get("protocol_type", ""),
+                [(name, base64.b64decode(meta)) for name, meta in m.get("protocols", [])],
+                m.get("group_instance_id"), base64.b64decode(m.get("assignment", "")))
+        return group
 
     # -- rebalance ---------------------------------------------------------------
 
@@ -124,8 +168,7 @@ class Group:
             for mid in [mid for mid, m in self.members.items() if m.join is None or m.join.done()]:
                 del self.members[mid]
         if not self.members:
-            self.state, self.leader, self.protocol = EMPTY, "", None
-            self.generation += 1
+            self._emptied()
             return
         members = list(self.members.values())
         if self.leader not in self.members:
@@ -198,12 +241,15 @@ class Group:
             for mid, m in self.members.items():
                 m.assignment = assignments.get(mid, b"")
             self.state = STABLE
+            if self.on_stable is not None:
+                # Claims and the stored group are in place before any member learns its partitions.
+                await self.on_stable(self)
             for m in self.members.values():
                 if m.sync is not None and not m.sync.done():
-                    m.sync.set_result(ERR.NONE)
+                    m.sync.set_result(ERR.NONE if self.state == STABLE else ERR.REBALANCE_IN_PROGRESS)
                 m.sync = None
-            if self.on_stable is not None:
-                self.on_stable(self)
+            if self.state != STABLE or self.generation != generation:
+                return ERR.REBALANCE_IN_PROGRESS, b""
             return ERR.NONE, member.assignment
         member.sync = asyncio.get_running_loop().create_future()
         err = await member.sync
@@ -236,10 +282,15 @@ class Group:
         if self.members:
             self._prepare()
         elif self.state != PREPARING:
-            self.state, self.leader, self.protocol = EMPTY, "", None
-            self.generation += 1
+            self._emptied()
         else:
             self._complete_rebalance(False)
+
+    def _emptied(self) -> None:
+        self.state, self.leader, self.protocol = EMPTY, "", None
+        self.generation += 1
+        if self.on_empty is not None:
+            self.on_empty(self)
 
     def expire(self, now: float) -> list[str]:
         """Drop members whose session timed out (not those waiting in a join)."""
@@ -272,13 +323,19 @@ class GroupCoordinator:
     def __init__(self) -> None:
         self.groups: dict[str, Group] = {}
         self._task: asyncio.Task | None = None
-        self.on_stable = None
+        self.on_stable: Callable[[Group], Awaitable[None]] | None = None
+        self.on_empty: Callable[[Group], None] | None = None
 
     def get(self, group_id: str, create: bool = True) -> Group | None:
         group = self.groups.get(group_id)
         if group is None and create:
-            group = self.groups[group_id] = Group(group_id)
-            group.on_stable = self.on_stable
+            group = self.adopt(Group(group_id))
+        return group
+
+    def adopt(self, group: Group) -> Group:
+        """Take a group in (a new one, or one read back from the store)."""
+        group.on_stable, group.on_empty = self.on_stable, self.on_empty
+        self.groups[group.group_id] = group
         return group
 
     def start(self) -> None:

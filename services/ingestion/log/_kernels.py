@@ -4,7 +4,8 @@ segment.py) and the Kafka record codec (see kafka/records.py for the mapping).
 ``encode_frames``: serialized ``EventData`` messages -> a stored batch's frames.
 ``records_to_events``: the records of an uncompressed record batch v2 -> serialized
 ``EventData`` messages back to back. ``frames_to_records``: stored ``ReceivedEvent``
-frames -> the records of one record batch. Each is one pass over the bytes; every
+frames -> the records of one record batch. ``count_frames``, ``frames_to_columns``,
+``gather``, ``same_spans``: stored frames -> the columns of a packed read. Each is one pass over the bytes; every
 length read from the input is checked against the end of its buffer before it is
 used (the input comes from the network or from publishers), and the output buffers
 are sized by the bounds noted at the callers. What the Kafka kernels do not handle
@@ -23,7 +24,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["CORRUPT", "OK", "OTHER", "encode_frames", "frames_to_records", "records_to_events", "warm_up"]
+__all__ = ["CORRUPT", "OK", "OTHER", "count_frames", "encode_frames", "frames_to_columns", "frames_to_records", "gather",
+           "records_to_events", "same_spans", "warm_up"]
 
 OK, OTHER, CORRUPT = 0, 1, 2
 
@@ -243,6 +245,52 @@ def _skip(buf, p, end, wire):
     return -1
 
 
+@numba.njit(cache=True, inline="always")
+def _fixed9(buf, at):
+    """Whether ``buf[at:at+9]`` is one 9-byte varint (the log's fixed-width numbers)."""
+    for k in range(8):
+        if buf[at + k] < 0x80:
+            return False
+    return buf[at + 8] < 0x80
+
+
+@numba.njit(cache=True, inline="always")
+def _same(buf, a, b, n):
+    for k in range(n):
+        if buf[a + k] != buf[b + k]:
+            return False
+    return True
+
+
+@numba.njit(cache=True, inline="always")
+def _log_layout(src, p, fend):
+    """Where the event field's value starts and ends when the frame ``src[p:fend]`` has the layout
+    the log writes (event, partition id and time, then sequence number and offset as 9-byte
+    varints: see ``encode_frames``); (-1, -1) when it has not."""
+    if fend - p < 22 or src[p] != 0x0A or src[fend - 20] != 0x18 or src[fend - 10] != 0x20:
+        return -1, -1
+    if not (_fixed9(src, fend - 19) and _fixed9(src, fend - 9)):
+        return -1, -1
+    ln, e = _uvarint(src, p + 1, fend)
+    if e < 0 or ln > fend - 20 - e:
+        return -1, -1
+    return e, e + ln
+
+
+@numba.njit(cache=True, inline="always")
+def _only_fields_2_and_5(src, p, end):
+    """Whether ``src[p:end]`` holds only length-delimited fields 2 and 5 (partition id, time)."""
+    while p < end:
+        tag, p = _uvarint(src, p, end)
+        if p < 0 or (tag != 0x12 and tag != 0x2A):
+            return False
+        ln, p = _uvarint(src, p, end)
+        if p < 0 or ln > end - p:
+            return False
+        p += ln
+    return p == end
+
+
 @numba.njit(cache=True)
 def frames_to_records(src, out, q, i, b64_name, meta):
     """The stored frames in ``src`` -> Kafka records written at ``out[q:]``, numbered from
@@ -251,11 +299,19 @@ def frames_to_records(src, out, q, i, b64_name, meta):
     ``meta`` holds the first sequence number and the first and last timestamps (ms): set
     by record 0, read and updated by the others. OTHER when an event keeps its key in the
     property named ``b64_name``.
+
+    Two fast paths give the same result as the general parse: a frame laid out as the log
+    writes it whose partition id and time bytes are those of a frame before it (frames of
+    one stored batch share them) takes that frame's time without parsing, and an event
+    with a body only (no key, no properties) is copied without walking its fields.
     """
     n = src.shape[0]
     p = 0
     first_ts = meta[1]
     nb64 = b64_name.shape[0]
+    c_at = -1  # the partition id and time bytes of the last frame in the log's layout, and their time
+    c_len = 0
+    c_ts = np.int64(0)
     while p < n:
         if src[p] != 0x0A:
             return q, i, CORRUPT
@@ -263,46 +319,57 @@ def frames_to_records(src, out, q, i, b64_name, meta):
         if p < 0 or flen > n - p:
             return q, i, CORRUPT
         fend = p + flen
-        ev_at = ev_end = -1
-        seq = np.int64(-1)
-        secs = np.int64(0)
-        nanos = np.int64(0)
-        while p < fend:
-            tag, p = _uvarint(src, p, fend)
-            if p < 0:
-                return q, i, CORRUPT
-            field = tag >> 3
-            wire = tag & 7
-            if field == 3 and wire == 0:
-                seq, p = _uvarint(src, p, fend)
-            elif (field == 1 or field == 5) and wire == 2:
-                ln, p = _uvarint(src, p, fend)
-                if p < 0 or ln > fend - p:
+        ev_at, ev_end = _log_layout(src, p, fend)
+        if ev_at >= 0 and c_at >= 0 and fend - 20 - ev_end == c_len and _same(src, ev_end, c_at, c_len):
+            ts = c_ts
+            seq = np.int64(0)
+            if i == 0:
+                for k in range(9):
+                    seq |= np.int64(src[fend - 19 + k] & 0x7F) << (7 * k)
+        else:
+            layout_at = ev_end
+            ev_at = ev_end = -1
+            seq = np.int64(-1)
+            secs = np.int64(0)
+            nanos = np.int64(0)
+            while p < fend:
+                tag, p = _uvarint(src, p, fend)
+                if p < 0:
                     return q, i, CORRUPT
-                if field == 1:
-                    ev_at, ev_end = p, p + ln
+                field = tag >> 3
+                wire = tag & 7
+                if field == 3 and wire == 0:
+                    seq, p = _uvarint(src, p, fend)
+                elif (field == 1 or field == 5) and wire == 2:
+                    ln, p = _uvarint(src, p, fend)
+                    if p < 0 or ln > fend - p:
+                        return q, i, CORRUPT
+                    if field == 1:
+                        ev_at, ev_end = p, p + ln
+                    else:
+                        t = p
+                        while t < p + ln:
+                            ttag, t = _uvarint(src, t, p + ln)
+                            if t < 0:
+                                return q, i, CORRUPT
+                            if ttag == 0x08:
+                                secs, t = _uvarint(src, t, p + ln)
+                            elif ttag == 0x10:
+                                nanos, t = _uvarint(src, t, p + ln)
+                            else:
+                                t = _skip(src, t, p + ln, ttag & 7)
+                            if t < 0:
+                                return q, i, CORRUPT
+                    p += ln
                 else:
-                    t = p
-                    while t < p + ln:
-                        ttag, t = _uvarint(src, t, p + ln)
-                        if t < 0:
-                            return q, i, CORRUPT
-                        if ttag == 0x08:
-                            secs, t = _uvarint(src, t, p + ln)
-                        elif ttag == 0x10:
-                            nanos, t = _uvarint(src, t, p + ln)
-                        else:
-                            t = _skip(src, t, p + ln, ttag & 7)
-                        if t < 0:
-                            return q, i, CORRUPT
-                p += ln
-            else:
-                p = _skip(src, p, fend, wire)
-            if p < 0:
+                    p = _skip(src, p, fend, wire)
+                if p < 0:
+                    return q, i, CORRUPT
+            if ev_at < 0 or seq < 0:
                 return q, i, CORRUPT
-        if ev_at < 0 or seq < 0:
-            return q, i, CORRUPT
-        ts = secs * 1000 + nanos // 1_000_000
+            ts = secs * 1000 + nanos // 1_000_000
+            if layout_at >= 0 and _only_fields_2_and_5(src, layout_at, fend - 20):
+                c_at, c_len, c_ts = layout_at, fend - 20 - layout_at, ts
         if i == 0:
             first_ts = ts
             meta[0] = seq
@@ -313,6 +380,12 @@ def frames_to_records(src, out, q, i, b64_name, meta):
         hcount = 0
         hbytes = 0
         e = ev_at
+        if ev_end > ev_at and src[ev_at] == 0x0A:  # a body first: alone?
+            ln, e = _uvarint(src, ev_at + 1, ev_end)
+            if e < 0 or ln > ev_end - e:
+                return q, i, CORRUPT
+            body_at, body_len = e, ln
+            e += ln
         while e < ev_end:
             tag, e = _uvarint(src, e, ev_end)
             if e < 0:
@@ -406,6 +479,164 @@ def frames_to_records(src, out, q, i, b64_name, meta):
     return q, i, OK
 
 
+# -- the packed read (ReadEventsRequest.packed, see ../packed.py): stored ``ReceivedEvent``
+# frames -> per event where its body and content type are, its sequence number, offset and
+# enqueued time in us; then the bodies one after the other. A frame that does not parse gives
+# CORRUPT and the caller takes the numpy path, which gives the precise error.
+
+
+@numba.njit(cache=True, inline="always")
+def _delimited(buf, p, end):
+    """A length-delimited value at ``p``: (start, length, next position); start -1 when it
+    runs past ``end``."""
+    n, p = _uvarint(buf, p, end)
+    if p < 0 or n > end - p:
+        return -1, 0, -1
+    return p, n, p + n
+
+
+@numba.njit(cache=True)
+def count_frames(buf):
+    """How many frames ``buf`` holds (walking the length prefixes); -1 when one runs past the end."""
+    end = len(buf)
+    p = 0
+    i = 0
+    while p < end:
+        n, p = _uvarint(buf, p + 1, end)
+        if p < 0 or n > end - p:
+            return -1
+        p += n
+        i += 1
+    return i
+
+
+@numba.njit(cache=True)
+def frames_to_columns(buf, body_off, body_len, ct_off, ct_len, seqs, offsets, times_us):
+    """Fill the per-event columns (arrays of at least as many entries as frames); returns
+    (events, status). A missing field reads as 0 / empty, the last occurrence wins."""
+    end = len(buf)
+    p = 0
+    i = 0
+    while p < end:
+        if i >= len(seqs):
+            return i, CORRUPT
+        if buf[p] != 0x0A:
+            return i, CORRUPT
+        n, p = _uvarint(buf, p + 1, end)
+        if p < 0 or n > end - p:
+            return i, CORRUPT
+        fend = p + n
+        body_off[i] = 0
+        body_len[i] = 0
+        ct_off[i] = 0
+        ct_len[i] = 0
+        seqs[i] = 0
+        offsets[i] = 0
+        times_us[i] = 0
+        while p < fend:
+            tag, p = _uvarint(buf, p, fend)
+            if p < 0:
+                return i, CORRUPT
+            field, wire = tag >> 3, tag & 7
+            if field == 1 and wire == 2:  # EventData
+                p, m, _ = _delimited(buf, p, fend)
+                if p < 0:
+                    return i, CORRUPT
+                mend = p + m
+                while p < mend:
+                    t2, p = _uvarint(buf, p, mend)
+                    if p < 0:
+                        return i, CORRUPT
+                    f2, w2 = t2 >> 3, t2 & 7
+                    if (f2 == 1 or f2 == 3) and w2 == 2:
+                        at, k, p = _delimited(buf, p, mend)
+                        if p < 0:
+                            return i, CORRUPT
+                        if f2 == 1:
+                            body_off[i] = at
+                            body_len[i] = k
+                        else:
+                            ct_off[i] = at
+                            ct_len[i] = k
+                    else:
+                        p = _skip(buf, p, mend, w2)
+                        if p < 0:
+                            return i, CORRUPT
+            elif (field == 3 or field == 4) and wire == 0:
+                v, p = _uvarint(buf, p, fend)
+                if p < 0:
+                    return i, CORRUPT
+                if field == 3:
+                    seqs[i] = v
+                else:
+                    offsets[i] = v
+            elif field == 5 and wire == 2:  # Timestamp
+                p, m, _ = _delimited(buf, p, fend)
+                if p < 0:
+                    return i, CORRUPT
+                mend = p + m
+                secs = np.int64(0)
+                nanos = np.int64(0)
+                while p < mend:
+                    t2, p = _uvarint(buf, p, mend)
+                    if p < 0:
+                        return i, CORRUPT
+                    f2, w2 = t2 >> 3, t2 & 7
+                    if (f2 == 1 or f2 == 2) and w2 == 0:
+                        v, p = _uvarint(buf, p, mend)
+                        if p < 0:
+                            return i, CORRUPT
+                        if f2 == 1:
+                            secs = v
+                        else:
+                            nanos = v  # a negative int32 comes sign-extended to 64 bits
+                    else:
+                        p = _skip(buf, p, mend, w2)
+                        if p < 0:
+                            return i, CORRUPT
+                times_us[i] = secs * 1_000_000 + nanos // 1000
+            else:
+                p = _skip(buf, p, fend, wire)
+                if p < 0:
+                    return i, CORRUPT
+        if p != fend:
+            return i, CORRUPT
+        i += 1
+    return i, OK
+
+
+@numba.njit(cache=True)
+def gather(buf, off, lens, n, out, out_offsets):
+    """``buf[off[i]:off[i]+lens[i]]`` for i < n one after the other into ``out``, with n + 1
+    offsets in ``out_offsets``; returns the bytes written."""
+    q = 0
+    out_offsets[0] = 0
+    for i in range(n):
+        o = off[i]
+        k = lens[i]
+        out[q:q + k] = buf[o:o + k]
+        q += k
+        out_offsets[i + 1] = q
+    return q
+
+
+@numba.njit(cache=True)
+def same_spans(buf, off, lens, n):
+    """Whether the n byte ranges ``buf[off[i]:off[i]+lens[i]]`` are all equal to the first."""
+    if n == 0:
+        return True
+    k = lens[0]
+    o0 = off[0]
+    for i in range(1, n):
+        if lens[i] != k:
+            return False
+        o = off[i]
+        for j in range(k):
+            if buf[o + j] != buf[o0 + j]:
+                return False
+    return True
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) for the argument types the callers pass."""
     ro = np.frombuffer(bytes(8), np.uint8)  # views of bytes are read-only: a type of their own
@@ -414,3 +645,8 @@ def warm_up() -> None:
         encode_frames(events, np.array([2, 4], np.int64), ro[:3], 0, 0, out, 0, 8)
     records_to_events(ro, 0, np.zeros(8, np.uint8), np.zeros(1, np.int64))
     frames_to_records(ro[:0], np.zeros(8, np.uint8), 0, 0, np.frombuffer(bytes(4), np.uint8), np.zeros(3, np.int64))
+    z = np.zeros(2, np.int64)
+    count_frames(ro[:0])
+    frames_to_columns(ro[:0], z, z, z, z, z, z, z)
+    gather(ro, z, z, 0, np.zeros(2, np.uint8), np.zeros(3, np.int64))
+    same_spans(ro, z, z, 0)

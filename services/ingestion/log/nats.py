@@ -27,7 +27,13 @@ others need:
   binary-searches message sequences (each probe one direct get, cached).
 - **Live readers.** A headers-only ordered consumer per open partition follows
   the tail, so a reader on any instance wakes on events appended through any
-  other; no polling.
+  other; no polling. It is created in the background, again until it is: for
+  up to ~30 s after a NATS node dies, JetStream may place an ephemeral consumer
+  on the dead node and its creation times out; between attempts the partition
+  reads the stream's tail directly.
+- **Patient start.** Just after a node dies, the streams and buckets whose
+  leader it was answer only once a new leader is elected (seconds); opening a
+  partition or bucket tries again, with backoff, for up to ``PATIENCE_S``.
 - **Retention** purges whole old batches. When everything expired, a marker
   batch of no events is appended first and kept, so numbering continues.
 """
@@ -59,6 +65,9 @@ _INFO_CACHE = 65536
 _PRODUCER_REPLAY = 2000  # recent messages whose producers are replayed when a partition opens
 _APPEND_ATTEMPTS = 200
 _WRONG_LAST_SEQUENCE = 10071
+#: Seconds a start-up call to JetStream is tried again while it times out (a leader
+#: being elected after a node died).
+PATIENCE_S = 60.0
 
 
 def _safe(text: str) -> str:
@@ -137,6 +146,27 @@ class NatsConnection:
     def max_payload(self) -> int:
         return self.nc.max_payload
 
+    async def patient(self, op, what: str, within_s: float = PATIENCE_S):
+        """``await op()``, again with backoff while JetStream does not answer in time or
+        is unavailable (a stream or meta leader being elected); SERVICE_BUSY naming
+        ``what`` after ``within_s``."""
+        import nats.errors
+        import nats.js.errors
+
+        deadline = time.monotonic() + within_s
+        delay = 0.1
+        while True:
+            try:
+                return await op()
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                    nats.js.errors.ServiceUnavailableError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise HeadwaterError(Reason.SERVICE_BUSY,
+                                         f"NATS did not answer {what} within {within_s:g} s: {exc!r}") from None
+                log.warning("NATS did not answer %s (%r); trying again", what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def close(self) -> None:
         if self.nc is not None:
             with contextlib.suppress(Exception):
@@ -169,6 +199,7 @@ class NatsPartitionLog:
         self._infos: OrderedDict[int, _Info] = OrderedDict()
         self._hints: OrderedDict[int, int] = OrderedDict()  # event sequence -> message holding it
         self._follower: Any = None
+        self._following: asyncio.Task | None = None
         self.direct = True
         self.closed = False
 
@@ -176,32 +207,67 @@ class NatsPartitionLog:
 
     async def open(self) -> NatsPartitionLog:
         from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-        from nats.js.errors import NotFoundError
+        from nats.js.errors import APIError, NotFoundError
 
-        try:
-            info = await self.js.stream_info(self.stream)
-        except NotFoundError:
-            info = await self.js.add_stream(StreamConfig(
-                name=self.stream, subjects=[self.subject], storage=StorageType.FILE, discard=DiscardPolicy.OLD,
-                duplicate_window=self.conn.duplicate_window_s, num_replicas=self.conn.replicas,
-                allow_direct=True))
+        async def state():
+            for attempt in range(5):
+                try:
+                    return await self.js.stream_info(self.stream)
+                except NotFoundError:
+                    pass
+                try:
+                    return await self.js.add_stream(StreamConfig(
+                        name=self.stream, subjects=[self.subject], storage=StorageType.FILE, discard=DiscardPolicy.OLD,
+                        duplicate_window=self.conn.duplicate_window_s, num_replicas=self.conn.replicas,
+                        allow_direct=True))
+                except APIError as exc:
+                    # Another instance creating the same stream at the same moment makes
+                    # JetStream answer "error creating store for stream" (10049) or "stream
+                    # name already in use" (10058) here: the stream is (about to be) there.
+                    if attempt == 4:
+                        raise
+                    log.info("stream %s: creating it raced another instance (%r); reading it again", self.stream, exc)
+                    await asyncio.sleep(0.05 * (attempt + 1))
+            raise AssertionError("unreachable")
+
+        info = await self.conn.patient(state, f"opening stream {self.stream}")
         self.direct = bool(info.config.allow_direct)
-        await self._sync(info.state)
+        await self.conn.patient(lambda: self._sync(info.state), f"reading stream {self.stream}")
         self._producers_upto = max(self.first_msg_seq - 1, self.last_msg_seq - _PRODUCER_REPLAY, 0)
-        await self._follow(self._producers_upto + 1)
+        if self.last_msg_seq <= self._producers_upto:
+            self._replayed.set()
+        self._following = asyncio.get_running_loop().create_task(self._follow(self._producers_upto + 1))
         return self
 
     async def _follow(self, from_msg_seq: int) -> None:
-        """Follow the stream's headers from ``from_msg_seq`` on (replaying recent producers first)."""
+        """Follow the stream's headers from ``from_msg_seq`` on (replaying recent producers
+        first), creating the ordered consumer again until it is (a creation times out
+        while JetStream places it on a node that died); between attempts the stream's
+        tail and recent producers are read directly, so readers here still wake on
+        other instances' appends and the producer table is whole."""
         from nats.js.api import ConsumerConfig, DeliverPolicy
 
-        if self.last_msg_seq < from_msg_seq:
-            self._replayed.set()
-        self._follower = await self.js.subscribe(
-            self.subject, stream=self.stream, cb=self._on_header, ordered_consumer=True, headers_only=True,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, idle_heartbeat=1.0,
-            config=ConsumerConfig(opt_start_seq=max(from_msg_seq, 1), mem_storage=True),
-            pending_msgs_limit=-1, pending_bytes_limit=-1)
+        while not self.closed:
+            try:
+                self._follower = await self.js.subscribe(
+                    self.subject, stream=self.stream, cb=self._on_header, ordered_consumer=True, headers_only=True,
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE, idle_heartbeat=1.0,
+                    config=ConsumerConfig(opt_start_seq=max(from_msg_seq, 1), mem_storage=True),
+                    pending_msgs_limit=-1, pending_bytes_limit=-1)
+                if self.closed:  # closed while the consumer was being created
+                    await _quietly(self._follower.unsubscribe())
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a timeout after a node died: again
+                log.warning("stream %s: following the tail failed (%r); trying again", self.stream, exc)
+            with contextlib.suppress(Exception):
+                # The tail and recent producers without the follower (direct gets).
+                await self.refresh()
+                await self._catch_up_producers()
+                self._replayed.set()
+            from_msg_seq = max(from_msg_seq, self._producers_upto + 1)
+            await asyncio.sleep(1.0)
 
     async def _on_header(self, msg) -> None:
         try:
@@ -264,7 +330,11 @@ class NatsPartitionLog:
         if data is None:
             msg = await self.js.get_msg(self.stream, seq=msg_seq, direct=self.direct)
             data = msg.data or b""
-            self._keep(msg_seq, data)
+            # A batch read from NATS is kept only while the cache has room: a reader
+            # going through old batches would otherwise push out the batches it reads
+            # next (and the tail live readers need), one miss causing the next.
+            if self.conn.cached + len(data) <= self.conn.cache_bytes or len(self._data) < _CACHE_BATCHES:
+                self._keep(msg_seq, data)
         return data
 
     def _keep(self, msg_seq: int, data: bytes) -> None:
@@ -512,6 +582,8 @@ class NatsPartitionLog:
     def close(self, sync: bool = True) -> None:
         self.closed = True
         self._changed.set()
+        if self._following is not None and not self._following.done():
+            self._following.cancel()
         self.conn.cached -= sum(map(len, self._data.values()))
         self._data.clear()
         if self._follower is not None:
@@ -555,8 +627,9 @@ class NatsHubStore(HubStore):
         await self.conn.connect()
         return await super().open_async()  # type: ignore[return-value]
 
-    async def _open_partitions(self, meta: HubMeta) -> list:
-        return [await NatsPartitionLog(self.conn, meta.name, str(i)).open() for i in range(meta.partition_count)]
+    async def _open_partitions(self, meta: HubMeta, first: int = 0) -> list:
+        return [await NatsPartitionLog(self.conn, meta.name, str(i)).open()
+                for i in range(first, meta.partition_count)]
 
     async def _destroy_partitions(self, hub: Hub) -> None:
         for part in hub.partitions:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from headwater.services.ingestion.log.jit import KERNELS
+from headwater.storage import fsync_dir
 
 __all__ = [
     "BATCH_HEADER",
@@ -354,7 +355,7 @@ class Segment:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         os.write(fd, FILE_HEADER.pack(FILE_MAGIC, base_sequence, base_offset))
         os.fsync(fd)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return cls(path, base_sequence, base_offset, fd, FILE_HEADER.size)
 
     @classmethod
@@ -503,16 +504,3 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
         pos += len(chunk)
     return b"".join(chunks)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

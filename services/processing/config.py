@@ -23,6 +23,9 @@ class ProcessingConfig(ServiceConfig):
     alert_sample_interval_s: float = 1.0
     #: Restart jobs that were running when the service stopped (or was killed).
     resume_jobs: bool = True
+    #: Seconds an input partition with a backlog may go without the job advancing in it
+    #: before the job reports it starved (metric, log line, ``job show`` warning).
+    starvation_after_s: float = 30.0
     #: Seconds a StopJob (or SIGTERM) waits for an epoch whose output is held by a sink
     #: that is down; then the epoch is left to be replayed at the next start.
     stop_hold_timeout_s: float = 10.0
@@ -30,6 +33,10 @@ class ProcessingConfig(ServiceConfig):
     #: service's event loop only does I/O) or ``inline`` (in the service's process,
     #: the engine on a worker thread).
     job_worker: str = "process"
+    #: In a job's worker process, write checkpoints from a fork (copy-on-write image of
+    #: the process): the job pauses only to take its vectorised state and fork, not for
+    #: the serialization and the file (``false``: the worker's thread writes them).
+    checkpoint_fork: bool = True
     #: Scale-out: split each job's partitions between the replicas of the service (and,
     #: for partition-parallel jobs, run a task per partition), through the ingestion
     #: service's ownership store. Replicas must share ``checkpoint_dir``.
@@ -37,8 +44,21 @@ class ProcessingConfig(ServiceConfig):
     #: Where jobs keep their checkpoints (default: the data folder). Replicas in
     #: scale-out share it (a shared volume), so one takes over another's partitions.
     checkpoint_dir: str = ""
+    #: Scale-out: seconds between this replica's looks at the shared job catalogue
+    #: (``<checkpoint_dir>/jobs.json``): it joins jobs started through another replica
+    #: and leaves the ones stopped or deleted there.
+    reconcile_interval_s: float = 1.0
     #: This replica's id in partition ownership (default: one kept in the data folder).
     replica_id: str = ""
+    #: Deadline of every call to another service (ingestion, sink, registry): a peer that
+    #: does not answer in time (hung, stopped) fails the call with SERVICE_TIMEOUT, and the
+    #: caller's one retry layer takes over (docs/errors.md). A read stream fails when no
+    #: answer (events or an empty one, sent every 250 ms) comes within it.
+    call_timeout_s: float = 10.0
+    #: A JSON file of fault rules (headwater.faults), read again when it changes: tests make
+    #: a job's reads (``read``, target the hub) or writes (``write``, target the sink)
+    #: slow or failing. Empty: none.
+    faults_file: str = ""
     #: Seconds a query may take to compile (CreateJob, UpdateJob) before it is stopped.
     compile_timeout_s: float = 10.0
     #: Seconds a TestQuery may run before it is stopped.
@@ -46,3 +66,12 @@ class ProcessingConfig(ServiceConfig):
     #: UDFs jobs may call, registered by the operator: ``{name: module:function}`` (or
     #: ``path/to/file.py:function``); a job calls ``UDF.name`` and may list the name in ``udfs``.
     udfs: dict[str, str] = field(default_factory=dict)
+    #: Largest snapshot of a refreshed reference input (PostgreSQL rows as JSON, or a file),
+    #: in bytes: a bigger one is refused with this limit named (a refresh keeps the last good).
+    max_reference_bytes: int = 100 * 2**20
+    #: Seconds a reference query (snapshot or delta) may run (PostgreSQL statement_timeout).
+    reference_query_timeout_s: float = 30.0
+    #: Largest file a file stream input takes, in bytes (a bigger one fails the job, naming it).
+    max_input_file_bytes: int = 256 * 2**20
+    #: Seconds between looks for new files of a file stream input.
+    file_poll_interval_s: float = 1.0

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.functions import json_text
+from headwater.services.processing.exec.watermarks import VerdictLog
 from headwater.services.processing.job_guards import check_secret_references, plugin_manager, reference_file
 from headwater.services.processing.local import decode_events, run_local
 from headwater.v1 import event_pb2
@@ -46,14 +47,29 @@ def _reference_rows(inp: pb.JobInput, config: Any = None) -> list[dict]:
                              metadata={"field": "reference_data"}) from None
 
 
+def _roots(config: Any):
+    from headwater.services.processing.refdata import _roots as roots
+
+    return roots(config)
+
+
 def compile_job(job: pb.Job, config: Any = None):
     """Compile the job's query and check its inputs and outputs against the query's."""
     from headwater.services.processing.engine import compile_query
+    from headwater.services.processing.files import PathPattern
+    from headwater.services.processing.refdata import check_reference_input, is_refreshed
 
     refs = [i.alias for i in job.inputs if i.kind == pb.INPUT_KIND_REFERENCE]
     for i in job.inputs:
-        if i.kind == pb.INPUT_KIND_REFERENCE and i.reference_path and not i.reference_data:
+        if is_refreshed(i):
+            check_reference_input(i, config)
+        elif i.kind == pb.INPUT_KIND_REFERENCE and i.reference_path and not i.reference_data:
             reference_file(i, config)
+        elif i.kind != pb.INPUT_KIND_REFERENCE and i.path_pattern:
+            if i.hub:
+                raise HeadwaterError(Reason.INVALID_ARGUMENT, f"input {i.alias}: give hub or path_pattern, not both",
+                                     metadata={"field": "path_pattern"})
+            PathPattern(i.path_pattern, _roots(config), "path_pattern", i.date_format, i.time_format)
     check_secret_references(job, config)
     compiled = compile_query(job.query, plugin_manager(job, config), references=refs,
                              inputs=[i.alias for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE])
@@ -88,27 +104,45 @@ class JobRuntime:
     def __init__(self, job: pb.Job, registry_address: str = "", config: Any = None) -> None:
         """``registry_address`` is the registry's connection string (Avro inputs); ``config`` the
         service's settings (operator UDFs, allowed_paths)."""
+        from headwater.services.processing.refdata import is_refreshed, reference_source
+
+        self.config = config
         compiled = compile_job(job, config)
-        refs = {i.alias: _reference_rows(i, config) for i in job.inputs if i.kind == pb.INPUT_KIND_REFERENCE}
+        refs = {i.alias: _reference_rows(i, config) for i in job.inputs
+                if i.kind == pb.INPUT_KIND_REFERENCE and not is_refreshed(i)}
         self.rt = compiled.runtime(_policy(job), reference_data=refs)
         self.pm = compiled.pm
-        self.formats = {i.alias.lower(): (i.format or "json").lower() for i in job.inputs}
+        #: Refreshed reference inputs (PostgreSQL, file patterns): the runner loads and refreshes them.
+        self.reference_sources = {i.alias: reference_source(i, config) for i in job.inputs if is_refreshed(i)}
+        # A file stream input's reader turns every file's records into JSON bodies.
+        self.formats = {i.alias.lower(): "json" if i.path_pattern and i.kind != pb.INPUT_KIND_REFERENCE
+                        else (i.format or "json").lower() for i in job.inputs}
         self.registry_address = registry_address
+        #: the deadline of the registry calls (ProcessingConfig.call_timeout_s)
+        self.call_timeout_s = float(getattr(config, "call_timeout_s", 10.0))
         self._serializers: dict[str, Any] = {}
         self.runtime_errors = 0
         self._schemas: dict[str, dict[str, pa.DataType]] = {}
         self._pending = False
         self._fed: dict[str, list[int]] = {}  # partition -> [first, last] sequence number fed this epoch
+        #: What the ordering policy did with each recent event (ListEventVerdicts).
+        self.verdicts = VerdictLog()
+        self.verdicts.windows = _aligned_windows(compiled.plan)
+        #: With a dead-letter hub: the events that failed since the last take (error samples
+        #: with partition, sequence number, reason, and the record when no position is known).
+        self.dead: list | None = [] if job.dead_letter_hub else None
+        self._attach()
 
     def _serializer(self, fmt: str):
         if fmt not in self._serializers:
             ser = self.pm.collect().serializers.get(fmt)
             if ser is None:
                 raise HeadwaterError(Reason.INVALID_ARGUMENT, f"no serializer plugin for input format {fmt!r}")
-            if fmt == "avro" and hasattr(ser, "configured") and self.registry_address:
+            if ser.uses_registry and self.registry_address:
                 from headwater.schemaregistry import SchemaRegistryClient
 
-                ser = ser.configured(SchemaRegistryClient.from_connection_string(self.registry_address))
+                ser = ser.configured(SchemaRegistryClient.from_connection_string(
+                    self.registry_address, timeout=self.call_timeout_s))
             self._serializers[fmt] = ser
         return self._serializers[fmt]
 
@@ -168,17 +202,11 @@ class JobRuntime:
             finally:
                 counters.context = None
 
-        if hasattr(ser, "decode_with_index"):
-            rows, index = ser.decode_with_index(bodies, list(content_types) if fmt == "avro" else
-                                                (content_types[0] if content_types else ""), on_error)
-            self._guard(lambda: self.rt.feed(alias, rows, [arrivals[i] for i in index],
-                                             partition_ids=[partition_ids[i] for i in index], advance=advance,
-                                             metadata=None if metadata is None else [metadata[i] for i in index]),
-                        partition_ids, sequence_numbers)
-        else:
-            self._guard(lambda: self.rt.feed(alias, ser.decode(bodies, content_types[0] if content_types else "",
-                                                               on_error), advance=advance),
-                        partition_ids, sequence_numbers)
+        rows, index = ser.decode_with_index(bodies, list(content_types), on_error)
+        self._guard(lambda: self.rt.feed(alias, rows, [arrivals[i] for i in index],
+                                         partition_ids=[partition_ids[i] for i in index], advance=advance,
+                                         metadata=None if metadata is None else [metadata[i] for i in index]),
+                    partition_ids, sequence_numbers)
 
     def _settle(self) -> None:
         """After an epoch fed with feed_packed: run the time loop once, all partitions in."""
@@ -227,7 +255,9 @@ class JobRuntime:
         self._settle()
         out = {}
         for name, frame in self.rt.take_frames().items():
-            out[name] = frame_table(frame, self._schemas.setdefault(name.lower(), {}))
+            out[name] = frame_table(frame, self._schemas.setdefault(name.lower(), {}),
+                                    lambda message, row, name=name: self.rt.counters.error(
+                                        f"DataConversionError: output {name}: {message}", record=row))
         return out
 
     def error_samples(self) -> list[dict]:
@@ -245,8 +275,25 @@ class JobRuntime:
         self._settle()
         return self.rt.snapshot()
 
+    def snapshot_begin(self):
+        """A snapshot in two steps (``.finish()`` gives the blob): see Runtime.snapshot_begin."""
+        self._settle()
+        return self.rt.snapshot_begin()
+
     def restore(self, state: bytes) -> None:
         self.rt.restore(state)
+        self._attach()  # the restored counters are new objects
+
+    def _attach(self) -> None:
+        self.rt.counters.verdicts = self.verdicts
+        self.rt.counters.dead = self.dead
+
+    def take_dead(self) -> list[dict]:
+        """The failed events since the last take (for the job's dead-letter hub)."""
+        if not self.dead:
+            return []
+        out, self.dead[:] = list(self.dead), []
+        return out
 
     def counters(self) -> dict[str, Any]:
         c = self.rt.counters.as_dict()
@@ -264,6 +311,25 @@ class JobRuntime:
 
     def stream_inputs(self) -> list[str]:
         return list(self.rt.compiled.inputs)
+
+    def add_reference_version(self, alias: str, valid_from_us: int, rows: list[dict]) -> None:
+        """A snapshot of a refreshed reference input (on the engine's thread)."""
+        self.rt.add_reference_version(alias, valid_from_us, rows)
+
+
+def _aligned_windows(plan: Any) -> dict[str, tuple[int, int, int]]:
+    """Per input read directly by a tumbling or hopping window: its ``(size, hop, offset)`` in us."""
+    from headwater.windows import AlignedShape
+
+    out: dict[str, tuple[int, int, int]] = {}
+    for ls in plan.statements:
+        src = ls.select.source
+        if len(ls.windows) != 1 or src.name.lower() in out:
+            continue
+        shape = ls.windows[0].config.columnar()
+        if isinstance(shape, AlignedShape):
+            out[src.name.lower()] = (shape.size, shape.hop, shape.offset)
+    return out
 
 
 def _sa_type(v: Any) -> pa.DataType | None:
@@ -300,10 +366,13 @@ def _convert(v: Any, t: pa.DataType) -> Any:
     return v if isinstance(v, datetime) else None
 
 
-def output_table(rows: list[dict], schema: dict[str, pa.DataType]) -> pa.Table:
+def output_table(rows: list[dict], schema: dict[str, pa.DataType], on_error: Any = None) -> pa.Table:
     """Rows as one typed Arrow table. A column's type is the first one seen (kept in
-    ``schema`` across calls); int and float mixed give float; anything else mixed, records
-    and arrays give JSON text."""
+    ``schema`` across calls: a sink's table keeps one schema); int and float mixed give float;
+    anything else mixed, records and arrays give JSON text. A later value that does not fit
+    its column's type (text in a column first typed bigint) is a data conversion error, as in
+    Stream Analytics: ``on_error(message, row)`` is called and the row is not written (never
+    a NULL in its place); without ``on_error`` the value is NULL."""
     names: dict[str, str] = {}
     for r in rows:
         for k in r:
@@ -326,8 +395,23 @@ def output_table(rows: list[dict], schema: dict[str, pa.DataType]) -> pa.Table:
             t = pa.string()
         schema.setdefault(col, t)
     fields = [pa.field(c, schema.get(c, pa.string())) for c in names]
-    arrays = [pa.array([_convert(r.get(f.name), f.type) for r in rows], type=f.type) for f in fields]
+    columns = [[_convert(r.get(f.name), f.type) for r in rows] for f in fields]
+    if on_error is not None:
+        bad: set[int] = set()
+        for f, values in zip(fields, columns):
+            for i, v in enumerate(values):
+                if v is None and i not in bad and rows[i].get(f.name) is not None:
+                    bad.add(i)
+                    on_error(f"column {f.name}: {json_text(rows[i][f.name])[:200]} is not a {_SA_NAMES.get(f.type, f.type)} "
+                             "(the column's type since its first row)", rows[i])
+        if bad:
+            columns = [[v for i, v in enumerate(values) if i not in bad] for values in columns]
+    arrays = [pa.array(values, type=f.type) for f, values in zip(fields, columns)]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+_SA_NAMES = {pa.int64(): "bigint", pa.float64(): "float", pa.string(): "nvarchar(max)", pa.bool_(): "bit",
+             pa.timestamp("us", tz="UTC"): "datetime"}
 
 
 _POLARS_SA = {"Int64": pa.int64(), "Float64": pa.float64(), "String": pa.string(), "Boolean": pa.bool_(),
@@ -335,7 +419,7 @@ _POLARS_SA = {"Int64": pa.int64(), "Float64": pa.float64(), "String": pa.string(
                                                         pa.int64())}
 
 
-def frame_table(df, schema: dict[str, pa.DataType]) -> pa.Table:
+def frame_table(df, schema: dict[str, pa.DataType], on_error: Any = None) -> pa.Table:
     """An output batch as an Arrow table with Stream Analytics types; columns of Python
     values, records or arrays go through :func:`output_table` (JSON text where mixed)."""
     import polars as pl
@@ -348,7 +432,7 @@ def frame_table(df, schema: dict[str, pa.DataType]) -> pa.Table:
         if t is None and dt == pl.Null and schema.get(c) is not None:
             t = schema[c]
         if t is None or (c in schema and schema[c] != t and not (schema[c] == pa.float64() and t == pa.int64())):
-            return output_table(df.select(cols).to_dicts(), schema)
+            return output_table(df.select(cols).to_dicts(), schema, on_error)
         plain.append((c, schema.setdefault(c, t)))
     arrays = []
     for c, t in plain:

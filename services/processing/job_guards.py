@@ -82,6 +82,9 @@ def check_secret_references(job: pb.Job, config: Any) -> None:
         for item in items:
             if is_reference(item.connection_string):
                 resolve(item.connection_string, store, f"job.{what}.connection_string")
+    for item in job.inputs:
+        if is_reference(item.dsn):
+            resolve(item.dsn, store, "job.inputs.dsn")
 
 
 def reference_file(inp: pb.JobInput, config: Any = None) -> Path:

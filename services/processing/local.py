@@ -1,5 +1,5 @@
 """Running a query locally, with no services: ``headwater query test``, the
-``TestQuery`` RPC, ``headwater.testing.run_query`` and jobs' Python UDFs all use this."""
+``TestQuery`` RPC, ``headwater.services.processing.testing.run_query`` and jobs' Python UDFs all use this."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ __all__ = ["decode_events", "load_udf", "run_local", "udf_plugin"]
 def decode_events(data: bytes, name: str = "events.json", pm: Any = None) -> list[dict]:
     """Events of a file's bytes: JSON array, JSON lines, CSV, or an Avro container file.
 
-    The format is the registered serializer whose ``file_suffixes`` match the file name
-    (``.json``/``.jsonl`` JSON, ``.csv`` CSV, ``.avro`` Avro); an Avro container is also
-    recognised by its magic bytes, and read with fastavro when no ``avro`` serializer is
-    registered.
+    The format is the registered serializer whose ``magic`` bytes start the file (an Avro
+    container), else the one whose ``file_suffixes`` match the file name (``.json``/``.jsonl``
+    JSON, ``.csv`` CSV, ``.avro`` Avro), else JSON.
     """
     if pm is None:
         from headwater.pluginmanager import get_plugin_manager
@@ -27,20 +26,17 @@ def decode_events(data: bytes, name: str = "events.json", pm: Any = None) -> lis
     pm.collect()
     p = Path(name)
     suffix = p.suffix.lower() or f".{name.lower()}"
-    if suffix == ".avro" or data[:4] == b"Obj\x01":
-        ser = pm.serializers.get("avro")
-        if ser is not None:
-            return ser.read_file(data)
-        import io
-
-        import fastavro
-
-        return [dict(r) for r in fastavro.reader(io.BytesIO(data))]
-    if not data.strip():
-        return []
-    ser = next((s for s in pm.serializers.unique() if suffix in getattr(s, "file_suffixes", ())), None)
+    serializers = pm.serializers.unique()
+    ser = next((s for s in serializers if s.magic and data.startswith(s.magic)), None)
+    if ser is not None:
+        return ser.read_file(data)
+    ser = next((s for s in serializers if suffix in s.file_suffixes), None)
     if ser is None:
+        if not data.strip():
+            return []
         ser = pm.serializers.get("json")
+    elif not ser.magic and not data.strip():
+        return []
     if ser is None:
         raise ValueError(f"no serializer plugin reads {p.name}")
     return ser.read_file(data)
@@ -127,15 +123,17 @@ def run_local(query: str, inputs: dict[str, list[dict]], references: dict[str, l
     batch: list[dict] = []
     arrivals: list[int] = []
     current = None
+    # A file is read as one partition, as a hub with one partition would give it: PartitionId 0
+    # (a payload field of that name wins, as in a job).
     for t, _, _, alias, ev in merged:
         if alias != current and batch:
-            rt.feed(current, batch, arrivals)
+            rt.feed(current, batch, arrivals, partition_ids=[0] * len(batch))
             batch, arrivals = [], []
         current = alias
         batch.append(ev)
         arrivals.append(t)
     if batch:
-        rt.feed(current, batch, arrivals)
+        rt.feed(current, batch, arrivals, partition_ids=[0] * len(batch))
     rt.flush()
     out = rt.take()
     if stats is not None:

@@ -16,6 +16,7 @@ import contextlib
 import multiprocessing
 
 from headwater.errors import HeadwaterError, QueryCompileError, Reason
+from headwater.interpreter import tune_interpreter
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["QueryPool"]
@@ -117,7 +118,7 @@ class QueryPool:
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"))
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=tune_interpreter)
         return self._pool
 
     def warm(self) -> None:

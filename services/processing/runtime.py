@@ -31,11 +31,13 @@ for the others, which is Stream Analytics' own guarantee.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import json
 import logging
 import os
 import resource
-import threading
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,7 +49,9 @@ import numpy as np
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.faults import FaultFile
 from headwater.retry import RetryPolicy, retry_async
+from headwater.storage import write_atomic
 from headwater.v1 import event_pb2
 from headwater.v1 import processing_pb2 as pb
 
@@ -68,6 +72,10 @@ class QueryRuntime(Protocol):
 
     def snapshot(self) -> bytes: ...
 
+    def snapshot_begin(self) -> Any:
+        """Optional: a snapshot in two steps (``.finish()`` gives the blob), for a forked writer."""
+        ...
+
     def restore(self, state: bytes) -> None: ...
 
     def counters(self) -> dict[str, int]: ...
@@ -80,8 +88,10 @@ class QueryRuntime(Protocol):
 @dataclass
 class Chunk:
     """Events of one input partition as columns (a packed read answer, or several
-    of them merged): bodies in one buffer with n + 1 offsets, and per event its
-    sequence number, arrival (enqueued) time in us and content type."""
+    of them merged): bodies in one buffer with n + 1 offsets (body i is
+    ``bodies[offsets[i]:offsets[i + 1]]``; the first offset need not be 0: a slice of a
+    chunk shares its buffer), and per event its sequence number, arrival (enqueued) time
+    in us and content type."""
 
     alias: str
     partition_id: str
@@ -114,12 +124,12 @@ class Chunk:
         """The events of a ReadEvents answer (packed, or events from an older service)."""
         if resp.HasField("packed") and len(resp.packed.sequence_numbers):
             p = resp.packed
-            ids = np.array(p.content_type_ids, np.int32) if len(p.content_types) > 1 else None
-            meta = list(p.metadata) if len(p.metadata) == len(p.sequence_numbers) else None
-            return cls(alias, pid, p.bodies, np.array(p.body_offsets, np.int64),
-                       np.array(p.sequence_numbers, np.int64), np.array(p.enqueued_times_us, np.int64),
-                       list(p.content_types) or [""], ids,
-                       np.array(p.offsets, np.int64) if meta is not None else None, meta)
+            seqs = _column(p.sequence_numbers, np.int64)
+            ids = _column(p.content_type_ids, np.int32) if len(p.content_types) > 1 else None
+            meta = list(p.metadata) if len(p.metadata) == len(seqs) else None
+            return cls(alias, pid, p.bodies, _column(p.body_offsets, np.int64), seqs,
+                       _column(p.enqueued_times_us, np.int64), list(p.content_types) or [""], ids,
+                       _column(p.offsets, np.int64) if meta is not None else None, meta)
         if not resp.events:
             return None
         events = resp.events
@@ -139,7 +149,15 @@ class Chunk:
         return self if n == len(self) else self.take(slice(0, n))
 
     def take(self, sel) -> Chunk:
-        """The events selected by a slice or an index array, in that order."""
+        """The events selected by a slice (sharing this chunk's buffer, no copy) or an
+        index array, in that order."""
+        if isinstance(sel, slice) and sel.step in (None, 1):
+            a, b, _ = sel.indices(len(self))
+            b = max(a, b)
+            return Chunk(self.alias, self.partition_id, self.bodies, self.offsets[a:b + 1], self.seqs[a:b],
+                         self.arrivals[a:b], self.content_types, None if self.ct_ids is None else self.ct_ids[a:b],
+                         None if self.log_offsets is None else self.log_offsets[a:b],
+                         None if self.meta is None else self.meta[a:b])
         idx = np.arange(len(self))[sel]
         starts, ends = self.offsets[:-1][idx], self.offsets[1:][idx]
         if isinstance(sel, slice):
@@ -174,6 +192,28 @@ class Chunk:
             yield self.content_types[int(self.ct_ids[a])], self.take(slice(int(a), int(b)))
 
 
+def ingestion_stub(channel):
+    """An IngestionService stub whose ReadEvents answers come as
+    :data:`~headwater.eventhub.wire.ReadEventsResponseColumns` (number columns as bytes,
+    mapped by :meth:`Chunk.of` without one Python object per event)."""
+    from headwater.eventhub.wire import ReadEventsResponseColumns, method
+    from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
+
+    stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+    stub.ReadEvents = channel.unary_stream(
+        method("ReadEvents"), request_serializer=ingestion_pb2.ReadEventsRequest.SerializeToString,
+        response_deserializer=ReadEventsResponseColumns.FromString)
+    return stub
+
+
+def _column(values, dtype) -> np.ndarray:
+    """A packed number column: little-endian bytes (:data:`headwater.eventhub.wire.ReadEventsResponseColumns`,
+    mapped, no copy) or a protobuf repeated field (one Python int per value)."""
+    if isinstance(values, bytes):
+        return np.frombuffer(values, np.dtype(dtype).newbyteorder("<"))
+    return np.array(values, dtype)
+
+
 def merge_chunks(chunks: list[Chunk]) -> dict[tuple[str, str], Chunk]:
     """One chunk per (alias, partition), in sequence order (read order)."""
     groups: dict[tuple[str, str], list[Chunk]] = {}
@@ -196,7 +236,8 @@ def merge_chunks(chunks: list[Chunk]) -> dict[tuple[str, str], Chunk]:
                                   else np.array([names.index(c.content_types[i]) for i in c.ct_ids], np.int32)
                                   for c in group])
         with_meta = all(c.meta is not None for c in group)
-        out[key] = Chunk(key[0], key[1], b"".join(c.bodies[int(c.offsets[0]):int(c.offsets[-1])] for c in group),
+        out[key] = Chunk(key[0], key[1], b"".join([memoryview(c.bodies)[int(c.offsets[0]):int(c.offsets[-1])]
+                                                   for c in group]),
                          np.concatenate(offs), np.concatenate([c.seqs for c in group]),
                          np.concatenate([c.arrivals for c in group]), names, ids,
                          np.concatenate([c.log_offsets for c in group]) if with_meta else None,
@@ -258,6 +299,10 @@ class PartitionProgress:
     caught_up_us: int = 0
     #: Whether the partition has answered since the job started.
     seen: bool = False
+    #: (fed_seq, monotonic time it was first seen there): how long the job has not advanced.
+    progress_mark: tuple[int, float] = (-2, 0.0)
+    #: Whether it was last reported starved (the log line is written on the change).
+    starved: bool = False
 
 
 def _clock_us(clock) -> int | None:
@@ -279,27 +324,43 @@ class RunnerSettings:
     #: How long a stop waits for an epoch whose output is held (sink down) before
     #: leaving it to be replayed at the next start.
     stop_hold_timeout_s: float = 10.0
+    #: A partition with a backlog the job has not advanced in for this long is starved.
+    starvation_after_s: float = 30.0
+    #: File stream inputs: largest file taken, and seconds between looks for new files.
+    max_input_file_bytes: int = 256 * 2**20
+    file_poll_interval_s: float = 1.0
+    #: Deadline of each call to another service (ProcessingConfig.call_timeout_s).
+    call_timeout_s: float = 10.0
+    #: Fault rules of the job's calls (ProcessingConfig.faults_file).
+    faults_file: str = ""
+    #: Bounded calls (start positions, a replay's reads) retry under it; the loops that
+    #: hold until a peer is back (readers, held outputs) take only its backoff.
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=8, max_delay_s=60))
+    #: Write checkpoints from a fork of the process (copy-on-write image): the job pauses
+    #: only to take the vectorised state and fork, not to serialize and write the state.
+    #: On in a job's worker process (ProcessingConfig.checkpoint_fork); the inline runner
+    #: (inside the service's process, with its gRPC server) writes in its worker thread.
+    checkpoint_fork: bool = False
+    #: A forked checkpoint writer not done after this long is killed and the checkpoint
+    #: written in the worker thread instead.
+    checkpoint_fork_timeout_s: float = 120.0
+    #: A state of only vectorised operators smaller than this is written in the worker
+    #: thread, without a fork.
+    checkpoint_fork_min_bytes: int = 1 << 20
+
+    @classmethod
+    def from_config(cls, config: Any) -> RunnerSettings:
+        """The settings of a service's ProcessingConfig."""
+        return cls(checkpoint_interval_s=config.checkpoint_interval_s,
+                   stop_hold_timeout_s=config.stop_hold_timeout_s, call_timeout_s=config.call_timeout_s,
+                   faults_file=config.faults_file, max_input_file_bytes=config.max_input_file_bytes,
+                   file_poll_interval_s=config.file_poll_interval_s, starvation_after_s=config.starvation_after_s)
 
 
 def _ts(dt: datetime) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(dt.astimezone(UTC).replace(tzinfo=None))
     return ts
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # writers never share one
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def last_epoch(state_dir: Path) -> int:
@@ -323,7 +384,7 @@ def forget_job(state_dir: Path) -> None:
         if f.is_file():
             f.unlink()
     if epoch:
-        _atomic_write(state_dir / "epoch.json", json.dumps({"epoch": epoch}).encode())
+        write_atomic(state_dir / "epoch.json", json.dumps({"epoch": epoch}).encode())
 
 
 class JobRunner:
@@ -366,10 +427,17 @@ class JobRunner:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"job-{job.name.rsplit('/', 1)[-1]}")
         self._counters: dict = {}
         self._error_samples: list[str] = []
+        #: Dead-letter events of the epoch being run (sent before its outputs).
+        self._dead: list = []
         #: The last checkpoint's epoch (0: none).
         self.checkpoint_id = 0
         self._watermark: datetime | None = None
         self.last_checkpoint_time: float = 0.0
+        #: How long the last checkpoint held the job (ms): the whole write, or with
+        #: ``checkpoint_fork`` the vectorised state's capture and the fork.
+        self.last_checkpoint_pause_ms: float = 0.0
+        #: The forked writer of the last checkpoint, until it is reaped.
+        self._ckpt_writer: asyncio.Task | None = None
         self.tasks: list[asyncio.Task] = []
         self.loop_task: asyncio.Task | None = None
         #: Batches taken off the queue for the epoch being gathered (kept here, not in a
@@ -383,12 +451,23 @@ class JobRunner:
         #: written before it (it would take the intent's checkpoint id).
         self._replay_pending = False
         self.error: str = ""
-        self.stats = {"input_events": 0, "input_bytes": 0, "output_events": 0, "output_errors": 0}
+        self.stats = {"input_events": 0, "input_bytes": 0, "output_events": 0, "output_errors": 0,
+                      "dead_letter_events": 0}
         self._cpu0 = self._cpu()
         self._wall0 = time.monotonic()
         self._util = 0.0
         self.on_failure = None  # callable(str) set by the service
+        #: callable(str) set by the service: a transient trouble (an input or output held
+        #: by a peer that fails or does not answer) began ("..."), or every one ended ("").
+        self.on_degraded = None
+        self._troubles: dict[str, str] = {}
+        self.faults = FaultFile(self.settings.faults_file)
         self.on_epoch = None  # callable() after every epoch (the worker reports metrics)
+        #: File stream inputs by alias (files named by a path pattern instead of a hub).
+        self.file_inputs: dict[str, Any] = {}
+        #: Refreshed reference inputs: alias -> RefreshState (JobMetrics.references).
+        self.references: dict[str, Any] = {}
+        self._fresh = False
 
     # -- persistence ----------------------------------------------------------------
     @property
@@ -413,13 +492,92 @@ class JobRunner:
                 "state_file": f"state-{self.epoch}.bin", "start": self.start_from,
                 "stats": self.stats, "partitions": {f"{a}/{p}": [part.fed_seq, part.fed_arrival_us]
                                                     for (a, p), part in self.partitions.items()}}
+        if self.settings.checkpoint_fork and hasattr(os, "fork") and hasattr(self.rt, "snapshot_begin"):
+            t0 = time.perf_counter()
+            pid = await self._in_worker(self._fork_checkpoint, body)
+            self.last_checkpoint_pause_ms = (time.perf_counter() - t0) * 1000
+            if pid:
+                self._ckpt_writer = asyncio.ensure_future(self._reap_checkpoint(pid, body))
+            else:
+                self._checkpointed(body)
+            return
+        t0 = time.perf_counter()
         await self._in_worker(self._write_checkpoint, body)
-        self.last_checkpoint_time = time.time()
-        self.checkpoint_id = self.epoch
+        self.last_checkpoint_pause_ms = (time.perf_counter() - t0) * 1000
+        self._checkpointed(body)
 
-    def _write_checkpoint(self, body: dict) -> None:
-        _atomic_write(self._state.with_name(body["state_file"]), self.rt.snapshot())
-        _atomic_write(self._ckpt, json.dumps(body).encode())
+    def _checkpointed(self, body: dict) -> None:
+        self.last_checkpoint_time = time.time()
+        self.checkpoint_id = body["epoch"]
+
+    def _fork_checkpoint(self, body: dict) -> int:
+        """In the worker thread: take the vectorised state, fork; the child serializes the
+        rest from its copy-on-write image, writes the checkpoint and exits. A state known
+        to be small (vectorised only, under ``checkpoint_fork_min_bytes``) is written here
+        instead, and 0 returned: a fork costs more than that (the copy of the page tables,
+        then copy-on-write faults in the job), every epoch."""
+        captured = self.rt.snapshot_begin()
+        size = captured.nbytes() if hasattr(captured, "nbytes") else None
+        if size is not None and size < self.settings.checkpoint_fork_min_bytes:
+            self._write_checkpoint(body, captured.finish())
+            return 0
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1
+        try:  # the child: only this thread exists; it writes files and leaves
+            with contextlib.suppress(Exception):
+                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # dies with the job
+            if os.getppid() != 1:
+                self._write_checkpoint(body, captured.finish())
+                code = 0
+        except BaseException:  # noqa: BLE001
+            import traceback
+
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    async def _reap_checkpoint(self, pid: int, body: dict) -> None:
+        deadline = time.monotonic() + self.settings.checkpoint_fork_timeout_s
+        status = None
+        while status is None:
+            try:
+                done, st = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else: whether it wrote shows on disk
+                ckpt = self._load_checkpoint()
+                status = 0 if ckpt is not None and ckpt.get("epoch") == body["epoch"] else 1
+                break
+            if done:
+                status = os.waitstatus_to_exitcode(st)
+            elif time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                status = -signal.SIGKILL
+            else:
+                await asyncio.sleep(0.005)
+        if status != 0:  # nothing was fed since the fork (an epoch waits for this first): write it here
+            log.warning("job %s: the checkpoint writer of epoch %d exited with %s; writing it in the worker",
+                        self.job.name, body["epoch"], status)
+            await self._in_worker(self._write_checkpoint, body)
+        self._checkpointed(body)
+
+    async def _checkpoint_written(self) -> None:
+        """Wait for the forked writer of the last checkpoint: the engine moves on, and
+        the next intent is written, only once it is durable."""
+        task, self._ckpt_writer = self._ckpt_writer, None
+        if task is not None:
+            await asyncio.shield(task)
+
+    def _write_checkpoint(self, body: dict, blob: bytes | None = None) -> None:
+        write_atomic(self._state.with_name(body["state_file"]), self.rt.snapshot() if blob is None else blob)
+        verdicts = getattr(self.rt, "verdicts", None)
+        if verdicts is not None and verdicts.by_input:  # ListEventVerdicts reads them from here
+            import orjson
+
+            write_atomic(self.dir / "verdicts.json", orjson.dumps(verdicts.export()))
+        write_atomic(self._ckpt, json.dumps(body).encode())
         for old in self.dir.glob("state-*.bin"):
             if old.name != body["state_file"]:
                 old.unlink(missing_ok=True)
@@ -431,7 +589,11 @@ class JobRunner:
         if ckpt is not None and mode == pb.JOB_START_MODE_WHEN_LAST_STOPPED:  # UNSPECIFIED is NOW
             self.epoch = ckpt["epoch"]
             self.positions = {(a, p): s for a, p, s in ckpt["positions"]}
-            await self._in_worker(lambda: self.rt.restore((self.dir / ckpt["state_file"]).read_bytes()))
+            if ckpt.get("state_file"):  # None: UpdateJob discarded a state the new query cannot use
+                await self._in_worker(lambda: self.rt.restore((self.dir / ckpt["state_file"]).read_bytes()))
+            verdicts = getattr(self.rt, "verdicts", None)
+            if verdicts is not None and (self.dir / "verdicts.json").exists():  # the recent range goes on
+                verdicts.load(json.loads((self.dir / "verdicts.json").read_bytes()))
             self.start_from = ckpt.get("start", "earliest")
             # Counts persist with the checkpoint: a restart neither resets them nor
             # counts a replayed epoch twice (the replay starts from these).
@@ -457,12 +619,14 @@ class JobRunner:
             self.epoch = max(self.epoch, last_epoch(self.dir))
             for f in (self._ckpt, self._intent):
                 f.unlink(missing_ok=True)
+            self._fresh = True
             if mode == pb.JOB_START_MODE_CUSTOM_TIME and start_time is not None:
                 self.start_from = start_time.astimezone(UTC).isoformat()
             elif mode in (pb.JOB_START_MODE_EARLIEST, pb.JOB_START_MODE_WHEN_LAST_STOPPED):
                 self.start_from = "earliest"
             else:  # NOW: events enqueued from the start on, however late a reader connects
                 self.start_from = datetime.now(UTC).isoformat()
+        await self._load_references()
         starts = await self._start_positions()
         # The replay and the loop run in the background: a replay held by a sink that is
         # down must not hold StartJob (or the service's start) with it.
@@ -476,6 +640,157 @@ class JobRunner:
             self.tasks.append(asyncio.create_task(self._reader(alias, hub, group, pid, position),
                                                   name=f"read {alias}/{pid}"))
         self.tasks.append(asyncio.create_task(self._watch_backlog(starts), name="backlog"))
+        for alias, fs in self.file_inputs.items():
+            self.tasks.append(asyncio.create_task(self._file_reader(alias, fs), name=f"files {alias}"))
+        for alias, src in getattr(self.rt, "reference_sources", {}).items():
+            if src.interval_s > 0:
+                self.tasks.append(asyncio.create_task(self._refresh_loop(alias, src), name=f"refresh {alias}"))
+
+    # -- refreshed reference data ---------------------------------------------------------
+    def _reference_file(self, alias: str) -> Path:
+        return self.dir / f"reference-{alias.lower()}.json"
+
+    async def _load_references(self) -> None:
+        """Snapshots kept from before a restart (so a replayed epoch joins what it joined),
+        then a load now; a first load that fails fails the start, unless kept snapshots
+        serve meanwhile."""
+        from headwater.services.processing.exec.join import ReferenceVersions
+        from headwater.services.processing.refdata import RefreshState
+
+        for alias, src in getattr(self.rt, "reference_sources", {}).items():
+            self.references[alias] = RefreshState(interval_s=src.interval_s)
+            kept = self._reference_file(alias)
+            if self._fresh:
+                kept.unlink(missing_ok=True)
+            had = False
+            if kept.exists():
+                versions = ReferenceVersions.from_json(kept.read_bytes())
+                for vf, rows in zip(versions.starts, versions.rows):
+                    await self._in_worker(self.rt.add_reference_version, alias, vf, rows)
+                had = bool(versions.starts)
+            try:
+                await self._refresh_once(alias, src, first=True, kept=had)
+            except HeadwaterError:
+                if not had:
+                    raise
+
+    async def _refresh_once(self, alias: str, src: Any, first: bool = False, kept: bool = False) -> None:
+        from headwater.services.processing import refdata
+
+        state = self.references[alias]
+        now = refdata.now_us()
+        try:
+            got = await asyncio.to_thread(src.load, now, first)
+        except HeadwaterError as exc:
+            state.failures += 1
+            state.last_error = exc.message
+            log.warning("job %s: reference input %s: refresh failed, the last good snapshot stays: %s",
+                        self.job.name, alias, exc.message)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a source's failure never stops the job
+            state.failures += 1
+            state.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("job %s: reference input %s: refresh failed, the last good snapshot stays: %s",
+                        self.job.name, alias, state.last_error)
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"reference input {alias}: {state.last_error}") from None
+        if got is None:
+            return
+        valid_from, rows = got
+        if kept and valid_from <= refdata.BEGINNING:
+            valid_from = now  # kept snapshots serve the events before this start
+        await self._in_worker(self.rt.add_reference_version, alias, valid_from, rows)
+        versions = self.rt.rt.ref_versions.get(alias.lower()) if hasattr(self.rt, "rt") else None
+        if versions is not None:
+            await self._in_worker(write_atomic, self._reference_file(alias), versions.to_json())
+        state.refreshes += 1
+        state.rows = len(rows)
+        state.valid_from_us = valid_from
+        log.info("job %s: reference input %s: %d rows valid from %s", self.job.name, alias, len(rows),
+                 "the start" if valid_from <= refdata.BEGINNING else
+                 datetime.fromtimestamp(valid_from / 1e6, UTC).isoformat())
+
+    async def _refresh_loop(self, alias: str, src: Any) -> None:
+        """Every ``refresh_interval``: a new snapshot; a failure keeps the last good one."""
+        while True:
+            await asyncio.sleep(src.interval_s)
+            with contextlib.suppress(HeadwaterError):
+                await self._refresh_once(alias, src)
+
+    # -- file stream inputs ---------------------------------------------------------------
+    def _file_chunks(self, alias: str, pid: str, bodies: list, arrivals: list, seqs: list) -> list[Chunk]:
+        out = []
+        step = self.settings.read_batch_size
+        for i in range(0, len(bodies), step):
+            b = bodies[i:i + step]
+            offsets = np.zeros(len(b) + 1, np.int64)
+            np.cumsum([len(x) for x in b], out=offsets[1:])
+            out.append(Chunk(alias, pid, b"".join(b), offsets, np.array(seqs[i:i + step], np.int64),
+                             np.array(arrivals[i:i + step], np.int64), ["application/json"]))
+        return out
+
+    def _start_us(self) -> int | None:
+        if self.start_from == "earliest":
+            return None
+        return int(datetime.fromisoformat(self.start_from).timestamp() * 1_000_000)
+
+    async def _file_reader(self, alias: str, fs: Any) -> None:
+        """Take each partition's files in path-time order, each event's arrival time its
+        file's time; once every file listed has been taken, the partition is caught up to
+        the moment of the listing (as an idle hub partition is to the service's clock)."""
+        settings = self.settings
+        while True:
+            listed_us = int(time.time() * 1_000_000)
+            try:
+                entries = await asyncio.to_thread(fs.pattern.files)
+                if fs.assign(entries, listed_us):
+                    await asyncio.to_thread(fs.save)
+                for pid in fs.partitions():
+                    key = (alias, pid)
+                    if key not in self._stream_partitions:
+                        self._stream_partitions.append(key)
+                    part = self.partitions.setdefault(key, PartitionProgress())
+                    files = fs.manifest[pid]
+                    while fs.next.get(pid, 0) < len(files):
+                        idx = fs.next.get(pid, 0)
+                        after = max(self.positions.get(key, -1), part.read_seq)
+                        if idx < (after >> 32 if after >= 0 else 0):
+                            fs.next[pid] = idx + 1
+                            continue
+                        bodies, arrivals, seqs = await asyncio.to_thread(
+                            fs.events, pid, idx, settings.max_input_file_bytes, after, self._start_us())
+                        for chunk in self._file_chunks(alias, pid, bodies, arrivals, seqs):
+                            part.read_seq = chunk.last_sequence
+                            part.read_arrival_us = int(chunk.arrivals[-1])
+                            part.last_enqueued = max(part.last_enqueued, part.read_seq)
+                            await self._queue(alias, pid).put(chunk)
+                            self._ready.set()
+                        fs.next[pid] = idx + 1
+                    part.pending_tail = (part.read_seq, listed_us)
+                    part.seen = True
+            except HeadwaterError as exc:
+                self._fail(f"input {alias}: {exc.message}")
+                return
+            self._ready.set()
+            await asyncio.sleep(settings.file_poll_interval_s)
+
+    async def _replay_files(self, ends: dict) -> list[Chunk]:
+        """File partitions' events in (position, intent's end], read again from the same
+        files (the manifest gives each sequence number's file)."""
+        items: list[Chunk] = []
+        for (alias, pid), end in ends.items():
+            fs = self.file_inputs.get(alias)
+            if fs is None or pid not in fs.manifest:
+                continue
+            begin = self.positions.get((alias, pid), -1)
+            if end <= begin:
+                continue
+            for idx in range(begin >> 32 if begin >= 0 else 0, (end >> 32) + 1):
+                bodies, arrivals, seqs = await asyncio.to_thread(
+                    fs.events, pid, idx, self.settings.max_input_file_bytes, begin, self._start_us())
+                keep = [i for i, q in enumerate(seqs) if q <= end]
+                items.extend(self._file_chunks(alias, pid, [bodies[i] for i in keep], [arrivals[i] for i in keep],
+                                               [seqs[i] for i in keep]))
+        return items
 
     async def _watch_backlog(self, starts: dict, interval_s: float = 1.0) -> None:
         """Each partition's last sequence number, also while its reader is failing or
@@ -487,8 +802,7 @@ class JobRunner:
             for (alias, hub, _group, pid) in starts:
                 try:
                     props = await self._call(self.ingestion.GetPartitionProperties,
-                                             ipb.GetPartitionPropertiesRequest(name=f"{hub}/partitions/{pid}"),
-                                             timeout=5)
+                                             ipb.GetPartitionPropertiesRequest(name=f"{hub}/partitions/{pid}"))
                 except HeadwaterError:
                     continue
                 part = self.partitions.setdefault((alias, pid), PartitionProgress())
@@ -507,6 +821,8 @@ class JobRunner:
             pending, self._pending = self._pending + self._drain_queue(), []
             self._epoch_task = asyncio.ensure_future(self._run_epoch(pending))
             await self._finish_epoch()
+        with contextlib.suppress(Exception):  # its failure is logged; the last durable checkpoint stays
+            await self._checkpoint_written()
         self._worker.shutdown(wait=False)
 
     async def _finish_epoch(self) -> bool:
@@ -540,6 +856,17 @@ class JobRunner:
         for inp in self.job.inputs:
             if inp.kind == pb.INPUT_KIND_REFERENCE:
                 continue
+            if inp.path_pattern and not inp.hub:
+                from headwater.services.processing.files import FileStream, PathPattern
+                from headwater.services.processing.refdata import _roots
+
+                pattern = PathPattern(inp.path_pattern, _roots(getattr(self.rt, "config", None)), "path_pattern",
+                                      inp.date_format, inp.time_format)
+                fs = self.file_inputs[inp.alias] = FileStream(inp.alias, pattern,
+                                                              self.dir / f"files-{inp.alias.lower()}.json", self._fresh)
+                for pid in fs.partitions():
+                    self._stream_partitions.append((inp.alias, pid))
+                continue
             hub = inp.hub if inp.hub.startswith("hubs/") else f"hubs/{inp.hub}"
             resp = await retry_async(lambda hub=hub: self._call(self.ingestion.GetHub, ipb.GetHubRequest(name=hub)),
                                      self.settings.retry)
@@ -559,12 +886,54 @@ class JobRunner:
         return starts
 
     async def _call(self, method, request, **kw):
+        """One call to another service, with the deadline ``call_timeout_s`` (a peer that
+        does not answer in time fails it with SERVICE_TIMEOUT). No retry here: each
+        call path has one retry layer (docs/errors.md)."""
         import grpc
 
+        kw.setdefault("timeout", self.settings.call_timeout_s)
         try:
             return await method(request, **kw)
         except grpc.aio.AioRpcError as exc:
             raise await HeadwaterError.from_aio_call(exc) from None
+
+    def _trouble(self, where: str, error: HeadwaterError | None) -> None:
+        """Record that ``where`` (an input partition, an output) is held by a transient
+        error, or is fine again; the service shows the job DEGRADED meanwhile."""
+        before = "; ".join(self._troubles.values())
+        if error is None:
+            self._troubles.pop(where, None)
+        else:  # the latest error of a run of failures: what is wrong now
+            self._troubles[where] = f"{where}: {error.reason.value}: {error.message}"
+        now = "; ".join(self._troubles.values())
+        if now != before and self.on_degraded:
+            self.on_degraded(now)
+
+    async def _stream(self, req, hub: str, pid: str):
+        """The answers of one ReadEvents stream, each within ``call_timeout_s`` (ingestion
+        answers at least every max_wait, 250 ms, while a partition is idle): a hung peer
+        ends the stream with SERVICE_TIMEOUT instead of holding the reader forever."""
+        import grpc
+
+        await self.faults.check("read", hub)
+        call = self.ingestion.ReadEvents(req)
+        it = call.__aiter__()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.settings.call_timeout_s):
+                        resp = await it.__anext__()
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise HeadwaterError(
+                        Reason.SERVICE_TIMEOUT, f"ingestion sent nothing for {self.settings.call_timeout_s:g}s "
+                        f"(call_timeout_s) on the read of {hub} partition {pid}") from None
+                except grpc.aio.AioRpcError as exc:
+                    raise await HeadwaterError.from_aio_call(exc) from None
+                yield resp
+        finally:
+            call.cancel()
 
     # -- reading ---------------------------------------------------------------------------
     def _read_request(self, hub: str, group: str, pid: str, position, max_events: int, alias: str = ""):
@@ -578,29 +947,31 @@ class JobRunner:
                                      include_properties=props)
 
     async def _reader(self, alias: str, hub: str, group: str, pid: str, position) -> None:
-        import grpc
-
+        """Read one partition for as long as the job runs: the read path's one retry layer
+        (transient failures reconnect after the shared policy's backoff, without bound:
+        the job waits for its input, DEGRADED meanwhile)."""
         attempt = 0
+        where = f"input {alias} partition {pid}"
         while True:
             req = self._read_request(hub, group, pid, position, self.settings.read_batch_size, alias)
             try:
-                async for resp in self.ingestion.ReadEvents(req):
-                    attempt = 0
+                async for resp in self._stream(req, hub, pid):
+                    if attempt:
+                        attempt = 0
+                        self._trouble(where, None)
                     chunk = Chunk.of(alias, pid, resp)
                     self._track(alias, pid, resp, chunk)
                     if chunk is not None:
                         await self._queue(alias, pid).put(chunk)
                         self._ready.set()
                         position = event_pb2.EventPosition(sequence_number=chunk.last_sequence, inclusive=False)
-            except asyncio.CancelledError:
-                raise
-            except grpc.aio.AioRpcError as exc:
-                err = await HeadwaterError.from_aio_call(exc)
+            except HeadwaterError as err:
                 if not err.is_transient and err.reason is not Reason.CONSUMER_DISCONNECTED:
-                    self._fail(f"input {alias} partition {pid}: {err}")
+                    self._fail(f"{where}: {err}")
                     return
                 attempt += 1
-                await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt))
+                self._trouble(where, err)
+                await asyncio.sleep(self.settings.retry.backoff(attempt, err))
 
     def _track(self, alias: str, pid: str, resp, chunk: Chunk | None) -> None:
         """What a read answer says of its partition: how far it has been read (in
@@ -671,6 +1042,7 @@ class JobRunner:
                 items.append(chunk)
                 last = chunk.last_sequence
                 pos = event_pb2.EventPosition(sequence_number=last, inclusive=False)
+        items.extend(await self._replay_files(ends))
         clock = intent["clock"]
         self.epoch = intent["epoch"] - 1
         log.info("job %s: replaying epoch %d after a restart", self.job.name, intent["epoch"])
@@ -680,14 +1052,9 @@ class JobRunner:
 
     async def _read_once(self, req, alias: str, pid: str) -> Chunk | None:
         """The first answer of one ReadEvents stream (events, or none within its max_wait)."""
-        import grpc
-
-        try:
-            async for resp in self.ingestion.ReadEvents(req):
-                return Chunk.of(alias, pid, resp)
-            return None
-        except grpc.aio.AioRpcError as exc:
-            raise await HeadwaterError.from_aio_call(exc) from None
+        async for resp in self._stream(req, req.hub, pid):
+            return Chunk.of(alias, pid, resp)
+        return None
 
     # -- the epoch loop --------------------------------------------------------------------
     async def _loop(self, replay: dict | None = None, starts: dict | None = None) -> None:
@@ -769,8 +1136,9 @@ class JobRunner:
         return feed
 
     async def _run_epoch(self, items: list[Chunk], clock_us: int | None | str = "now") -> None:
+        await self._checkpoint_written()
         if clock_us == "now":
-            clock_us = self._arrival_clock(merge_chunks(items))
+            clock_us = self._arrival_clock({(c.alias, c.partition_id): c for c in items})  # each one's last
             merged = self._hold_back(merge_chunks(self._held + items), clock_us)
         else:  # a replay: exactly the recorded events, with the recorded clock
             merged = merge_chunks(items)
@@ -786,7 +1154,8 @@ class JobRunner:
         self.epoch += 1
         intent = json.dumps({"epoch": self.epoch, "clock": clock_us, "start": self.start_from,
                              "positions": [[a, p, s] for (a, p), s in new_positions.items()]}).encode()
-        await self._in_worker(_atomic_write, self._intent, intent)
+        await self._in_worker(write_atomic, self._intent, intent)
+        await self._publish_dead()
         await self._write_outputs(batches)
         self.positions = new_positions
         await self._save_checkpoint()
@@ -804,6 +1173,7 @@ class JobRunner:
         """In the worker: feed the epoch's events, move the clock, take the outputs
         as Arrow IPC record batches per output alias."""
         rt = self.rt
+        dead_letters = self.job.dead_letter_hub and hasattr(rt, "take_dead")
         for (alias, pid) in sorted(merged):
             chunk = merged[(alias, pid)]
             if hasattr(rt, "feed_packed"):
@@ -813,6 +1183,8 @@ class JobRunner:
                                        metadata=part.metadata())
                     else:
                         rt.feed_packed(alias, pid, part.bodies, part.offsets, ct, part.arrivals, part.seqs)
+                    if dead_letters:
+                        self._dead.extend(self._dead_letter_events(alias, part, ct, rt.take_dead()))
         if not hasattr(rt, "feed_packed"):
             for alias, cols in rows_in_arrival_order(merged).items():
                 rt.feed(alias, *cols)
@@ -829,6 +1201,51 @@ class JobRunner:
                            for i in range(0, len(rows), self.settings.write_batch_rows)]
                    for alias, rows in rt.take_outputs().items() if rows}
         return out
+
+    def _dead_letter_events(self, alias: str, chunk: Chunk, content_type: str, dead: list[dict]) -> list:
+        """The failed events of ``chunk`` as dead-letter events: the original body (the
+        decoded record when the engine did not know the event's position) with its
+        provenance as properties."""
+        import orjson
+
+        events = []
+        hub = next((i.hub for i in self.job.inputs if i.alias.lower() == alias.lower()), "")
+        for d in dead:
+            seq, body, enq = d["sequence_number"], None, None
+            if seq is not None:
+                i = int(np.searchsorted(chunk.seqs, seq))
+                if i < len(chunk) and int(chunk.seqs[i]) == seq:
+                    body = chunk.bodies[int(chunk.offsets[i]):int(chunk.offsets[i + 1])]
+                    enq = int(chunk.arrivals[i])
+            if body is None:
+                body = orjson.dumps(d.get("record"), default=str) if d.get("record") is not None else b""
+            reason = d["reason"]
+            kind = "InputDeserializationError" if reason.startswith("InputDeserializationError") else \
+                "ConversionError"
+            props = {"headwater-dl-job": self.job.name, "headwater-dl-kind": "input",
+                     "headwater-dl-input": alias, "headwater-dl-hub": hub,
+                     "headwater-dl-partition": str(d["partition"] if d["partition"] is not None else chunk.partition_id),
+                     "headwater-dl-sequence-number": "" if seq is None else str(seq),
+                     "headwater-dl-enqueued-time": "" if enq is None else
+                     datetime.fromtimestamp(enq / 1e6, UTC).isoformat().replace("+00:00", "Z"),
+                     "headwater-dl-reason": kind, "headwater-dl-message": reason[:2000]}
+            events.append(event_pb2.EventData(body=bytes(body), properties=props, content_type=content_type))
+        return events
+
+    async def _publish_dead(self) -> None:
+        """Dead letters of the epoch go out before its outputs and checkpoint (at least
+        once: an epoch replayed after a crash may send them again)."""
+        events, self._dead = self._dead, []
+        if not events:
+            return
+        from headwater.v1 import ingestion_pb2 as ipb
+
+        hub = self.job.dead_letter_hub if self.job.dead_letter_hub.startswith("hubs/") else \
+            f"hubs/{self.job.dead_letter_hub}"
+        for i in range(0, len(events), 500):
+            req = ipb.PublishEventsRequest(hub=hub, events=events[i:i + 500])
+            await retry_async(lambda req=req: self._call(self.ingestion.PublishEvents, req), self.settings.retry)
+        self.stats["dead_letter_events"] = self.stats.get("dead_letter_events", 0) + len(events)
 
     def _take_counters(self) -> None:
         """In the worker, after the engine's work: counters for metrics() to read."""
@@ -866,30 +1283,54 @@ class JobRunner:
     async def _write_held(self, req, alias: str, sink: str, rows: int) -> None:
         """One write under the job's output error policy.
 
-        A transient failure (the sink down or busy) holds the output, and so the
-        job's progress, until the sink takes the write, under both policies: as in
-        Stream Analytics the policy decides only what happens to rows the sink
-        refuses (a permanent error): Retry fails the job naming the output, Drop
-        counts them in output_errors and goes on."""
+        A transient failure (the sink service down, busy, or not answering within
+        ``call_timeout_s``: SERVICE_TIMEOUT) holds the output, and so the job's progress,
+        until the sink takes the write, under both policies, the job DEGRADED meanwhile:
+        this loop is the write path's one retry layer (the sink service makes one attempt
+        per call), with the shared policy's backoff floored by the sink's retry_after. As
+        in Stream Analytics the policy decides only what happens to rows the sink refuses
+        (a permanent error): Retry fails the job naming the output, Drop counts them in
+        output_errors and goes on."""
         drop = self.job.output_error_policy == pb.OUTPUT_ERROR_POLICY_DROP
+        where = f"output {alias} (sink {sink})"
         held = 0
         while True:
             try:
-                await retry_async(lambda: self._call(self.sinks.WriteRows, req), self.settings.retry)
-                self.stats["output_events"] += rows
+                await self.faults.check("write", sink.removeprefix("sinks/"))
+                resp = await self._call(self.sinks.WriteRows, req)
+                dropped = resp.rows_dropped if resp is not None else 0
+                self.stats["output_events"] += rows - dropped
+                if dropped:  # the sink's own Drop policy dropped rows: output errors of the job too
+                    self.stats["output_errors"] += dropped
+                    log.error("job %s output %s: the sink dropped %d rows: %s", self.job.name, alias, dropped,
+                              resp.drop_reason)
+                    if self.job.dead_letter_hub:
+                        self._dead = _refused_rows(self.job.name, alias, sink, req.batch, HeadwaterError(
+                            Reason.INVALID_ARGUMENT, resp.drop_reason or "dropped by the sink"),
+                            list(resp.dropped_rows))
+                        await self._publish_dead()
+                if held:
+                    self._trouble(where, None)
                 return
             except HeadwaterError as exc:
                 if not exc.is_transient:
+                    if held:
+                        self._trouble(where, None)
                     if drop:
                         self.stats["output_errors"] += rows
                         log.error("job %s output %s: dropped %d rows: %s", self.job.name, alias, rows, exc)
+                        if self.job.dead_letter_hub:
+                            self._dead = _refused_rows(self.job.name, alias, sink, req.batch, exc)
+                            await self._publish_dead()
                         return
-                    raise HeadwaterError(Reason.JOB_FAILED, f"output {alias} (sink {sink}): {exc.message}") from exc
+                    raise HeadwaterError(Reason.JOB_FAILED, f"{where}: {exc.message}") from exc
                 held += 1
+                self.stats["output_retries"] = self.stats.get("output_retries", 0) + 1
+                self._trouble(where, exc)
                 if held == 1 or held % 10 == 0:
                     log.warning("job %s output %s: holding epoch %d, retrying: %s", self.job.name, alias,
                                 self.epoch, exc)
-                await asyncio.sleep(min(2.0, self.settings.retry.max_backoff_s))
+                await asyncio.sleep(self.settings.retry.backoff(held, exc))
 
     # -- failure and metrics -------------------------------------------------------------
     def _fail(self, message: str) -> None:
@@ -912,11 +1353,28 @@ class JobRunner:
             self._util = min(100.0, 100.0 * (cpu - self._cpu0) / wall)
             self._cpu0, self._wall0 = cpu, now
 
+    def _starved(self, alias: str, pid: str, part: PartitionProgress, backlog: int) -> bool:
+        """Backlog, and no advance for ``starvation_after_s``: starved (logged when it starts and ends)."""
+        now = time.monotonic()
+        if part.progress_mark[0] != part.fed_seq or backlog == 0:
+            part.progress_mark = (part.fed_seq, now)
+        starved = backlog > 0 and now - part.progress_mark[1] >= self.settings.starvation_after_s
+        if starved != part.starved:
+            part.starved = starved
+            if starved:
+                log.warning("job %s: input %s partition %s is starved: %d events waiting and no progress for "
+                            "%.0f s; %s", self.job.name, alias, pid, backlog, now - part.progress_mark[1],
+                            _starvation_hint(self.job, alias))
+            else:
+                log.info("job %s: input %s partition %s advances again", self.job.name, alias, pid)
+        return starved
+
     def metrics(self) -> pb.JobMetrics:
         c = self._counters or self.rt.counters()
         m = pb.JobMetrics(
             input_events=self.stats["input_events"], input_bytes=self.stats["input_bytes"],
             output_events=self.stats["output_events"], output_errors=self.stats["output_errors"],
+            output_retries=self.stats.get("output_retries", 0),
             late_input_events=c.get("late", 0), early_input_events=c.get("early", 0),
             out_of_order_events=c.get("out_of_order", 0),
             input_deserialization_errors=c.get("deserialization_errors", 0),
@@ -924,10 +1382,12 @@ class JobRunner:
             su_utilization_percent=self._util, last_error_sample=str(c.get("last_error_sample", "") or ""),
             last_checkpoint_id=self.checkpoint_id,
             poison_events=c.get("deserialization_errors", 0) + c.get("conversion_errors", 0),
+            dead_letter_events=self.stats.get("dead_letter_events", 0),
         )
         m.error_samples.extend(self._error_samples[-20:])
         if self.last_checkpoint_time:
             m.last_checkpoint_time.FromNanoseconds(int(self.last_checkpoint_time * 1e9))
+        m.last_checkpoint_pause.FromMicroseconds(int(self.last_checkpoint_pause_ms * 1000))
         now_us = time.time() * 1e6
         wm = self._watermark
         if wm is not None:
@@ -937,34 +1397,58 @@ class JobRunner:
         for (alias, pid) in self._stream_partitions:
             part = self.partitions.get((alias, pid), PartitionProgress())
             frontier = max(part.fed_arrival_us, part.caught_up_us)
+            backlog = max(0, part.last_enqueued - max(part.fed_seq, part.base_seq))
             pm = m.partitions.add(input=alias, partition_id=pid, last_sequence_number=part.fed_seq,
-                                  backlog_events=max(0, part.last_enqueued - max(part.fed_seq, part.base_seq)))
+                                  backlog_events=backlog, starved=self._starved(alias, pid, part, backlog))
+            m.starved_partitions += pm.starved
             pm.watermark_delay.FromNanoseconds(int(max(0.0, now_us - frontier) * 1000) if frontier else 0)
             inputs[alias] = min(inputs.get(alias, frontier), frontier)
         for alias, frontier in inputs.items():
             if frontier > 0:
                 m.input_watermarks.add(input=alias).watermark.FromMicroseconds(int(frontier))
+        for alias, st in self.references.items():
+            r = m.references.add(input=alias, refreshes=st.refreshes, refresh_failures=st.failures, rows=st.rows,
+                                 last_error=st.last_error)
+            if st.valid_from_us > 0:
+                r.valid_from.FromMicroseconds(int(st.valid_from_us))
         m.read_time.GetCurrentTime()
         return m
 
 
-def _to_record_batch(rows: list[dict]):
-    """Rows as an Arrow IPC stream (the RecordBatch contract)."""
+def _starvation_hint(job: pb.Job, alias: str) -> str:
+    group = next((i.consumer_group for i in job.inputs if i.alias.lower() == alias.lower()), "") or "$Default"
+    return (f"another reader on consumer group {group} may be taking the partition (an exclusive reader "
+            f"disconnects the job's): give each job its own consumer group (headwater consumer-group create, "
+            f"then headwater job update {job.name.removeprefix('jobs/')} --consumer-group GROUP on the stopped job); "
+            f"headwater consumer-group owners shows the processors that claim partitions")
+
+
+def _refused_rows(job: str, alias: str, sink: str, batch, exc: HeadwaterError,
+                  only: list[int] | None = None) -> list:
+    """Output rows a sink refused for good (the ``only`` positions, else all), as dead-letter
+    events (one JSON row each)."""
+    import orjson
     import pyarrow as pa
 
-    from headwater.v1 import event_pb2
+    if batch.format == event_pb2.RECORD_BATCH_FORMAT_ARROW_IPC:
+        rows = [orjson.dumps(r, default=str) for r in pa.ipc.open_stream(batch.data).read_all().to_pylist()]
+    else:
+        rows = [line for line in batch.data.split(b"\n") if line.strip()]
+    if only is not None:
+        rows = [rows[i] for i in only if 0 <= i < len(rows)]
+    props = {"headwater-dl-job": job, "headwater-dl-kind": "output", "headwater-dl-output": alias,
+             "headwater-dl-sink": sink, "headwater-dl-reason": f"OutputError {exc.reason.value}",
+             "headwater-dl-message": exc.message[:2000]}
+    return [event_pb2.EventData(body=r, properties=props, content_type="application/json") for r in rows]
 
-    try:
-        table = pa.Table.from_pylist([_plain(r) for r in rows])
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        # Stream Analytics types belong to values, not columns: a column whose
-        # values mix types goes as JSON lines, which the contract also accepts.
-        import orjson
 
-        data = b"\n".join(orjson.dumps(r, default=str) for r in rows)
-        return event_pb2.RecordBatch(format=event_pb2.RECORD_BATCH_FORMAT_JSON_LINES, data=data,
-                                     row_count=len(rows))
-    return _ipc(table)
+def _to_record_batch(rows: list[dict]):
+    """Rows of an engine without ``take_output_tables`` as an Arrow IPC stream, typed as a
+    job's tables are (:func:`..engine_adapter.output_table`: int and float mixed as float,
+    other mixes, records and arrays as JSON text), never JSON lines a typed sink refuses."""
+    from headwater.services.processing.engine_adapter import output_table
+
+    return _ipc(output_table(rows, {}))
 
 
 def _ipc(table):
@@ -983,13 +1467,3 @@ def _ipc(table):
 def _table_batches(table, rows_per_batch: int) -> list:
     """An engine's output table (its plan-declared schema) as write batches: no row objects."""
     return [_ipc(table.slice(i, rows_per_batch)) for i in range(0, table.num_rows, rows_per_batch)]
-
-
-def _plain(row: dict) -> dict:
-    out = {}
-    for k, v in row.items():
-        if isinstance(v, (dict, list)):
-            out[k] = json.dumps(v, default=str)
-        else:
-            out[k] = v
-    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from prometheus_client.registry import REGISTRY
 
@@ -15,7 +16,15 @@ from headwater.services.processing.metrics import register as register_job_metri
 from headwater.services.processing.servicer import ProcessingServicer
 from headwater.v1 import processing_pb2_grpc as pb_grpc
 
-__all__ = ["SERVICE", "ProcessingService"]
+__all__ = ["SERVICE", "ProcessingService", "catalog_for"]
+
+
+def catalog_for(config: ProcessingConfig) -> JobCatalog:
+    """The replica's own ``<data_dir>/jobs.json``; in scale-out with a shared
+    ``checkpoint_dir``, the one ``<checkpoint_dir>/jobs.json`` every replica shares."""
+    if config.scale_out and config.checkpoint_dir:
+        return JobCatalog(Path(config.checkpoint_dir) / "jobs.json", shared=True)
+    return JobCatalog(config.data_path() / "jobs.json")
 
 
 class ProcessingService(Service):
@@ -29,11 +38,12 @@ class ProcessingService(Service):
         "GetJobMetrics": Right.LISTEN,
         "ListAlertRules": Right.LISTEN,
         "ListAlerts": Right.LISTEN,
+        "ListEventVerdicts": Right.LISTEN,
         "TestQuery": Right.LISTEN,
     }
 
     async def start(self) -> None:
-        self.catalog = JobCatalog(self.config.data_path() / "jobs.json")
+        self.catalog = catalog_for(self.config)
         self.manager = JobManager(self.config, self.catalog)  # type: ignore[arg-type]
         self.servicer = ProcessingServicer(self.catalog, self.manager)
         self._collector = register_job_metrics(self.manager)
@@ -45,6 +55,7 @@ class ProcessingService(Service):
     async def stop(self) -> None:
         await asyncio.gather(self._opening, return_exceptions=True)
         await self.manager.close()
+        await asyncio.to_thread(self.catalog.close)  # job states written behind reach jobs.json
         REGISTRY.unregister(self._collector)
 
     def bindings(self):

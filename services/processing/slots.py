@@ -18,7 +18,10 @@ Every replica balances every few seconds: it claims free or expired partitions
 up to its fair share (partitions / live replicas), hands extra ones back (task
 stopped with a final checkpoint first, then the claim released) and renews its
 claims. Replicas share the checkpoint folder (``checkpoint_dir``, a shared
-volume), so a replica taking a partition over (after a kill -9 of its owner,
+volume) and the job catalogue in it: a job is started once, through any
+replica, and the others join it. Where the job starts (StartJob's mode, NOW
+made a time) is kept in ``jobs/{job}/start.json``, so a partition first run
+later, on any replica, starts from the same position. Because of the shared folder, a replica taking a partition over (after a kill -9 of its owner,
 once the claim expires) resumes it from the last checkpoint and replays its
 last epoch with the same checkpoint id: 0 lost, 0 duplicated rows in sinks that
 keep checkpoint ids. Live replicas are known from presence files in the same
@@ -29,12 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from headwater.errors import HeadwaterError
+from headwater.storage import write_atomic
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["ScaledJob"]
@@ -63,6 +69,8 @@ class ScaledJob:
         self.claims: dict[str, object] = {}  # partition -> our Ownership
         self.error = ""
         self.on_failure = None
+        self.on_degraded = None  # callable(str): a task's input or output is held ("" when none is)
+        self._degraded: dict[str, str] = {}  # slot -> what holds it
         self._loop: asyncio.Task | None = None
         self._expiry_s = 30.0
         self._renewed_at = time.monotonic()
@@ -70,6 +78,10 @@ class ScaledJob:
         self._handing_off: set[str] = set()
         self._starting: set[str] = set()
         self._background: set[asyncio.Task] = set()
+        #: Set by the manager: joining a job started elsewhere (or resuming it): its
+        #: partitions never run start where start.json says, not at ``mode``.
+        self.joining = False
+        self._position: tuple[int, datetime | None] | None = None
 
     # -- where things are -------------------------------------------------------------
     def _slot_dir(self, slot: str) -> Path:
@@ -96,9 +108,32 @@ class ScaledJob:
         return live
 
     # -- lifecycle ----------------------------------------------------------------------
+    def _start_file(self) -> Path:
+        return self._slot_dir(ALL) / "start.json"
+
+    def _start_position(self, mode: int, start_time) -> tuple[int, datetime | None]:
+        """Where this job's never-run partitions start: StartJob's mode (NOW as the
+        time it was asked), recorded in start.json; joining, or resuming, what is there."""
+        f = self._start_file()
+        if (self.joining or mode == pb.JOB_START_MODE_WHEN_LAST_STOPPED) and f.exists():
+            rec = json.loads(f.read_text())
+            at = datetime.fromisoformat(rec["start_time"]) if rec.get("start_time") else None
+            return int(rec["mode"]), at
+        if mode in (pb.JOB_START_MODE_NOW, pb.JOB_START_MODE_UNSPECIFIED):
+            mode, start_time = pb.JOB_START_MODE_CUSTOM_TIME, datetime.now(UTC)
+        if mode != pb.JOB_START_MODE_WHEN_LAST_STOPPED:
+            write_atomic(f, json.dumps({"mode": mode,
+                                        "start_time": start_time.isoformat() if start_time else None}).encode())
+        return mode, start_time
+
+    def record_start(self, mode: int, start_time) -> None:
+        """StartJob: record where the job starts (start.json) before the job is marked
+        STARTING, so a replica joining it then reads this start, not an older one."""
+        self._position = self._start_position(mode, start_time)
+
     async def start(self, mode: int, start_time) -> None:
-        self._mode, self._start_time = mode, start_time
-        await self._balance(first=True)
+        self._mode, self._start_time = self._position or self._start_position(mode, start_time)
+        await self._balance()
         self._loop = asyncio.create_task(self._run(), name=f"balance {self.job.name}")
 
     async def _run(self) -> None:
@@ -136,11 +171,11 @@ class ScaledJob:
         import grpc
 
         try:
-            return await method(request, timeout=10)
+            return await method(request, timeout=self.config.call_timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise await HeadwaterError.from_aio_call(exc) from None
 
-    async def _balance(self, first: bool = False) -> None:
+    async def _balance(self) -> None:
         from headwater.v1 import ingestion_pb2 as ipb
 
         resp = await self._call(self.ingestion.ListOwnerships,
@@ -182,7 +217,7 @@ class ScaledJob:
             self._spawn(self._stop_task(slot, False))  # owned elsewhere now: its owner resumes it
         for slot in sorted(slots - set(self.tasks) - self._starting):
             self._starting.add(slot)
-            self._spawn(self._start_task(slot, first))
+            self._spawn(self._start_task(slot))
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -238,24 +273,26 @@ class ScaledJob:
             with contextlib.suppress(HeadwaterError):
                 await self._call(self.ingestion.ClaimOwnership, req)
 
-    async def _start_task(self, slot: str, first: bool) -> None:
+    async def _start_task(self, slot: str) -> None:
         try:
-            await self._start_task_now(slot, first)
+            await self._start_task_now(slot)
         except HeadwaterError as exc:
             log.error("job %s: task %s did not start: %s", self.job.name, slot, exc)
             self._task_failed(f"partition task {slot}: {exc.message}")
         finally:
             self._starting.discard(slot)
 
-    async def _start_task_now(self, slot: str, first: bool) -> None:
+    async def _start_task_now(self, slot: str) -> None:
         state_dir = self._slot_dir(slot)
         fresh = not (state_dir / "checkpoint.json").exists() and not (state_dir / "intent.json").exists()
-        # The start mode applies to a partition never run; one that has a checkpoint
-        # (run before, here or on another replica) resumes from it.
-        mode = self._mode if first and fresh else pb.JOB_START_MODE_WHEN_LAST_STOPPED
+        # The start position (start.json) applies to a partition never run; one that
+        # has a checkpoint or an epoch's intent (run before, here or on another
+        # replica) resumes from it.
+        mode = self._mode if fresh else pb.JOB_START_MODE_WHEN_LAST_STOPPED
         task = self.make_task(None if slot == ALL else [slot], state_dir,
                               "" if slot == ALL else f"/partitions/{slot}")
         task.on_failure = self._task_failed
+        task.on_degraded = lambda message, slot=slot: self._task_degraded(slot, message)
         log.info("job %s: task %s starts on replica %s", self.job.name, slot, self.me)
         await task.start(mode, self._start_time)
         self.tasks[slot] = task
@@ -265,6 +302,17 @@ class ScaledJob:
         if task is not None:
             await task.stop(final_checkpoint=final)
             self._final[slot] = task.metrics()
+            if slot in self._degraded:  # a task handed off or stopped no longer holds the job
+                self._task_degraded(slot, "")
+
+    def _task_degraded(self, slot: str, message: str) -> None:
+        """The job is DEGRADED while any of this replica's tasks is held."""
+        if message:
+            self._degraded[slot] = message
+        else:
+            self._degraded.pop(slot, None)
+        if self.on_degraded:
+            self.on_degraded("; ".join(self._degraded.values()))
 
     def _task_failed(self, message: str) -> None:
         self.error = message
@@ -280,17 +328,25 @@ class ScaledJob:
             return out
         for field in ("input_events", "input_bytes", "output_events", "late_input_events", "early_input_events",
                       "out_of_order_events", "input_deserialization_errors", "data_conversion_errors",
-                      "runtime_errors", "output_errors", "poison_events"):
+                      "runtime_errors", "output_errors", "poison_events", "output_retries", "starved_partitions",
+                      "dead_letter_events"):
             setattr(out, field, sum(getattr(m, field) for m in parts))
         out.last_checkpoint_id = max(m.last_checkpoint_id for m in parts)
         latest = max(parts, key=lambda m: m.last_checkpoint_time.ToNanoseconds())
         out.last_checkpoint_time.CopyFrom(latest.last_checkpoint_time)
+        out.last_checkpoint_pause.CopyFrom(
+            max(parts, key=lambda m: m.last_checkpoint_pause.ToNanoseconds()).last_checkpoint_pause)
         out.watermark_delay.CopyFrom(max(parts, key=lambda m: m.watermark_delay.ToNanoseconds()).watermark_delay)
         out.su_utilization_percent = sum(m.su_utilization_percent for m in parts)
         out.last_error_sample = next((m.last_error_sample for m in parts if m.last_error_sample), "")
         for m in parts:
             out.partitions.extend(m.partitions)
             out.error_samples.extend(m.error_samples)
+        refs: dict[str, pb.ReferenceMetrics] = {}  # each task loads the job's reference inputs: one of each
+        for m in parts:
+            for r in m.references:
+                refs.setdefault(r.input, r)
+        out.references.extend(refs.values())
         wms: dict[str, object] = {}
         for m in parts:
             for w in m.input_watermarks:

@@ -30,6 +30,7 @@ import signal
 from datetime import datetime
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.interpreter import tune_interpreter
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["JobWorker"]
@@ -52,6 +53,7 @@ class JobWorker:
         self.state_dir = state_dir
         self.error = ""
         self.on_failure = None  # callable(str) set by the manager
+        self.on_degraded = None  # callable(str) set by the manager ("" when no longer degraded)
         self._metrics = pb.JobMetrics()
         self._proc = None
         self._conn = None
@@ -87,6 +89,9 @@ class JobWorker:
         elif kind == "start_failed":
             self.error = msg[2]
             self._resolve("started", HeadwaterError(Reason[msg[1]], msg[2]))
+        elif kind == "degraded":
+            if self.on_degraded:
+                self.on_degraded(msg[1])
         elif kind == "failed":
             self.error = msg[1]
             self._metrics = pb.JobMetrics.FromString(msg[2])
@@ -171,6 +176,7 @@ WORKER_NICE = 3
 def _child_main(conn, job_bytes: bytes, config, state_dir: str, mode: int, start_time, partitions,
                 writer_suffix: str) -> None:
     _die_with_parent()
+    tune_interpreter()
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service stops us (a Ctrl-C reaches the group)
@@ -190,8 +196,8 @@ async def _child(conn, job: pb.Job, config, state_dir: str, mode: int, start_tim
     from headwater.auth import ConnectionString, PolicyStore
     from headwater.channel import aio_channel
     from headwater.services.processing import engine_adapter
-    from headwater.services.processing.runtime import JobRunner, RunnerSettings
-    from headwater.v1 import ingestion_pb2_grpc, sink_pb2_grpc
+    from headwater.services.processing.runtime import JobRunner, RunnerSettings, ingestion_stub
+    from headwater.v1 import sink_pb2_grpc
 
     loop = asyncio.get_running_loop()
     channels = []
@@ -218,13 +224,13 @@ async def _child(conn, job: pb.Job, config, state_dir: str, mode: int, start_tim
     try:
         runtime = await asyncio.to_thread(engine_adapter.runtime_for, job, config)
         stream_inputs = [i for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE]
-        ingestion = ingestion_pb2_grpc.IngestionServiceStub(
+        ingestion = ingestion_stub(
             channel(config.ingestion_address, stream_inputs[0].connection_string if stream_inputs else ""))
         sinks = sink_pb2_grpc.SinkServiceStub(
             channel(config.sink_address, job.outputs[0].connection_string if job.outputs else ""))
-        runner = JobRunner(job, runtime, Path(state_dir), ingestion, sinks,
-                           RunnerSettings(checkpoint_interval_s=config.checkpoint_interval_s,
-                                          stop_hold_timeout_s=config.stop_hold_timeout_s),
+        settings = RunnerSettings.from_config(config)
+        settings.checkpoint_fork = bool(getattr(config, "checkpoint_fork", True))
+        runner = JobRunner(job, runtime, Path(state_dir), ingestion, sinks, settings,
                            partitions=partitions, writer_suffix=writer_suffix)
         await runner.start(mode, start_time)
     except HeadwaterError as exc:
@@ -247,6 +253,7 @@ async def _child(conn, job: pb.Job, config, state_dir: str, mode: int, start_tim
             stop.set_result(False)
 
     runner.on_failure = on_failure
+    runner.on_degraded = lambda message: send("degraded", message)
     runner.on_epoch = lambda: send("metrics", runner.metrics().SerializeToString())
 
     def on_command() -> None:

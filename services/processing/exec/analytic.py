@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from headwater.services.processing.exec.base import Env
+from headwater.services.processing.exec.base import Env, KeyedColumns
 from headwater.services.processing.exec.project import Stage
 from headwater.services.processing.exec.window_aggregate import group_key
 
@@ -26,6 +26,7 @@ class AnalyticSpec:
     default: Callable[[Env], Any] | None = None
     interval: int = 0  # ISFIRST
     agg: Any = None  # AggregateFunction for kind 'agg'
+    node: Any = None  # the call in the query (the vectorised implementation reads it)
 
 
 class Analytic(Stage):
@@ -98,8 +99,11 @@ class Analytic(Stage):
                 del hist[k]
         return []
 
-    def snapshot(self) -> Any:
+    def snapshot(self, columns: bool = True) -> Any:
+        if columns:  # partition keys, and their histories (deques of (ts, value)) or ISFIRST interval ids
+            return [KeyedColumns([list(h), list(h.values())]) for h in self.history]
         return [{k: list(v) if isinstance(v, deque) else v for k, v in h.items()} for h in self.history]
 
     def restore(self, state: Any) -> None:
-        self.history = [{k: deque(v) if isinstance(v, list) else v for k, v in h.items()} for h in state]
+        self.history = [dict(zip(*h.columns)) if type(h) is KeyedColumns else
+                        {k: deque(v) if isinstance(v, list) else v for k, v in h.items()} for h in state]

@@ -11,7 +11,7 @@ from typing import Any
 
 from headwater.errors import HeadwaterError, Reason
 
-__all__ = ["Env", "QueryRuntimeError", "get_ci", "MAX_TS", "MIN_TS"]
+__all__ = ["Env", "KeyedColumns", "QueryRuntimeError", "get_ci", "MAX_TS", "MIN_TS"]
 
 MAX_TS = 2**62
 MIN_TS = -(2**62)
@@ -56,6 +56,22 @@ class Env:
 
     def __setstate__(self, s):
         self.recs, self.ts, self.times, self.aggs, self.an, self.wid = s
+
+
+class KeyedColumns:
+    """A large keyed collection in an operator's snapshot, given as columns of equal length
+    (keys, accumulators, representative events...). The state layer writes each column as
+    one typed Arrow array where its values allow it (one scalar type, lists or tuples of a
+    fixed or varying length, events) and as one msgpack value otherwise, instead of one
+    value at a time; restore gives the same columns back, with the same Python types."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: list[list]) -> None:
+        self.columns = columns
+
+    def __repr__(self) -> str:
+        return f"KeyedColumns({len(self.columns)} columns of {len(self.columns[0]) if self.columns else 0})"
 
 
 def get_ci(value: Any, key: str) -> Any:

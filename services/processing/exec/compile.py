@@ -310,7 +310,9 @@ class ExprCompiler:
                 raise
             except Exception as exc:  # noqa: BLE001 - a function failing stops the job, with its name
                 if udf or isinstance(exc, _RUNTIME_ERRORS):
-                    raise QueryRuntimeError(f"{label}: {exc}") from None
+                    text = str(exc)  # a function's own message may name it already
+                    named = text.lower().startswith(f"{label.lower()}:")
+                    raise QueryRuntimeError(text if named else f"{label}: {text}") from None
                 raise
         return call
 
@@ -395,6 +397,9 @@ class ExprCompiler:
             if len(node.args) != 2 or not isinstance(node.args[0], A.Column) or \
                     not isinstance(node.args[1], A.Literal):
                 raise error("IsFirst takes (unit, size)", node.pos)
+            if not isinstance(node.args[1].value, (int, float)) or isinstance(node.args[1].value, bool):
+                raise error(f"IsFirst: the size (argument 2) must be a number, got {node.args[1].value!r}",
+                            node.args[1].pos)
             size = duration_us(node.args[0].parts[0], float(node.args[1].value), node.args[0].pos)
             spec = AnalyticSpec("isfirst", None, partition, None, when, interval=size)
         else:
@@ -435,6 +440,7 @@ class ExprCompiler:
                         raise error("LAST takes (expr[, default])", node.pos)
                     default = self.compile(node.args[1], inner) if len(node.args) == 2 else None
                     spec = AnalyticSpec("last", value, partition, duration, when, 0, default)
+        spec.node = node
         idx = len(scope.analytics)
         scope.analytics.append(spec)
         return lambda e: e.an[idx]
@@ -546,6 +552,16 @@ def _aliases_of(node: A.Node, aliases: set[str]) -> set[str] | None:
 
 def _equi_keys(on: A.Node, right: str, left_aliases: set[str], comp: ExprCompiler, scope: Scope):
     """Closures computing the values of ON's ``left_expr = right_expr`` conjuncts on each side."""
+    lefts, rights = _equi_nodes(on, right, left_aliases)
+    if not lefts:
+        return None, None
+    lf = [comp.compile(x, scope) for x in lefts]
+    rf = [comp.compile(x, scope) for x in rights]
+    return (lambda e: [f(e) for f in lf]), (lambda e: [f(e) for f in rf])
+
+
+def _equi_nodes(on: A.Node, right: str, left_aliases: set[str]) -> tuple[list[A.Node], list[A.Node]]:
+    """ON's ``left_expr = right_expr`` conjuncts: (left sides, right sides)."""
     lefts, rights = [], []
     every = left_aliases | {right}
     for c in _conjuncts(on):
@@ -560,11 +576,7 @@ def _equi_keys(on: A.Node, right: str, left_aliases: set[str], comp: ExprCompile
         elif b <= left_aliases and a == {right}:
             lefts.append(c.right)
             rights.append(c.left)
-    if not lefts:
-        return None, None
-    lf = [comp.compile(x, scope) for x in lefts]
-    rf = [comp.compile(x, scope) for x in rights]
-    return (lambda e: [f(e) for f in lf]), (lambda e: [f(e) for f in rf])
+    return lefts, rights
 
 
 def _time_bound(on: A.Node, right: str, left_aliases: set[str], pos) -> tuple[str, int, int]:
@@ -578,6 +590,10 @@ def _time_bound(on: A.Node, right: str, left_aliases: set[str], pos) -> tuple[st
                 continue
             if not (isinstance(c.low, A.Literal) and isinstance(c.high, A.Literal)):
                 raise error("DATEDIFF bounds of a JOIN must be constants", c.pos)
+            for bound, what in ((c.low, "lower"), (c.high, "upper")):
+                if not isinstance(bound.value, (int, float)) or isinstance(bound.value, bool):
+                    raise error(f"the {what} DATEDIFF bound of a JOIN must be a number, got {bound.value!r}",
+                                bound.pos)
             unit = duration_us(u.parts[0], 1, u.pos)
             lo, hi = float(c.low.value) * unit, float(c.high.value) * unit
             an, bn = a.parts[0].lower(), b.parts[0].lower()
@@ -773,7 +789,59 @@ def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[s
             continue
         items.append((output_name(item, i), VExpr(item.expr, comp.compile(item.expr, row_scope))))
     having = VExpr(sel.having, comp.compile(sel.having, row_scope)) if sel.having is not None else None
-    return VectorStatement(ls.target, alias, functions, where, having, items, None), inputs
+    analytic = None
+    if row_scope.analytics:  # LAG/LAST (plan/physical.py allows no other analytic function here)
+        from headwater.services.processing.exec.analytic import Analytic
+        from headwater.services.processing.exec.vector import VectorAnalytic
+
+        analytic = VectorAnalytic(Analytic(row_scope.analytics), [
+            ([VExpr(p, f) for p, f in zip(sp.node.over.partition_by, sp.partition)],
+             VExpr(sp.node.args[0], sp.value)) for sp in row_scope.analytics])
+    return VectorStatement(ls.target, alias, functions, where, having, items, None, analytic), inputs
+
+
+def plan_vector_join(ls: LogicalStatement, comp: ExprCompiler, steps: set[str], references: set[str],
+                     reference_rows: Callable[[str], Any], make_source: Callable):
+    """The vectorised implementation of a statement with one JOIN (exec/vjoin.py):
+    ``(VectorJoinStatement, input slots)``; its expressions carry their row closures."""
+    from headwater.services.processing.exec.vector import VExpr
+    from headwater.services.processing.exec.vjoin import ReferenceSide, StreamSide, VectorJoinStatement
+
+    sel = ls.select
+    j = sel.joins[0]
+    left, right = sel.source.ref.lower(), j.source.ref.lower()
+    inputs: list[tuple[str, Any]] = []
+
+    def slot(src: A.Source) -> None:
+        low = src.name.lower()
+        if low in steps:
+            inputs.append(("step", low))
+        else:
+            s = make_source(src)
+            s.exact = True  # the JOIN compares values of the types they came in
+            inputs.append(("source", s))
+    slot(sel.source)  # in the row path's order, so compile errors come in its order
+    scope = Scope({left, right}, None)
+    comp.compile(j.on, scope)
+    lkeys, rkeys = _equi_nodes(j.on, right, {left})
+    if j.source.name.lower() in references:
+        name = j.source.name.lower()
+
+        def rows() -> Any:
+            return reference_rows(name)
+        side: Any = ReferenceSide(rows, j.kind == "left")
+    else:
+        _anchor, lo, hi = _time_bound(j.on, right, {left}, j.pos)
+        side = StreamSide(lo, hi, j.kind == "left")
+        slot(j.source)
+    on = [VExpr(c, comp.compile(c, scope)) for c in _conjuncts(j.on)]
+    where = VExpr(sel.where, comp.compile(sel.where, scope)) if sel.where is not None else None
+    items = [(output_name(item, i), VExpr(item.expr, comp.compile(item.expr, scope)))
+             for i, item in enumerate(sel.items)]
+    op = VectorJoinStatement(ls.target, left, right, comp.pm.functions, side, on,
+                             [VExpr(x, comp.compile(x, scope)) for x in lkeys],
+                             [VExpr(x, comp.compile(x, scope)) for x in rkeys], where, items)
+    return op, inputs
 
 
 def _fields_outside_aggregates(sel: A.Select, alias: str, pm) -> set[str]:

@@ -13,8 +13,11 @@ arrays) are tried against everything, so the index never hides a match.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from headwater.services.processing.exec.base import Env
 
@@ -188,21 +191,30 @@ class ReferenceJoin:
                  right_key: Callable[[Env], list] | None = None) -> None:
         self.alias, self.rows_fn, self.on, self.left_outer = alias.lower(), rows_fn, on, left_outer
         self.left_key, self.right_key = left_key, right_key
-        self._index: tuple[list[dict], _Side] | None = None
+        #: id(rows) -> (rows, index): one per snapshot of a refreshed input in use.
+        self._index: dict[int, tuple[list[dict], _Side]] = {}
 
     def _side(self, rows: list[dict]) -> _Side:
-        if self._index is None or self._index[0] is not rows:
+        hit = self._index.get(id(rows))
+        if hit is None or hit[0] is not rows:
             side = _Side()
             for rec in rows:
                 key = () if self.right_key is None else join_key(self.right_key(Env({self.alias: rec}, 0)))
                 side.add(key, rec)
-            self._index = (rows, side)
-        return self._index[1]
+            if len(self._index) >= 8:
+                self._index.clear()
+            hit = self._index[id(rows)] = (rows, side)
+        return hit[1]
 
     def run(self, lefts: list[Env]) -> list[Env]:
         out = []
-        side = self._side(self.rows_fn())
+        src = self.rows_fn()
+        # A refreshed input: each event joins the snapshot valid at its timestamp.
+        versioned = hasattr(src, "at")
+        side = None if versioned else self._side(src)
         for le in lefts:
+            if versioned:
+                side = self._side(src.at(le.ts))
             matched = False
             key = () if self.left_key is None else join_key(self.left_key(le))
             for rec in side.candidates(key):
@@ -225,3 +237,50 @@ class ReferenceJoin:
 
     def restore(self, state: Any) -> None:
         pass
+
+
+#: Valid from the beginning: the first snapshot serves every earlier event.
+BEGINNING = -(2**62)
+#: Snapshots kept behind the watermark (older ones are dropped).
+KEEP_BEHIND = 2
+
+
+class ReferenceVersions:
+    """The snapshots of one reference input by the time each is valid from."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.rows: list[list[dict]] = []
+
+    def add(self, valid_from_us: int, rows: list[dict]) -> None:
+        i = bisect.bisect_right(self.starts, valid_from_us)
+        if i and self.starts[i - 1] == valid_from_us:
+            self.rows[i - 1] = rows
+            return
+        self.starts.insert(i, valid_from_us)
+        self.rows.insert(i, rows)
+
+    def at(self, ts_us: int) -> list[dict]:
+        """The rows valid at ``ts_us`` (the first snapshot for anything earlier)."""
+        i = bisect.bisect_right(self.starts, ts_us) - 1
+        return self.rows[max(i, 0)] if self.rows else []
+
+    def latest(self) -> list[dict]:
+        return self.rows[-1] if self.rows else []
+
+    def prune(self, watermark_us: int) -> None:
+        """Drop snapshots that no event at or after the watermark can join any more
+        (keeping ``KEEP_BEHIND`` for late events adjusted to the watermark)."""
+        cut = bisect.bisect_right(self.starts, watermark_us) - KEEP_BEHIND
+        if cut > 0:
+            del self.starts[:cut], self.rows[:cut]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps([[s, r] for s, r in zip(self.starts, self.rows)])
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ReferenceVersions:
+        v = cls()
+        for s, r in orjson.loads(data):
+            v.add(int(s), r)
+        return v

@@ -97,7 +97,7 @@ class MatchRecognize(Stage):
                 return labels
         return None
 
-    def snapshot(self) -> Any:
+    def snapshot(self, columns: bool = True) -> Any:
         return self.parts
 
     def restore(self, state: Any) -> None:

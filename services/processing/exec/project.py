@@ -19,7 +19,9 @@ class Stage:
     def advance(self, watermark: int) -> list[Env]:
         return []
 
-    def snapshot(self) -> Any:
+    def snapshot(self, columns: bool = True) -> Any:
+        """The operator's state; ``columns``: large keyed collections as :class:`KeyedColumns`
+        (False: as plain dicts, the form schema versions 2 and 3 of the snapshot kept)."""
         return None
 
     def restore(self, state: Any) -> None:

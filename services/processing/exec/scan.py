@@ -50,14 +50,14 @@ class Source:
         self.seq = 0
 
     def push(self, rows: list[dict], arrivals: list[int] | None, now: int, counters: Counters,
-             partitions: list | None = None) -> None:
+             partitions: list | None = None, seqs: list | None = None) -> None:
         ts_fn, alias = self.ts_fn, self.alias
         if self.schema:
-            rows, arrivals, partitions = self._conform(rows, arrivals, partitions, counters)
+            rows, arrivals, partitions, seqs = self._conform(rows, arrivals, partitions, seqs, counters)
         items: list[tuple[int, int, dict]] = []
         if ts_fn is None:
             for i, rec in enumerate(rows):
-                a = arrivals[i] if arrivals is not None else now
+                a = int(arrivals[i]) if arrivals is not None else now
                 items.append((a, a, rec))
         else:
             field, cache = self.ts_field, self._ts_cache
@@ -79,13 +79,18 @@ class Source:
                                 cache.clear()
                             cache[v] = e
                 except (CastError, ValueError, TypeError, OverflowError, QueryRuntimeError) as exc:
-                    counters.error(f"input {self.input!r}: {exc}")
+                    counters.error(f"input {self.input!r}: {exc}", record=rec, where=(
+                        None if partitions is None else partitions[i],
+                        None if seqs is None or len(seqs) != len(rows) else seqs[i]))
                     continue
-                items.append((e, arrivals[i] if arrivals is not None else e, rec,
-                              None if partitions is None else str(partitions[i])))
+                items.append((e, int(arrivals[i]) if arrivals is not None else e, rec,
+                              None if partitions is None else str(partitions[i]),
+                              None if seqs is None or len(seqs) != len(rows) else int(seqs[i])))
             if arrivals is None:  # on time: in timestamp order
                 items.sort(key=lambda t: t[0])
         clock = self.clock
+        verdicts = counters.verdicts if ts_fn is not None and arrivals is not None else None
+        seen: list = []  # (partition, seq, arrival, event time, counted at or None, why) for the verdicts
         for item in items:
             e, a, rec = item[0], item[1], item[2]
             key = item[3] if len(item) > 3 else None  # the input partition: its own ordering
@@ -93,26 +98,44 @@ class Source:
                 env = Env({alias: rec}, e)
                 key = (key, tuple(f(env) for f in self.over))
             ts = clock.accept(e, a, key, counters)
+            if verdicts is not None:
+                seen.append((item[3], item[4], a, e, ts, clock.why))
             if ts is None:
                 continue
             heapq.heappush(self.heap, (ts, self.seq, rec))
             self.seq += 1
+        if seen:
+            parts, seqs, arr, ev, ts_, why = zip(*seen)
+            verdicts.add_batch(self.input, ["" if p is None else p for p in parts],
+                               None if any(q is None for q in seqs) else seqs, arr, ev,
+                               [e if t is None else t for e, t in zip(ev, ts_)], [t is not None for t in ts_],
+                               [w == "late" for w in why], [w == "early" for w in why],
+                               [w == "out_of_order" for w in why], self)
 
-    def _conform(self, rows, arrivals, partitions, counters):
-        """CREATE TABLE: convert declared columns to their types; drop events that do not conform."""
+    def _conform(self, rows, arrivals, partitions, seqs, counters):
+        """CREATE TABLE: convert declared columns to their types; drop events that do not
+        conform (with their partition and sequence number, for the dead letters); the
+        arrivals, partitions and sequence numbers of the others stay aligned with them."""
+        if seqs is not None and len(seqs) != len(rows):
+            seqs = None
         out, arr, parts = [], [] if arrivals is not None else None, [] if partitions is not None else None
+        kept: list | None = [] if seqs is not None else None
         for i, rec in enumerate(rows):
             try:
                 rec = conform(rec, self.schema)
             except (CastError, ValueError, TypeError, OverflowError) as exc:
-                counters.error(f"input {self.input!r}: the event does not match CREATE TABLE: {exc}")
+                counters.error(f"input {self.input!r}: the event does not match CREATE TABLE: {exc}", record=rec,
+                               where=(None if partitions is None else partitions[i],
+                                      None if seqs is None else int(seqs[i])))
                 continue
             out.append(rec)
             if arr is not None:
                 arr.append(arrivals[i])
             if parts is not None:
                 parts.append(partitions[i])
-        return out, arr, parts
+            if kept is not None:
+                kept.append(seqs[i])
+        return out, arr, parts, kept
 
     def watermark(self) -> int:
         return self.clock.watermark()

@@ -59,8 +59,9 @@ class StatementOp:
             return [(e.ts, final(e)) for e in envs]
         return [(e.ts, e.recs[""]) for e in envs]
 
-    def snapshot(self) -> Any:
-        return {"joins": [j.snapshot() for j in self.joins], "stages": [s.snapshot() for s in self.stages]}
+    def snapshot(self, columns: bool = True) -> Any:
+        return {"joins": [j.snapshot() for j in self.joins],
+                "stages": [s.snapshot(columns) for s in self.stages]}
 
     def restore(self, state: Any) -> None:
         for j, s in zip(self.joins, state["joins"]):

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import io
 import math
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -26,10 +27,21 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pj
 
-from headwater.functions import BIGINT_MAX, CastError, bigint_overflow, from_micros, json_text, to_datetime, to_micros
+from headwater.functions import (
+    BIGINT_MAX,
+    AggregateKind,
+    CastError,
+    bigint_overflow,
+    from_micros,
+    json_text,
+    to_datetime,
+    to_micros,
+)
+from headwater.serializers import DecodeError, loads_json
 from headwater.services.processing.exec.base import MAX_TS, MIN_TS, Env, QueryRuntimeError
 from headwater.services.processing.exec.watermarks import EARLY_US
-from headwater.services.processing.plan.vexpr import REC, TS, Columns, NotVectorized, translate
+from headwater.services.processing.exec.window_aggregate import group_key
+from headwater.services.processing.plan.vexpr import PLAIN, REC, TS, Columns, NotVectorized, translate
 from headwater.services.processing.sql import ast as A
 
 __all__ = ["VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
@@ -37,7 +49,9 @@ __all__ = ["VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 #: a text value as polars' NDJSON reader writes a number, boolean, record or array it read
 _NOT_TEXT = r"(?s)^(?:-?[0-9][0-9.eE+-]*|true|false|[\[{].*)$"
-_INTERNAL = (TS, "__a", "__p", REC)
+_INTERNAL = (TS, "__a", "__p", "__s", REC)
+#: the prefix of analytic functions' result columns inside a statement (``__an:0``, ...)
+AN = "__an:"
 _ARROW = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
 _VALUE_ERRORS = (CastError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
 
@@ -69,10 +83,30 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """Batches of one stream as one; a column whose type changed between batches becomes text."""
+def concat(frames: list[pl.DataFrame], exact: bool = False) -> pl.DataFrame:
+    """Batches of one stream as one; a column whose type changed between batches becomes
+    text, or with ``exact`` its values as they are (a column of Python values)."""
     if len(frames) == 1:
         return frames[0]
+    if exact:
+        seen: dict[str, set] = {}
+        for f in frames:
+            for c, t in f.schema.items():
+                seen.setdefault(c, set())
+                if t != pl.Null:
+                    seen[c].add(t)
+
+        def fit(f: pl.DataFrame) -> pl.DataFrame:
+            cols = []
+            for c, t in f.schema.items():
+                want = seen[c]
+                if len(want) > 1 and t != pl.Object:
+                    cols.append(pl.Series(c, f[c].to_list(), dtype=pl.Object))
+                elif len(want) == 1 and t == pl.Null:
+                    (w,) = want
+                    cols.append(pl.Series(c, [None] * f.height, dtype=w) if w == pl.Object else f[c].cast(w))
+            return f.with_columns(cols) if cols else f
+        return pl.concat([fit(f) for f in frames], how="diagonal")
     try:
         return pl.concat(frames, how="diagonal_relaxed")
     except (pl.exceptions.SchemaError, pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
@@ -103,7 +137,7 @@ def frame_to_rows(df: pl.DataFrame) -> list[tuple[int, dict]]:
     ts = df[TS].to_list()
     if REC in df.columns:
         return list(zip(ts, df[REC].to_list()))
-    recs = df.drop([c for c in df.columns if c in _INTERNAL]).to_dicts()
+    recs = df.drop([c for c in df.columns if c in _INTERNAL or c.startswith(AN)]).to_dicts()
     return list(zip(ts, recs))
 
 
@@ -146,15 +180,20 @@ class Batch:
     """One batch as expressions see it: columns by name (case-insensitively), and its rows
     for expressions that run on the row implementation (decoded once, on first use)."""
 
-    def __init__(self, df: pl.DataFrame, alias: str, functions) -> None:
+    def __init__(self, df: pl.DataFrame, alias: str, functions, analytic: dict | None = None) -> None:
         self.df, self.alias = df, alias
         self.cols = Columns.of(df, {alias}, functions)
+        self.cols.analytic = analytic
         self._envs: list[Env] | None = None
 
     def envs(self) -> list[Env]:
         if self._envs is None:
             alias = self.alias
             self._envs = [Env({alias: rec}, ts) for ts, rec in frame_to_rows(self.df)]
+            an = sorted((c for c in self.df.columns if c.startswith(AN)), key=lambda c: int(c[len(AN):]))
+            if an:  # the analytic functions' values, as the row implementation's closures read them
+                for e, vals in zip(self._envs, zip(*(self.df[c].to_list() for c in an))):
+                    e.an = list(vals)
         return self._envs
 
 
@@ -197,6 +236,8 @@ class VectorSource:
     """Events of one input as one FROM clause sees them, a batch at a time."""
 
     vectorized = True
+    #: batches of different types are concatenated keeping values (a JOIN compares them)
+    exact = False
 
     def __init__(self, input_name: str, alias: str, ts_field: str | None, ts_row: Callable[[Env], Any] | None,
                  policy, fields: set[str] | None, system: set[str]) -> None:
@@ -223,16 +264,23 @@ class VectorSource:
             self._infer(bodies)
         if self.schema is not None:
             df = self.decode_buffer(b"\n".join(bodies) if joined is None else joined, len(bodies))
-            if df is not None:
+            if df is not None and not (self.exact and self._whole_floats(df)):
                 return df, None
         return self._decode_rows(bodies, counters)
+
+    @staticmethod
+    def _whole_floats(df: pl.DataFrame) -> bool:
+        """A float column with whole numbers: maybe integers in the JSON, which a JOIN must
+        keep as integers (the event by event decode does)."""
+        floats = [(pl.col(c) == pl.col(c).floor()).any() for c, t in df.schema.items() if t == pl.Float64]
+        return bool(floats) and bool(df.select(pl.any_horizontal(floats)).item())
 
     def _decode_rows(self, bodies, counters) -> tuple[pl.DataFrame, np.ndarray]:
         rows, index = [], []
         for i, b in enumerate(bodies):
             try:
-                v = orjson.loads(b)
-            except orjson.JSONDecodeError as exc:
+                v = loads_json(b, self.fields)
+            except (orjson.JSONDecodeError, DecodeError) as exc:
                 counters.error(f"InputDeserializationError: {exc}", index=i, body=True)
                 continue
             for item in v if isinstance(v, list) else [v]:
@@ -294,6 +342,8 @@ class VectorSource:
             if self.fields is None or c.lower() in self.fields:
                 if sample[c].dtype not in (pl.Utf8, pl.Int64, pl.Float64, pl.Boolean):
                     return
+                if sample[c].dtype == pl.Float64 and (sample[c].abs() >= 2.0 ** 63).any():
+                    return  # maybe integers past bigint, typed float here: the row decode refuses them
                 schema[c] = sample[c].dtype
         if self.fields is not None and {c.lower() for c in schema} != self.fields & {c.lower() for c in
                                                                                    sample.columns}:
@@ -319,7 +369,8 @@ class VectorSource:
                     v = _get(r, c)
                 vals.append(v)
             kinds = {type(v) for v in vals if v is not None}
-            if kinds <= {int} or kinds <= {int, float} or kinds <= {str} or kinds <= {bool}:
+            if kinds <= {int} or (kinds <= {int, float} and not self.exact) or kinds <= {str} or kinds <= {bool} \
+                    or kinds <= {float}:
                 series.append(pl.Series(c, vals, strict=False))
             else:  # records, arrays, mixed types: the values themselves (expressions read them by row)
                 series.append(pl.Series(c, vals, dtype=pl.Object))
@@ -347,6 +398,13 @@ class VectorSource:
             partitions = [partitions] * height if self.system else None
         elif partitions is not None:
             df = df.with_columns(pl.Series("__p", [str(p) for p in partitions], dtype=pl.Utf8))
+        ctx = counters.context
+        if self.app and counters.verdicts is not None and ctx is not None and ctx[1] is not None:
+            seqs = np.asarray(ctx[1], dtype=np.int64)  # each event's sequence number, for its verdict
+            if ctx[2] is not None:
+                seqs = seqs[np.asarray(ctx[2], dtype=np.int64)] if len(ctx[2]) else seqs[:0]
+            if len(seqs) == height:
+                df = df.with_columns(pl.Series("__s", seqs, dtype=pl.Int64))
         if self.system:
             df = self._system_columns(df, arrivals, partitions)
         if not self.app:
@@ -361,7 +419,7 @@ class VectorSource:
             if df.height == 0:
                 return
             df = self._on_time(df, counters) if "__a" not in df.columns else self._policy(df, counters)
-        df = df.drop([c for c in ("__a", "__p") if c in df.columns])
+        df = df.drop([c for c in ("__a", "__p", "__s") if c in df.columns])
         if df.height:
             if self.buffer and (REC in df.columns) != (REC in self.buffer[0].columns):
                 df = as_records(df)
@@ -510,6 +568,10 @@ class VectorSource:
             keep &= ~low
         else:
             ts = np.where(low, floor, ts)
+        if counters.verdicts is not None:
+            counters.verdicts.add_batch(
+                self.input, self._one_part if "__p" not in df.columns else df["__p"].to_list(),
+                df["__s"].to_numpy() if "__s" in df.columns else None, a, e, ts, keep, late, early, low, self)
         for part, mask in parts:  # a partition counts for the watermark once an event of it is accepted
             if part in self.newest or (keep if mask is None else keep & mask).any():
                 self.newest[part] = last[part]
@@ -532,7 +594,7 @@ class VectorSource:
         """Events with ``ts <= watermark``, in time order (arrival order among equal times)."""
         if not self.buffer:
             return None
-        df = concat(self.buffer)
+        df = concat(self.buffer, self.exact)
         if int(df[TS].max()) <= watermark:
             self.buffer = []
             return df.sort(TS, maintain_order=True)
@@ -546,12 +608,16 @@ class VectorSource:
     def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
         meta = {"newest": [[k, v] for k, v in self.newest.items()], "clock": self.clock,
                 "schema": {c: str(t) for c, t in (self.schema or {}).items()} if self.schema else None}
-        buf = concat(self.buffer) if self.buffer else None
+        buf = concat(self.buffer, self.exact) if self.buffer else None
         return meta, ({"buffer": buf} if buf is not None else {})
 
     def load(self, meta: dict, tables: dict[str, pl.DataFrame]) -> None:
         self.newest = {k: v for k, v in meta["newest"]}
         self.clock = meta["clock"]
+        if meta.get("schema") and self.schema is None:  # the types the batches were decoded in
+            known: dict[str, Any] = {str(t): t for t in _ARROW}
+            if all(t in known for t in meta["schema"].values()):
+                self.schema = {c: known[t] for c, t in meta["schema"].items()}
         self.buffer = [tables["buffer"]] if "buffer" in tables else []
 
 
@@ -560,9 +626,12 @@ class VectorStatement:
     """WHERE, then a window aggregate or a projection, over released batches."""
 
     def __init__(self, target: str, alias: str, functions, where: VExpr | None, having: VExpr | None,
-                 items: list[tuple[str, VExpr]] | None, aggregate: VectorAggregate | None) -> None:
+                 items: list[tuple[str, VExpr]] | None, aggregate: VectorAggregate | None,
+                 analytic: VectorAnalytic | None = None) -> None:
         self.target, self.alias, self.functions = target, alias.lower(), functions
         self.where, self.having, self.items, self.aggregate = where, having, items, aggregate
+        self.analytic = analytic
+        self.amap = analytic.cols if analytic is not None else None
 
     def run(self, frames: list[pl.DataFrame], watermark: int) -> list[tuple[int, dict]] | pl.DataFrame:
         """One step of the time loop; an expression failing on a value stops the query."""
@@ -579,14 +648,20 @@ class VectorStatement:
         if frames:
             df = frames[0] if len(frames) == 1 else concat(frames).sort(
                 TS, maintain_order=True)
+            amap = self.amap
+            if self.analytic is not None:  # on the statement's input, before WHERE
+                df = self.analytic.apply(Batch(df, self.alias, self.functions))
             for pred in (self.where,) + ((self.having,) if self.aggregate is None else ()):
                 if pred is not None and df.height:
-                    df = df.filter(pred.series(Batch(df, self.alias, self.functions), "__keep", predicate=True))
+                    df = df.filter(pred.series(Batch(df, self.alias, self.functions, amap), "__keep",
+                                               predicate=True))
             if df.height:
                 if self.aggregate is not None:
                     self.aggregate.process(Batch(df, self.alias, self.functions))
                 else:
-                    out = self._project(Batch(df, self.alias, self.functions))
+                    out = self._project(Batch(df, self.alias, self.functions, amap))
+        if self.analytic is not None:
+            self.analytic.advance(watermark)
         if self.aggregate is not None:
             out = self.aggregate.advance(watermark)
         return out
@@ -597,7 +672,7 @@ class VectorStatement:
         if REC in df.columns:
             return self._project_records(batch)
         cols, seen = [], set()
-        fields = [c for c in df.columns if c not in _INTERNAL]
+        fields = [c for c in df.columns if c not in _INTERNAL and not c.startswith(AN)]
         for name, vx in self.items:
             if vx is None:
                 for c in fields:
@@ -629,11 +704,206 @@ class VectorStatement:
         return out
 
     def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
-        return self.aggregate.state() if self.aggregate is not None else ({}, {})
+        meta, tables = self.aggregate.state() if self.aggregate is not None else ({}, {})
+        if self.analytic is not None:
+            small, big = self.analytic.state()
+            meta = dict(meta, analytic=small)
+            tables = {**tables, **big}
+        return meta, tables
 
     def load(self, meta: dict, tables: dict[str, pl.DataFrame]) -> None:
         if self.aggregate is not None:
             self.aggregate.load(meta, tables)
+        if self.analytic is not None:
+            self.analytic.load(meta["analytic"], tables)
+
+
+class VectorAnalytic:
+    """LAG and LAST per PARTITION BY key, LIMIT DURATION, over a batch in time order.
+
+    State per function: a table of each key's last ``offset`` entries (``__k0..``, ``__t``,
+    ``__v``: all LAG reads). LAG(v, k) of an event is the value of the k-th previous event
+    of its key when that event is within the duration (``ts_prev >= ts - duration``: the
+    row implementation drops older entries first, so also older entries may be dropped
+    here), else the default; LAST(v) without WHEN is the event's own value. A batch this
+    cannot compute exactly (keys that are not text, integers or bits; values that are not
+    plain; a default or earlier values of another type) runs through the row
+    implementation (:class:`..analytic.Analytic`), whose per-key history then holds the
+    state until it converts back to a table.
+    """
+
+    _PY: dict[Any, type] = {pl.Int64: int, pl.Float64: float, pl.Utf8: str, pl.Boolean: bool}
+
+    def __init__(self, row, exprs: list[tuple[list[VExpr], VExpr]]) -> None:
+        self.row = row
+        self.specs = row.specs
+        self.exprs = exprs
+        self.cols = {id(sp.node): f"{AN}{i}" for i, sp in enumerate(self.specs)}
+        #: per function: its state as a table, or None while the row history holds it
+        self.tables: list[pl.DataFrame | None] = [None] * len(self.specs)
+
+    def apply(self, batch: Batch) -> pl.DataFrame:
+        results, commits = [], []
+        for i, (sp, (parts, value)) in enumerate(zip(self.specs, self.exprs)):
+            got = self._vector(i, sp, parts, value, batch)
+            if got is None:
+                return self._rows(batch)
+            results.append(got[0])
+            commits.append(got[1])
+        for c in commits:
+            c()
+        return batch.df.with_columns(results)
+
+    def _rows(self, batch: Batch) -> pl.DataFrame:
+        for i, t in enumerate(self.tables):
+            if t is not None:
+                self.row.history[i] = self._to_history(t)
+                self.tables[i] = None
+        envs = self.row.process(batch.envs())
+        out = batch.df.with_columns([exact_series(f"{AN}{i}", [e.an[i] for e in envs])
+                                     for i in range(len(self.specs))])
+        return out
+
+    def _state(self, i: int, nk: int) -> pl.DataFrame | None | Literal[False]:
+        """Function i's state as a table (converted from the row history if needed); None
+        when there is none; False when the history's keys or values have no table form."""
+        t = self.tables[i]
+        if t is not None:
+            return t
+        h = self.row.history[i]
+        if not h:
+            return None
+        t = self._to_table(h, nk)
+        if t is None:
+            return False
+        self.tables[i] = t
+        self.row.history[i] = {}
+        return t
+
+    @staticmethod
+    def _to_history(t: pl.DataFrame) -> dict:
+        nk = t.width - 2
+        h: dict = {}
+        for row in t.rows():
+            q = h.get(group_key(list(row[:nk])))
+            if q is None:
+                q = h[group_key(list(row[:nk]))] = deque()
+            q.append((row[nk], row[nk + 1]))
+        return h
+
+    @staticmethod
+    def _to_table(h: dict, nk: int) -> pl.DataFrame | None:
+        rows = [(k, t, v) for k, q in h.items() for t, v in q]
+        if any(len(r[0]) != nk for r in rows):
+            return None
+        keys = [[(x[1] if type(x) is tuple and len(x) == 2 and x[0] == "bit" else x) for x in r[0]] for r in rows]
+        if any(type(x) not in (str, int, bool, type(None)) for k in keys for x in k):
+            return None
+        cols = [exact_series(f"__k{j}", [k[j] for k in keys]) for j in range(nk)]
+        cols += [pl.Series("__t", [r[1] for r in rows], dtype=pl.Int64), exact_series("__v", [r[2] for r in rows])]
+        if not all(c.dtype in PLAIN for c in cols):
+            return None
+        return pl.DataFrame(cols)
+
+    def _vector(self, i: int, sp, parts: list[VExpr], value: VExpr, batch: Batch):
+        df = batch.df
+        keys = [p.series(batch, f"__k{j}", key=True) for j, p in enumerate(parts)]
+        if any(k.dtype not in (pl.Utf8, pl.Int64, pl.Boolean, pl.Null) for k in keys):
+            return None
+        v = value.series(batch, "__v")
+        if v.dtype not in self._PY and v.dtype != pl.Null:
+            return None
+        kn = [k.name for k in keys]
+        name = f"{AN}{i}"
+        state = self._state(i, len(kn))
+        if state is False:
+            return None
+        frame = pl.DataFrame(keys + [df[TS].alias("__t"), v])
+        if state is not None and state.schema != frame.schema:
+            state, frame = self._unify(state, frame)
+            if state is None:
+                return None  # earlier keys or values of another type: the row implementation
+            v = frame["__v"]
+        if sp.kind == "last":
+            k, result = 1, v.alias(name)
+            full = frame
+        else:
+            node = sp.node
+            dflt = node.args[2].value if len(node.args) == 3 else None
+            py = self._PY.get(v.dtype)
+            if dflt is not None and (py is None or type(dflt) is not py):
+                return None
+            k = sp.offset
+            full = frame
+            if state is not None and state.height:
+                prior = state.join(frame.select(kn).unique(), on=kn, how="semi", nulls_equal=True) if kn else state
+                full = pl.concat([prior, frame], how="vertical") if prior.height else frame
+            n_prior = full.height - frame.height
+
+            def over(e: pl.Expr) -> pl.Expr:
+                return e.over(kn) if kn else e
+
+            pv, pt = over(pl.col("__v").shift(k)), over(pl.col("__t").shift(k))
+            ok = pt.is_not_null() & (pt >= pl.col("__t") - sp.duration)
+            result = full.select(pl.when(ok).then(pv).otherwise(pl.lit(dflt, dtype=v.dtype if py else None))
+                                 .alias(name)).to_series().slice(n_prior)
+
+        def commit() -> None:
+            tail = full.group_by(kn, maintain_order=True).tail(k) if kn else full.tail(k)
+            if state is not None and state.height and kn:
+                tail = pl.concat([state.join(frame.select(kn).unique(), on=kn, how="anti", nulls_equal=True),
+                                  tail], how="vertical")
+            self.tables[i] = tail
+        return result, commit
+
+    @staticmethod
+    def _unify(state: pl.DataFrame, frame: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+        """The two with the same column types where one side's column is all NULL (typed
+        Null); (None, frame) when a column has two different value types."""
+        a, b = [], []
+        for c, t in frame.schema.items():
+            u = state.schema[c]
+            if u == t:
+                continue
+            if u == pl.Null:
+                a.append(pl.col(c).cast(t))
+            elif t == pl.Null:
+                b.append(pl.col(c).cast(u))
+            else:
+                return None, frame
+        return (state.with_columns(a) if a else state), (frame.with_columns(b) if b else frame)
+
+    def advance(self, watermark: int) -> None:
+        """Entries older than the watermark minus the duration: no later event reads them."""
+        self.row.advance(watermark)
+        for i, (sp, t) in enumerate(zip(self.specs, self.tables)):
+            if t is not None and t.height and watermark > MIN_TS:
+                self.tables[i] = t.filter(pl.col("__t") >= watermark - sp.duration)
+
+    def state(self) -> tuple[list, dict[str, pl.DataFrame]]:
+        """Per function: its table, or (row history) its entries as tagged values."""
+        small: list = []
+        tables: dict[str, pl.DataFrame] = {}
+        for i, (t, h) in enumerate(zip(self.tables, self.row.history)):
+            if t is not None:
+                tables[f"analytic{i}"] = t
+                small.append({"table": f"analytic{i}"})
+            else:
+                small.append({"entries": [[k, [list(x) for x in q]] for k, q in h.items()]})
+        return small, tables
+
+    def load(self, state: list, tables: dict[str, pl.DataFrame]) -> None:
+        hist: list[dict] = []
+        self.tables = [None] * len(self.specs)
+        for i, st in enumerate(state):
+            h: dict = {}
+            if "table" in st:
+                self.tables[i] = tables[st["table"]]
+            else:
+                for k, q in st["entries"]:
+                    h[tuple(k) if isinstance(k, list) else k] = deque(tuple(x) for x in q)
+            hist.append(h)
+        self.row.history = hist
 
 
 class VectorAggregate:
@@ -643,7 +913,7 @@ class VectorAggregate:
     def __init__(self, kind: str, config, keys: list[VExpr], aggs: list, project: Callable[[Env], dict],
                  having: Callable[[Env], Any] | None, alias: str, rep_fields: set[str] | None = None) -> None:
         self.kind, self.config = kind, config
-        self.spec = config.columnar() if kind in ("aligned", "session") else {}
+        self.spec: Any = config.columnar()  # the WindowShape of kinds other than "logic"
         self.keys, self.aggs, self.project, self.having, self.alias = keys, aggs, project, having, alias
         self.kinds = [a.fn.columnar for a in aggs]
         self.args = [VExpr(a.node.args[0], a.arg) if (a.node is not None and a.node.args and not a.star) else None
@@ -677,7 +947,7 @@ class VectorAggregate:
         for j, a in enumerate(self.args):
             if a is not None:
                 s = a.series(batch, f"v{j}", key=True)
-                if self.kinds[j] in ("sum", "avg"):
+                if self.kinds[j] in (AggregateKind.SUM, AggregateKind.AVG):
                     s = self._numeric(s, j)
                 cols[f"v{j}"] = s
         reps = [c for c in df.columns if c not in _INTERNAL and df[c].dtype != pl.Object and
@@ -695,13 +965,13 @@ class VectorAggregate:
             v = pl.col(f"v{j}")
             if self.args[j] is None:
                 continue
-            if kind == "count":
+            if kind == AggregateKind.COUNT:
                 aggs.append(v.count().alias(f"c{j}"))
-            elif kind in ("sum", "avg"):
+            elif kind in (AggregateKind.SUM, AggregateKind.AVG):
                 aggs += [v.sum().alias(f"s{j}"), v.count().alias(f"c{j}")]
-            elif kind in ("min", "max"):
+            elif kind in (AggregateKind.MIN, AggregateKind.MAX):
                 aggs.append(self._extreme(v, kind, vals[f"v{j}"].dtype).alias(f"m{j}"))
-            elif kind == "count_distinct":
+            elif kind == AggregateKind.COUNT_DISTINCT:
                 self.distinct.setdefault(j, []).append(self._windows(
                     vals.select(group + [v.alias("d")]).drop_nulls("d").unique()))
         part = vals.group_by(group, maintain_order=True).agg(aggs)
@@ -731,29 +1001,29 @@ class VectorAggregate:
         """MIN/MAX; text compares case-insensitively (the first of equal values wins)."""
         if dtype == pl.Utf8:
             d = v.drop_nulls()
-            return d.sort_by(d.str.to_lowercase(), descending=kind == "max", maintain_order=True).first()
-        return v.min() if kind == "min" else v.max()
+            return d.sort_by(d.str.to_lowercase(), descending=kind == AggregateKind.MAX, maintain_order=True).first()
+        return v.min() if kind == AggregateKind.MIN else v.max()
 
     def _paned(self) -> bool:
         """Hopping windows: events aggregate per pane (gcd(size, hop) wide), panes into windows."""
-        return self.kind == "aligned" and self.spec["size"] > self.spec["hop"]
+        return self.kind == "aligned" and self.spec.size > self.spec.hop
 
     def _windows(self, df: pl.DataFrame) -> pl.DataFrame:
         """Rows per pane (``__wid`` = the pane's end P) as rows per window: every W on the hop
         grid with P <= W <= P + size - pane; each row's windows stay together, in order."""
         if not self._paned():
             return df
-        size, hop, off = self.spec["size"], self.spec["hop"], self.spec["offset"]
+        size, hop, off = self.spec.size, self.spec.hop, self.spec.offset
         first = ((pl.col("__wid") - off - 1) // hop + 1) * hop + off
         last = pl.col("__wid") + (size - math.gcd(size, hop))
         return df.with_columns(pl.int_ranges(first, last + 1, hop, dtype=pl.Int64).alias("__wid")).explode("__wid")
 
     def _assign(self, df: pl.DataFrame) -> pl.DataFrame:
         if self._paned():
-            g, off = math.gcd(self.spec["size"], self.spec["hop"]), self.spec["offset"]
+            g, off = math.gcd(self.spec.size, self.spec.hop), self.spec.offset
             return df.with_columns((((pl.col(TS) - off - 1) // g + 1) * g + off).alias("__wid"))
         if self.kind == "aligned":
-            size, hop, off = self.spec["size"], self.spec["hop"], self.spec["offset"]
+            size, hop, off = self.spec.size, self.spec.hop, self.spec.offset
             end0 = ((pl.col(TS) - off - 1) // hop + 1) * hop + off
             frames = []
             for k in range(-(-size // hop)):
@@ -771,15 +1041,7 @@ class VectorAggregate:
 
     def _assign_logic(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A window plugin's ``assign_batch`` (or its row hook per event), ids as codes."""
-        batch = getattr(self.logic, "assign_batch", None)
-        if batch is not None:
-            idx, ids = batch(ts)
-        else:
-            idx, ids = [], []
-            for i, t in enumerate(ts.tolist()):
-                for w in self.logic.assign(t):
-                    idx.append(i)
-                    ids.append(w)
+        idx, ids = self.logic.assign_batch(ts)
         codes = []
         for w in list(ids):
             c = self.codes.get(w)
@@ -790,11 +1052,11 @@ class VectorAggregate:
         return np.asarray(idx, dtype=np.int64), np.asarray(codes, dtype=np.int64)
 
     def _session_end(self, cur: list) -> int:
-        maxd = self.spec["max_duration"]
-        return min(cur[1] + self.spec["timeout"], ((cur[0] + maxd) // maxd + 1) * maxd)
+        maxd = self.spec.max_duration
+        return min(cur[1] + self.spec.timeout, ((cur[0] + maxd) // maxd + 1) * maxd)
 
     def _sessions(self, df: pl.DataFrame) -> pl.DataFrame:
-        timeout, maxd = self.spec["timeout"], self.spec["max_duration"]
+        timeout, maxd = self.spec.timeout, self.spec.max_duration
         df = df.with_row_index("__i")
         parts = df.partition_by(self.kcols, maintain_order=True, as_dict=True) if self.kcols else {(): df}
         wid = np.empty(df.height, dtype=np.int64)
@@ -829,11 +1091,11 @@ class VectorAggregate:
         for j, kind in enumerate(self.kinds):
             if self.args[j] is None:
                 continue
-            if kind == "count":
+            if kind == AggregateKind.COUNT:
                 aggs.append(pl.col(f"c{j}").sum())
-            elif kind in ("sum", "avg"):
+            elif kind in (AggregateKind.SUM, AggregateKind.AVG):
                 aggs += [pl.col(f"s{j}").sum(), pl.col(f"c{j}").sum()]
-            elif kind in ("min", "max"):
+            elif kind in (AggregateKind.MIN, AggregateKind.MAX):
                 aggs.append(self._extreme(pl.col(f"m{j}"), kind, df[f"m{j}"].dtype))
         return df.group_by(group, maintain_order=True).agg(aggs)
 
@@ -870,11 +1132,11 @@ class VectorAggregate:
         for j, a in enumerate(self.args):
             if a is not None:
                 s = a.series(batch, f"v{j}", key=True)
-                cols[f"v{j}"] = self._numeric(s, j) if self.kinds[j] in ("sum", "avg") else s
+                cols[f"v{j}"] = self._numeric(s, j) if self.kinds[j] in (AggregateKind.SUM, AggregateKind.AVG) else s
         reps = [c for c in df.columns if c not in _INTERNAL and df[c].dtype != pl.Object and
                 (self.rep_fields is None or c.lower() in self.rep_fields)]
         events = pl.DataFrame(list(cols.values())).with_columns([df[c].alias(f"r:{c}") for c in reps])
-        size = self.config.size
+        size = self.spec.size
         keys = events.select(self.kcols + [TS])
         instants = pl.concat([keys, keys.with_columns(pl.col(TS) + size)]).rename({TS: "__end"})
         self.partials.append(events)
@@ -888,7 +1150,7 @@ class VectorAggregate:
         due = instants.filter(pl.col("__end") < watermark)
         rest = instants.filter(pl.col("__end") >= watermark)
         self.instants = [rest] if rest.height else []
-        size = self.config.size
+        size = self.spec.size
         events = concat(self.partials) if self.partials else None
         if events is None:
             return []
@@ -904,7 +1166,7 @@ class VectorAggregate:
                 v = pl.col(f"v{j}")
                 c = v.is_not_null().cast(pl.Int64)
                 exprs.append((c.cum_sum().over(self.kcols) if self.kcols else c.cum_sum()).alias(f"__c{j}"))
-                if kind in ("sum", "avg"):
+                if kind in (AggregateKind.SUM, AggregateKind.AVG):
                     z = v.fill_null(0)
                     exprs.append((z.cum_sum().over(self.kcols) if self.kcols else z.cum_sum()).alias(f"__s{j}"))
             ev = ev.with_columns(exprs).sort(TS, maintain_order=True)
@@ -921,7 +1183,7 @@ class VectorAggregate:
                 if self.args[j] is None:
                     continue
                 cols.append((pl.col(f"__c{j}").fill_null(0) - lo0(f"__c{j}")).alias(f"c{j}"))
-                if kind in ("sum", "avg"):
+                if kind in (AggregateKind.SUM, AggregateKind.AVG):
                     cols.append((pl.col(f"__s{j}").fill_null(0) - lo0(f"__s{j}")).alias(f"s{j}"))
             done = done.with_columns(cols).filter(pl.col("n") > 0).with_columns(pl.col("__end").alias("__wid"))
             out = self._emit(done, watermark) if done.height else []
@@ -1021,11 +1283,11 @@ class VectorAggregate:
         kind = self.kinds[j]
         if self.args[j] is None:
             return done["n"]
-        if kind == "count":
+        if kind == AggregateKind.COUNT:
             return done[f"c{j}"]
-        if kind == "count_distinct":
+        if kind == AggregateKind.COUNT_DISTINCT:
             return done[f"u{j}"].fill_null(0) if f"u{j}" in done.columns else pl.Series([0] * done.height)
-        if kind == "sum":
+        if kind == AggregateKind.SUM:
             out = done.select(pl.when(pl.col(f"c{j}") > 0).then(pl.col(f"s{j}"))).to_series()
             if out.dtype == _WIDE:
                 bad = out.filter((out > _BIGINT_MAX) | (out < -_BIGINT_MAX - 1))
@@ -1033,7 +1295,7 @@ class VectorAggregate:
                     raise QueryRuntimeError(bigint_overflow("SUM", int(bad[0])))
                 out = out.cast(pl.Int64)
             return out
-        if kind == "avg":
+        if kind == AggregateKind.AVG:
             return done.select(pl.when(pl.col(f"c{j}") > 0).then(
                 pl.col(f"s{j}").cast(pl.Float64) / pl.col(f"c{j}"))).to_series()
         return done[f"m{j}"]
@@ -1042,19 +1304,19 @@ class VectorAggregate:
         kind = self.kinds[j]
         if self.args[j] is None:  # COUNT(*)
             return cols["n"][r]
-        if kind == "count":
+        if kind == AggregateKind.COUNT:
             return cols[f"c{j}"][r]
-        if kind == "count_distinct":
+        if kind == AggregateKind.COUNT_DISTINCT:
             v = cols.get(f"u{j}", [0] * (r + 1))[r]
             return 0 if v is None else v
-        if kind == "sum":
+        if kind == AggregateKind.SUM:
             v = cols[f"s{j}"][r] if cols[f"c{j}"][r] else None
             if isinstance(v, Decimal):
                 v = int(v)
                 if not -_BIGINT_MAX - 1 <= v <= _BIGINT_MAX:
                     raise QueryRuntimeError(bigint_overflow("SUM", v))
             return v
-        if kind == "avg":
+        if kind == AggregateKind.AVG:
             c = cols[f"c{j}"][r]
             return float(cols[f"s{j}"][r]) / c if c else None
         return cols[f"m{j}"][r]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
-from headwater.services.processing.exec.base import Env, QueryRuntimeError
+from headwater.services.processing.exec.base import Env, KeyedColumns, QueryRuntimeError
 from headwater.services.processing.exec.project import Stage
 
 __all__ = ["AggSpec", "WindowAggregate", "WindowRun", "group_key"]
@@ -196,14 +197,32 @@ class WindowAggregate(Stage):
             return
         out.append((end, len(out), Env({"": self.project(e)}, end)))
 
-    def snapshot(self) -> Any:
+    def snapshot(self, columns: bool = True) -> Any:
         return {
             "logics": [{k: logic.snapshot() for k, logic in d.items()} for d in self.logics],
-            "groups": self.groups,
+            "groups": [_group_columns(g) for g in self.groups] if columns else self.groups,
             "buffers": self.buffers,
         }
 
     def restore(self, state: Any) -> None:
         self.logics = [{k: run.config.build(s) for k, s in d.items()} for run, d in zip(self.runs, state["logics"])]
-        self.groups = state["groups"]
+        self.groups = [_groups_of(g) if type(g) is list else g for g in state["groups"]]
         self.buffers = state["buffers"]
+
+
+def _group_columns(groups: dict) -> list[KeyedColumns]:
+    """``{(pkey, wid): {gkey: [accumulators, representative event]}}`` as two column sets:
+    the windows with their group counts, and every group's key, accumulators and event."""
+    sts = list(chain.from_iterable(g.values() for g in groups.values()))
+    return [KeyedColumns([list(groups), [len(g) for g in groups.values()]]),
+            KeyedColumns([list(chain.from_iterable(groups.values())), [st[0] for st in sts],
+                          [st[1] for st in sts]])]
+
+
+def _groups_of(cols: list[KeyedColumns]) -> dict:
+    (wins, counts), (gkeys, accs, reps) = cols[0].columns, cols[1].columns
+    groups, i = {}, 0
+    for win, n in zip(wins, counts):
+        groups[win] = dict(zip(gkeys[i:i + n], map(list, zip(accs[i:i + n], reps[i:i + n]))))
+        i += n
+    return groups

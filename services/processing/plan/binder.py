@@ -30,6 +30,12 @@ def _number(node: A.Node) -> float | None:
     return None
 
 
+#: what the positional durations of the builtin windows are, for error messages
+_POSITIONAL = {"tumblingwindow": ("size", "offset"), "hoppingwindow": ("size", "hop", "offset"),
+               "slidingwindow": ("size",), "sessionwindow": ("timeout", "maximum duration")}
+_POSITIONAL.update({k.removesuffix("window"): v for k, v in list(_POSITIONAL.items())})
+
+
 def window_args(call: A.Call) -> WindowArgs:
     positional: list[int] = []
     named: dict[str, int] = {}
@@ -54,7 +60,11 @@ def window_args(call: A.Call) -> WindowArgs:
                 positional.append(duration_us(unit, _number(arg), arg.pos))
         elif isinstance(arg, A.Literal):
             if unit is not None and isinstance(arg.value, str):
-                raise error(f"{call.name}: the size after {unit} must be a number, got {arg.value!r}", arg.pos)
+                names = _POSITIONAL.get(call.name.lower(), ())
+                what = names[len(positional)] if len(positional) < len(names) else "duration"
+                n = call.args.index(arg) + 1
+                raise error(f"{call.name}: the {what} (argument {n}) must be a number, got {arg.value!r}",
+                            arg.pos)
             extra.append(arg.value)
         else:
             raise error(f"{call.name}: window sizes must be constants", arg.pos)
@@ -414,6 +424,37 @@ def referenced_fields(ls: LogicalStatement, alias: str) -> set[str] | None:
                     fields.add(p[0])
             elif isinstance(n, A.Call) and n.args and not n.star and n.name.lower() == "count":
                 continue
+    return fields
+
+
+def join_fields(ls: LogicalStatement, alias: str) -> set[str] | None:
+    """Top-level fields (lower case) of ``alias`` that a statement with JOINs reads, or
+    None when it reads the whole record (the alias as a value, ``alias.*``, ``*``). A bare
+    field may be any source's, so it counts for every alias; DATEDIFF's unit and alias
+    arguments are no fields."""
+    sel = ls.select
+    alias = alias.lower()
+    aliases = {sel.source.ref.lower()} | {j.source.ref.lower() for j in sel.joins}
+    fields: set[str] = set()
+    skip: set[int] = set()
+    for root in _roots(ls):
+        for n in _walk(root):
+            if id(n) in skip:
+                continue
+            if isinstance(n, A.Call) and n.name.lower() == "datediff" and len(n.args) == 3:
+                skip.add(id(n.args[0]))
+                skip.update(id(x) for x in n.args[1:] if isinstance(x, A.Column) and len(x.parts) == 1
+                            and x.parts[0].lower() in aliases)
+            elif isinstance(n, A.Star):
+                return None
+            elif isinstance(n, A.Column):
+                p = [x.lower() for x in n.parts]
+                if p[0] == alias:
+                    if len(p) == 1:
+                        return None
+                    fields.add(p[1])
+                elif p[0] not in aliases:
+                    fields.add(p[0])
     return fields
 
 

@@ -118,7 +118,7 @@ def explain(plan: LogicalPlan, physical) -> str:
         part = f" PARTITION BY {src.partition_by}" if src.partition_by else ""
         lines.append(f"  read {src.name} AS {src.ref}{ts}{over}{part} [{impl}]")
         for j in sel.joins:
-            lines.append(f"  {j.kind} join {j.source.name} AS {j.source.ref} ON {to_sql(j.on)} [row]")
+            lines.append(f"  {j.kind} join {j.source.name} AS {j.source.ref} ON {to_sql(j.on)} [{impl}]")
         for ap in sel.applies:
             lines.append(f"  {'outer' if ap.outer else 'cross'} apply {to_sql(ap.call)} AS {ap.alias} [row]")
         if sel.match is not None:

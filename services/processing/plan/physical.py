@@ -19,14 +19,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from headwater.services.processing.plan.binder import referenced_fields, star_only, walk
+from headwater.functions import AggregateKind
+from headwater.services.processing.plan.binder import join_fields, referenced_fields, star_only, walk
 from headwater.services.processing.plan.logical import LogicalPlan, LogicalStatement
 from headwater.services.processing.sql import ast as A
+from headwater.windows import AlignedShape, SessionShape, SlidingShape, SnapshotShape
 
 __all__ = ["PhysicalStatement", "PhysicalPlan", "plan_physical", "VECTOR_AGGREGATES"]
 
-#: Aggregates with a vectorised implementation (AggregateFunction.columnar names).
-VECTOR_AGGREGATES = ("count", "count_distinct", "sum", "avg", "min", "max")
+#: Aggregates with a vectorised implementation: every AggregateFunction.columnar kind.
+VECTOR_AGGREGATES = frozenset(AggregateKind)
+#: Those the sliding-window path computes.
+_SLIDING_AGGREGATES = frozenset({AggregateKind.COUNT, AggregateKind.SUM, AggregateKind.AVG})
 _ANALYTIC = {"lag", "last", "isfirst"}
 
 
@@ -66,7 +70,7 @@ def _row_reason(ls: LogicalStatement, plan: LogicalPlan, pm, vector_steps: set[s
     """(reason the statement needs the row implementation or "", vectorised window kind)."""
     sel = ls.select
     if sel.joins:
-        return "JOIN", ""
+        return _join_reason(ls, plan), ""
     if sel.applies:
         return "APPLY", ""
     if sel.match is not None:
@@ -84,6 +88,8 @@ def _row_reason(ls: LogicalStatement, plan: LogicalPlan, pm, vector_steps: set[s
         for n in walk(root):
             if isinstance(n, A.Call) and not n.namespace and (n.name.lower() in _ANALYTIC or (
                     n.over is not None and (n.over.limit_duration or n.over.partition_by))):
+                if not ls.aggregate and vector_analytic(n):
+                    continue
                 return f"analytic function {n.name}", ""
             if isinstance(n, A.SystemWindowId):
                 return "System.Window().Id", ""
@@ -94,43 +100,96 @@ def _row_reason(ls: LogicalStatement, plan: LogicalPlan, pm, vector_steps: set[s
     if len(ls.windows) != 1 or ls.windows[0].label is not None:
         return "several windows (Windows(...))", ""
     win = ls.windows[0]
-    if win.kind.name == "SlidingWindow" and not win.partition_by:
+    spec = win.config.columnar()
+    if isinstance(spec, SlidingShape) and not win.partition_by:
         for call, fn in _aggregate_calls(ls, pm):
-            if call.namespace or getattr(fn, "columnar", None) not in ("count", "sum", "avg") or call.distinct \
+            if call.namespace or fn.columnar not in _SLIDING_AGGREGATES or call.distinct \
                     or call.over is not None or len(call.args) > 1:
                 return f"aggregate {call.name} over a SlidingWindow", ""
         return "", "sliding"
     if win.kind.buffered or win.kind.per_group:
         return f"{win.kind.name} (buffered per group)", ""
-    spec = win.config.columnar() if hasattr(win.config, "columnar") else None
-    if spec is not None and spec["kind"] == "hopping":
+    if isinstance(spec, AlignedShape):
         if win.partition_by:
             return "window partitioned by OVER", ""
         kind = "aligned"
-    elif spec is not None and spec["kind"] == "session":
+    elif isinstance(spec, SessionShape):
         keys = [_field(k) for k in ls.group_keys]
         part = [_field(p) for p in win.partition_by]
         if any(k is None for k in keys + part) or part != keys:
             return "SessionWindow partitioned other than by its group keys", ""
         kind = "session"
-    elif win.kind.name == "SnapshotWindow":
+    elif isinstance(spec, SnapshotShape):
         kind = "snapshot"
     elif win.partition_by or win.kind.partitioned:
         return f"{win.kind.name} partitioned by OVER", ""
     else:
         kind = "logic"
     for call, fn in _aggregate_calls(ls, pm):
-        col = getattr(fn, "columnar", None)
+        col = fn.columnar
         if call.namespace or col not in VECTOR_AGGREGATES or call.over is not None or fn.ordered:
             return f"aggregate {call.name}", kind
-        if call.distinct and col != "count_distinct":
+        if call.distinct and col is not AggregateKind.COUNT_DISTINCT:
             return f"aggregate {call.name}(DISTINCT)", kind
-        if len(call.args) > 1 or getattr(fn, "constant_args", 0):
+        if len(call.args) > 1 or fn.constant_args:
             return f"aggregate {call.name}", kind
         if call.args and isinstance(call.args[0], A.Column) and len(call.args[0].parts) == 1 and \
                 call.args[0].parts[0].lower() in {src.ref.lower()}:
             return f"{call.name} of the whole record", kind
     return "", kind
+
+
+def _join_reason(ls: LogicalStatement, plan: LogicalPlan) -> str:
+    """A statement with a JOIN runs vectorised (exec/vjoin.py) when it is one JOIN of two
+    streams or of a stream and reference data, then WHERE and a projection of fields and
+    expressions (no aggregate, analytic function, APPLY, MATCH_RECOGNIZE or whole records)."""
+    sel = ls.select
+    if len(sel.joins) != 1 or sel.applies or sel.match is not None:
+        return "JOIN (more than one, or with APPLY/MATCH_RECOGNIZE)"
+    if ls.aggregate or sel.having is not None:
+        return "JOIN with an aggregate"
+    for src in (sel.source, sel.joins[0].source):  # a row step's rows come as batches of their values
+        low = src.name.lower()
+        if src.timestamp_over:
+            return "JOIN over TIMESTAMP BY ... OVER (substreams)"
+        if low in plan.query.tables:
+            return "JOIN of a CREATE TABLE input"
+        if join_fields(ls, src.ref) is None:
+            return "JOIN reading whole records (*, the alias as a value)"
+    if sel.source.name.lower() in {r.lower() for r in plan.references}:
+        return "JOIN from reference data"
+    roots = [i.expr for i in sel.items] + [x for x in (sel.where, sel.joins[0].on) if x is not None]
+    for root in roots:
+        for n in walk(root):
+            if isinstance(n, A.Call) and not n.namespace and (n.name.lower() in _ANALYTIC or n.over is not None):
+                return f"JOIN with analytic function {n.name}"
+            if isinstance(n, A.SystemWindowId):
+                return "System.Window().Id"
+    return ""
+
+
+def vector_analytic(n: A.Call) -> bool:
+    """LAG and LAST have a vectorised implementation (exec/vector.py, VectorAnalytic) over
+    ``OVER ([PARTITION BY ...] LIMIT DURATION(...))`` without WHEN, with constant offset and
+    default; the others (WHEN, ISFIRST, aggregates OVER) run row by row."""
+    low = n.name.lower()
+    over = n.over
+    if low not in ("lag", "last") or n.star or over is None or not over.limit_duration or over.when is not None \
+            or over.order_by or not n.args:
+        return False
+    if low == "lag":
+        if len(n.args) > 3 or (len(n.args) >= 2 and not (isinstance(n.args[1], A.Literal) and type(
+                n.args[1].value) is int and n.args[1].value >= 1)):
+            return False
+        return len(n.args) < 3 or isinstance(n.args[2], A.Literal)
+    return len(n.args) == 1 or (len(n.args) == 2 and isinstance(n.args[1], A.Literal))
+
+
+def _analytic_calls(ls: LogicalStatement) -> list[A.Call]:
+    sel = ls.select
+    roots = [i.expr for i in sel.items] + [x for x in (sel.where, sel.having) if x is not None]
+    return [n for root in roots for n in walk(root) if isinstance(n, A.Call) and not n.namespace
+            and n.name.lower() in _ANALYTIC]
 
 
 def _field(node: A.Node) -> str | None:
@@ -169,11 +228,14 @@ def plan_physical(plan: LogicalPlan, pm, vectorize: bool = True) -> PhysicalPlan
         ops = [(f"source {sel.source.name} AS {sel.source.ref}" +
                 (" TIMESTAMP BY" if sel.source.timestamp_by is not None else " (arrival time)"), impl)]
         for j in sel.joins:
-            ops.append((f"{j.kind} join {j.source.name} AS {j.source.ref}", "row"))
+            ops.append((f"{j.kind} join {j.source.name} AS {j.source.ref}", impl))
         for ap in sel.applies:
             ops.append((f"{'outer' if ap.outer else 'cross'} apply {ap.call.name} AS {ap.alias}", "row"))
         if sel.match is not None:
             ops.append(("match_recognize", "row"))
+        calls = _analytic_calls(ls)
+        if calls:
+            ops.append(("analytic " + ", ".join(dict.fromkeys(c.name.upper() for c in calls)), impl))
         if sel.where is not None:
             ops.append(("filter (WHERE)", impl))
         if ls.aggregate:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from headwater.functions import ScalarFunction
+from headwater.services.processing.plan.binder import duration_us
 from headwater.services.processing.sql import ast as A
 
 __all__ = ["NotVectorized", "Columns", "translate", "PLAIN", "TS", "REC"]
@@ -52,6 +54,12 @@ class Columns:
     #: scalar boolean expressions that are True when the batch needs the row implementation
     #: for the expression just translated (a division by zero must fail as the row path fails)
     checks: list = None
+    #: analytic calls already computed as columns of the batch: id(call node) -> column
+    analytic: dict | None = None
+    #: a JOIN's batch: alias -> (lower-case field -> column); fields are read qualified
+    qualified: dict | None = None
+    #: a JOIN's batch: alias -> its event time column (DATEDIFF(unit, a, b) over aliases)
+    times: dict | None = None
 
     def __post_init__(self) -> None:
         if self.checks is None:
@@ -97,11 +105,18 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
         if REC in cols.dtypes:
             raise NotVectorized  # whole records as Python values: fields are read by row
         parts = node.parts
-        if len(parts) == 2 and parts[0].lower() in cols.aliases:
+        if cols.qualified is not None:  # a JOIN: alias.field only (a bare field searches every record)
+            names = cols.qualified.get(parts[0].lower()) if len(parts) == 2 else None
+            if names is None:
+                raise NotVectorized
             parts = parts[1:]
-        if len(parts) != 1 or parts[0].lower() in cols.aliases:
-            raise NotVectorized  # a nested field or the whole record
-        name = cols.names.get(parts[0].lower())
+        else:
+            names = cols.names
+            if len(parts) == 2 and parts[0].lower() in cols.aliases:
+                parts = parts[1:]
+            if len(parts) != 1 or parts[0].lower() in cols.aliases:
+                raise NotVectorized  # a nested field or the whole record
+        name = names.get(parts[0].lower())
         if name is None:
             return pl.lit(None), "null"
         dtype = cols.dtypes[name]
@@ -168,6 +183,12 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
             return e, "num"
         raise NotVectorized
     if t is A.Call:
+        if cols.analytic and id(node) in cols.analytic:
+            name = cols.analytic[id(node)]
+            dtype = cols.dtypes[name]
+            if dtype not in PLAIN:
+                raise NotVectorized
+            return pl.col(name), _kind(dtype)
         return _call(node, cols)
     if t is A.Like:
         e, k = translate(node.expr, cols)
@@ -248,30 +269,35 @@ def _compare(op: str, left: A.Node, right: A.Node, cols: Columns) -> pl.Expr:
     raise NotVectorized
 
 
-_BUILTIN_VECTOR = {
-    "upper": (lambda e: e.str.to_uppercase(), "str"),
-    "lower": (lambda e: e.str.to_lowercase(), "str"),
-    "len": (lambda e: e.str.len_chars().cast(pl.Int64), "num"),
-}
+#: ScalarFunction.vectorized_type -> the kind translate() reports
+_TYPE_KIND = {"nvarchar(max)": "str", "bigint": "num", "float": "num", "bit": "bool"}
 
 
 def _call(node: A.Call, cols: Columns) -> tuple[pl.Expr, str]:
-    """A scalar function with a vectorised form: the plugin's ``vectorized`` hook (Polars
-    expressions in, one out), or the builtin UPPER/LOWER over text."""
+    """A scalar function with a vectorised form, as the plugin declares it: ``vectorized``
+    (Polars expressions in, one out), or ``vectorized_text`` over a text argument."""
     if node.star or node.distinct or node.over is not None or cols.functions is None:
         raise NotVectorized
+    if cols.times and node.name.lower() == "datediff" and not node.namespace and len(node.args) == 3:
+        u, a, b = node.args
+        times: dict[str, str] = cols.times
+        if isinstance(u, A.Column) and isinstance(a, A.Column) and isinstance(b, A.Column) and \
+                len(u.parts) == len(a.parts) == len(b.parts) == 1 and \
+                a.parts[0].lower() in times and b.parts[0].lower() in times:
+            # DATEDIFF between the aliases' event times, as the row path computes it (floor)
+            unit = duration_us(u.parts[0], 1, u.pos)
+            ta, tb = pl.col(times[a.parts[0].lower()]), pl.col(times[b.parts[0].lower()])
+            return (tb - ta) // unit, "num"
     fn = cols.functions.get(node.name, node.namespace)
-    hook = getattr(fn, "vectorized", None)
-    if hook is not None:
+    if not isinstance(fn, ScalarFunction):
+        raise NotVectorized
+    if fn.vectorized is not None:
         args = [translate(a, cols)[0] for a in node.args]
-        return hook(*args), "other"
-    low = node.name.lower()
-    builtin = getattr(getattr(fn, "fn", None), "__module__", "") == "headwater.plugins.functions"
-    if builtin and not node.namespace and low in _BUILTIN_VECTOR and len(node.args) == 1:
+        return fn.vectorized(*args), "other"
+    if fn.vectorized_text is not None and len(node.args) == 1:
         e, k = translate(node.args[0], cols)
         if k == "null":
             return pl.lit(None), "null"
         if k == "str":
-            fn, kind = _BUILTIN_VECTOR[low]
-            return fn(e), kind
+            return fn.vectorized_text(e), _TYPE_KIND.get(fn.vectorized_type, "other")
     raise NotVectorized

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+from headwater.functions import BIGINT_MAX
 from headwater.services.processing.sql import ast as A
 from headwater.services.processing.sql.diagnostics import error
 from headwater.services.processing.sql.lexer import KEYWORDS, Token, tokenize
@@ -26,6 +29,14 @@ def parse(text: str) -> A.Query:
         raise error(f"the query is {len(text):,} characters long; at most {MAX_QUERY_CHARS:,} are allowed", (1, 1))
     return _Parser(tokenize(text)).query()
 
+
+
+def _finite(t) -> float:
+    """A number token's float value; one past float's range is a compile error."""
+    v = float(t.value)
+    if math.isinf(v):
+        raise error(f"the number {t.value} is outside the float range", t.pos)
+    return v
 
 class _Parser:
     def __init__(self, tokens: list[Token]) -> None:
@@ -279,7 +290,8 @@ class _Parser:
         neg = bool(self.accept_op("-"))
         if self.tok.kind != "number":
             raise self.unexpected("expected a number")
-        v = float(self.advance().value)
+        t = self.advance()
+        v = _finite(t)
         return -v if neg else v
 
     def match_recognize(self) -> A.MatchRecognize:
@@ -463,8 +475,12 @@ class _Parser:
             self.advance()
             txt = t.value
             if any(c in txt for c in ".eE"):
-                return A.Literal(t.pos, float(txt))
-            return A.Literal(t.pos, int(txt))
+                return A.Literal(t.pos, _finite(t))
+            v = int(txt)
+            after_minus = self.i >= 2 and self.toks[self.i - 2].kind == "op" and self.toks[self.i - 2].value == "-"
+            if v > BIGINT_MAX + after_minus:  # -9223372036854775808: the minus is an operator
+                raise error(f"the number {txt} is outside the bigint range; write it as a float ({txt}.0)", t.pos)
+            return A.Literal(t.pos, v)
         if t.kind == "string":
             self.advance()
             return A.Literal(t.pos, t.value)
@@ -564,7 +580,26 @@ class _Parser:
             self.expect_op(")")
         if self.at_kw("over"):
             call.over = self.over()
+        elif self.at_kw("within") and self.peek().is_kw("group"):
+            call.over = self.within_group(call)
         return call
+
+    def within_group(self, call: A.Call) -> A.OverClause:
+        """T-SQL's ``PERCENTILE_CONT(p) WITHIN GROUP (ORDER BY x [ASC|DESC])``: Stream
+        Analytics documents only ``OVER (ORDER BY x)``; this spelling means the same."""
+        pos = self.advance().pos
+        if call.name.lower() not in ("percentile_cont", "percentile_disc"):
+            raise error(f"WITHIN GROUP is only for PERCENTILE_CONT and PERCENTILE_DISC, not {call.name}", pos)
+        if not (self.peek().kind == "op" and self.peek().value == "(" and self.peek(2).is_kw("order")):
+            self.advance()
+            if not self.accept_op("("):
+                raise self.unexpected("expected '('")
+            raise self.unexpected("expected ORDER BY")
+        over = self.over()  # GROUP ( ORDER BY ... ), read as OVER ( ORDER BY ... )
+        if over.partition_by or over.limit_duration or over.when or not over.order_by:
+            raise error("WITHIN GROUP takes (ORDER BY expression [ASC|DESC]) only", pos)
+        over.pos = pos
+        return over
 
     def over(self) -> A.OverClause:
         pos = self.advance().pos

@@ -10,9 +10,14 @@ query text and of the physical plan that wrote it: which operators, vectorised o
 ``sections`` (name, offset, length and ``kind`` of each section) and ``state``: the small
 state (ordering clocks, window logic, counters) as tagged JSON. Keyed state of the
 vectorised operators is Arrow tables, keyed by window (``__wid``) and group key (``k0``...),
-one Arrow IPC section per operator and table. Each row operator's state (per-key
-accumulators, histories, buffers) is one msgpack section (``kind: "msgpack"``, schema
-version 3); schema version 2 kept it as tagged JSON in the header and still restores.
+one Arrow IPC section per operator and table. Each row operator's state is one msgpack
+section (``kind: "msgpack"``); its large keyed collections (a row GROUP BY's groups,
+LAG/analytic histories: :class:`~headwater.services.processing.exec.base.KeyedColumns`)
+are written column by column (schema version 4): a column of one scalar type is one
+Arrow array (``kind: "arrow_column"``), lists/tuples/events are split into their parts
+(varying lengths as a lengths column and the flattened items), anything else is one
+msgpack section of the whole column. Version 3 kept those collections as msgpack values
+per key, version 2 as tagged JSON in the header; both still restore.
 
 A blob restores only into a runtime of the same plan and of an engine that reads its
 ``schema_version``; anything else is refused with a :class:`SnapshotError` that says
@@ -26,7 +31,10 @@ import gc
 import hashlib
 import importlib
 import struct
+from collections import deque
 from datetime import datetime
+from itertools import accumulate, chain
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgpack
@@ -35,18 +43,19 @@ import polars as pl
 import pyarrow as pa
 
 from headwater import __version__ as ENGINE_VERSION
-from headwater.services.processing.exec.base import Env
+from headwater.services.processing.exec.base import Env, KeyedColumns
 from headwater.services.processing.exec.watermarks import Counters
 
-__all__ = ["dumps", "loads", "read_header", "SnapshotError", "SCHEMA_VERSION", "plan_fingerprint"]
+__all__ = ["Captured", "capture", "dumps", "loads", "read_header", "SnapshotError", "SCHEMA_VERSION", "plan_fingerprint"]
 
 MAGIC = b"HWQS"
 FORMAT = 2
 #: Bump when a section's layout or meaning changes; older blobs are then refused by name.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Versions this engine restores: 2 had the row operators' state as tagged JSON in the header
-#: (its reader is the tagged-JSON decoder below, unchanged); 3 moved it to msgpack sections.
-READABLE_VERSIONS = (2, 3)
+#: (its reader is the tagged-JSON decoder below, unchanged); 3 moved it to msgpack sections;
+#: 4 writes the operators' keyed collections (KeyedColumns) as typed columns.
+READABLE_VERSIONS = (2, 3, 4)
 
 
 class SnapshotError(ValueError):
@@ -67,6 +76,7 @@ class _Encoder:
     def __init__(self) -> None:
         self.frames: dict[str, pl.DataFrame] = {}
         self.packed: dict[str, bytes] = {}  # msgpack sections (row operators' keyed state)
+        self.arrays: dict[str, pa.Array] = {}  # typed columns of KeyedColumns
 
     def frame(self, df: pl.DataFrame, hint: str = "") -> dict:
         name = f"{hint or 'frame'}#{len(self.frames)}"
@@ -154,7 +164,86 @@ def _dec(v: Any, frames: dict[str, pl.DataFrame]) -> Any:
 # calls per key (10 s for 200k keys); msgpack packs it in C and calls back into Python only for
 # what JSON lacks: tuples (ext 1), Env (ext 2); anything rarer (datetimes, sets, frames, plugin
 # objects, big ints) goes through the tagged-JSON encoder as ext 3, so nothing is lost.
-_TUPLE, _ENV, _TAGGED = 1, 2, 3
+_TUPLE, _ENV, _TAGGED, _COLUMNS = 1, 2, 3, 4
+
+#: Python scalar types a column may hold (with None) to be written as one Arrow array.
+_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.large_string(), bool: pa.bool_(),
+                bytes: pa.large_binary()}
+_CONTAINERS = {list: "list", tuple: "tuple", deque: "deque"}
+_MAKE = {"list": list, "tuple": tuple, "deque": deque}
+
+
+def _column(col: list, enc: _Encoder, name: str) -> dict:
+    """The spec of one column of a KeyedColumns, its arrays and sections added to ``enc``."""
+    if col.count(None) == len(col):
+        return {"t": "none"}
+    types = set(map(type, col))
+    some = types - {type(None)}
+    if len(some) == 1:
+        (t,) = some
+        arrow = _ARROW_TYPES.get(t)
+        if arrow is not None:
+            try:
+                enc.arrays[name] = pa.array(col, type=arrow)
+                return {"t": "arrow", "c": name}
+            except (OverflowError, pa.ArrowException, UnicodeEncodeError):
+                pass  # an int beyond 64 bits, text that is not UTF-8: msgpack below
+        elif t in _CONTAINERS and len(types) == 1:
+            lengths = set(map(len, col))
+            if len(lengths) == 1:
+                (n,) = lengths
+                return {"t": "fixed", "of": _CONTAINERS[t], "n": n,
+                        "items": [_column(list(map(itemgetter(i), col)), enc, f"{name}.{i}") for i in range(n)]}
+            flat = list(chain.from_iterable(col))
+            return {"t": "var", "of": _CONTAINERS[t], "total": len(flat),
+                    "lengths": _column(list(map(len, col)), enc, f"{name}.len"),
+                    "items": _column(flat, enc, f"{name}.items")}
+        elif t is Env and len(types) == 1:
+            return {"t": "env", "items": [_column(list(map(attrgetter(f), col)), enc, f"{name}.{f}")
+                                          for f in Env.__slots__]}
+        elif t is dict and len(types) == 1:
+            shapes = set(map(tuple, col))  # every record with the same fields in the same order
+            if len(shapes) == 1:
+                (fields,) = shapes
+                if all(type(f) is str for f in fields):
+                    return {"t": "record", "fields": list(fields),
+                            "items": [_column(list(map(itemgetter(f), col)), enc, f"{name}.{i}")
+                                      for i, f in enumerate(fields)]}
+    enc.packed[name] = _pack(col, enc)
+    return {"t": "msgpack", "s": name}
+
+
+def _uncolumn(spec: dict, n: int, arrays: dict, packed: dict, frames: dict) -> list:
+    t = spec["t"]
+    if t == "none":
+        return [None] * n
+    if t == "arrow":
+        col = arrays[spec["c"]]
+        if len(col) != n:
+            raise SnapshotError(f"the snapshot's column {spec['c']!r} has {len(col)} values, {n} expected")
+        return col.to_pylist()
+    if t == "msgpack":
+        col = _unpack(packed[spec["s"]], frames, arrays, packed)
+        if len(col) != n:
+            raise SnapshotError(f"the snapshot's column {spec['s']!r} has {len(col)} values, {n} expected")
+        return col
+    if t == "env":
+        return list(map(Env, *(_uncolumn(s, n, arrays, packed, frames) for s in spec["items"])))
+    if t == "record":
+        fields = spec["fields"]
+        if not fields:
+            return [{} for _ in range(n)]
+        return [dict(zip(fields, vals)) for vals in zip(*(_uncolumn(s, n, arrays, packed, frames)
+                                                          for s in spec["items"]))]
+    make = _MAKE[spec["of"]]
+    if t == "fixed":
+        if not spec["n"]:
+            return [make() for _ in range(n)]
+        return list(map(make, zip(*(_uncolumn(s, n, arrays, packed, frames) for s in spec["items"]))))
+    lengths = _uncolumn(spec["lengths"], n, arrays, packed, frames)
+    flat = _uncolumn(spec["items"], spec["total"], arrays, packed, frames)
+    ends = list(accumulate(lengths))
+    return [make(flat[e - k:e]) for e, k in zip(ends, lengths)]
 
 
 def _pack(v: Any, enc: _Encoder) -> bytes:
@@ -177,6 +266,11 @@ def _pack(v: Any, enc: _Encoder) -> bytes:
             return tuple.__new__(msgpack.ExtType, (_TUPLE, nested(list(x))))  # (skips ExtType's checks)
         if t is Env:
             return tuple.__new__(msgpack.ExtType, (_ENV, nested(list(x.__getstate__()))))
+        if t is KeyedColumns:
+            name = f"columns#{len(enc.arrays) + len(enc.packed)}"
+            n = len(x.columns[0]) if x.columns else 0
+            spec = {"n": n, "columns": [_column(c, enc, f"{name}/{i}") for i, c in enumerate(x.columns)]}
+            return msgpack.ExtType(_COLUMNS, orjson.dumps(spec))
         return msgpack.ExtType(_TAGGED, orjson.dumps(enc.enc(x)))
 
     was_enabled = gc.isenabled()
@@ -190,7 +284,8 @@ def _pack(v: Any, enc: _Encoder) -> bytes:
             gc.enable()
 
 
-def _unpack(data: Any, frames: dict[str, pl.DataFrame]) -> Any:
+def _unpack(data: Any, frames: dict[str, pl.DataFrame], arrays: dict | None = None,
+            packed: dict | None = None) -> Any:
     def hook(code: int, b: bytes) -> Any:
         if code == _TUPLE:
             return tuple(msgpack.unpackb(b, ext_hook=hook, raw=False, strict_map_key=False))
@@ -200,6 +295,10 @@ def _unpack(data: Any, frames: dict[str, pl.DataFrame]) -> Any:
             return e
         if code == _TAGGED:
             return _dec(orjson.loads(b), frames)
+        if code == _COLUMNS:
+            spec = orjson.loads(b)
+            return KeyedColumns([_uncolumn(c, spec["n"], arrays or {}, packed or {}, frames)
+                                 for c in spec["columns"]])
         raise SnapshotError(f"the snapshot's row state has an unknown value tag {code}")
 
     was_enabled = gc.isenabled()
@@ -212,11 +311,22 @@ def _unpack(data: Any, frames: dict[str, pl.DataFrame]) -> Any:
 
 
 # -- the blob ----------------------------------------------------------------------------------
-def _ipc(df: pl.DataFrame) -> pa.Buffer:
-    table = df.to_arrow(compat_level=pl.CompatLevel.newest())  # string views: no copy of text columns
+def _arrow(df: pl.DataFrame) -> pa.Table:
+    return df.to_arrow(compat_level=pl.CompatLevel.newest())  # string views: no copy of text columns
+
+
+def _ipc_table(table: pa.Table) -> pa.Buffer:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
+    return sink.getvalue()
+
+
+def _ipc_array(arr: pa.Array) -> pa.Buffer:
+    batch = pa.record_batch([arr], names=["v"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as w:
+        w.write_batch(batch)
     return sink.getvalue()
 
 
@@ -240,7 +350,55 @@ def _mixed(v: Any, frames: dict) -> Any:
 
 def dumps(rt: Any, compiled: Any) -> bytes:
     """The runtime's whole state as a versioned blob."""
+    return capture(rt).finish()
+
+
+class Captured:
+    """A snapshot begun by :func:`capture`: the vectorised operators' state is taken (Arrow
+    tables, immutable), the row operators' is read when :meth:`finish` runs. A job forks
+    between the two (the child finishes and writes the blob from a copy-on-write image of
+    the process), so the job pauses only for :func:`capture` and the fork."""
+
+    def __init__(self, enc: _Encoder, state: dict, rows: list, tables: dict, plan: str) -> None:
+        self.enc, self.state, self.rows, self.tables, self.plan = enc, state, rows, tables, plan
+
+    def nbytes(self) -> int | None:
+        """The size of what was taken (Arrow tables); None when row operators' state is
+        still to read (its size unknown until :meth:`finish`)."""
+        if self.rows:
+            return None
+        return sum(t.nbytes for t in self.tables.values()) + sum(a.nbytes for a in self.enc.arrays.values()) + \
+            sum(len(p) for p in self.enc.packed.values())
+
+    def finish(self) -> bytes:
+        enc = self.enc
+        for name, obj in self.rows:
+            enc.packed[name] = _pack(obj.snapshot(), enc)
+        body, sections, offset = [], [], 0
+        for name, df in enc.frames.items():  # frames a row operator's state added are converted now
+            data = _ipc_table(self.tables[name] if name in self.tables else _arrow(df))
+            sections.append({"name": name, "offset": offset, "length": data.size})
+            body.append(memoryview(data))
+            offset += data.size
+        for name, arr in enc.arrays.items():
+            data = _ipc_array(arr)
+            sections.append({"name": name, "offset": offset, "length": data.size, "kind": "arrow_column"})
+            body.append(memoryview(data))
+            offset += data.size
+        for name, data in enc.packed.items():
+            sections.append({"name": name, "offset": offset, "length": len(data), "kind": "msgpack"})
+            body.append(data)
+            offset += len(data)
+        header = orjson.dumps({"schema_version": SCHEMA_VERSION, "engine_version": ENGINE_VERSION,
+                               "plan": self.plan, "sections": sections, "state": self.state})
+        return b"".join([MAGIC, bytes([FORMAT]), struct.pack("<I", len(header)), header, *body])
+
+
+def capture(rt: Any) -> Captured:
+    """Begin a snapshot of ``rt``: everything but the row operators' state, which
+    :meth:`Captured.finish` reads (nothing may feed ``rt`` in between, except in a fork)."""
     enc = _Encoder()
+    rows: list = []
 
     def part(obj: Any, name: str) -> Any:
         if hasattr(obj, "state"):  # vectorised: (small state, Arrow tables by name)
@@ -248,7 +406,7 @@ def dumps(rt: Any, compiled: Any) -> bytes:
             return {"vector": enc.enc(meta), "tables": {k: _object_free(t, enc, f"{name}/{k}")
                                                         for k, t in tables.items()}}
         name = f"{name}/row"
-        enc.packed[name] = _pack(obj.snapshot(), enc)
+        rows.append((name, obj))
         return {"row_msgpack": name}
 
     def chunks(lst: list) -> list:
@@ -262,19 +420,8 @@ def dumps(rt: Any, compiled: Any) -> bytes:
         "watermark": rt.watermark,
         "counters": enc.enc(rt.counters),
     }
-    body, sections, offset = [], [], 0
-    for name, df in enc.frames.items():
-        data = _ipc(df)
-        sections.append({"name": name, "offset": offset, "length": data.size})
-        body.append(memoryview(data))
-        offset += data.size
-    for name, data in enc.packed.items():
-        sections.append({"name": name, "offset": offset, "length": len(data), "kind": "msgpack"})
-        body.append(data)
-        offset += len(data)
-    header = orjson.dumps({"schema_version": SCHEMA_VERSION, "engine_version": ENGINE_VERSION,
-                           "plan": plan_fingerprint(rt), "sections": sections, "state": state})
-    return b"".join([MAGIC, bytes([FORMAT]), struct.pack("<I", len(header)), header, *body])
+    tables = {name: _arrow(df) for name, df in enc.frames.items()}  # polars' work done here, not in a fork
+    return Captured(enc, state, rows, tables, plan_fingerprint(rt))
 
 
 def read_header(blob: bytes) -> dict:
@@ -298,20 +445,27 @@ def read_header(blob: bytes) -> dict:
     return header
 
 
-def loads(rt: Any, blob: bytes, compiled: Any) -> None:
-    """Continue ``rt`` from ``blob``; refused (SnapshotError) unless written by the same plan."""
+def loads(rt: Any, blob: bytes, compiled: Any, *, check_plan: bool = True) -> None:
+    """Continue ``rt`` from ``blob``; refused (SnapshotError) unless written by the same plan.
+    ``check_plan=False`` is for a caller that has compared the two plans' operators itself
+    (UpdateJob carrying state to a new query text with the same plan)."""
     header = read_header(blob)
     mine = plan_fingerprint(rt)
-    if header["plan"] != mine:
+    if check_plan and header["plan"] != mine:
         raise SnapshotError(f"the snapshot was written by a different query plan (plan {header['plan']}, engine "
                             f"{header['engine_version']}); this runtime's plan is {mine}: a changed query or "
                             "engine plan cannot continue from it")
     start = header.pop("_body")
-    frames, packed = {}, {}
+    frames, packed, arrays = {}, {}, {}
     for sec in header["sections"]:
         data = memoryview(blob)[start + sec["offset"]:start + sec["offset"] + sec["length"]]
         if sec.get("kind") == "msgpack":
             packed[sec["name"]] = data
+        elif sec.get("kind") == "arrow_column":
+            try:
+                arrays[sec["name"]] = pa.ipc.open_stream(data).read_all().column(0).combine_chunks()
+            except pa.ArrowException as exc:
+                raise SnapshotError(f"the snapshot's column {sec['name']!r} is damaged: {exc}") from None
         else:
             frames[sec["name"]] = pl.from_arrow(pa.ipc.open_stream(data).read_all())
     state = header["state"]
@@ -325,8 +479,8 @@ def loads(rt: Any, blob: bytes, compiled: Any) -> None:
             obj.load(_dec(st["vector"], frames), tables)
         elif "row_msgpack" in st:
             try:
-                value = _unpack(packed[st["row_msgpack"]], frames)
-            except (ValueError, KeyError, msgpack.UnpackException) as exc:
+                value = _unpack(packed[st["row_msgpack"]], frames, arrays, packed)
+            except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
                 raise SnapshotError(f"the snapshot's row state {st['row_msgpack']!r} is damaged: {exc}") from None
             obj.restore(value)
         else:  # schema version 2

@@ -16,8 +16,9 @@ in [1, 100]; ``mode`` is ``'spikes'``, ``'dips'`` or ``'spikesanddips'``.
 Stream Analytics does not publish its models' exact arithmetic, so scores are this
 module's, built on the documented algorithms:
 
-- SpikeAndDip: a kernel density estimate (Gaussian kernel, Silverman's bandwidth) of the
-  history; Score is the p-value of the current value (upper tail for spikes, lower tail for
+- SpikeAndDip: the adaptive kernel density estimate the reference names (Gaussian
+  kernels; a fixed-bandwidth pilot estimate with Silverman's bandwidth, then a bandwidth
+  per history value by Abramson's square-root law) of the history; Score is the p-value of the current value (upper tail for spikes, lower tail for
   dips, twice the smaller tail for both), so lower is more anomalous, and IsAnomaly is
   ``Score < 1 - confidence/100``. Until the history holds 10 values (or historySize, if
   smaller) Score is 0.5 and IsAnomaly 0.
@@ -43,24 +44,41 @@ import numpy as np
 from headwater.functions import CastError, ListAggregate, type_name
 from headwater.hookspecs import hookimpl
 
-__all__ = ["SpikeAndDip", "ChangePoint", "conformal_pvalue", "kde_pvalues"]
+__all__ = ["SpikeAndDip", "ChangePoint", "adaptive_bandwidths", "conformal_pvalue", "kde_pvalues"]
 
 _EPSILON = 0.1  # power martingale
 _WARMUP = 10  # SpikeAndDip scores once it has seen this many events (or historySize, if smaller)
 _SQRT2 = math.sqrt(2.0)
+_ERF = np.frompyfunc(math.erf, 1, 1)
 
 
-def kde_pvalues(history: np.ndarray, x: float) -> tuple[float, float]:
-    """(upper, lower) tail probabilities of ``x`` under a Gaussian KDE of ``history``."""
+def _silverman(history: np.ndarray) -> float:
+    """Silverman's rule-of-thumb bandwidth; tiny but positive for a constant history."""
     n = len(history)
     sd = float(np.std(history, ddof=1)) if n > 1 else 0.0
     q75, q25 = np.percentile(history, [75, 25])
     spread = min(sd, float(q75 - q25) / 1.34) or sd
     h = 0.9 * spread * n ** -0.2
-    if h <= 0:  # a constant history: any other value is off the scale
-        h = 1e-9 * max(1.0, abs(float(history[0])))
-    z = (x - history) / (h * _SQRT2)
-    cdf = 0.5 * (1.0 + np.vectorize(math.erf)(z))
+    return h if h > 0 else 1e-9 * max(1.0, abs(float(history[0])))
+
+
+def adaptive_bandwidths(history: np.ndarray) -> np.ndarray:
+    """Per-point bandwidths of the adaptive kernel density estimate (Abramson's square-root
+    law, as in Silverman 1986 §5.3): a fixed-bandwidth Gaussian pilot estimate ``f`` at each
+    history value, then ``h_i = h * (f(x_i) / g) ** -0.5`` with ``g`` the geometric mean of
+    the ``f(x_i)``, so kernels are narrow where values are dense and wide in the tails."""
+    h = _silverman(history)
+    d = (history[:, None] - history[None, :]) / h
+    pilot = np.exp(-0.5 * d * d).mean(axis=1) / (h * math.sqrt(2 * math.pi))
+    g = math.exp(float(np.mean(np.log(pilot))))
+    return h * (pilot / g) ** -0.5
+
+
+def kde_pvalues(history: np.ndarray, x: float) -> tuple[float, float]:
+    """(upper, lower) tail probabilities of ``x`` under the adaptive Gaussian kernel density
+    estimate of ``history`` (:func:`adaptive_bandwidths`)."""
+    z = (x - history) / (adaptive_bandwidths(history) * _SQRT2)
+    cdf = 0.5 * (1.0 + _ERF(z).astype(float))
     lower = float(np.mean(cdf))
     return 1.0 - lower, lower
 

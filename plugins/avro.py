@@ -66,6 +66,8 @@ class AvroSerializer(Serializer):
     name = "avro"
     content_types = ("avro/binary",)
     file_suffixes = (".avro",)
+    magic = b"Obj\x01"  # an object container file
+    uses_registry = True
 
     def __init__(self, client: Any = None, *, reader_schema: str | None = None, reader_view: str = "latest",
                  writer_schema: str | None = None) -> None:
@@ -82,11 +84,12 @@ class AvroSerializer(Serializer):
         #: (group, name) -> (parsed latest, version)
         self._latest: dict[tuple[str, str], tuple[Any, int]] = {}
 
-    def configured(self, client: Any = None, **options: Any) -> AvroSerializer:
-        """A copy bound to ``client`` and options (``reader_schema``, ``reader_view``, ``writer_schema``)."""
+    def configured(self, registry: Any = None, **options: Any) -> AvroSerializer:
+        """A copy bound to the ``registry`` client and options (``reader_schema``, ``reader_view``,
+        ``writer_schema``)."""
         opts = {"reader_schema": self.reader_schema, "reader_view": self.reader_view,
                 "writer_schema": self.writer_schema, **options}
-        return AvroSerializer(client if client is not None else self._client, **opts)
+        return AvroSerializer(registry if registry is not None else self._client, **opts)
 
     @property
     def client(self) -> Any:

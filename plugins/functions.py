@@ -21,6 +21,7 @@ from typing import Any
 
 from headwater.functions import (
     AggregateFunction,
+    AggregateKind,
     CastError,
     ListAggregate,
     Operator,
@@ -405,6 +406,12 @@ def _round(x, n=0, mode=0):
     if isinstance(x, str) or not isinstance(x, (int, float)):
         raise CastError(f"ROUND: Only 'bigint', 'float' is allowed, got '{type_name(x)}'")
     n = int(n)
+    if isinstance(x, int) and not isinstance(x, bool):  # exact: a bigint rounds to a bigint
+        if n >= 0:
+            return x
+        m = 10 ** -n
+        q = abs(x) // m if mode else (abs(x) + m // 2) // m
+        return check_bigint(int(math.copysign(1, x)) * q * m, f"ROUND({x}, {n})")
     if mode:
         f = 10.0 ** n
         return math.trunc(x * f) / f
@@ -548,10 +555,13 @@ def _sqrt(x):
 
 
 SCALARS = [
-    ScalarFunction("LEN", lambda s: None if s is None else len(_str(s)), 1, 1),
+    ScalarFunction("LEN", lambda s: None if s is None else len(_str(s)), 1, 1,
+                   vectorized_text=lambda e: e.str.len_chars().cast(int), vectorized_type="bigint"),
     ScalarFunction("SUBSTRING", substring, 3, 3),
-    ScalarFunction("UPPER", lambda s: None if s is None else _str(s).upper(), 1, 1),
-    ScalarFunction("LOWER", lambda s: None if s is None else _str(s).lower(), 1, 1),
+    ScalarFunction("UPPER", lambda s: None if s is None else _str(s).upper(), 1, 1,
+                   vectorized_text=lambda e: e.str.to_uppercase(), vectorized_type="nvarchar(max)"),
+    ScalarFunction("LOWER", lambda s: None if s is None else _str(s).lower(), 1, 1,
+                   vectorized_text=lambda e: e.str.to_lowercase(), vectorized_type="nvarchar(max)"),
     ScalarFunction("CONCAT", concat, 1, None),
     ScalarFunction("LTRIM", lambda s: None if s is None else _str(s).lstrip(), 1, 1),
     ScalarFunction("RTRIM", lambda s: None if s is None else _str(s).rstrip(), 1, 1),
@@ -563,7 +573,7 @@ SCALARS = [
     ScalarFunction("PATINDEX", patindex, 2, 2),
     ScalarFunction("STARTSWITH", lambda s, p: None if None in (s, p) else _str(s).lower().startswith(_str(p).lower()), 2, 2),
     ScalarFunction("ENDSWITH", lambda s, p: None if None in (s, p) else _str(s).lower().endswith(_str(p).lower()), 2, 2),
-    ScalarFunction("ABS", _numeric("ABS", abs), 1, 1, null_propagates=True),
+    ScalarFunction("ABS", _numeric("ABS", lambda x: check_bigint(abs(x), f"ABS({x})")), 1, 1, null_propagates=True),
     ScalarFunction("ROUND", _round, 2, 3),
     ScalarFunction("FLOOR", _numeric("FLOOR", _keep_int(math.floor)), 1, 1, null_propagates=True),
     ScalarFunction("CEILING", _numeric("CEILING", _keep_int(math.ceil)), 1, 1, null_propagates=True),
@@ -609,7 +619,7 @@ OPERATORS = [
 class Count(AggregateFunction):
     """COUNT(*) counts events; COUNT(x) non-NULL values. Always bigint."""
 
-    name, star, columnar = "COUNT", True, "count"
+    name, star, columnar = "COUNT", True, AggregateKind.COUNT
 
     def create(self):
         return 0
@@ -624,7 +634,7 @@ class Count(AggregateFunction):
 class CountDistinct(AggregateFunction):
     """COUNT(DISTINCT x): unique non-NULL values (registered under the name ``COUNT DISTINCT``)."""
 
-    name, columnar = "COUNT DISTINCT", "count_distinct"
+    name, columnar = "COUNT DISTINCT", AggregateKind.COUNT_DISTINCT
 
     def create(self):
         return set()
@@ -662,7 +672,7 @@ def _numeric_value(name, v):
 
 
 class Sum(AggregateFunction):
-    name, columnar = "SUM", "sum"
+    name, columnar = "SUM", AggregateKind.SUM
 
     def create(self):
         return None
@@ -682,7 +692,7 @@ class Sum(AggregateFunction):
 
 
 class Avg(AggregateFunction):
-    name, columnar = "AVG", "avg"
+    name, columnar = "AVG", AggregateKind.AVG
 
     def create(self):
         return [0.0, 0]
@@ -719,11 +729,11 @@ class _Extreme(AggregateFunction):
 
 
 class Min(_Extreme):
-    name, sign, columnar = "MIN", -1, "min"
+    name, sign, columnar = "MIN", -1, AggregateKind.MIN
 
 
 class Max(_Extreme):
-    name, sign, columnar = "MAX", 1, "max"
+    name, sign, columnar = "MAX", 1, AggregateKind.MAX
 
 
 class _Moments(AggregateFunction):

@@ -7,8 +7,9 @@ Values are GeoJSON records as Stream Analytics writes them (``{"type": "Point",
 (shapely/GEOS) work on longitude/latitude with every edge densified along its great circle
 (a point every 10 km, pyproj), so a long edge bends as in Stream Analytics' geography type.
 As documented, a polygon whose ring turns clockwise (the inside on the right, "left-hand
-orientation") is the globe minus that polygon. Geometries crossing the antimeridian are
-not split. ST_DISTANCE is the geodesic distance on the WGS84 ellipsoid in metres (pyproj):
+orientation", judged with longitudes unwrapped) is the globe minus that polygon. A line
+or polygon whose edge crosses the antimeridian (an edge from 179 to -179 is 2 degrees long,
+not 358) is split there into pieces within [-180, 180]. ST_DISTANCE is the geodesic distance on the WGS84 ellipsoid in metres (pyproj):
 the reference's example, (-5, -5) to (0, 0), is 784028.74 m here as there. A polygon
 given with its ring as the coordinates (the reference's ST_OVERLAPS example) is accepted
 as well as GeoJSON's list of rings; a ring that is not closed is closed.
@@ -36,6 +37,7 @@ class _Lib:
 
     def __getattr__(self, name: str) -> Any:
         import shapely
+        import shapely.affinity
         import shapely.geometry
         import shapely.ops
         import shapely.wkt
@@ -108,9 +110,10 @@ def _from_text(text: str) -> shapely.Geometry:
     shapely = _LIB.shapely
     s = text.strip()
     g = _from_geojson(orjson.loads(s)) if s.startswith("{") else shapely.wkt.loads(s)
+    g = _geodesic(g)  # longitudes unwrapped: an edge crossing the antimeridian goes past ±180
     left_hand = g.geom_type == "Polygon" and g.area > 0 and not g.exterior.is_ccw
-    g = _geodesic(g)
     g = g if g.is_valid else shapely.make_valid(g)
+    g = _split_at_antimeridian(g)
     # the reference: "a polygon with left-hand ring orientation will generate a geography that
     # encompasses the entire globe minus the polygon you declared"
     return _LIB.globe.difference(g) if left_hand else g
@@ -134,14 +137,40 @@ def _from_geojson(v: dict) -> shapely.Geometry:
 SEGMENT_M = 10_000.0
 
 
-def _densify_ring(coords: list) -> list:
+def _densify_ring(coords: list, near: float | None = None) -> list:
+    """``coords`` with points every SEGMENT_M along each great-circle edge, longitudes
+    unwrapped (each within 180° of the one before, so an edge from 179 to -179 goes to 181);
+    the first longitude is moved by 360° to within 180° of ``near`` when given."""
     out = [coords[0]]
     for (x0, y0), (x1, y1) in zip(coords, coords[1:]):
         n = int(_LIB.geod.inv(x0, y0, x1, y1)[2] // SEGMENT_M)
         if n:
             out.extend(_LIB.geod.npts(x0, y0, x1, y1, n))
         out.append((x1, y1))
-    return out
+    prev = out[0][0] if near is None else near
+    unwrapped = []
+    for x, y in out:
+        x += 360.0 * round((prev - x) / 360.0)
+        unwrapped.append((x, y))
+        prev = x
+    return unwrapped
+
+
+def _split_at_antimeridian(g: shapely.Geometry) -> shapely.Geometry:
+    """An unwrapped geometry (longitudes past ±180) cut at the antimeridian, each piece moved
+    back into [-180, 180]: a line from 179 to 181 becomes two lines meeting at ±180."""
+    shapely = _LIB.shapely
+    if g.is_empty:
+        return g
+    west, _, east, _ = g.bounds
+    if west >= -180.0 and east <= 180.0:
+        return g
+    pieces = []
+    for k in range(int((west + 180.0) // 360.0), int((east + 180.0) // 360.0) + 1):
+        part = g.intersection(shapely.box(k * 360.0 - 180.0, -90.0, k * 360.0 + 180.0, 90.0))
+        if not part.is_empty:
+            pieces.append(shapely.affinity.translate(part, xoff=-k * 360.0))
+    return shapely.union_all(pieces)
 
 
 def _geodesic(g: shapely.Geometry) -> shapely.Geometry:
@@ -151,8 +180,9 @@ def _geodesic(g: shapely.Geometry) -> shapely.Geometry:
     if t == "LineString":
         return shapely.LineString(_densify_ring([c[:2] for c in g.coords]))
     if t == "Polygon":
-        return shapely.Polygon(_densify_ring([c[:2] for c in g.exterior.coords]),
-                               [_densify_ring([c[:2] for c in r.coords]) for r in g.interiors])
+        shell = _densify_ring([c[:2] for c in g.exterior.coords])
+        near = shell[0][0]
+        return shapely.Polygon(shell, [_densify_ring([c[:2] for c in r.coords], near) for r in g.interiors])
     if t.startswith("Multi") or t == "GeometryCollection":
         return type(g)([_geodesic(p) for p in g.geoms])
     return g
@@ -184,15 +214,30 @@ def st_distance(a, b):
     ga, gb = gs
     if "Polygon" in ga.geom_type or "Polygon" in gb.geom_type:
         return 0.0
-    if ga.geom_type != "Point" or gb.geom_type != "Point":
-        ga, gb = _LIB.shapely.ops.nearest_points(ga, gb)
-    return float(_LIB.geod.inv(ga.x, ga.y, gb.x, gb.y)[2])
+    if ga.geom_type == "Point" and gb.geom_type == "Point":
+        return float(_LIB.geod.inv(ga.x, ga.y, gb.x, gb.y)[2])
+    # nearest points in longitude/latitude, also with ``b`` moved a turn east or west, so two
+    # pieces on either side of the antimeridian are found close, as they are on the globe
+    best = float("inf")
+    for shift in (0.0, 360.0, -360.0):
+        pa, pb = _LIB.shapely.ops.nearest_points(ga, _LIB.shapely.affinity.translate(gb, xoff=shift))
+        best = min(best, float(_LIB.geod.inv(pa.x, pa.y, pb.x - shift, pb.y)[2]))
+    return best
 
 
 def st_within(a, polygon):
     """1 when the point or polygon ``a`` lies inside ``polygon``, else 0."""
     gs = _two("ST_WITHIN", a, polygon)
-    return None if gs is None else int(gs[0].within(gs[1]))
+    if gs is None:
+        return None
+    ga, gb = gs
+    if ga.geom_type == "Point" and abs(ga.x) == 180.0:
+        # on the antimeridian, where a split polygon's pieces meet: judge it at 180 against the
+        # polygon with its pieces west of it moved a turn east, so the pieces are one again
+        shapely = _LIB.shapely
+        ga = shapely.Point(180.0, ga.y)
+        gb = shapely.union_all([gb, shapely.affinity.translate(gb, xoff=360.0)])
+    return int(ga.within(gb))
 
 
 def st_intersects(a, b):

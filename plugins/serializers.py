@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from headwater.hookspecs import hookimpl
-from headwater.serializers import DecodeError, Serializer
+from headwater.serializers import DecodeError, Serializer, loads_json
 
 __all__ = ["CsvSerializer", "JsonSerializer"]
 
@@ -50,15 +50,17 @@ class JsonSerializer(Serializer):
 
     def _one(self, body: bytes) -> list[dict[str, Any]]:
         try:
-            v = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            # JSON lines
+            v = loads_json(body)
+        except orjson.JSONDecodeError as exc:
+            lines = [line for line in body.splitlines() if line.strip()]
+            if len(lines) <= 1:  # not JSON lines either (one line is the body itself)
+                raise DecodeError(f"not JSON: {exc}") from None
             out = []
-            for line in body.splitlines():
-                if line.strip():
+            for n, line in enumerate(lines, 1):
+                try:
                     out.extend(self._one(line))
-            if not out:
-                raise
+                except DecodeError as line_exc:
+                    raise DecodeError(f"JSON line {n}: {line_exc}") from None
             return out
         items = v if isinstance(v, list) else [v]
         for item in items:

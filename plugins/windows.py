@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from headwater.hookspecs import hookimpl
-from headwater.windows import WindowArgs, WindowConfig, WindowKind, WindowLogic
+from headwater.windows import (
+    AlignedShape,
+    SessionShape,
+    SlidingShape,
+    SnapshotShape,
+    WindowArgs,
+    WindowConfig,
+    WindowKind,
+    WindowLogic,
+    WindowShape,
+)
 
 __all__ = ["HoppingWindow", "SessionWindow", "SlidingWindow", "SnapshotWindow", "TumblingWindow"]
 
@@ -72,8 +82,8 @@ class AlignedConfig(WindowConfig):
     def build(self, resume_state: Any = None) -> WindowLogic:
         return _AlignedLogic(self.size, self.hop, self.offset, resume_state)
 
-    def columnar(self) -> dict[str, int] | None:
-        return {"kind": "hopping", "size": self.size, "hop": self.hop, "offset": self.offset}
+    def columnar(self) -> WindowShape:
+        return AlignedShape(self.size, self.hop, self.offset)
 
 
 def _no_extra(args: WindowArgs) -> None:
@@ -170,6 +180,9 @@ class SlidingConfig(WindowConfig):
     def build(self, resume_state: Any = None) -> WindowLogic:
         return _SlidingLogic(self.size, resume_state)
 
+    def columnar(self) -> WindowShape:
+        return SlidingShape(self.size)
+
 
 class SlidingWindow(WindowKind):
     """``SlidingWindow(unit, size)``: the window ``(T - size, T]`` at each instant the content changes."""
@@ -244,8 +257,8 @@ class SessionConfig(WindowConfig):
     def build(self, resume_state: Any = None) -> WindowLogic:
         return _SessionLogic(self.timeout, self.max_duration, resume_state)
 
-    def columnar(self) -> dict[str, int] | None:
-        return {"kind": "session", "timeout": self.timeout, "max_duration": self.max_duration}
+    def columnar(self) -> WindowShape:
+        return SessionShape(self.timeout, self.max_duration)
 
 
 class SessionWindow(WindowKind):
@@ -295,6 +308,9 @@ class _SnapshotLogic(WindowLogic):
 class SnapshotConfig(WindowConfig):
     def build(self, resume_state: Any = None) -> WindowLogic:
         return _SnapshotLogic(resume_state)
+
+    def columnar(self) -> WindowShape:
+        return SnapshotShape()
 
 
 class SnapshotWindow(WindowKind):

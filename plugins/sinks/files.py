@@ -57,6 +57,7 @@ from headwater.sinks import (
     check_keys,
     require,
 )
+from headwater.storage import publish
 
 __all__ = ["FilesKind", "FilesSink", "render_dirs"]
 
@@ -315,7 +316,7 @@ class FilesSink(Sink):
         f.handle.flush()
         os.fsync(f.handle.fileno())
         f.handle.close()
-        os.replace(f.tmp, f.final)
+        publish(f.tmp, f.final)
 
     def poll(self) -> None:
         """Close files older than ``roll_interval_s``."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -53,6 +52,7 @@ from headwater.sinks import (
     check_keys,
     require,
 )
+from headwater.storage import write_atomic
 
 __all__ = ["HubKind", "HubSink"]
 
@@ -169,18 +169,7 @@ class HubSink(Sink):
     def _save_state(self) -> None:
         if not self._state_path:
             return
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(self._state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._state_path)
-        fd = os.open(self._state_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomic(self._state_path, json.dumps(self._state).encode())
 
     def last_checkpoint(self, writer: str) -> Checkpoint | None:
         w = self._state["writers"].get(writer)
@@ -324,6 +313,7 @@ class HubKind(SinkKind):
         check_keys(config, _SETTINGS, "hub")
         out = dict(config)
         require(config, "hub", "hub")
+        out["hub"] = str(config["hub"]).removeprefix("hubs/")  # its id or its resource name
         fmt = str(config.get("format") or "json").lower()
         if fmt not in _FORMATS:
             raise SinkConfigError(f"hub sink: format must be one of {', '.join(_FORMATS)}, got {fmt!r}",

@@ -35,6 +35,7 @@ from headwater.sinks import (
     check_keys,
     replace_keys,
 )
+from headwater.storage import write_atomic
 
 __all__ = ["DashboardKind", "MemoryKind", "MemorySink"]
 
@@ -141,12 +142,7 @@ class MemorySink(ReadableSink):
             self._segments, self._persisted, self._full = segments, table.num_rows, False
         folder.mkdir(parents=True, exist_ok=True)
         _write_arrow(folder / name, rows)
-        tmp = folder / (_STATE + ".tmp")
-        with open(tmp, "w") as fh:
-            json.dump({**state, "segments": segments}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / _STATE)
+        write_atomic(folder / _STATE, json.dumps({**state, "segments": segments}).encode())
         if full:
             for stale in old:
                 (folder / stale).unlink(missing_ok=True)

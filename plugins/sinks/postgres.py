@@ -412,26 +412,19 @@ class PostgresSink(Sink):
             tname, cols, cols, stage, sql.SQL(", ").join(sql.Identifier(i) for i in self.ids)) + action)
 
 
-#: libpq parameters that name files the client library reads on the service's host.
-_DSN_FILES = ("passfile", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir", "servicefile")
-
-
 def _check_dsn_files(dsn: str, roots: Any) -> None:
     """Files a DSN names (``sslkey=``, ``passfile=``...) lie under the service's ``allowed_paths``."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
-    from headwater.paths import confine
+    from headwater.paths import confine_dsn_files
 
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         raise SinkConfigError("postgres sink: setting 'dsn' is not a connection string (key=value ... or "
                               "postgresql://...)", setting="dsn") from None
-    for key in _DSN_FILES:
-        value = params.get(key)
-        if value and not (key == "sslrootcert" and value == "system"):
-            confine(str(value), roots, "dsn")
+    confine_dsn_files(params, roots, "dsn")
 
 
 class PostgresKind(SinkKind):

@@ -17,10 +17,14 @@ class SinkConfig(ServiceConfig):
     dashboard_port: int = 8080
     #: Address the dashboard binds to; empty means the service's host.
     dashboard_host: str = ""
-    #: Error policy Retry: attempts per write before the write fails as SERVICE_BUSY.
-    retry_max_attempts: int = 8
-    #: Error policy Retry: seconds a write is held retrying before it fails.
-    retry_max_delay_s: float = 30.0
+    #: Error policy Drop: a write that failed transiently this many times in a row (each
+    #: attempt made by its writer: the service itself does not retry) is dropped whole.
+    drop_after_attempts: int = 3
+    #: Error policy Drop: ... or that has been failing transiently for this many seconds.
+    drop_after_s: float = 5.0
+    #: A JSON file of fault rules (headwater.faults), read again when it changes: tests make
+    #: writes, flushes or opens of chosen sinks slow or failing. Empty: none.
+    faults_file: str = ""
     #: Seconds between polls of the sinks (roll files, commit old buffers).
     poll_interval_s: float = 1.0
     #: The namespace's ingestion service (host:port): where ``hub`` sinks publish by default.

@@ -23,9 +23,10 @@ from typing import Any
 import pyarrow as pa
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.faults import FaultFile
 from headwater.names import check_name
-from headwater.retry import RetryPolicy, retry_async
-from headwater.secrets import SecretStore, keep_references, resolve_config, write_private
+from headwater.pluginmanager import NamedRegistry
+from headwater.secrets import SecretStore, keep_references, resolve_config
 from headwater.services.sink import metrics
 from headwater.sinks import (
     Checkpoint,
@@ -38,6 +39,7 @@ from headwater.sinks import (
     SinkSpec,
     replace_keys,
 )
+from headwater.storage import BackgroundWriter
 
 __all__ = ["Output", "Outputs", "Update", "WriteResult", "call"]
 
@@ -79,6 +81,8 @@ class WriteResult:
     rows_dropped: int = 0
     duplicate: bool = False
     drop_reason: str = ""
+    #: Indexes (in the written batch) of the rows dropped.
+    dropped_rows: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -110,6 +114,10 @@ class Output:
     trigger: int | None = None
     subscribers: set[asyncio.Queue] = field(default_factory=set)
     dirty: bool = False
+    #: Transient failures of writes in a row, and when the first of them happened
+    #: (monotonic): error policy Drop gives a write up after DropPolicy's bounds.
+    failures: int = 0
+    failing_since: float = 0.0
 
     @property
     def name(self) -> str:
@@ -126,22 +134,36 @@ class Output:
                 "description": self.description, "request_id": self.request_id}
 
 
+@dataclass(frozen=True)
+class DropPolicy:
+    """Error policy Drop: when a write that keeps failing transiently is dropped.
+
+    The service makes one attempt per WriteRows (the writer is the one retry layer,
+    docs/errors.md); these bounds count the writer's attempts."""
+
+    attempts: int = 3
+    seconds: float = 5.0
+
+
 class Outputs:
     """All sinks of the service."""
 
-    def __init__(self, data_dir: Path, kinds: Any, policy: RetryPolicy, queue_size: int = 1000,
-                 allowed_roots: tuple[Path, ...] = (), secrets: SecretStore | None = None,
-                 namespace: str = "", registry: str = "") -> None:
+    def __init__(self, data_dir: Path, kinds: NamedRegistry[SinkKind], policy: DropPolicy | None = None,
+                 queue_size: int = 1000, allowed_roots: tuple[Path, ...] = (), secrets: SecretStore | None = None,
+                 namespace: str = "", registry: str = "", faults: FaultFile | None = None) -> None:
         self.data_dir = data_dir
         self.allowed_roots = allowed_roots
         self.secrets = secrets
         #: Connection strings to this namespace's ingestion and registry (SinkSpec.namespace).
         self.namespace, self.registry = namespace, registry
-        self.kinds = kinds  # a NamedRegistry of SinkKind
-        self.policy = policy
+        self.kinds = kinds
+        self.policy = policy or DropPolicy()
+        self.faults = faults or FaultFile()
         self.queue_size = queue_size
         self.outputs: dict[str, Output] = {}
         self._file = data_dir / "sinks.json"
+        #: sinks.json is written off the event loop; create and delete answer once it is on disk.
+        self._writer = BackgroundWriter(self._file, private=True)
         self._unrestored: list[dict[str, Any]] = []  # definitions that no longer validate
         self._mutex = asyncio.Lock()
         self._watchers: set[asyncio.Queue] = set()
@@ -171,10 +193,11 @@ class Outputs:
         spec = dataclasses.replace(spec, config=keep_references(config, resolved, kind.validate(resolved, spec)))
         return Output(sid, kind, spec, policy, create_time, description, request_id)
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
         kept = [d for d in self._unrestored if d.get("id") not in self.outputs]
-        write_private(self._file, json.dumps([*(o.definition() for o in self.outputs.values()), *kept], indent=1,
-                                             default=str).encode())
+        definitions = [*(o.definition() for o in self.outputs.values()), *kept]
+        await asyncio.wrap_future(self._writer.submit(
+            lambda: json.dumps(definitions, indent=1, default=str).encode()))
 
     async def open(self) -> None:
         if not self._file.exists():
@@ -221,7 +244,7 @@ class Outputs:
                               request_id)
             await self._ensure_open(out)
             self.outputs[sid] = out
-            self._save()
+            await self._save()
         self._notify()
         return out
 
@@ -246,7 +269,7 @@ class Outputs:
                 raise
             async with out.lock:
                 del self.outputs[out.id]
-                self._save()
+                await self._save()
                 if out.sink is not None:
                     with contextlib.suppress(Exception):
                         await call(out.sink.drop)
@@ -261,11 +284,11 @@ class Outputs:
         result = WriteResult()
         t0 = time.perf_counter()
         async with out.lock:
-            sink = out.sink or await self._retry(out, lambda: self._ensure_open(out))
+            sink = out.sink or await self._once(out, "open", lambda: self._ensure_open(out))
             if checkpoint.tracked:
                 if checkpoint.writer not in out.last and sink.exactly_once:
-                    out.last[checkpoint.writer] = await self._retry(
-                        out, lambda: call(sink.last_checkpoint, checkpoint.writer))
+                    out.last[checkpoint.writer] = await self._once(
+                        out, "open", lambda: call(sink.last_checkpoint, checkpoint.writer))
                 last = out.last.get(checkpoint.writer)
                 if not checkpoint.after(last):
                     log.info("%s: write of %s (checkpoint %d, batch %d) already applied (last %s): skipped",
@@ -275,12 +298,13 @@ class Outputs:
             rows = table
             applied = True
             if rows.num_rows:  # an empty trigger (of a complete sink) changes nothing
-                rows, dropped, reason, applied = await self._write_rows(out, sink, rows, checkpoint)
+                rows, dropped, reason, applied = await self._write_rows(out, sink, rows, checkpoint,
+                                                                        result.dropped_rows)
                 result.rows_dropped, result.drop_reason = dropped, reason
                 if not applied:
                     return self._duplicate(out, result)
             if commit:
-                await self._retry(out, lambda: call(sink.flush))
+                await self._once(out, "flush", lambda: call(sink.flush))
                 out.dirty = False
             else:
                 out.dirty = True
@@ -321,37 +345,44 @@ class Outputs:
         return HeadwaterError(exc.reason, message, metadata={**exc.metadata, "sink": out.name},
                               retry_after=exc.retry_after)
 
-    async def _retry(self, out: Output, fn: Callable[[], Any]) -> Any:
-        attempts = 0
+    async def _once(self, out: Output, operation: str, fn: Callable[[], Any]) -> Any:
+        """One attempt of a plugin call (no retry here: the writer retries, docs/errors.md).
 
-        async def attempt() -> Any:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                out.stats.retries += 1
-                metrics.RETRIES.labels(*out.labels).inc()
-            return await fn()
-
-        policy = self.policy if out.error_policy is ErrorPolicy.RETRY else RetryPolicy(
-            max_attempts=min(3, self.policy.max_attempts), max_delay_s=min(5.0, self.policy.max_delay_s))
+        A transient failure is counted (``out.failures``; a write after one counts as a
+        retry in the sink's stats) and raised naming the output, with the plugin's
+        ``retry_after``; a success ends the run of failures."""
+        if out.failures:
+            out.stats.retries += 1
+            metrics.RETRIES.labels(*out.labels).inc()
         try:
-            return await retry_async(attempt, policy)
+            await self.faults.check(operation, out.id)
+            result = await fn()
         except SinkRowError:
             raise
         except HeadwaterError as exc:
             if exc.is_transient:
-                raise self._named(out, HeadwaterError(
-                    exc.reason, f"{exc.message} (gave up after {attempts} attempts)",
-                    metadata=exc.metadata, retry_after=exc.retry_after)) from None
+                if not out.failures:
+                    out.failing_since = time.monotonic()
+                out.failures += 1
             raise self._named(out, exc) from None
+        out.failures = 0
+        return result
 
-    async def _write_rows(self, out: Output, sink: Sink, rows: pa.Table,
-                          checkpoint: Checkpoint) -> tuple[pa.Table, int, str, bool]:
-        """Write under the error policy; returns (rows stored, dropped, reason, applied)."""
+    def _give_up(self, out: Output) -> bool:
+        """Error policy Drop: the failing write has had its attempts."""
+        return out.error_policy is ErrorPolicy.DROP and (
+            out.failures >= self.policy.attempts or time.monotonic() - out.failing_since >= self.policy.seconds)
+
+    async def _write_rows(self, out: Output, sink: Sink, rows: pa.Table, checkpoint: Checkpoint,
+                          dropped_rows: list[int] | None = None) -> tuple[pa.Table, int, str, bool]:
+        """Write under the error policy; returns (rows stored, dropped, reason, applied).
+        ``dropped_rows`` gets the dropped rows' indexes in the batch given."""
         dropped, reason = 0, ""
+        index = list(range(rows.num_rows))  # each remaining row's index in the batch given
+        dropped_rows = [] if dropped_rows is None else dropped_rows
         while True:
             try:
-                res = await self._retry(out, lambda rows=rows: call(sink.write_batch, rows, checkpoint))
+                res = await self._once(out, "write", lambda rows=rows: call(sink.write_batch, rows, checkpoint))
                 return rows, dropped, reason, res != "duplicate"
             except SinkRowError as exc:
                 named = self._named(out, exc)
@@ -367,16 +398,20 @@ class Outputs:
                 out.stats.rows_dropped += len(bad)
                 log.warning("%s: dropped %d rows (error policy Drop): %s; sample row: %s", out.name, len(bad),
                             named.message, _sample(rows, bad[0]))
+                dropped_rows.extend(index[b] for b in bad)
+                index = [index[k] for k in keep]
                 rows = rows.take(pa.array(keep, pa.int64()))
                 if not rows.num_rows:
                     return rows, dropped, reason, True
             except HeadwaterError as exc:
-                if out.error_policy is ErrorPolicy.DROP and exc.is_transient:
+                if exc.is_transient and self._give_up(out):
+                    out.failures = 0
                     n = rows.num_rows
                     metrics.DROPPED.labels(*out.labels).inc(n)
                     out.stats.rows_dropped += n
                     log.warning("%s: dropped %d rows (error policy Drop): %s; sample row: %s", out.name, n,
                                 exc.message, _sample(rows, 0))
+                    dropped_rows.extend(index)
                     return rows.slice(0, 0), dropped + n, reason or exc.message, True
                 raise
 
@@ -449,6 +484,7 @@ class Outputs:
                     log.warning("%s: poll failed: %s", out.name, exc)
 
     async def close(self) -> None:
+        await asyncio.to_thread(self._writer.close)
         for out in list(self.outputs.values()):
             if out.sink is None:
                 continue

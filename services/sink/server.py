@@ -15,13 +15,13 @@ from typing import Any, ClassVar
 
 from headwater.auth import ConnectionString, PolicyStore, Right
 from headwater.errors import HeadwaterError
+from headwater.faults import FaultFile
 from headwater.paths import allowed_roots
 from headwater.pluginmanager import get_plugin_manager
-from headwater.retry import RetryPolicy
 from headwater.secrets import SecretStore
 from headwater.server import GrpcBinding, RunningService, Service, http_auth, http_ssl_context
 from headwater.services.sink.config import SinkConfig
-from headwater.services.sink.outputs import Outputs
+from headwater.services.sink.outputs import DropPolicy, Outputs
 from headwater.services.sink.servicer import SecretServicer, SinkServicer
 from headwater.v1 import secrets_pb2_grpc, sink_pb2_grpc
 
@@ -50,10 +50,11 @@ class SinkService(Service):
         pm = get_plugin_manager().collect()
         self.outputs = Outputs(
             config.data_path(), pm.sinks,
-            RetryPolicy(max_attempts=config.retry_max_attempts, max_delay_s=config.retry_max_delay_s),
+            DropPolicy(config.drop_after_attempts, config.drop_after_s),
             queue_size=config.subscriber_queue, allowed_roots=tuple(allowed_roots(config)),
             secrets=SecretStore(config.secrets_path()),
-            namespace=self._namespace(config.ingestion_address), registry=self._namespace(config.registry_address))
+            namespace=self._namespace(config.ingestion_address), registry=self._namespace(config.registry_address),
+            faults=FaultFile(config.faults_file))
         owners = {k.name: pm.sinks.owners[pm.sinks.key(k.name)] for k in pm.sinks.unique()}
         self.servicer = SinkServicer(self.outputs, owners)
         self._poller: asyncio.Task | None = None

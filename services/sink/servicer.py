@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
 
 import pyarrow as pa
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.pagination import decode_page_token, encode_page_token
 from headwater.secrets import SecretStore, redact_config
 from headwater.services.sink import table_filter
 from headwater.services.sink.outputs import Output, Outputs, Update
+from headwater.sink_settings import from_proto, set_settings
 from headwater.sinks import (
     Checkpoint,
     ErrorPolicy,
@@ -50,11 +50,9 @@ def _guarantee(exactly_once: bool) -> int:
 
 
 def to_proto(out: Output) -> sink_pb2.Sink:
-    config = struct_pb2.Struct()
-    config.update(json.loads(json.dumps(redact_config(out.spec.config), default=str)))
     s = out.stats
-    return sink_pb2.Sink(
-        name=out.name, kind=out.kind.name, config=config, output_mode=_MODES_PB[out.spec.output_mode],
+    sink = sink_pb2.Sink(
+        name=out.name, output_mode=_MODES_PB[out.spec.output_mode],
         key_columns=list(out.spec.key_columns), error_policy=_POLICIES_PB[out.error_policy],
         create_time=_ts(out.create_time), delivery_guarantee=_guarantee(out.kind.exactly_once),
         description=out.description,
@@ -62,6 +60,7 @@ def to_proto(out: Output) -> sink_pb2.Sink:
                                  rows_dropped=s.rows_dropped, retries=s.retries,
                                  duplicate_writes=s.duplicate_writes, last_write_time=_ts(s.last_write_time),
                                  last_error=s.last_error))
+    return set_settings(sink, out.kind.name, redact_config(out.spec.config), response=True)
 
 
 def _page(token: str, what: str) -> dict:
@@ -93,9 +92,9 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
         sid = request.sink_id or request.sink.name
         if not sid:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "sink_id is required", metadata={"field": "sink_id"})
-        config = json_format.MessageToDict(request.sink.config) if request.sink.HasField("config") else {}
+        kind, config = from_proto(request.sink)
         out = await self.outputs.create(
-            sid, request.sink.kind, config, _MODES[request.sink.output_mode], list(request.sink.key_columns),
+            sid, kind, config, _MODES[request.sink.output_mode], list(request.sink.key_columns),
             _POLICIES[request.sink.error_policy], request.sink.description, request.request_id)
         return sink_pb2.CreateSinkResponse(sink=to_proto(out))
 
@@ -142,7 +141,8 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
                                        Checkpoint(request.checkpoint_id, request.batch_id, request.writer),
                                        commit=request.commit)
         return sink_pb2.WriteRowsResponse(rows_written=res.rows_written, rows_dropped=res.rows_dropped,
-                                          duplicate=res.duplicate, drop_reason=res.drop_reason)
+                                          duplicate=res.duplicate, drop_reason=res.drop_reason,
+                                          dropped_rows=sorted(res.dropped_rows))
 
     async def ReadTable(self, request: sink_pb2.ReadTableRequest, context: Any) -> sink_pb2.ReadTableResponse:
         if request.limit < 0 or request.page_size < 0:

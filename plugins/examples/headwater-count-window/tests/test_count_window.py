@@ -7,7 +7,7 @@ import pytest
 
 from headwater.errors import QueryCompileError
 from headwater.pluginmanager import get_plugin_manager
-from headwater.testing import run_query
+from headwater.services.processing.testing import run_query
 
 EVENTS = [{"t": f"2024-01-01T00:00:{s:02d}Z", "lat": 59.91, "lon": 10.75, "lat2": 60.39, "lon2": 5.32}
           for s in range(1, 8)]

@@ -7,9 +7,30 @@ from pathlib import Path
 import pytest
 
 from headwater.auth import ConnectionString, PolicyStore
+from headwater.interpreter import tune_interpreter
 from headwater.procs import ServiceProcess, headwater_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config) -> None:
+    """The test process runs the engine and services in process: it is an entry point like
+    ``headwater serve`` and tunes the interpreter the same way, once."""
+    tune_interpreter()
+
+
+def _weight(item: pytest.Item) -> int:
+    if item.get_closest_marker("slow") is not None:
+        return 0
+    parts = Path(str(item.fspath)).relative_to(ROOT).parts
+    return 1 if len(parts) > 1 and parts[1] in ("e2e", "integration", "clients") else 2
+
+
+def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> None:
+    """The longest tests first (``slow``, then the e2e, integration and client tests), each
+    group in its collected order: under ``pytest -n 2`` the workers share them from the start,
+    and the short unit tests fill the end, so neither worker is left alone with a long test."""
+    items.sort(key=_weight)
 
 
 @pytest.fixture(autouse=True)

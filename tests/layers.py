@@ -25,16 +25,22 @@ def _mirror(src: Path, dst: Path) -> None:
         rel = Path(dirpath).relative_to(src)
         (dst / rel).mkdir(parents=True, exist_ok=True)
         for f in filenames:
-            if f.endswith(".py"):
+            if f.endswith((".py", ".pyi")):
                 os.symlink(Path(dirpath) / f, dst / rel / f)
+
+
+def mirror_tree(tmp: Path) -> Path:
+    """``headwater/`` with ``services/`` and ``plugins/`` inside, as they install, under ``tmp``."""
+    pkg = tmp / "headwater"
+    _mirror(ROOT / "headwater", pkg)
+    _mirror(ROOT / "services", pkg / "services")
+    _mirror(ROOT / "plugins", pkg / "plugins")
+    return pkg
 
 
 def lint_imports() -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="hw-layers-") as tmp:
-        pkg = Path(tmp) / "headwater"
-        _mirror(ROOT / "headwater", pkg)
-        _mirror(ROOT / "services", pkg / "services")
-        _mirror(ROOT / "plugins", pkg / "plugins")
+        mirror_tree(Path(tmp))
         env = {**os.environ, "PYTHONPATH": tmp}
         exe = Path(sys.executable).with_name("lint-imports")
         return subprocess.run([str(exe), str(ROOT / "pyproject.toml"), "--no-cache"], cwd=tmp,

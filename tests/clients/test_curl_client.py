@@ -30,6 +30,8 @@ def test_curl_example_publishes_over_http(client_stack):
     sent, error = (json.loads(line) for line in out.stdout.strip().splitlines())
     assert sent["firstSequenceNumber"] == 0 and sent["lastSequenceNumber"] == 1
     assert error["error"]["reason"] == "RESOURCE_NOT_FOUND"
+    # The ErrorInfo metadata of the same error over gRPC (test_node_client, test_go_client).
+    assert error["error"]["metadata"] == {"resource": "hubs/no-such-hub", "service": "ingestion"}
     read = client_stack.cli("read", hub, "--from", "earliest", "--count", "2")
     bodies = [json.loads(line)["body"]["tripId"] for line in read.stdout.splitlines() if line.strip()]
     assert bodies == ["c1", "c2"], read.stderr

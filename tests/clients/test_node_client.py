@@ -43,7 +43,11 @@ def test_node_quickstart_against_real_services(client_stack):
     ids = sorted(f"t{i}" for i in range(30))
     assert result["published"] == 30 and result["read"] == 30 and result["readIds"] == ids
     assert result["checkpoints"] == 2  # one per partition
+    assert result["keysStored"] is True
+    # Sent with bare ids, answered with resource names (AIP-122).
+    assert result["checkpointNames"] == [f"hubs/node-trips-{run_id}", f"hubs/node-trips-{run_id}/consumerGroups/$Default"]
     assert len(result["schemaId"]) == 32 and result["schemaVersion"] == 1
+    assert result["sinkMaxRows"] == "1000"  # typed settings: an int64 (longs: String), not a mangled Struct
     assert result["rows"] == 30 and result["rowIds"] == ids
     assert result["error"] == {"code": "NOT_FOUND", "message": "hub 'no-such-hub' does not exist",
                                "reason": "RESOURCE_NOT_FOUND", "domain": "headwater",
@@ -56,3 +60,17 @@ def test_node_quickstart_against_real_services(client_stack):
 def test_docs_carry_the_tested_node_example():
     doc = (ROOT / "docs" / "clients.md").read_text()
     assert (NODE_DIR / "quickstart.js").read_text().strip() in doc
+
+
+def test_perf_node_read_reads_every_event_per_window():
+    _node()
+    from headwater.procs import headwater_cmd
+
+    out = subprocess.run([*headwater_cmd(), "perf", "node-read", "--events", "3000", "--partitions", "2",
+                          "--windows", "default,16MiB", "--json"], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # Every event in the hub is read in each run, whatever the window.
+    assert [r["window"] for r in result["runs"]] == [0, 16 * 1024 * 1024]
+    assert result["stored"] >= 3000 and [r["events"] for r in result["runs"]] == [result["stored"]] * 2
+    assert "flow-control window 64 KiB (grpc-js default)" in out.stdout

@@ -14,11 +14,12 @@ import collections
 import json
 import os
 import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from tests.wait import wait_until
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark not installed: pip install 'headwater[spark]' "
                                                  "(make setup does)")
@@ -148,19 +149,16 @@ def test_book_spark_window_count_equals_the_headwater_job(spark, client_stack, t
                     if r["startLocation"] != "Closer"}
     assert sum(spark_counts.values()) == len(trips)
 
-    deadline = time.monotonic() + 60
-    job_counts: dict = {}
-    while time.monotonic() < deadline:
-        rows = client_stack.cli("table", "show", sink, "--format", "json").stdout.splitlines()
-        job_counts = collections.Counter()
-        for line in rows:
+    def counts() -> collections.Counter:
+        job_counts: collections.Counter = collections.Counter()
+        for line in client_stack.cli("table", "show", sink, "--format", "json").stdout.splitlines():
             r = json.loads(line)
             end = datetime.fromisoformat(str(r["WindowEnd"]).replace("Z", "+00:00")).astimezone(UTC)
             if r["startLocation"] != "Closer":
                 job_counts[(end.replace(tzinfo=UTC), r["startLocation"])] += r["trips"]
-        if sum(job_counts.values()) >= len(trips):
-            break
-        time.sleep(0.5)
+        return job_counts
+
+    job_counts = wait_until(counts, lambda c: sum(c.values()) >= len(trips), timeout=60, every=0.5, fail=False)
     assert dict(job_counts) == spark_counts
     client_stack.cli("job", "stop", job)
 

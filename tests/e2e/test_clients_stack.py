@@ -244,19 +244,24 @@ def _stubs(stack):
     from headwater.channel import sync_channel
     from headwater.namespace import discover
     from headwater.v1 import (
+        access_pb2_grpc,
         ingestion_pb2_grpc,
         processing_pb2_grpc,
         schema_registry_pb2_grpc,
+        secrets_pb2_grpc,
         sink_pb2_grpc,
     )
 
     conn = ConnectionString.parse(stack.cli("connection-string").stdout.strip())
     ns = discover(conn)
+    ingestion, sink = sync_channel(conn), sync_channel(conn, address=ns.sink)
     return {
-        "ingestion": ingestion_pb2_grpc.IngestionServiceStub(sync_channel(conn)),
+        "ingestion": ingestion_pb2_grpc.IngestionServiceStub(ingestion),
         "registry": schema_registry_pb2_grpc.SchemaRegistryServiceStub(sync_channel(conn, address=ns.registry)),
         "processing": processing_pb2_grpc.ProcessingServiceStub(sync_channel(conn, address=ns.processing)),
-        "sink": sink_pb2_grpc.SinkServiceStub(sync_channel(conn, address=ns.sink)),
+        "sink": sink_pb2_grpc.SinkServiceStub(sink),
+        "access": access_pb2_grpc.AccessServiceStub(ingestion),
+        "secrets": secrets_pb2_grpc.SecretServiceStub(sink),
     }
 
 
@@ -318,6 +323,20 @@ def test_not_found_carries_the_same_metadata_keys_in_every_service(stack):
         err = _error(call)
         assert err.reason is Reason.RESOURCE_NOT_FOUND, service
         assert err.metadata.get("service") == service and err.metadata.get("resource") == resource, err.metadata
+    # The services' other areas too: access policies (ingestion), secrets (sink).
+    from headwater.v1 import access_pb2, secrets_pb2
+
+    access, secrets = s["access"], s["secrets"]
+    for service, call, resource in (
+            ("ingestion", lambda: access.GetPolicy(access_pb2.GetPolicyRequest(name="policies/nope"), timeout=10),
+             "policies/nope"),
+            ("ingestion", lambda: access.GetPolicy(access_pb2.GetPolicyRequest(name="hubs/h/policies/nope"),
+                                                   timeout=10), "hubs/h/policies/nope"),
+            ("sink", lambda: secrets.DeleteSecret(secrets_pb2.DeleteSecretRequest(name="secrets/nope"), timeout=10),
+             "secrets/nope")):
+        err = _error(call)
+        assert err.reason is Reason.RESOURCE_NOT_FOUND, resource
+        assert err.metadata == {"service": service, "resource": resource}, err.metadata
 
 
 def test_down_from_anywhere_stops_the_services_and_the_driver(stack):

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -19,6 +18,7 @@ from headwater.auth import generate_sas_token
 from headwater.eventhub import EventData, EventHubProducerClient, ServiceCheckpointStore
 from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
 from tests.integration.ingestion_support import conn_str
+from tests.wait import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -30,7 +30,8 @@ class Script:
         self.lines: list[str] = []
         self.proc = subprocess.Popen([sys.executable, "-u", str(EXAMPLES / name)], env={**os.environ, **env},
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -38,17 +39,20 @@ class Script:
             self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, predicate, timeout: float = 30.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def holds() -> bool:
             if predicate(self.lines):
-                return self.lines
-            if self.proc.poll() is not None and not predicate(self.lines):
-                time.sleep(0.2)
-                if predicate(self.lines):
-                    return self.lines
-                raise AssertionError(f"{self.proc.args[-1]} exited {self.proc.returncode}:\n" + "\n".join(self.lines))
-            time.sleep(0.05)
-        raise AssertionError("timed out; output:\n" + "\n".join(self.lines))
+                return True
+            if self.proc.poll() is not None:
+                self._pump_thread.join(10)  # the rest of its output, up to end of file
+                if not predicate(self.lines):
+                    raise AssertionError(f"{self.proc.args[-1]} exited {self.proc.returncode}:\n"
+                                         + "\n".join(self.lines))
+                return True
+            return False
+
+        if not wait_until(holds, timeout=timeout, every=0.05, fail=False):
+            raise AssertionError("timed out; output:\n" + "\n".join(self.lines))
+        return self.lines
 
     def interrupt(self) -> None:
         """Ctrl-C: the consumer closes and hands its partitions back."""
@@ -93,20 +97,19 @@ def test_book_producer_then_checkpointing_consumer_then_replay(hub, root_policy)
     assert len({t["tripId"] for t in trips}) == 30 and {"startLocation", "fare", "distancia"} <= set(trips[0])
     # Checkpoints were written to the service's store, per partition.
     store = ServiceCheckpointStore.from_connection_string(conn_str(proc.address, root_policy))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        cps = store.list_checkpoints("", "trips", "$Default")
-        if sum(c["sequence_number"] + 1 for c in cps) == 30:
-            break
-        time.sleep(0.1)
-    assert sum(c["sequence_number"] + 1 for c in cps) == 30
+    cps = wait_until(lambda: store.list_checkpoints("", "trips", "$Default"),
+                     lambda cps: sum(c["sequence_number"] + 1 for c in cps) == 30, timeout=10, what="30 checkpointed")
     consumer.interrupt()
     # A restarted checkpointing consumer resumes after the checkpoints: only new trips.
     again = run("book_checkpoint_consumer.py")
     run("book_producer.py", TRIPS="2").wait_for(lambda ls: "sent" in ls)
-    lines = again.wait_for(lambda ls: sum(1 for x in ls if x.startswith("partition")) >= 2)
-    time.sleep(0.5)
-    assert sum(1 for x in again.lines if x.startswith("partition")) == 2
+    again.wait_for(lambda ls: sum(1 for x in ls if x.startswith("partition")) >= 2)
+    # A marker last on each partition: an old trip read again would be printed before it.
+    with EventHubProducerClient.from_connection_string(conn_str(proc.address, root_policy, "trips")) as p:
+        for pid in ("0", "1"):
+            p.send_batch([EventData("end")], partition_id=pid)
+    again.wait_for(lambda ls: {"partition 0: end", "partition 1: end"} <= set(ls))
+    assert sum(1 for x in again.lines if x.startswith("partition") and not x.endswith(": end")) == 2
     # The processor reads exclusively (owner level, as Event Hubs' processor);
     # stop it before replaying in the same consumer group.
     again.interrupt()
@@ -125,9 +128,18 @@ def test_book_single_partition_reads_only_partition_0_new_events(hub, root_polic
         p.send_batch([EventData("old")], partition_id="0")
         reader = run("book_single_partition.py")
         reader.wait_for(lambda ls: "reading partition 0" in ls)
-        time.sleep(0.5)
+
+        # Its read opens at "latest" after that line: probes go to partition 0 until one is
+        # printed, so the reader is reading (the probes before are rightly skipped).
+        def probe() -> list[str]:
+            p.send_batch([EventData("probe")], partition_id="0")
+            return reader.lines
+
+        wait_until(probe, lambda ls: "partition 0: probe" in ls, timeout=30, what="the reader reading")
         p.send_batch([EventData("new-0")], partition_id="0")
         p.send_batch([EventData("new-1")], partition_id="1")
-    reader.wait_for(lambda ls: "partition 0: new-0" in ls)
-    time.sleep(0.5)
-    assert [x for x in reader.lines if x.startswith("partition")] == ["partition 0: new-0"]
+        # A marker last on partition 0: anything else it would print comes before it.
+        p.send_batch([EventData("end")], partition_id="0")
+    reader.wait_for(lambda ls: "partition 0: end" in ls)
+    assert [x for x in reader.lines if x.startswith("partition") and not x.endswith(": probe")] == [
+        "partition 0: new-0", "partition 0: end"]

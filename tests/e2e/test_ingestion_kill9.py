@@ -18,6 +18,7 @@ from headwater.procs import free_port
 from headwater.retry import RetryPolicy
 from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
 from tests.integration.ingestion_support import conn_str
+from tests.wait import wait_until
 
 PRODUCERS = 4
 PARTITIONS = 4
@@ -47,6 +48,8 @@ def _producer(conn: str, name: str, stop: threading.Event, acked: list, errors: 
                 except HeadwaterError as exc:
                     if not exc.is_transient and "UNAVAILABLE" not in str(exc):
                         errors.append(exc)
+                    # A backoff before the same batch goes again (the service is restarting):
+                    # a pace, not a synchronisation.
                     time.sleep(0.1)
             acked.append((resp.partition_id, resp.first_sequence_number, bodies))
     finally:
@@ -72,12 +75,16 @@ def test_acknowledged_events_survive_kill_9_exactly_once_in_order(service_proces
                for i in range(PRODUCERS)]
     for t in threads:
         t.start()
+    def progress(batches: int) -> None:
+        """Wait until the producers have had ``batches`` more batches acknowledged."""
+        base = len(acked)
+        wait_until(lambda: len(acked), lambda n: n >= base + batches, timeout=60, what=f"{batches} more batches")
+
     for _ in range(3):
-        time.sleep(0.8)
+        progress(10)
         proc.kill()  # kill -9, mid-stream
-        time.sleep(0.2)
         proc = service_process("ingestion", "--data-dir", data, "--port", str(port))
-    time.sleep(0.8)
+    progress(10)
     stop.set()
     for t in threads:
         t.join(60)
@@ -142,9 +149,7 @@ def test_sigterm_drains_and_a_restart_keeps_everything(service_process, tmp_path
     reader.start()
     with EventHubProducerClient.from_connection_string(conn) as p:
         p.send_batch([EventData(f"e{i}") for i in range(50)], partition_id="1")
-    deadline = time.monotonic() + 20
-    while len(seen) < 50 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(seen), lambda n: n >= 50, timeout=20, every=0.05, what="50 events read", fail=False)
     assert proc.terminate() == 0, "SIGTERM drains and exits cleanly"
     proc = service_process("ingestion", "--data-dir", data, "--port", str(port))
     # Channels right after a restart may wait out gRPC's reconnect backoff: be patient.

@@ -4,7 +4,6 @@ sync BlobCheckpointStore, checkpoints, close() from another thread."""
 from __future__ import annotations
 
 import threading
-import time
 
 import grpc
 
@@ -13,6 +12,7 @@ from headwater.eventhub import EventData, EventHubConsumerClient, EventHubProduc
 from headwater.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
 from tests.integration.ingestion_support import conn_str
+from tests.wait import wait_until
 
 
 def test_sync_producer_and_checkpointing_consumer(service_process, tmp_path, root_policy):
@@ -45,11 +45,13 @@ def test_sync_producer_and_checkpointing_consumer(service_process, tmp_path, roo
         closed_partitions.append(ctx.partition_id)
 
     def stop_when_done():
-        deadline = time.monotonic() + 20
-        while len(got) < 12 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
-        consumer.close()
+        # Every event read and its checkpoint stored (update_checkpoint follows the append).
+        try:
+            wait_until(lambda: store.list_checkpoints("", "h", "$Default"),
+                       lambda cps: sum(c["sequence_number"] + 1 for c in cps) >= 12, timeout=20, every=0.05,
+                       fail=False)
+        finally:
+            consumer.close()
 
     stopper = threading.Thread(target=stop_when_done)
     stopper.start()

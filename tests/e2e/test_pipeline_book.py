@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import pyarrow as pa
 import pytest
 
 from headwater.channel import aio_channel
+from headwater.errors import HeadwaterError
 from headwater.trips import trips
 from tests.conftest import conn_for
+from tests.wait import wait_until
 
 QUERY = """
 SELECT System.Timestamp() AS WindowEnd, startLocation, COUNT(*) AS trips
@@ -63,6 +65,22 @@ async def publish(address, policy, hub, events):
                 hub=f"hubs/{hub}", events=[event_pb2.EventData(body=json.dumps(e).encode()) for e in chunk]))
 
 
+def job_metrics(address, policy, name):
+    """GetJobMetrics of ``name`` (``jobs/...``) from the processing service at ``address``."""
+    from headwater.channel import sync_channel
+    from headwater.v1 import processing_pb2 as ppb
+    from headwater.v1 import processing_pb2_grpc
+
+    ch = sync_channel(conn_for(address, policy))
+    try:
+        return processing_pb2_grpc.ProcessingServiceStub(ch).GetJobMetrics(
+            ppb.GetJobMetricsRequest(name=name), timeout=10).metrics
+    except grpc.RpcError as exc:
+        raise HeadwaterError.from_rpc_error(exc) from None
+    finally:
+        ch.close()
+
+
 def test_book_query_through_the_services_survives_kill_9(service_process, root_policy, tmp_path):
     from headwater.pipeline import setup_pipeline
 
@@ -93,7 +111,11 @@ def test_book_query_through_the_services_survives_kill_9(service_process, root_p
         expected[(end, t["startLocation"])] += 1
 
     asyncio.run(publish(ingestion.address, root_policy, "trips", sent[:1500]))
-    time.sleep(1.0)
+    # Mid-stream: some of them read and a checkpoint taken since, then kill -9.
+    read = wait_until(lambda: job_metrics(processing.address, root_policy, "jobs/counts"),
+                      lambda m: m.input_events > 0, what="events read").last_checkpoint_id
+    wait_until(lambda: job_metrics(processing.address, root_policy, "jobs/counts"),
+               lambda m: m.last_checkpoint_id > read, what="a checkpoint after reading")
     processing.kill()  # kill -9 mid-stream
     processing = service_process("processing", "--data-dir", str(tmp_path / "proc"), env=env)
     asyncio.run(publish(ingestion.address, root_policy, "trips", sent[1500:]))
@@ -102,16 +124,13 @@ def test_book_query_through_the_services_survives_kill_9(service_process, root_p
     late = dict(sent[-1], createdAt=closer_time, startLocation="Closer")
     asyncio.run(publish(ingestion.address, root_policy, "trips", [late]))
 
-    deadline = time.monotonic() + 30
-    got = collections.Counter()
-    while time.monotonic() < deadline:
-        rows = asyncio.run(read_table(sink.address, root_policy, "counts"))
-        got = collections.Counter()
-        for r in rows:
+    def counts() -> collections.Counter:
+        got: collections.Counter = collections.Counter()
+        for r in asyncio.run(read_table(sink.address, root_policy, "counts")):
             end = r["WindowEnd"]
             end = end if isinstance(end, datetime) else datetime.fromisoformat(str(end).replace("Z", "+00:00"))
             got[(end.astimezone(UTC), r["startLocation"])] += r["trips"]
-        if sum(got.values()) >= len(sent):
-            break
-        time.sleep(0.5)
+        return got
+
+    got = wait_until(counts, lambda got: sum(got.values()) >= len(sent), timeout=30, every=0.5, fail=False)
     assert got == expected

@@ -36,6 +36,45 @@ def _sample(text: str, name: str, **labels) -> float | None:
     return None
 
 
+#: Where each JobMetrics field is on /metrics (headwater_processing_job_<name>), or why it is
+#: not a metric. A new field fails the test until it is placed here.
+_JOB = {"watermark_delay": "watermark_delay_seconds", "su_utilization_percent": "su_utilization_percent",
+        "last_checkpoint_time": "last_checkpoint_time_seconds",
+        "last_checkpoint_pause": "last_checkpoint_pause_seconds",
+        "last_error_sample": None, "error_samples": None, "read_time": None,  # text, and when it was read
+        "partitions": {"input": None, "partition_id": None, "backlog_events": "backlog_events",
+                       "watermark_delay": "partition_watermark_delay_seconds",
+                       "last_sequence_number": "partition_last_sequence_number", "starved": "partition_starved"},
+        "input_watermarks": {"input": None, "watermark": "input_watermark_seconds"},
+        "references": {"input": None, "refreshes": "reference_refreshes",
+                       "refresh_failures": "reference_refresh_failures", "rows": "reference_rows",
+                       "valid_from": "reference_valid_from_seconds", "last_error": None}}
+
+
+def _every_metric_is_exported(text: str, m) -> None:
+    """Every numeric field of JobMetrics (and of its partitions, watermarks and references)
+    is a gauge on /metrics; the job's own values are there with the job label."""
+    def names(desc, table):
+        for f in desc.fields:
+            assert f.name in table, f"JobMetrics.{f.name} is neither on /metrics nor marked as not a metric"
+            if isinstance(table[f.name], dict):
+                yield from names(f.message_type, table[f.name])
+            elif table[f.name] is None:
+                continue
+            else:
+                yield f.name, table[f.name]
+
+    wanted = dict(names(type(m).DESCRIPTOR, {**{f.name: f.name for f in type(m).DESCRIPTOR.fields
+                                                  if f.type == f.TYPE_INT64 and not f.is_repeated},
+                                               **_JOB}))
+    for field, metric in wanted.items():
+        assert f"# TYPE headwater_processing_job_{metric} gauge" in text, (field, metric)
+    labelled = {line.split("{", 1)[0] for line in text.splitlines() if 'job="jobs/copy"' in line}
+    missing = {f"headwater_processing_job_{metric}" for metric in wanted.values()
+               if not metric.startswith("reference_")} - labelled  # the job has no reference inputs
+    assert not missing, missing
+
+
 def test_metrics_persist_count_once_and_are_on_prometheus(service_process, root_policy, tmp_path):
     from headwater.v1 import processing_pb2 as ppb
 
@@ -57,6 +96,7 @@ def test_metrics_persist_count_once_and_are_on_prometheus(service_process, root_
     assert _sample(text, "headwater_processing_job_backlog_events", job="jobs/copy", input="Trips",
                    partition="0") == 0
     assert _sample(text, "headwater_processing_job_last_checkpoint_id", job="jobs/copy") >= 1
+    _every_metric_is_exported(text, m)
 
     # kill -9 mid-stream and restart: the counts carry on from the checkpoint, and the
     # epoch replayed after the crash is counted once.

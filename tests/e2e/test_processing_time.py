@@ -7,11 +7,13 @@ out once, whole."""
 from __future__ import annotations
 
 import collections
+import time
 
 import orjson
 import pytest
 
 from tests.integration.processing_support import Pipeline
+from tests.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +38,23 @@ def _publish(pipe: Pipeline, hub: str, partition: str, n: int) -> None:
 
 
 def test_a_lagging_reader_holds_arrival_windows_until_it_catches_up(service_process, root_policy, tmp_path):
+    _lagging_reader(service_process, root_policy, tmp_path, PER_PARTITION, QUERY)
+
+
+@pytest.mark.timeout(900)
+def test_three_million_events_in_one_arrival_window_come_out_whole(service_process, root_policy, tmp_path):
+    """The issue's case: 3,000,000 events in one arrival-time window (an hour long), one of the
+    two partitions' readers lagging. The window comes out once with every event (the wall
+    clock used to close it early in 5 partial rows; an update-mode sink kept 345,000)."""
+    hour = QUERY.replace("TumblingWindow(second, 2)", "TumblingWindow(hour, 1)")
+    rows = _lagging_reader(service_process, root_policy, tmp_path, 1_500_000, hour, timeout=300,
+                           one_window=True)
+    # one window (two if publishing took longer than the rest of the hour, on a loaded machine)
+    assert len(rows) <= 2 and max(r["n"] for r in rows) >= 1_500_000, rows
+
+
+def _lagging_reader(service_process, root_policy, tmp_path, per_partition: int, query: str,
+                    timeout: float = 60, one_window: bool = False) -> list:
     from headwater.v1 import errors_pb2
     from headwater.v1 import ingestion_pb2 as ipb
     from headwater.v1 import processing_pb2 as ppb
@@ -43,32 +62,39 @@ def test_a_lagging_reader_holds_arrival_windows_until_it_catches_up(service_proc
     pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.2)
     pipe.create_hub("arrivals", partitions=2)
     pipe.create_sink("out", "memory")
-    pipe.create_job("win", QUERY, {"In": "arrivals"}, {"Out": "out"})
+    pipe.create_job("win", query, {"In": "arrivals"}, {"Out": "out"})
     # Partition 1's reader fails (transiently) on every read: it lags behind partition 0.
     pipe.call("ingestion", "SetFaultRule", ipb.SetFaultRuleRequest(rule=ipb.FaultRule(
         rule_id="lag", hub="arrivals", operation=ipb.FAULT_OPERATION_READ,
         reason=errors_pb2.SERVICE_BUSY,
         probability=1.0, partition_id="1")))
     pipe.start_job("win", ppb.JOB_START_MODE_EARLIEST)
-    _publish(pipe, "arrivals", "0", PER_PARTITION)
-    _publish(pipe, "arrivals", "1", PER_PARTITION)
+    if one_window:  # the events' arrival times in one hour: not in its last minutes
+        wait_until(lambda: time.time() % 3600, lambda s: s < 3600 - 150, timeout=155, every=0.5,
+                   what="an hour with 150 s left")
+    try:
+        _publish(pipe, "arrivals", "0", per_partition)
+        _publish(pipe, "arrivals", "1", per_partition)
+    except Exception as exc:
+        raise AssertionError(f"{exc}; ingestion's log:\n" + "\n".join(list(pipe.ingestion.lines)[-30:])) from None
 
     # Partition 0 is read, and the job checkpoints on for well past the windows' ends
     # (2 s): nothing is fed or comes out while partition 1 is unread (its events wait).
     first = pipe.wait_metrics("win", lambda m: m.last_checkpoint_id >= 1).last_checkpoint_id
     m = pipe.wait_metrics("win", lambda m: m.last_checkpoint_id >= first + 25, timeout=30)
     backlog = {p.partition_id: p.backlog_events for p in m.partitions}
-    assert backlog == {"0": PER_PARTITION, "1": PER_PARTITION}, backlog
+    assert backlog == {"0": per_partition, "1": per_partition}, backlog
     assert m.input_events == 0
     assert pipe.read_table("out") == []
 
     # The reader catches up: every window comes out once, with every event.
     pipe.call("ingestion", "ClearFaultRules", ipb.ClearFaultRulesRequest(hub="arrivals", rule_id="lag"))
-    rows = pipe.wait_rows(lambda: pipe.read_table("out"), lambda rows: sum(r["n"] for r in rows) >= 2 * PER_PARTITION,
-                          timeout=60)
+    rows = pipe.wait_rows(lambda: pipe.read_table("out"), lambda rows: sum(r["n"] for r in rows) >= 2 * per_partition,
+                          timeout=timeout)
     m = pipe.metrics("win")
     pipe.wait_metrics("win", lambda x: x.last_checkpoint_id >= m.last_checkpoint_id + 5)
     rows = pipe.read_table("out")
-    assert sum(r["n"] for r in rows) == 2 * PER_PARTITION
+    assert sum(r["n"] for r in rows) == 2 * per_partition
     per_window = collections.Counter(r["WindowEnd"] for r in rows)
     assert all(c == 1 for c in per_window.values()), per_window  # no partial rows
+    return rows

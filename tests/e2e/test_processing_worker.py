@@ -49,20 +49,31 @@ class _Probe:
             "GetJob": lambda: stub.GetJob(ppb.GetJobRequest(name=f"jobs/{job}"), timeout=10),
             "ListJobs": lambda: stub.ListJobs(ppb.ListJobsRequest(), timeout=10),
         }
-        self.times: dict[str, list[float]] = {k: [] for k in self.calls}
+        # The control: the ingestion service's health, timed between the same calls. It
+        # runs no job, so its delays are the machine's scheduling noise at that moment
+        # (the job's worker and the other test worker share two cores), not a blocked loop.
+        self.control_ch = sync_channel(conn_for(pipe.ingestion.address, pipe.policy))
+        control = health_pb2_grpc.HealthStub(self.control_ch)
+        self.control = lambda: control.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        self.times: dict[str, list[float]] = {k: [] for k in (*self.calls, "control")}
 
     def once(self) -> None:
-        for name, call in self.calls.items():
+        for name, call in (*self.calls.items(), ("control", self.control)):
             t = time.perf_counter()
             call()
             self.times[name].append((time.perf_counter() - t) * 1000)
+
+    def noise(self, base: dict[str, float], name: str) -> float:
+        """What the machine adds to a call's p99 regardless of the service: the quiet
+        baseline's p99, or the control's p99 during the run, whichever is larger."""
+        return max(base[name], self.p99("control"))
 
     def baseline(self, n: int = 40) -> dict[str, float]:
         """p99 of each call with nothing heavy running: the machine's own scheduling noise
         (two cores shared with the other test worker), added to each bound below."""
         for _ in range(n):
             self.once()
-        base = {name: self.p99(name) for name in self.calls}
+        base = {name: self.p99(name) for name in (*self.calls, "control")}
         for xs in self.times.values():
             xs.clear()
         return base
@@ -73,6 +84,7 @@ class _Probe:
 
     def close(self) -> None:
         self.ch.close()
+        self.control_ch.close()
 
 
 def test_service_answers_while_a_job_runs_flat_out_over_200k_keys(service_process, root_policy, tmp_path):
@@ -88,22 +100,38 @@ def test_service_answers_while_a_job_runs_flat_out_over_200k_keys(service_proces
     probe = _Probe(pipe, "hold")
     base = probe.baseline()
     pipe.start_job("hold", ppb.JOB_START_MODE_EARLIEST)
+    pauses: dict[int, float] = {}  # checkpoint id -> how long it held the job's engine (ms)
+
+    def note(m) -> None:
+        if m.last_checkpoint_id:
+            pauses[m.last_checkpoint_id] = m.last_checkpoint_pause.ToNanoseconds() / 1e6
+
     try:
         while True:  # probe while the job reads and aggregates the backlog, and checkpoints it
             probe.once()
             m = pipe.metrics("hold")
+            note(m)
             if m.input_events >= KEYS and m.last_checkpoint_id >= 1 and not sum(
                     p.backlog_events for p in m.partitions):
                 break
-        for _ in range(30):  # and while it checkpoints the 200k keys again
+        full = m.last_checkpoint_id
+        while m.last_checkpoint_id < full + 5:  # and while it checkpoints the 200k keys again
             probe.once()
+            m = pipe.metrics("hold")
+            note(m)
     finally:
         probe.close()
     assert pipe.metrics("hold").input_events == KEYS
+    # The job's own pause per checkpoint (its worker forks; the fork writes the state): the
+    # checkpoints of the 200k keys, the median under 100 ms (one may meet the scheduler), plus
+    # the machine's own scheduling noise as for the calls above.
+    held = sorted(v for k, v in pauses.items() if k >= full)
+    print(f"checkpoint pauses with {KEYS:,} keys (ms): {[round(v, 1) for v in held]}")
+    assert len(held) >= 3 and held[len(held) // 2] < 100.0 + base["GetJob"], (held, base)
     assert len(probe.times["health"]) >= 30
     for name in probe.calls:
-        assert probe.p99(name) < 20.0 + base[name], (name, probe.p99(name), base[name],
-                                                     sorted(probe.times[name])[-5:])
+        assert probe.p99(name) < 20.0 + probe.noise(base, name), (
+            name, probe.p99(name), base[name], probe.p99("control"), sorted(probe.times[name])[-5:])
 
 
 def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_path):
@@ -144,7 +172,8 @@ def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_pa
     probe.close()
     assert len(probe.times["health"]) >= 10
     # p99, not max: on a shared 2-core machine the scheduler alone can delay one call.
-    assert probe.p99("health") < 50.0 + base["health"], (base, sorted(probe.times["health"])[-10:])
+    assert probe.p99("health") < 50.0 + probe.noise(base, "health"), (
+        base, probe.p99("control"), sorted(probe.times["health"])[-10:])
     # Either answer is fine (the engine may refuse the list, or the budget stop it); it
     # must be an error naming the problem, not a hang or a crash.
     for exc in errors:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
@@ -24,6 +23,7 @@ from headwater.v1 import event_pb2, ingestion_pb2, ingestion_pb2_grpc, processin
 from headwater.v1 import processing_pb2 as ppb
 from tests.conftest import conn_for
 from tests.e2e.test_pipeline_book import read_table
+from tests.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -69,11 +69,8 @@ def test_avro_schema_change_mid_stream_in_a_running_job(service_process, root_po
             hubs.PublishEvents(ingestion_pb2.PublishEventsRequest(hub="hubs/trips", events=[
                 event_pb2.EventData(body=m["content"], content_type=m["content_type"]) for m in batch]), timeout=10)
 
-    deadline = time.monotonic() + 30
-    rows: list[dict] = []
-    while time.monotonic() < deadline and len(rows) < 10:
-        rows = asyncio.run(read_table(sink.address, root_policy, "drift"))
-        time.sleep(0.3)
+    rows = wait_until(lambda: asyncio.run(read_table(sink.address, root_policy, "drift")), lambda r: len(r) >= 10,
+                      timeout=30, every=0.3, fail=False)
     by_id = {r["tripId"]: r for r in rows}
     assert sorted(by_id) == [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
     assert by_id["b3"]["tip"] == pytest.approx(4.5) and by_id["b3"]["fare"] == 23.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -17,6 +16,7 @@ from headwater.sinks import batch_to_proto
 from headwater.v1 import sink_pb2 as spb
 from headwater.v1 import sink_pb2_grpc
 from tests.conftest import conn_for
+from tests.wait import wait_until
 
 pytestmark = [pytest.mark.browser]
 
@@ -45,17 +45,11 @@ def browser(tmp_path):
 
 
 def wait_for(driver, predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate(driver)
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - stale elements while the page redraws
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}\n{driver.page_source[:3000]}")
+    # Any error counts as "not yet": stale elements while the page redraws.
+    last = wait_until(lambda: predicate(driver), timeout=timeout, every=0.2, fail=False, retry_on=(Exception,))
+    if not last or isinstance(last, Exception):
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}\n{driver.page_source[:3000]}")
+    return last
 
 
 def bars(driver) -> dict[str, float]:

@@ -13,6 +13,7 @@ import yaml
 
 from headwater.compose import load_compose
 from headwater.procs import headwater_cmd, wait_healthy
+from tests.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,13 +112,10 @@ def test_up_restarts_a_killed_service_and_the_pipeline_resumes(tmp_path):
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
 
     def wait_for(what, check, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = check()
-            if got:
-                return got
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}:\n{''.join(lines[-60:])}")
+        got = wait_until(check, timeout=timeout, every=0.2, fail=False, retry_on=())
+        if not got:
+            raise AssertionError(f"timed out waiting for {what}:\n{''.join(lines[-60:])}")
+        return got
 
     def cli(*argv, stdin=None):
         done = subprocess.run([*headwater_cmd(), *argv], env=env, cwd=tmp_path, capture_output=True, text=True,

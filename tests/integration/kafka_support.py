@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 
 import grpc
 
@@ -12,19 +11,18 @@ from headwater.auth import Policy, generate_sas_token
 from headwater.procs import ServiceProcess
 from headwater.v1 import ingestion_pb2, ingestion_pb2_grpc
 from tests.integration.ingestion_support import conn_str
+from tests.wait import wait_until
 
 KAFKA_LINE = "ingestion kafka on "
 
 
 def kafka_port(proc: ServiceProcess, timeout: float = 10.0) -> int:
     """The bound Kafka port, read from the service's ``ingestion kafka on host:port`` line."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in list(proc.lines):
-            if KAFKA_LINE in line:
-                return int(line.rsplit(":", 1)[1])
-        time.sleep(0.05)
-    raise AssertionError("the service printed no Kafka port:\n" + "\n".join(proc.lines))
+    line = wait_until(lambda: next((x for x in list(proc.lines) if KAFKA_LINE in x), None), timeout=timeout,
+                      every=0.05, fail=False)
+    if line is None:
+        raise AssertionError("the service printed no Kafka port:\n" + "\n".join(proc.lines))
+    return int(line.rsplit(":", 1)[1])
 
 
 def create_hub(proc: ServiceProcess, policy: Policy, name: str, partitions: int = 4) -> None:

@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2
 from headwater.channel import sync_channel
 from headwater.errors import HeadwaterError
 from tests.conftest import conn_for
+from tests.wait import wait_until
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -125,25 +126,49 @@ class Pipeline:
 
     def wait_job(self, name: str, predicate, timeout: float = 20.0, what: str = "condition"):
         """Poll GetJob until ``predicate(job)``; the last job otherwise in the failure."""
-        return self._poll(lambda: self.get_job(name), predicate, timeout, f"job {name}: {what}", 0.2)
+        return wait_until(lambda: self.get_job(name), predicate, timeout=timeout, every=0.2,
+                          what=f"job {name}: {what}")
 
-    def wait_metrics(self, name: str, predicate, timeout: float = 30.0):
+    def wait_metrics(self, name: str, predicate, timeout: float = 30.0, what: str = "metrics condition"):
         """Poll GetJobMetrics until ``predicate(metrics)``; the last metrics otherwise in the failure."""
-        return self._poll(lambda: self.metrics(name), predicate, timeout, f"job {name}: metrics condition", 0.1)
+        return wait_until(lambda: self.metrics(name), predicate, timeout=timeout, what=f"job {name}: {what}")
 
-    @staticmethod
-    def _poll(get, predicate, timeout: float, what: str, every: float):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = get()
-            except HeadwaterError:
-                last = None  # the service is (re)starting
-            if last is not None and predicate(last):
-                return last
-            time.sleep(every)
-        raise AssertionError(f"{what} not reached in {timeout}s; last: {last}")
+    def wait_checkpoints(self, name: str, n: int = 2, timeout: float = 30.0):
+        """Wait until the job has taken ``n`` more checkpoints (JobMetrics.last_checkpoint_id).
+
+        An epoch's rows are written before its checkpoint commits, so once two more checkpoints
+        are in, everything the job had read by now is in the sinks: a duplicate or a late row
+        would show. Returns the metrics."""
+        start = wait_until(lambda: self.metrics(name), lambda m: m.last_checkpoint_id > 0, timeout=timeout,
+                           what=f"job {name}: a first checkpoint").last_checkpoint_id
+        return self.wait_metrics(name, lambda m: m.last_checkpoint_id >= start + n, timeout,
+                                 what=f"{n} checkpoints after {start}")
+
+    def wait_held(self, name: str, timeout: float = 30.0):
+        """For a job whose sink is down: wait until a write has failed and is being retried
+        (JobMetrics.output_retries grew), i.e. the job holds an epoch. Returns the metrics."""
+        base = wait_until(lambda: self.metrics(name), timeout=timeout, what=f"job {name}: metrics").output_retries
+        return self.wait_metrics(name, lambda m: m.output_retries > base, timeout,
+                                 what="an output held (a write retried)")
+
+    def wait_read(self, name: str, more: int, timeout: float = 30.0):
+        """Wait until the job has read ``more`` input events beyond what it has read now (a job
+        that is mid-stream: reading and checkpointing). Returns the metrics."""
+        base = wait_until(lambda: self.metrics(name), timeout=timeout, what=f"job {name}: metrics").input_events
+        return self.wait_metrics(name, lambda m: m.input_events >= base + more, timeout,
+                                 what=f"{more} input events after {base}")
+
+    def wait_settled(self, name: str, window_s: float = 0.0, timeout: float = 30.0):
+        """Wait until what the job has read by now is final in its sinks: every input's absolute
+        watermark (JobMetrics.input_watermarks; an idle input's follows the service's clock) is
+        past now + ``window_s`` (so the windows open now have closed), then two more checkpoints
+        (an epoch's rows are written before it commits). A duplicate or a late row would show
+        after this. Returns the metrics."""
+        target_us = int((time.time() + window_s) * 1e6)
+        self.wait_metrics(name, lambda m: len(m.input_watermarks) > 0 and all(
+            w.watermark.ToMicroseconds() >= target_us for w in m.input_watermarks), timeout,
+            what=f"every input's watermark past now + {window_s}s")
+        return self.wait_checkpoints(name, 2, timeout)
 
     def publish(self, hub: str, events: list[dict]) -> None:
         from headwater.v1 import event_pb2
@@ -172,12 +197,7 @@ class Pipeline:
 
     def wait_rows(self, read, enough, timeout: float = 20.0):
         """Poll ``read()`` until ``enough(rows)``; returns the last rows either way."""
-        deadline = time.monotonic() + timeout
-        rows = read()
-        while not enough(rows) and time.monotonic() < deadline:
-            time.sleep(0.3)
-            rows = read()
-        return rows
+        return wait_until(read, enough, timeout=timeout, every=0.3, fail=False)
 
 
 class Publisher:
@@ -208,16 +228,24 @@ class Publisher:
                         # events go again. Any other failure ends the run (reported by stop()).
                         if "failed to connect" not in exc.message or attempt == 19:
                             raise
-                        time.sleep(0.2)
+                        self._stop.wait(0.2)  # backoff before the same events go again
                 n += self.per_batch
                 self.sent.extend(e["tripId"] for e in batch)
-                time.sleep(self.interval)
+                self._stop.wait(self.interval)  # the stream's pace (a rate, not a synchronisation)
         except BaseException as exc:  # noqa: BLE001 - reported by stop()
             self.error = exc
 
     def __enter__(self):
         self._thread.start()
         return self
+
+    def wait_sent(self, more: int, timeout: float = 30.0) -> None:
+        """Wait until ``more`` events beyond those sent by now are acknowledged."""
+        base = len(self.sent)
+        wait_until(lambda: len(self.sent), lambda n: n >= base + more or self.error is not None, timeout=timeout,
+                   what=f"{more} more events published")
+        if self.error is not None:
+            raise AssertionError(f"publishing stopped early: {self.error}")
 
     def stop(self) -> list[str]:
         self._stop.set()

@@ -83,14 +83,18 @@ def test_errors_round_trip_reason_and_transience(service_process, root_policy):
 def test_jobs_survive_a_restart(service_process, root_policy, tmp_path):
     data = str(tmp_path / "proc")
     proc = service_process("processing", "--data-dir", data)
+    bare = pb.Job(name="a", query="SELECT * INTO [o] FROM [i]",  # bare ids in the request
+                  inputs=[pb.JobInput(alias="i", kind=pb.INPUT_KIND_STREAM, hub="h")],
+                  outputs=[pb.JobOutput(alias="o", sink="s")])
     with sync_channel(conn_for(proc.address, root_policy)) as ch:
-        call(pb_grpc.ProcessingServiceStub(ch).CreateJob,
-             pb.CreateJobRequest(job=job("jobs/a")))
+        created = call(pb_grpc.ProcessingServiceStub(ch).CreateJob, pb.CreateJobRequest(job=bare)).job
+    # Responses name resources one way (AIP-122).
+    assert (created.name, created.inputs[0].hub, created.outputs[0].sink) == ("jobs/a", "hubs/h", "sinks/s")
     proc.kill()
     proc = service_process("processing", "--data-dir", data)
     with sync_channel(conn_for(proc.address, root_policy)) as ch:
         jobs = call(pb_grpc.ProcessingServiceStub(ch).ListJobs, pb.ListJobsRequest()).jobs
-    assert [j.name for j in jobs] == ["jobs/a"]
+    assert [(j.name, j.inputs[0].hub, j.outputs[0].sink) for j in jobs] == [("jobs/a", "hubs/h", "sinks/s")]
 
 
 def test_auth_refusals(service_process, root_policy, _isolated_home):

@@ -68,7 +68,9 @@ async def test_consumers_split_partitions_and_take_over_from_checkpoint(tmp_path
             store = BlobCheckpointStore.from_connection_string(conn_str(svc.address, root_policy), "container")
             client = EventHubConsumerClient.from_connection_string(
                 conn_str(svc.address, root_policy), "$Default", eventhub_name="h", checkpoint_store=store,
-                load_balancing_interval=0.2, partition_ownership_expiration_interval=1.0)
+                # Ownership kept 10 s without renewal: a loop stalled on a loaded machine keeps
+                # its partitions (1 s let the other consumer steal one mid-read under -n 4).
+                load_balancing_interval=0.2, partition_ownership_expiration_interval=10.0)
 
             async def on_event(ctx, event):
                 seen[name].append((ctx.partition_id, event.body_as_str()))
@@ -87,12 +89,19 @@ async def test_consumers_split_partitions_and_take_over_from_checkpoint(tmp_path
                 break
         else:
             raise AssertionError(f"ownership did not balance: {owners}")
-        await watcher.close()
         await _publish(svc.address, root_policy, "h", 4, 5, "first")
         for _ in range(100):
             await asyncio.sleep(0.1)
             if len(seen["a"]) + len(seen["b"]) >= 20:
                 break
+        for _ in range(100):  # each partition's last checkpoint is stored (on_event counts an event first)
+            cps = await watcher.list_checkpoints("ns", "h", "$Default")
+            if len(cps) == 4 and all(c["sequence_number"] == 4 for c in cps):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"checkpoints not stored: {cps}")
+        await watcher.close()
         parts_a = {p for p, _ in seen["a"]}
         parts_b = {p for p, _ in seen["b"]}
         assert len(parts_a) == 2 and len(parts_b) == 2 and not parts_a & parts_b, (parts_a, parts_b)

@@ -12,8 +12,8 @@ import pytest
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData
-from headwater.eventhub._wire import PublishEventsRequestPacked
 from headwater.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+from headwater.eventhub.wire import PublishEventsRequestPacked
 from headwater.services.ingestion.log.nats import delete_prefix, stream_name
 from headwater.services.ingestion.retention import sweep
 from headwater.v1 import event_pb2, ingestion_pb2
@@ -214,3 +214,39 @@ def test_a_second_process_on_one_embedded_data_folder_is_refused(service_process
     first.proc.wait(10)
     again = service_process("ingestion", "--data-dir", str(data))
     assert again.alive()
+
+
+async def test_reading_old_batches_does_not_push_the_tail_out_of_the_cache(tmp_path, prefix):
+    """A scan from the start misses the cache for the oldest batches; those are not kept
+    when the cache is full, so the newer batches (the tail) stay and are read from memory."""
+    from headwater.services.ingestion.log.nats import NatsHubStore, NatsPartitionLog
+
+    store = NatsHubStore(tmp_path / "s", nats_url=NATS_URL, nats_prefix=prefix, nats_cache_mb=1)
+    await store.open_async()
+    try:
+        log = await NatsPartitionLog(store.conn, "h", "0").open()
+        for _ in range(40):  # 40 batches of 100 KB: 4 MB over a 1 MB cache
+            await log.publish([b"x" * 1000] * 100)
+        tail = set(log._data)
+        assert tail and min(tail) > log.first_msg_seq, "the oldest batches left the cache"
+        gets = []
+        real_get = log.js.get_msg
+
+        async def counted(*args, **kwargs):
+            gets.append(kwargs.get("seq"))
+            return await real_get(*args, **kwargs)
+
+        log.js.get_msg = counted
+        seq, got = 0, 0
+        while seq < log.next_sequence:
+            _, n, seq = await log.fetch(seq, 1000)
+            got += n
+        assert got == 4000
+        # Only the batches not in memory came from NATS (before: every one, each old batch
+        # read pushing out a newer one that the scan then read from NATS too).
+        assert sorted(gets) == [q for q in range(log.first_msg_seq, log.last_msg_seq + 1) if q not in tail]
+        assert set(log._data) == tail, "the scan kept old batches in place of the tail"
+        assert store.conn.cached <= store.conn.cache_bytes + 200_000
+        log.close()
+    finally:
+        await store.close_async()

@@ -82,3 +82,47 @@ async def test_killing_a_nats_node_and_an_instance_mid_run_loses_nothing(cluster
             assert info.config.num_replicas == 3, stream
     finally:
         await nc.close()
+
+
+async def _leader_of(cluster: NatsCluster, stream: str) -> int:
+    import nats
+
+    nc = await nats.connect(cluster.urls)
+    try:
+        info = await nc.jetstream(timeout=5).stream_info(stream)
+    finally:
+        await nc.close()
+    return int(info.cluster.leader.rsplit("-n", 1)[1])
+
+
+@pytest.mark.skipif(not _HAVE_NATS, reason="no nats-server binary")
+async def test_an_instance_starts_and_serves_while_a_nats_node_is_dead(cluster, service_process, tmp_path,
+                                                                      root_policy):
+    """The node that leads the hubs bucket dies; a new instance still starts (it waits for
+    the new leader instead of failing on the first timeout), lists claims (no consumer
+    is created for a listing) and reads events published through the first instance."""
+    from headwater.v1 import ingestion_pb2 as ipb
+    from tests.integration.ingestion_support import admin
+
+    prefix = f"T{uuid.uuid4().hex[:8]}"
+    env = {"HEADWATER_INGESTION_LOG_BACKEND": "nats", "HEADWATER_INGESTION_NATS_URL": cluster.url,
+           "HEADWATER_INGESTION_NATS_REPLICAS": "3", "HEADWATER_INGESTION_NATS_PREFIX": prefix}
+    a = await asyncio.to_thread(service_process, "ingestion", "--data-dir", str(tmp_path / "a"), env=env)
+    await create_hub(a.address, root_policy, "h", 4)
+    async with EventHubProducerClient.from_connection_string(conn_str(a.address, root_policy, "h"),
+                                                             retry_policy=PATIENT) as p:
+        for i in range(8):
+            await p.send_batch([EventData(f"{i}-{j}") for j in range(10)], partition_id=str(i % 4))
+    dead = await _leader_of(cluster, f"KV_{prefix}_hubs")
+    await asyncio.to_thread(cluster.kill, dead)
+    a.kill()  # it may have been connected to the dead node: B alone now
+    env["HEADWATER_INGESTION_NATS_URL"] = ",".join(u for i, u in enumerate(cluster.urls) if i != dead)
+    b = await asyncio.to_thread(service_process, "ingestion", "--data-dir", str(tmp_path / "b"), env=env)
+    async with admin(b.address, root_policy) as stub:
+        claimed = await stub.ClaimOwnership(ipb.ClaimOwnershipRequest(ownerships=[
+            ipb.Ownership(hub="h", consumer_group="$Default", partition_id=p, owner_id="b") for p in "0123"]))
+        assert len(claimed.ownerships) == 4
+        listed = await stub.ListOwnerships(ipb.ListOwnershipsRequest(hub="h", consumer_group="$Default"))
+        assert sorted((o.partition_id, o.owner_id) for o in listed.ownerships) == [(p, "b") for p in "0123"]
+    got = [e.body_as_str() for pid in "0123" for e in await read_all(b.address, root_policy, "h", pid, expect=20)]
+    assert sorted(got) == sorted(f"{i}-{j}" for i in range(8) for j in range(10))

@@ -9,8 +9,8 @@ import pytest
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub import EventData, EventDataBatch
-from headwater.eventhub._wire import PublishEventsRequestPacked
 from headwater.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+from headwater.eventhub.wire import PublishEventsRequestPacked
 from headwater.v1 import event_pb2, ingestion_pb2
 from tests.integration.ingestion_support import (
     ONE_TRY,
@@ -210,6 +210,59 @@ async def test_publish_stream_with_the_generated_stub(tmp_path, root_policy):
             responses = [r async for r in stub.PublishEventsStream(gen())]
         assert [r.request_id for r in responses] == ["r0", "r1", "r2", "r3"]
         assert [(r.partition_id, r.first_sequence_number) for r in responses] == [("0", 0), ("1", 0), ("0", 3), ("1", 3)]
+
+
+async def test_publish_stream_errors_name_the_request_and_continue_on_error_goes_on(tmp_path, root_policy):
+    from google.rpc import error_details_pb2
+
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "h", 1)
+        ev = [event_pb2.EventData(body=b"x")]
+
+        def req(hub, rid, go_on=False):
+            return ingestion_pb2.PublishEventsStreamRequest(hub=hub, request_id=rid, events=ev,
+                                                            continue_on_error=go_on)
+
+        async def gen(requests):
+            for r in requests:
+                yield r
+
+        async with admin(svc.address, root_policy) as stub:
+            # continue_on_error: the failed request's response carries its error; the stream goes on.
+            responses = [r async for r in stub.PublishEventsStream(gen(
+                [req("hubs/h", "a"), req("hubs/nope", "b", go_on=True), req("hubs/h", "c")]))]
+            assert [r.request_id for r in responses] == ["a", "b", "c"]
+            assert [r.HasField("error") for r in responses] == [False, True, False]
+            assert responses[2].first_sequence_number == 1
+            err = responses[1].error
+            assert err.code == 5 and err.message == "request 1 (request_id 'b'): hub 'nope' does not exist"
+            info = error_details_pb2.ErrorInfo()
+            assert err.details[0].Unpack(info) and info.reason == "RESOURCE_NOT_FOUND"
+            assert dict(info.metadata) == {"resource": "hubs/nope", "service": "ingestion",
+                                           "request_index": "1", "request_id": "b"}
+            # Without it the stream ends at the failed request, and its error names it.
+            got = []
+            with pytest.raises(Exception) as ended:
+                async for r in stub.PublishEventsStream(gen([req("hubs/h", "d"), req("hubs/h", ""),
+                                                             ingestion_pb2.PublishEventsStreamRequest(hub="hubs/h")])):
+                    got.append(r.request_id)
+            assert got == ["d", ""]
+        err = await HeadwaterError.from_aio_call(ended.value)
+        assert err.reason is Reason.INVALID_ARGUMENT and err.message == "request 2: the batch has no events"
+        assert err.metadata["request_index"] == "2" and "request_id" not in err.metadata
+
+
+async def test_a_batch_partition_key_is_stored_in_its_events(tmp_path, root_policy):
+    async with ingestion(tmp_path / "data") as svc:
+        await create_hub(svc.address, root_policy, "h", 2)
+        async with admin(svc.address, root_policy) as stub:
+            # A client in another language sets the key on the request only, as Event Hubs' batches do.
+            resp = await stub.PublishEvents(ingestion_pb2.PublishEventsRequest(
+                hub="hubs/h", partition_key="tokyo",
+                events=[event_pb2.EventData(body=b"a"), event_pb2.EventData(body=b"b", message_id="m")]))
+        got = await read_all(svc.address, root_policy, "h", resp.partition_id, expect=2)
+        assert [(e.body_as_str(), e.partition_key, e.message_id) for e in got] == [("a", "tokyo", None),
+                                                                                  ("b", "tokyo", "m")]
 
 
 async def test_azure_style_constructors_with_a_credential(tmp_path, root_policy):

@@ -81,6 +81,38 @@ async def test_hub_and_consumer_group_lifecycle(tmp_path, root_policy):
         assert (await stub.GetHub(ingestion_pb2.GetHubRequest(name="r"))).hub.partition_count == 4
 
 
+async def test_responses_name_resources_one_way_and_requests_take_names_or_ids(tmp_path, root_policy):
+    ipb = ingestion_pb2
+    async with ingestion(tmp_path / "d") as svc, admin(svc.address, root_policy) as stub:
+        await stub.CreateHub(ipb.CreateHubRequest(hub_id="h", hub=ipb.Hub(partition_count=2)))
+        await stub.CreateHub(ipb.CreateHubRequest(hub_id="other", hub=ipb.Hub(partition_count=1)))
+        group = "hubs/h/consumerGroups/$Default"
+        # Bare ids in, resource names out (AIP-122).
+        cp = (await stub.UpdateCheckpoint(ipb.UpdateCheckpointRequest(checkpoint=ipb.Checkpoint(
+            hub="h", consumer_group="$Default", partition_id="1", offset=0, sequence_number=4)))).checkpoint
+        assert (cp.hub, cp.consumer_group) == ("hubs/h", group)
+        # Resource names in (the form a response gave), the same out.
+        listed = (await stub.ListCheckpoints(ipb.ListCheckpointsRequest(hub=cp.hub, consumer_group=cp.consumer_group)))
+        assert [(c.hub, c.consumer_group, c.sequence_number) for c in listed.checkpoints] == [("hubs/h", group, 4)]
+        claimed = (await stub.ClaimOwnership(ipb.ClaimOwnershipRequest(ownerships=[ipb.Ownership(
+            hub="h", partition_id="0", owner_id="me")]))).ownerships
+        assert [(o.hub, o.consumer_group) for o in claimed] == [("hubs/h", group)]
+        again = (await stub.ClaimOwnership(ipb.ClaimOwnershipRequest(ownerships=claimed))).ownerships
+        assert [o.owner_id for o in again] == ["me"]
+        props = (await stub.GetPartitionProperties(ipb.GetPartitionPropertiesRequest(name="hubs/h/partitions/0")))
+        assert props.partition.hub == "hubs/h"
+        rule = (await stub.SetFaultRule(ipb.SetFaultRuleRequest(rule=ipb.FaultRule(
+            hub="h", reason=errors_pb2.SERVICE_BUSY, count=1, operation=ipb.FAULT_OPERATION_READ)))).rule
+        assert rule.hub == "hubs/h"
+        assert [r.hub for r in (await stub.ListFaultRules(ipb.ListFaultRulesRequest(hub=rule.hub))).rules] == ["hubs/h"]
+        await stub.ClearFaultRules(ipb.ClearFaultRulesRequest(hub="hubs/h"))
+        # A consumer group of another hub is refused, naming the field.
+        err = await _err(stub.ListCheckpoints(ipb.ListCheckpointsRequest(
+            hub="hubs/other", consumer_group=group)))
+        assert err.reason is Reason.INVALID_ARGUMENT and err.metadata["field"] == "consumer_group"
+        assert "a consumer group of hub 'h', not of 'other'" in err.message
+
+
 async def test_fault_rules_are_retried_by_the_sdk_or_surface_typed(tmp_path, root_policy):
     async with ingestion(tmp_path / "d") as svc, admin(svc.address, root_policy) as stub:
         await create_hub(svc.address, root_policy, "h", 2)

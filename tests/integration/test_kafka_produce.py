@@ -94,3 +94,32 @@ def test_acks_zero_compression_and_list_offsets(raw):
     offset, ts = _offsets(raw, -3, 1)  # the record with the largest timestamp: the last one
     assert offset == 9 and ts >= before_ms - 1
     assert _offsets(raw, int(time.time() * 1000) + 60_000, 1) == (-1, -1)
+
+
+@pytest.mark.parametrize("codec", [0, 1, 2, 3, 4], ids=["none", "gzip", "snappy", "lz4", "zstd"])
+def test_every_compression_codec_is_stored_and_read_back(service_process, tmp_path, root_policy, codec):
+    """A record batch of each codec (built by kafka-python) is stored record by record and read back
+    by librdkafka with its keys and values."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from tests.integration.kafka_support import confluent_conf
+
+    proc = service_process("ingestion", "--data-dir", str(tmp_path / "data"))
+    create_hub(proc, root_policy, "p", 1)
+    port = kafka_port(proc)
+    conn = Raw(port)
+    conn.call(SaslHandshakeRequest(mechanism="PLAIN"), SaslHandshakeResponse, 1)
+    token = b"\x00$ConnectionString\x00" + conn_str(proc.address, root_policy).encode()
+    assert conn.call(SaslAuthenticateRequest(auth_bytes=token), SaslAuthenticateResponse, 2).error_code == 0
+    done = _produce(conn, _batch(100, codec=codec))
+    conn.close()
+    assert (done.error_code, done.base_offset) == (0, 0)
+    consumer = Consumer(confluent_conf(port, proc, root_policy, **{"group.id": "codecs", "enable.auto.commit": False}))
+    consumer.assign([TopicPartition("p", 0, 0)])
+    msgs = []
+    deadline = time.monotonic() + 30
+    while len(msgs) < 100 and time.monotonic() < deadline:
+        msgs += [m for m in consumer.consume(100, 1) if not m.error()]
+    consumer.close()
+    assert [(m.offset(), m.key(), m.value()) for m in msgs] == \
+        [(i, f"k{i}".encode(), f"v{i}".encode() * 20) for i in range(100)]

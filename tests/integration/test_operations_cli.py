@@ -45,6 +45,20 @@ def test_hub_update_and_consumer_group_checkpoints_and_owners(service_process, r
     code, _, err = run(capsys, "hub", "update", "ops-trips", "--capture-destination", "/etc/hw-capture")
     assert code == 1 and "hub.capture.destination" in err
 
+    # Partitions up (never down); the new ones take events and keep the old ones' events.
+    code, out, err = run(capsys, "hub", "update", "ops-trips", "--partitions", "3", "--json")
+    assert code == 0, err
+    assert json.loads(out)["partitions"] == 3
+    code, _, err = run(capsys, "hub", "update", "ops-trips", "--partitions", "2")
+    assert code == 1 and "can only be added" in err and "it has 3" in err
+    one = tmp_path / "one.jsonl"
+    one.write_text('{"n": 1}\n')
+    code, out, err = run(capsys, "send", "ops-trips", str(one), "--partition", "2")
+    assert code == 0, err
+    shown = json.loads(run(capsys, "hub", "show", "ops-trips", "--json")[1])
+    assert [p["partition"] for p in shown["partition_properties"]] == ["0", "1", "2"]
+    assert [p["last_sequence_number"] for p in shown["partition_properties"]] == [-1, -1, 0]
+
     # Checkpoints and owners as a processor (the SDK's checkpoint store) leaves them.
     assert run(capsys, "consumer-group", "create", "ops-trips", "asa")[0] == 0
     code, out, _ = run(capsys, "consumer-group", "checkpoints", "ops-trips", "asa")
@@ -130,3 +144,21 @@ def test_job_checkpoint_interval_update_and_test_on_a_live_sample(service_proces
     code, _, err = run(capsys, "job", "update", "ops-copy", "--query", str(bad))
     assert code == 1 and "line 1" in err
     assert "fare * 2" in pipe.get_job("ops-copy").query  # a refused update changes nothing
+    # A consumer group for one input by alias (a starved job's fix); an unknown alias is named.
+    code, _, err = run(capsys, "job", "update", "ops-copy", "--consumer-group", "nope=g")
+    assert code == 1 and "hub inputs: trips" in err
+    code, out, err = run(capsys, "job", "update", "ops-copy", "--consumer-group", "trips=ops-own", "--json")
+    assert code == 0, err
+    assert [i.consumer_group for i in pipe.get_job("ops-copy").inputs] == ["ops-own"]
+
+    # job diff and job test read hubs: a job reading files on the service is refused, naming the input.
+    logs = tmp_path / "proc" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    code, _, err = run(capsys, "job", "create", "ops-files", "--query", str(q), "--input",
+                       f"trips=files:{logs}/*.json", "--output", "out=ops-out")
+    assert code == 0, err
+    code, _, err = run(capsys, "job", "diff", "ops-files", "--query", str(q), "--from", "2026-12-05T08:00:00Z",
+                       "--to", "2026-12-05T09:00:00Z")
+    assert code == 1 and "input 'trips' reads files, which the replay does not" in err
+    code, _, err = run(capsys, "job", "test", "ops-files", "--sample", "5")
+    assert code == 1 and "trips" in err and "files" in err, err

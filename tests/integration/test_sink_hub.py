@@ -161,8 +161,10 @@ async def test_bad_settings_are_refused_naming_the_setting(service_process, root
 
 async def test_a_write_retried_after_one_partition_failed_is_stored_once(service_process, root_policy, tmp_path):
     """One write spans two partitions; the hub refuses the second one's publish once
-    (SERVICE_BUSY, injected): the sink service retries the write, the first partition's
-    chunk is re-sent with its sequence numbers and recognised, nothing is stored twice."""
+    (SERVICE_BUSY, injected): the writer retries the write (the sink service answers the
+    failure at once), the first partition's chunk is re-sent with its sequence numbers and
+    recognised, nothing is stored twice."""
+    from headwater.retry import retry_async
     from headwater.v1 import errors_pb2
     from headwater.v1 import ingestion_pb2 as ipb
     from tests.integration.ingestion_support import admin
@@ -179,7 +181,7 @@ async def test_a_write_retried_after_one_partition_failed_is_stored_once(service
         async with aio_channel(conn_for(sink.address, root_policy)) as ch:
             stub = sink_pb2_grpc.SinkServiceStub(ch)
             await create(stub, "b", kind="hub", hub="busy", partition_key_column="city")
-            await write(stub, "b", table, ckpt=1)
+            await retry_async(lambda: write(stub, "b", table, ckpt=1))
         rules = (await ingestion.ListFaultRules(ipb.ListFaultRulesRequest(hub="busy"))).rules
     assert rules[0].injected == 1, "the fault was not injected: the test proves nothing"
     got = await events_of(ing.address, root_policy, "busy", ["0", "1"], expect=60)

@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2
 
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
+from headwater.sink_settings import set_settings
 from headwater.sinks import batch_from_proto, batch_to_proto
 from headwater.v1 import event_pb2, sink_pb2_grpc
 from headwater.v1 import sink_pb2 as spb
@@ -42,10 +43,10 @@ def cfg(**values) -> struct_pb2.Struct:
 
 async def create(stub, sid, kind="memory", mode=spb.OUTPUT_MODE_APPEND, keys=(), policy=spb.ERROR_POLICY_RETRY,
                  **config):
+    # The built-in kinds' settings go typed (Sink.memory, .postgres, ...) when they fit, else as a Struct.
+    sink = set_settings(spb.Sink(output_mode=mode, key_columns=list(keys), error_policy=policy), kind, config)
     return (await rpc(stub.CreateSink(spb.CreateSinkRequest(
-        sink_id=sid, request_id=uuid.uuid4().hex,
-        sink=spb.Sink(kind=kind, config=cfg(**config), output_mode=mode, key_columns=list(keys),
-                      error_policy=policy))))).sink
+        sink_id=sid, request_id=uuid.uuid4().hex, sink=sink)))).sink
 
 
 async def write(stub, sid, table, ckpt=0, batch=0, writer="jobs/j/outputs/o", commit=True, fmt=None):
@@ -177,6 +178,43 @@ async def test_errors_name_what_is_wrong(service_process, root_policy, tmp_path)
         assert by_name["postgres"].plugin == "headwater.plugins.sinks"
 
 
+async def test_typed_settings_keep_their_types_and_name_the_kind(service_process, root_policy, tmp_path):
+    proc = start_sink(service_process, tmp_path)
+    async with aio_channel(conn_for(proc.address, root_policy)) as ch:
+        stub = sink_pb2_grpc.SinkServiceStub(ch)
+        # Kind left empty: the typed field names it; max_rows is an int64 all the way to the plugin.
+        created = (await rpc(stub.CreateSink(spb.CreateSinkRequest(
+            sink_id="typed", sink=spb.Sink(memory=spb.MemorySettings(max_rows=3, title="T")))))).sink
+        assert created.kind == "memory" and created.WhichOneof("settings") == "memory"
+        assert created.memory.max_rows == 3 and created.memory.title == "T"
+        assert dict(created.config)["max_rows"] == 3  # responses carry the Struct too
+        await write(stub, "typed", pa.table({"v": list(range(10))}), ckpt=1)
+        assert [r["v"] for r in await read_all(stub, "typed")] == [7, 8, 9]
+        # An unset optional takes the plugin's default (dashboard: 10000), not the type's zero.
+        dash = (await rpc(stub.CreateSink(spb.CreateSinkRequest(
+            sink_id="dash", sink=spb.Sink(kind="dashboard", dashboard=spb.MemorySettings(key="k")))))).sink
+        assert dash.dashboard.max_rows == 10_000 and dash.dashboard.key == "k"
+        fs = (await rpc(stub.CreateSink(spb.CreateSinkRequest(sink_id="fs", sink=spb.Sink(
+            files=spb.FilesSettings(path=str(tmp_path / "out"), roll_size_mb=0.5)))))).sink
+        assert fs.files.format == "jsonl" and fs.files.roll_size_mb == 0.5
+        with pytest.raises(HeadwaterError, match="sink.postgres holds the settings of a 'postgres' sink, "
+                                                 "but kind is 'memory'") as info:
+            await rpc(stub.CreateSink(spb.CreateSinkRequest(sink_id="bad", sink=spb.Sink(
+                kind="memory", postgres=spb.PostgresSettings(dsn=PG_DSN, table="t")))))
+        assert info.value.reason is Reason.INVALID_ARGUMENT and info.value.metadata["field"] == "sink.postgres"
+        with pytest.raises(HeadwaterError, match="set sink.memory or sink.config, not both"):
+            await rpc(stub.CreateSink(spb.CreateSinkRequest(sink_id="bad", sink=spb.Sink(
+                memory=spb.MemorySettings(max_rows=1), config=cfg(max_rows=2)))))
+        # The typed settings are validated by the kind's plugin like a Struct's.
+        with pytest.raises(HeadwaterError, match="setting 'table' is required"):
+            await rpc(stub.CreateSink(spb.CreateSinkRequest(sink_id="bad", sink=spb.Sink(
+                postgres=spb.PostgresSettings(dsn=PG_DSN)))))
+        # A Struct is still accepted for a built-in kind, and is the only form of a third-party kind's.
+        old = (await rpc(stub.CreateSink(spb.CreateSinkRequest(sink_id="old", sink=spb.Sink(
+            kind="memory", config=cfg(max_rows=2)))))).sink
+        assert old.memory.max_rows == 2
+
+
 async def test_list_sinks_paginates(service_process, root_policy, tmp_path):
     proc = start_sink(service_process, tmp_path)
     async with aio_channel(conn_for(proc.address, root_policy)) as ch:
@@ -211,6 +249,7 @@ async def test_postgres_upsert_error_policies_through_the_service(service_proces
             assert not info.value.is_transient
             resp = await write(stub, "lenient", rows, ckpt=1)
             assert (resp.rows_written, resp.rows_dropped) == (2, 1) and "row 1" in resp.drop_reason
+            assert list(resp.dropped_rows) == [1]  # which rows: the writer dead-letters them
             await write(stub, "lenient", pa.table({"id": ["3"], "v": [30]}), ckpt=2)
             with psycopg.connect(PG_DSN) as conn:
                 got = conn.execute(f'SELECT id, v FROM "{table}" ORDER BY id').fetchall()
@@ -353,18 +392,18 @@ def test_sigterm_ends_live_subscriptions_at_once(service_process, root_policy):
     with sync_channel(conn_for(proc.address, root_policy)) as ch:
         stub = sink_pb2_grpc.SinkServiceStub(ch)
         stub.CreateSink(sink_pb2.CreateSinkRequest(sink_id="live", sink=sink_pb2.Sink(kind="memory")), timeout=10)
-        ended = threading.Event()
+        ended, subscribed = threading.Event(), threading.Event()
 
         def listen():
-            try:
-                for _ in stub.SubscribeRows(sink_pb2.SubscribeRowsRequest(name="sinks/live")):
-                    pass
+            try:  # the snapshot comes first, once the subscription is registered
+                for _ in stub.SubscribeRows(sink_pb2.SubscribeRowsRequest(name="sinks/live", include_snapshot=True)):
+                    subscribed.set()
             except grpc.RpcError:
                 pass
             ended.set()
 
         threading.Thread(target=listen, daemon=True).start()
-        time.sleep(0.5)
+        assert subscribed.wait(10), "no snapshot: the subscription did not open"
         t0 = time.monotonic()
         assert proc.terminate(timeout=30) == 0
         assert time.monotonic() - t0 < 5, "shutdown waited for the open subscription"

@@ -1,4 +1,7 @@
-"""The webhook output through a real sink process: JSON batches, retries on 5xx and timeouts."""
+"""The webhook output through a real sink process: JSON batches, 5xx and timeouts transient.
+
+The sink service makes one attempt per WriteRows; the writer retries (as the processing
+service does, docs/errors.md), here with the shared policy."""
 
 from __future__ import annotations
 
@@ -11,10 +14,14 @@ from aiohttp import web
 
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
+from headwater.retry import RetryPolicy, retry_async
 from headwater.v1 import sink_pb2 as spb
 from headwater.v1 import sink_pb2_grpc
 from tests.conftest import conn_for
 from tests.integration.test_sink_service import create, rpc, start_sink, write
+
+#: How a writer retries WriteRows (the one retry layer of the write path).
+WRITER = RetryPolicy(max_attempts=5, max_delay_s=20, initial_backoff_s=0.01)
 
 
 @pytest.fixture
@@ -52,7 +59,11 @@ async def test_batches_are_posted_and_5xx_retried(service_process, root_policy, 
         stub = sink_pb2_grpc.SinkServiceStub(ch)
         sink = await create(stub, "hook", kind="webhook", url=receiver["url"], max_rows_per_request=2)
         assert sink.delivery_guarantee == spb.DELIVERY_GUARANTEE_AT_LEAST_ONCE
-        resp = await write(stub, "hook", pa.table({"k": ["a", "b", "c"], "n": [1, 2, 3]}), ckpt=3, batch=1)
+        table = pa.table({"k": ["a", "b", "c"], "n": [1, 2, 3]})
+        with pytest.raises(HeadwaterError) as info:  # one attempt: the 503 comes back, transient
+            await write(stub, "hook", table, ckpt=3, batch=1)
+        assert info.value.is_transient and "HTTP 503" in info.value.message
+        resp = await retry_async(lambda: write(stub, "hook", table, ckpt=3, batch=1), WRITER)
         assert resp.rows_written == 3
         assert receiver["bodies"] == [[{"k": "a", "n": 1}, {"k": "b", "n": 2}], [{"k": "c", "n": 3}]]
         assert receiver["headers"][0]["X-Headwater-Checkpoint"] == "3"
@@ -81,6 +92,7 @@ async def test_timeouts_are_retried_and_dropped_under_drop_policy(service_proces
         stub = sink_pb2_grpc.SinkServiceStub(ch)
         await create(stub, "hook", kind="webhook", url=receiver["url"], timeout_s=0.3,
                      policy=spb.ERROR_POLICY_DROP)
-        resp = await write(stub, "hook", pa.table({"k": ["a", "b"]}))
+        # Timeouts are transient: the third attempt of the writer is dropped (drop_after_attempts).
+        resp = await retry_async(lambda: write(stub, "hook", pa.table({"k": ["a", "b"]})), WRITER)
         assert (resp.rows_written, resp.rows_dropped) == (0, 2)
         assert "no answer within 0.3s" in resp.drop_reason

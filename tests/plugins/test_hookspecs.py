@@ -6,7 +6,7 @@ import argparse
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 
 import pytest
 
@@ -117,7 +117,8 @@ def test_entry_points_are_loaded_unless_autoload_is_off(monkeypatch):
     """A fake distribution with a `headwater` entry point is discovered (pytest's way of testing this)."""
     import importlib.metadata as md
 
-    plugin_module = SimpleNamespace(register_sinks=Everything().register_sinks)
+    plugin_module = ModuleType("fake_plugin")  # what an entry point loads
+    plugin_module.register_sinks = Everything().register_sinks
 
     class EntryPoint:
         name, group, value = "fake", "headwater", "fake_plugin"
@@ -140,3 +141,63 @@ def test_entry_points_are_loaded_unless_autoload_is_off(monkeypatch):
     assert "test-sink" in pm.collect().sinks
     monkeypatch.setenv("HEADWATER_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert get_plugin_manager().get_plugin("fake") is None
+
+
+def test_an_implementation_under_another_name_is_used():
+    """`@hookimpl(specname=...)`: the function's own name is not the hook's (pluggy calls it)."""
+
+    class Renamed:
+        @hookimpl(specname="register_sinks")
+        def add_my_sinks(self, register):
+            register(Named("renamed-sink"))
+
+        @hookimpl(specname="register_sinks")
+        def add_more_sinks(self, register):  # a second implementation of the same hook
+            register(Named("renamed-sink-2"))
+
+    pm = get_plugin_manager([("renamed", Renamed())], load_entrypoints=False).collect()
+    assert pm.sinks.owners["renamed-sink"] == "renamed"
+    assert pm.sinks.owners["renamed-sink-2"] == "renamed"
+    assert pm.provides()["renamed"] == {"sinks": ["renamed-sink", "renamed-sink-2"]}
+
+
+def test_a_hook_wrapper_sees_every_registration_call():
+    seen: list[list[str]] = []
+
+    class Watcher:
+        @hookimpl(wrapper=True)
+        def register_windows(self, register):
+            before = len(pm.windows.unique())
+            result = yield  # the implementations of this call run here
+            seen.append([k.name for k in pm.windows.unique()[before:]])
+            return result
+
+    pm = get_plugin_manager([("everything", Everything()), ("watcher", Watcher())], load_entrypoints=False)
+    traced: list[str] = []
+    pm.trace.root.setwriter(traced.append)
+    undo = pm.enable_tracing()
+    try:
+        pm.collect()
+    finally:
+        undo()
+    # one call per implementing plugin (the third party's, then the builtins'), each wrapped
+    assert len(seen) == 2
+    assert seen[0] == ["TestWindow"] and "TumblingWindow" in seen[1]
+    assert sum("register_windows" in line for line in traced) >= 2  # pluggy's tracing saw them too
+
+
+def test_tryfirst_decides_the_registration_order():
+    class Early:
+        @hookimpl(tryfirst=True)
+        def register_sinks(self, register):
+            register(Named("early-sink"))
+
+    class Late:
+        @hookimpl
+        def register_sinks(self, register):
+            register(Named("late-sink"))
+
+    pm = get_plugin_manager([("early", Early()), ("late", Late())], load_entrypoints=False).collect()
+    names = [k.name for k in pm.sinks.unique()]
+    # pluggy calls the last registered first, except a tryfirst implementation
+    assert names[:2] == ["early-sink", "late-sink"] and "memory" in names[2:]

@@ -58,7 +58,7 @@ TABLE = {
         "CreateJob": (M, False), "GetJob": (L, False), "ListJobs": (L, False), "UpdateJob": (M, False),
         "DeleteJob": (M, False), "StartJob": (M, False), "StopJob": (M, False), "GetJobMetrics": (L, False),
         "TestQuery": (L, False), "CreateAlertRule": (M, False), "ListAlertRules": (L, False),
-        "DeleteAlertRule": (M, False), "ListAlerts": (L, False)}),
+        "DeleteAlertRule": (M, False), "ListAlerts": (L, False), "ListEventVerdicts": (L, False)}),
     "headwater.v1.SinkService": ("sink", sink_pb2_grpc.SinkServiceStub, sink_pb2, {
         "CreateSink": (M, False), "GetSink": (L, False), "ListSinks": (L, False), "DeleteSink": (M, False),
         "ListSinkKinds": (L, False), "WriteRows": (S, False), "ReadTable": (L, False),

@@ -33,14 +33,18 @@ def test_64_mib_publish_is_refused_before_it_is_buffered(stack):
         with pytest.raises(grpc.RpcError) as err:  # warm up: the first refusal allocates what it needs
             stub.PublishEvents(big, metadata=md, timeout=30)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        before = _rss_mib(pid)
-        for _ in range(8):  # 512 MiB offered in all
-            with pytest.raises(grpc.RpcError) as err:
-                stub.PublishEvents(big, metadata=md, timeout=30)
-            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        after = _rss_mib(pid)
-        # Buffering even one request would add 64 MiB; a generous bound for allocator noise.
-        assert after - before < 48, (before, after)
+        growth = []
+        for _ in range(3):  # three rounds of 4 refusals: 768 MiB offered in all
+            before = _rss_mib(pid)
+            for _ in range(4):
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.PublishEvents(big, metadata=md, timeout=30)
+                assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            growth.append(_rss_mib(pid) - before)
+        # Keeping refused requests would add 64 MiB each, in every round; the best round bounds
+        # it, so the allocator keeping what the first refusals touched on a loaded machine
+        # (once seen: +82 MiB over 8 refusals in CI) is not taken for buffering.
+        assert min(growth) < 48, growth
         # The service is fine and still takes a batch within the limit.
         stub.CreateHub(ingestion_pb2.CreateHubRequest(hub_id="limits", hub=ingestion_pb2.Hub(partition_count=1)),
                        metadata=md, timeout=10)

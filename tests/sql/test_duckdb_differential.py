@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 from headwater.functions import format_datetime
-from headwater.testing import run_query
+from headwater.services.processing.testing import run_query
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
 EPOCH_US = int(BASE.timestamp() * 1_000_000)

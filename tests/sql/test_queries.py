@@ -24,7 +24,7 @@ import pytest
 
 from headwater.errors import QueryCompileError
 from headwater.pluginmanager import get_plugin_manager
-from headwater.testing import run_query
+from headwater.services.processing.testing import run_query
 
 HERE = Path(__file__).parent
 QUERIES = sorted((HERE / "queries").glob("*.sql"))

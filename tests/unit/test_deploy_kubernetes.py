@@ -48,7 +48,16 @@ def test_the_four_services_are_wired_for_scale_out():
         assert w["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert services[name]["spec"]["selector"].items() <= labels.items(), f"{name}'s Service selects its pods"
     assert workloads["ingestion"]["spec"]["replicas"] >= 2 and workloads["processing"]["spec"]["replicas"] >= 2
-    assert workloads["processing"]["kind"] == "StatefulSet"  # job state on its own volume per replica
+    assert workloads["processing"]["kind"] == "StatefulSet"  # stable names, a volume of its own per replica
+    # Scale-out replicas share the job catalogue and checkpoints on a ReadWriteMany claim.
+    proc = workloads["processing"]["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in proc["containers"][0]["env"]}
+    assert env["HEADWATER_PROCESSING_SCALE_OUT"] == "true"
+    mounts = {m["name"]: m["mountPath"] for m in proc["containers"][0]["volumeMounts"]}
+    assert mounts["shared"] == env["HEADWATER_PROCESSING_CHECKPOINT_DIR"]
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in proc["volumes"] if v["name"] == "shared")
+    pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     for name in ("ingestion", "registry", "processing"):  # headless: clients balance over every pod
         assert services[name]["spec"]["clusterIP"] == "None"
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]

@@ -29,7 +29,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	hw "headwater/gen/go/headwater/v1"
 )
@@ -155,9 +154,10 @@ func main() {
 
 	// 5. A memory sink, a job into it, and its rows.
 	sinkID := "go-out-" + run
-	config, _ := structpb.NewStruct(map[string]interface{}{})
-	_, err = sink.CreateSink(ctx, &hw.CreateSinkRequest{SinkId: sinkID, Sink: &hw.Sink{
-		Kind: "memory", Config: config, OutputMode: hw.OutputMode_OUTPUT_MODE_APPEND}})
+	maxRows := int64(1000) // built-in kinds take typed settings (proto3 optional: a pointer)
+	_, err = sink.CreateSink(ctx, &hw.CreateSinkRequest{SinkId: sinkID, Sink: &hw.Sink{Kind: "memory",
+		Settings:   &hw.Sink_Memory{Memory: &hw.MemorySettings{MaxRows: &maxRows}},
+		OutputMode: hw.OutputMode_OUTPUT_MODE_APPEND}})
 	check(err)
 	job := "jobs/go-" + run
 	_, err = processing.CreateJob(ctx, &hw.CreateJobRequest{Job: &hw.Job{Name: job,

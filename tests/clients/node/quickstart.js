@@ -59,8 +59,9 @@ const rpcRoot = protobuf.loadSync([path.join(PROTOS, 'google/rpc/status.proto'),
 const Status = rpcRoot.lookupType('google.rpc.Status');
 const ErrorInfo = rpcRoot.lookupType('google.rpc.ErrorInfo');
 
-// Flow control: grpc-js's default HTTP/2 window is 64 KiB, which caps a read
-// stream well below what the service sends; a 16 MiB window lets it through.
+// Flow control: grpc-js's default HTTP/2 window is 64 KiB, which can cap a read
+// stream below what the service sends; a 16 MiB window lets it through
+// (`headwater perf node-read` measures it).
 const CHANNEL_OPTIONS = {
   'grpc.max_receive_message_length': 64 * 1024 * 1024,
   'grpc-node.flow_control_window': 16 * 1024 * 1024,
@@ -162,7 +163,8 @@ async function main() {
         hub, consumer_group: '$Default', partition_id: pid, offset: e.offset, sequence_number: e.sequence_number,
       } }, conn);
     }
-    return events.map((e) => JSON.parse(e.event.body.toString()));
+    // The batch's partition_key is stored in each of its events.
+    return events.map((e) => ({ ...JSON.parse(e.event.body.toString()), partitionKey: e.event.partition_key }));
   }));
   const { checkpoints } = await unary(ingestion, 'ListCheckpoints', { hub, consumer_group: '$Default' }, conn);
 
@@ -177,8 +179,9 @@ async function main() {
 
   // 5. A memory sink and a job writing into it; then read the rows.
   const sinkId = `node-out-${RUN}`;
-  await unary(sink, 'CreateSink', { sink_id: sinkId, sink: {
-    kind: 'memory', config: { fields: {} }, output_mode: 'OUTPUT_MODE_APPEND' } }, conn);
+  // Built-in kinds take typed settings (memory, dashboard, postgres, files, delta, webhook, hub).
+  const created = await unary(sink, 'CreateSink', { sink_id: sinkId, sink: {
+    kind: 'memory', memory: { max_rows: 1000 }, output_mode: 'OUTPUT_MODE_APPEND' } }, conn);
   const jobName = `jobs/node-${RUN}`;
   await unary(processing, 'CreateJob', { job: {
     name: jobName,
@@ -208,8 +211,9 @@ async function main() {
   console.log(JSON.stringify({
     namespace: ns, published: trips.length, read: total,
     readIds: perPartition.flat().map((t) => t.tripId).sort(),
-    checkpoints: checkpoints.length, schemaId: properties.id, schemaVersion: properties.version,
-    rows: rows.length, rowIds: rows.map((r) => r.tripId).sort(), error,
+    keysStored: perPartition.flat().every((t) => t.partitionKey === t.startLocation),
+    checkpoints: checkpoints.length, checkpointNames: [checkpoints[0].hub, checkpoints[0].consumer_group], schemaId: properties.id, schemaVersion: properties.version,
+    sinkMaxRows: created.sink.memory.max_rows, rows: rows.length, rowIds: rows.map((r) => r.tripId).sort(), error,
   }));
 }
 

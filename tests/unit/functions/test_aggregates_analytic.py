@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
 from headwater.errors import HeadwaterError, QueryCompileError
-from headwater.testing import run_query
+from headwater.services.processing.testing import run_query
 
 # The reference's PERCENTILE_CONT example: service availability across regions.
 REGIONS = [{"t": f"2024-01-01T00:00:0{i + 1}Z", "Regions": r, "ServiceAvailability": v, "k": k}
@@ -29,6 +30,24 @@ def test_percentile_cont_documented_example() -> None:
     out = _one("SELECT COUNT(*) AS n, PERCENTILE_DISC(0.95) OVER (ORDER BY serviceAvailability) AS p FROM testInput "
                "TIMESTAMP BY t GROUP BY SlidingWindow(hours, 1)")
     assert [r["p"] for r in out if r["n"] == 5] == [0.99]  # the reference's PERCENTILE_DISC example
+
+
+def test_percentile_within_group_is_the_over_form() -> None:
+    """T-SQL's WITHIN GROUP (ORDER BY ...) spelling gives what the documented OVER form gives;
+    on another function, or with more than ORDER BY, it is a compile error with its position."""
+    over = _one("SELECT PERCENTILE_CONT(0.95) OVER (ORDER BY ServiceAvailability) AS p,"
+                " PERCENTILE_DISC(0.25) OVER (ORDER BY ServiceAvailability DESC) AS d"
+                " FROM testInput TIMESTAMP BY t GROUP BY TumblingWindow(minute, 1)")
+    within = _one("SELECT PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY ServiceAvailability) AS p,"
+                  " PERCENTILE_DISC(0.25) WITHIN GROUP (ORDER BY ServiceAvailability DESC) AS d"
+                  " FROM testInput TIMESTAMP BY t GROUP BY TumblingWindow(minute, 1)")
+    assert within == over == [{"p": pytest.approx(0.988), "d": 0.98}]
+    for q, where, msg in [("SELECT SUM(x) WITHIN GROUP (ORDER BY x) FROM i", "column 15", "only for PERCENTILE_CONT"),
+                          ("SELECT PERCENTILE_CONT(0.5) WITHIN GROUP (x) FROM i", "column 43", "expected ORDER BY"),
+                          ("SELECT PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY x LIMIT DURATION(second, 1)) FROM i",
+                           "column 29", "ORDER BY expression")]:
+        with pytest.raises(QueryCompileError, match=f"{where}: .*{msg}"):
+            run_query(q, {"i": []})
 
 
 def test_percentiles_cont_disc_asc_desc_and_nulls() -> None:
@@ -151,3 +170,21 @@ def test_anomaly_detection_argument_errors() -> None:
                       ("AnomalyDetection_ChangePoint(x, y, 30)", "constant argument")]:
         with pytest.raises(QueryCompileError, match=msg):
             run_query(base.format(call), {"input": []})
+
+
+def test_spike_and_dip_scores_are_tails_of_the_adaptive_kde() -> None:
+    """The documented model: an adaptive kernel density estimate. Bandwidths are narrow where
+    the history is dense and wide in its tails, and the p-values are the tails of that density
+    (checked against a numerical integral of it)."""
+    from headwater.plugins.anomaly import adaptive_bandwidths, kde_pvalues
+
+    rng = np.random.default_rng(3)
+    hist = np.concatenate([rng.normal(0, 1, 60), [6.0, 7.5]])
+    h = adaptive_bandwidths(hist)
+    assert h[-2:].min() > 2 * np.median(h[:60])
+    for x in (-2.0, 0.3, 4.0, 6.5):
+        grid = np.linspace(-15, x, 40001)
+        dens = (np.exp(-0.5 * ((grid[:, None] - hist) / h) ** 2) / (h * np.sqrt(2 * np.pi))).mean(axis=1)
+        upper, lower = kde_pvalues(hist, x)
+        assert lower == pytest.approx(np.trapezoid(dens, grid), abs=1e-5)
+        assert upper + lower == pytest.approx(1.0)

@@ -7,7 +7,7 @@ import pytest
 
 from headwater.errors import HeadwaterError
 from headwater.plugins import geospatial as G
-from headwater.testing import run_query
+from headwater.services.processing.testing import run_query
 
 SQUARE10 = {"type": "Polygon", "coordinates": [[[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0], [0.0, 0.0]]]}
 
@@ -98,3 +98,28 @@ def test_left_hand_ring_is_the_globe_minus_the_polygon() -> None:
     inside, far = {"type": "Point", "coordinates": [5, 5]}, {"type": "Point", "coordinates": [50, 50]}
     assert (G.st_within(inside, right_hand), G.st_within(far, right_hand)) == (1, 0)
     assert (G.st_within(inside, left_hand), G.st_within(far, left_hand)) == (0, 1)
+
+
+def _pt(lat, lon):
+    return G.create_point(lat, lon)
+
+
+def test_geometries_across_the_antimeridian_are_split_there() -> None:
+    # the line from longitude 179 to -179 along the equator is 2 degrees long, across the
+    # antimeridian; it is not the 358 degrees through longitude 0 a flat map would draw
+    dateline = G.create_linestring(_pt(0, 179), _pt(0, -179))
+    assert G.st_intersects(dateline, G.create_linestring(_pt(1, 179.5), _pt(-1, 179.5))) == 1
+    assert G.st_intersects(dateline, G.create_linestring(_pt(1, -179.5), _pt(-1, -179.5))) == 1
+    assert G.st_intersects(dateline, G.create_linestring(_pt(1, 0), _pt(-1, 0))) == 0
+    # 1 degree of latitude north of the line's middle (at ±180): about 110.6 km, not 157 km
+    assert G.st_distance(dateline, _pt(1, 180)) == pytest.approx(110_574, rel=1e-3)
+    assert G.st_distance(dateline, _pt(1, -179.9)) == pytest.approx(110_574, rel=1e-3)
+    # a polygon from 170 east to -170, counter-clockwise: the 20 degrees around the antimeridian
+    pacific = G.create_polygon(_pt(-10, 170), _pt(-10, -170), _pt(10, -170), _pt(10, 170), _pt(-10, 170))
+    assert [G.st_within(_pt(0, lon), pacific) for lon in (175, 180, -180, -175, 0, 160, -160)] == [1, 1, 1, 1, 0, 0, 0]
+    assert G.st_distance(_pt(0, 179.5), _pt(0, -179.5)) == pytest.approx(111_319.5, rel=1e-4)
+    # through the engine, as a query writes it
+    out = run_query("SELECT ST_WITHIN(CreatePoint(lat, lon), CreatePolygon(CreatePoint(-10, 170),"
+                    " CreatePoint(-10, -170), CreatePoint(10, -170), CreatePoint(10, 170), CreatePoint(-10, 170)))"
+                    " AS w FROM input", {"input": [{"lat": 5, "lon": -178}, {"lat": 5, "lon": 2}]})["output"]
+    assert out == [{"w": 1}, {"w": 0}]

@@ -12,7 +12,7 @@ from headwater.cli.main import main as headwater_main
 from headwater.errors import HeadwaterError
 from headwater.pluginmanager import get_plugin_manager
 from headwater.plugins.javascript import JavaScriptError, js_function, js_plugin
-from headwater.testing import run_query
+from headwater.services.processing.testing import run_query
 
 # The documented examples (Stream Analytics "JavaScript user-defined functions" / "aggregates").
 UDF_HEX = "function main(hexValue) {\n  return parseInt(hexValue, 16);\n}"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from headwater.functions import EventRecord
 from headwater.plugins.functions import get_metadata_property_value as gmpv
-from headwater.testing import run_query
+from headwater.services.processing.testing import run_query
 
 T = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

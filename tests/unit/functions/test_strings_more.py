@@ -7,7 +7,7 @@ import pytest
 
 from headwater.errors import HeadwaterError
 from headwater.plugins import strings as S
-from headwater.testing import run_query
+from headwater.services.processing.testing import run_query
 
 
 def test_documented_examples_through_the_engine() -> None:

@@ -71,3 +71,11 @@ async def test_async_retry_honours_retry_after_floor():
 
     assert await retry_async(fn, FAST) == "ok"
     assert calls[1] - calls[0] >= 0.04
+
+
+def test_backoff_of_unbounded_loops_is_the_policys_and_honours_retry_after():
+    policy = RetryPolicy(initial_backoff_s=0.05, max_backoff_s=2.0)
+    delays = [policy.backoff(n) for n in range(1, 40)]
+    assert all(0 <= d <= 2.0 for d in delays) and max(delays) > 0.2  # grows, jittered, capped
+    busy = HeadwaterError(Reason.SERVICE_BUSY, "busy", retry_after=1.5)
+    assert all(policy.backoff(1, busy) >= 1.5 for _ in range(20))  # never sooner than RetryInfo

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from headwater.compose import load_compose
 from headwater.errors import HeadwaterError
 from headwater.procs import ServiceProcess, headwater_cmd, wait_healthy
 from headwater.supervisor import RestartPolicy, Supervisor
+from tests.wait import wait_until
 
 
 @pytest.mark.parametrize("text,code,so_far,restarts", [
@@ -50,10 +49,7 @@ def test_a_killed_service_comes_back_on_its_address_until_the_limit(tmp_path):
     try:
         address, first = proc.address, proc.pid
         proc.kill()
-        deadline = time.monotonic() + 60
-        while not restarted and time.monotonic() < deadline:
-            sup.check()
-            time.sleep(0.05)
+        wait_until(lambda: (sup.check(), restarted)[1], timeout=60, every=0.05, what="a restart", fail=False)
         assert said[0].startswith("registry exited (code -9)") and "restarting in 0.2s" in said[0]
         assert said[1] == f"registry restarted (restart 1), healthy at {address}"
         assert restarted == [proc.pid] and proc.pid != first and proc.address == address
@@ -66,3 +62,17 @@ def test_a_killed_service_comes_back_on_its_address_until_the_limit(tmp_path):
         assert not sup.running() and sup.restarts("registry") == 1
     finally:
         proc.kill()
+
+
+def test_replicas_get_their_services_policy():
+    from headwater.supervisor import policy_of
+
+    policies = {"ingestion": RestartPolicy("always"), "processing": RestartPolicy("on-failure", 2),
+                "nats-1": RestartPolicy("unless-stopped")}
+    assert policy_of(policies, "ingestion-2") == RestartPolicy("always")
+    assert policy_of(policies, "processing-1") == RestartPolicy("on-failure", 2)
+    assert policy_of(policies, "nats-1") == RestartPolicy("unless-stopped")  # a service of that name: its own
+    assert policy_of(policies, "sink-2") == RestartPolicy()  # no such service: not restarted
+    sup = Supervisor([ServiceProcess("ingestion-2", ["true"]), ServiceProcess("sink", ["true"])], policies)
+    assert sup._state["ingestion-2"].policy == RestartPolicy("always")
+    assert sup._state["sink"].policy == RestartPolicy()

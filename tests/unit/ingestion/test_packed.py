@@ -4,6 +4,7 @@ content type and (when asked) property, as the per-event messages would."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from headwater.services.ingestion.log.segment import encode_batch, slice_batches
 from headwater.services.ingestion.packed import pack_frames
@@ -46,3 +47,28 @@ def test_one_content_type_is_sent_once_and_empty_reads_are_empty():
     got = ipb.PackedEvents.FromString(pack_frames(buf))
     assert list(got.content_types) == ["application/json"] and not got.content_type_ids
     assert ipb.PackedEvents.FromString(pack_frames(b"")) == ipb.PackedEvents(body_offsets=[0])
+
+
+def test_compiled_kernel_writes_the_same_answer_as_the_numpy_passes():
+    from headwater.services.ingestion.log.jit import KERNELS
+    from headwater.services.ingestion.packed import _pack_compiled, _pack_numpy, packed_answer
+
+    k = KERNELS.load()
+    tail = ipb.ReadEventsResponse(last_enqueued_sequence_number=99).SerializeToString()
+    mixed = [event_pb2.EventData(body=b'{"i": %d}' % i * (i % 3), content_type="application/json" if i % 5 else "",
+                                 partition_key="pk", properties={"p": "q"}) for i in range(40)]
+    same = [event_pb2.EventData(body=b"y" * i, content_type="avro/binary+3") for i in range(300)]
+    for events in (mixed, same):
+        buf = _frames(events, start=42)
+        cols = _pack_numpy(buf)
+        assert _pack_compiled(k, buf, b"", 0) == cols
+        answer = _pack_compiled(k, buf, tail, 6)
+        assert answer == packed_answer(buf, False, tail)
+        resp = ipb.ReadEventsResponse.FromString(answer)
+        assert resp.packed == ipb.PackedEvents.FromString(cols) and resp.last_enqueued_sequence_number == 99
+    # A frame that does not parse: the kernel hands it back to the numpy passes.
+    bad = _frames(same)[:-3]
+    assert _pack_compiled(k, bad, b"", 0) is None
+    assert pack_frames(bad) == _pack_numpy(bad)
+    with pytest.raises(ValueError):
+        pack_frames(b"\x0b" + bad[1:])  # not an events entry

@@ -9,7 +9,7 @@ import pytest
 from headwater.errors import QueryCompileError
 from headwater.pluginmanager import get_plugin_manager
 from headwater.services.processing.engine import QueryRuntimeError
-from headwater.testing import run_query
+from headwater.services.processing.testing import run_query
 
 VALUES = [None, 0, 1, -7, 2.5, float("1e308"), "", "abc", "ABC", "12", "2024-01-01T00:00:05Z", True, False,
           {"a": 1}, [1, "x"], {"a": {"b": [1]}}, []]

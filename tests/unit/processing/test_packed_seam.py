@@ -116,3 +116,55 @@ def test_partitions_fed_one_after_another_close_arrival_windows_once() -> None:
     assert rt.take_outputs()["o"] == [{"n": 2}]
     rt.advance_arrival(base + 20_000_001)
     assert rt.take_outputs()["o"] == [{"n": 3}]
+
+
+def test_read_answers_map_number_columns_without_an_object_per_value() -> None:
+    """ReadEventsResponseColumns is wire-identical to ReadEventsResponse: the packed
+    columns come as little-endian bytes, mapped by Chunk.of; slices share the buffer."""
+    from headwater.eventhub.wire import ReadEventsResponseColumns
+    from headwater.services.processing.runtime import Chunk, merge_chunks
+    from headwater.v1 import ingestion_pb2 as ipb
+
+    resp = ipb.ReadEventsResponse(last_enqueued_sequence_number=12)
+    p = resp.packed
+    p.bodies, p.content_types[:] = b'{"a":1}{"a":22}{"a":333}', ["application/json", "text/x"]
+    p.body_offsets.extend([0, 7, 15, 24])
+    p.sequence_numbers.extend([10, 11, 12])
+    p.enqueued_times_us.extend([T0, T0 + 1, T0 + 2])
+    p.content_type_ids.extend([0, 1, 0])
+    resp.retrieval_time.seconds = 5
+    wire = resp.SerializeToString()
+    as_objects = Chunk.of("i", "0", ipb.ReadEventsResponse.FromString(wire))
+    cols = ReadEventsResponseColumns.FromString(wire)
+    assert isinstance(cols.packed.body_offsets, bytes) and cols.HasField("retrieval_time")
+    chunk = Chunk.of("i", "0", cols)
+    for name in ("offsets", "seqs", "arrivals", "ct_ids"):
+        assert getattr(chunk, name).tolist() == getattr(as_objects, name).tolist(), name
+    assert chunk.bodies == as_objects.bodies and chunk.content_types == as_objects.content_types
+
+    tail = chunk.take(slice(1, 3))
+    assert tail.bodies is chunk.bodies and tail.offsets.tolist() == [7, 15, 24] and tail.nbytes == 17
+    assert [t for t, _ in tail.by_content_type()] == ["text/x", "application/json"]
+    merged = merge_chunks([chunk.take(slice(0, 1)), tail])[("i", "0")]
+    assert merged.bodies == chunk.bodies and merged.offsets.tolist() == [0, 7, 15, 24]
+    assert merged.seqs.tolist() == [10, 11, 12]
+
+
+def test_newline_joined_reads_bodies_at_any_offset() -> None:
+    from headwater.services.processing.engine import PackedBodies
+
+    buf = b'xx{"a":1}{"b":2}{"c":3}'
+    assert PackedBodies(buf, np.array([2, 9, 16, 23])).newline_joined() == b'{"a":1}\n{"b":2}\n{"c":3}'
+    assert PackedBodies(buf, np.array([9, 16])).newline_joined() == b'{"b":2}'
+    assert PackedBodies(buf, np.array([9])).newline_joined() == b""
+
+
+def test_a_small_vectorised_state_is_captured_with_its_size() -> None:
+    rt = JobRuntime(job("SELECT k, COUNT(*) AS n INTO [o] FROM [i] TIMESTAMP BY t GROUP BY k, TumblingWindow(s, 10)"),
+                    "", None)
+    feed(rt, [orjson.dumps({"k": "a", "t": "2023-11-14T22:13:20Z"})])
+    captured = rt.snapshot_begin()
+    assert captured.nbytes() is not None and captured.nbytes() < 1 << 20
+    rt2 = JobRuntime(job("SELECT k, COUNT(*) AS n INTO [o] FROM [i] TIMESTAMP BY t GROUP BY k, TumblingWindow(s, 10)"),
+                     "", None)
+    rt2.restore(captured.finish())

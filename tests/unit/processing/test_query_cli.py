@@ -121,3 +121,35 @@ def test_no_warning_when_every_input_is_read_and_on_time(tmp_path, capsys) -> No
     _write_inputs(tmp_path)
     assert _run(tmp_path, QUERY, "--input", f"Input={tmp_path / 'a.json'}") == 0
     assert capsys.readouterr().err == ""
+
+
+def test_an_input_file_that_does_not_read_is_named_in_the_error(tmp_path, capsys) -> None:
+    """Not JSON (one line: before, the JSON-lines fallback recursed until RecursionError), a bad
+    JSON line, and an integer past bigint's 64 bits (the reference: InputDeserializationError)."""
+    cases = {"cut.json": ('[{"Make": "A"},', "not JSON"),
+             "lines.jsonl": ('{"Make": "A"}\n{"Make": \n', "JSON line 2: not JSON"),
+             "big.json": ('[{"Make": "A", "v": 9223372036854775808}]', "the integer 9223372036854775808 is outside"
+                                                                      " the bigint range")}
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        assert _run(tmp_path, QUERY, "--input", f"Input={tmp_path / name}") == 1
+        err = capsys.readouterr().err
+        assert f"{tmp_path / name}: InputDeserializationError: {message}" in err, err
+        assert "Recursion" not in err and "Traceback" not in err
+
+
+def test_a_file_is_read_as_partition_0(tmp_path) -> None:
+    """PartitionId (column and metadata) is 0 for events of a file, as from a hub with one
+    partition (it was NULL); a payload field of that name wins, as in a job."""
+    events = [{"v": 1, "Time": "2024-01-01T00:00:01Z"}, {"v": 2, "Time": "2024-01-01T00:00:02Z", "PartitionId": 3}]
+    (tmp_path / "e.json").write_text(json.dumps(events))
+    query = ("SELECT v, PartitionId AS p, GetMetadataPropertyValue(Input, '[EventHub].[PartitionId]') AS m\n"
+             "FROM Input TIMESTAMP BY Time PARTITION BY PartitionId")
+    assert _run(tmp_path, query, "--input", f"Input={tmp_path / 'e.json'}") == 0
+    rows = json.loads((tmp_path / "out" / "output.json").read_text())
+    assert rows == [{"v": 1, "p": 0, "m": 0}, {"v": 2, "p": 3, "m": 3}]
+    grouped = ("SELECT PartitionId, COUNT(*) AS n FROM Input TIMESTAMP BY Time PARTITION BY PartitionId\n"
+               "GROUP BY PartitionId, TumblingWindow(second, 10)")
+    (tmp_path / "e.json").write_text(json.dumps(events[:1] * 3))
+    assert _run(tmp_path, grouped, "--input", f"Input={tmp_path / 'e.json'}") == 0
+    assert json.loads((tmp_path / "out" / "output.json").read_text()) == [{"PartitionId": 0, "n": 3}]

@@ -105,13 +105,21 @@ def test_header_names_engine_and_schema_version(pm) -> None:
 
 # -- row operators' keyed state (msgpack sections, schema version 3) ------------------------
 STDEV = "SELECT k, COUNT(*) AS n, STDEV(v) AS sd, MAX(w) AS w FROM i TIMESTAMP BY t GROUP BY k, TumblingWindow(minute, 10)"
-LAG = "SELECT k, v, LAG(v) OVER (PARTITION BY k LIMIT DURATION(hour, 1)) AS prev FROM i TIMESTAMP BY t"
+# WHEN keeps LAG on the row implementation (the vectorised one takes LAG/LAST without WHEN)
+LAG = "SELECT k, v, LAG(v) OVER (PARTITION BY k LIMIT DURATION(hour, 1) WHEN v IS NOT NULL) AS prev FROM i TIMESTAMP BY t"
+VLAG = "SELECT k, v, LAG(v) OVER (PARTITION BY k LIMIT DURATION(hour, 1)) AS prev FROM i TIMESTAMP BY t"
 
 
 def _exact(v):
     """A value with every type spelled out (tuple vs list, int vs float, Env's fields)."""
-    from headwater.services.processing.exec.base import Env
+    from collections import deque
 
+    from headwater.services.processing.exec.base import Env, KeyedColumns
+
+    if isinstance(v, KeyedColumns):
+        return ("KeyedColumns", _exact(v.columns))
+    if isinstance(v, deque):
+        return ("deque", [_exact(x) for x in v])
     if isinstance(v, Env):
         return ("Env", _exact(v.__getstate__()))
     if isinstance(v, dict):
@@ -134,14 +142,15 @@ def _many_keys(keys: int):
 def test_row_path_keyed_state_of_many_keys_round_trips_exactly(pm, text) -> None:
     compiled = compile_query(text, pm)
     rt = compiled.runtime()
-    assert rt.mode == "row"  # STDEV and LAG have no vectorised kernel: the state is a row operator's
+    assert rt.mode == "row"  # STDEV and LAG ... WHEN have no vectorised kernel: the state is a row operator's
     rt.feed("i", _many_keys(5000))
     rt.advance_time(1_704_067_200_000_000 + 240_000_000)
     rt.take()
     blob = rt.snapshot()
     header = read_header(blob)
     assert header["schema_version"] == SCHEMA_VERSION
-    assert any(s.get("kind") == "msgpack" for s in header["sections"])
+    # the keyed collections as typed columns: keys, accumulators or histories, events' fields
+    assert sum(s.get("kind") == "arrow_column" for s in header["sections"]) >= 3, header["sections"]
     rt2 = compiled.runtime()
     rt2.restore(blob)
     assert [_exact(op.snapshot()) for op in rt2.statements] == [_exact(op.snapshot()) for op in rt.statements]
@@ -149,6 +158,30 @@ def test_row_path_keyed_state_of_many_keys_round_trips_exactly(pm, text) -> None
     rt2.flush()
     assert _canon([r for rows in rt2.take().values() for r in rows]) == \
         _canon([r for rows in rt.take().values() for r in rows])
+
+
+def test_vectorised_lag_state_of_many_keys_round_trips(pm) -> None:
+    """Vectorised LAG keeps per key its last entries; typed keys and values go into an Arrow
+    table (mixed values into the tagged small state), and the restored runtime continues alike."""
+    compiled = compile_query(VLAG, pm)
+    rt = compiled.runtime()
+    assert rt.mode == "vectorised"
+    events = [{"k": f"key{i}", "v": float(i), "t": "2024-01-01T00:01:00Z"} for i in range(3000)]
+    rt.feed("i", events)
+    rt.advance_time(1_704_067_200_000_000 + 240_000_000)
+    rt.take()
+    blob = rt.snapshot()
+    assert any("analytic0" in s["name"] for s in read_header(blob)["sections"])
+    rt2 = compiled.runtime()
+    rt2.restore(blob)
+    more = [{"k": f"key{i}", "v": -1.0, "t": "2024-01-01T00:02:00Z"} for i in range(3000)]
+    rt.feed("i", more)
+    rt2.feed("i", more)
+    rt.flush()
+    rt2.flush()
+    got = rt2.take()["output"]
+    assert got == rt.take()["output"]
+    assert [r["prev"] for r in got[:3]] == [0.0, 1.0, 2.0]
 
 
 def test_schema_version_2_blob_with_tagged_json_row_state_still_restores(pm) -> None:
@@ -162,18 +195,16 @@ def test_schema_version_2_blob_with_tagged_json_row_state_still_restores(pm) -> 
     start = header.pop("_body")
     # rewrite as version 2 wrote it: the row state as tagged JSON in the header, no msgpack section
     enc = S._Encoder()
-    for st in header["state"]["statements"]:
-        sec = next(s for s in header["sections"] if s["name"] == st["row_msgpack"])
-        value = S._unpack(blob[start + sec["offset"]:start + sec["offset"] + sec["length"]], {})
+    for op, st in zip(rt.statements, header["state"]["statements"]):
         st.pop("row_msgpack")
-        st["row"] = enc.enc(value)
+        st["row"] = enc.enc(op.snapshot(columns=False))  # version 2 had no KeyedColumns
     for src in header["state"]["sources"].values():
         for st in src:
             sec = next(s for s in header["sections"] if s["name"] == st["row_msgpack"])
             st["row"] = enc.enc(S._unpack(blob[start + sec["offset"]:start + sec["offset"] + sec["length"]], {}))
             st.pop("row_msgpack")
     assert not enc.frames
-    header["sections"] = [s for s in header["sections"] if s.get("kind") != "msgpack"]
+    header["sections"] = [s for s in header["sections"] if s.get("kind") not in ("msgpack", "arrow_column")]
     assert not header["sections"]
     header["schema_version"] = 2
     old = orjson.dumps(header)
@@ -192,3 +223,81 @@ def test_damaged_row_state_is_refused_clearly(pm) -> None:
     cut = blob[:at] + b"\xc1" * sec["length"] + blob[at + sec["length"]:]
     with pytest.raises(SnapshotError, match="damaged"):
         compile_query(STDEV, pm).runtime().restore(cut)
+
+
+@pytest.mark.parametrize("text", [STDEV, LAG], ids=["stdev", "lag"])
+def test_schema_version_3_blob_with_msgpack_row_state_still_restores(pm, text) -> None:
+    """Version 3 kept the keyed collections as msgpack values per key: it restores the same."""
+    from headwater.services.processing.state import snapshot as S
+
+    compiled = compile_query(text, pm)
+    rt = compiled.runtime()
+    rt.feed("i", _many_keys(200))
+    rt.take()
+    blob = rt.snapshot()
+    header = read_header(blob)
+    start = header.pop("_body")
+    enc = S._Encoder()
+    body, sections, offset = [], [], 0
+    for sec in header["sections"]:  # the sources' sections as they are
+        if sec.get("kind") == "msgpack" and sec["name"].startswith("source"):
+            data = blob[start + sec["offset"]:start + sec["offset"] + sec["length"]]
+            sections.append({**sec, "offset": offset})
+            body.append(data)
+            offset += len(data)
+    for op, st in zip(rt.statements, header["state"]["statements"]):
+        data = S._pack(op.snapshot(columns=False), enc)
+        sections.append({"name": st["row_msgpack"], "offset": offset, "length": len(data), "kind": "msgpack"})
+        body.append(data)
+        offset += len(data)
+    assert not enc.arrays and not enc.packed
+    header["sections"], header["schema_version"] = sections, 3
+    old = orjson.dumps(header)
+    rt2 = compiled.runtime()
+    rt2.restore(blob[:5] + struct.pack("<I", len(old)) + old + b"".join(body))
+    assert [_exact(op.snapshot()) for op in rt2.statements] == [_exact(op.snapshot()) for op in rt.statements]
+    rt.flush()
+    rt2.flush()
+    assert _canon([r for rows in rt2.take().values() for r in rows]) == \
+        _canon([r for rows in rt.take().values() for r in rows])
+
+
+def test_keyed_columns_round_trip_every_shape_exactly() -> None:
+    """Each column comes back with the same Python types: scalars of one type as Arrow arrays,
+    lists/tuples/deques of fixed or varying length, events, records of the same fields, and
+    whatever does not fit (mixed types, ints past 64 bits, bits beside numbers) as msgpack."""
+    from collections import deque
+    from datetime import UTC, datetime
+
+    from headwater.services.processing.exec.base import Env, KeyedColumns
+    from headwater.services.processing.state import snapshot as S
+
+    n = 7
+    cols = [
+        [f"k{i}" for i in range(n)],  # str
+        [i if i % 3 else None for i in range(n)],  # int with NULLs
+        [i * 0.5 for i in range(n)],  # float
+        [i % 2 == 0 for i in range(n)],  # bool
+        [(f"k{i}", i) for i in range(n)],  # tuple keys
+        [(("bit", True), i) if i % 2 else (1, i) for i in range(n)],  # bits beside numbers
+        [[i, [i, float(i), i * 2.0]] for i in range(n)],  # accumulators: nested fixed lists
+        [deque([(i * 10 + j, j * 1.5) for j in range(i)]) for i in range(n)],  # varying length
+        [[] for _ in range(n)],  # empty lists, distinct objects
+        [2**70 if i == 3 else i for i in range(n)],  # an int beyond 64 bits
+        [1 if i % 2 else 1.0 for i in range(n)],  # int and float mixed
+        [None] * n,
+        [{"a": i, "b": "é" * i, "c": [i, {"x": None}]} for i in range(n)],  # records of one shape
+        [{"a": i} if i % 2 else {"b": i} for i in range(n)],  # records of other shapes
+        [Env({"i": {"k": f"k{i}", "v": i}}, 1000 + i, {"i": 999} if i % 2 else None, None,
+             [i] if i % 3 else None, None) for i in range(n)],
+        [datetime(2024, 1, 1, tzinfo=UTC) if i else b"\x00\xff" for i in range(n)],
+        [b"\x00\xff" * i for i in range(n)],
+    ]
+    enc = S._Encoder()
+    blob = S._pack({"state": KeyedColumns(cols), "empty": KeyedColumns([[], []])}, enc)
+    out = S._unpack(blob, {}, dict(enc.arrays), dict(enc.packed))
+    assert _exact(out["state"]) == _exact(KeyedColumns(cols))
+    assert _exact(out["empty"]) == _exact(KeyedColumns([[], []]))
+    assert enc.arrays  # typed columns were used
+    restored_empty = out["state"].columns[8]
+    assert len({id(x) for x in restored_empty}) == n  # not one shared list

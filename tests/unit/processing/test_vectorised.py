@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from headwater.cli.perf import QUERIES, trip_batches
 from headwater.hookspecs import hookimpl
+from headwater.perf.common import QUERIES, trip_batches
 from headwater.pluginmanager import get_plugin_manager
 from headwater.services.processing.engine import QueryRuntimeError, compile_query, format_rows
 

@@ -126,8 +126,92 @@ def _run_both(pm, sql, values):
      [{"w": BIG - 1, "x": BIG}, {"w": -BIG - 1, "x": -BIG}]),
     # a float result is a float, not an overflow
     ("SELECT CAST(v AS float) + 1 AS w FROM s TIMESTAMP BY t", [BIG], [{"w": 9.223372036854776e18}]),
+    # functions of bigints: exact, and the same error past the range
+    ("SELECT ABS(v) AS w FROM s TIMESTAMP BY t", [-BIG - 1], "overflow"),
+    ("SELECT ROUND(v, -1) AS w FROM s TIMESTAMP BY t", [BIG], "overflow"),
+    ("SELECT ROUND(v, -2) AS w, ROUND(v, -2, 1) AS x FROM s TIMESTAMP BY t", [1234567890123456789],
+     [{"w": 1234567890123456800, "x": 1234567890123456700}]),
+    # a text past the range does not convert: TRY_CAST gives NULL (CAST fails the statement)
+    ("SELECT TRY_CAST(CONCAT(CAST(v AS nvarchar(max)), '0') AS bigint) AS w, TRY_CAST('-9223372036854775808'"
+     " AS bigint) AS x FROM s TIMESTAMP BY t", [BIG], [{"w": None, "x": -BIG - 1}]),
 ])
 def test_bigint_overflow_is_an_error_on_both_paths(sql, values, expected) -> None:
     pm = get_plugin_manager(load_entrypoints=False).collect()
     col, row = _run_both(pm, sql, values)
     assert col == row == expected
+
+
+@pytest.mark.parametrize("sql", ["SELECT v AS w FROM s", "SELECT v + 0 AS w FROM s",
+                                 "SELECT SUM(v) AS w FROM s GROUP BY TumblingWindow(second, 10)", "SELECT * FROM s"])
+def test_a_json_integer_past_bigint_is_a_deserialization_error_on_both_paths(sql) -> None:
+    """The data types reference: reading a bigint outside the range fails to deserialize the
+    event (InputDeserializationError). It is dropped and counted; the other events keep their
+    types (the first batch's 2**64 does not make the field a float). Only the fields a query
+    reads are checked, on both paths (the typed decode reads no other): ``SELECT *`` reads
+    ``other`` too and drops that event, the others keep it."""
+    pm = get_plugin_manager(load_entrypoints=False).collect()
+    bodies = [b'{"v": 18446744073709551616}', b'{"v": 9223372036854775808}', b'{"v": -9223372036854775809}',
+              b'{"v": 5, "s": "12345678901234567890123"}', b'{"v": -9223372036854775808}',
+              b'{"v": 7, "other": 9223372036854775808}']
+    star = sql == "SELECT * FROM s"
+    for columnar in (True, False):
+        rt = compile_query(sql, pm).runtime(OrderingPolicy.from_seconds(0, 0, "adjust"), columnar=columnar)
+        rt.feed_bodies("s", bodies, [1_000_000 * (i + 1) for i in range(len(bodies))])
+        rt.flush()
+        got = [r.get("w", r.get("v")) for r in rt.take()["output"]]
+        expected = [5 - BIG - 1 + 7] if "SUM" in sql else [5, -BIG - 1] + ([] if star else [7])
+        assert got == expected, (sql, columnar, got)
+        assert all(type(v) is int for v in got)
+        counters = rt.counters.as_dict()
+        assert counters["deserialization_errors"] == 3 + star, counters
+        assert "9223372036854775808 is outside the bigint range" in str(counters["error_samples"])
+
+
+ANALYTIC = ["LAG(v) OVER (LIMIT DURATION(second, 2))", "LAG(v) OVER (PARTITION BY k LIMIT DURATION(second, 3))",
+            "LAG(v, 2) OVER (PARTITION BY k LIMIT DURATION(minute, 1))",
+            "LAG(k, 1, 'none') OVER (PARTITION BY k LIMIT DURATION(second, 1))",
+            "LAG(v, 1, 0) OVER (PARTITION BY k, v LIMIT DURATION(second, 5))",
+            "LAST(v) OVER (PARTITION BY k LIMIT DURATION(second, 2))", "LAG(t) OVER (LIMIT DURATION(hour, 1))"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lag_and_last_same_rows_on_both_paths(seed) -> None:
+    """LAG/LAST run vectorised (VectorAnalytic) and row by row on the same batches: the same
+    rows and counters, also where a batch falls back to the row implementation (keys or
+    values of mixed types carry over between batches through the shared state)."""
+    pm = get_plugin_manager(load_entrypoints=False).collect()
+    rng = random.Random(100 + seed)
+    for _ in range(10):
+        calls = rng.sample(ANALYTIC, rng.randrange(1, 3))
+        items = ", ".join(f"{c} AS a{i}" for i, c in enumerate(calls))
+        where = rng.choice(["", "", f" WHERE {calls[0]} IS NOT NULL", " WHERE v > 1"])
+        sql = f"SELECT k, v, {items} FROM s TIMESTAMP BY t{where}"
+        batches = _batches(rng)
+        with_arrivals = rng.random() < 0.5
+        policy = OrderingPolicy.from_seconds(late=rng.choice([0, 5]), ooo=rng.choice([0, 3]), action="adjust")
+        parts = rng.random() < 0.5
+        col, mode_c = _outcome(pm, sql, batches, True, with_arrivals, policy, parts)
+        row, mode_r = _outcome(pm, sql, batches, False, with_arrivals, policy, parts)
+        assert mode_c == "vectorised" and mode_r == "row", sql
+        assert col == row, (sql, with_arrivals, policy, parts)
+
+
+def test_vectorised_lag_continues_from_a_snapshot() -> None:
+    pm = get_plugin_manager(load_entrypoints=False).collect()
+    sql = "SELECT k, v, LAG(v, 2, -1) OVER (PARTITION BY k LIMIT DURATION(second, 30)) AS p FROM s TIMESTAMP BY t"
+    bodies = [orjson.dumps({"t": f"2024-01-01T00:00:{i:02d}Z", "k": "ab"[i % 2], "v": i}) for i in range(20)]
+    whole = compile_query(sql, pm).runtime()
+    whole.feed_bodies("s", bodies)
+    whole.flush()
+    expected = whole.take()["output"]
+    first = compile_query(sql, pm).runtime()
+    first.feed_bodies("s", bodies[:9])
+    got = first.take()["output"]
+    second = compile_query(sql, pm).runtime()
+    second.restore(first.snapshot())
+    second.feed_bodies("s", bodies[9:])
+    second.flush()
+    got += second.take()["output"]
+    assert second.mode == "vectorised"
+    assert got == expected
+    assert [r["p"] for r in expected[:6]] == [-1, -1, -1, -1, 0, 1]  # two back in its own key

@@ -107,3 +107,95 @@ def test_every_time_unit_in_both_forms(unit, us) -> None:
         call = q.statements[0].selects[0].group_by[0]
         args = window_args(call)
         assert (args.positional or (args.named["duration"],))[0] == 2 * us
+
+
+# -- a window plugin's batch hook ---------------------------------------------------------
+class _EveryN:
+    """Window k holds events k*n+1 .. (k+1)*n, emitted once its last event is below the
+    watermark. ``batch``: the plugin has ``assign_batch``; the engine must call it (one call
+    per batch) instead of ``assign`` per event, with the same rows."""
+
+    def __init__(self, name: str, batch: bool, calls: dict) -> None:
+        import numpy as np
+
+        from headwater.windows import WindowConfig, WindowKind, WindowLogic
+
+        class Logic(WindowLogic):
+            def __init__(self, n, state=None) -> None:
+                self.n = n
+                self.count, self.full = (state["count"], [tuple(f) for f in state["full"]]) if state else (0, [])
+
+            def assign(self, ts):
+                calls["assign"] += 1
+                wid = self.count // self.n
+                self.count += 1
+                if self.count % self.n == 0:
+                    self.full.append((wid, ts))
+                return [wid]
+
+            def close_for(self, watermark):
+                done = [f for f in self.full if f[1] < watermark]
+                self.full = [f for f in self.full if f[1] >= watermark]
+                return done
+
+            def snapshot(self):
+                return {"count": self.count, "full": list(self.full)}
+
+        class BatchLogic(Logic):
+            def assign_batch(self, ts):
+                calls["assign_batch"] += 1
+                seq = np.arange(self.count, self.count + len(ts))
+                wids = seq // self.n
+                ends = np.nonzero((seq + 1) % self.n == 0)[0]
+                self.full.extend((int(wids[i]), int(ts[i])) for i in ends)
+                self.count += len(ts)
+                return list(range(len(ts))), wids.tolist()
+
+        class Config(WindowConfig):
+            def __init__(self, n) -> None:
+                self.n = n
+
+            def build(self, resume_state=None):
+                return (BatchLogic if batch else Logic)(self.n, resume_state)
+
+        class Kind(WindowKind):
+            def configure(self, args):
+                return Config(args.extra[0])
+
+        Kind.name = name
+        self.kind = Kind()
+
+
+def test_a_window_plugins_batch_hook_is_used_and_gives_its_row_hooks_rows() -> None:
+    from headwater import hookimpl
+    from headwater.pluginmanager import get_plugin_manager
+    from headwater.services.processing.engine import compile_query
+
+    calls = {"assign": 0, "assign_batch": 0}
+
+    class Plugin:
+        @hookimpl
+        def register_windows(self, register) -> None:
+            register(_EveryN("EveryNBatch", True, calls).kind)
+            register(_EveryN("EveryNRow", False, calls).kind)
+
+    pm = get_plugin_manager([("everyn", Plugin())], load_entrypoints=False).collect()
+    events = [{"v": i, "t": f"2024-01-01T00:00:{i % 60:02d}Z", "d": i // 60} for i in range(600)]
+    events.sort(key=lambda e: (e["t"], e["v"]))
+    rows = {}
+    for kind in ("EveryNBatch", "EveryNRow"):
+        compiled = compile_query(f"SELECT COUNT(*) AS n, SUM(v) AS s, System.Timestamp() AS te FROM i "
+                                 f"TIMESTAMP BY t GROUP BY {kind}(7)", pm)
+        rt = compiled.runtime()
+        assert rt.mode == "vectorised"
+        before = dict(calls)
+        for lo in range(0, len(events), 100):
+            rt.feed("i", events[lo:lo + 100])
+        rt.flush()
+        rows[kind] = sorted(r["s"] for r in rt.take()["output"])
+        used = {k: calls[k] - before[k] for k in calls}
+        if kind == "EveryNBatch":
+            assert used["assign"] == 0 and 0 < used["assign_batch"] <= 20, used  # per batch, not per event
+        else:
+            assert used["assign"] == len(events), used  # the row hook as the fallback, per event
+    assert rows["EveryNBatch"] == rows["EveryNRow"] and len(rows["EveryNRow"]) == 600 // 7

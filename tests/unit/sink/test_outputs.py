@@ -1,16 +1,21 @@
 """The service's output logic with a third-party sink kind registered through the hook:
-error policy Retry and Drop, backpressure, permanent errors naming the output, exactly-once."""
+error policy Retry and Drop, backpressure, permanent errors naming the output, exactly-once,
+one attempt per write (the writer retries: docs/errors.md), fault rules."""
 
 from __future__ import annotations
+
+import json
+import time
 
 import pyarrow as pa
 import pytest
 
 from headwater import hookimpl
 from headwater.errors import HeadwaterError, Reason
+from headwater.faults import FaultFile
 from headwater.pluginmanager import get_plugin_manager
-from headwater.retry import RetryPolicy
-from headwater.services.sink.outputs import Outputs
+from headwater.retry import RetryPolicy, retry_async
+from headwater.services.sink.outputs import DropPolicy, Outputs
 from headwater.sinks import (
     Checkpoint,
     ErrorPolicy,
@@ -66,26 +71,52 @@ class Plugin:
 @pytest.fixture
 def outputs(tmp_path):
     pm = get_plugin_manager([("flaky-plugin", Plugin())], load_entrypoints=False).collect()
-    return Outputs(tmp_path, pm.sinks, RetryPolicy(max_attempts=4, max_delay_s=5, initial_backoff_s=0.001))
+    return Outputs(tmp_path, pm.sinks, DropPolicy(attempts=3, seconds=60), faults=FaultFile(tmp_path / "faults.json"))
+
+
+#: How a writer (the processing service) retries WriteRows: the one retry layer.
+WRITER = RetryPolicy(max_attempts=4, max_delay_s=5, initial_backoff_s=0.001)
 
 
 def table(*values):
     return pa.table({"v": list(values)})
 
 
-async def test_backpressure_is_held_and_retried(outputs):
+async def test_backpressure_is_answered_at_once_and_the_writers_retry_is_counted(outputs):
     out = await outputs.create("f", "flaky", {"busy": 2}, OutputMode.APPEND, [], ErrorPolicy.RETRY)
-    res = await outputs.write("f", table(1, 2), Checkpoint(1, 0, "w"), commit=True)
+    with pytest.raises(HeadwaterError) as info:  # one attempt per call: no retry inside the service
+        await outputs.write("f", table(1, 2), Checkpoint(1, 0, "w"), commit=True)
+    assert info.value.is_transient and info.value.retry_after == 0.01 and out.sink.busy == 1
+    assert "output sinks/f (flaky)" in info.value.message
+    res = await retry_async(lambda: outputs.write("f", table(1, 2), Checkpoint(1, 0, "w"), commit=True), WRITER)
     assert res.rows_written == 2 and out.stats.retries == 2 and out.sink.flushes == 1
     assert out.sink.rows == [{"v": 1}, {"v": 2}]
 
 
-async def test_retry_gives_up_with_a_transient_error_naming_the_output(outputs):
-    await outputs.create("f", "flaky", {"busy": 99}, OutputMode.APPEND, [], ErrorPolicy.RETRY)
-    with pytest.raises(HeadwaterError) as info:
-        await outputs.write("f", table(1), Checkpoint())
-    assert info.value.is_transient and "output sinks/f (flaky)" in info.value.message
-    assert "gave up after 4 attempts" in info.value.message
+async def test_drop_policy_drops_a_write_that_keeps_failing_after_its_attempts(outputs):
+    out = await outputs.create("f", "flaky", {"busy": 99}, OutputMode.APPEND, [], ErrorPolicy.DROP)
+    for _ in range(2):
+        with pytest.raises(HeadwaterError) as info:
+            await outputs.write("f", table(1, 2), Checkpoint(1, 0, "w"))
+        assert info.value.is_transient
+    res = await outputs.write("f", table(1, 2), Checkpoint(1, 0, "w"))  # the third attempt
+    assert (res.rows_written, res.rows_dropped) == (0, 2) and out.stats.rows_dropped == 2
+
+
+async def test_fault_rules_make_a_sink_fail_or_slow_and_heal(outputs, tmp_path):
+    out = await outputs.create("f", "flaky", {}, OutputMode.APPEND, [], ErrorPolicy.RETRY)
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps([{"id": "down", "operation": "write", "target": "f", "reason": "SERVICE_BUSY",
+                                   "count": 2}, {"id": "slow", "operation": "flush", "delay_s": 0.2}]))
+    for _ in range(2):
+        with pytest.raises(HeadwaterError) as info:
+            await outputs.write("f", table(1), Checkpoint(1, 0, "w"))
+        assert info.value.reason is Reason.SERVICE_BUSY and "injected fault 'down'" in info.value.message
+    t0 = time.monotonic()
+    await outputs.write("f", table(1), Checkpoint(1, 0, "w"), commit=True)  # the count is spent
+    assert time.monotonic() - t0 >= 0.2 and out.sink.rows == [{"v": 1}]  # the flush was slowed
+    faults.write_text("[]")
+    assert outputs.faults.firing("flush", "f") is None
 
 
 async def test_drop_policy_drops_bad_rows_and_keeps_the_rest(outputs):

@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from tests.integration.processing_support import Pipeline
-from tests.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,18 +42,23 @@ def test_a_lagging_reader_holds_arrival_windows_until_it_catches_up(service_proc
 
 @pytest.mark.timeout(900)
 def test_three_million_events_in_one_arrival_window_come_out_whole(service_process, root_policy, tmp_path):
-    """The issue's case: 3,000,000 events in one arrival-time window (an hour long), one of the
-    two partitions' readers lagging. The window comes out once with every event (the wall
-    clock used to close it early in 5 partial rows; an update-mode sink kept 345,000)."""
-    hour = QUERY.replace("TumblingWindow(second, 2)", "TumblingWindow(hour, 1)")
+    """The issue's case: 3,000,000 events in one arrival-time window, one of the two
+    partitions' readers lagging. The window comes out once with every event (the wall clock
+    used to close it early in 5 partial rows; an update-mode sink kept 345,000). The window is
+    an hour long and its end is set (TumblingWindow's offset) 2 s after the last publish: every
+    event is in it whatever the publishing took, and the wall clock passes its end while
+    partition 1 is still unread (where the old engine closed it early)."""
+    hour = QUERY.replace("TumblingWindow(second, 2)", "TumblingWindow(second, 3600, {offset})")
     rows = _lagging_reader(service_process, root_policy, tmp_path, 1_500_000, hour, timeout=300,
                            one_window=True)
-    # one window (two if publishing took longer than the rest of the hour, on a loaded machine)
-    assert len(rows) <= 2 and max(r["n"] for r in rows) >= 1_500_000, rows
+    assert len(rows) == 1 and rows[0]["n"] == 3_000_000, rows
 
 
 def _lagging_reader(service_process, root_policy, tmp_path, per_partition: int, query: str,
                     timeout: float = 60, one_window: bool = False) -> list:
+    """Publish to both partitions, then start the job with partition 1's reads failing.
+    With ``one_window`` the query's ``{offset}`` is set after publishing so that its
+    hour-long window ends 2 s after the last event arrived."""
     from headwater.v1 import errors_pb2
     from headwater.v1 import ingestion_pb2 as ipb
     from headwater.v1 import processing_pb2 as ppb
@@ -62,21 +66,20 @@ def _lagging_reader(service_process, root_policy, tmp_path, per_partition: int, 
     pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.2)
     pipe.create_hub("arrivals", partitions=2)
     pipe.create_sink("out", "memory")
-    pipe.create_job("win", query, {"In": "arrivals"}, {"Out": "out"})
     # Partition 1's reader fails (transiently) on every read: it lags behind partition 0.
     pipe.call("ingestion", "SetFaultRule", ipb.SetFaultRuleRequest(rule=ipb.FaultRule(
         rule_id="lag", hub="arrivals", operation=ipb.FAULT_OPERATION_READ,
         reason=errors_pb2.SERVICE_BUSY,
         probability=1.0, partition_id="1")))
-    pipe.start_job("win", ppb.JOB_START_MODE_EARLIEST)
-    if one_window:  # the events' arrival times in one hour: not in its last minutes
-        wait_until(lambda: time.time() % 3600, lambda s: s < 3600 - 150, timeout=155, every=0.5,
-                   what="an hour with 150 s left")
     try:
         _publish(pipe, "arrivals", "0", per_partition)
         _publish(pipe, "arrivals", "1", per_partition)
     except Exception as exc:
         raise AssertionError(f"{exc}; ingestion's log:\n" + "\n".join(list(pipe.ingestion.lines)[-30:])) from None
+    if one_window:
+        query = query.format(offset=int(time.time() + 2) % 3600)
+    pipe.create_job("win", query, {"In": "arrivals"}, {"Out": "out"})
+    pipe.start_job("win", ppb.JOB_START_MODE_EARLIEST)
 
     # Partition 0 is read, and the job checkpoints on for well past the windows' ends
     # (2 s): nothing is fed or comes out while partition 1 is unread (its events wait).

@@ -65,7 +65,10 @@ def service_process(_isolated_home, tmp_path):
         argv = [*headwater_cmd(), "serve", name, "--port", "0", "--metrics-port", "-1", *args]
         # No fixed ports: HTTP ingest and the dashboard bind free ones too.
         base = {"HEADWATER_HOME": str(_isolated_home), "HEADWATER_INGESTION_HTTP_PORT": "0",
-                "HEADWATER_SINK_DASHBOARD_PORT": "0"}
+                "HEADWATER_SINK_DASHBOARD_PORT": "0",
+                # Hundreds of services start in the suite: the compiled kernels load at the first
+                # large batch (tests/integration/test_ingestion_service.py checks the preload).
+                "HEADWATER_INGESTION_PRELOAD_KERNELS": "0"}
         proc = ServiceProcess(name, argv, env={**base, **(env or {})})
         started.append(proc)
         return proc.start()

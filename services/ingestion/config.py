@@ -47,6 +47,10 @@ class IngestionConfig(ServiceConfig):
     #: Host name the Kafka endpoint advertises in Metadata/FindCoordinator; empty: ``host``
     #: (or, when that is a wildcard, the address the client connected to).
     kafka_advertised_host: str = ""
+    #: Load the compiled batch kernels (log/jit.py: about 0.5 s of one core, in a thread) when the
+    #: service starts, so the first large batches do not take the Python path while they load;
+    #: false: at the first large batch (the test suite's services, which start by the hundred).
+    preload_kernels: bool = True
     #: Log backend: embedded (segment files) or nats (JetStream streams, the scaled-out profile).
     log_backend: str = "embedded"
     #: NATS server(s) of the nats backend (comma-separated for a cluster's seeds).

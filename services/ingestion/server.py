@@ -100,6 +100,10 @@ class IngestionService(Service):
                                            nats_cache_mb=cfg.nats_cache_mb, **kwargs)
         else:
             store = HubStore(cfg.data_path(), **kwargs)
+        if cfg.preload_kernels:
+            from headwater.services.ingestion.log.jit import KERNELS
+
+            KERNELS.get()  # starts loading them in a thread
         hubs = self.hubs = await store.open_async()
         self.servicer = IngestionServicer(cfg, hubs)
         policies = PolicyStore(cfg.auth_path()).ensure()

@@ -4,9 +4,10 @@ The log's batch encoding and the Kafka endpoint's record codec are loops over
 bytes (varints, copies) that Python runs at about a microsecond per event.
 numba compiles them to machine code (``cache=True``: once per installation,
 later processes load the cached code). Importing numba and loading the kernels
-takes about a second, so a process starts doing it, in a thread, the first
-time a batch large enough to matter arrives, and uses the Python path until
-the kernels are ready; small batches always take the Python path. If numba
+takes about half a second of one core, so the ingestion service starts doing it, in a
+thread, when it starts (``preload_kernels``; else the first time a batch large enough to
+matter arrives), and uses the Python path until the kernels are ready; small batches
+always take the Python path. If numba
 cannot load, the Python path stays (a warning is logged once).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from types import ModuleType
 
 __all__ = ["KERNELS", "Kernels"]
@@ -54,10 +56,12 @@ class Kernels:
         return self._mod
 
     def _load(self) -> None:
+        start = time.perf_counter()
         try:
             mod = importlib.import_module(self.module)
             mod.warm_up()
             self._mod = mod
+            log.info("compiled kernels %s loaded in %.2f s", self.module, time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - no compiler/numba here: the Python path stays
             self.error = exc
             log.warning("compiled kernels %s unavailable, using the Python path: %s", self.module, exc)

@@ -45,13 +45,18 @@ def _bigint(text: str) -> int | _PastBigint:
 
 
 def _past_bigint(value: Any) -> _PastBigint | None:
-    if isinstance(value, _PastBigint):
-        return value
-    if isinstance(value, dict):
-        value = value.values()
-    elif not isinstance(value, list):
-        return None
-    return next((b for b in map(_past_bigint, value) if b is not None), None)
+    """The first integer outside bigint in ``value``, in document order (a loop, not a
+    recursion: events may nest as deep as orjson reads them)."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, _PastBigint):
+            return v
+        if isinstance(v, dict):
+            todo.extend(reversed(list(v.values())))
+        elif isinstance(v, list):
+            todo.extend(reversed(v))
+    return None
 
 
 def loads_json(body: bytes | str, fields: set[str] | None = None) -> Any:
@@ -65,7 +70,10 @@ def loads_json(body: bytes | str, fields: set[str] | None = None) -> Any:
     raw = body.encode() if isinstance(body, str) else body
     if _LONG_DIGITS.search(raw) is None:
         return v
-    marked = json.loads(raw, parse_int=_bigint)
+    try:
+        marked = json.loads(raw, parse_int=_bigint)
+    except RecursionError:
+        raise DecodeError("the event nests too deeply to check its integers against the bigint range") from None
     for event in marked if isinstance(marked, list) else [marked]:
         if isinstance(event, dict) and fields is not None:
             event = [x for k, x in event.items() if k.lower() in fields]

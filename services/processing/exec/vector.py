@@ -115,6 +115,8 @@ def concat(frames: list[pl.DataFrame], exact: bool = False) -> pl.DataFrame:
             for c, t in f.schema.items():
                 types.setdefault(c, set()).add(t)
         mixed = [c for c, ts in types.items() if len(ts) > 1]
+        if any(pl.Object in types[c] for c in mixed):  # Python values (records, mixed types) have no text cast
+            return concat(frames, exact=True)
         return pl.concat([f.with_columns([pl.col(c).cast(pl.Utf8) for c in mixed if c in f.columns])
                           for f in frames], how="diagonal_relaxed")
 

@@ -300,3 +300,19 @@ def test_a_function_plugin_with_a_vectorised_hook_runs_it(pm) -> None:
         out[vectorize] = [r["x"] for r in rt.take()["output"]]
     assert out[True] == out[False] == [2, 8]
     assert calls == [1, 4]  # only the row implementation called the row function
+
+
+def test_a_field_of_records_in_one_batch_and_booleans_in_the_next(pm) -> None:
+    """One batch reads ``b`` as Python values (a record), the next as booleans: the batches
+    concatenate as values, as the row path has them (the cast to text raised out of the engine)."""
+    sql = "SELECT s, b FROM e TIMESTAMP BY t"
+    batches = [[b'{"t": "2024-01-01T00:00:01Z", "s": "x", "b": {"a": 1}}'],
+               [b'{"t": "2024-01-01T00:00:02Z", "s": "y", "b": true}']]
+    out = {}
+    for columnar in (True, False):
+        rt = compile_query(sql, pm).runtime(columnar=columnar)
+        for bodies in batches:
+            rt.feed_bodies("e", bodies, [1_704_067_205_000_000] * len(bodies))
+        rt.flush()
+        out[columnar] = format_rows(rt.take()["output"])
+    assert out[True] == out[False] == [{"s": "x", "b": {"a": 1}}, {"s": "y", "b": True}]

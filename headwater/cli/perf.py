@@ -100,6 +100,9 @@ def run_perf_query(args: argparse.Namespace) -> int:
         emit(f"checkpoint of {r['keys']:,} keys ({r['state']}, {r['plan']}): snapshot {r['snapshot_ms']} ms, restore "
              f"{r['restore_ms']} ms, {r['snapshot_mb']} MB{forked}", r, args.json)
         return 0
+    from headwater.perf.query import load_kernels
+
+    load_kernels()
     compiled = compile_query(QUERIES[args.query])
     rt = compiled.runtime(vectorize=not args.row_path)
     dump = None

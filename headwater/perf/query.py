@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["SUITE", "run_suite"]
+__all__ = ["SUITE", "load_kernels", "run_suite"]
 
 _T = "FROM trips TIMESTAMP BY createdAt"
 _BUCKET10 = "to_timestamp(ceil(epoch_us(createdAt::TIMESTAMP) / 1e7) * 10)"
@@ -97,12 +97,24 @@ def _engine_run(text: str, batches: list[list[bytes]], n: int) -> tuple[float, i
     return time.perf_counter() - t0, rows, rt.mode
 
 
+def load_kernels() -> None:
+    """The JSON decode kernels compiled before timing: a job's worker loads them in the
+    background and decodes with Polars' reader until they are there (exec/jsondecode.py)."""
+    from headwater.services.processing.exec.jsondecode import KERNELS
+
+    try:
+        KERNELS.load()
+    except RuntimeError as exc:  # no numba here: the readers of JSON lines decode
+        print(f"headwater perf: {exc}")
+
+
 def run_suite(n: int, batch: int, rate: float, compare: str | None, only: list[str] | None = None
               ) -> Iterator[dict[str, Any]]:
     """One result per shape: events/s of the engine (and of DuckDB over the same events)."""
     from headwater.perf.common import trip_batches
 
     batches = list(trip_batches(n, batch, rate_per_s=rate))
+    load_kernels()
     _engine_run(SUITE["book"][0], list(trip_batches(min(n, 5000), batch, seed=1)), n)  # warm up (imports, pools)
     path = None
     con = None

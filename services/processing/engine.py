@@ -283,11 +283,8 @@ class Runtime:
         srcs = self.sources.get(input_name.lower())
         if srcs is None:
             return
-        joined = None
-        if packed is not None:
+        if packed is not None:  # the batch decode reads the packed buffer itself; no object per body
             bodies = PackedBodies(*packed)
-            if all(isinstance(s, VectorSource) for s in srcs):
-                joined = bodies.newline_joined()  # the batch decode reads this; no object per body
 
         n_bodies = len(bodies)
         one = partition_ids if isinstance(partition_ids, str) else None
@@ -305,7 +302,7 @@ class Runtime:
                     counters = self.counters if k == 0 else Counters()
                     if k:
                         counters.context = self.counters.context
-                    df, index = s.decode(bodies, counters, joined)
+                    df, index = s.decode(bodies, counters)
                     arr = None if arrival_times is None else np.asarray(arrival_times, dtype=np.int64)
                     parts = partition_ids
                     if index is not None:

@@ -39,6 +39,7 @@ from headwater.functions import (
 )
 from headwater.serializers import DecodeError, loads_json
 from headwater.services.processing.exec.base import MAX_TS, MIN_TS, Env, QueryRuntimeError
+from headwater.services.processing.exec.jsondecode import TypedDecoder
 from headwater.services.processing.exec.watermarks import EARLY_US
 from headwater.services.processing.exec.window_aggregate import group_key
 from headwater.services.processing.plan.vexpr import PLAIN, REC, TS, Columns, NotVectorized, translate
@@ -253,6 +254,8 @@ class VectorSource:
         self.fields = fields  # lower-case field names; None = all
         self.system = system
         self.schema: dict[str, pl.DataType] | None = None
+        self._typed: TypedDecoder | None = None
+        self._typed_schema: dict[str, pl.DataType] | None = None
         self._parse = None
         self.newest: dict[Any, int] = {}
         self.clock = MIN_TS
@@ -265,8 +268,16 @@ class VectorSource:
         if self.schema is None:
             self._infer(bodies)
         if self.schema is not None:
-            df = self.decode_buffer(b"\n".join(bodies) if joined is None else joined, len(bodies))
-            if df is not None and not (self.exact and self._whole_floats(df)):
+            if self._typed is None or self._typed_schema is not self.schema:
+                low = self.ts_field.lower() if self.ts_field is not None else None
+                iso = next((c for c in self.schema if c.lower() == low), None)
+                self._typed, self._typed_schema = TypedDecoder(self.schema, self.fields, iso), self.schema
+            df = self._typed.decode(bodies)
+            if df is None:  # the compiled decode is still loading: the readers of JSON lines
+                if joined is None:
+                    joined = bodies.newline_joined() if hasattr(bodies, "newline_joined") else b"\n".join(bodies)
+                df = self.decode_buffer(joined, len(bodies))
+            if isinstance(df, pl.DataFrame) and not (self.exact and self._whole_floats(df)):
                 return df, None
         return self._decode_rows(bodies, counters)
 
@@ -386,6 +397,11 @@ class VectorSource:
         """A decoded batch of ``height`` events (``df`` may have no columns)."""
         if height == 0:
             return
+        parsed = None  # the TIMESTAMP BY field's times, read with the batch (jsondecode.TypedDecoder.iso)
+        if self._typed is not None and self._typed.micros is not None:
+            if self._typed.micros[0] is df:
+                parsed = self._typed.micros[1]
+            self._typed.micros = None
         if self.fields is None and self.system and REC not in df.columns:
             df = as_records(df)  # system columns go into the records, where a payload field wins
         if df.width == 0:
@@ -414,7 +430,7 @@ class VectorSource:
             df = df.with_columns(pl.Series(TS, a, dtype=pl.Int64))
             self.clock = max(self.clock, int(a.max()))
         else:
-            ts = self._timestamps(df, counters)
+            ts = self._timestamps(df, counters, parsed)
             df = df.with_columns(ts.alias(TS))
             if ts.null_count():
                 df = df.filter(pl.col(TS).is_not_null())
@@ -458,14 +474,23 @@ class VectorSource:
             add.append(pl.Series("EventEnqueuedUtcTime", arrivals, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")))
         return df.with_columns(add) if add else df
 
-    def _timestamps(self, df: pl.DataFrame, counters) -> pl.Series:
+    def _timestamps(self, df: pl.DataFrame, counters, parsed: pl.Series | None = None) -> pl.Series:
+        """Each event's time (us); ``parsed``: the times the decode read already (NULL where
+        a text is not of the plain ISO form, which Polars' parser reads here as before)."""
         name = None
         if self.ts_field is not None:
             low = self.ts_field.lower()
             name = next((c for c in df.columns if c.lower() == low), None)
         if name is not None and df[name].dtype == pl.Utf8:
             s = df[name]
-            ts = s.str.strptime(pl.Datetime("us"), _TS_FORMAT, strict=False).dt.epoch("us")
+            if parsed is not None and parsed.len() == s.len():
+                ts = parsed
+                other = np.flatnonzero((parsed.is_null() & s.is_not_null()).to_numpy())
+                if len(other):
+                    again = s.gather(other).str.strptime(pl.Datetime("us"), _TS_FORMAT, strict=False).dt.epoch("us")
+                    ts = ts.scatter(other, again)
+            else:
+                ts = s.str.strptime(pl.Datetime("us"), _TS_FORMAT, strict=False).dt.epoch("us")
             raw = s
         else:
             envs = [Env({self.alias: rec}, 0) for _, rec in frame_to_rows(df.with_columns(pl.lit(0).alias(TS)))]

@@ -1,0 +1,183 @@
+"""The typed JSON decode of a batch: the few top-level fields a query reads, straight from
+the bodies' bytes into Arrow columns of the types the source settled on (one compiled
+pass over the bytes, :mod:`._jsonkernels`).
+
+It gives exactly what the event-by-event decode (``loads_json`` and
+:meth:`.vector.VectorSource.frame`) gives for the same bodies, in the source's column
+types, or it declines: :data:`ROWS` when a body is anything it is not sure of (not valid
+JSON, not one object, a read field of another type, nested, duplicated or spelled in
+another case, an integer near the bigint range...), and the batch is decoded event by
+event, where each such event gets its precise value or error. Floats are converted
+exactly (Clinger's fast path in the kernel, Python's correctly rounded ``float`` for the
+few others), integers in a float column become floats as in the typed readers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from headwater.jit import Kernels
+
+__all__ = ["KERNELS", "ROWS", "TypedDecoder", "body_spans"]
+
+#: The JSON decode kernels, compiled in the background on first use.
+KERNELS = Kernels("headwater.services.processing.exec._jsonkernels")
+#: :meth:`TypedDecoder.decode`'s answer when the batch must be decoded event by event
+ROWS = "rows"
+
+_KIND: dict[Any, int] = {pl.Utf8: 0, pl.Int64: 1, pl.Float64: 2, pl.Boolean: 3}
+
+
+def body_spans(bodies: Any) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """One buffer and each body's (start, end) in it: a packed batch's own buffer, or the
+    bodies of a list joined."""
+    if hasattr(bodies, "offsets"):  # PackedBodies
+        offsets = bodies.offsets
+        return bodies.buf, offsets[:-1], offsets[1:]
+    try:
+        arr = pa.array(bodies, pa.large_binary())  # one C pass: the bytes back to back and the offsets
+    except (pa.ArrowException, TypeError):
+        bodies = [bytes(b) for b in bodies]
+        arr = pa.array(bodies, pa.large_binary())
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], np.int64, len(bodies) + 1)
+    return buffers[2] if buffers[2] is not None else b"", offsets[:-1], offsets[1:]
+
+
+class TypedDecoder:
+    """Decodes batches into ``schema``'s columns. ``fields``: the lower-case names of every
+    field the query reads (None: the whole event, which is then exactly ``schema``'s fields,
+    each present and not NULL)."""
+
+    def __init__(self, schema: dict[str, pl.DataType], fields: set[str] | None, iso: str | None = None) -> None:
+        self.names = list(schema)
+        #: a text field whose ``YYYY-MM-DDTHH:MM:SS[.fff]Z`` values are also read as times
+        #: (the TIMESTAMP BY field): after each decode, ``micros`` is (the frame, its values in
+        #: microseconds, NULL where a value is not of that form)
+        self.iso = self.names.index(iso) if iso in schema and schema[iso] == pl.Utf8 else None
+        self.micros: tuple[pl.DataFrame, pl.Series] | None = None
+        self.dtypes = list(schema.values())
+        self.kinds = np.array([_KIND[t] for t in self.dtypes], np.int8)
+        self.keys, self.kofs = _names([n.encode() for n in self.names])
+        self.star = fields is None
+        self.low = set(fields) if fields is not None else {n.lower() for n in self.names}
+        self.lows, self.lofs = _names(sorted(f.encode() for f in self.low))
+
+    def decode(self, bodies: Any) -> pl.DataFrame | str | None:
+        """The batch as a frame of ``schema``'s columns; :data:`ROWS` when it must be
+        decoded event by event; None while the kernels are not loaded yet."""
+        self.micros = None
+        k = KERNELS.get()
+        if k is None:
+            return None
+        buf, starts, ends = body_spans(bodies)
+        n, nf = len(starts), len(self.names)
+        data = np.frombuffer(buf, np.uint8)
+        ints = np.empty((nf, n), np.int64)
+        floats = np.empty((nf, n), np.float64)
+        spans = np.empty((nf, n, 3), np.int64)
+        valid = np.empty((nf, n), np.uint8)
+        hard = np.empty((nf * n, 4), np.int64)
+        unusual = np.empty((4 * n, 2), np.int64)
+        special, high = k.classify(data)
+        plain = not special and (not high or _utf8(data))
+        qbits = k.quotes(data) if plain else _NO_QUOTES
+        args = (starts, ends, self.keys, self.kofs, self.lows, self.lofs, self.kinds, self.star, plain, ints, floats,
+                spans, valid, hard, unusual)
+        ranges = _ranges(n)
+        def run(r: tuple[int, int]) -> tuple[int, int, int]:
+            return k.scan(np.empty(k.MAX_DEPTH + 2, np.uint8), np.empty(nf, np.int64), data, qbits, r[0], r[1], *args)
+
+        # the kernel releases the GIL: ranges of bodies in threads
+        done = [run(ranges[0])] if len(ranges) == 1 else list(_pool().map(run, ranges))
+        if any(status != k.OK for status, _, _ in done):
+            return ROWS
+        hard_at = [hard[lo * nf:nh] for (lo, _), (_, nh, _) in zip(ranges, done)]
+        unusual_at = [unusual[4 * lo:nu] for (lo, _), (_, _, nu) in zip(ranges, done)]
+        for f, i, a, b in np.concatenate(hard_at).tolist():
+            x = float(bytes(data[a:b]))  # correctly rounded, as orjson's
+            if math.isinf(x):
+                return ROWS
+            floats[f, i] = x
+        keys = {bytes(data[a:b]) for a, b in np.concatenate(unusual_at).tolist()}
+        if any(orjson.loads(b'"' + key + b'"').lower() in self.low for key in keys):
+            return ROWS  # a key with escapes or other letters that names a field read
+        cols = []
+        for f, (name, kind) in enumerate(zip(self.names, self.kinds.tolist())):
+            ok = valid[f]
+            nulls = n - int(np.count_nonzero(ok))
+            bitmap = pa.py_buffer(np.packbits(ok, bitorder="little")) if nulls else None
+            if kind == 0:
+                offsets = np.empty(n + 1, np.int64)
+                out = np.empty(k.string_offsets(spans[f], ok, offsets), np.uint8)
+                k.gather(data, spans[f], ok, out)
+                arr = pa.Array.from_buffers(pa.large_string(), n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(out)],
+                                            null_count=nulls)
+            elif kind == 1:
+                arr = pa.Array.from_buffers(pa.int64(), n, [bitmap, pa.py_buffer(ints[f])], null_count=nulls)
+            elif kind == 2:
+                arr = pa.Array.from_buffers(pa.float64(), n, [bitmap, pa.py_buffer(floats[f])], null_count=nulls)
+            else:
+                bits = pa.py_buffer(np.packbits(ints[f] != 0, bitorder="little"))
+                arr = pa.Array.from_buffers(pa.bool_(), n, [bitmap, bits], null_count=nulls)
+            cols.append(pl.Series(name, arr))
+        df = pl.DataFrame(cols)
+        if self.iso is not None:
+            us, ok = np.empty(n, np.int64), np.empty(n, np.uint8)
+            k.iso_micros(data, spans[self.iso], valid[self.iso], us, ok)
+            nulls = n - int(np.count_nonzero(ok))
+            bitmap = pa.py_buffer(np.packbits(ok, bitorder="little")) if nulls else None
+            self.micros = (df, pl.Series(pa.Array.from_buffers(pa.int64(), n, [bitmap, pa.py_buffer(us)],
+                                                               null_count=nulls)))
+        return df
+
+
+_NO_QUOTES = np.zeros(1, np.uint64)
+#: bodies per thread below which a batch is decoded in one thread
+_MIN_PER_THREAD = 4096
+_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+_POOL: dict[int, ThreadPoolExecutor] = {}  # by process: a forked child makes its own threads
+
+
+def _ranges(n: int) -> list[tuple[int, int]]:
+    parts = max(1, min(_THREADS, n // _MIN_PER_THREAD))
+    bounds = [n * j // parts for j in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _pool() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    pool = _POOL.get(pid)
+    if pool is None:
+        _POOL.clear()
+        pool = _POOL[pid] = ThreadPoolExecutor(_THREADS, thread_name_prefix="json decode")
+    return pool
+
+
+def _utf8(data: np.ndarray) -> bool:
+    """The buffer is valid UTF-8 (Arrow's validation, one pass)."""
+    one = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, len(data)], np.int64)),
+                                                        pa.py_buffer(data)])
+    try:
+        one.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _names(names: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(names) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(x) for x in names])
+    return np.frombuffer(b"".join(names), np.uint8).copy(), offsets
+
+
+if __name__ == "__main__":  # make setup: compile into numba's cache once, so job workers only load it
+    KERNELS.load()

@@ -1,12 +1,12 @@
 """numba kernels of the typed JSON decode (see :mod:`.jsondecode` for the contract).
 
 ``scan``: bodies (spans of one buffer) that are flat-enough JSON objects -> the values of
-a few top-level fields in typed arrays: integers, floats and booleans parsed, strings as
-spans of the buffer. It validates every byte of every body as orjson would (grammar,
+a few top-level fields in typed arrays: integers, floats and booleans parsed, strings
+copied out. It validates every byte of every body as orjson would (grammar,
 string escapes, UTF-8, nesting depth, numbers that would overflow to infinity) and
 answers ``ROWS`` for anything whose decoded value it is not sure of, so the caller
-decodes that batch event by event instead. ``gather``: the strings' spans -> one Arrow
-string column (offsets + bytes), escapes decoded.
+decodes that batch event by event instead. Strings are copied (escapes decoded) into
+one buffer per text field as they are read, while the bytes are in the cache.
 
 One module on purpose: numba's cache is checked against the source file of each
 function, so kernels that inline helpers from another file would keep stale code.
@@ -27,8 +27,7 @@ _njit: Any = numba.njit
 #: the count of trailing zero bits (LLVM's cttz), an intrinsic its stubs type as taking a context
 trailing_zeros: Any = _trailing_zeros
 
-__all__ = ["BOOL", "FLOAT", "INT", "MAX_DEPTH", "OK", "ROWS", "STR", "classify", "gather", "iso_micros", "quotes", "scan",
-           "string_offsets", "warm_up"]
+__all__ = ["BOOL", "FLOAT", "INT", "MAX_DEPTH", "OK", "ROWS", "STR", "classify", "quotes", "scan", "warm_up"]
 
 #: ``scan``'s answers: every body decoded, or decode this batch event by event
 OK, ROWS = 0, 1
@@ -372,16 +371,21 @@ def _same(buf, a, b, keys, k0, k1, lower):
 
 
 @_njit(cache=True, nogil=True, _nrt=False)
-def scan(stack, seen, buf, qbits, lo, hi, starts, ends, keys, kofs, lows, lofs, kinds, star, plain, ints, floats, spans, valid,
-         hard, unusual):
+def scan(stack, seen, cursor, buf, qbits, lo, hi, starts, ends, keys, kofs, lows, lofs, kinds, star, plain, high, ints,
+         floats, valid, texts, text_of, text_ends, iso, micros, micros_ok, hard, unusual):
     """Bodies ``lo`` to ``hi`` (body i is ``buf[starts[i]:ends[i]]``). Wanted field f is
     spelled ``keys[kofs[f]:kofs[f+1]]`` and has kind ``kinds[f]``; ``lows[lofs[g]:lofs[g+1]]``
     are the lower-case names of every field the query reads (a key spelled otherwise that
     lower-cases to one of them is read by the row decode). For each body i and field f:
     ``valid[f, i]`` 0 (absent or null) or 1; ``ints[f, i]`` an integer or boolean value;
-    ``floats[f, i]`` a float value; a string's ``spans[f, i]`` = (start, end, decoded length
-    or -1 without escapes). ``star``: the fields are the whole event (each present, none
-    NULL, no other). ``plain`` and ``qbits``: see :func:`_string`.
+    ``floats[f, i]`` a float value. A text field's strings go to ``texts[text_of[f]]``,
+    escapes decoded, written from ``starts[lo]`` on (the decoded bytes of bodies ``lo``
+    to ``hi`` fit in the room those bodies take, so ranges do not overlap), and
+    ``text_ends[text_of[f], i]`` is where body i's string ends (or the previous one's, with
+    none). The text field ``iso`` (-1 none) is also read as a time: ``micros[i]`` and
+    ``micros_ok[i]`` (see :func:`_iso`). ``star``: the fields are the whole event (each
+    present, none NULL, no other). ``plain`` and ``qbits``: see :func:`_string`; ``high``:
+    the buffer may have non-ASCII bytes.
 
     Returns (status, end of hard floats, end of unusual keys): a float the kernel does
     not convert exactly is listed in ``hard[lo * len(kinds):]`` as (f, i, start, end) for
@@ -393,7 +397,8 @@ def scan(stack, seen, buf, qbits, lo, hi, starts, ends, keys, kofs, lows, lofs, 
     duplicated or spelled in another case, an integer of 19 digits or more: the caller
     decodes that batch event by event. Bodies of one call are independent of another's
     (``nogil``: callers run ranges in threads, each with its own ``stack`` of at least
-    ``MAX_DEPTH + 2`` bytes and ``seen`` of ``len(kinds)`` integers).
+    ``MAX_DEPTH + 2`` bytes, ``seen`` of ``len(kinds)`` and ``cursor`` of ``len(texts)``
+    integers).
 
     Compiled without numba's reference counting (``_nrt=False``, as the helpers): passing
     arrays to helpers otherwise costs an atomic increment and decrement each, which was
@@ -403,8 +408,14 @@ def scan(stack, seen, buf, qbits, lo, hi, starts, ends, keys, kofs, lows, lofs, 
         seen[k] = -1
     nh = lo * nf
     nu = 4 * lo
+    nt = cursor.shape[0]
+    if hi > lo:
+        for t in range(nt):
+            cursor[t] = starts[lo]
     for i in range(lo, hi):
         end = ends[i]
+        if iso >= 0:
+            micros_ok[i] = 0
         p = _ws(buf, starts[i], end)
         if p >= end or buf[p] != 123:
             return ROWS, nh, nu
@@ -434,7 +445,7 @@ def scan(stack, seen, buf, qbits, lo, hi, starts, ends, keys, kofs, lows, lofs, 
                 if f < 0:
                     if star:
                         return ROWS, nh, nu
-                    if plain:
+                    if plain and high:
                         for j in range(a, q):
                             if buf[j] >= 0x80:
                                 flags |= 2
@@ -475,9 +486,12 @@ def scan(stack, seen, buf, qbits, lo, hi, starts, ends, keys, kofs, lows, lofs, 
                         s, sflags, dlen = _string(buf, p + 1, end, plain, qbits)
                         if s < 0:
                             return ROWS, nh, nu
-                        spans[f, i, 0] = p + 1
-                        spans[f, i, 1] = s
-                        spans[f, i, 2] = dlen if sflags & 1 else -1
+                        t = text_of[f]
+                        cursor[t] = _copy_string(buf, p + 1, s, sflags & 1, texts[t], cursor[t])
+                        if f == iso and sflags & 1 == 0:
+                            ok, us = _iso(buf, p + 1, s - p - 1)
+                            micros_ok[i] = ok
+                            micros[i] = us
                         valid[f, i] = 1
                         p = s + 1
                     elif c == 45 or 48 <= c <= 57:
@@ -543,6 +557,8 @@ def scan(stack, seen, buf, qbits, lo, hi, starts, ends, keys, kofs, lows, lofs, 
                 if star:
                     return ROWS, nh, nu
                 valid[k, i] = 0
+        for t in range(nt):
+            text_ends[t, i] = cursor[t]
     return OK, nh, nu
 
 
@@ -579,70 +595,48 @@ def _put_utf8(out, q, cp):
     return q + 4
 
 
-@_njit(cache=True, nogil=True, _nrt=False)
-def string_offsets(spans, valid, offsets):
-    """One field's strings (``spans``/``valid`` of :func:`scan`): their offsets in Arrow's
-    large string layout (n + 1); returns the total length."""
-    n = spans.shape[0]
-    q = 0
-    for i in range(n):
-        offsets[i] = q
-        if valid[i]:
-            q += spans[i, 2] if spans[i, 2] >= 0 else spans[i, 1] - spans[i, 0]
-    offsets[n] = q
-    return q
-
-
-@_njit(cache=True, nogil=True, _nrt=False)
-def gather(buf, spans, valid, out):
-    """One field's strings into ``out`` (sized by :func:`string_offsets`), escapes decoded.
-    The spans were validated by ``scan``."""
-    n = spans.shape[0]
-    q = 0
-    for i in range(n):
-        if valid[i] == 0:
-            continue
-        a = spans[i, 0]
-        b = spans[i, 1]
-        if spans[i, 2] < 0:  # a copy through views, which LLVM vectorises (indexing with q + k is ~6x slower)
-            o = out[q:q + (b - a)]
-            s = buf[a:b]
-            for k in range(b - a):
-                o[k] = s[k]
-            q += b - a
-            continue
-        p = a
-        while p < b:
-            c = buf[p]
-            if c != 92:
-                out[q] = c
-                q += 1
-                p += 1
-                continue
-            e = buf[p + 1]
-            if e == 117:
-                cp = _hex4(buf, p + 2, b)
-                p += 6
-                if 0xD800 <= cp <= 0xDBFF:
-                    lo = _hex4(buf, p + 2, b)
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
-                    p += 6
-                q = _put_utf8(out, q, cp)
-                continue
-            if e == 98:
-                out[q] = 8
-            elif e == 102:
-                out[q] = 12
-            elif e == 110:
-                out[q] = 10
-            elif e == 114:
-                out[q] = 13
-            elif e == 116:
-                out[q] = 9
-            else:  # " \ /
-                out[q] = e
+@_njit(cache=True, inline="always", _nrt=False)
+def _copy_string(buf, a, b, escaped, out, q):
+    """A string's bytes ``buf[a:b]`` (validated by :func:`_string`) into ``out`` at ``q``,
+    escapes decoded; returns the position after them."""
+    if not escaped:  # a copy through views, which LLVM vectorises (indexing with q + k is ~6x slower)
+        o = out[q:q + (b - a)]
+        s = buf[a:b]
+        for k in range(b - a):
+            o[k] = s[k]
+        return q + (b - a)
+    p = a
+    while p < b:
+        c = buf[p]
+        if c != 92:
+            out[q] = c
             q += 1
-            p += 2
+            p += 1
+            continue
+        e = buf[p + 1]
+        if e == 117:
+            cp = _hex4(buf, p + 2, b)
+            p += 6
+            if 0xD800 <= cp <= 0xDBFF:
+                lo = _hex4(buf, p + 2, b)
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+                p += 6
+            q = _put_utf8(out, q, cp)
+            continue
+        if e == 98:
+            out[q] = 8
+        elif e == 102:
+            out[q] = 12
+        elif e == 110:
+            out[q] = 10
+        elif e == 114:
+            out[q] = 13
+        elif e == 116:
+            out[q] = 9
+        else:  # " \ /
+            out[q] = e
+        q += 1
+        p += 2
     return q
 
 
@@ -658,70 +652,59 @@ def _digits(buf, p, k):
     return v
 
 
-@_njit(cache=True, nogil=True, _nrt=False)
-def iso_micros(buf, spans, valid, out, ok):
-    """One text field's values of the form ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` (spans of
-    :func:`scan`) as microseconds since 1970 in ``out`` (``ok[i]`` 1), fractions past
-    microseconds cut off as Polars' ``%Y-%m-%dT%H:%M:%S%.fZ`` does; ``ok[i]`` 0 for any
-    other value (a real date, not a leap second), which the caller reads another way."""
-    n = spans.shape[0]
-    for i in range(n):
-        ok[i] = 0
-        if valid[i] == 0 or spans[i, 2] >= 0:
-            continue
-        a = spans[i, 0]
-        m = spans[i, 1] - a
-        if m < 20 or m == 21 or m > 30 or buf[a + 4] != 45 or buf[a + 7] != 45 or buf[a + 10] != 84 \
-                or buf[a + 13] != 58 or buf[a + 16] != 58 or buf[a + m - 1] != 90:
-            continue
-        year = _digits(buf, a, 4)
-        month = _digits(buf, a + 5, 2)
-        day = _digits(buf, a + 8, 2)
-        hour = _digits(buf, a + 11, 2)
-        minute = _digits(buf, a + 14, 2)
-        sec = _digits(buf, a + 17, 2)
-        if year < 1 or month < 1 or month > 12 or day < 1 or hour < 0 or hour > 23 or minute < 0 or minute > 59 \
-                or sec < 0 or sec > 59:
-            continue
-        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        mdays = 29 if month == 2 and leap else _MONTH_DAYS[month - 1]
-        if day > mdays:
-            continue
-        frac = 0
-        if m > 20:
-            if buf[a + 19] != 46:
-                continue
-            k = m - 21
-            f = _digits(buf, a + 20, k)
-            if f < 0:
-                continue
-            for _ in range(k, 6):
-                f *= 10
-            for _ in range(6, k):
-                f //= 10
-            frac = f
-        # days since 1970-01-01 (Howard Hinnant's days_from_civil)
-        y = year - 1 if month <= 2 else year
-        era = y // 400
-        yoe = y - era * 400
-        doy = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
-        doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-        days = era * 146097 + doe - 719468
-        out[i] = ((days * 24 + hour) * 60 + minute) * 60_000_000 + sec * 1_000_000 + frac
-        ok[i] = 1
+@_njit(cache=True, inline="always", _nrt=False)
+def _iso(buf, a, m):
+    """(1, microseconds since 1970) for text ``buf[a:a+m]`` of the form
+    ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` (a real date, not a leap second), fractions past
+    microseconds cut off as Polars' ``%Y-%m-%dT%H:%M:%S%.fZ`` does; (0, 0) for any other
+    text, which the caller reads another way."""
+    if m < 20 or m == 21 or m > 30 or buf[a + 4] != 45 or buf[a + 7] != 45 or buf[a + 10] != 84 \
+            or buf[a + 13] != 58 or buf[a + 16] != 58 or buf[a + m - 1] != 90:
+        return 0, 0
+    year = _digits(buf, a, 4)
+    month = _digits(buf, a + 5, 2)
+    day = _digits(buf, a + 8, 2)
+    hour = _digits(buf, a + 11, 2)
+    minute = _digits(buf, a + 14, 2)
+    sec = _digits(buf, a + 17, 2)
+    if year < 1 or month < 1 or month > 12 or day < 1 or hour < 0 or hour > 23 or minute < 0 or minute > 59 \
+            or sec < 0 or sec > 59:
+        return 0, 0
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    mdays = 29 if month == 2 and leap else _MONTH_DAYS[month - 1]
+    if day > mdays:
+        return 0, 0
+    frac = 0
+    if m > 20:
+        if buf[a + 19] != 46:
+            return 0, 0
+        k = m - 21
+        f = _digits(buf, a + 20, k)
+        if f < 0:
+            return 0, 0
+        for _ in range(k, 6):
+            f *= 10
+        for _ in range(6, k):
+            f //= 10
+        frac = f
+    # days since 1970-01-01 (Howard Hinnant's days_from_civil)
+    y = year - 1 if month <= 2 else year
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return 1, ((days * 24 + hour) * 60 + minute) * 60_000_000 + sec * 1_000_000 + frac
 
 
 def warm_up() -> None:
     """Compile (or load from the cache) for the argument types the callers pass."""
     z = np.zeros(1, np.int64)
-    for buf in (np.frombuffer(b'{"a":1}', np.uint8), np.zeros(7, np.uint8)):  # bytes are read-only: a type of their own
+    for buf in (np.frombuffer(b'{"a":"1"}', np.uint8), np.zeros(9, np.uint8)):  # bytes are read-only: a type of their own
         key = np.frombuffer(b"a", np.uint8)
         classify(buf)
-        scan(np.zeros(MAX_DEPTH + 2, np.uint8), z.copy(), buf, quotes(buf), 0, 1, z, np.array([7]), key,
-             np.array([0, 1]), key, np.array([0, 1]), np.array([1], np.int8), False, False,
-             np.zeros((1, 1), np.int64), np.zeros((1, 1)), np.zeros((1, 1, 3), np.int64), np.zeros((1, 1), np.uint8),
-             np.zeros((1, 4), np.int64), np.zeros((4, 2), np.int64))
-        spans, valid = np.zeros((1, 3), np.int64), np.zeros(1, np.uint8)
-        string_offsets(spans, valid, np.zeros(2, np.int64))
-        gather(buf, spans, valid, np.zeros(1, np.uint8))
-        iso_micros(buf, spans, valid, np.zeros(1, np.int64), np.zeros(1, np.uint8))
+        scan(np.zeros(MAX_DEPTH + 2, np.uint8), z.copy(), z.copy(), buf, quotes(buf), 0, 1, z, np.array([9]), key,
+             np.array([0, 1]), key, np.array([0, 1]), np.array([0], np.int8), False, False, False,
+             np.zeros((1, 1), np.int64), np.zeros((1, 1)), np.zeros((1, 1), np.uint8), np.zeros((1, 9), np.uint8),
+             z.copy(), np.zeros((1, 1), np.int64), 0, z.copy(), np.zeros(1, np.uint8), np.zeros((1, 4), np.int64),
+             np.zeros((4, 2), np.int64))

@@ -83,18 +83,25 @@ class TypedDecoder:
         data = np.frombuffer(buf, np.uint8)
         ints = np.empty((nf, n), np.int64)
         floats = np.empty((nf, n), np.float64)
-        spans = np.empty((nf, n, 3), np.int64)
         valid = np.empty((nf, n), np.uint8)
+        text_of = np.cumsum(self.kinds == 0) - 1
+        nt = int(np.count_nonzero(self.kinds == 0))
+        texts = np.empty((nt, len(data)), np.uint8)  # room only: pages are touched as strings are written
+        text_ends = np.empty((nt, n), np.int64)
+        micros, micros_ok = np.empty(n, np.int64), np.empty(n, np.uint8)
+        iso = self.iso if self.iso is not None else -1
         hard = np.empty((nf * n, 4), np.int64)
         unusual = np.empty((4 * n, 2), np.int64)
         special, high = k.classify(data)
         plain = not special and (not high or _utf8(data))
         qbits = k.quotes(data) if plain else _NO_QUOTES
-        args = (starts, ends, self.keys, self.kofs, self.lows, self.lofs, self.kinds, self.star, plain, ints, floats,
-                spans, valid, hard, unusual)
+        args = (starts, ends, self.keys, self.kofs, self.lows, self.lofs, self.kinds, self.star, plain, high, ints, floats,
+                valid, texts, text_of, text_ends, iso, micros, micros_ok, hard, unusual)
         ranges = _ranges(n)
+
         def run(r: tuple[int, int]) -> tuple[int, int, int]:
-            return k.scan(np.empty(k.MAX_DEPTH + 2, np.uint8), np.empty(nf, np.int64), data, qbits, r[0], r[1], *args)
+            return k.scan(np.empty(k.MAX_DEPTH + 2, np.uint8), np.empty(nf, np.int64), np.empty(nt, np.int64), data,
+                          qbits, r[0], r[1], *args)
 
         # the kernel releases the GIL: ranges of bodies in threads
         done = [run(ranges[0])] if len(ranges) == 1 else list(_pool().map(run, ranges))
@@ -116,9 +123,7 @@ class TypedDecoder:
             nulls = n - int(np.count_nonzero(ok))
             bitmap = pa.py_buffer(np.packbits(ok, bitorder="little")) if nulls else None
             if kind == 0:
-                offsets = np.empty(n + 1, np.int64)
-                out = np.empty(k.string_offsets(spans[f], ok, offsets), np.uint8)
-                k.gather(data, spans[f], ok, out)
+                offsets, out = _text_column(texts[text_of[f]], text_ends[text_of[f]], starts, ranges)
                 arr = pa.Array.from_buffers(pa.large_string(), n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(out)],
                                             null_count=nulls)
             elif kind == 1:
@@ -131,11 +136,9 @@ class TypedDecoder:
             cols.append(pl.Series(name, arr))
         df = pl.DataFrame(cols)
         if self.iso is not None:
-            us, ok = np.empty(n, np.int64), np.empty(n, np.uint8)
-            k.iso_micros(data, spans[self.iso], valid[self.iso], us, ok)
-            nulls = n - int(np.count_nonzero(ok))
-            bitmap = pa.py_buffer(np.packbits(ok, bitorder="little")) if nulls else None
-            self.micros = (df, pl.Series(pa.Array.from_buffers(pa.int64(), n, [bitmap, pa.py_buffer(us)],
+            nulls = n - int(np.count_nonzero(micros_ok))
+            bitmap = pa.py_buffer(np.packbits(micros_ok, bitorder="little")) if nulls else None
+            self.micros = (df, pl.Series(pa.Array.from_buffers(pa.int64(), n, [bitmap, pa.py_buffer(micros)],
                                                                null_count=nulls)))
         return df
 
@@ -160,6 +163,23 @@ def _pool() -> ThreadPoolExecutor:
         _POOL.clear()
         pool = _POOL[pid] = ThreadPoolExecutor(_THREADS, thread_name_prefix="json decode")
     return pool
+
+
+def _text_column(text: np.ndarray, ends: np.ndarray, starts: np.ndarray, ranges: list[tuple[int, int]]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One text field's Arrow offsets and bytes from what the ranges wrote (range (lo, hi)
+    wrote its strings from ``starts[lo]`` on; ``ends``: where each body's string ends)."""
+    n = len(ends)
+    offsets = np.zeros(n + 1, np.int64)
+    parts, total = [], 0
+    for lo, hi in ranges:
+        if hi > lo:
+            base = int(starts[lo])
+            offsets[lo + 1:hi + 1] = ends[lo:hi] - (base - total)
+            parts.append(text[base:int(ends[hi - 1])])
+            total += int(ends[hi - 1]) - base
+    out = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+    return offsets, out
 
 
 def _utf8(data: np.ndarray) -> bool:

@@ -700,10 +700,14 @@ def _iso(buf, a, m):
 def warm_up() -> None:
     """Compile (or load from the cache) for the argument types the callers pass."""
     z = np.zeros(1, np.int64)
-    for buf in (np.frombuffer(b'{"a":"1"}', np.uint8), np.zeros(9, np.uint8)):  # bytes are read-only: a type of their own
+    ro_z, ro_end = np.frombuffer(z.tobytes(), np.int64), np.frombuffer(np.array([9]).tobytes(), np.int64)
+    # bytes and Arrow buffers are read-only: a type of their own, for the bodies and their bounds
+    for buf, starts, ends in ((np.frombuffer(b'{"a":"1"}', np.uint8), ro_z, ro_end),
+                              (np.frombuffer(b'{"a":"1"}', np.uint8), z, np.array([9])),
+                              (np.zeros(9, np.uint8), ro_z, ro_end), (np.zeros(9, np.uint8), z, np.array([9]))):
         key = np.frombuffer(b"a", np.uint8)
         classify(buf)
-        scan(np.zeros(MAX_DEPTH + 2, np.uint8), z.copy(), z.copy(), buf, quotes(buf), 0, 1, z, np.array([9]), key,
+        scan(np.zeros(MAX_DEPTH + 2, np.uint8), z.copy(), z.copy(), buf, quotes(buf), 0, 1, starts, ends, key,
              np.array([0, 1]), key, np.array([0, 1]), np.array([0], np.int8), False, False, False,
              np.zeros((1, 1), np.int64), np.zeros((1, 1)), np.zeros((1, 1), np.uint8), np.zeros((1, 9), np.uint8),
              z.copy(), np.zeros((1, 1), np.int64), 0, z.copy(), np.zeros(1, np.uint8), np.zeros((1, 4), np.int64),

@@ -100,8 +100,10 @@ def _engine_run(text: str, batches: list[list[bytes]], n: int) -> tuple[float, i
 def load_kernels() -> None:
     """The JSON decode kernels compiled before timing: a job's worker loads them in the
     background and decodes with Polars' reader until they are there (exec/jsondecode.py)."""
-    from headwater.services.processing.exec.jsondecode import KERNELS
+    from headwater.services.processing.exec.jsondecode import ENABLED, KERNELS
 
+    if not ENABLED:  # HEADWATER_PROCESSING_JSON_KERNELS=0
+        return
     try:
         KERNELS.load()
     except RuntimeError as exc:  # no numba here: the readers of JSON lines decode
@@ -115,7 +117,8 @@ def run_suite(n: int, batch: int, rate: float, compare: str | None, only: list[s
 
     batches = list(trip_batches(n, batch, rate_per_s=rate))
     load_kernels()
-    _engine_run(SUITE["book"][0], list(trip_batches(min(n, 5000), batch, seed=1)), n)  # warm up (imports, pools)
+    # warm up (imports, pools, the allocator's first pages) with one batch of the size measured
+    _engine_run(SUITE["book"][0], list(trip_batches(min(n, batch), batch, seed=1)), n)
     path = None
     con = None
     if compare == "duckdb":

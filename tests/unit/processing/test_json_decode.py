@@ -376,3 +376,24 @@ def test_a_deeply_nested_event_with_a_long_number_is_an_error_not_a_crash() -> N
     assert loads_json(deep, {"s"})["s"] == "a"
     with pytest.raises(DecodeError, match="outside the bigint range"):
         loads_json(b'{"s": ' + b"[" * 600 + b"12345678901234567890" + b"]" * 600 + b"}", {"s"})
+
+
+def test_the_kernels_can_be_turned_off_for_the_json_lines_readers() -> None:
+    """``HEADWATER_PROCESSING_JSON_KERNELS=0``: numba is never loaded into the process (about
+    110 MB of memory) and the readers of JSON lines decode, with the same rows."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from headwater.services.processing.engine import compile_query; "
+            "from headwater.services.processing.exec.jsondecode import KERNELS, ENABLED; "
+            "ENABLED and KERNELS.load(); "
+            "rt = compile_query('SELECT s, COUNT(*) AS n FROM i GROUP BY s, TumblingWindow(second, 10)').runtime(); "
+            "rt.feed_bodies('i', [b'{\"s\": \"a\"}', b'{\"s\": \"b\"}', b'{\"s\": \"a\"}'], [1, 2, 3]); "
+            "rt.flush(); "
+            "print(sorted((r['s'], r['n']) for r in rt.take()['output']), 'numba' in sys.modules)")
+    for setting, numba_loaded in (("0", False), ("1", True)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env={**__import__("os").environ, "HEADWATER_PROCESSING_JSON_KERNELS": setting})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("[('a', 2), ('b', 1)]"), out.stdout
+        assert out.stdout.strip().endswith(str(numba_loaded)), out.stdout

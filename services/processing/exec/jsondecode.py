@@ -107,8 +107,7 @@ class TypedDecoder:
             return k.scan(np.empty(k.MAX_DEPTH + 2, np.uint8), np.empty(nf, np.int64), np.empty(nt, np.int64), data,
                           qbits, r[0], r[1], *args)
 
-        # the kernel releases the GIL: ranges of bodies in threads
-        done = [run(ranges[0])] if len(ranges) == 1 else list(_pool().map(run, ranges))
+        done = _in_threads(run, ranges)
         if any(status != k.OK for status, _, _ in done):
             return ROWS
         hard_at = [hard[lo * nf:nh] for (lo, _), (_, nh, _) in zip(ranges, done)]
@@ -148,16 +147,37 @@ class TypedDecoder:
 
 
 _NO_QUOTES = np.zeros(1, np.uint64)
-#: bodies per thread below which a batch is decoded in one thread
+#: bodies per range of a batch decoded in threads (a batch smaller than two is decoded in one)
 _MIN_PER_THREAD = 4096
 _THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _POOL: dict[int, ThreadPoolExecutor] = {}  # by process: a forked child makes its own threads
 
 
 def _ranges(n: int) -> list[tuple[int, int]]:
-    parts = max(1, min(_THREADS, n // _MIN_PER_THREAD))
+    """Ranges of about ``_MIN_PER_THREAD`` bodies (one range when threads would not help)."""
+    parts = max(1, n // _MIN_PER_THREAD) if _THREADS > 1 else 1
     bounds = [n * j // parts for j in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _in_threads(run: Any, ranges: list[tuple[int, int]]) -> list[Any]:
+    """``run`` of each range, in order. The kernel releases the GIL: this thread and up to
+    ``_THREADS - 1`` others take the next range while there is one, so a thread the machine
+    runs slowly (other work on the cores) takes fewer ranges instead of being waited for."""
+    if len(ranges) == 1:
+        return [run(ranges[0])]
+    out: list[Any] = [None] * len(ranges)
+    todo = iter(range(len(ranges)))  # next() of one iterator from several threads: each index once (GIL)
+
+    def work() -> None:
+        for j in todo:
+            out[j] = run(ranges[j])
+
+    helpers = [_pool().submit(work) for _ in range(min(_THREADS, len(ranges)) - 1)]
+    work()
+    for h in helpers:
+        h.result()
+    return out
 
 
 def _pool() -> ThreadPoolExecutor:

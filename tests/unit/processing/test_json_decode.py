@@ -282,15 +282,19 @@ def _run(sql: str, batches: list[list[bytes]], columnar: bool):
             rows += rt.take()["output"]
         rt.flush()
         rows += rt.take()["output"]
-        # numbers as floats, as test_vectorised_differential compares them: a typed column holds
-        # a batch's integers and floats of one field as floats (the row path keeps each as read);
-        # -0.0 as 0.0 (a vectorised SUM starts from 0.0)
-        canon = [sorted((k, round(float(v), 6) + 0.0 if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
-                        for k, v in r.items()) for r in format_rows(rows)]
+        canon = _canon(rows)
     except Exception as exc:  # noqa: BLE001 - the same failure on both paths
         return type(exc).__name__, str(exc)
     counters = {k: v for k, v in rt.counters.as_dict().items() if k not in ("samples",)}
-    return sorted(map(repr, canon)), counters
+    return canon, counters
+
+
+def _canon(rows: list[dict]) -> list[str]:
+    """Rows to compare: numbers as floats, as test_vectorised_differential compares them (a
+    typed column holds a batch's integers and floats of one field as floats; the row path
+    keeps each as read), -0.0 as 0.0 (a vectorised SUM starts from 0.0), in sorted order."""
+    return sorted(repr(sorted((k, round(float(v), 6) + 0.0 if isinstance(v, (int, float)) and not isinstance(v, bool)
+                               else v) for k, v in r.items())) for r in format_rows(rows))
 
 
 class _Loading:
@@ -397,3 +401,24 @@ def test_the_kernels_can_be_turned_off_for_the_json_lines_readers() -> None:
         assert out.returncode == 0, out.stderr
         assert out.stdout.startswith("[('a', 2), ('b', 1)]"), out.stdout
         assert out.stdout.strip().endswith(str(numba_loaded)), out.stdout
+
+
+def test_batches_before_and_after_the_kernels_load_mix_in_one_job(monkeypatch) -> None:
+    """A job's first batches are read by the JSON lines readers while the kernels load, the
+    next ones by the kernels: the same rows as a job that had them from the start."""
+    rng = random.Random(11)
+    batches = _clean_batches(rng) + _clean_batches(rng)
+    sql = QUERIES[1]
+    whole = _run(sql, batches, True)
+    pm = get_plugin_manager(load_entrypoints=False).collect()
+    rt = compile_query(sql, pm).runtime(OrderingPolicy.from_seconds(5, 5, "adjust"))
+    rows = []
+    for k, bodies in enumerate(batches):
+        with monkeypatch.context() as m:
+            if k < len(batches) // 2:
+                m.setattr(jsondecode, "KERNELS", _Loading())
+            rt.feed_bodies("e", bodies, [1_704_067_200_000_000 + i for i in range(len(bodies))])
+        rows += rt.take()["output"]
+    rt.flush()
+    rows += rt.take()["output"]
+    assert _canon(rows) == whole[0]

@@ -500,16 +500,41 @@ def _with_system_columns(rows: list[dict], arrivals, parts, system: set[str]) ->
     return out
 
 
-def format_value(v: Any) -> Any:
+def _format_leaf(v: Any) -> Any:
     if isinstance(v, datetime):
         return format_datetime(v)
-    if isinstance(v, dict):
-        return {k: format_value(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [format_value(x) for x in v]
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
         return None
     return v
+
+
+def format_value(v: Any) -> Any:
+    """``v`` JSON-ready (datetimes as text, NaN and infinities as NULL). Records and arrays
+    are walked with a loop, not a recursion: an input event may nest as deep as orjson
+    reads (1,024 levels)."""
+    if not isinstance(v, (dict, list)):
+        return _format_leaf(v)
+    top: list[Any] = [None]
+    todo: list[tuple[Any, Any, Any]] = [(v, top, 0)]  # (value, the container it goes into, its key there)
+    while todo:
+        value, into, at = todo.pop()
+        out: Any
+        if isinstance(value, dict):
+            out = dict.fromkeys(value)
+            for k, x in value.items():
+                if isinstance(x, (dict, list)):
+                    todo.append((x, out, k))
+                else:
+                    out[k] = _format_leaf(x)
+        else:
+            out = [None] * len(value)
+            for i, x in enumerate(value):
+                if isinstance(x, (dict, list)):
+                    todo.append((x, out, i))
+                else:
+                    out[i] = _format_leaf(x)
+        into[at] = out
+    return top[0]
 
 
 def format_rows(rows: list[dict]) -> list[dict]:

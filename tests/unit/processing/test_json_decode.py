@@ -422,3 +422,19 @@ def test_batches_before_and_after_the_kernels_load_mix_in_one_job(monkeypatch) -
     rt.flush()
     rows += rt.take()["output"]
     assert _canon(rows) == whole[0]
+
+
+def test_an_event_nested_as_deep_as_orjson_reads_goes_through_select_star() -> None:
+    """Output rows are made JSON-ready with a loop: a 900-deep array in an event reaches the
+    output (the recursion raised RecursionError out of format_rows). The row path: the
+    vectorised source's first look at a batch (Polars' schema inference) takes seconds on
+    such nesting."""
+    body = b'{"t": "2024-01-01T00:00:01Z", "x": ' + b"[" * 900 + b"1" + b"]" * 900 + b"}"
+    rt = compile_query("SELECT * FROM e TIMESTAMP BY t").runtime(columnar=False)
+    rt.feed_bodies("e", [body])
+    rt.flush()
+    (row,) = format_rows(rt.take()["output"])
+    x, depth = row["x"], 0
+    while isinstance(x, list):
+        x, depth = x[0], depth + 1
+    assert (depth, x) == (900, 1)

@@ -45,6 +45,11 @@ class Kernels:
                     self._thread.start()
         return None
 
+    @property
+    def loaded(self) -> ModuleType | None:
+        """The kernels if they are loaded, without starting to load them."""
+        return self._mod
+
     def load(self) -> ModuleType:
         """The kernels, waiting for them (tests, warm-up); raises what loading raised."""
         self.get()

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from headwater.jit import Kernels
 
-__all__ = ["ENABLED", "KERNELS", "ROWS", "TypedDecoder", "body_spans"]
+__all__ = ["ENABLED", "KERNELS", "LOAD_MIN_EVENTS", "ROWS", "TypedDecoder", "body_spans"]
 
 #: The JSON decode kernels, compiled in the background on first use.
 KERNELS = Kernels("headwater.services.processing.exec._jsonkernels")
@@ -36,6 +36,11 @@ KERNELS = Kernels("headwater.services.processing.exec._jsonkernels")
 ENABLED = os.environ.get("HEADWATER_PROCESSING_JSON_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
 #: :meth:`TypedDecoder.decode`'s answer when the batch must be decoded event by event
 ROWS = "rows"
+#: A job loads the kernels (numba's runtime: about 110 MB of resident memory) at its first
+#: batch of this many events or more; a job whose batches stay smaller (a quiet input) never
+#: pays that memory and decodes with the JSON lines readers (already loaded kernels are used
+#: for any batch)
+LOAD_MIN_EVENTS = 1000
 
 _KIND: dict[Any, int] = {pl.Utf8: 0, pl.Int64: 1, pl.Float64: 2, pl.Boolean: 3}
 
@@ -79,7 +84,10 @@ class TypedDecoder:
         """The batch as a frame of ``schema``'s columns; :data:`ROWS` when it must be
         decoded event by event; None while the kernels are not loaded yet."""
         self.micros = None
-        k = KERNELS.get() if ENABLED else None
+        if not ENABLED:
+            return None
+        count = len(bodies.offsets) - 1 if hasattr(bodies, "offsets") else len(bodies)
+        k = KERNELS.get() if count >= LOAD_MIN_EVENTS else KERNELS.loaded
         if k is None:
             return None
         buf, starts, ends = body_spans(bodies)
@@ -224,4 +232,8 @@ def _names(names: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
 
 if __name__ == "__main__":  # make setup: compile into numba's cache once, so job workers only load it
+    KERNELS.load()
+
+
+if __name__ == "__main__":  # make setup: compile into numba's cache once, so jobs only load it
     KERNELS.load()

@@ -303,6 +303,8 @@ class _Loading:
     def get(self):
         return None
 
+    loaded = None
+
 
 @pytest.mark.parametrize("seed", range(8))
 def test_engine_reads_any_batch_as_the_json_lines_readers_did(seed, monkeypatch) -> None:
@@ -438,3 +440,23 @@ def test_an_event_nested_as_deep_as_orjson_reads_goes_through_select_star() -> N
     while isinstance(x, list):
         x, depth = x[0], depth + 1
     assert (depth, x) == (900, 1)
+
+
+def test_a_job_loads_the_kernels_only_at_its_first_large_batch() -> None:
+    """A job whose batches stay small (a quiet input) never loads numba (about 110 MB of
+    memory); its first batch of ``LOAD_MIN_EVENTS`` or more starts loading the kernels."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from headwater.services.processing.engine import compile_query; "
+            "from headwater.services.processing.exec import jsondecode as j; "
+            "rt = compile_query('SELECT s, COUNT(*) AS n FROM i GROUP BY s, TumblingWindow(second, 10)').runtime(); "
+            "small = [b'{\"s\": \"a\"}'] * (j.LOAD_MIN_EVENTS - 1); "
+            "[rt.feed_bodies('i', small, list(range(k * len(small), (k + 1) * len(small)))) for k in range(3)]; "
+            "print('numba' in sys.modules, j.KERNELS.loaded is None); "
+            "rt.feed_bodies('i', small + small[:1], list(range(10**6, 10**6 + len(small) + 1))); "
+            "print(j.KERNELS.load() is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "HEADWATER_PROCESSING_JSON_KERNELS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "True"], out.stdout

@@ -218,6 +218,7 @@ class AlertEvaluator:
     async def _post(self, url: str, alert: pb.Alert) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        session = self._session
         body = {
             "schemaId": "headwater.alert.v1",
             "rule": alert.rule,
@@ -228,7 +229,7 @@ class AlertEvaluator:
 
         async def send() -> None:
             try:
-                async with self._session.post(url, json=body) as resp:
+                async with session.post(url, json=body) as resp:
                     if resp.status >= 500 or resp.status == 429:
                         raise HeadwaterError(Reason.SERVICE_BUSY, f"webhook {url} answered {resp.status}")
                     if resp.status >= 400:

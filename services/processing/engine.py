@@ -169,6 +169,7 @@ class Runtime:
                                                                     tb.parts[0].lower() == alias.lower())):
                 field = tb.parts[-1]
             system = self.system.get(src.name.lower(), set())
+            s: VectorSource | Source
             if vector:
                 fields = join_fields(ls, alias) if ls.select.joins else referenced_fields(ls, alias)
                 s = VectorSource(src.name, alias, field, ts, policy, fields, system)
@@ -326,12 +327,14 @@ class Runtime:
             by_body = metadata is not None or (self.counters.verdicts is not None and sequence_numbers is not None)
             carry = list(range(n_bodies)) if by_body else partition_ids
             read = [getattr(s, "fields", None) for s in srcs]
-            fields = None if any(f is None for f in read) else set().union(*read)
+            known = [f for f in read if f is not None]
+            fields = set().union(*known) if len(known) == len(read) else None
             rows, arrivals, parts = decode_json_bodies([bytes(b) for b in bodies], None if arrival_times is None
                                                        else list(arrival_times), self.counters, carry, fields)
             row_meta = seqs = None
             if by_body:
                 index = parts
+                assert index is not None  # carried: each row's body
                 row_meta = None if metadata is None else [metadata[i] for i in index]
                 seqs = None if sequence_numbers is None else [int(sequence_numbers[i]) for i in index]
                 parts = None if partition_ids is None else [partition_ids[i] for i in index]

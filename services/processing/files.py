@@ -27,12 +27,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.paths import confine
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["DATE_FORMATS", "TIME_FORMATS", "FileEntry", "PathPattern", "read_events"]
 
@@ -144,16 +147,16 @@ class PathPattern:
                     day = day.replace(hour=t.hour, minute=t.minute)
                 return int(day.replace(tzinfo=dt.UTC).timestamp() * 1_000_000)
             if g.get("Year"):
-                parts = [int(g.get(k) or d) for k, d in (("Year", 1970), ("Month", 1), ("Day", 1), ("Hour", 0),
-                                                          ("Minute", 0), ("Second", 0))]
-                return int(dt.datetime(*parts, tzinfo=dt.UTC).timestamp() * 1_000_000)
+                y, mo, d, h, mi, sec = (int(g.get(k) or default) for k, default in (
+                    ("Year", 1970), ("Month", 1), ("Day", 1), ("Hour", 0), ("Minute", 0), ("Second", 0)))
+                return int(dt.datetime(y, mo, d, h, mi, sec, tzinfo=dt.UTC).timestamp() * 1_000_000)
         except ValueError:
             return None  # a name that looks like a date but is none: not a file of the pattern
         return int(path.stat().st_mtime * 1_000_000)
 
     def files(self) -> list[FileEntry]:
         """Every file the pattern names, in time order (then path order)."""
-        out = []
+        out: list[FileEntry] = []
         if not self.base.is_dir():
             return out
         for dirpath, dirnames, filenames in os.walk(self.base, followlinks=False):
@@ -194,14 +197,17 @@ def _json_default(v: Any) -> Any:
     return str(v)
 
 
-def _enqueued_us(text: str, default: int) -> int:
-    """Capture's ``EnqueuedTimeUtc`` (``12/05/2026 10:00:01 AM``, or ISO) in us."""
+def _enqueued_us(text: object, default: int) -> int:
+    """Capture's ``EnqueuedTimeUtc`` (``12/05/2026 10:00:01 AM``, or ISO) in us; ``default``
+    when it is missing or no time."""
+    if not isinstance(text, str):
+        return default
     try:
         t = dt.datetime.strptime(text, "%m/%d/%Y %I:%M:%S %p")
-    except (ValueError, TypeError):
+    except ValueError:
         try:
             t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except (ValueError, AttributeError):
+        except ValueError:
             return default
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
@@ -244,7 +250,8 @@ def read_events(entry: FileEntry, max_bytes: int) -> tuple[list[bytes], list[int
                     if isinstance(reader.writer_schema, dict) else set()
                 if _CAPTURE_FIELDS <= fields:  # Event Hubs Capture: the events themselves
                     bodies, times = [], []
-                    for rec in reader:
+                    # a record schema (the Capture fields): every datum is a dict
+                    for rec in cast("Iterator[dict[str, Any]]", reader):
                         if rec.get("Body") is None:
                             continue
                         bodies.append(bytes(rec["Body"]))
@@ -262,9 +269,9 @@ def read_events(entry: FileEntry, max_bytes: int) -> tuple[list[bytes], list[int
     except Exception as exc:  # noqa: BLE001 - any parser's error names the file
         raise HeadwaterError(Reason.INVALID_ARGUMENT, f"file {path} does not parse as {suffix[1:]}: {exc}") from None
     if not isinstance(rows, list):  # an Arrow table: JSON lines by batch
-        bodies = _table_bodies(rows)
-        if bodies is not None:
-            return bodies, [t] * len(bodies)
+        table_bodies = _table_bodies(rows)
+        if table_bodies is not None:
+            return table_bodies, [t] * len(table_bodies)
         rows = rows.to_pylist()
     return [orjson.dumps(r, default=_json_default) for r in rows], [t] * len(rows)
 
@@ -291,7 +298,8 @@ def _table_bodies(table: Any) -> list[bytes] | None:
         cols.append(col)
     if not table.num_rows:
         return []
-    text = pl.from_arrow(pa.table(cols, names=table.column_names)).write_ndjson()
+    frame = cast(pl.DataFrame, pl.from_arrow(pa.table(cols, names=table.column_names)))  # a Table: a DataFrame
+    text = frame.write_ndjson()
     return text.encode().splitlines()
 
 

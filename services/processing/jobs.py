@@ -111,9 +111,9 @@ class JobCatalog:
         """One change: under the thread lock (and, shared, the file lock, on the
         current file), saved at the end unless it raised."""
         with self._lock:
-            if not self.shared:
+            if self._writer is not None:  # not shared
                 yield
-                self._save()
+                self._written = self._writer.submit(self._render)
                 return
             with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
@@ -135,8 +135,6 @@ class JobCatalog:
             }
         return json.dumps(data).encode()
 
-    def _save(self) -> None:
-        self._written = self._writer.submit(self._render)
 
     async def synced(self) -> None:
         """Return once every change so far is durable in jobs.json (raises the write's error)."""
@@ -182,7 +180,7 @@ class JobCatalog:
             self._jobs[job.name] = job
         return job
 
-    def set_state(self, name: str, state: int, error: str = "", started: bool = False,
+    def set_state(self, name: str, state: pb.JobState, error: str = "", started: bool = False,
                   expect: tuple[int, ...] = ()) -> pb.Job:
         """Set a job's state (and error, start time) on the current record; with
         ``expect``, only when its state is one of those (else it is returned unchanged)."""

@@ -122,7 +122,7 @@ def run_local(query: str, inputs: dict[str, list[dict]], references: dict[str, l
     # consecutive events of one input go in one batch
     batch: list[dict] = []
     arrivals: list[int] = []
-    current = None
+    current = ""  # the input of the batch (when it has events)
     # A file is read as one partition, as a hub with one partition would give it: PartitionId 0
     # (a payload field of that name wins, as in a job).
     for t, _, _, alias, ev in merged:

@@ -44,14 +44,14 @@ class JobManager:
     def __init__(self, config: ProcessingConfig, catalog: JobCatalog) -> None:
         self.config = config
         self.catalog = catalog
-        self.runners: dict[str, JobRunner | JobWorker] = {}
+        self.runners: dict[str, JobRunner | JobWorker | ScaledJob] = {}
         #: The last metrics of jobs that stopped or failed in this process: a FAILED
         #: job still shows the runtime error that failed it.
         self.final_metrics: dict[str, pb.JobMetrics] = {}
         self._stopping: set[asyncio.Task] = set()
         #: Compile and TestQuery run here, off the event loop, within a time budget.
         self.queries = QueryPool()
-        self.channels: dict[str, object] = {}
+        self.channels: dict[str, grpc.aio.Channel] = {}
         self.alerts = AlertEvaluator(rules=lambda: list(self.catalog.rules.values()),
                                      metrics_of=self.running_metrics, sample_interval_s=config.alert_sample_interval_s)
         #: Jobs this replica runs because another replica started them (shared catalogue).
@@ -101,7 +101,7 @@ class JobManager:
             await ch.close()
 
     # -- helpers --------------------------------------------------------------------------
-    def _channel(self, address: str, conn_str: str = ""):
+    def _channel(self, address: str, conn_str: str = "") -> grpc.aio.Channel:
         key = conn_str or address
         if key not in self.channels:
             if conn_str:
@@ -114,7 +114,7 @@ class JobManager:
             self.channels[key] = aio_channel(conn)
         return self.channels[key]
 
-    def _set_state(self, name: str, state: int, error: str = "", started: bool = False) -> pb.Job:
+    def _set_state(self, name: str, state: pb.JobState, error: str = "", started: bool = False) -> pb.Job:
         return self.catalog.set_state(name, state, error, started)
 
     # -- replicas sharing the catalogue ---------------------------------------------------
@@ -173,9 +173,10 @@ class JobManager:
 
         name = job.name
         state_dir = self._checkpoint_root() / "jobs" / job_id(name)
+        runner: JobRunner | JobWorker | ScaledJob
         if self.config.scale_out:
-            runner = await self._scaled(job)
-            runner.joining = joining or resuming
+            runner = scaled = await self._scaled(job)
+            scaled.joining = joining or resuming
         elif self.config.job_worker == "process":
             runner = JobWorker(job, self.config, state_dir)
         else:

@@ -33,12 +33,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import json
 import logging
 import os
 import resource
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,11 +80,21 @@ class QueryRuntime(Protocol):
 
     def restore(self, state: bytes) -> None: ...
 
-    def counters(self) -> dict[str, int]: ...
+    def counters(self) -> dict[str, Any]:
+        """Event counts by name, and ``samples``: the first errors."""
+        ...
 
     def watermark(self) -> datetime | None: ...
 
     def stream_inputs(self) -> list[str]: ...
+
+    def take_dead(self) -> list[dict]:
+        """The events that failed since the last take (for the job's dead-letter hub)."""
+        ...
+
+    def add_reference_version(self, alias: str, valid_from_us: int, rows: list[dict]) -> None:
+        """A snapshot of a refreshed reference input, valid from ``valid_from_us``."""
+        ...
 
 
 @dataclass
@@ -176,7 +188,7 @@ class Chunk:
         """Per event, what GetMetadataPropertyValue reads besides the system columns
         (``Offset``, ``SequenceNumber``, ``PartitionKey``, ``User``); None when the read
         did not ask for properties."""
-        if self.meta is None:
+        if self.meta is None or self.log_offsets is None:  # read together
             return None
         return [{"Offset": str(off), "SequenceNumber": seq, "PartitionKey": m.partition_key or None,
                  "User": dict(m.properties)}
@@ -241,7 +253,7 @@ def merge_chunks(chunks: list[Chunk]) -> dict[tuple[str, str], Chunk]:
                          np.concatenate(offs), np.concatenate([c.seqs for c in group]),
                          np.concatenate([c.arrivals for c in group]), names, ids,
                          np.concatenate([c.log_offsets for c in group]) if with_meta else None,
-                         [m for c in group for m in c.meta] if with_meta else None)
+                         [m for c in group for m in c.meta or ()] if with_meta else None)
     return out
 
 
@@ -258,7 +270,9 @@ def rows_in_arrival_order(merged: dict[tuple[str, str], Chunk]) -> dict[str, tup
         seqs = np.concatenate([c.seqs for c in chunks])
         part_no = np.concatenate([np.full(len(c), i) for i, c in enumerate(chunks)])
         order = np.lexsort((seqs, part_no, arrivals)) if len(chunks) > 1 else np.arange(len(seqs))
-        bodies, ctypes, pids = [], [], []
+        bodies: list[bytes] = []
+        ctypes: list[str] = []
+        pids: list[str] = []
         for c in chunks:
             view = memoryview(c.bodies)
             o = c.offsets.tolist()
@@ -456,13 +470,13 @@ class JobRunner:
         self._cpu0 = self._cpu()
         self._wall0 = time.monotonic()
         self._util = 0.0
-        self.on_failure = None  # callable(str) set by the service
-        #: callable(str) set by the service: a transient trouble (an input or output held
-        #: by a peer that fails or does not answer) began ("..."), or every one ended ("").
-        self.on_degraded = None
+        self.on_failure: Callable[[str], None] | None = None  # set by the service
+        #: set by the service: a transient trouble (an input or output held by a peer that
+        #: fails or does not answer) began ("..."), or every one ended ("").
+        self.on_degraded: Callable[[str], None] | None = None
         self._troubles: dict[str, str] = {}
         self.faults = FaultFile(self.settings.faults_file)
-        self.on_epoch = None  # callable() after every epoch (the worker reports metrics)
+        self.on_epoch: Callable[[], None] | None = None  # after every epoch (the worker reports metrics)
         #: File stream inputs by alias (files named by a path pattern instead of a hub).
         self.file_inputs: dict[str, Any] = {}
         #: Refreshed reference inputs: alias -> RefreshState (JobMetrics.references).
@@ -868,8 +882,8 @@ class JobRunner:
                     self._stream_partitions.append((inp.alias, pid))
                 continue
             hub = inp.hub if inp.hub.startswith("hubs/") else f"hubs/{inp.hub}"
-            resp = await retry_async(lambda hub=hub: self._call(self.ingestion.GetHub, ipb.GetHubRequest(name=hub)),
-                                     self.settings.retry)
+            resp = await retry_async(functools.partial(self._call, self.ingestion.GetHub,
+                                                       ipb.GetHubRequest(name=hub)), self.settings.retry)
             group = inp.consumer_group or "$Default"
             for pid in resp.hub.partition_ids:
                 if self.only_partitions is not None and pid not in self.only_partitions:
@@ -1034,8 +1048,7 @@ class JobRunner:
             while last < end:
                 req = self._read_request(hub, group, pid, pos, min(self.settings.read_batch_size, end - last),
                                          alias)
-                chunk = await retry_async(lambda req=req, a=alias, p=pid: self._read_once(req, a, p),
-                                          self.settings.retry)
+                chunk = await retry_async(functools.partial(self._read_once, req, alias, pid), self.settings.retry)
                 if chunk is None:
                     continue
                 chunk = chunk.upto(end)
@@ -1244,7 +1257,7 @@ class JobRunner:
             f"hubs/{self.job.dead_letter_hub}"
         for i in range(0, len(events), 500):
             req = ipb.PublishEventsRequest(hub=hub, events=events[i:i + 500])
-            await retry_async(lambda req=req: self._call(self.ingestion.PublishEvents, req), self.settings.retry)
+            await retry_async(functools.partial(self._call, self.ingestion.PublishEvents, req), self.settings.retry)
         self.stats["dead_letter_events"] = self.stats.get("dead_letter_events", 0) + len(events)
 
     def _take_counters(self) -> None:

@@ -30,6 +30,7 @@ def catalog_for(config: ProcessingConfig) -> JobCatalog:
 class ProcessingService(Service):
     name = "processing"
     config_class = ProcessingConfig
+    config: ProcessingConfig
     #: Largest request accepted (TestQuery carries sample inputs); setting max_receive_message_bytes overrides it.
     default_max_receive_bytes = 16 * 1024 * 1024
     rights = {
@@ -44,7 +45,7 @@ class ProcessingService(Service):
 
     async def start(self) -> None:
         self.catalog = catalog_for(self.config)
-        self.manager = JobManager(self.config, self.catalog)  # type: ignore[arg-type]
+        self.manager = JobManager(self.config, self.catalog)
         self.servicer = ProcessingServicer(self.catalog, self.manager)
         self._collector = register_job_metrics(self.manager)
 

@@ -38,10 +38,17 @@ import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from headwater.errors import HeadwaterError
 from headwater.storage import write_atomic
 from headwater.v1 import processing_pb2 as pb
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from headwater.services.processing.worker import JobWorker
+    from headwater.v1 import ingestion_pb2 as ipb
 
 __all__ = ["ScaledJob"]
 
@@ -65,11 +72,12 @@ class ScaledJob:
         self.group = group
         self.partitions = partitions
         self.make_task = make_task  # (slot partitions | None, state dir, writer suffix) -> JobWorker
-        self.tasks: dict[str, object] = {}
-        self.claims: dict[str, object] = {}  # partition -> our Ownership
+        self.tasks: dict[str, JobWorker] = {}
+        self.claims: dict[str, ipb.Ownership] = {}  # partition -> our Ownership
         self.error = ""
-        self.on_failure = None
-        self.on_degraded = None  # callable(str): a task's input or output is held ("" when none is)
+        self.on_failure: Callable[[str], None] | None = None
+        #: a task's input or output is held ("..."), or none is ("")
+        self.on_degraded: Callable[[str], None] | None = None
         self._degraded: dict[str, str] = {}  # slot -> what holds it
         self._loop: asyncio.Task | None = None
         self._expiry_s = 30.0
@@ -347,7 +355,7 @@ class ScaledJob:
             for r in m.references:
                 refs.setdefault(r.input, r)
         out.references.extend(refs.values())
-        wms: dict[str, object] = {}
+        wms: dict[str, pb.InputWatermark] = {}
         for m in parts:
             for w in m.input_watermarks:
                 if w.input not in wms or w.watermark.ToNanoseconds() < wms[w.input].watermark.ToNanoseconds():

@@ -27,7 +27,10 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.interpreter import tune_interpreter
@@ -52,11 +55,11 @@ class JobWorker:
         self.config = config
         self.state_dir = state_dir
         self.error = ""
-        self.on_failure = None  # callable(str) set by the manager
-        self.on_degraded = None  # callable(str) set by the manager ("" when no longer degraded)
+        self.on_failure: Callable[[str], None] | None = None  # set by the manager
+        self.on_degraded: Callable[[str], None] | None = None  # set by the manager ("" when no longer degraded)
         self._metrics = pb.JobMetrics()
-        self._proc = None
-        self._conn = None
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
         self._waiters: dict[str, asyncio.Future] = {}
         self._closed = False
 
@@ -64,20 +67,20 @@ class JobWorker:
     async def start(self, mode: int, start_time: datetime | None) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_child_main, name=f"headwater job {self.job.name}", daemon=True,
-                                 args=(child, self.job.SerializeToString(), self.config, str(self.state_dir),
-                                       mode, start_time, self.partitions, self.writer_suffix))
-        self._proc.start()
+        proc = self._proc = ctx.Process(target=_child_main, name=f"headwater job {self.job.name}", daemon=True,
+                                        args=(child, self.job.SerializeToString(), self.config, str(self.state_dir),
+                                              mode, start_time, self.partitions, self.writer_suffix))
+        proc.start()
         child.close()
         self._conn = parent
         loop = asyncio.get_running_loop()
         self._waiters["started"] = loop.create_future()
-        loop.add_reader(parent.fileno(), self._on_readable)
+        loop.add_reader(parent.fileno(), self._on_readable, parent)
         await self._waiters["started"]
 
-    def _on_readable(self) -> None:
+    def _on_readable(self, conn: Connection) -> None:
         try:
-            msg = self._conn.recv()
+            msg = conn.recv()
         except (EOFError, OSError):
             self._on_exit()
             return
@@ -116,7 +119,8 @@ class JobWorker:
             return
         self._closed = True
         with contextlib.suppress(Exception):
-            asyncio.get_running_loop().remove_reader(self._conn.fileno())
+            if self._conn is not None:
+                asyncio.get_running_loop().remove_reader(self._conn.fileno())
         expected = "stopped" in self._waiters and self._waiters["stopped"].done()
         code = self._proc.exitcode if self._proc is not None else None
         if not expected:
@@ -133,27 +137,28 @@ class JobWorker:
                     self.on_failure(message)
 
     async def stop(self, final_checkpoint: bool = True) -> None:
-        if self._proc is None:
+        proc, conn = self._proc, self._conn
+        if proc is None or conn is None:  # never started (the pipe is open once the process is)
             return
         loop = asyncio.get_running_loop()
         fut = self._waiters.setdefault("stopped", loop.create_future())
         if not self._closed:
             with contextlib.suppress(OSError, BrokenPipeError):
-                self._conn.send(("stop", final_checkpoint))
+                conn.send(("stop", final_checkpoint))
             # The child finishes its epoch (bounded by stop_hold_timeout_s) and checkpoints.
             try:
                 await asyncio.wait_for(asyncio.shield(fut), self.config.stop_hold_timeout_s + 30)
             except TimeoutError:
                 log.error("job %s: the worker did not stop; killing it", self.job.name)
-        await asyncio.to_thread(self._proc.join, 5)
-        if self._proc.is_alive():
-            self._proc.kill()
-            await asyncio.to_thread(self._proc.join, 5)
+        await asyncio.to_thread(proc.join, 5)
+        if proc.is_alive():
+            proc.kill()
+            await asyncio.to_thread(proc.join, 5)
         if not self._closed:
             self._closed = True
             with contextlib.suppress(Exception):
-                loop.remove_reader(self._conn.fileno())
-        self._conn.close()
+                loop.remove_reader(conn.fileno())
+        conn.close()
 
     def metrics(self) -> pb.JobMetrics:
         return self._metrics

@@ -5,6 +5,7 @@ Functions, operators and windows come from the plugin registries only.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -289,10 +290,11 @@ class ExprCompiler:
                 raise error(f"{name}: the first argument is a date part such as minute", unit.pos)
             u = unit.parts[0]
             rest = node.args[1:]
-            if low == "datediff" and len(rest) == 2 and all(
-                    isinstance(a, A.Column) and len(a.parts) == 1 and a.parts[0].lower() in scope.aliases
-                    for a in rest):
-                return self._datediff_aliases(u, rest[0].parts[0].lower(), rest[1].parts[0].lower(), node)
+            if low == "datediff" and len(rest) == 2:
+                a, b = rest
+                if isinstance(a, A.Column) and isinstance(b, A.Column) and len(a.parts) == len(b.parts) == 1 \
+                        and a.parts[0].lower() in scope.aliases and b.parts[0].lower() in scope.aliases:
+                    return self._datediff_aliases(u, a.parts[0].lower(), b.parts[0].lower(), node)
             args.append(lambda e, u=u: u)
         args += [self.compile(a, scope) for a in rest]
         f = fn.fn
@@ -371,11 +373,12 @@ class ExprCompiler:
             return fn, node
         args = node.args
         consts = args[:lead] + (args[len(args) - trail:] if trail else [])
-        if len(args) < lead + trail or not all(isinstance(c, A.Literal) for c in consts):
+        literals = [c for c in consts if isinstance(c, A.Literal)]
+        if len(args) < lead + trail or len(literals) != len(consts):
             where = " and ".join(w for w, n in (("first", lead), ("last", trail)) if n)
             raise error(f"{node.name} takes {lead + trail} constant argument(s) ({where})", node.pos)
         try:
-            fn = fn.configure(*(c.value for c in consts))
+            fn = fn.configure(*(c.value for c in literals))
         except ValueError as exc:
             raise error(f"{node.name}: {exc}", node.pos) from None
         return fn, A.Call(node.pos, node.name, args[lead:len(args) - trail], node.namespace, node.distinct,
@@ -403,7 +406,7 @@ class ExprCompiler:
             size = duration_us(node.args[0].parts[0], float(node.args[1].value), node.args[0].pos)
             spec = AnalyticSpec("isfirst", None, partition, None, when, interval=size)
         else:
-            if duration is None:
+            if duration is None or over is None:  # a duration comes from OVER
                 raise error(f"{node.name} needs OVER (LIMIT DURATION(unit, n))", node.pos)
             if agg is not None:
                 # TopOne/CollectTop/AnomalyDetection_* OVER ([PARTITION BY] [ORDER BY] LIMIT DURATION [WHEN])
@@ -586,7 +589,8 @@ def _time_bound(on: A.Node, right: str, left_aliases: set[str], pos) -> tuple[st
         if isinstance(c, A.Between) and not c.negated and isinstance(c.expr, A.Call) \
                 and c.expr.name.lower() == "datediff" and len(c.expr.args) == 3:
             u, a, b = c.expr.args
-            if not all(isinstance(x, A.Column) and len(x.parts) == 1 for x in (u, a, b)):
+            if not (isinstance(u, A.Column) and isinstance(a, A.Column) and isinstance(b, A.Column)
+                    and len(u.parts) == len(a.parts) == len(b.parts) == 1):
                 continue
             if not (isinstance(c.low, A.Literal) and isinstance(c.high, A.Literal)):
                 raise error("DATEDIFF bounds of a JOIN must be constants", c.pos)
@@ -631,7 +635,7 @@ def plan_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[str], re
         lkey, rkey = _equi_keys(j.on, ralias, left_aliases, comp, scope)
         if j.source.name.lower() in references:
             name = j.source.name.lower()
-            joins.append(ReferenceJoin(ralias, lambda n=name: reference_rows(n), on, j.kind == "left", lkey, rkey))
+            joins.append(ReferenceJoin(ralias, functools.partial(reference_rows, name), on, j.kind == "left", lkey, rkey))
         else:
             anchor, lo, hi = _time_bound(j.on, ralias, left_aliases, j.pos)
             joins.append(StreamJoin(ralias, anchor, lo, hi, on, j.kind == "left", lkey, rkey))
@@ -643,7 +647,7 @@ def plan_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[str], re
         stages.append(Apply(arg, ap.alias, ap.call.name.lower() == "getrecordproperties", ap.outer))
         aliases.add(ap.alias.lower())
     if sel.match is not None:
-        stages.append(_match_stage(sel, comp, main or sel.source.ref.lower()))
+        stages.append(_match_stage(sel.match, comp, main or sel.source.ref.lower()))
         main = (sel.match.alias or sel.source.ref).lower()
         aliases.add(main)
     analytics: list[AnalyticSpec] = []
@@ -675,8 +679,7 @@ def plan_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[str], re
     return PlannedStatement(op, inputs, ls.target, ls.is_output)
 
 
-def _match_stage(sel: A.Select, comp: ExprCompiler, main: str) -> MatchRecognize:
-    mr = sel.match
+def _match_stage(mr: A.MatchRecognize, comp: ExprCompiler, main: str) -> MatchRecognize:
     symbols: list[str] = []
 
     def collect(node):
@@ -711,9 +714,7 @@ def _match_stage(sel: A.Select, comp: ExprCompiler, main: str) -> MatchRecognize
             out[name] = f(rows, labels)
         return out
     alias = (mr.alias or main).lower()
-    stage = MatchRecognize(partition, duration, mr.pattern, define, symbols, measure, mr.skip_to_next_row, alias)
-    stage.out_alias = alias
-    return stage
+    return MatchRecognize(partition, duration, mr.pattern, define, symbols, measure, mr.skip_to_next_row, alias)
 
 
 def _measure(node: A.Node, comp: ExprCompiler, main: str, symbols: list[str]):
@@ -771,15 +772,15 @@ def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[s
         keys = [VExpr(k, comp.compile(k, row_scope)) for k in ls.group_keys]
         project = project_fn(sel.items, comp, agg_scope)
         agg_scope.in_having = True
-        having = comp.compile(sel.having, agg_scope) if sel.having is not None else None
-        key_fields = {}
+        having_fn = comp.compile(sel.having, agg_scope) if sel.having is not None else None
+        key_fields: dict[str, tuple[int, str]] = {}
         for i, k in enumerate(ls.group_keys):
             if isinstance(k, A.Column) and (len(k.parts) == 1 or (len(k.parts) == 2 and k.parts[0].lower() == alias)):
                 key_fields.setdefault(k.parts[-1].lower(), (i, k.parts[-1]))
         rep = _fields_outside_aggregates(sel, alias, comp.pm) - set(key_fields)
-        agg = VectorAggregate(window, ls.windows[0].config, keys, agg_scope.aggs, project, having, alias, rep)
+        agg = VectorAggregate(window, ls.windows[0].config, keys, agg_scope.aggs, project, having_fn, alias, rep)
         agg.key_fields = key_fields
-        if having is None:
+        if having_fn is None:
             agg.columns = _output_columns(sel, alias, agg_scope.aggs, select_items)
         return VectorStatement(ls.target, alias, functions, where, None, None, agg), inputs
     items: list[tuple[str, Any]] = []
@@ -794,9 +795,12 @@ def plan_vector_statement(ls: LogicalStatement, comp: ExprCompiler, steps: set[s
         from headwater.services.processing.exec.analytic import Analytic
         from headwater.services.processing.exec.vector import VectorAnalytic
 
-        analytic = VectorAnalytic(Analytic(row_scope.analytics), [
-            ([VExpr(p, f) for p, f in zip(sp.node.over.partition_by, sp.partition)],
-             VExpr(sp.node.args[0], sp.value)) for sp in row_scope.analytics])
+        columns = []
+        for sp in row_scope.analytics:
+            assert sp.value is not None  # LAG and LAST have a value expression
+            columns.append(([VExpr(p, f) for p, f in zip(sp.node.over.partition_by, sp.partition)],
+                            VExpr(sp.node.args[0], sp.value)))
+        analytic = VectorAnalytic(Analytic(row_scope.analytics), columns)
     return VectorStatement(ls.target, alias, functions, where, having, items, None, analytic), inputs
 
 
@@ -836,8 +840,8 @@ def plan_vector_join(ls: LogicalStatement, comp: ExprCompiler, steps: set[str], 
         slot(j.source)
     on = [VExpr(c, comp.compile(c, scope)) for c in _conjuncts(j.on)]
     where = VExpr(sel.where, comp.compile(sel.where, scope)) if sel.where is not None else None
-    items = [(output_name(item, i), VExpr(item.expr, comp.compile(item.expr, scope)))
-             for i, item in enumerate(sel.items)]
+    items: list[tuple[str, VExpr | None]] = [(output_name(item, i), VExpr(item.expr, comp.compile(item.expr, scope)))
+                                             for i, item in enumerate(sel.items)]
     op = VectorJoinStatement(ls.target, left, right, comp.pm.functions, side, on,
                              [VExpr(x, comp.compile(x, scope)) for x in lkeys],
                              [VExpr(x, comp.compile(x, scope)) for x in rkeys], where, items)

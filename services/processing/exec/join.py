@@ -126,26 +126,29 @@ class StreamJoin:
         return () if self.right_key is None else join_key(self.right_key(Env({self.ralias: rec}, ts)))
 
     def run(self, lefts: list[Env], rights: list[tuple[int, dict]], watermark: int) -> list[Env]:
-        events = [(e.ts, 0, i, e) for i, e in enumerate(lefts)] + [(ts, 1, i, r) for i, (ts, r) in enumerate(rights)]
-        events.sort(key=lambda t: (t[0], t[1], t[2]))
+        # both sides in time order, lefts first at one time, each side in arrival order
+        events = sorted([(e.ts, 0, i) for i, e in enumerate(lefts)] + [(ts, 1, i) for i, (ts, _) in enumerate(rights)])
         out: list[Env] = []
         lo, hi = self.lo, self.hi
-        for ts, side, _, item in events:
+        for ts, side, i in events:
             if side == 0:
-                ats = item.times[self.anchor]
-                key = self._lkey(item)
-                entry = [ats, item, False, key]
+                le = lefts[i]
+                assert le.times is not None  # a JOIN's records carry each alias's time
+                ats = le.times[self.anchor]
+                key = self._lkey(le)
+                entry = [ats, le, False, key]
                 self.pending_left.append(entry)
                 self.left.add(key, entry)
                 for rts, rec in self.right.candidates(key):
                     if lo <= rts - ats <= hi:
                         self._try(entry, rts, rec, out)
             else:
-                key = self._rkey(ts, item)
-                self.right.add(key, (ts, item))
+                rec = rights[i][1]
+                key = self._rkey(ts, rec)
+                self.right.add(key, (ts, rec))
                 for entry in self.left.candidates(key):
                     if lo <= ts - entry[0] <= hi:
-                        self._try(entry, ts, item, out)
+                        self._try(entry, ts, rec, out)
         # lefts whose match window is over
         keep = []
         for entry in self.pending_left:
@@ -186,7 +189,7 @@ class StreamJoin:
 class ReferenceJoin:
     """Join each event with the rows of a static reference input (no time bound)."""
 
-    def __init__(self, alias: str, rows_fn: Callable[[], list[dict]], on: Callable[[Env], Any],
+    def __init__(self, alias: str, rows_fn: Callable[[], list[dict] | ReferenceVersions], on: Callable[[Env], Any],
                  left_outer: bool, left_key: Callable[[Env], list] | None = None,
                  right_key: Callable[[Env], list] | None = None) -> None:
         self.alias, self.rows_fn, self.on, self.left_outer = alias.lower(), rows_fn, on, left_outer
@@ -210,11 +213,9 @@ class ReferenceJoin:
         out = []
         src = self.rows_fn()
         # A refreshed input: each event joins the snapshot valid at its timestamp.
-        versioned = hasattr(src, "at")
-        side = None if versioned else self._side(src)
-        for le in lefts:
-            if versioned:
-                side = self._side(src.at(le.ts))
+        sides = [self._side(src.at(le.ts)) for le in lefts] if isinstance(src, ReferenceVersions) \
+            else [self._side(src)] * len(lefts)
+        for le, side in zip(lefts, sides):
             matched = False
             key = () if self.left_key is None else join_key(self.left_key(le))
             for rec in side.candidates(key):

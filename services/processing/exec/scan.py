@@ -48,17 +48,22 @@ class Source:
         self.clock = EventClock(policy, timestamp_by is not None)
         self.heap: list[tuple[int, int, dict]] = []
         self.seq = 0
+        #: set by the engine: the system columns a statement reads (PartitionId, ...)
+        self.system: set[str] = set()
+        #: set by the engine: the fields the statement reads (None: whole records)
+        self.fields: set[str] | None = None
 
     def push(self, rows: list[dict], arrivals: list[int] | None, now: int, counters: Counters,
              partitions: list | None = None, seqs: list | None = None) -> None:
         ts_fn, alias = self.ts_fn, self.alias
         if self.schema:
-            rows, arrivals, partitions, seqs = self._conform(rows, arrivals, partitions, seqs, counters)
-        items: list[tuple[int, int, dict]] = []
+            rows, arrivals, partitions, seqs = self._conform(self.schema, rows, arrivals, partitions, seqs, counters)
+        # (event time, arrival, record, input partition, sequence number)
+        items: list[tuple[int, int, dict, str | None, int | None]] = []
         if ts_fn is None:
             for i, rec in enumerate(rows):
                 a = int(arrivals[i]) if arrivals is not None else now
-                items.append((a, a, rec))
+                items.append((a, a, rec, None, None))
         else:
             field, cache = self.ts_field, self._ts_cache
             for i, rec in enumerate(rows):
@@ -93,7 +98,7 @@ class Source:
         seen: list = []  # (partition, seq, arrival, event time, counted at or None, why) for the verdicts
         for item in items:
             e, a, rec = item[0], item[1], item[2]
-            key = item[3] if len(item) > 3 else None  # the input partition: its own ordering
+            key: Any = item[3]  # the input partition: its own ordering
             if self.over:
                 env = Env({alias: rec}, e)
                 key = (key, tuple(f(env) for f in self.over))
@@ -104,25 +109,27 @@ class Source:
                 continue
             heapq.heappush(self.heap, (ts, self.seq, rec))
             self.seq += 1
-        if seen:
-            parts, seqs, arr, ev, ts_, why = zip(*seen)
-            verdicts.add_batch(self.input, ["" if p is None else p for p in parts],
-                               None if any(q is None for q in seqs) else seqs, arr, ev,
+        if seen and verdicts is not None:
+            seen_parts, seen_seqs, arr, ev, ts_, why = zip(*seen)
+            verdicts.add_batch(self.input, ["" if p is None else p for p in seen_parts],
+                               None if any(q is None for q in seen_seqs) else seen_seqs, arr, ev,
                                [e if t is None else t for e, t in zip(ev, ts_)], [t is not None for t in ts_],
                                [w == "late" for w in why], [w == "early" for w in why],
                                [w == "out_of_order" for w in why], self)
 
-    def _conform(self, rows, arrivals, partitions, seqs, counters):
+    def _conform(self, schema: list[tuple[str, str]], rows, arrivals, partitions, seqs, counters):
         """CREATE TABLE: convert declared columns to their types; drop events that do not
         conform (with their partition and sequence number, for the dead letters); the
         arrivals, partitions and sequence numbers of the others stay aligned with them."""
         if seqs is not None and len(seqs) != len(rows):
             seqs = None
-        out, arr, parts = [], [] if arrivals is not None else None, [] if partitions is not None else None
+        out: list[dict] = []
+        arr: list | None = [] if arrivals is not None else None
+        parts: list | None = [] if partitions is not None else None
         kept: list | None = [] if seqs is not None else None
         for i, rec in enumerate(rows):
             try:
-                rec = conform(rec, self.schema)
+                rec = conform(rec, schema)
             except (CastError, ValueError, TypeError, OverflowError) as exc:
                 counters.error(f"input {self.input!r}: the event does not match CREATE TABLE: {exc}", record=rec,
                                where=(None if partitions is None else partitions[i],

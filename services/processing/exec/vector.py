@@ -19,7 +19,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import orjson
@@ -44,6 +44,13 @@ from headwater.services.processing.exec.watermarks import EARLY_US
 from headwater.services.processing.exec.window_aggregate import group_key
 from headwater.services.processing.plan.vexpr import PLAIN, REC, TS, Columns, NotVectorized, translate
 from headwater.services.processing.sql import ast as A
+from headwater.windows import WindowConfig, WindowLogic
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
+#: Rows a statement outputs: (event time, record) pairs, or one batch with the time in ``TS``.
+Rows = list[tuple[int, dict]]
 
 __all__ = ["VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
 
@@ -53,7 +60,7 @@ _NOT_TEXT = r"(?s)^(?:-?[0-9][0-9.eE+-]*|true|false|[\[{].*)$"
 _INTERNAL = (TS, "__a", "__p", "__s", REC)
 #: the prefix of analytic functions' result columns inside a statement (``__an:0``, ...)
 AN = "__an:"
-_ARROW = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
+_ARROW: dict[PolarsDataType, Any] = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
 _VALUE_ERRORS = (CastError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
 
 
@@ -308,14 +315,15 @@ class VectorSource:
         """``n`` newline-separated JSON objects at once (Arrow's JSON reader, only the fields
         the plan reads, in the types of the first batch); None when the batch does not read
         so (other types, arrays of events, bad JSON): then it is decoded event by event."""
-        if self.schema is None:
+        schema = self.schema
+        if schema is None:
             return None
         if self.fields is not None:
-            df = self._read_ndjson(buf, n)
+            df = self._read_ndjson(buf, n, schema)
             if df is not None:
                 return df
         if self._parse is None:
-            fields = [(c, _ARROW[t]) for c, t in self.schema.items()]
+            fields = [(c, _ARROW[t]) for c, t in schema.items()]
             self._parse = pj.ParseOptions(explicit_schema=pa.schema(fields), newlines_in_values=False,
                                           unexpected_field_behavior="ignore" if self.fields is not None else "error")
         try:
@@ -326,20 +334,20 @@ class VectorSource:
             return None
         if self.fields is None and any(col.null_count for col in table.columns):
             return None  # whole records: a NULL may be an absent field, which a typed batch would add
-        return pl.from_arrow(table)
+        return cast(pl.DataFrame, pl.from_arrow(table))  # a Table converts to a DataFrame
 
-    def _read_ndjson(self, buf: bytes | memoryview, n: int) -> pl.DataFrame | None:
+    def _read_ndjson(self, buf: bytes | memoryview, n: int, schema: dict[str, pl.DataType]) -> pl.DataFrame | None:
         """Polars' NDJSON reader (faster than Arrow's here): it refuses what Arrow refuses
         except that it writes numbers, booleans, records and arrays of a text column as their
         text; so when a text value reads like one of those (``"12"`` as well as ``12``), None:
         Arrow's reader decides (and refuses such a batch as the row path expects)."""
         try:
-            df = pl.read_ndjson(io.BytesIO(buf), schema=self.schema)
+            df = pl.read_ndjson(io.BytesIO(buf), schema=schema)
         except (pl.exceptions.PolarsError, ValueError, TypeError):
             return None
         if df.height != n:
             return None
-        text = [pl.col(c).str.contains(_NOT_TEXT).any() for c, t in self.schema.items() if t == pl.Utf8]
+        text = [pl.col(c).str.contains(_NOT_TEXT).any() for c, t in schema.items() if t == pl.Utf8]
         if text and df.select(pl.any_horizontal(text)).item():
             return None
         return df
@@ -494,10 +502,12 @@ class VectorSource:
             raw = s
         else:
             envs = [Env({self.alias: rec}, 0) for _, rec in frame_to_rows(df.with_columns(pl.lit(0).alias(TS)))]
+            ts_row = self.ts_row
+            assert ts_row is not None  # self.app: only a TIMESTAMP BY source reads times
             vals = []
             for e in envs:
                 try:
-                    vals.append(self.ts_row(e))
+                    vals.append(ts_row(e))
                 except Exception:  # noqa: BLE001 - counted below as an unreadable time
                     vals.append(None)
             raw = pl.Series(vals, dtype=pl.Object) if vals else pl.Series([], dtype=pl.Utf8)
@@ -622,7 +632,7 @@ class VectorSource:
         if not self.buffer:
             return None
         df = concat(self.buffer, self.exact)
-        if int(df[TS].max()) <= watermark:
+        if cast(int, df[TS].max()) <= watermark:  # an Int64 column with rows
             self.buffer = []
             return df.sort(TS, maintain_order=True)
         mask = df[TS] <= watermark
@@ -653,10 +663,12 @@ class VectorStatement:
     """WHERE, then a window aggregate or a projection, over released batches."""
 
     def __init__(self, target: str, alias: str, functions, where: VExpr | None, having: VExpr | None,
-                 items: list[tuple[str, VExpr]] | None, aggregate: VectorAggregate | None,
+                 items: list[tuple[str, VExpr | None]] | None, aggregate: VectorAggregate | None,
                  analytic: VectorAnalytic | None = None) -> None:
         self.target, self.alias, self.functions = target, alias.lower(), functions
-        self.where, self.having, self.items, self.aggregate = where, having, items, aggregate
+        self.where, self.having, self.aggregate = where, having, aggregate
+        #: the SELECT list, ``(name, None)`` for ``*``; none with an aggregate
+        self.items = items if items is not None else []
         self.analytic = analytic
         self.amap = analytic.cols if analytic is not None else None
 
@@ -937,7 +949,7 @@ class VectorAggregate:
     """GROUP BY keys + one window: partial aggregates per (window, key), merged and emitted
     when the watermark passes a window's end; HAVING and SELECT then run per output row."""
 
-    def __init__(self, kind: str, config, keys: list[VExpr], aggs: list, project: Callable[[Env], dict],
+    def __init__(self, kind: str, config: WindowConfig, keys: list[VExpr], aggs: list, project: Callable[[Env], dict],
                  having: Callable[[Env], Any] | None, alias: str, rep_fields: set[str] | None = None) -> None:
         self.kind, self.config = kind, config
         self.spec: Any = config.columnar()  # the WindowShape of kinds other than "logic"
@@ -949,9 +961,9 @@ class VectorAggregate:
         self.partials: list[pl.DataFrame] = []
         self.distinct: dict[int, list[pl.DataFrame]] = {}
         self.instants: list[pl.DataFrame] = []  # sliding windows: (keys, __end) to output
-        self.sessions: dict[tuple, list] = {}
+        self.sessions: dict[tuple, list | None] = {}
         self.session_ends: dict[tuple, int] = {}
-        self.logic = config.build(None) if kind == "logic" else None
+        self.logic: WindowLogic | None = config.build(None) if kind == "logic" else None
         self.codes: dict[Any, int] = {}
         self.ids: dict[int, Any] = {}
         self.rep_cols: list[str] = []
@@ -1068,7 +1080,7 @@ class VectorAggregate:
 
     def _assign_logic(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A window plugin's ``assign_batch`` (or its row hook per event), ids as codes."""
-        idx, ids = self.logic.assign_batch(ts)
+        idx, ids = self._logic().assign_batch(ts)
         codes = []
         for w in list(ids):
             c = self.codes.get(w)
@@ -1077,6 +1089,12 @@ class VectorAggregate:
                 self.ids[c] = w
             codes.append(c)
         return np.asarray(idx, dtype=np.int64), np.asarray(codes, dtype=np.int64)
+
+    def _logic(self) -> WindowLogic:
+        """The window plugin's logic of a window of kind "logic"."""
+        if self.logic is None:
+            raise RuntimeError(f"a {self.kind} window has no window logic")
+        return self.logic
 
     def _session_end(self, cur: list) -> int:
         maxd = self.spec.max_duration
@@ -1127,20 +1145,21 @@ class VectorAggregate:
         return df.group_by(group, maintain_order=True).agg(aggs)
 
     # -- closing ----------------------------------------------------------------------------------
-    def _closed(self, watermark: int) -> pl.DataFrame | None:
-        """(__wid, keys..., __end) of the windows the watermark closes, or None for aligned
-        and snapshot windows (closed where ``__wid < watermark``)."""
+    def _closed(self, watermark: int) -> pl.DataFrame | dict[tuple[tuple, int], int] | None:
+        """(__wid, keys..., __end) of the windows the watermark closes (sessions: (keys,
+        session id) -> end), or None for aligned and snapshot windows (closed where
+        ``__wid < watermark``)."""
         if self.kind in ("aligned", "snapshot"):
             return None
         if self.kind == "logic":
-            wids, ends = [], []
-            for w, e in self.logic.close_for(watermark):
+            wids, wends = [], []
+            for w, e in self._logic().close_for(watermark):
                 c = self.codes.pop(w, None)
                 if c is not None:
                     self.ids.pop(c, None)
                     wids.append(c)
-                    ends.append(e)
-            return pl.DataFrame({"__wid": wids, "__end": ends}, schema={"__wid": pl.Int64, "__end": pl.Int64})
+                    wends.append(e)
+            return pl.DataFrame({"__wid": wids, "__end": wends}, schema={"__wid": pl.Int64, "__end": pl.Int64})
         for key, cur in list(self.sessions.items()):
             if cur is not None and self._session_end(cur) < watermark:
                 self.session_ends[(key, cur[0])] = self._session_end(cur)
@@ -1220,14 +1239,14 @@ class VectorAggregate:
         self.partials = [keep] if keep.height else []
         return out
 
-    def advance(self, watermark: int) -> list[tuple[int, dict]]:
+    def advance(self, watermark: int) -> Rows | pl.DataFrame:
         if self.kind == "sliding":
             return self._slide_out(watermark)
         if not self.partials:
             if self.kind == "session":
                 self._closed(watermark)
             elif self.kind == "logic":
-                self.logic.close_for(watermark)
+                self._logic().close_for(watermark)
             return []
         closed = self._closed(watermark)
         if closed is not None and len(closed) == 0:
@@ -1253,7 +1272,7 @@ class VectorAggregate:
         self.partials = [rest] if rest.height else []
         return self._emit(done, watermark) if done.height else []
 
-    def _emit(self, done: pl.DataFrame, watermark: int) -> list[tuple[int, dict]]:
+    def _emit(self, done: pl.DataFrame, watermark: int) -> Rows | pl.DataFrame:
         group = ["__wid"] + self.kcols
         for j, frames in list(self.distinct.items()):
             if not frames:
@@ -1272,7 +1291,7 @@ class VectorAggregate:
             done = done.join(counts, on=group, how="left", nulls_equal=True, maintain_order="left")
         done = done.sort("__end", maintain_order=True)
         if self.columns is not None:
-            return self._emit_columns(done)
+            return self._emit_columns(done, self.columns)
         cols = {c: done[c].to_list() for c in done.columns}
         reps = [c for c in done.columns if c.startswith("r:")]
         out = []
@@ -1289,11 +1308,11 @@ class VectorAggregate:
             out.append((end, self.project(e)))
         return out
 
-    def _emit_columns(self, done: pl.DataFrame) -> pl.DataFrame:
+    def _emit_columns(self, done: pl.DataFrame, columns: list[tuple]) -> pl.DataFrame:
         """The output rows as one batch (SELECT of keys, System.Timestamp() and aggregates)."""
         reps = {c[2:].lower(): c for c in done.columns if c.startswith("r:")}
         cols = [done["__end"].alias(TS)]
-        for name, kind, what in self.columns:
+        for name, kind, what in columns:
             if kind == "ts":
                 cols.append(done["__end"].cast(pl.Datetime("us", "UTC")).alias(name))
             elif kind == "field" and what in self.key_fields:

@@ -160,7 +160,7 @@ class VectorJoinStatement(VectorStatement):
 
     def __init__(self, target: str, left: str, right: str, functions, side: StreamSide | ReferenceSide,
                  on: list[VExpr], lkeys: list[VExpr], rkeys: list[VExpr], where: VExpr | None,
-                 items: list[tuple[str, VExpr]]) -> None:
+                 items: list[tuple[str, VExpr | None]]) -> None:
         super().__init__(target, left, functions, where, None, items, None)
         self.left, self.right = left.lower(), right.lower()
         self.side, self.on = side, on

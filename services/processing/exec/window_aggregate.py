@@ -48,7 +48,7 @@ def _whole(e: Env) -> Any:
 
 def group_key(vals: list) -> tuple:
     """A hashable key; bit values stay apart from the numbers 1 and 0 they equal in Python."""
-    out = []
+    out: list[object] = []
     for v in vals:
         if v is True or v is False:
             out.append(("bit", v))
@@ -103,7 +103,8 @@ class WindowAggregate(Stage):
         self.project = project
         n = len(runs)
         self.logics: list[dict] = [dict() for _ in range(n)]
-        self.groups: list[dict] = [dict() for _ in range(n)]
+        #: per run: (partition key, window id) -> group key -> [accumulators, first event]
+        self.groups: list[dict[Any, dict[Any, list]]] = [dict() for _ in range(n)]
         self.buffers: list[dict] = [dict() for _ in range(n)]
 
     def _pkey(self, run: WindowRun, gkey: tuple, e: Env) -> tuple:

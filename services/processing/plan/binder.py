@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headwater.services.processing.plan.logical import LogicalPlan, LogicalStatement, WindowSpec
 from headwater.services.processing.sql import ast as A
 from headwater.services.processing.sql.diagnostics import error, suggest
-from headwater.windows import UNITS, WindowArgs
+from headwater.windows import UNITS, WindowArgs, WindowKind
+
+if TYPE_CHECKING:
+    from headwater.pluginmanager import PluginManager
 
 __all__ = ["analyze", "DEFAULT_OUTPUT", "window_args", "duration_us"]
 
@@ -43,21 +46,22 @@ def window_args(call: A.Call) -> WindowArgs:
     unit: str | None = None
     for arg in call.args:
         if isinstance(arg, A.Call) and arg.name.lower() in _NAMED and not arg.namespace:
-            if len(arg.args) != 2 or not isinstance(arg.args[0], A.Column) or _number(arg.args[1]) is None:
+            size = _number(arg.args[1]) if len(arg.args) == 2 else None
+            if size is None or not isinstance(arg.args[0], A.Column):
                 raise error(f"{arg.name} takes (unit, size)", arg.pos)
             key = arg.name.lower()
             if key in named:
                 raise error(f"{arg.name} is given twice", arg.pos)
-            named[key] = duration_us(arg.args[0].parts[-1], _number(arg.args[1]), arg.args[0].pos)
+            named[key] = duration_us(arg.args[0].parts[-1], size, arg.args[0].pos)
         elif isinstance(arg, A.Column) and len(arg.parts) == 1:
             if arg.parts[0].lower() not in UNITS:
                 raise error(f"unknown time unit {arg.parts[0]!r}{suggest(arg.parts[0], UNITS)}", arg.pos)
             unit = arg.parts[0]
-        elif _number(arg) is not None:
+        elif isinstance(arg, A.Literal) and (number := _number(arg)) is not None:
             if unit is None:  # not a duration: the window kind decides (CountWindow(n))
                 extra.append(arg.value)
             else:
-                positional.append(duration_us(unit, _number(arg), arg.pos))
+                positional.append(duration_us(unit, number, arg.pos))
         elif isinstance(arg, A.Literal):
             if unit is not None and isinstance(arg.value, str):
                 names = _POSITIONAL.get(call.name.lower(), ())
@@ -73,21 +77,21 @@ def window_args(call: A.Call) -> WindowArgs:
 
 
 class _Analyzer:
-    def __init__(self, pm, references: set[str], inputs: Iterable[str] | None = None) -> None:
+    def __init__(self, pm: PluginManager, references: Iterable[str], inputs: Iterable[str] | None = None) -> None:
         self.pm = pm
         self.references = {r.lower() for r in references}
         #: the stream inputs the caller has (a job's input aliases); None: not known, any
         #: name that is not a step or reference is taken for an input
         self.inputs = None if inputs is None else {i.lower(): i for i in inputs}
 
-    def window_kind(self, call: A.Call):
+    def window_kind(self, call: A.Call) -> WindowKind | None:
         if call.namespace:
             return None
         return self.pm.windows.get(call.name)
 
-    def configure(self, kind, call: A.Call, label: str | None = None) -> WindowSpec:
+    def configure(self, kind: WindowKind, call: A.Call, label: str | None = None) -> WindowSpec:
         args = window_args(call)
-        if args.partition_by and not kind.partitioned:
+        if call.over is not None and call.over.partition_by and not kind.partitioned:  # args.partition_by
             raise error(f"{call.name} does not take OVER (PARTITION BY ...)", call.over.pos)
         try:
             config = kind.configure(args)
@@ -110,8 +114,7 @@ class _Analyzer:
                 first_window = g
                 windows.extend(self.windows_call(g))
                 continue
-            kind = self.window_kind(g) if isinstance(g, A.Call) else None
-            if kind is not None:
+            if isinstance(g, A.Call) and (kind := self.window_kind(g)) is not None:
                 if first_window is not None:
                     raise error("only one window per GROUP BY; use Windows(...) for several", g.pos)
                 first_window = g
@@ -149,11 +152,13 @@ class _Analyzer:
             elif labelled != (label is not None):
                 raise error("either all windows in Windows(...) have an id or none has", arg.pos)
             if isinstance(inner, A.SystemTimestamp):
-                kind = self.pm.windows.get("SnapshotWindow")
-                specs.append(WindowSpec(kind, kind.configure(WindowArgs()), label, [], inner.pos))
+                snapshot = self.pm.windows.get("SnapshotWindow")
+                if snapshot is None:  # as GROUP BY System.Timestamp() reports it
+                    raise error("no snapshot window kind is registered", inner.pos)
+                specs.append(WindowSpec(snapshot, snapshot.configure(WindowArgs()), label, [], inner.pos))
                 continue
             kind = self.window_kind(inner) if isinstance(inner, A.Call) else None
-            if kind is None:
+            if kind is None or not isinstance(inner, A.Call):
                 raise error("Windows(...) takes window functions", inner.pos)
             specs.append(self.configure(kind, inner, label))
         if not specs:
@@ -332,11 +337,9 @@ class _Analyzer:
             st.aggregate = True
             self.grouped_only(sel, st, set(aliases))
         else:
-            uses_agg = any(self.is_aggregate(i.expr) for i in sel.items) or \
-                (sel.having is not None and self.is_aggregate(sel.having))
-            if uses_agg:
-                node = next((self.find_aggregate(i.expr) for i in sel.items if self.is_aggregate(i.expr)), None) \
-                    or self.find_aggregate(sel.having)
+            roots = [i.expr for i in sel.items] + ([sel.having] if sel.having is not None else [])
+            node = next((agg for r in roots if (agg := self.find_aggregate(r)) is not None), None)
+            if node is not None:
                 raise error("an aggregate needs GROUP BY with a window (or System.Timestamp())", node.pos)
         if sel.joins and any(isinstance(i.expr, A.Star) and not i.expr.path for i in sel.items):
             star = next(i.expr for i in sel.items if isinstance(i.expr, A.Star) and not i.expr.path)
@@ -373,7 +376,7 @@ def _walk(node: Any):
 walk = _walk
 
 
-def analyze(query: A.Query, pm, references: set[str] = frozenset(),
+def analyze(query: A.Query, pm: PluginManager, references: Iterable[str] = frozenset(),
             inputs: Iterable[str] | None = None) -> LogicalPlan:
     """``inputs``: the stream input aliases the caller has; a FROM/JOIN source that is none of
     them, no reference and no WITH step is then a compile error (None: not checked)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from headwater.services.processing.sql import ast as A
+from headwater.windows import WindowConfig, WindowKind
 
 __all__ = ["LogicalPlan", "LogicalStatement", "WindowSpec"]
 
@@ -13,8 +14,8 @@ __all__ = ["LogicalPlan", "LogicalStatement", "WindowSpec"]
 class WindowSpec:
     """One window definition of a GROUP BY (several for ``Windows(...)``)."""
 
-    kind: object  # headwater.windows.WindowKind
-    config: object  # headwater.windows.WindowConfig
+    kind: WindowKind
+    config: WindowConfig
     label: str | None = None
     partition_by: list[A.Node] = field(default_factory=list)
     pos: tuple[int, int] = (1, 1)

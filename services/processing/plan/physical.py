@@ -18,12 +18,16 @@ steps are partition-parallel too runs per input partition; others merge all part
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from headwater.functions import AggregateKind
+from headwater.functions import AggregateFunction, AggregateKind
 from headwater.services.processing.plan.binder import join_fields, referenced_fields, star_only, walk
 from headwater.services.processing.plan.logical import LogicalPlan, LogicalStatement
 from headwater.services.processing.sql import ast as A
 from headwater.windows import AlignedShape, SessionShape, SlidingShape, SnapshotShape
+
+if TYPE_CHECKING:
+    from headwater.pluginmanager import PluginManager
 
 __all__ = ["PhysicalStatement", "PhysicalPlan", "plan_physical", "VECTOR_AGGREGATES"]
 
@@ -50,9 +54,7 @@ class PhysicalPlan:
     statements: list[PhysicalStatement]
 
 
-def _aggregate_calls(ls: LogicalStatement, pm) -> list[A.Call]:
-    from headwater.functions import AggregateFunction
-
+def _aggregate_calls(ls: LogicalStatement, pm: PluginManager) -> list[tuple[A.Call, AggregateFunction]]:
     out = []
     nodes = [i.expr for i in ls.select.items] + ([ls.select.having] if ls.select.having is not None else [])
     for root in nodes:
@@ -66,7 +68,7 @@ def _aggregate_calls(ls: LogicalStatement, pm) -> list[A.Call]:
     return out
 
 
-def _row_reason(ls: LogicalStatement, plan: LogicalPlan, pm, vector_steps: set[str]) -> tuple[str, str]:
+def _row_reason(ls: LogicalStatement, plan: LogicalPlan, pm: PluginManager, vector_steps: set[str]) -> tuple[str, str]:
     """(reason the statement needs the row implementation or "", vectorised window kind)."""
     sel = ls.select
     if sel.joins:
@@ -216,7 +218,7 @@ def _parallel(ls: LogicalStatement, plan: LogicalPlan, parallel_steps: set[str])
     return True
 
 
-def plan_physical(plan: LogicalPlan, pm, vectorize: bool = True) -> PhysicalPlan:
+def plan_physical(plan: LogicalPlan, pm: PluginManager, vectorize: bool = True) -> PhysicalPlan:
     out = []
     vector_steps: set[str] = set()
     parallel_steps: set[str] = set()

@@ -11,13 +11,21 @@ evaluates that one expression with the row implementation over the batch's rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from headwater.functions import ScalarFunction
 from headwater.services.processing.plan.binder import duration_us
 from headwater.services.processing.sql import ast as A
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
+
+    from headwater.pluginmanager import Function, NamedRegistry
+
+    FunctionRegistry = NamedRegistry[Function]
 
 __all__ = ["NotVectorized", "Columns", "translate", "PLAIN", "TS", "REC"]
 
@@ -50,24 +58,20 @@ class Columns:
     aliases: set[str]
     names: dict[str, str]
     dtypes: dict[str, pl.DataType]
-    functions: object = None  # the plugin manager's function registry
+    functions: FunctionRegistry | None = None  # the plugin manager's function registry
     #: scalar boolean expressions that are True when the batch needs the row implementation
     #: for the expression just translated (a division by zero must fail as the row path fails)
-    checks: list = None
+    checks: list[pl.Expr] = field(default_factory=list)
     #: analytic calls already computed as columns of the batch: id(call node) -> column
-    analytic: dict | None = None
+    analytic: dict[int, str] | None = None
     #: a JOIN's batch: alias -> (lower-case field -> column); fields are read qualified
-    qualified: dict | None = None
+    qualified: dict[str, dict[str, str]] | None = None
     #: a JOIN's batch: alias -> its event time column (DATEDIFF(unit, a, b) over aliases)
-    times: dict | None = None
-
-    def __post_init__(self) -> None:
-        if self.checks is None:
-            self.checks = []
+    times: dict[str, str] | None = None
 
     @classmethod
-    def of(cls, df: pl.DataFrame, aliases: set[str], functions=None) -> Columns:
-        names = {}
+    def of(cls, df: pl.DataFrame, aliases: set[str], functions: FunctionRegistry | None = None) -> Columns:
+        names: dict[str, str] = {}
         for c in df.columns:
             names.setdefault(c.lower(), c)
         return cls(aliases, names, dict(df.schema), functions)
@@ -89,8 +93,7 @@ def _kind(dtype) -> str:
 
 def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
     """``(expression, kind)``; kind is str | num | bool | null | time."""
-    t = type(node)
-    if t is A.Literal:
+    if type(node) is A.Literal:
         v = node.value
         if v is None:
             return pl.lit(None), "null"
@@ -101,7 +104,7 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
         if isinstance(v, str):
             return pl.lit(v), "str"
         raise NotVectorized
-    if t is A.Column:
+    if type(node) is A.Column:
         if REC in cols.dtypes:
             raise NotVectorized  # whole records as Python values: fields are read by row
         parts = node.parts
@@ -123,9 +126,9 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
         if dtype not in PLAIN:
             raise NotVectorized
         return pl.col(name), _kind(dtype)
-    if t is A.SystemTimestamp:
+    if type(node) is A.SystemTimestamp:
         return pl.col(TS).cast(pl.Datetime("us", "UTC")), "time"
-    if t is A.Unary:
+    if type(node) is A.Unary:
         e, k = translate(node.operand, cols)
         if node.op == "+" and k == "num":
             return e, k
@@ -135,7 +138,7 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
         if node.op == "NOT" and k in ("bool", "null"):
             return ~e.cast(pl.Boolean), "bool"
         raise NotVectorized
-    if t is A.Binary:
+    if type(node) is A.Binary:
         op = node.op
         if op in ("AND", "OR"):
             a, b = _boolean(node.left, cols), _boolean(node.right, cols)
@@ -157,32 +160,32 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
                 cols.checks.append(_near_bigint_limit(fa + fb if op == "+" else fa - fb if op == "-" else fa * fb))
                 return (a + b if op == "+" else a - b if op == "-" else a * b), "num"
         raise NotVectorized
-    if t is A.IsNull:
+    if type(node) is A.IsNull:
         e, _ = translate(node.expr, cols)
         return (e.is_not_null() if node.negated else e.is_null()), "bool"
-    if t is A.Between:
+    if type(node) is A.Between:
         ge = _compare(">=", node.expr, node.low, cols)
         le = _compare("<=", node.expr, node.high, cols)
         r = ge & le
         return (~r if node.negated else r), "bool"
-    if t is A.InList:
+    if type(node) is A.InList:
         if not node.items:
             raise NotVectorized
-        r = None
-        for it in node.items:
-            c = _compare("=", node.expr, it, cols)
-            r = c if r is None else r | c
+        r = _compare("=", node.expr, node.items[0], cols)
+        for it in node.items[1:]:
+            r = r | _compare("=", node.expr, it, cols)
         return (~r if node.negated else r), "bool"
-    if t is A.Cast:
+    if type(node) is A.Cast:
         e, k = translate(node.expr, cols)
         if k == "null":
             return pl.lit(None), "null"
         if node.type_name == "float" and k in ("num", "str"):
             return e.cast(pl.Float64, strict=node.try_ is False), "num"
-        if node.type_name == "bigint" and k == "num" and cols.dtypes.get(_col_name(node.expr, cols)) == pl.Int64:
+        name = _col_name(node.expr, cols) if node.type_name == "bigint" and k == "num" else None
+        if name is not None and cols.dtypes.get(name) == pl.Int64:
             return e, "num"
         raise NotVectorized
-    if t is A.Call:
+    if type(node) is A.Call:
         if cols.analytic and id(node) in cols.analytic:
             name = cols.analytic[id(node)]
             dtype = cols.dtypes[name]
@@ -190,7 +193,7 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
                 raise NotVectorized
             return pl.col(name), _kind(dtype)
         return _call(node, cols)
-    if t is A.Like:
+    if type(node) is A.Like:
         e, k = translate(node.expr, cols)
         p = node.pattern
         if k == "null" or (isinstance(p, A.Literal) and p.value is None):
@@ -199,7 +202,7 @@ def translate(node: A.Node, cols: Columns) -> tuple[pl.Expr, str]:
             raise NotVectorized
         r = e.str.contains(_like_regex(p.value))
         return (~r if node.negated else r), "bool"
-    if t is A.Case:
+    if type(node) is A.Case:
         return _case(node, cols)
     raise NotVectorized
 
@@ -226,10 +229,10 @@ def _case(node: A.Case, cols: Columns) -> tuple[pl.Expr, str]:
     kinds = {k for _, k in results + [default]} - {"null"}
     if len(kinds) > 1 or kinds - {"str", "num", "bool"}:
         raise NotVectorized
-    expr = None
-    for cond, (value, _) in zip(conds, results):
-        expr = pl.when(cond.fill_null(False)).then(value) if expr is None else \
-            expr.when(cond.fill_null(False)).then(value)
+    (first, (value, _)), *rest = zip(conds, results)  # the parser requires at least one WHEN
+    expr: Then | ChainedThen = pl.when(first.fill_null(False)).then(value)
+    for cond, (value, _) in rest:
+        expr = expr.when(cond.fill_null(False)).then(value)
     return expr.otherwise(default[0]), (kinds.pop() if kinds else "null")
 
 

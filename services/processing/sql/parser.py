@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from headwater.functions import BIGINT_MAX
 from headwater.services.processing.sql import ast as A
@@ -204,9 +205,9 @@ class _Parser:
         # alias = expr (T-SQL style)
         if self.tok.kind in ("ident", "qident") and self.peek().kind == "op" and self.peek().value == "=" \
                 and not (self.tok.kind == "ident" and self.tok.value.lower() in KEYWORDS):
-            alias = self.advance().value
+            name = self.advance().value
             self.advance()
-            return A.SelectItem(pos, self.expr(), alias)
+            return A.SelectItem(pos, self.expr(), name)
         # path.*
         j = self.i
         parts = []
@@ -217,7 +218,7 @@ class _Parser:
                 self.i = j + 1
                 return A.SelectItem(pos, A.Star(pos, parts))
         expr = self.expr()
-        alias = None
+        alias: str | None = None
         if self.accept_kw("as"):
             t = self.tok
             if t.kind == "string":
@@ -346,15 +347,16 @@ class _Parser:
             seqs.append(self._pattern_seq())
         return ("alt", seqs)
 
-    def _pattern_seq(self):
-        items = []
+    def _pattern_seq(self) -> tuple[str, list[tuple[str, Any, int, int | None]]]:
+        items: list[tuple[str, Any, int, int | None]] = []
         while self.tok.kind in ("ident", "qident") or self.at_op("("):
             if self.accept_op("("):
                 atom = self._pattern_alt()
                 self.expect_op(")")
             else:
                 atom = ("sym", self.advance().value.lower())
-            lo, hi = 1, 1
+            lo: int = 1
+            hi: int | None = 1
             if self.accept_op("+"):
                 lo, hi = 1, None
             elif self.accept_op("*"):

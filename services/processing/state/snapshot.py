@@ -35,7 +35,7 @@ from collections import deque
 from datetime import datetime
 from itertools import accumulate, chain
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import orjson
@@ -374,7 +374,9 @@ class Captured:
         enc = self.enc
         for name, obj in self.rows:
             enc.packed[name] = _pack(obj.snapshot(), enc)
-        body, sections, offset = [], [], 0
+        body: list[bytes | memoryview] = []
+        sections: list[dict[str, Any]] = []
+        offset = 0
         for name, df in enc.frames.items():  # frames a row operator's state added are converted now
             data = _ipc_table(self.tables[name] if name in self.tables else _arrow(df))
             sections.append({"name": name, "offset": offset, "length": data.size})
@@ -456,7 +458,9 @@ def loads(rt: Any, blob: bytes, compiled: Any, *, check_plan: bool = True) -> No
                             f"{header['engine_version']}); this runtime's plan is {mine}: a changed query or "
                             "engine plan cannot continue from it")
     start = header.pop("_body")
-    frames, packed, arrays = {}, {}, {}
+    frames: dict[str, pl.DataFrame] = {}
+    packed: dict[str, Any] = {}
+    arrays: dict[str, Any] = {}
     for sec in header["sections"]:
         data = memoryview(blob)[start + sec["offset"]:start + sec["offset"] + sec["length"]]
         if sec.get("kind") == "msgpack":
@@ -467,7 +471,7 @@ def loads(rt: Any, blob: bytes, compiled: Any, *, check_plan: bool = True) -> No
             except pa.ArrowException as exc:
                 raise SnapshotError(f"the snapshot's column {sec['name']!r} is damaged: {exc}") from None
         else:
-            frames[sec["name"]] = pl.from_arrow(pa.ipc.open_stream(data).read_all())
+            frames[sec["name"]] = cast(pl.DataFrame, pl.from_arrow(pa.ipc.open_stream(data).read_all()))  # a Table
     state = header["state"]
 
     def chunk(c: Any) -> Any:

@@ -10,6 +10,7 @@ so a rule set through one instance fires on every instance, ``count`` times in a
 
 from __future__ import annotations
 
+import builtins
 import random
 from dataclasses import dataclass
 
@@ -80,7 +81,7 @@ class FaultRules:
     async def set_async(self, rule: FaultRule) -> FaultRule:
         return self.set(rule)
 
-    async def list_async(self, hub: str) -> list[FaultRule]:
+    async def list_async(self, hub: str) -> builtins.list[FaultRule]:
         return self.list(hub)
 
     async def clear_async(self, hub: str, rule_id: str = "") -> int:

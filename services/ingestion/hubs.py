@@ -13,6 +13,7 @@ files in the data folder, or NATS KV); where the events live is the log's
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import time
 from collections.abc import Callable
@@ -254,7 +255,7 @@ class HubStore:
             raise _not_found(hub_id)
         return await self._adopt(*item)
 
-    async def list_async(self) -> list[Hub]:
+    async def list_async(self) -> builtins.list[Hub]:
         """Every hub, as the store has them now."""
         if self.metadata.shared:
             items = await self.metadata.list_hubs()

@@ -13,8 +13,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -46,6 +47,9 @@ from headwater.services.ingestion.metadata import FileMetadata
 from headwater.services.ingestion.packed import packed_answer
 from headwater.services.ingestion.quotas import HubQuota
 from headwater.v1 import errors_pb2, event_pb2, ingestion_pb2, ingestion_pb2_grpc
+
+if TYPE_CHECKING:
+    from headwater.services.ingestion.capture import CaptureWriter
 
 __all__ = ["IngestionServicer", "add_to_server"]
 
@@ -134,8 +138,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         # Readers with an owner level on other instances (shared metadata store): key -> {reader id: level}.
         self.remote_readers: dict[tuple[str, str, str], dict[str, int]] = {}
         self.metadata.on_reader = self._remote_reader
-        self.capture = None  # set by the server when a hub captures
-        self.on_hub_deleted = None  # set by the server: drops the hub's policies
+        self.capture: CaptureWriter | None = None  # set by the server when a hub captures
+        self.on_hub_deleted: Callable[[str], object] | None = None  # set by the server: drops the hub's policies
         self.drain = asyncio.Event()  # set at shutdown: long polls end so the drain is quick
         for hub in hubs.list():
             self._attach(hub)
@@ -403,8 +407,11 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             meta.throughput_units = max(meta.throughput_units, units)
 
         task = asyncio.ensure_future(self.hubs.update_async(hub.name, grow))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
-                               or log.warning("auto-inflate not stored: %s", t.exception()))
+        def report(t: asyncio.Future) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("auto-inflate not stored: %s", t.exception())
+
+        task.add_done_callback(report)
         log.info("auto-inflate", extra={"fields": {"hub": hub.name, "units": units}})
 
     async def PublishEvents(self, request, context):
@@ -637,7 +644,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     @staticmethod
     def _rule_proto(r: FaultRule) -> ingestion_pb2.FaultRule:
         return ingestion_pb2.FaultRule(rule_id=r.rule_id, hub=f"hubs/{r.hub}", operation=_OP_VALUES[r.operation],
-                                       reason=errors_pb2.ErrorReason.Value(r.reason.value),
+                                       reason=r.reason.value,  # the enum value's name
                                        probability=r.probability, count=r.count, partition_id=r.partition_id,
                                        remaining=r.remaining, injected=r.injected)
 

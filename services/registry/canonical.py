@@ -195,7 +195,7 @@ def parse_avro(definition: str) -> ParsedSchema:
     except (KeyError, TypeError, ValueError) as exc:
         raise _invalid("avro", f"malformed schema: {exc}") from None
     canonical = json.dumps(tree, separators=(",", ":"), ensure_ascii=False)
-    names = {}
+    names: dict[str, Any] = {}
     _collect_names(tree, names)
     return ParsedSchema("avro", definition, tree, canonical, names)
 

@@ -16,7 +16,7 @@ from headwater.server import GrpcBinding, Service
 from headwater.services.registry.config import RegistryConfig
 from headwater.services.registry.registry import Registry
 from headwater.services.registry.servicer import RegistryServicer
-from headwater.services.registry.store import open_store
+from headwater.services.registry.store import SqlStore, open_store
 from headwater.v1 import schema_registry_pb2_grpc as pb_grpc
 
 __all__ = ["SERVICE", "RegistryService"]
@@ -25,6 +25,7 @@ __all__ = ["SERVICE", "RegistryService"]
 class RegistryService(Service):
     name = "registry"
     config_class = RegistryConfig
+    config: RegistryConfig
     rights: ClassVar[dict[str, Right]] = {
         "GetSchemaGroup": Right.LISTEN,
         "ListSchemaGroups": Right.LISTEN,
@@ -40,14 +41,14 @@ class RegistryService(Service):
 
     def __init__(self, config: RegistryConfig) -> None:
         super().__init__(config)
-        self.store = None
+        self.store: SqlStore | None = None
         self.registry: Registry | None = None
         self._servicer: RegistryServicer | None = None
 
     async def start(self) -> None:
-        cfg: RegistryConfig = self.config  # type: ignore[assignment]
-        self.store = await asyncio.to_thread(open_store, cfg)
-        self.registry = Registry(self.store, default_compatibility=cfg.default_compatibility,
+        cfg = self.config
+        store = self.store = await asyncio.to_thread(open_store, cfg)
+        self.registry = Registry(store, default_compatibility=cfg.default_compatibility,
                                  auto_create_groups=cfg.auto_create_groups,
                                  max_definition_bytes=cfg.max_definition_bytes)
         self._servicer = RegistryServicer(self.registry)

@@ -18,9 +18,10 @@ __all__ = ["FORMAT_TO_PB", "MODE_TO_PB", "RegistryServicer"]
 
 FORMAT_TO_PB = {"avro": pb.SCHEMA_FORMAT_AVRO, "json": pb.SCHEMA_FORMAT_JSON}
 FORMAT_FROM_PB = {v: k for k, v in FORMAT_TO_PB.items()}
-MODE_TO_PB = {name: pb.CompatibilityMode.Value(f"COMPATIBILITY_MODE_{name}") for name in
-              ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
-               "FULL_TRANSITIVE")}
+MODE_TO_PB = {"NONE": pb.COMPATIBILITY_MODE_NONE, "BACKWARD": pb.COMPATIBILITY_MODE_BACKWARD,
+              "BACKWARD_TRANSITIVE": pb.COMPATIBILITY_MODE_BACKWARD_TRANSITIVE,
+              "FORWARD": pb.COMPATIBILITY_MODE_FORWARD, "FORWARD_TRANSITIVE": pb.COMPATIBILITY_MODE_FORWARD_TRANSITIVE,
+              "FULL": pb.COMPATIBILITY_MODE_FULL, "FULL_TRANSITIVE": pb.COMPATIBILITY_MODE_FULL_TRANSITIVE}
 MODE_FROM_PB = {v: k for k, v in MODE_TO_PB.items()}
 
 
@@ -45,7 +46,7 @@ def schema_pb(v: Version) -> pb.Schema:
     return pb.Schema(definition=v.definition, properties=properties_pb(v))
 
 
-def _format(value: int, required: bool = False) -> str:
+def _format(value: pb.SchemaFormat, required: bool = False) -> str:
     if value == pb.SCHEMA_FORMAT_UNSPECIFIED:
         if required:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "format is required: SCHEMA_FORMAT_AVRO or "
@@ -56,7 +57,7 @@ def _format(value: int, required: bool = False) -> str:
     return FORMAT_FROM_PB[value]
 
 
-def _mode(value: int, required: bool = False) -> str:
+def _mode(value: pb.CompatibilityMode, required: bool = False) -> str:
     if value == pb.COMPATIBILITY_MODE_UNSPECIFIED:
         if required:
             raise HeadwaterError(Reason.INVALID_ARGUMENT, "compatibility is required",

@@ -7,8 +7,10 @@ neither knows any sink kind: kinds come from the plugin registry.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
+import functools
 import inspect
 import json
 import logging
@@ -374,7 +376,7 @@ class Outputs:
             out.failures >= self.policy.attempts or time.monotonic() - out.failing_since >= self.policy.seconds)
 
     async def _write_rows(self, out: Output, sink: Sink, rows: pa.Table, checkpoint: Checkpoint,
-                          dropped_rows: list[int] | None = None) -> tuple[pa.Table, int, str, bool]:
+                          dropped_rows: builtins.list[int] | None = None) -> tuple[pa.Table, int, str, bool]:
         """Write under the error policy; returns (rows stored, dropped, reason, applied).
         ``dropped_rows`` gets the dropped rows' indexes in the batch given."""
         dropped, reason = 0, ""
@@ -382,7 +384,7 @@ class Outputs:
         dropped_rows = [] if dropped_rows is None else dropped_rows
         while True:
             try:
-                res = await self._once(out, "write", lambda rows=rows: call(sink.write_batch, rows, checkpoint))
+                res = await self._once(out, "write", functools.partial(call, sink.write_batch, rows, checkpoint))
                 return rows, dropped, reason, res != "duplicate"
             except SinkRowError as exc:
                 named = self._named(out, exc)

@@ -48,11 +48,12 @@ class SinkService(Service):
         super().__init__(config)
         self.config: SinkConfig = config
         pm = get_plugin_manager().collect()
+        self.secrets = SecretStore(config.secrets_path())  # the outputs' and the SecretService's
         self.outputs = Outputs(
             config.data_path(), pm.sinks,
             DropPolicy(config.drop_after_attempts, config.drop_after_s),
             queue_size=config.subscriber_queue, allowed_roots=tuple(allowed_roots(config)),
-            secrets=SecretStore(config.secrets_path()),
+            secrets=self.secrets,
             namespace=self._namespace(config.ingestion_address), registry=self._namespace(config.registry_address),
             faults=FaultFile(config.faults_file))
         owners = {k.name: pm.sinks.owners[pm.sinks.key(k.name)] for k in pm.sinks.unique()}
@@ -75,7 +76,7 @@ class SinkService(Service):
         return [GrpcBinding(sink_pb2_grpc.add_SinkServiceServicer_to_server, self.servicer,
                             "headwater.v1.SinkService"),
                 GrpcBinding(secrets_pb2_grpc.add_SecretServiceServicer_to_server,
-                            SecretServicer(self.outputs.secrets), "headwater.v1.SecretService")]
+                            SecretServicer(self.secrets), "headwater.v1.SecretService")]
 
     async def start(self) -> None:
         await self.outputs.open()

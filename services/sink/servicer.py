@@ -23,7 +23,7 @@ from headwater.sinks import (
     batch_from_proto,
     batch_to_proto,
 )
-from headwater.v1 import secrets_pb2, secrets_pb2_grpc, sink_pb2, sink_pb2_grpc
+from headwater.v1 import event_pb2, secrets_pb2, secrets_pb2_grpc, sink_pb2, sink_pb2_grpc
 
 __all__ = ["SecretServicer", "SinkServicer", "query_table", "to_proto"]
 
@@ -44,7 +44,7 @@ def _ts(dt: Any) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def _guarantee(exactly_once: bool) -> int:
+def _guarantee(exactly_once: bool) -> sink_pb2.DeliveryGuarantee:
     return (sink_pb2.DELIVERY_GUARANTEE_EXACTLY_ONCE if exactly_once
             else sink_pb2.DELIVERY_GUARANTEE_AT_LEAST_ONCE)
 
@@ -187,7 +187,7 @@ class SinkServicer(sink_pb2_grpc.SinkServiceServicer):
             self.outputs.unsubscribe(out, q)
 
     @staticmethod
-    def _update(u: Update, fmt: int) -> sink_pb2.SubscribeRowsResponse:
+    def _update(u: Update, fmt: event_pb2.RecordBatchFormat) -> sink_pb2.SubscribeRowsResponse:
         return sink_pb2.SubscribeRowsResponse(
             batch=batch_to_proto(u.table, fmt), output_mode=_MODES_PB[u.mode], snapshot=u.snapshot,
             checkpoint_id=u.checkpoint.checkpoint_id, batch_id=u.checkpoint.batch_id, write_time=_ts(u.time),

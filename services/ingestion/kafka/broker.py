@@ -17,6 +17,7 @@ import struct
 import time
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Any
 
 from kafka.protocol.admin import CreateTopicsResponse, DeleteTopicsResponse
 from kafka.protocol.admin.groups import DescribeGroupsResponse, ListGroupsResponse
@@ -454,7 +455,7 @@ class KafkaListener:
                 by_topic.setdefault(topic, []).append(P(partition_index=index, error_code=code, high_watermark=-1,
                                                         records=b""))
                 continue
-            code, records = got if got is not None else (ERR.NONE, b"")
+            code, records = got if got is not None else (ERR.NONE, [])
             hw = part.next_sequence
             by_topic.setdefault(topic, []).append(P(
                 partition_index=index, error_code=code, high_watermark=hw, last_stable_offset=hw,
@@ -675,6 +676,7 @@ class KafkaListener:
         err = self._group_error(session, req.group_id)
         if err:
             return OffsetFetchResponse(version=version, throttle_time_ms=0, error_code=err, topics=[])
+        wanted: list[tuple[str, list[int] | None]]
         if req.topics is None:
             wanted = [(h.name, None) for h in self.hubs.list() if self._may(session, Right.LISTEN, h.name)]
         else:
@@ -911,7 +913,7 @@ class _Spliced:
     __slots__ = ("resp", "sets", "token")
 
     def __init__(self) -> None:
-        self.resp = None
+        self.resp: Any = None  # the FetchResponse (kafka-python, untyped), set once the sets are added
         self.sets: list[tuple[bytes, list]] = []
         self.token = os.urandom(12)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import Any
 
 from kafka.protocol.admin import CreateTopicsRequest, DeleteTopicsRequest
 from kafka.protocol.admin.groups import DescribeGroupsRequest, ListGroupsRequest
@@ -151,7 +152,7 @@ class RequestFrame:
         self.api_key, self.api_version, self.correlation_id = _HEAD.unpack_from(data, 0)
         self.client_id = ""
 
-    def decode(self, request_class: type):
+    def decode(self, request_class: type[Any]) -> Any:
         """The body, decoded with the header (client id, tagged fields) by the library."""
         msg = request_class.decode(self.data, version=self.api_version, header=True)
         self.client_id = msg.header.client_id or ""

@@ -103,7 +103,7 @@ def _field(buf: bytes, p: int) -> tuple[bytes, int]:
 
 def _records(buf: bytes, count: int) -> list[bytes]:
     """The records of one (uncompressed) batch body as serialized EventData messages."""
-    events = []
+    events: list[bytes] = []
     append = events.append
     pos = 0
     for _ in range(count):
@@ -226,9 +226,8 @@ def decode_batches(records: bytes | None) -> list[ProducedBatch]:
                 if decode is None:
                     raise HeadwaterError(Reason.INVALID_ARGUMENT, f"unknown compression type {compression}")
                 body = decode(body)
-            events = _compiled_records(body, count) if count >= COMPILED_MIN_RECORDS else None
-            if events is None:
-                events = _records(body, count)
+            packed = _compiled_records(body, count) if count >= COMPILED_MIN_RECORDS else None
+            events = packed if packed is not None else _records(body, count)
             pid = f"kafka-{producer_id}-{producer_epoch}" if producer_id >= 0 else ""
             out.append(ProducedBatch(events, pid, base_sequence if pid else -1))
             pos = end
@@ -319,7 +318,7 @@ def _compiled_fetch(kernels, pieces: list, count: int) -> tuple[list, int] | Non
 
 
 def _encode_fetch_py(pieces: list, count: int) -> tuple[list, int]:
-    out = []
+    out: list[bytes] = []
     append = out.append
     zz, table = _ZZ, _TABLE
     first = first_ts = last_ts = -1

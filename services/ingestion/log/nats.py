@@ -654,7 +654,7 @@ async def delete_prefix(url: str, prefix: str) -> int:
         names = await js.streams_info()
         gone = 0
         for si in names:
-            name = si.config.name
+            name = si.config.name or ""
             if name.startswith(f"{prefix}_") or name.startswith(f"KV_{prefix}_"):
                 with contextlib.suppress(Exception):
                     await js.delete_stream(name)

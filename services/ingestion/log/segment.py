@@ -35,6 +35,7 @@ import struct
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from itertools import accumulate, chain, repeat
 from operator import add, and_, rshift, sub
 from pathlib import Path
@@ -202,6 +203,8 @@ def encode_batch(events: list[bytes] | PackedEvents, partition_id: str, base_seq
             ends = list(accumulate(frame_lens))
             offsets = list(map(sub, map(add, ends, repeat(base_offset, n)), frame_lens))
             lo = base_sequence & 0x3FFF
+            seq_low: Iterable[bytes]
+            seq_high: Iterable[bytes]
             if lo + n <= 16384:  # consecutive numbers: a slice of the table, one high part
                 seq_low = _LOW_SEQ[lo:lo + n]
                 seq_high = repeat(_high7(base_sequence >> 14), n)
@@ -248,7 +251,8 @@ def _encode_compiled(kernels, events, const: bytes, base_sequence: int, base_off
     head = BATCH_HEADER.pack(BATCH_MAGIC, payload_len, 0, base_sequence, n, base_offset, ts_ns,
                              producer_sequence, len(pid))
     out[:BATCH_HEADER.size] = np.frombuffer(head, np.uint8)
-    crc = zlib.crc32(out[_CRC_FROM:total])
+    # an ndarray is a buffer; numpy's stubs declare __buffer__ only for Python >= 3.12
+    crc = zlib.crc32(out[_CRC_FROM:total])  # type: ignore[arg-type]
     out[8:12] = np.frombuffer(_U32.pack(crc), np.uint8)
     return EncodedBatch(out[:total].tobytes(), n, payload_len, base_sequence, base_offset, ts_ns,
                         producer_id, producer_sequence)

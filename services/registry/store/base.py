@@ -160,7 +160,7 @@ class SqlStore(ABC):
                 "ORDER BY version", group_id, name)]
             top = self._one(cur, "SELECT MAX(version) FROM {s} WHERE group_id = ? AND name = ?", group_id, name)
             number = int(top[0] or 0) + 1
-            row = make(group, previous, number)  # type: ignore[arg-type]
+            row = make(group, previous, number)
             cur.execute(self._sql("INSERT INTO {s} (id, group_id, name, version, format, definition, fingerprint, "
                                   "create_time, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"),
                         (row.id, row.group_id, row.name, row.version, row.format, row.definition,

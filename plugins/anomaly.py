@@ -78,7 +78,7 @@ def kde_pvalues(history: np.ndarray, x: float) -> tuple[float, float]:
     """(upper, lower) tail probabilities of ``x`` under the adaptive Gaussian kernel density
     estimate of ``history`` (:func:`adaptive_bandwidths`)."""
     z = (x - history) / (adaptive_bandwidths(history) * _SQRT2)
-    cdf = 0.5 * (1.0 + _ERF(z).astype(float))
+    cdf = 0.5 * (1.0 + np.asarray(_ERF(z), dtype=float))  # frompyfunc gives objects
     lower = float(np.mean(cdf))
     return 1.0 - lower, lower
 

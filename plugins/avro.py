@@ -36,7 +36,7 @@ import io
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.hookspecs import hookimpl
@@ -220,7 +220,8 @@ class AvroSerializer(Serializer):
         import fastavro
 
         try:
-            return [dict(r) for r in fastavro.reader(io.BytesIO(data))]
+            # a datum that is not a record fails dict() and is reported as below
+            return [dict(cast("dict[str, Any]", r)) for r in fastavro.reader(io.BytesIO(data))]
         except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds for a bad file
             raise DecodeError(f"not an Avro container file: {exc}") from None
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from headwater.hookspecs import hookimpl
-from headwater.serializers import DecodeError, Serializer, loads_json
+from headwater.serializers import ContentTypes, DecodeError, Serializer, loads_json
 
 __all__ = ["CsvSerializer", "JsonSerializer"]
 
@@ -36,7 +36,7 @@ class JsonSerializer(Serializer):
     content_types = ("application/json", "application/x-ndjson", "application/jsonl")
     file_suffixes = (".json", ".jsonl", ".ndjson")
 
-    def decode(self, bodies: list[bytes], content_type: str = "",
+    def decode(self, bodies: list[bytes], content_type: ContentTypes = "",
                on_error: Callable[[int, Exception], None] | None = None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for i, body in enumerate(bodies):
@@ -79,7 +79,7 @@ class CsvSerializer(Serializer):
     content_types = ("text/csv",)
     file_suffixes = (".csv",)
 
-    def decode(self, bodies: list[bytes], content_type: str = "",
+    def decode(self, bodies: list[bytes], content_type: ContentTypes = "",
                on_error: Callable[[int, Exception], None] | None = None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for i, body in enumerate(bodies):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsInt, cast
 
 from headwater.hookspecs import hookimpl
 from headwater.windows import (
@@ -50,11 +50,11 @@ class _AlignedLogic(WindowLogic):
 
     def assign(self, ts: int) -> list[Hashable]:
         end = _first_end(ts, self.hop, self.offset)
-        ends = []
+        ends: list[Hashable] = []
         while end - self.size < ts:
             ends.append(end)
+            self.open.add(end)
             end += self.hop
-        self.open.update(ends)
         return ends
 
     def close_for(self, watermark: int) -> list[tuple[Hashable, int]]:
@@ -64,7 +64,8 @@ class _AlignedLogic(WindowLogic):
         return [(e, e) for e in done]
 
     def bounds(self, window_id: Hashable) -> tuple[int, int]:
-        return (int(window_id) - self.size, int(window_id))
+        end = int(cast(SupportsInt, window_id))  # this window's ids are its end times
+        return (end - self.size, end)
 
     def idle(self) -> bool:
         return not self.open
@@ -91,14 +92,21 @@ def _no_extra(args: WindowArgs) -> None:
         raise ValueError("a size needs a time unit first, e.g. (second, 10)")
 
 
-def _one(args: WindowArgs, key: str, index: int, what: str, required: bool = True) -> int | None:
+def _given(args: WindowArgs, key: str, index: int) -> int | None:
+    """A duration given by name (``key``) or position (``index``), None when not given."""
     if key in args.named:
         return args.named[key]
     if len(args.positional) > index:
         return args.positional[index]
-    if required:
-        raise ValueError(f"{what} is missing")
     return None
+
+
+def _one(args: WindowArgs, key: str, index: int, what: str) -> int:
+    """A duration that must be given."""
+    value = _given(args, key, index)
+    if value is None:
+        raise ValueError(f"{what} is missing")
+    return value
 
 
 class TumblingWindow(WindowKind):
@@ -112,7 +120,7 @@ class TumblingWindow(WindowKind):
         if len(args.positional) > 2 or args.partition_by:
             raise ValueError("TumblingWindow takes (unit, size[, offset])")
         size = _check_size("the window size", _one(args, "duration", 0, "the window size"))
-        offset = _one(args, "offset", 1, "offset", required=False) or 0
+        offset = _given(args, "offset", 1) or 0
         return AlignedConfig(size, size, offset)
 
 
@@ -164,7 +172,8 @@ class _SlidingLogic(WindowLogic):
         return [(t, t) for t in done]
 
     def bounds(self, window_id: Hashable) -> tuple[int, int]:
-        return (int(window_id) - self.size, int(window_id))
+        end = int(cast(SupportsInt, window_id))  # this window's ids are its end times
+        return (end - self.size, end)
 
     def retention(self) -> int:
         return self.size
@@ -232,7 +241,7 @@ class _SessionLogic(WindowLogic):
         return [cur[0]]
 
     def close_for(self, watermark: int) -> list[tuple[Hashable, int]]:
-        out = [c for c in self.closed if c[1] < watermark]
+        out: list[tuple[Hashable, int]] = [c for c in self.closed if c[1] < watermark]
         self.closed = [c for c in self.closed if c[1] >= watermark]
         cur = self.current
         if cur is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -143,7 +143,8 @@ class DeltaSink(Sink):
             if keys:  # update, and complete by key: one row per key, MERGEd into the table
                 import polars as pl
 
-                data = pl.from_arrow(data).unique(subset=keys, keep="last", maintain_order=True).to_arrow()
+                frame = cast(pl.DataFrame, pl.from_arrow(data))  # a Table converts to a DataFrame
+                data = frame.unique(subset=keys, keep="last", maintain_order=True).to_arrow()
             if keys and self._table() is not None:
                 pred = " AND ".join(f't."{k}" IS NOT DISTINCT FROM s."{k}"' for k in keys)
                 (self._table().merge(data, pred, source_alias="s", target_alias="t", commit_properties=props,

@@ -94,16 +94,15 @@ class _Encoder:
     def bodies(self, rows: list[dict]) -> list[bytes]:
         if self.fmt == "json":
             return [orjson.dumps(r, default=_json_default) for r in rows]
+        out: list[bytes] = []
         if self.fmt == "csv":
-            out = []
             for r in rows:
-                buf = io.StringIO()
-                csv.writer(buf, lineterminator="").writerow([_text(v) for v in r.values()])
-                out.append(buf.getvalue().encode())
+                text = io.StringIO()
+                csv.writer(text, lineterminator="").writerow([_text(v) for v in r.values()])
+                out.append(text.getvalue().encode())
             return out
         import fastavro
 
-        out = []
         for r in rows:
             buf = io.BytesIO()
             fastavro.schemaless_writer(buf, self._avro_schema, {k: _avro_value(v) for k, v in r.items()})

@@ -14,6 +14,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import multiprocessing
+import os
+import threading
+import time
 
 from headwater.errors import HeadwaterError, QueryCompileError, Reason
 from headwater.interpreter import tune_interpreter
@@ -102,6 +105,20 @@ def _partition_parallel(job_bytes: bytes, config=None) -> bool:
         return False
 
 
+def _init_worker(parent: int) -> None:
+    """A pool worker leaves when the service that started it is gone (kill -9 included), so
+    none outlives it as an orphan: a thread checks the parent every second. (Not
+    ``PR_SET_PDEATHSIG``: it fires when the *thread* that spawned the worker ends.)"""
+    tune_interpreter()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+
+
 def _warm() -> None:
     import headwater.services.processing.engine_adapter  # noqa: F401
 
@@ -118,7 +135,8 @@ class QueryPool:
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=tune_interpreter)
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                initargs=(os.getpid(),))
         return self._pool
 
     def warm(self) -> None:

@@ -31,8 +31,12 @@ _OPTIONS = [
     # Reconnect quickly after a service restart: gRPC's default backoff (1 s
     # growing to 120 s) can outlast the retry policy's own budget.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # gRPC core reads this as MIN_CONNECT_TIMEOUT too: how long one connection attempt may take
+    # (TCP, TLS, the server's HTTP/2 SETTINGS). At 100 ms, a peer slower than that to answer (a
+    # loaded machine, a TLS handshake, a distant client) could never be reached. A refused
+    # connection still fails at once and is retried after the backoff above.
+    ("grpc.min_reconnect_backoff_ms", 20_000),
 ]
 # Spread calls over every address a name resolves to (several ingestion instances
 # behind one DNS name, or an endpoint listing host:port,host:port). Loopback

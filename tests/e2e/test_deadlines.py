@@ -70,12 +70,13 @@ def test_a_hung_peer_surfaces_as_service_timeout_and_the_job_recovers(service_pr
     pipe.publish("trips", _trips(20, 10))
     delivered(30)
 
-    # A fault rule of the processing service: its next writes to the sink fail.
+    # A fault rule of the processing service: its next writes to the sink fail, and are retried
+    # (the job is DEGRADED for the fraction of a second that takes: what stays is the count).
+    retries = pipe.metrics("copy").output_retries
     faults.write_text(json.dumps([{"id": "sink-down", "operation": "write", "target": "mem",
                                    "reason": "SERVICE_BUSY", "count": 3}]))
     pipe.publish("trips", _trips(30, 10))
-    pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_DEGRADED and "injected fault 'sink-down'" in j.error,
-                  what="DEGRADED (fault rule)")
+    pipe.wait_metrics("copy", lambda m: m.output_retries >= retries + 3, what="the three injected failures retried")
     pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING after the rule's count")
     delivered(40)
     assert pipe.metrics("copy").output_errors == 0

@@ -1299,22 +1299,24 @@ class VectorAggregate:
         closed = self._closed(watermark)
         if closed is not None and len(closed) == 0:
             return []
+        if closed is None:  # windows ending before the watermark: only their partials are merged
+            split = [(f.filter(early), f.filter(~early)) for f in self.partials
+                     for early in [f["__wid"] < watermark]]
+            due = [d for d, _ in split if d.height]
+            self.partials = [r for _, r in split if r.height]
+            if not due:
+                return []
+            done = self._merge(concat(due)) if len(due) > 1 else due[0]
+            return self._emit(done.with_columns(pl.col("__wid").alias("__end")), watermark)
         state = self._merge(concat(self.partials)) if len(self.partials) > 1 \
             else self.partials[0]
-        if closed is None:
-            mask = state["__wid"] < watermark
-            if not mask.any():
-                self.partials = [state]
-                return []
-            state = state.with_columns(pl.col("__wid").alias("__end"))
-        else:
-            if isinstance(closed, dict):
-                closed = pl.DataFrame({"__wid": [sid for (_, sid) in closed], "__end": list(closed.values()),
-                                       **{c: [k[i] for (k, _) in closed] for i, c in enumerate(self.kcols)}},
-                                      schema_overrides={c: state[c].dtype for c in self.kcols})
-            state = state.join(closed, on=["__wid"] + self.kcols if "k0" in closed.columns else ["__wid"],
-                               how="left", nulls_equal=True, maintain_order="left")
-            mask = state["__end"].is_not_null()
+        if isinstance(closed, dict):
+            closed = pl.DataFrame({"__wid": [sid for (_, sid) in closed], "__end": list(closed.values()),
+                                   **{c: [k[i] for (k, _) in closed] for i, c in enumerate(self.kcols)}},
+                                  schema_overrides={c: state[c].dtype for c in self.kcols})
+        state = state.join(closed, on=["__wid"] + self.kcols if "k0" in closed.columns else ["__wid"],
+                           how="left", nulls_equal=True, maintain_order="left")
+        mask = state["__end"].is_not_null()
         done = state.filter(mask)
         rest = state.filter(~mask).drop("__end")
         self.partials = [rest] if rest.height else []

@@ -297,3 +297,27 @@ def test_sliding_window_edges_and_ties() -> None:
         got[columnar] = sorted((r["e"][17:19], r["k"], r["n"], r["s"]) for r in format_rows(rt.take()["output"]))
     assert got[True] == got[False] == [("01", "a", 2, 3), ("02", "a", 3, 7), ("02", "b", 1, 8),
                                        ("03", "a", 2, 20), ("04", "a", 1, 16)]
+
+
+def test_open_windows_partials_merge_when_they_close() -> None:
+    """A tumbling window's partial aggregates from several batches, while earlier windows
+    close in between, come out as one row per key (merged when the window closes), the
+    same as the row path.
+
+    batch 1: a@1 b@2 a@11     window (0, 10] closes at the watermark 11: a=1, b=1
+    batch 2: a@12 c@13 a@21   (10, 20] still open at 21's watermark: merged with batch 1's a@11
+    batch 3: a@14 b@22        a late one for (10, 20] is dropped (no tolerance): a=2, c=1
+    """
+    pm = get_plugin_manager(load_entrypoints=False).collect()
+    sql = ("SELECT k, COUNT(*) AS n, SUM(v) AS s, System.Timestamp() AS e FROM s TIMESTAMP BY t "
+           "GROUP BY k, TumblingWindow(second, 10)")
+    feeds = [[("a", 1), ("b", 2), ("a", 11)], [("a", 12), ("c", 13), ("a", 21)], [("a", 14), ("b", 22)]]
+    got = {}
+    for columnar in (True, False):
+        rt = compile_query(sql, pm).runtime(OrderingPolicy.from_seconds(0, 0, "drop"), columnar=columnar)
+        for feed in feeds:
+            rt.feed_bodies("s", [orjson.dumps({"k": k, "v": s, "t": f"2024-01-01T00:00:{s:02d}Z"}) for k, s in feed])
+        rt.flush()
+        got[columnar] = sorted((r["e"][17:19], r["k"], r["n"], r["s"]) for r in format_rows(rt.take()["output"]))
+    assert got[True] == got[False] == [("10", "a", 1, 1), ("10", "b", 1, 2), ("20", "a", 2, 23),
+                                       ("20", "c", 1, 13), ("30", "a", 1, 21), ("30", "b", 1, 22)]

@@ -949,6 +949,9 @@ class VectorAggregate:
     """GROUP BY keys + one window: partial aggregates per (window, key), merged and emitted
     when the watermark passes a window's end; HAVING and SELECT then run per output row."""
 
+    #: sliding windows: (key code, time) packed in one int64 below this product, else times ranked first
+    PACK_LIMIT = 2 ** 62
+
     def __init__(self, kind: str, config: WindowConfig, keys: list[VExpr], aggs: list, project: Callable[[Env], dict],
                  having: Callable[[Env], Any] | None, alias: str, rep_fields: set[str] | None = None) -> None:
         self.kind, self.config = kind, config
@@ -1189,55 +1192,100 @@ class VectorAggregate:
         self.instants.append(instants)
 
     def _slide_out(self, watermark: int) -> list[tuple[int, dict]] | pl.DataFrame:
+        """The windows (T - size, T] of the instants T before the watermark, by a sweep over
+        each key's events sorted by time: a window's aggregates are differences of per-key
+        prefix sums at the last event <= T and the last event <= T - size (binary searches
+        over one sorted array of (key code, time), no joins)."""
         frames = self.instants
         if not frames:
             return []
-        instants = concat(frames).unique(maintain_order=True)
-        due = instants.filter(pl.col("__end") < watermark)
-        rest = instants.filter(pl.col("__end") >= watermark)
+        instants = concat(frames)
+        early = instants["__end"] < watermark
+        due = instants.filter(early)
+        rest = instants.filter(~early)
         self.instants = [rest] if rest.height else []
         size = self.spec.size
         events = concat(self.partials) if self.partials else None
         if events is None:
             return []
-        if due.height:
-            by = self.kcols or None
-            ev = events.with_row_index("__i").sort(self.kcols + [TS, "__i"]) if self.kcols else \
-                events.with_row_index("__i").sort([TS, "__i"])
-            exprs = [pl.int_range(1, pl.len() + 1).over(self.kcols).alias("__n") if self.kcols
-                     else pl.int_range(1, pl.len() + 1).alias("__n")]
-            for j, kind in enumerate(self.kinds):
-                if self.args[j] is None:
-                    continue
-                v = pl.col(f"v{j}")
-                c = v.is_not_null().cast(pl.Int64)
-                exprs.append((c.cum_sum().over(self.kcols) if self.kcols else c.cum_sum()).alias(f"__c{j}"))
-                if kind in (AggregateKind.SUM, AggregateKind.AVG):
-                    z = v.fill_null(0)
-                    exprs.append((z.cum_sum().over(self.kcols) if self.kcols else z.cum_sum()).alias(f"__s{j}"))
-            ev = ev.with_columns(exprs).sort(TS, maintain_order=True)
-            stats = [c for c in ev.columns if c.startswith("__") and c not in ("__i",) and c != TS]
-            hi = due.sort("__end").join_asof(ev.rename({TS: "__end"}), on="__end", by=by, strategy="backward", check_sortedness=False)
-            lo = due.sort("__end").with_columns((pl.col("__end") - size).alias("__lo")).join_asof(
-                ev.select(self.kcols + [TS] + stats).rename({TS: "__lo", **{c: c + "_lo" for c in stats}}),
-                on="__lo", by=by, strategy="backward", check_sortedness=False)
-            done = hi.join(lo.select(self.kcols + ["__end"] + [c + "_lo" for c in stats]),
-                           on=self.kcols + ["__end"], how="left", nulls_equal=True, maintain_order="left")
-            lo0 = lambda c: pl.col(c + "_lo").fill_null(0)  # noqa: E731 - shorthand for the lower bound
-            cols = [(pl.col("__n").fill_null(0) - lo0("__n")).alias("n")]
-            for j, kind in enumerate(self.kinds):
-                if self.args[j] is None:
-                    continue
-                cols.append((pl.col(f"__c{j}").fill_null(0) - lo0(f"__c{j}")).alias(f"c{j}"))
-                if kind in (AggregateKind.SUM, AggregateKind.AVG):
-                    cols.append((pl.col(f"__s{j}").fill_null(0) - lo0(f"__s{j}")).alias(f"s{j}"))
-            done = done.with_columns(cols).filter(pl.col("n") > 0).with_columns(pl.col("__end").alias("__wid"))
-            out = self._emit(done, watermark) if done.height else []
-        else:
-            out = []
+        out: list[tuple[int, dict]] | pl.DataFrame = []
+        if due.height and events.height:
+            out = self._slide_sweep(events, due, watermark)
         keep = events.filter(pl.col(TS) > watermark - size)
         self.partials = [keep] if keep.height else []
         return out
+
+    def _key_codes(self, a: pl.DataFrame, b: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Integer codes of the group keys of two frames, equal where the keys are equal
+        (NULL equal to NULL, as the grouping has it)."""
+        if not self.kcols:
+            return np.zeros(a.height, dtype=np.int64), np.zeros(b.height, dtype=np.int64)
+        keys = concat([a.select(self.kcols), b.select(self.kcols)])
+        if len(self.kcols) == 1 and keys.schema[self.kcols[0]] == pl.Utf8:
+            codes = keys[self.kcols[0]].cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+        else:
+            uniq = keys.unique().with_row_index("__code")
+            codes = keys.join(uniq, on=self.kcols, how="left", nulls_equal=True,
+                              maintain_order="left")["__code"].cast(pl.Int64).to_numpy()
+        return codes[:a.height], codes[a.height:]
+
+    def _slide_sweep(self, events: pl.DataFrame, due: pl.DataFrame, watermark: int) -> Rows | pl.DataFrame:
+        size = self.spec.size
+        ecode, dcode = self._key_codes(events, due)
+        ets = events[TS].to_numpy()
+        dts = due["__end"].to_numpy()
+        # events by (key, time, arrival): the order of the prefix sums
+        order = np.lexsort((ets, ecode))
+        sc, st = ecode[order], ets[order]
+        lo_t = min(int(st.min()), int(dts.min()) - size)
+        span = max(int(st.max()), int(dts.max())) - lo_t + 1
+        cmin = min(int(sc.min()), int(dcode.min()))
+        ncodes = max(int(sc.max()), int(dcode.max())) - cmin + 1
+        if ncodes * span < self.PACK_LIMIT:  # one int64 per (key, time)
+            ev_comp = (sc - cmin) * span + (st - lo_t)
+            hi_q = (dcode - cmin) * span + (dts - lo_t)
+            lo_q = hi_q - size
+        else:  # times as dense ranks first
+            allt, inv = np.unique(np.concatenate([st, dts, dts - size]), return_inverse=True)
+            r = inv.reshape(-1)
+            span, n_ev, n_d = len(allt), len(st), len(dts)
+            ev_comp = (sc - cmin) * span + r[:n_ev]
+            hi_q = (dcode - cmin) * span + r[n_ev:n_ev + n_d]
+            lo_q = (dcode - cmin) * span + r[n_ev + n_d:]
+        # each (key, instant) once, in the order of the instants
+        hi_q, first = np.unique(hi_q, return_index=True)
+        dcode, dts, lo_q = dcode[first], dts[first], lo_q[first]
+        hi = np.searchsorted(ev_comp, hi_q, side="right")
+        lo = np.searchsorted(ev_comp, lo_q, side="right")
+        n = hi - lo
+        live = n > 0
+        hi, lo, n, dts = hi[live], lo[live], n[live], dts[live]
+        by_time = np.argsort(dts, kind="stable")
+        hi, lo, n, dts = hi[by_time], lo[by_time], n[by_time], dts[by_time]
+        last = order[hi - 1]  # the latest event of each window: its fields are the row's
+        cols: list[pl.Series] = [pl.Series("__end", dts, dtype=pl.Int64), pl.Series("__wid", dts, dtype=pl.Int64),
+                                 pl.Series("n", n, dtype=pl.Int64)]
+        fields = self.kcols + [c for c in events.columns if c.startswith("r:")]
+        picked = events.select(fields)[pl.Series(last)] if fields else None
+        seg = pl.Series(sc)
+        for j, kind in enumerate(self.kinds):
+            if self.args[j] is None:
+                continue
+            v = events[f"v{j}"][pl.Series(order)]
+            nn = np.concatenate([[0], np.cumsum(v.is_not_null().to_numpy(), dtype=np.int64)])
+            cols.append(pl.Series(f"c{j}", nn[hi] - nn[lo], dtype=pl.Int64))
+            if kind in (AggregateKind.SUM, AggregateKind.AVG):
+                cum = pl.DataFrame({"g": seg, "v": v.fill_null(0)}).select(pl.col("v").cum_sum().over("g"))["v"]
+                # the prefix before position p of its key: 0 at the key's first event
+                same_lo = (lo > 0) & (sc[np.maximum(lo - 1, 0)] == sc[hi - 1])
+                top = cum[pl.Series(hi - 1)]
+                bottom = cum[pl.Series(np.maximum(lo - 1, 0))]
+                bottom = bottom.zip_with(pl.Series(same_lo), pl.repeat(0, len(bottom), eager=True).cast(cum.dtype))
+                cols.append((top - bottom).alias(f"s{j}"))
+        done = pl.DataFrame(cols)
+        if picked is not None:
+            done = done.hstack(picked)
+        return self._emit(done, watermark) if done.height else []
 
     def advance(self, watermark: int) -> Rows | pl.DataFrame:
         if self.kind == "sliding":
@@ -1251,22 +1299,24 @@ class VectorAggregate:
         closed = self._closed(watermark)
         if closed is not None and len(closed) == 0:
             return []
+        if closed is None:  # windows ending before the watermark: only their partials are merged
+            split = [(f.filter(early), f.filter(~early)) for f in self.partials
+                     for early in [f["__wid"] < watermark]]
+            due = [d for d, _ in split if d.height]
+            self.partials = [r for _, r in split if r.height]
+            if not due:
+                return []
+            done = self._merge(concat(due)) if len(due) > 1 else due[0]
+            return self._emit(done.with_columns(pl.col("__wid").alias("__end")), watermark)
         state = self._merge(concat(self.partials)) if len(self.partials) > 1 \
             else self.partials[0]
-        if closed is None:
-            mask = state["__wid"] < watermark
-            if not mask.any():
-                self.partials = [state]
-                return []
-            state = state.with_columns(pl.col("__wid").alias("__end"))
-        else:
-            if isinstance(closed, dict):
-                closed = pl.DataFrame({"__wid": [sid for (_, sid) in closed], "__end": list(closed.values()),
-                                       **{c: [k[i] for (k, _) in closed] for i, c in enumerate(self.kcols)}},
-                                      schema_overrides={c: state[c].dtype for c in self.kcols})
-            state = state.join(closed, on=["__wid"] + self.kcols if "k0" in closed.columns else ["__wid"],
-                               how="left", nulls_equal=True, maintain_order="left")
-            mask = state["__end"].is_not_null()
+        if isinstance(closed, dict):
+            closed = pl.DataFrame({"__wid": [sid for (_, sid) in closed], "__end": list(closed.values()),
+                                   **{c: [k[i] for (k, _) in closed] for i, c in enumerate(self.kcols)}},
+                                  schema_overrides={c: state[c].dtype for c in self.kcols})
+        state = state.join(closed, on=["__wid"] + self.kcols if "k0" in closed.columns else ["__wid"],
+                           how="left", nulls_equal=True, maintain_order="left")
+        mask = state["__end"].is_not_null()
         done = state.filter(mask)
         rest = state.filter(~mask).drop("__end")
         self.partials = [rest] if rest.height else []

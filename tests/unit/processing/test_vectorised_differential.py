@@ -167,6 +167,17 @@ def test_a_json_integer_past_bigint_is_a_deserialization_error_on_both_paths(sql
         assert "9223372036854775808 is outside the bigint range" in str(counters["error_samples"])
 
 
+def _same_rows_vectorised_and_row(pm, sql, batches, policy, rng: random.Random) -> None:
+    """The query runs vectorised on one path and row by row on the other, with the same rows
+    and counters (arrival times given or not, one input partition or three, as ``rng`` picks)."""
+    with_arrivals = rng.random() < 0.5
+    parts = rng.random() < 0.5
+    col, mode_c = _outcome(pm, sql, batches, True, with_arrivals, policy, parts)
+    row, mode_r = _outcome(pm, sql, batches, False, with_arrivals, policy, parts)
+    assert mode_c == "vectorised" and mode_r == "row", sql
+    assert col == row, (sql, with_arrivals, policy, parts)
+
+
 ANALYTIC = ["LAG(v) OVER (LIMIT DURATION(second, 2))", "LAG(v) OVER (PARTITION BY k LIMIT DURATION(second, 3))",
             "LAG(v, 2) OVER (PARTITION BY k LIMIT DURATION(minute, 1))",
             "LAG(k, 1, 'none') OVER (PARTITION BY k LIMIT DURATION(second, 1))",
@@ -187,13 +198,8 @@ def test_lag_and_last_same_rows_on_both_paths(seed) -> None:
         where = rng.choice(["", "", f" WHERE {calls[0]} IS NOT NULL", " WHERE v > 1"])
         sql = f"SELECT k, v, {items} FROM s TIMESTAMP BY t{where}"
         batches = _batches(rng)
-        with_arrivals = rng.random() < 0.5
         policy = OrderingPolicy.from_seconds(late=rng.choice([0, 5]), ooo=rng.choice([0, 3]), action="adjust")
-        parts = rng.random() < 0.5
-        col, mode_c = _outcome(pm, sql, batches, True, with_arrivals, policy, parts)
-        row, mode_r = _outcome(pm, sql, batches, False, with_arrivals, policy, parts)
-        assert mode_c == "vectorised" and mode_r == "row", sql
-        assert col == row, (sql, with_arrivals, policy, parts)
+        _same_rows_vectorised_and_row(pm, sql, batches, policy, rng)
 
 
 def test_vectorised_lag_continues_from_a_snapshot() -> None:
@@ -215,3 +221,103 @@ def test_vectorised_lag_continues_from_a_snapshot() -> None:
     assert second.mode == "vectorised"
     assert got == expected
     assert [r["p"] for r in expected[:6]] == [-1, -1, -1, -1, 0, 1]  # two back in its own key
+
+
+SLIDING_AGGS = ["COUNT(*)", "COUNT(v)", "SUM(v)", "AVG(v)", "SUM(CAST(v AS float))", "AVG(CAST(v AS float))"]
+
+
+def _sliding_batches(rng: random.Random, keys: list):
+    """Events on whole and half seconds (ties in time; exits of one event exactly at entries
+    of others: T = ts + size on the window's edge), NULL and absent keys, out of order and
+    late ones (the ordering policy adjusts or drops them), over several batches."""
+    base = 1_704_067_200
+    t = 0.0
+    out = []
+    for _ in range(rng.randrange(1, 5)):
+        bodies, arrivals = [], []
+        for _ in range(rng.randrange(0, 30)):
+            t += rng.choice([0, 0, 0.5, 1, 1, 2, 3])
+            et = t - (rng.choice([1, 2, 3, 5]) if rng.random() < 0.2 else 0)
+            ev: dict = {"t": f"2024-01-01T00:{int(et // 60):02d}:{et % 60:09.6f}Z"}
+            if rng.random() < 0.9:
+                ev["k"] = rng.choice(keys)
+                ev["k2"] = rng.choice([1, 2, None])
+            if rng.random() < 0.9:
+                ev["v"] = rng.choice([1, 2, 3, 2.5, -4, None, 10, 0.1])
+            bodies.append(orjson.dumps(ev))
+            arrivals.append(int((base + t + rng.random() * 3) * 1e6))
+        out.append((bodies, arrivals))
+    return out
+
+
+@pytest.mark.parametrize("pack", [True, False])
+@pytest.mark.parametrize("seed", range(5))
+def test_sliding_windows_same_rows_on_both_paths(seed, pack, monkeypatch) -> None:
+    """SlidingWindow's vectorised sweep (per-key prefix sums found by binary search, no joins)
+    against the row implementation: no key, one text key (with NULL), two keys (one of them
+    numeric), HAVING and WHERE; with ``pack`` off the times are ranked before (key, time) is
+    packed, as for keys x time spans past an int64."""
+    from headwater.services.processing.exec.vector import VectorAggregate
+
+    if not pack:
+        monkeypatch.setattr(VectorAggregate, "PACK_LIMIT", 0)
+    pm = get_plugin_manager(load_entrypoints=False).collect()
+    rng = random.Random(300 + seed)
+    for _ in range(10):
+        aggs = ", ".join(f"{a} AS a{i}" for i, a in enumerate(rng.sample(SLIDING_AGGS, rng.randrange(1, 4))))
+        key = rng.choice(["", "k, ", "k, k2, ", "k2, "])
+        size = rng.choice(["SlidingWindow(second, 3)", "SlidingWindow(second, 1)", "SlidingWindow(ms, 2500)"])
+        where = rng.choice(["", "", " WHERE v > 1", " WHERE k IS NULL OR v <= 2.5"])
+        having = rng.choice(["", "", " HAVING COUNT(*) > 1"])
+        sql = f"SELECT {key}{aggs}, System.Timestamp() AS e FROM s TIMESTAMP BY t{where} GROUP BY {key}{size}{having}"
+        batches = _sliding_batches(rng, rng.choice([["a", "b", None], ["a"], ["a", "b", "c", "d", None]]))
+        policy = OrderingPolicy.from_seconds(late=rng.choice([0, 1, 5]), ooo=rng.choice([0, 1, 3]),
+                                             action=rng.choice(["adjust", "drop"]))
+        _same_rows_vectorised_and_row(pm, sql, batches, policy, rng)
+
+
+def test_sliding_window_edges_and_ties() -> None:
+    """The instants of a sliding window of 2 s: each entry and each exit (ts + 2 s, the window
+    (T - 2 s, T] no longer holding it), several events at one instant counted together.
+
+    a: 1 1 2 . 3 ...      events at 1, 1, 2, 3 (s); exits at 3, 3, 4, 5
+    b:   . 2 ...          one event at 2; exit at 4 (empty window: no row)
+    """
+    pm = get_plugin_manager(load_entrypoints=False).collect()
+    sql = ("SELECT k, COUNT(*) AS n, SUM(v) AS s, System.Timestamp() AS e FROM s TIMESTAMP BY t "
+           "GROUP BY k, SlidingWindow(second, 2)")
+    evs = [("a", 1, 1), ("a", 1, 2), ("a", 2, 4), ("b", 2, 8), ("a", 3, 16)]
+    bodies = [orjson.dumps({"k": k, "t": f"2024-01-01T00:00:0{s}Z", "v": v}) for k, s, v in evs]
+    got = {}
+    for columnar in (True, False):
+        rt = compile_query(sql, pm).runtime(OrderingPolicy.from_seconds(0, 0, "adjust"), columnar=columnar)
+        rt.feed_bodies("s", bodies[:3], None)
+        rt.feed_bodies("s", bodies[3:], None)
+        rt.flush()
+        got[columnar] = sorted((r["e"][17:19], r["k"], r["n"], r["s"]) for r in format_rows(rt.take()["output"]))
+    assert got[True] == got[False] == [("01", "a", 2, 3), ("02", "a", 3, 7), ("02", "b", 1, 8),
+                                       ("03", "a", 2, 20), ("04", "a", 1, 16)]
+
+
+def test_open_windows_partials_merge_when_they_close() -> None:
+    """A tumbling window's partial aggregates from several batches, while earlier windows
+    close in between, come out as one row per key (merged when the window closes), the
+    same as the row path.
+
+    batch 1: a@1 b@2 a@11     window (0, 10] closes at the watermark 11: a=1, b=1
+    batch 2: a@12 c@13 a@21   (10, 20] still open at 21's watermark: merged with batch 1's a@11
+    batch 3: a@14 b@22        a late one for (10, 20] is dropped (no tolerance): a=2, c=1
+    """
+    pm = get_plugin_manager(load_entrypoints=False).collect()
+    sql = ("SELECT k, COUNT(*) AS n, SUM(v) AS s, System.Timestamp() AS e FROM s TIMESTAMP BY t "
+           "GROUP BY k, TumblingWindow(second, 10)")
+    feeds = [[("a", 1), ("b", 2), ("a", 11)], [("a", 12), ("c", 13), ("a", 21)], [("a", 14), ("b", 22)]]
+    got = {}
+    for columnar in (True, False):
+        rt = compile_query(sql, pm).runtime(OrderingPolicy.from_seconds(0, 0, "drop"), columnar=columnar)
+        for feed in feeds:
+            rt.feed_bodies("s", [orjson.dumps({"k": k, "v": s, "t": f"2024-01-01T00:00:{s:02d}Z"}) for k, s in feed])
+        rt.flush()
+        got[columnar] = sorted((r["e"][17:19], r["k"], r["n"], r["s"]) for r in format_rows(rt.take()["output"]))
+    assert got[True] == got[False] == [("10", "a", 1, 1), ("10", "b", 1, 2), ("20", "a", 2, 23),
+                                       ("20", "c", 1, 13), ("30", "a", 1, 21), ("30", "b", 1, 22)]

@@ -20,7 +20,6 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,all]'
 	$(PY) -m headwater.services.ingestion.log.jit  # compile the numba kernels into their cache
-	$(PY) -m headwater.services.processing.exec.jsondecode  # and the JSON decode's
 	$(PY) -m headwater.services.processing.exec.jsondecode  # the query engine's JSON decode kernels too
 	@touch $(STAMP)
 

@@ -233,7 +233,3 @@ def _names(names: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
 if __name__ == "__main__":  # make setup: compile into numba's cache once, so job workers only load it
     KERNELS.load()
-
-
-if __name__ == "__main__":  # make setup: compile into numba's cache once, so jobs only load it
-    KERNELS.load()

@@ -31,7 +31,7 @@ from typing import Any
 from google.protobuf import duration_pb2, json_format
 
 from headwater.cli.common import Client, add_connection_options, print_result
-from headwater.cli.job_ops import ARRIVAL, add_ops_commands, sample_lines
+from headwater.cli.job_ops import ARRIVAL, add_ops_commands, partition_events, sample_lines
 from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import processing_pb2 as pb
 from headwater.v1 import processing_pb2_grpc as pb_grpc
@@ -278,34 +278,14 @@ def _set_consumer_group(job: pb.Job, spec: str) -> None:
 
 def _last_events(client: Client, hub: str, n: int) -> list[tuple[datetime, str, bytes]]:
     """The hub's last ``n`` events over every partition (by enqueued time): (time, partition, body)."""
-    import grpc
-
     from headwater.v1 import event_pb2
-    from headwater.v1 import ingestion_pb2 as ipb
 
-    got: list[tuple[datetime, str, int, bytes]] = []
-    info = client.GetHub(ipb.GetHubRequest(name=hub)).hub
-    wait = duration_pb2.Duration(nanos=500_000_000)
-    for pid in info.partition_ids:
-        props = client.GetPartitionProperties(ipb.GetPartitionPropertiesRequest(
-            name=f"{hub}/partitions/{pid}")).partition
-        if props.is_empty:
-            continue
-        last = props.last_enqueued_sequence_number
-        start = max(props.beginning_sequence_number, last - n + 1)
-        call = client.stub.ReadEvents(ipb.ReadEventsRequest(
-            hub=hub, partition_id=pid, event_position=event_pb2.EventPosition(sequence_number=start, inclusive=True),
-            max_batch_size=min(max(n, 1), 10_000), max_wait=wait), timeout=60)
-        try:
-            for resp in call:
-                for e in resp.events:
-                    got.append((e.enqueued_time.ToDatetime(tzinfo=UTC), pid, e.sequence_number, e.event.body))
-                if not resp.events or (got and got[-1][2] >= last):
-                    break
-        except grpc.RpcError as exc:
-            raise HeadwaterError.from_rpc_error(exc) from None
-        finally:
-            call.cancel()
+    def position(props: Any) -> Any:
+        start = max(props.beginning_sequence_number, props.last_enqueued_sequence_number - n + 1)
+        return event_pb2.EventPosition(sequence_number=start, inclusive=True)
+
+    got = [(e.enqueued_time.ToDatetime(tzinfo=UTC), pid, e.sequence_number, e.event.body)
+           for pid, e in partition_events(client, hub, position, batch=min(max(n, 1), 10_000))]
     got.sort(key=lambda g: (g[0], g[1], g[2]))
     return [(t, pid, body) for t, pid, _, body in got[-n:]]
 

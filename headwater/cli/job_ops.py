@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from headwater.cli.common import Client, add_connection_options, print_result
 from headwater.errors import HeadwaterError, Reason
 from headwater.v1 import processing_pb2 as pb
 
-__all__ = ["add_ops_commands", "read_range", "diff_outputs", "sample_lines", "ARRIVAL"]
+__all__ = ["add_ops_commands", "partition_events", "read_range", "diff_outputs", "sample_lines", "ARRIVAL"]
 
 #: The harness-only field carrying each event's enqueued time (TestQuery's arrival_time_field).
 ARRIVAL = "__headwater_enqueued_time"
@@ -57,52 +57,66 @@ def _job(client: Client, name: str) -> pb.Job:
     return job
 
 
-def read_range(ingestion: Client, hub: str, start: datetime | None, end: datetime | None,
-               limit: int = 1_000_000) -> list[dict[str, Any]]:
-    """The hub's events enqueued in ``[start, end)`` (None: from the earliest / to the
-    newest), every partition, with properties: ``{partition, sequence_number, enqueued,
-    body, properties, content_type}`` sorted by enqueued time."""
+def partition_events(ingestion: Client, hub: str, position: Callable[[Any], Any], *, batch: int = 5000,
+                     until: Callable[[Any], bool] | None = None) -> Iterator[tuple[str, Any]]:
+    """(partition id, ReceivedEvent) of every non-empty partition of ``hub``, from
+    ``position(partition properties)`` up to the partition's last event at the call, or
+    to the first event for which ``until(event)`` holds."""
     import grpc
 
-    from headwater.v1 import event_pb2
     from headwater.v1 import ingestion_pb2 as ipb
 
     hub = hub if hub.startswith("hubs/") else f"hubs/{hub}"
     info = ingestion.GetHub(ipb.GetHubRequest(name=hub)).hub
-    out: list[dict[str, Any]] = []
     for pid in info.partition_ids:
         props = ingestion.GetPartitionProperties(ipb.GetPartitionPropertiesRequest(
             name=f"{hub}/partitions/{pid}")).partition
         if props.is_empty:
             continue
         last = props.last_enqueued_sequence_number
-        pos = event_pb2.EventPosition(earliest=True)
-        if start is not None:
-            pos = event_pb2.EventPosition(inclusive=True)
-            pos.enqueued_time.FromDatetime(start.astimezone(UTC).replace(tzinfo=None))
         call = ingestion.stub.ReadEvents(ipb.ReadEventsRequest(
-            hub=hub, partition_id=pid, event_position=pos, max_batch_size=5000,
+            hub=hub, partition_id=pid, event_position=position(props), max_batch_size=batch,
             max_wait=duration_pb2.Duration(nanos=500_000_000)), timeout=120)
         try:
-            done = False
             for resp in call:
+                ended = not resp.events
                 for e in resp.events:
-                    when = e.enqueued_time.ToDatetime(tzinfo=UTC)
-                    if (end is not None and when >= end) or e.sequence_number > last:
-                        done = True
+                    if e.sequence_number > last or (until is not None and until(e)):
+                        ended = True
                         break
-                    out.append({"partition": pid, "sequence_number": e.sequence_number, "enqueued": when,
-                                "body": e.event.body, "properties": dict(e.event.properties),
-                                "content_type": e.event.content_type})
-                    if len(out) > limit:
-                        raise HeadwaterError(Reason.INVALID_ARGUMENT, f"more than {limit} events in the range of "
-                                             f"{hub}: narrow --from/--to")
-                if done or not resp.events or out and out[-1]["sequence_number"] >= last:
+                    yield pid, e
+                    ended = e.sequence_number >= last
+                if ended:
                     break
         except grpc.RpcError as exc:
             raise HeadwaterError.from_rpc_error(exc) from None
         finally:
             call.cancel()
+
+
+def read_range(ingestion: Client, hub: str, start: datetime | None, end: datetime | None,
+               limit: int = 1_000_000) -> list[dict[str, Any]]:
+    """The hub's events enqueued in ``[start, end)`` (None: from the earliest / to the
+    newest), every partition, with properties: ``{partition, sequence_number, enqueued,
+    body, properties, content_type}`` sorted by enqueued time."""
+    from headwater.v1 import event_pb2
+
+    def position(_props: Any) -> Any:
+        if start is None:
+            return event_pb2.EventPosition(earliest=True)
+        pos = event_pb2.EventPosition(inclusive=True)
+        pos.enqueued_time.FromDatetime(start.astimezone(UTC).replace(tzinfo=None))
+        return pos
+
+    out: list[dict[str, Any]] = []
+    for pid, e in partition_events(ingestion, hub, position, until=None if end is None else
+                                   lambda e: e.enqueued_time.ToDatetime(tzinfo=UTC) >= end):
+        out.append({"partition": pid, "sequence_number": e.sequence_number,
+                    "enqueued": e.enqueued_time.ToDatetime(tzinfo=UTC), "body": e.event.body,
+                    "properties": dict(e.event.properties), "content_type": e.event.content_type})
+        if len(out) > limit:
+            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"more than {limit} events in the range of "
+                                 f"{hub}: narrow --from/--to")
     out.sort(key=lambda e: (e["enqueued"], e["partition"], e["sequence_number"]))
     return out
 

@@ -12,7 +12,9 @@ time; a stream event joins the snapshot valid at its event time (the newest whos
 
 A refresh that fails keeps the last good snapshot (the caller counts the failure
 and logs it); a snapshot over ``max_reference_bytes`` is refused with the limit.
-The SQL that runs is the configured query only: inside a READ ONLY transaction, as
+The SQL that runs is the configured query only, as a role that cannot read the database
+server's files (a superuser or a member of pg_read_server_files / pg_execute_server_program
+is refused before the query runs), inside a READ ONLY transaction, as
 one server-side cursor (``DECLARE ... CURSOR FOR`` takes one SELECT or VALUES, so a
 second statement or a write is refused by PostgreSQL itself), with a statement
 timeout; the delta query's times go as bound parameters, never as text.
@@ -95,6 +97,7 @@ class PostgresReference(ReferenceSource):
         try:
             with psycopg.connect(self.dsn, connect_timeout=max(1, int(self.timeout_s)), autocommit=False) as conn:
                 conn.execute("SET TRANSACTION READ ONLY")
+                _refuse_file_rights(conn, self.alias)
                 conn.execute(f"SET LOCAL statement_timeout = {int(self.timeout_s * 1000)}")
                 with conn.cursor(name="headwater_reference", row_factory=dict_row) as cur:
                     cur.execute(query, params)
@@ -124,6 +127,29 @@ class PostgresReference(ReferenceSource):
             rows = _apply_delta(self.alias, list(self.rows), changes)
         self.rows, self.last_us = rows, now_us
         return (BEGINNING if first else now_us), rows
+
+
+#: What lets a PostgreSQL session read or run things on the database server's host: a
+#: SELECT is enough for pg_read_file, pg_ls_dir, lo_import or COPY ... PROGRAM's roles.
+_FILE_RIGHTS = """
+SELECT r.rolsuper OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')
+       OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER')
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+def _refuse_file_rights(conn: Any, alias: str) -> None:
+    """The query a job carries is a client's text: it runs only as a role that cannot reach
+    the server's files or programs (a superuser's ``SELECT pg_read_file('/etc/passwd')``
+    is read-only, so READ ONLY alone does not stop it)."""
+    row = conn.execute(_FILE_RIGHTS).fetchone()
+    if row is None or row[0]:
+        who = conn.execute("SELECT current_user").fetchone()[0]
+        raise HeadwaterError(
+            Reason.INVALID_ARGUMENT,
+            f"reference input {alias}: the PostgreSQL role {who!r} may read the database server's files "
+            "(superuser, pg_read_server_files or pg_execute_server_program): connect as a role that has "
+            "only SELECT on the reference tables", metadata={"field": "dsn"})
 
 
 def _apply_delta(alias: str, rows: list[dict], changes: list[dict]) -> list[dict]:

@@ -14,7 +14,7 @@ import pytest
 
 from headwater.errors import HeadwaterError
 from tests.e2e.test_processing_metrics import _MetricsPipeline, _sample
-from tests.integration.processing_support import PG_DSN, Pipeline, pg_drop, pg_table
+from tests.integration.processing_support import PG_DSN, Pipeline, pg_drop, pg_reader, pg_table
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,8 @@ def _iso(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat()
 
 
-def _ref_job(pipe: Pipeline, name: str, table: str, query: str | None = None, refresh_s: float = 2.0):
+def _ref_job(pipe: Pipeline, name: str, table: str, query: str | None = None, refresh_s: float = 2.0,
+             dsn: str | None = None):
     from google.protobuf import duration_pb2
 
     from headwater.v1 import processing_pb2 as ppb
@@ -32,7 +33,7 @@ def _ref_job(pipe: Pipeline, name: str, table: str, query: str | None = None, re
         name=f"jobs/{name}",
         query="SELECT s.seq, r.label INTO [Out] FROM [S] s TIMESTAMP BY ts JOIN [R] r ON s.device = r.device",
         inputs=[ppb.JobInput(alias="S", kind=ppb.INPUT_KIND_STREAM, hub="hubs/s", format="json"),
-                ppb.JobInput(alias="R", kind=ppb.INPUT_KIND_REFERENCE, dsn=PG_DSN,
+                ppb.JobInput(alias="R", kind=ppb.INPUT_KIND_REFERENCE, dsn=dsn or pg_reader(table),
                              reference_query=query or f'SELECT device, label FROM public."{table}"',
                              refresh_interval=duration_pb2.Duration(nanos=int(refresh_s * 1e9)) if refresh_s < 1
                              else duration_pb2.Duration(seconds=int(refresh_s)))],
@@ -105,7 +106,8 @@ def test_a_postgres_update_mid_stream_switches_the_join_at_the_refresh_time(serv
 def test_a_reference_query_that_writes_is_refused_and_the_table_is_untouched(service_process, root_policy,
                                                                              tmp_path):
     """Only the configured query runs, read-only: a write, or a second statement, is
-    PostgreSQL's refusal named in the job's error; the table keeps its rows."""
+    PostgreSQL's refusal named in the job's error; the table keeps its rows. A role that
+    could read the server's files is refused."""
     from headwater.v1 import processing_pb2 as ppb
 
     table = pg_table()
@@ -132,6 +134,17 @@ def test_a_reference_query_that_writes_is_refused_and_the_table_is_untouched(ser
                 assert "PostgreSQL refused the query" in job.error, job.error
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             assert conn.execute(f'SELECT device, label FROM public."{table}"').fetchall() == [("d1", "old")]
+        # A role that may read the database server's files (here the superuser) is refused
+        # before the query runs: pg_read_file is a read-only SELECT.
+        _ref_job(pipe, "files", table, query="SELECT pg_read_file('/etc/hostname') AS device, 'x' AS label",
+                 dsn=PG_DSN)
+        try:
+            pipe.start_job("files")
+        except Exception as exc:  # noqa: BLE001 - the refusal may come from StartJob
+            assert "may read the database server's files" in str(exc), exc
+        else:
+            job = pipe.wait_job("files", lambda j: j.state == ppb.JOB_STATE_FAILED, what="FAILED")
+            assert "may read the database server's files" in job.error and "postgres" in job.error, job.error
         # A DSN naming files libpq would read outside allowed_paths is refused on create.
         from google.protobuf import duration_pb2
 

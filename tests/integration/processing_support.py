@@ -18,6 +18,26 @@ from tests.conftest import conn_for
 from tests.wait import wait_until
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+#: A role with SELECT only (no superuser, no server-file roles): what a reference input's
+#: dsn must connect as. ``pg_reader()`` creates it; tables the tests create as postgres in
+#: public are readable by it.
+PG_READER = "headwater_reader"
+PG_READER_DSN = f"postgresql://{PG_READER}@127.0.0.1:5432/test"
+
+
+def pg_reader(*tables: str) -> str:
+    """PG_READER_DSN, its role created if missing (trust auth on this machine's PostgreSQL),
+    with SELECT on ``tables`` (and on tables created after this in public)."""
+    import psycopg
+
+    with psycopg.connect(PG_DSN) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(7046)")  # one xdist worker at a time
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PG_READER,)).fetchone() is None:
+            conn.execute(f"CREATE ROLE {PG_READER} LOGIN NOSUPERUSER")
+        conn.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT ON TABLES TO {PG_READER}")
+        for table in tables:
+            conn.execute(f'GRANT SELECT ON public."{table}" TO {PG_READER}')
+    return PG_READER_DSN
 
 
 class Pipeline:

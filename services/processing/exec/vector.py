@@ -1420,6 +1420,12 @@ class VectorAggregate:
     # -- state -----------------------------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
         tables: dict[str, pl.DataFrame] = {}
+        if len(self.partials) > 1 and self.kind != "sliding":
+            # A restored aggregate has one partial, which advance() takes as merged: the
+            # partials of several batches (a key's in each) are merged first, as
+            # add() does past 32. (Kept merged: an idle job's next checkpoint finds
+            # the same table object, unchanged.)
+            self.partials = [self._merge(concat(self.partials))]
         if self.partials:
             tables["partials"] = concat(self.partials)
         for j, frames in self.distinct.items():

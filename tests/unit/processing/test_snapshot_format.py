@@ -301,3 +301,18 @@ def test_keyed_columns_round_trip_every_shape_exactly() -> None:
     assert enc.arrays  # typed columns were used
     restored_empty = out["state"].columns[8]
     assert len({id(x) for x in restored_empty}) == n  # not one shared list
+
+
+def test_an_aggregate_restored_after_several_batches_merges_each_keys_partials(pm) -> None:
+    """A key counted in two batches of an open window: one partial row per batch. The
+    restored aggregate holds one table, which it takes as merged: the snapshot merges them."""
+    compiled = compile_query("SELECT k, COUNT(*) AS n FROM i TIMESTAMP BY t GROUP BY k, TumblingWindow(minute, 10)", pm)
+    rt = compiled.runtime()
+    for batch in (range(100), range(10)):
+        rt.feed_bodies("i", [b'{"k":"key%d","t":"2024-01-01T00:01:00Z"}' % i for i in batch])
+        rt.advance_time(1_704_067_200_000_000 + 120_000_000)
+    again = compiled.runtime()
+    again.restore(rt.snapshot())
+    again.flush()
+    rows = again.take_frames()["output"]
+    assert rows.height == 100 and rows.filter(rows["k"] == "key1")["n"].to_list() == [2]

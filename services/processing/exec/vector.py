@@ -1420,14 +1420,11 @@ class VectorAggregate:
     # -- state -----------------------------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
         tables: dict[str, pl.DataFrame] = {}
-        if len(self.partials) > 1 and self.kind != "sliding":
-            # A restored aggregate has one partial, which advance() takes as merged: the
-            # partials of several batches (a key's in each) are merged first, as
-            # add() does past 32. (Kept merged: an idle job's next checkpoint finds
-            # the same table object, unchanged.)
-            self.partials = [self._merge(concat(self.partials))]
-        if self.partials:
-            tables["partials"] = concat(self.partials)
+        # Each batch's partials as a table of its own: restored as they were (one table is
+        # taken as merged by advance()), and a checkpoint after a batch that touched a few keys
+        # writes that batch's table, not all the keys' (the others are the same objects).
+        for i, part in enumerate(self.partials):
+            tables[f"partials.{i}"] = part
         for j, frames in self.distinct.items():
             if frames:
                 tables[f"distinct{j}"] = concat(frames)
@@ -1440,7 +1437,11 @@ class VectorAggregate:
         return meta, tables
 
     def load(self, meta: dict, tables: dict[str, pl.DataFrame]) -> None:
-        self.partials = [tables["partials"]] if "partials" in tables else []
+        chunks = sorted((int(k[9:]), v) for k, v in tables.items() if k.startswith("partials."))
+        self.partials = [v for _, v in chunks]
+        if "partials" in tables:  # schema version <= 4: the batches' partials in one table, maybe unmerged
+            old = tables["partials"]
+            self.partials = [old if self.kind == "sliding" else self._merge(old)]
         self.distinct = {int(k[8:]): [v] for k, v in tables.items() if k.startswith("distinct")}
         self.instants = [tables["instants"]] if "instants" in tables else []
         self.sessions = {tuple(k): v for k, v in meta["sessions"]}

@@ -97,8 +97,11 @@ def run_perf_query(args: argparse.Namespace) -> int:
         r["events_per_s"] = 0
         forked = (f"; from a fork, as a job's worker: the job pauses {r['fork_pause_ms']} ms, written after "
                   f"{r['fork_written_ms']} ms" if "fork_pause_ms" in r else "")
+        incremental = "; incremental, to a file: " + ", ".join(
+            f"{e} {r[f'{e}_bytes']:,} bytes in {r[f'{e}_ms']} ms (pause {r[f'{e}_pause_ms']} ms)"
+            for e in ("whole", "idle", "changed_1pct"))
         emit(f"checkpoint of {r['keys']:,} keys ({r['state']}, {r['plan']}): snapshot {r['snapshot_ms']} ms, restore "
-             f"{r['restore_ms']} ms, {r['snapshot_mb']} MB{forked}", r, args.json)
+             f"{r['restore_ms']} ms, {r['snapshot_mb']} MB{forked}{incremental}", r, args.json)
         return 0
     from headwater.perf.query import load_kernels
 

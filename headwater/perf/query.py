@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 __all__ = ["SUITE", "load_kernels", "run_suite"]
@@ -206,4 +207,39 @@ def checkpoint(keys: int, vectorize: bool = True, state: str = "count") -> dict[
         t6 = time.perf_counter()
         out.update(fork_pause_ms=round((t5 - t4) * 1000, 1), fork_written_ms=round((t6 - t4) * 1000, 1),
                    fork_ok=os.waitstatus_to_exitcode(status) == 0)
+    out.update(_incremental(rt, keys))
+    return out
+
+
+def _incremental(rt: Any, keys: int) -> dict[str, Any]:
+    """Checkpoints into a folder as a job writes them (state/chain.py): a first whole one,
+    then an idle epoch's (the clock moves, nothing arrives) and a 1%-changed epoch's (1%
+    of the keys get an event): each one's pause (the capture: what a job's worker holds the
+    job for before it forks), its total time to a durable file, and the bytes written."""
+    from headwater.services.processing.state.chain import Base, collect
+    from headwater.storage import write_atomic
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="hw-ckpt-") as tmp:
+        folder, base = Path(tmp), None
+        clock = 1_704_067_200_000_000 + 120_000_000
+        for n, epoch in enumerate(["whole", "idle", "changed_1pct"]):
+            if epoch == "changed_1pct":
+                rt.feed_bodies("i", [b'{"k":"key%d","v":%d,"t":"2024-01-01T00:01:00Z"}' % (i, i)
+                                     for i in range(0, keys, 100)])
+            clock += 1_000_000
+            rt.advance_time(clock)
+            rt.take_frames()
+            name = f"state-{n}.bin"
+            t0 = time.perf_counter()
+            captured = rt.snapshot_begin(base)
+            t1 = time.perf_counter()
+            blob = captured.finish()
+            write_atomic(folder / name, blob)
+            collect(folder, name, blob)
+            base = Base.of_file(folder, name, captured)
+            t2 = time.perf_counter()
+            out[f"{epoch}_pause_ms"] = round((t1 - t0) * 1000, 1)
+            out[f"{epoch}_ms"] = round((t2 - t0) * 1000, 1)
+            out[f"{epoch}_bytes"] = len(blob)
     return out

@@ -423,10 +423,11 @@ class Runtime:
         """The whole state (sources, windows, joins, pending output) as bytes."""
         return snapshot.dumps(self, self.compiled)
 
-    def snapshot_begin(self) -> Captured:
+    def snapshot_begin(self, base: Any = None) -> Captured:
         """:meth:`snapshot` in two steps: this takes the vectorised state; ``.finish()``
-        reads the row operators' and gives the blob (the job forks in between)."""
-        return snapshot.capture(self)
+        reads the row operators' and gives the blob (the job forks in between). With the
+        ``base`` of the last checkpoint (state.chain.Base) the blob is incremental."""
+        return snapshot.capture(self, base)
 
     def restore(self, blob: bytes) -> None:
         """Continue from :meth:`snapshot` (of a runtime of the same query plan)."""

@@ -275,10 +275,10 @@ class JobRuntime:
         self._settle()
         return self.rt.snapshot()
 
-    def snapshot_begin(self):
+    def snapshot_begin(self, base=None):
         """A snapshot in two steps (``.finish()`` gives the blob): see Runtime.snapshot_begin."""
         self._settle()
-        return self.rt.snapshot_begin()
+        return self.rt.snapshot_begin(base)
 
     def restore(self, state: bytes) -> None:
         self.rt.restore(state)

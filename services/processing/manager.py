@@ -401,6 +401,7 @@ class JobManager:
 
         from headwater.services.processing.plan.explain import explain
         from headwater.services.processing.state import snapshot
+        from headwater.services.processing.state.chain import collect, resolve
 
         dirs = [d for d in self._state_dirs(new.name)
                 if json.loads((d / "checkpoint.json").read_text()).get("state_file")]
@@ -432,8 +433,10 @@ class JobManager:
         for d in dirs:  # the same plan: the state is re-stamped with the new query's fingerprint
             ckpt = json.loads((d / "checkpoint.json").read_text())
             rt, _ = plan_of(new)
-            snapshot.loads(rt, (d / ckpt["state_file"]).read_bytes(), rt.compiled, check_plan=False)
-            write_atomic(d / ckpt["state_file"], rt.snapshot())
+            snapshot.loads(rt, resolve((d / ckpt["state_file"]).read_bytes(), d), rt.compiled, check_plan=False)
+            blob = rt.snapshot()  # whole: the earlier files it referred to are no longer needed
+            write_atomic(d / ckpt["state_file"], blob)
+            collect(d, ckpt["state_file"], blob)
         return True, ("the new query has the same operators, keys and windows: its state is kept and the job "
                       "resumes from its checkpoint")
 

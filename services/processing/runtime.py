@@ -74,8 +74,9 @@ class QueryRuntime(Protocol):
 
     def snapshot(self) -> bytes: ...
 
-    def snapshot_begin(self) -> Any:
-        """Optional: a snapshot in two steps (``.finish()`` gives the blob), for a forked writer."""
+    def snapshot_begin(self, base: Any = None) -> Any:
+        """Optional: a snapshot in two steps (``.finish()`` gives the blob), for a forked writer;
+        incremental on the ``base`` of the last checkpoint (state.chain.Base)."""
         ...
 
     def restore(self, state: bytes) -> None: ...
@@ -452,6 +453,9 @@ class JobRunner:
         self.last_checkpoint_pause_ms: float = 0.0
         #: The forked writer of the last checkpoint, until it is reaped.
         self._ckpt_writer: asyncio.Task | None = None
+        #: The last durable checkpoint, which the next one refers to for the sections it
+        #: has unchanged (state.chain.Base; None: the next checkpoint is written whole).
+        self._base: Any = None
         self.tasks: list[asyncio.Task] = []
         self.loop_task: asyncio.Task | None = None
         #: Batches taken off the queue for the epoch being gathered (kept here, not in a
@@ -508,10 +512,10 @@ class JobRunner:
                                                     for (a, p), part in self.partitions.items()}}
         if self.settings.checkpoint_fork and hasattr(os, "fork") and hasattr(self.rt, "snapshot_begin"):
             t0 = time.perf_counter()
-            pid = await self._in_worker(self._fork_checkpoint, body)
+            pid, captured = await self._in_worker(self._fork_checkpoint, body)
             self.last_checkpoint_pause_ms = (time.perf_counter() - t0) * 1000
             if pid:
-                self._ckpt_writer = asyncio.ensure_future(self._reap_checkpoint(pid, body))
+                self._ckpt_writer = asyncio.ensure_future(self._reap_checkpoint(pid, body, captured))
             else:
                 self._checkpointed(body)
             return
@@ -524,20 +528,21 @@ class JobRunner:
         self.last_checkpoint_time = time.time()
         self.checkpoint_id = body["epoch"]
 
-    def _fork_checkpoint(self, body: dict) -> int:
+    def _fork_checkpoint(self, body: dict) -> tuple[int, Any]:
         """In the worker thread: take the vectorised state, fork; the child serializes the
         rest from its copy-on-write image, writes the checkpoint and exits. A state known
         to be small (vectorised only, under ``checkpoint_fork_min_bytes``) is written here
         instead, and 0 returned: a fork costs more than that (the copy of the page tables,
-        then copy-on-write faults in the job), every epoch."""
-        captured = self.rt.snapshot_begin()
+        then copy-on-write faults in the job), every epoch. An incremental checkpoint counts
+        only the tables that changed: an idle vectorised job writes here, without a fork."""
+        captured = self.rt.snapshot_begin(self._base)
         size = captured.nbytes() if hasattr(captured, "nbytes") else None
         if size is not None and size < self.settings.checkpoint_fork_min_bytes:
-            self._write_checkpoint(body, captured.finish())
-            return 0
+            self._write_checkpoint(body, captured.finish(), captured)
+            return 0, captured
         pid = os.fork()
         if pid:
-            return pid
+            return pid, captured
         code = 1
         try:  # the child: only this thread exists; it writes files and leaves
             with contextlib.suppress(Exception):
@@ -553,7 +558,7 @@ class JobRunner:
         finally:
             os._exit(code)
 
-    async def _reap_checkpoint(self, pid: int, body: dict) -> None:
+    async def _reap_checkpoint(self, pid: int, body: dict, captured: Any) -> None:
         deadline = time.monotonic() + self.settings.checkpoint_fork_timeout_s
         status = None
         while status is None:
@@ -572,9 +577,11 @@ class JobRunner:
             else:
                 await asyncio.sleep(0.005)
         if status != 0:  # nothing was fed since the fork (an epoch waits for this first): write it here
-            log.warning("job %s: the checkpoint writer of epoch %d exited with %s; writing it in the worker",
+            log.warning("job %s: the checkpoint writer of epoch %d exited with %s; writing it whole in the worker",
                         self.job.name, body["epoch"], status)
-            await self._in_worker(self._write_checkpoint, body)
+            await self._in_worker(self._write_checkpoint, body, None, None, True)
+        else:  # the child's file is the base of the next checkpoint
+            self._base = await self._in_worker(self._base_of, body["state_file"], captured)
         self._checkpointed(body)
 
     async def _checkpoint_written(self) -> None:
@@ -584,17 +591,45 @@ class JobRunner:
         if task is not None:
             await asyncio.shield(task)
 
-    def _write_checkpoint(self, body: dict, blob: bytes | None = None) -> None:
-        write_atomic(self._state.with_name(body["state_file"]), self.rt.snapshot() if blob is None else blob)
+    def _base_of(self, state_file: str, captured: Any = None) -> Any:
+        from headwater.services.processing.state.chain import Base
+        from headwater.services.processing.state.snapshot import SnapshotError
+
+        try:
+            return Base.of_file(self.dir, state_file, captured)
+        except (SnapshotError, OSError, KeyError):  # not this engine's format: the next one is whole
+            return None
+
+    def _write_checkpoint(self, body: dict, blob: bytes | None = None, captured: Any = None,
+                          whole: bool = False) -> None:
+        """Write the checkpoint: its state file (incremental on ``self._base`` unless
+        ``whole``), durable before ``checkpoint.json`` names it; then the state files it
+        does not refer to go. Runs in the worker thread, or in the forked writer."""
+        from headwater.services.processing.state.chain import collect
+
+        if blob is None:
+            if whole or not hasattr(self.rt, "snapshot_begin"):
+                blob = self.rt.snapshot()
+            else:
+                captured = self.rt.snapshot_begin(self._base)
+                blob = captured.finish()
+        write_atomic(self._state.with_name(body["state_file"]), blob)
         verdicts = getattr(self.rt, "verdicts", None)
         if verdicts is not None and verdicts.by_input:  # ListEventVerdicts reads them from here
             import orjson
 
             write_atomic(self.dir / "verdicts.json", orjson.dumps(verdicts.export()))
         write_atomic(self._ckpt, json.dumps(body).encode())
-        for old in self.dir.glob("state-*.bin"):
-            if old.name != body["state_file"]:
-                old.unlink(missing_ok=True)
+        collect(self.dir, body["state_file"], blob)
+        self._base = self._base_of(body["state_file"], captured)
+
+    def _restore(self, state_file: str) -> None:
+        """Continue from the checkpoint's state file, the sections it refers to read from
+        the earlier files that hold them; the file is the next checkpoint's base."""
+        from headwater.services.processing.state.chain import resolve
+
+        self.rt.restore(resolve((self.dir / state_file).read_bytes(), self.dir))
+        self._base = self._base_of(state_file)
 
     # -- start / stop -------------------------------------------------------------------
     async def start(self, mode: int, start_time: datetime | None = None) -> None:
@@ -604,7 +639,7 @@ class JobRunner:
             self.epoch = ckpt["epoch"]
             self.positions = {(a, p): s for a, p, s in ckpt["positions"]}
             if ckpt.get("state_file"):  # None: UpdateJob discarded a state the new query cannot use
-                await self._in_worker(lambda: self.rt.restore((self.dir / ckpt["state_file"]).read_bytes()))
+                await self._in_worker(self._restore, ckpt["state_file"])
             verdicts = getattr(self.rt, "verdicts", None)
             if verdicts is not None and (self.dir / "verdicts.json").exists():  # the recent range goes on
                 verdicts.load(json.loads((self.dir / "verdicts.json").read_bytes()))

@@ -320,3 +320,52 @@ def test_kill_9_after_the_first_epochs_outputs_before_its_checkpoint_replays_it(
     second = [f"b{i:04d}" for i in range(50)]
     pipe.publish("trips", [{"tripId": t} for t in second])
     _memory_exactly_once(pipe, first + second, "memory sink after a first-epoch crash")
+
+
+def test_kill_9_during_and_after_incremental_checkpoints_restores_the_keyed_state(
+        service_process, root_policy, tmp_path):
+    """A LAG per key holds the last event of 300 keys; between bursts the job is idle and
+    its checkpoints refer to the earlier file that holds that table (state/chain.py). Kill -9
+    after idle (incremental) checkpoints and while a burst is read: every event comes out
+    once, and each one's ``prev`` is the key's previous event, across every restart (a
+    state lost or taken from a stale file would give a NULL or a wrong one)."""
+    import json
+
+    from headwater.services.processing.state.chain import read_file_header
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path, checkpoint_s=0.3)
+    pipe.create_hub("trips", partitions=1)  # one partition: the events of a key in publish order
+    pipe.create_sink("mem", "memory")
+    query = ("SELECT tripId, k, LAG(tripId) OVER (PARTITION BY k LIMIT DURATION(hour, 1)) AS prev "
+             "INTO [Mem] FROM [Trips]")
+    pipe.create_job("lag", query, {"Trips": "trips"}, {"Mem": "mem"})
+    pipe.start_job("lag", ppb.JOB_START_MODE_EARLIEST)
+    job_dir = tmp_path / "proc" / "jobs" / "lag"
+    keys, sent, referred = 300, [], 0
+    for burst in range(4):
+        events = [{"tripId": f"b{burst}-{i:03d}", "k": f"key{i % keys}"} for i in range(keys)]
+        pipe.publish("trips", events)
+        sent += [e["tripId"] for e in events]
+        if burst == 3:  # kill while the burst is read and checkpointed
+            pipe.wait_read("lag", 1)
+        else:
+            total = len(sent)
+            pipe.wait_rows(lambda: pipe.read_table("mem"), lambda rows, total=total: len(rows) >= total, timeout=30)
+            pipe.wait_checkpoints("lag", 3)  # idle epochs: incremental checkpoints
+            ckpt = json.loads((job_dir / "checkpoint.json").read_text())
+            header = read_file_header(job_dir / ckpt["state_file"])
+            referred += bool(header.get("files"))
+            assert {p.name for p in job_dir.glob("state-*.bin")} <= {ckpt["state_file"], *header.get("files", {})}
+        pipe.processing.kill()
+        pipe.start_processing()
+        pipe.wait_job("lag", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING after restart")
+    assert referred >= 2, "the idle job's checkpoints did not refer to an earlier file"
+    rows = pipe.wait_rows(lambda: pipe.read_table("mem"), lambda rows: len(rows) >= len(sent), timeout=30)
+    pipe.wait_checkpoints("lag", 2)  # a duplicate written late would show now
+    rows = pipe.read_table("mem")
+    _exactly_once(sent, [r["tripId"] for r in rows], "LAG across kills")
+    prev = {r["tripId"]: r["prev"] for r in rows}
+    for burst in range(4):
+        for i in range(keys):
+            assert prev[f"b{burst}-{i:03d}"] == (f"b{burst - 1}-{i:03d}" if burst else None), (burst, i)

@@ -16,8 +16,12 @@ LAG/analytic histories: :class:`~headwater.services.processing.exec.base.KeyedCo
 are written column by column (schema version 4): a column of one scalar type is one
 Arrow array (``kind: "arrow_column"``), lists/tuples/events are split into their parts
 (varying lengths as a lengths column and the flattened items), anything else is one
-msgpack section of the whole column. Version 3 kept those collections as msgpack values
-per key, version 2 as tagged JSON in the header; both still restore.
+msgpack section of the whole column. Version 5 gives each section its content hash
+(``sha``) and lets it be a reference to the same bytes in an earlier checkpoint file
+(``file``, ``at``, ``length``; the header's ``files`` lists those files): incremental
+checkpoints, written and resolved by :mod:`.chain`. Version 4 had no hashes, version 3
+kept the keyed collections as msgpack values per key, version 2 as tagged JSON in the
+header; all still restore.
 
 A blob restores only into a runtime of the same plan and of an engine that reads its
 ``schema_version``; anything else is refused with a :class:`SnapshotError` that says
@@ -31,6 +35,7 @@ import gc
 import hashlib
 import importlib
 import struct
+import weakref
 from collections import deque
 from datetime import datetime
 from itertools import accumulate, chain
@@ -46,16 +51,19 @@ from headwater import __version__ as ENGINE_VERSION
 from headwater.services.processing.exec.base import Env, KeyedColumns
 from headwater.services.processing.exec.watermarks import Counters
 
-__all__ = ["Captured", "capture", "dumps", "loads", "read_header", "SnapshotError", "SCHEMA_VERSION", "plan_fingerprint"]
+__all__ = ["Captured", "capture", "digest", "dumps", "loads", "read_header", "SnapshotError", "SCHEMA_VERSION",
+           "plan_fingerprint"]
 
 MAGIC = b"HWQS"
 FORMAT = 2
 #: Bump when a section's layout or meaning changes; older blobs are then refused by name.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Versions this engine restores: 2 had the row operators' state as tagged JSON in the header
 #: (its reader is the tagged-JSON decoder below, unchanged); 3 moved it to msgpack sections;
-#: 4 writes the operators' keyed collections (KeyedColumns) as typed columns.
-READABLE_VERSIONS = (2, 3, 4)
+#: 4 writes the operators' keyed collections (KeyedColumns) as typed columns; 5 gives every
+#: section its content hash (``sha``) and lets a section be a reference to the bytes of an
+#: earlier checkpoint file (``file``, ``at``: incremental checkpoints, see state/chain.py).
+READABLE_VERSIONS = (2, 3, 4, 5)
 
 
 class SnapshotError(ValueError):
@@ -353,52 +361,102 @@ def dumps(rt: Any, compiled: Any) -> bytes:
     return capture(rt).finish()
 
 
+def _size(data: Any) -> int:
+    return data.size if isinstance(data, pa.Buffer) else len(data)
+
+
+def digest(data: bytes | memoryview | pa.Buffer) -> str:
+    """The content hash of a section (SHA-256, hardware-accelerated where the CPU has it)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
 class Captured:
     """A snapshot begun by :func:`capture`: the vectorised operators' state is taken (Arrow
     tables, immutable), the row operators' is read when :meth:`finish` runs. A job forks
     between the two (the child finishes and writes the blob from a copy-on-write image of
-    the process), so the job pauses only for :func:`capture` and the fork."""
+    the process), so the job pauses only for :func:`capture` and the fork.
 
-    def __init__(self, enc: _Encoder, state: dict, rows: list, tables: dict, plan: str) -> None:
+    Given the ``base`` of the last durable checkpoint (a :class:`~.chain.Base`), the blob
+    is incremental: a section whose bytes the base holds (same content hash) is a reference
+    to them, and a table that is the very object the base's was written from is not even
+    converted (``same``)."""
+
+    def __init__(self, enc: _Encoder, state: dict, rows: list, tables: dict, plan: str,
+                 base: Any = None, same: dict[str, str] | None = None,
+                 refs: dict[str, Any] | None = None) -> None:
         self.enc, self.state, self.rows, self.tables, self.plan = enc, state, rows, tables, plan
+        self.base = base
+        #: frame name -> content hash: tables unchanged since the base (not converted)
+        self.same = same or {}
+        #: frame name -> (weak reference to the table, its height): to know it next time
+        self.refs = refs or {}
+        #: after finish: bytes of sections written in the blob, and of those referred to
+        self.written = self.referred = 0
 
     def nbytes(self) -> int | None:
         """The size of what was taken (Arrow tables); None when row operators' state is
         still to read (its size unknown until :meth:`finish`)."""
         if self.rows:
             return None
-        return sum(t.nbytes for t in self.tables.values()) + sum(a.nbytes for a in self.enc.arrays.values()) + \
-            sum(len(p) for p in self.enc.packed.values())
+        return sum(t.nbytes for t in self.tables.values() if t is not None) + \
+            sum(a.nbytes for a in self.enc.arrays.values()) + sum(len(p) for p in self.enc.packed.values())
 
     def finish(self) -> bytes:
         enc = self.enc
         for name, obj in self.rows:
             enc.packed[name] = _pack(obj.snapshot(), enc)
-        body: list[bytes | memoryview] = []
-        sections: list[dict[str, Any]] = []
-        offset = 0
+        parts: list[tuple[str, str | None, Any, str]] = []  # name, kind, bytes (None: in the base), hash
         for name, df in enc.frames.items():  # frames a row operator's state added are converted now
-            data = _ipc_table(self.tables[name] if name in self.tables else _arrow(df))
-            sections.append({"name": name, "offset": offset, "length": data.size})
-            body.append(memoryview(data))
-            offset += data.size
+            if name in self.same:
+                parts.append((name, None, None, self.same[name]))
+                continue
+            data = _ipc_table(self.tables[name] if self.tables.get(name) is not None else _arrow(df))
+            parts.append((name, None, data, digest(data)))
         for name, arr in enc.arrays.items():
             data = _ipc_array(arr)
-            sections.append({"name": name, "offset": offset, "length": data.size, "kind": "arrow_column"})
-            body.append(memoryview(data))
-            offset += data.size
-        for name, data in enc.packed.items():
-            sections.append({"name": name, "offset": offset, "length": len(data), "kind": "msgpack"})
-            body.append(data)
-            offset += len(data)
-        header = orjson.dumps({"schema_version": SCHEMA_VERSION, "engine_version": ENGINE_VERSION,
-                               "plan": self.plan, "sections": sections, "state": self.state})
+            parts.append((name, "arrow_column", data, digest(data)))
+        for name, packed in enc.packed.items():
+            parts.append((name, "msgpack", packed, digest(packed)))
+        base = self.base
+        full = base is None or base.compact([(sha, None if data is None else _size(data)) for _, _, data, sha in parts])
+        body: list[bytes | memoryview] = []
+        sections: list[dict[str, Any]] = []
+        here: dict[str, dict[str, Any]] = {}  # hash -> offset and length in this blob
+        files: dict[str, int] = {}
+        offset = 0
+        for name, kind, data, sha in parts:
+            sec: dict[str, Any] = {"name": name, "sha": sha}
+            if kind:
+                sec["kind"] = kind
+            if sha in here:  # the same bytes twice (empty tables): written once
+                sec.update(here[sha])
+            elif not full and sha in base.by_sha:
+                file, at, length = base.by_sha[sha]
+                sec.update(file=file, at=at, length=length)
+                files[file] = base.files[file]
+                self.referred += length
+            else:
+                if data is None:  # a full checkpoint of a table the base holds: its bytes from there
+                    data = base.read(sha)
+                n = _size(data)
+                here[sha] = {"offset": offset, "length": n}
+                sec.update(here[sha])
+                body.append(memoryview(data) if isinstance(data, pa.Buffer) else data)
+                offset += n
+                self.written += n
+            sections.append(sec)
+        head = {"schema_version": SCHEMA_VERSION, "engine_version": ENGINE_VERSION, "plan": self.plan,
+                "sections": sections, "state": self.state}
+        if files:
+            head["files"] = files
+        header = orjson.dumps(head)
         return b"".join([MAGIC, bytes([FORMAT]), struct.pack("<I", len(header)), header, *body])
 
 
-def capture(rt: Any) -> Captured:
+def capture(rt: Any, base: Any = None) -> Captured:
     """Begin a snapshot of ``rt``: everything but the row operators' state, which
-    :meth:`Captured.finish` reads (nothing may feed ``rt`` in between, except in a fork)."""
+    :meth:`Captured.finish` reads (nothing may feed ``rt`` in between, except in a fork).
+    With ``base`` (:class:`~.chain.Base`) the snapshot is incremental."""
     enc = _Encoder()
     rows: list = []
 
@@ -422,8 +480,16 @@ def capture(rt: Any) -> Captured:
         "watermark": rt.watermark,
         "counters": enc.enc(rt.counters),
     }
-    tables = {name: _arrow(df) for name, df in enc.frames.items()}  # polars' work done here, not in a fork
-    return Captured(enc, state, rows, tables, plan_fingerprint(rt))
+    same = {}
+    tables: dict[str, pa.Table | None] = {}
+    for name, df in enc.frames.items():  # polars' work done here, not in a fork
+        sha = base.unchanged(df) if base is not None else None
+        if sha is None:
+            tables[name] = _arrow(df)
+        else:
+            same[name] = sha
+    refs = {name: (weakref.ref(df), df.shape) for name, df in enc.frames.items()}
+    return Captured(enc, state, rows, tables, plan_fingerprint(rt), base, same, refs)
 
 
 def read_header(blob: bytes) -> dict:
@@ -462,6 +528,9 @@ def loads(rt: Any, blob: bytes, compiled: Any, *, check_plan: bool = True) -> No
     packed: dict[str, Any] = {}
     arrays: dict[str, Any] = {}
     for sec in header["sections"]:
+        if "file" in sec:
+            raise SnapshotError(f"the snapshot refers to {sec['file']} for its section {sec['name']!r}: an "
+                                "incremental checkpoint is restored through state.chain.resolve")
         data = memoryview(blob)[start + sec["offset"]:start + sec["offset"] + sec["length"]]
         if sec.get("kind") == "msgpack":
             packed[sec["name"]] = data

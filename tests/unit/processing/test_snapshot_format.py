@@ -303,16 +303,58 @@ def test_keyed_columns_round_trip_every_shape_exactly() -> None:
     assert len({id(x) for x in restored_empty}) == n  # not one shared list
 
 
-def test_an_aggregate_restored_after_several_batches_merges_each_keys_partials(pm) -> None:
-    """A key counted in two batches of an open window: one partial row per batch. The
-    restored aggregate holds one table, which it takes as merged: the snapshot merges them."""
+def _two_batches(pm):
+    """A COUNT per key with key0..key9 counted in two batches of an open window: a partial
+    row of theirs per batch."""
     compiled = compile_query("SELECT k, COUNT(*) AS n FROM i TIMESTAMP BY t GROUP BY k, TumblingWindow(minute, 10)", pm)
     rt = compiled.runtime()
     for batch in (range(100), range(10)):
         rt.feed_bodies("i", [b'{"k":"key%d","t":"2024-01-01T00:01:00Z"}' % i for i in batch])
         rt.advance_time(1_704_067_200_000_000 + 120_000_000)
+    return compiled, rt
+
+
+def test_an_aggregate_restored_after_several_batches_merges_each_keys_partials(pm) -> None:
+    """The batches' partials are restored as they were (one table of them would be taken as
+    merged): each key's window is one row."""
+    compiled, rt = _two_batches(pm)
     again = compiled.runtime()
     again.restore(rt.snapshot())
+    again.flush()
+    rows = again.take_frames()["output"]
+    assert rows.height == 100 and rows.filter(rows["k"] == "key1")["n"].to_list() == [2]
+
+
+def test_a_version_4_aggregate_with_unmerged_partials_in_one_table_is_merged_on_restore(pm) -> None:
+    """Version 4 wrote a window aggregate's partials as one table (several batches' rows of a
+    key in it); restored, they are merged, so the key's window is one row."""
+    import polars as pl
+    import pyarrow as pa
+
+    compiled, rt = _two_batches(pm)
+    blob = rt.snapshot()
+    header = read_header(blob)
+    start = header.pop("_body")
+    frames = {s["name"]: pl.from_arrow(pa.ipc.open_stream(blob[start + s["offset"]:start + s["offset"] + s["length"]])
+                                       .read_all()) for s in header["sections"]}
+    tables = header["state"]["statements"][0]["tables"]
+    chunks = [frames[tables.pop(k)["$frame"]] for k in sorted(k for k in tables if k.startswith("partials."))]
+    assert len(chunks) == 2
+    tables["partials"] = {"$frame": "old"}
+    frames = {**{n: f for n, f in frames.items() if not n.startswith("op0/partials")}, "old": pl.concat(chunks)}
+    body, sections = b"", []
+    for name, f in frames.items():
+        sink = pa.BufferOutputStream()
+        table = f.to_arrow()
+        with pa.ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        data = sink.getvalue().to_pybytes()
+        sections.append({"name": name, "offset": len(body), "length": len(data)})
+        body += data
+    header.update(schema_version=4, sections=sections)
+    head = json.dumps(header).encode()
+    again = compiled.runtime()
+    again.restore(blob[:5] + struct.pack("<I", len(head)) + head + body)
     again.flush()
     rows = again.take_frames()["output"]
     assert rows.height == 100 and rows.filter(rows["k"] == "key1")["n"].to_list() == [2]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 
-__all__ = ["CITIES", "DUCKDB", "QUERIES", "emit", "peak_rss_mb", "tree_cpu_s", "trip_batches"]
+__all__ = ["CITIES", "DUCKDB", "QUERIES", "emit", "peak_rss_mb", "tree_cpu_s", "tree_peak_rss_mb", "trip_batches"]
 
 
 def peak_rss_mb() -> float:
@@ -83,15 +83,38 @@ def trip_batches(n: int, batch: int, *, rate_per_s: float = 10_000.0, seed: int 
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) used so far by process ``pid`` and its live descendants
     (a service and its job workers); 0.0 where /proc is not there."""
+    return sum(cpu for cpu, _ in _tree(pid).values())
+
+
+def tree_peak_rss_mb(pid: int) -> tuple[float, float]:
+    """The peak resident memory (VmHWM) of process ``pid`` and the largest of its live
+    descendants' (a service's job workers), in MB; 0.0 where /proc is not there."""
+    peaks = {p: _peak_rss_of(p) for p in _tree(pid)}
+    own = peaks.pop(pid, 0.0)
+    return own, max(peaks.values(), default=0.0)
+
+
+def _peak_rss_of(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _tree(pid: int) -> dict[int, tuple[float, int]]:
+    """Process ``pid`` and its live descendants: pid -> (CPU seconds, parent)."""
     import os
 
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
+    procs: dict[int, tuple[float, int]] = {}
     try:
         names = os.listdir("/proc")
     except OSError:
-        return 0.0
+        return {}
     for name in names:
         if not name.isdigit():
             continue
@@ -101,13 +124,12 @@ def tree_cpu_s(pid: int) -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) "
-        parents[int(name)] = int(fields[1])
-        cpu[int(name)] = (int(fields[11]) + int(fields[12])) / tick
+        procs[int(name)] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[1]))
     tree, todo = set(), [pid]
     while todo:
         p = todo.pop()
-        if p in tree or p not in cpu:
+        if p in tree or p not in procs:
             continue
         tree.add(p)
-        todo.extend(c for c, pp in parents.items() if pp == p)
-    return sum(cpu[p] for p in tree)
+        todo.extend(c for c, (_, pp) in procs.items() if pp == p)
+    return {p: procs[p] for p in tree}

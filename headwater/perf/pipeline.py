@@ -23,8 +23,9 @@ closed by the end of sending, over the time from the first send to the last of t
 windows delivered), p50/p99 latency in ms; the CPU seconds each process used while
 the measured events went through (``cpu_s``: a service with its job workers, and
 this driver) and their sum per event (``cpu_us_per_event``, far less dependent on
-the other work on the machine than events/s); the load average; ``peak_rss_mb`` is this
-driver's (the services are other processes). With ``--json`` one JSON object is
+the other work on the machine than events/s); the load average; ``service_peak_rss_mb``:
+each service's peak resident memory and the largest of its child processes' (``processing
+worker``: the job's worker process, where the query runs); ``peak_rss_mb`` is this driver's. With ``--json`` one JSON object is
 the last line.
 """
 
@@ -139,7 +140,7 @@ async def _run(endpoints: dict[str, str], query: str, rate: float | None, second
     import pyarrow as pa
 
     from headwater.channel import aio_channel
-    from headwater.perf.common import tree_cpu_s
+    from headwater.perf.common import tree_cpu_s, tree_peak_rss_mb
     from headwater.pipeline import local_connection, setup_pipeline
     from headwater.v1 import sink_pb2 as spb
     from headwater.v1 import sink_pb2_grpc
@@ -201,6 +202,12 @@ async def _run(endpoints: dict[str, str], query: str, rate: float | None, second
         if book and past_window:
             break
     cpu = {name: tree_cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+    rss: dict[str, float] = {}
+    for name, pid in pids.items():
+        own, worker = tree_peak_rss_mb(pid)
+        rss[name] = round(own, 1)
+        if worker:
+            rss[f"{name} worker"] = round(worker, 1)
     handled = sent + runout_sent[0]  # the CPU went to every event sent until now
     cpu["driver"] = _own_cpu_s() - driver0
     runout.cancel()
@@ -224,7 +231,7 @@ async def _run(endpoints: dict[str, str], query: str, rate: float | None, second
     return {"sent": sent, "delivered": received, "events_per_s": round(per_s), "send_events_per_s":
             round(sent / elapsed), "p50_ms": pct(0.50), "p99_ms": pct(0.99), "rows": len(lat_ms),
             "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
-            "cpu_us_per_event": round(total_cpu * 1e6 / max(1, handled), 2),
+            "cpu_us_per_event": round(total_cpu * 1e6 / max(1, handled), 2), "service_peak_rss_mb": rss,
             "load_average": round(os.getloadavg()[0], 1)}
 
 
@@ -277,7 +284,8 @@ def _cmd(args: argparse.Namespace) -> int:
     emit(f"perf pipeline ({args.query}): sent {r['sent']:,} at {rate} ({r['send_events_per_s']:,}/s), delivered "
          f"{r['delivered']:,} ({r['events_per_s']:,}/s); latency p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms "
          f"(checkpoint interval {args.checkpoint_interval}s); CPU {r['cpu_us_per_event']} us per event over all "
-         f"processes ({', '.join(f'{k} {v} s' for k, v in r['cpu_s'].items())}); load average {r['load_average']}",
+         f"processes ({', '.join(f'{k} {v} s' for k, v in r['cpu_s'].items())}); peak RSS "
+         f"{', '.join(f'{k} {v:.0f} MB' for k, v in r['service_peak_rss_mb'].items())}; load average {r['load_average']}",
          r, args.json)
     return 0 if r["delivered"] >= r["sent"] or args.query == "book" else 1
 

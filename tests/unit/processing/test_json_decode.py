@@ -385,8 +385,10 @@ def test_a_deeply_nested_event_with_a_long_number_is_an_error_not_a_crash() -> N
 
 
 def test_the_kernels_can_be_turned_off_for_the_json_lines_readers() -> None:
-    """``HEADWATER_PROCESSING_JSON_KERNELS=0``: numba is never loaded into the process (about
-    110 MB of memory) and the readers of JSON lines decode, with the same rows."""
+    """``HEADWATER_PROCESSING_JSON_KERNELS=0``: the kernels are never loaded into the process
+    (numba's JIT: about 110 MB of memory) and the readers of JSON lines decode, with the same
+    rows (``HEADWATER_JIT_AOT=0``: the kernels come from numba's JIT, not the ahead-of-time
+    extension)."""
     import subprocess
     import sys
 
@@ -399,7 +401,8 @@ def test_the_kernels_can_be_turned_off_for_the_json_lines_readers() -> None:
             "print(sorted((r['s'], r['n']) for r in rt.take()['output']), 'numba' in sys.modules)")
     for setting, numba_loaded in (("0", False), ("1", True)):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                             env={**__import__("os").environ, "HEADWATER_PROCESSING_JSON_KERNELS": setting})
+                             env={**__import__("os").environ, "HEADWATER_PROCESSING_JSON_KERNELS": setting,
+                                  "HEADWATER_JIT_AOT": "0"})
         assert out.returncode == 0, out.stderr
         assert out.stdout.startswith("[('a', 2), ('b', 1)]"), out.stdout
         assert out.stdout.strip().endswith(str(numba_loaded)), out.stdout

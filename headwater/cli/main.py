@@ -32,7 +32,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; for ``argv`` naming a built-in command, without the plugins'
+    commands (loading the plugins imports what they use: numpy, the engine's functions)."""
     parser = argparse.ArgumentParser(
         prog="headwater",
         description="Headwater: Event Hubs, Stream Analytics, Schema Registry and outputs, self-hosted.",
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_commands(sub)
+    if argv and argv[0] in sub.choices:  # the command's own code loads the plugins it uses
+        return parser
     try:
         from headwater.pluginmanager import get_plugin_manager
 
@@ -69,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from headwater.interpreter import tune_interpreter
 
     tune_interpreter()  # query test and perf query run the engine in this process
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

@@ -39,7 +39,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog="headwater",
         description="Headwater: Event Hubs, Stream Analytics, Schema Registry and outputs, self-hosted.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_Version, help="show program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -58,6 +58,19 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
         print(f"headwater: plugin commands not loaded: {exc}", file=sys.stderr)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, read (importlib.metadata) only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(_version())
+        parser.exit()
 
 
 def _version() -> str:

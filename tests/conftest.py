@@ -31,6 +31,25 @@ def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> 
     group in its collected order: under ``pytest -n 2`` the workers share them from the start,
     and the short unit tests fill the end, so neither worker is left alone with a long test."""
     items.sort(key=_weight)
+    _mark_xdist_groups(config, items)
+
+
+def _mark_xdist_groups(config, items: list[pytest.Item]) -> None:
+    """``--dist loadgroup`` runs the tests of one ``xdist_group`` on one worker: pytest-xdist
+    3.8 appends ``@group`` to ``item._nodeid``, which pytest 9.2 no longer reads (the id is
+    ``item._id``), so every group was split over both workers (two ``headwater up`` stacks and
+    two Spark sessions for tests/clients; the two mypy runs free to run at once on one cache). The same
+    suffix, where pytest 9.2 keeps the id."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix):
+            item._id = coerce_node_id(item.nodeid + suffix)
 
 
 @pytest.fixture(autouse=True)

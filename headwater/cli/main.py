@@ -32,12 +32,14 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; for ``argv`` naming a built-in command, without the plugins'
+    commands (loading the plugins imports what they use: numpy, the engine's functions)."""
     parser = argparse.ArgumentParser(
         prog="headwater",
         description="Headwater: Event Hubs, Stream Analytics, Schema Registry and outputs, self-hosted.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_Version, help="show program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_commands(sub)
+    if argv and argv[0] in sub.choices:  # the command's own code loads the plugins it uses
+        return parser
     try:
         from headwater.pluginmanager import get_plugin_manager
 
@@ -54,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
         print(f"headwater: plugin commands not loaded: {exc}", file=sys.stderr)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, read (importlib.metadata) only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(_version())
+        parser.exit()
 
 
 def _version() -> str:
@@ -69,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from headwater.interpreter import tune_interpreter
 
     tune_interpreter()  # query test and perf query run the engine in this process
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

@@ -19,13 +19,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import aiohttp
 from google.protobuf import timestamp_pb2
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.retry import RetryPolicy, retry_async
 from headwater.v1 import processing_pb2 as pb
+
+if TYPE_CHECKING:  # imported at the first webhook post: a service without webhooks starts without aiohttp
+    import aiohttp
 
 __all__ = ["COUNTERS", "METRIC_FIELDS", "AlertEvaluator", "aggregate", "metric_value"]
 
@@ -216,6 +219,8 @@ class AlertEvaluator:
         return alert
 
     async def _post(self, url: str, alert: pb.Alert) -> None:
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         session = self._session

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 #: Rows a statement outputs: (event time, record) pairs, or one batch with the time in ``TS``.
 Rows = list[tuple[int, dict]]
 
-__all__ = ["VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
+__all__ = ["SharedDecode", "VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 #: a text value as polars' NDJSON reader writes a number, boolean, record or array it read
@@ -401,13 +401,14 @@ class VectorSource:
 
     # -- input ---------------------------------------------------------------------------------
     def push(self, df: pl.DataFrame, height: int, arrivals: np.ndarray | None, partitions: list | None,
-             counters, now: int) -> None:
-        """A decoded batch of ``height`` events (``df`` may have no columns)."""
+             counters, now: int, parsed: pl.Series | None = None) -> None:
+        """A decoded batch of ``height`` events (``df`` may have no columns); ``parsed``: the
+        TIMESTAMP BY field's times read with a shared decode (:class:`SharedDecode`)."""
         if height == 0:
             return
-        parsed = None  # the TIMESTAMP BY field's times, read with the batch (jsondecode.TypedDecoder.iso)
+        # the TIMESTAMP BY field's times, read with the batch (jsondecode.TypedDecoder.iso)
         if self._typed is not None and self._typed.micros is not None:
-            if self._typed.micros[0] is df:
+            if self._typed.micros[0] is df and parsed is None:
                 parsed = self._typed.micros[1]
             self._typed.micros = None
         if self.fields is None and self.system and REC not in df.columns:
@@ -656,6 +657,72 @@ class VectorSource:
             if all(t in known for t in meta["schema"].values()):
                 self.schema = {c: known[t] for c, t in meta["schema"].items()}
         self.buffer = [tables["buffer"]] if "buffer" in tables else []
+
+
+
+class SharedDecode:
+    """The sources of one input that decode it alike (a self-join's two sides: the same
+    TIMESTAMP BY field, the same exactness, named fields) decode each batch once, with a
+    typed decoder over the union of the fields they read; each takes its own columns.
+
+    The shared decode counts only when it gives a frame: every body then decodes typed for
+    the union of the fields, so for each source's fewer fields too, into the same columns,
+    with no error (the decode declines a batch, it never drops a body). Otherwise (a body
+    one side cannot decode, the kernels still loading, a float column an exact source must
+    read event by event) that source decodes the batch itself as it does alone, with its
+    own errors and dead letters."""
+
+    def __init__(self, sources: list[VectorSource]) -> None:
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for k, s in enumerate(sources):
+            if s.fields is not None and (s.ts_field is not None or not s.app):
+                key = (s.app, s.ts_field.lower() if s.ts_field is not None else None, s.exact)
+                groups.setdefault(key, []).append(k)
+        self.sources = sources
+        self.groups = [g for g in groups.values() if len(g) > 1]
+        self._decoders: dict[int, tuple[tuple[int, ...], TypedDecoder | None]] = {}
+
+    def _decoder(self, gi: int, members: list[VectorSource]) -> TypedDecoder | None:
+        schemas = tuple(id(m.schema) for m in members)
+        hit = self._decoders.get(gi)
+        if hit is not None and hit[0] == schemas:
+            return hit[1]
+        union: dict[str, pl.DataType] = {}
+        for m in members:
+            for c, t in (m.schema or {}).items():
+                union.setdefault(c, t)
+        dec = None
+        alike = all(m.schema is not None and all(union[c] == t for c, t in m.schema.items()) for m in members)
+        if alike and len({c.lower() for c in union}) == len(union):  # one type and one spelling per field
+            ts = members[0].ts_field
+            iso = next((c for c in union if ts is not None and c.lower() == ts.lower()), None)
+            fields: set[str] = set().union(*(m.fields or set() for m in members))
+            dec = TypedDecoder(union, fields, iso)
+        self._decoders[gi] = (schemas, dec)
+        return dec
+
+    def decode(self, bodies: Any) -> list[tuple[pl.DataFrame, pl.Series | None] | None]:
+        """Per source: its frame and its TIMESTAMP BY field's times (see
+        :attr:`.jsondecode.TypedDecoder.micros`), or None where it decodes the batch itself."""
+        out: list[tuple[pl.DataFrame, pl.Series | None] | None] = [None] * len(self.sources)
+        for gi, group in enumerate(self.groups):
+            members = [self.sources[k] for k in group]
+            for m in members:
+                if m.schema is None:  # the first batch: as the source's own decode starts
+                    m._infer(bodies)
+            dec = self._decoder(gi, members)
+            if dec is None:
+                continue
+            df = dec.decode(bodies)
+            if not isinstance(df, pl.DataFrame):
+                continue
+            micros = dec.micros[1] if dec.micros is not None else None
+            dec.micros = None
+            for k, m in zip(group, members):
+                own = df.select(list(m.schema or ()))
+                if not (m.exact and m._whole_floats(own)):
+                    out[k] = (own, micros)
+        return out
 
 
 # -- statements ----------------------------------------------------------------------------------

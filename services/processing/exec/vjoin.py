@@ -43,8 +43,12 @@ from headwater.services.processing.plan.vexpr import TS, Columns
 __all__ = ["VectorJoinStatement", "StreamSide", "ReferenceSide", "SEP"]
 
 SEP = "\x1f"
-#: text that Python's float() may read (a superset: a wild key only adds candidates)
-_NUMBER_TEXT = r"(?i)^\s*[+-]?(?:[\d_.]+(?:e[+-]?[\d_]*)?|inf(?:inity)?|nan)\s*$"
+_SPACE = r"[\s\x1c-\x1f]"  # what Python's str.strip() and float() take as white space
+#: wild text, in one pass: text that Python's float() may read (a superset: a wild key only
+#: adds candidates), or that may be a datetime (stripped, 10 characters or more with ``-``
+#: fifth) (:func:`.join._component`)
+_WILD_TEXT = (rf"(?is)^{_SPACE}*(?:[+-]?(?:[\d_.]+(?:e[+-]?[\d_]*)?|inf(?:inity)?|nan){_SPACE}*$"
+              rf"|[^\s\x1c-\x1f].{{3}}-.{{4,}}[^\s\x1c-\x1f])")
 _NUM = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32,
         pl.Float64, pl.Boolean)
 
@@ -53,9 +57,11 @@ def _key_parts(s: pl.Series) -> tuple[pl.Series, pl.Series, pl.Series]:
     """(key text, wild, null) of one equality value per event (:func:`.join._component`)."""
     n = s.len()
     if s.dtype == pl.Utf8:
-        w = s.str.strip_chars()
-        wild = (s.str.contains(_NUMBER_TEXT) | ((w.str.len_chars() >= 10) & (w.str.slice(4, 1) == "-")))
-        return ("s:" + s.str.to_lowercase()).alias("k"), wild.fill_null(False), s.is_null()
+        # text keys bare: a plain (not wild) text never reads as a number, and a text that
+        # equals a number's key ("n:1.0") is only one more candidate, which ON then refuses
+        x = pl.lit(s)
+        kw = pl.select(x.str.to_lowercase().alias("k"), x.str.contains(_WILD_TEXT).fill_null(False))
+        return kw.to_series(0), kw.to_series(1), s.is_null()
     if s.dtype in _NUM:
         f = s.cast(pl.Float64) + 0.0  # -0.0 is 0.0
         return ("n:" + f.cast(pl.Utf8)).alias("k"), pl.Series([False] * n), s.is_null()
@@ -296,8 +302,9 @@ class VectorJoinStatement(VectorStatement):
                     matched = matched.with_columns(
                         pl.max_horizontal("__ls", "__rs").alias("__o1"), pl.min_horizontal("__ls", "__rs").alias("__o2"))
                     out.append(matched)
-                    hit = matched["__ls"].unique()
-                    lall = lall.with_columns(pl.col("__lm") | pl.col("__ls").is_in(hit.implode()))
+                    if side.left_outer:  # which left events matched: only a LEFT JOIN asks
+                        hit = matched["__ls"].unique()
+                        lall = lall.with_columns(pl.col("__lm") | pl.col("__ls").is_in(hit.implode()))
             self.lbuf, self.rbuf = lall, rall
         if self.lbuf is not None and self.lbuf.height:
             final = pl.max_horizontal(pl.col("__lt"), pl.col("__lt") + side.hi)

@@ -116,6 +116,14 @@ def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
     return concat(frames, exact=True)
 
 
+def _where(df: pl.DataFrame, flag: str) -> pl.DataFrame:
+    """The rows whose Boolean column ``flag`` is true (no copy when all or none are)."""
+    s = df[flag]
+    if s.all():
+        return df
+    return df.filter(s) if s.any() else df.clear()
+
+
 def _prefixed(df: pl.DataFrame, alias: str) -> pl.DataFrame:
     return df.rename({c: f"{alias}{SEP}{c}" for c in df.columns if c != TS})
 
@@ -220,7 +228,7 @@ class VectorJoinStatement(VectorStatement):
     def _match(self, left: pl.DataFrame, right: pl.DataFrame, bound: Callable[[], pl.Expr] | None) -> pl.DataFrame:
         """Candidate pairs: equal keys, or a wild key on either side; in the time bound."""
         keys = [f"__k{i}" for i in range(self.nkeys)]
-        lk, rk = left.filter(pl.col("__k")), right.filter(pl.col("__k"))
+        lk, rk = _where(left, "__k"), _where(right, "__k")
         parts = []
         if lk.height and rk.height:
             if keys:
@@ -230,7 +238,7 @@ class VectorJoinStatement(VectorStatement):
                 parts.append(p if bound is None else p.filter(bound()))
             else:
                 parts.append(self._cross(lk, rk, bound, keys))
-        lw, rw = left.filter(pl.col("__lw")), right.filter(pl.col("__rw"))
+        lw, rw = _where(left, "__lw"), _where(right, "__rw")
         if lw.height:  # wild left keys: every right event with a key
             rany = right.filter(pl.col("__k") | pl.col("__rw"))
             if rany.height:
@@ -242,6 +250,8 @@ class VectorJoinStatement(VectorStatement):
         drop = set(keys) | {f"__rk{i}" for i in range(len(keys))} | {"__k"}
         cols = [c for c in parts[0].columns if c not in drop]
         parts = [p.select([c for c in cols if c in p.columns]) for p in parts if p.height]
+        if len(parts) == 1:
+            return parts[0]
         return _concat(parts) if parts else pl.DataFrame()
 
     def _cross(self, left: pl.DataFrame, right: pl.DataFrame, bound: Callable[[], pl.Expr] | None,

@@ -241,6 +241,11 @@ class VExpr:
         return _series(name, values) if key else exact_series(name, values)
 
 
+def _in_time_order(df: pl.DataFrame) -> pl.DataFrame:
+    """The batch sorted by time, arrival order among equal times (as it is when it already is)."""
+    return df if df[TS].is_sorted() else df.sort(TS, maintain_order=True)
+
+
 # -- source ----------------------------------------------------------------------------------
 class VectorSource:
     """Events of one input as one FROM clause sees them, a batch at a time."""
@@ -535,7 +540,7 @@ class VectorSource:
 
     def _on_time(self, df: pl.DataFrame, counters) -> pl.DataFrame:
         """Arrival = event time, in time order: only older batches can make an event late."""
-        df = df.sort(TS, maintain_order=True)
+        df = _in_time_order(df)
         late_us, ooo = self.policy.late_arrival_tolerance_us, self.policy.out_of_order_tolerance_us
         e = df[TS].to_numpy().astype(np.int64)
         clock_floor = self.clock - late_us if self.clock > MIN_TS else MIN_TS
@@ -564,6 +569,8 @@ class VectorSource:
                 self.newest[part] = max(self.newest.get(part, MIN_TS), int(e[sel].max()))
         if keep.any():
             self.clock = max(self.clock, int(e[keep].max()))
+        if not n_low:  # every event on time: the batch as it is
+            return df
         return df.with_columns(pl.Series(TS, e)).filter(pl.Series(keep))
 
     def _policy(self, df: pl.DataFrame, counters) -> pl.DataFrame:
@@ -635,12 +642,12 @@ class VectorSource:
         df = concat(self.buffer, self.exact)
         if cast(int, df[TS].max()) <= watermark:  # an Int64 column with rows
             self.buffer = []
-            return df.sort(TS, maintain_order=True)
+            return _in_time_order(df)
         mask = df[TS] <= watermark
         ready = df.filter(mask)
         rest = df.filter(~mask)
         self.buffer = [rest] if rest.height else []
-        return ready.sort(TS, maintain_order=True) if ready.height else None
+        return _in_time_order(ready) if ready.height else None
 
     # -- state --------------------------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:

@@ -131,8 +131,20 @@ def _prefixed(df: pl.DataFrame, alias: str) -> pl.DataFrame:
 class _Keys:
     """The index keys of one side: ``__k0``... (NULL where not a plain key) and ``__w{side}``."""
 
-    def __init__(self, exprs: list[VExpr], alias: str, functions) -> None:
+    def __init__(self, exprs: list[VExpr], alias: str, functions, last: dict[int, tuple] | None = None) -> None:
         self.exprs, self.alias, self.functions = exprs, alias, functions
+        #: the last values keyed per equality and their key parts, shared by the two sides:
+        #: a self-join's sides release the same events, whose keys are then computed once
+        self.last: dict[int, tuple] = {} if last is None else last
+
+    def parts(self, i: int, s: pl.Series) -> tuple[pl.Series, pl.Series, pl.Series]:
+        hit = self.last.get(i)
+        if hit is not None and s.dtype != pl.Object and hit[0].dtype == s.dtype and hit[0].len() == s.len() \
+                and hit[0].equals(s, check_names=False):
+            return hit[1]
+        parts = _key_parts(s)
+        self.last[i] = (s, parts)
+        return parts
 
     def add(self, df: pl.DataFrame, raw: pl.DataFrame, wild_col: str) -> pl.DataFrame:
         n = df.height
@@ -142,7 +154,7 @@ class _Keys:
         batch = Batch(raw, self.alias, self.functions)
         keys, wild, null = [], np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         for i, vx in enumerate(self.exprs):
-            k, w, nl = _key_parts(vx.series(batch, f"__k{i}"))
+            k, w, nl = self.parts(i, vx.series(batch, f"__k{i}"))
             keys.append(k.alias(f"__k{i}"))
             wild |= w.to_numpy().astype(bool)
             null |= nl.to_numpy().astype(bool)
@@ -179,7 +191,7 @@ class VectorJoinStatement(VectorStatement):
         self.left, self.right = left.lower(), right.lower()
         self.side, self.on = side, on
         self.lkeys = _Keys(lkeys, self.left, functions)
-        self.rkeys = _Keys(rkeys, self.right, functions)
+        self.rkeys = _Keys(rkeys, self.right, functions, self.lkeys.last)
         self.nkeys = len(lkeys)
         self.lbuf: pl.DataFrame | None = None  # stream joins: left events that may still match
         self.rbuf: pl.DataFrame | None = None  # right events that may still match

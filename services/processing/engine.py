@@ -44,6 +44,7 @@ from headwater.services.processing.exec.compile import (
 from headwater.services.processing.exec.join import ReferenceVersions
 from headwater.services.processing.exec.scan import Source
 from headwater.services.processing.exec.vector import (
+    SharedDecode,
     VectorSource,
     VectorStatement,
     concat,
@@ -143,6 +144,7 @@ class Runtime:
         #: Refreshed reference inputs: snapshots by the time each is valid from.
         self.ref_versions: dict[str, Any] = {}
         self.sources: dict[str, list[Any]] = {}
+        self._shared: dict[str, SharedDecode] = {}  # by input: its sources that decode it alike
         self.watermark = MIN_TS
         self.outputs: dict[str, list[Any]] = {o: [] for o in compiled.plan.outputs}
         comp = ExprCompiler(compiled.pm)
@@ -299,11 +301,20 @@ class Runtime:
                 # each reader decodes the fields it reads; the input's events and decode errors count once
                 if now is None:
                     now = int(time.time() * 1e6)
+                shared = self._shared.get(input_name.lower())
+                if shared is None:
+                    shared = self._shared[input_name.lower()] = SharedDecode(srcs)
+                decoded = shared.decode(bodies) if shared.groups else [None] * len(srcs)
                 for k, s in enumerate(srcs):
                     counters = self.counters if k == 0 else Counters()
                     if k:
                         counters.context = self.counters.context
-                    df, index = s.decode(bodies, counters)
+                    got = decoded[k]
+                    parsed = None
+                    if got is not None:  # decoded once with the other sources that read the input alike
+                        (df, parsed), index = got, None
+                    else:
+                        df, index = s.decode(bodies, counters)
                     arr = None if arrival_times is None else np.asarray(arrival_times, dtype=np.int64)
                     parts = partition_ids
                     if index is not None:
@@ -315,7 +326,7 @@ class Runtime:
                     n = df.height if index is None else len(index)
                     if k == 0:
                         self.counters.events_in += n
-                    s.push(df, n, arr, one if one is not None else parts, self.counters, now)
+                    s.push(df, n, arr, one if one is not None else parts, self.counters, now, parsed)
                     self.counters.context = (partition_ids, sequence_numbers, None)
                 if advance:
                     self._advance()

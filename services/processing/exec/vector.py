@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 #: Rows a statement outputs: (event time, record) pairs, or one batch with the time in ``TS``.
 Rows = list[tuple[int, dict]]
 
-__all__ = ["VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
+__all__ = ["SharedDecode", "VectorSource", "VectorStatement", "VectorAggregate", "VExpr", "frame_to_rows", "rows_to_frame"]
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 #: a text value as polars' NDJSON reader writes a number, boolean, record or array it read
@@ -241,6 +241,11 @@ class VExpr:
         return _series(name, values) if key else exact_series(name, values)
 
 
+def _in_time_order(df: pl.DataFrame) -> pl.DataFrame:
+    """The batch sorted by time, arrival order among equal times (as it is when it already is)."""
+    return df if df[TS].is_sorted() else df.sort(TS, maintain_order=True)
+
+
 # -- source ----------------------------------------------------------------------------------
 class VectorSource:
     """Events of one input as one FROM clause sees them, a batch at a time."""
@@ -401,13 +406,14 @@ class VectorSource:
 
     # -- input ---------------------------------------------------------------------------------
     def push(self, df: pl.DataFrame, height: int, arrivals: np.ndarray | None, partitions: list | None,
-             counters, now: int) -> None:
-        """A decoded batch of ``height`` events (``df`` may have no columns)."""
+             counters, now: int, parsed: pl.Series | None = None) -> None:
+        """A decoded batch of ``height`` events (``df`` may have no columns); ``parsed``: the
+        TIMESTAMP BY field's times read with a shared decode (:class:`SharedDecode`)."""
         if height == 0:
             return
-        parsed = None  # the TIMESTAMP BY field's times, read with the batch (jsondecode.TypedDecoder.iso)
+        # the TIMESTAMP BY field's times, read with the batch (jsondecode.TypedDecoder.iso)
         if self._typed is not None and self._typed.micros is not None:
-            if self._typed.micros[0] is df:
+            if self._typed.micros[0] is df and parsed is None:
                 parsed = self._typed.micros[1]
             self._typed.micros = None
         if self.fields is None and self.system and REC not in df.columns:
@@ -534,7 +540,7 @@ class VectorSource:
 
     def _on_time(self, df: pl.DataFrame, counters) -> pl.DataFrame:
         """Arrival = event time, in time order: only older batches can make an event late."""
-        df = df.sort(TS, maintain_order=True)
+        df = _in_time_order(df)
         late_us, ooo = self.policy.late_arrival_tolerance_us, self.policy.out_of_order_tolerance_us
         e = df[TS].to_numpy().astype(np.int64)
         clock_floor = self.clock - late_us if self.clock > MIN_TS else MIN_TS
@@ -563,6 +569,8 @@ class VectorSource:
                 self.newest[part] = max(self.newest.get(part, MIN_TS), int(e[sel].max()))
         if keep.any():
             self.clock = max(self.clock, int(e[keep].max()))
+        if not n_low:  # every event on time: the batch as it is
+            return df
         return df.with_columns(pl.Series(TS, e)).filter(pl.Series(keep))
 
     def _policy(self, df: pl.DataFrame, counters) -> pl.DataFrame:
@@ -634,12 +642,12 @@ class VectorSource:
         df = concat(self.buffer, self.exact)
         if cast(int, df[TS].max()) <= watermark:  # an Int64 column with rows
             self.buffer = []
-            return df.sort(TS, maintain_order=True)
+            return _in_time_order(df)
         mask = df[TS] <= watermark
         ready = df.filter(mask)
         rest = df.filter(~mask)
         self.buffer = [rest] if rest.height else []
-        return ready.sort(TS, maintain_order=True) if ready.height else None
+        return _in_time_order(ready) if ready.height else None
 
     # -- state --------------------------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
@@ -656,6 +664,72 @@ class VectorSource:
             if all(t in known for t in meta["schema"].values()):
                 self.schema = {c: known[t] for c, t in meta["schema"].items()}
         self.buffer = [tables["buffer"]] if "buffer" in tables else []
+
+
+
+class SharedDecode:
+    """The sources of one input that decode it alike (a self-join's two sides: the same
+    TIMESTAMP BY field, the same exactness, named fields) decode each batch once, with a
+    typed decoder over the union of the fields they read; each takes its own columns.
+
+    The shared decode counts only when it gives a frame: every body then decodes typed for
+    the union of the fields, so for each source's fewer fields too, into the same columns,
+    with no error (the decode declines a batch, it never drops a body). Otherwise (a body
+    one side cannot decode, the kernels still loading, a float column an exact source must
+    read event by event) that source decodes the batch itself as it does alone, with its
+    own errors and dead letters."""
+
+    def __init__(self, sources: list[VectorSource]) -> None:
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for k, s in enumerate(sources):
+            if s.fields is not None and (s.ts_field is not None or not s.app):
+                key = (s.app, s.ts_field.lower() if s.ts_field is not None else None, s.exact)
+                groups.setdefault(key, []).append(k)
+        self.sources = sources
+        self.groups = [g for g in groups.values() if len(g) > 1]
+        self._decoders: dict[int, tuple[tuple[int, ...], TypedDecoder | None]] = {}
+
+    def _decoder(self, gi: int, members: list[VectorSource]) -> TypedDecoder | None:
+        schemas = tuple(id(m.schema) for m in members)
+        hit = self._decoders.get(gi)
+        if hit is not None and hit[0] == schemas:
+            return hit[1]
+        union: dict[str, pl.DataType] = {}
+        for m in members:
+            for c, t in (m.schema or {}).items():
+                union.setdefault(c, t)
+        dec = None
+        alike = all(m.schema is not None and all(union[c] == t for c, t in m.schema.items()) for m in members)
+        if alike and len({c.lower() for c in union}) == len(union):  # one type and one spelling per field
+            ts = members[0].ts_field
+            iso = next((c for c in union if ts is not None and c.lower() == ts.lower()), None)
+            fields: set[str] = set().union(*(m.fields or set() for m in members))
+            dec = TypedDecoder(union, fields, iso)
+        self._decoders[gi] = (schemas, dec)
+        return dec
+
+    def decode(self, bodies: Any) -> list[tuple[pl.DataFrame, pl.Series | None] | None]:
+        """Per source: its frame and its TIMESTAMP BY field's times (see
+        :attr:`.jsondecode.TypedDecoder.micros`), or None where it decodes the batch itself."""
+        out: list[tuple[pl.DataFrame, pl.Series | None] | None] = [None] * len(self.sources)
+        for gi, group in enumerate(self.groups):
+            members = [self.sources[k] for k in group]
+            for m in members:
+                if m.schema is None:  # the first batch: as the source's own decode starts
+                    m._infer(bodies)
+            dec = self._decoder(gi, members)
+            if dec is None:
+                continue
+            df = dec.decode(bodies)
+            if not isinstance(df, pl.DataFrame):
+                continue
+            micros = dec.micros[1] if dec.micros is not None else None
+            dec.micros = None
+            for k, m in zip(group, members):
+                own = df.select(list(m.schema or ()))
+                if not (m.exact and m._whole_floats(own)):
+                    out[k] = (own, micros)
+        return out
 
 
 # -- statements ----------------------------------------------------------------------------------

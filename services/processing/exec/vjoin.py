@@ -43,8 +43,12 @@ from headwater.services.processing.plan.vexpr import TS, Columns
 __all__ = ["VectorJoinStatement", "StreamSide", "ReferenceSide", "SEP"]
 
 SEP = "\x1f"
-#: text that Python's float() may read (a superset: a wild key only adds candidates)
-_NUMBER_TEXT = r"(?i)^\s*[+-]?(?:[\d_.]+(?:e[+-]?[\d_]*)?|inf(?:inity)?|nan)\s*$"
+_SPACE = r"[\s\x1c-\x1f]"  # what Python's str.strip() and float() take as white space
+#: wild text, in one pass: text that Python's float() may read (a superset: a wild key only
+#: adds candidates), or that may be a datetime (stripped, 10 characters or more with ``-``
+#: fifth) (:func:`.join._component`)
+_WILD_TEXT = (rf"(?is)^{_SPACE}*(?:[+-]?(?:[\d_.]+(?:e[+-]?[\d_]*)?|inf(?:inity)?|nan){_SPACE}*$"
+              rf"|[^\s\x1c-\x1f].{{3}}-.{{4,}}[^\s\x1c-\x1f])")
 _NUM = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32,
         pl.Float64, pl.Boolean)
 
@@ -53,9 +57,11 @@ def _key_parts(s: pl.Series) -> tuple[pl.Series, pl.Series, pl.Series]:
     """(key text, wild, null) of one equality value per event (:func:`.join._component`)."""
     n = s.len()
     if s.dtype == pl.Utf8:
-        w = s.str.strip_chars()
-        wild = (s.str.contains(_NUMBER_TEXT) | ((w.str.len_chars() >= 10) & (w.str.slice(4, 1) == "-")))
-        return ("s:" + s.str.to_lowercase()).alias("k"), wild.fill_null(False), s.is_null()
+        # text keys bare: a plain (not wild) text never reads as a number, and a text that
+        # equals a number's key ("n:1.0") is only one more candidate, which ON then refuses
+        x = pl.lit(s)
+        kw = pl.select(x.str.to_lowercase().alias("k"), x.str.contains(_WILD_TEXT).fill_null(False))
+        return kw.to_series(0), kw.to_series(1), s.is_null()
     if s.dtype in _NUM:
         f = s.cast(pl.Float64) + 0.0  # -0.0 is 0.0
         return ("n:" + f.cast(pl.Utf8)).alias("k"), pl.Series([False] * n), s.is_null()
@@ -110,6 +116,14 @@ def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
     return concat(frames, exact=True)
 
 
+def _where(df: pl.DataFrame, flag: str) -> pl.DataFrame:
+    """The rows whose Boolean column ``flag`` is true (no copy when all or none are)."""
+    s = df[flag]
+    if s.all():
+        return df
+    return df.filter(s) if s.any() else df.clear()
+
+
 def _prefixed(df: pl.DataFrame, alias: str) -> pl.DataFrame:
     return df.rename({c: f"{alias}{SEP}{c}" for c in df.columns if c != TS})
 
@@ -117,8 +131,20 @@ def _prefixed(df: pl.DataFrame, alias: str) -> pl.DataFrame:
 class _Keys:
     """The index keys of one side: ``__k0``... (NULL where not a plain key) and ``__w{side}``."""
 
-    def __init__(self, exprs: list[VExpr], alias: str, functions) -> None:
+    def __init__(self, exprs: list[VExpr], alias: str, functions, last: dict[int, tuple] | None = None) -> None:
         self.exprs, self.alias, self.functions = exprs, alias, functions
+        #: the last values keyed per equality and their key parts, shared by the two sides:
+        #: a self-join's sides release the same events, whose keys are then computed once
+        self.last: dict[int, tuple] = {} if last is None else last
+
+    def parts(self, i: int, s: pl.Series) -> tuple[pl.Series, pl.Series, pl.Series]:
+        hit = self.last.get(i)
+        if hit is not None and s.dtype != pl.Object and hit[0].dtype == s.dtype and hit[0].len() == s.len() \
+                and hit[0].equals(s, check_names=False):
+            return hit[1]
+        parts = _key_parts(s)
+        self.last[i] = (s, parts)
+        return parts
 
     def add(self, df: pl.DataFrame, raw: pl.DataFrame, wild_col: str) -> pl.DataFrame:
         n = df.height
@@ -128,7 +154,7 @@ class _Keys:
         batch = Batch(raw, self.alias, self.functions)
         keys, wild, null = [], np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         for i, vx in enumerate(self.exprs):
-            k, w, nl = _key_parts(vx.series(batch, f"__k{i}"))
+            k, w, nl = self.parts(i, vx.series(batch, f"__k{i}"))
             keys.append(k.alias(f"__k{i}"))
             wild |= w.to_numpy().astype(bool)
             null |= nl.to_numpy().astype(bool)
@@ -165,7 +191,7 @@ class VectorJoinStatement(VectorStatement):
         self.left, self.right = left.lower(), right.lower()
         self.side, self.on = side, on
         self.lkeys = _Keys(lkeys, self.left, functions)
-        self.rkeys = _Keys(rkeys, self.right, functions)
+        self.rkeys = _Keys(rkeys, self.right, functions, self.lkeys.last)
         self.nkeys = len(lkeys)
         self.lbuf: pl.DataFrame | None = None  # stream joins: left events that may still match
         self.rbuf: pl.DataFrame | None = None  # right events that may still match
@@ -214,7 +240,7 @@ class VectorJoinStatement(VectorStatement):
     def _match(self, left: pl.DataFrame, right: pl.DataFrame, bound: Callable[[], pl.Expr] | None) -> pl.DataFrame:
         """Candidate pairs: equal keys, or a wild key on either side; in the time bound."""
         keys = [f"__k{i}" for i in range(self.nkeys)]
-        lk, rk = left.filter(pl.col("__k")), right.filter(pl.col("__k"))
+        lk, rk = _where(left, "__k"), _where(right, "__k")
         parts = []
         if lk.height and rk.height:
             if keys:
@@ -224,7 +250,7 @@ class VectorJoinStatement(VectorStatement):
                 parts.append(p if bound is None else p.filter(bound()))
             else:
                 parts.append(self._cross(lk, rk, bound, keys))
-        lw, rw = left.filter(pl.col("__lw")), right.filter(pl.col("__rw"))
+        lw, rw = _where(left, "__lw"), _where(right, "__rw")
         if lw.height:  # wild left keys: every right event with a key
             rany = right.filter(pl.col("__k") | pl.col("__rw"))
             if rany.height:
@@ -236,6 +262,8 @@ class VectorJoinStatement(VectorStatement):
         drop = set(keys) | {f"__rk{i}" for i in range(len(keys))} | {"__k"}
         cols = [c for c in parts[0].columns if c not in drop]
         parts = [p.select([c for c in cols if c in p.columns]) for p in parts if p.height]
+        if len(parts) == 1:
+            return parts[0]
         return _concat(parts) if parts else pl.DataFrame()
 
     def _cross(self, left: pl.DataFrame, right: pl.DataFrame, bound: Callable[[], pl.Expr] | None,
@@ -296,8 +324,9 @@ class VectorJoinStatement(VectorStatement):
                     matched = matched.with_columns(
                         pl.max_horizontal("__ls", "__rs").alias("__o1"), pl.min_horizontal("__ls", "__rs").alias("__o2"))
                     out.append(matched)
-                    hit = matched["__ls"].unique()
-                    lall = lall.with_columns(pl.col("__lm") | pl.col("__ls").is_in(hit.implode()))
+                    if side.left_outer:  # which left events matched: only a LEFT JOIN asks
+                        hit = matched["__ls"].unique()
+                        lall = lall.with_columns(pl.col("__lm") | pl.col("__ls").is_in(hit.implode()))
             self.lbuf, self.rbuf = lall, rall
         if self.lbuf is not None and self.lbuf.height:
             final = pl.max_horizontal(pl.col("__lt"), pl.col("__lt") + side.hi)

@@ -106,10 +106,15 @@ def _feed(seed: int, keys: list) -> list:
     return feed
 
 
+#: text padded with what Python's strip() takes as white space, a datetime's or a number's
+PADDED = ["\x1f2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "\x1c2024-01-01T00:00:00Z ", " 2 ", "\x1f2", 2, "p"]
+
+
 @pytest.mark.parametrize("name", sorted(QUERIES))
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_vectorised_join_equals_row_join(pm, name, seed) -> None:
-    keys = KEYS if seed == 1 else ["p", "q", "r", "s"]  # mixed types and wild text; plain text keys
+    # mixed types and wild text; plain text keys; padded text
+    keys = {1: KEYS, 2: ["p", "q", "r", "s"], 3: PADDED}[seed]
     feed = _feed(seed, keys)
     action = "drop" if seed == 2 else "adjust"
     vec, cv, mode_v = _run(pm, QUERIES[name], feed, True, action=action)

@@ -53,6 +53,9 @@ def add_query(perf_sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("--suite", action="store_true",
                    help="every query shape of the book and the conformance cases (-n events each)")
     q.add_argument("--only", action="append", default=None, help="with --suite: run this shape (repeatable)")
+    q.add_argument("--packed", action="store_true",
+                   help="with --suite: feed each batch as one buffer and offsets, as a job's packed reads do "
+                        "(feed_buffer), not as a list of bodies")
     q.add_argument("--checkpoint", type=int, metavar="KEYS", default=None,
                    help="measure snapshot/restore of KEYS group keys in an open window (ms, size)")
     q.add_argument("--state", choices=["count", "stdev", "lag", "lag_when"], default="count",
@@ -68,8 +71,9 @@ def run_perf_query_suite(args: argparse.Namespace) -> int:
     from headwater.perf.query import run_suite
 
     results = []
-    print(f"perf query --suite: {args.events} events per shape, batches of {args.batch}")
-    for r in run_suite(args.events, args.batch, args.rate, args.compare, args.only):
+    fed = "packed buffers" if args.packed else "lists of bodies"
+    print(f"perf query --suite: {args.events} events per shape, batches of {args.batch} ({fed})")
+    for r in run_suite(args.events, args.batch, args.rate, args.compare, args.only, args.packed):
         results.append(r)
         line = f"  {r['query']:<26} {r['events_per_s']:>12,} events/s  ({r['plan']})"
         if "duckdb_events_per_s" in r:

@@ -18,9 +18,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SUITE", "load_kernels", "run_suite"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["SUITE", "load_kernels", "pack", "run_suite"]
 
 _T = "FROM trips TIMESTAMP BY createdAt"
 _BUCKET10 = "to_timestamp(ceil(epoch_us(createdAt::TIMESTAMP) / 1e7) * 10)"
@@ -84,14 +87,19 @@ _COLS = ("{'tripId': 'VARCHAR', 'createdAt': 'VARCHAR', 'startLocation': 'VARCHA
          "'distance': 'BIGINT', 'fare': 'DOUBLE'}")
 
 
-def _engine_run(text: str, batches: list[list[bytes]], n: int) -> tuple[float, int, str]:
+def _engine_run(text: str, batches: list[Any], n: int) -> tuple[float, int, str]:
+    """Seconds, output rows and plan of ``text`` over ``batches``: lists of bodies
+    (``feed_bodies``) or (buffer, offsets) pairs (``feed_buffer``, see :func:`pack`)."""
     from headwater.services.processing.engine import compile_query
 
     rt = compile_query(text).runtime()
     rows = 0
     t0 = time.perf_counter()
-    for bodies in batches:  # output taken as batches, as a job takes it (take_output_tables)
-        rt.feed_bodies("trips", bodies)
+    for batch in batches:  # output taken as batches, as a job takes it (take_output_tables)
+        if isinstance(batch, tuple):
+            rt.feed_buffer("trips", batch[0], batch[1])
+        else:
+            rt.feed_bodies("trips", batch)
         rows += sum(f.height for f in rt.take_frames().values())
     rt.flush()
     rows += sum(f.height for f in rt.take_frames().values())
@@ -111,12 +119,25 @@ def load_kernels() -> None:
         print(f"headwater perf: {exc}")
 
 
-def run_suite(n: int, batch: int, rate: float, compare: str | None, only: list[str] | None = None
-              ) -> Iterator[dict[str, Any]]:
-    """One result per shape: events/s of the engine (and of DuckDB over the same events)."""
+def pack(bodies: list[bytes]) -> tuple[bytes, np.ndarray]:
+    """A batch as a job's packed read gives it to the engine: the bodies back to back in
+    one buffer and their offsets (body i is ``buf[offsets[i]:offsets[i+1]]``)."""
+    import numpy as np
+
+    offsets = np.zeros(len(bodies) + 1, np.int64)
+    np.cumsum([len(b) for b in bodies], out=offsets[1:])
+    return b"".join(bodies), offsets
+
+
+def run_suite(n: int, batch: int, rate: float, compare: str | None, only: list[str] | None = None,
+              packed: bool = False) -> Iterator[dict[str, Any]]:
+    """One result per shape: events/s of the engine (and of DuckDB over the same events).
+    ``packed``: each batch fed as one buffer and offsets, as a job's packed reads feed it
+    (packed before timing, as ingestion packs them), instead of a list of bodies."""
     from headwater.perf.common import trip_batches
 
-    batches = list(trip_batches(n, batch, rate_per_s=rate))
+    bodies = list(trip_batches(n, batch, rate_per_s=rate))
+    batches: list[Any] = [pack(b) for b in bodies] if packed else bodies
     load_kernels()
     # warm up (imports, pools, the allocator's first pages) with one batch of the size measured
     _engine_run(SUITE["book"][0], list(trip_batches(min(n, batch), batch, seed=1)), n)
@@ -127,7 +148,7 @@ def run_suite(n: int, batch: int, rate: float, compare: str | None, only: list[s
 
         fd, path = tempfile.mkstemp(suffix=".ndjson")
         with os.fdopen(fd, "wb") as f:
-            for b in batches:
+            for b in bodies:
                 f.write(b"\n".join(b) + b"\n")
         con = duckdb.connect()
     try:

@@ -140,6 +140,12 @@ def exact_series(name: str, values: list) -> pl.Series:
     return pl.Series(name, values, dtype=pl.Object)
 
 
+def in_time_order(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` sorted by time, arrival order kept among equal times; a batch already in
+    order (events arriving in time order) is returned as it is (one pass to tell)."""
+    return df if df[TS].is_sorted() else df.sort(TS, maintain_order=True)
+
+
 def frame_to_rows(df: pl.DataFrame) -> list[tuple[int, dict]]:
     """``(ts, record)`` pairs of a batch (records without the internal columns)."""
     if df is None or df.height == 0:
@@ -239,11 +245,6 @@ class VExpr:
             return pl.Series(name, [row(e) is True for e in batch.envs()], dtype=pl.Boolean)
         values = [row(e) for e in batch.envs()]
         return _series(name, values) if key else exact_series(name, values)
-
-
-def _in_time_order(df: pl.DataFrame) -> pl.DataFrame:
-    """The batch sorted by time, arrival order among equal times (as it is when it already is)."""
-    return df if df[TS].is_sorted() else df.sort(TS, maintain_order=True)
 
 
 # -- source ----------------------------------------------------------------------------------
@@ -540,7 +541,7 @@ class VectorSource:
 
     def _on_time(self, df: pl.DataFrame, counters) -> pl.DataFrame:
         """Arrival = event time, in time order: only older batches can make an event late."""
-        df = _in_time_order(df)
+        df = in_time_order(df)
         late_us, ooo = self.policy.late_arrival_tolerance_us, self.policy.out_of_order_tolerance_us
         e = df[TS].to_numpy().astype(np.int64)
         clock_floor = self.clock - late_us if self.clock > MIN_TS else MIN_TS
@@ -569,7 +570,7 @@ class VectorSource:
                 self.newest[part] = max(self.newest.get(part, MIN_TS), int(e[sel].max()))
         if keep.any():
             self.clock = max(self.clock, int(e[keep].max()))
-        if not n_low:  # every event on time: the batch as it is
+        if n_low == 0:  # in order (the usual batch): the frame as it is
             return df
         return df.with_columns(pl.Series(TS, e)).filter(pl.Series(keep))
 
@@ -642,12 +643,12 @@ class VectorSource:
         df = concat(self.buffer, self.exact)
         if cast(int, df[TS].max()) <= watermark:  # an Int64 column with rows
             self.buffer = []
-            return _in_time_order(df)
+            return in_time_order(df)
         mask = df[TS] <= watermark
         ready = df.filter(mask)
         rest = df.filter(~mask)
         self.buffer = [rest] if rest.height else []
-        return _in_time_order(ready) if ready.height else None
+        return in_time_order(ready) if ready.height else None
 
     # -- state --------------------------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, pl.DataFrame]]:
@@ -759,8 +760,7 @@ class VectorStatement:
         out: list[tuple[int, dict]] | pl.DataFrame = []
         frames = [f for f in frames if f is not None and f.height]
         if frames:
-            df = frames[0] if len(frames) == 1 else concat(frames).sort(
-                TS, maintain_order=True)
+            df = frames[0] if len(frames) == 1 else in_time_order(concat(frames))
             amap = self.amap
             if self.analytic is not None:  # on the statement's input, before WHERE
                 df = self.analytic.apply(Batch(df, self.alias, self.functions))
@@ -1374,10 +1374,21 @@ class VectorAggregate:
         if closed is not None and len(closed) == 0:
             return []
         if closed is None:  # windows ending before the watermark: only their partials are merged
-            split = [(f.filter(early), f.filter(~early)) for f in self.partials
-                     for early in [f["__wid"] < watermark]]
-            due = [d for d, _ in split if d.height]
-            self.partials = [r for _, r in split if r.height]
+            due: list[pl.DataFrame] = []
+            kept: list[pl.DataFrame] = []
+            for f in self.partials:
+                wid = f["__wid"]
+                if f.height == 0:
+                    continue
+                if cast(int, wid.min()) >= watermark:  # the usual case: all still open, or all closed
+                    kept.append(f)
+                elif cast(int, wid.max()) < watermark:
+                    due.append(f)
+                else:
+                    early = wid < watermark
+                    due.append(f.filter(early))
+                    kept.append(f.filter(~early))
+            self.partials = kept
             if not due:
                 return []
             done = self._merge(concat(due)) if len(due) > 1 else due[0]

@@ -37,6 +37,18 @@ def test_perf_query_suite_lists_every_shape(capsys) -> None:
     assert len(SUITE) >= 15
 
 
+def test_perf_query_suite_packed_feeds_the_same_events(capsys) -> None:
+    """--packed feeds each batch as one buffer and offsets (as a job does): the same output."""
+    rows = {}
+    for packed in ([], ["--packed"]):
+        assert main(["perf", "query", "--suite", "-n", "3000", "--batch", "1000", "--json", "--only", "book",
+                     "--only", "stream_join", "--only", "book_passthrough", *packed]) == 0
+        out = capsys.readouterr().out
+        assert ("packed buffers" in out) == bool(packed)
+        rows[bool(packed)] = {q["query"]: q["output_rows"] for q in json.loads(out.strip().splitlines()[-1])["queries"]}
+    assert rows[True] == rows[False] and rows[True]["book_passthrough"] == 3000
+
+
 def test_perf_query_checkpoint(capsys) -> None:
     assert main(["perf", "query", "--checkpoint", "3000", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

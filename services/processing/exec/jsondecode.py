@@ -31,12 +31,13 @@ __all__ = ["ENABLED", "KERNELS", "LOAD_MIN_EVENTS", "ROWS", "TypedDecoder", "bod
 #: The JSON decode kernels, compiled in the background on first use.
 KERNELS = Kernels("headwater.services.processing.exec._jsonkernels")
 #: ``HEADWATER_PROCESSING_JSON_KERNELS=0``: decode with Polars' and Arrow's JSON readers only,
-#: never loading numba into the process (about 110 MB less resident memory, about half the
-#: decode's speed)
+#: never loading the kernels (about half the decode's speed; on numba's JIT route also about
+#: 110 MB less resident memory, on the ahead-of-time route only the extension's ~1 MB)
 ENABLED = os.environ.get("HEADWATER_PROCESSING_JSON_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
 #: :meth:`TypedDecoder.decode`'s answer when the batch must be decoded event by event
 ROWS = "rows"
-#: A job loads the kernels (numba's runtime: about 110 MB of resident memory) at its first
+#: A job loads the kernels (on numba's JIT route, without the make-setup extension: about
+#: 110 MB of resident memory) at its first
 #: batch of this many events or more; a job whose batches stay smaller (a quiet input) never
 #: pays that memory and decodes with the JSON lines readers (already loaded kernels are used
 #: for any batch)

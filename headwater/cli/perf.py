@@ -56,6 +56,9 @@ def add_query(perf_sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("--packed", action="store_true",
                    help="with --suite: feed each batch as one buffer and offsets, as a job's packed reads do "
                         "(feed_buffer), not as a list of bodies")
+    q.add_argument("--repeat", type=int, default=3,
+                   help="with --suite: run each shape this many times (engine and DuckDB alike) and report "
+                        "the fastest run (default 3)")
     q.add_argument("--checkpoint", type=int, metavar="KEYS", default=None,
                    help="measure snapshot/restore of KEYS group keys in an open window (ms, size)")
     q.add_argument("--state", choices=["count", "stdev", "lag", "lag_when"], default="count",
@@ -72,15 +75,16 @@ def run_perf_query_suite(args: argparse.Namespace) -> int:
 
     results = []
     fed = "packed buffers" if args.packed else "lists of bodies"
-    print(f"perf query --suite: {args.events} events per shape, batches of {args.batch} ({fed})")
-    for r in run_suite(args.events, args.batch, args.rate, args.compare, args.only, args.packed):
+    best = f", best of {args.repeat} runs" if args.repeat > 1 else ""
+    print(f"perf query --suite: {args.events} events per shape, batches of {args.batch} ({fed}{best})")
+    for r in run_suite(args.events, args.batch, args.rate, args.compare, args.only, args.packed, args.repeat):
         results.append(r)
         line = f"  {r['query']:<26} {r['events_per_s']:>12,} events/s  ({r['plan']})"
         if "duckdb_events_per_s" in r:
             line += f"  duckdb {r['duckdb_events_per_s']:>12,} ({r['duckdb']})  ratio {r['ratio_vs_duckdb']}"
         print(line, flush=True)
     book = next((r for r in results if r["query"] == "book"), results[0] if results else {"events_per_s": 0})
-    result = {"events": args.events, "queries": results, "events_per_s": book["events_per_s"],
+    result = {"events": args.events, "repeat": args.repeat, "queries": results, "events_per_s": book["events_per_s"],
               "min_events_per_s": min((r["events_per_s"] for r in results), default=0),
               "peak_rss_mb": round(peak_rss_mb(), 1)}
     emit(f"book {book['events_per_s']:,} events/s; slowest shape {result['min_events_per_s']:,} events/s; "

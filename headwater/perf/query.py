@@ -130,10 +130,13 @@ def pack(bodies: list[bytes]) -> tuple[bytes, np.ndarray]:
 
 
 def run_suite(n: int, batch: int, rate: float, compare: str | None, only: list[str] | None = None,
-              packed: bool = False) -> Iterator[dict[str, Any]]:
+              packed: bool = False, repeat: int = 1) -> Iterator[dict[str, Any]]:
     """One result per shape: events/s of the engine (and of DuckDB over the same events).
     ``packed``: each batch fed as one buffer and offsets, as a job's packed reads feed it
-    (packed before timing, as ingestion packs them), instead of a list of bodies."""
+    (packed before timing, as ingestion packs them), instead of a list of bodies.
+    ``repeat``: each shape run that many times, engine and DuckDB alike, and the fastest
+    run reported (as ``timeit`` does: the others lost time to the machine, not the query);
+    every run starts from a new runtime, so no run sees another's state."""
     from headwater.perf.common import trip_batches
 
     bodies = list(trip_batches(n, batch, rate_per_s=rate))
@@ -155,13 +158,19 @@ def run_suite(n: int, batch: int, rate: float, compare: str | None, only: list[s
         for name, (text, duck) in SUITE.items():
             if only and name not in only:
                 continue
-            seconds, rows, mode = _engine_run(text, batches, n)
+            runs = [_engine_run(text, batches, n) for _ in range(max(1, repeat))]
+            seconds, rows, mode = min(runs)
+            if len({r[1] for r in runs}) != 1:
+                raise RuntimeError(f"perf query {name}: the runs gave different output rows: {[r[1] for r in runs]}")
             result = {"query": name, "events_per_s": round(n / seconds), "output_rows": rows, "plan": mode}
             if con is not None:
                 sql = (duck or f"SELECT * FROM {_READ}").format(path=path, cols=_COLS)
-                t0 = time.perf_counter()
-                con.execute(sql).fetchall()
-                duck_eps = n / (time.perf_counter() - t0)
+                duck_s = float("inf")
+                for _ in range(max(1, repeat)):
+                    t0 = time.perf_counter()
+                    con.execute(sql).fetchall()
+                    duck_s = min(duck_s, time.perf_counter() - t0)
+                duck_eps = n / duck_s
                 result.update({"duckdb_events_per_s": round(duck_eps), "duckdb": "same" if duck else "read",
                                "ratio_vs_duckdb": round((n / seconds) / duck_eps, 3)})
             yield result

@@ -49,6 +49,28 @@ def test_perf_query_suite_packed_feeds_the_same_events(capsys) -> None:
     assert rows[True] == rows[False] and rows[True]["book_passthrough"] == 3000
 
 
+def test_perf_query_suite_repeat_reports_the_fastest_of_identical_runs(capsys, monkeypatch) -> None:
+    """--repeat N: each shape runs N times from a new runtime; every run gives the same rows
+    and the fastest is reported."""
+    from headwater.perf import query
+
+    calls = []
+    real = query._engine_run
+
+    def counted(text, batches, n):
+        calls.append(text)
+        return real(text, batches, n)
+
+    monkeypatch.setattr(query, "_engine_run", counted)
+    assert main(["perf", "query", "--suite", "-n", "2000", "--batch", "1000", "--json", "--repeat", "4",
+                 "--only", "book_passthrough"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert "best of 4 runs" in out and result["repeat"] == 4
+    assert calls.count(query.SUITE["book_passthrough"][0]) == 4
+    assert result["queries"][0]["output_rows"] == 2000
+
+
 def test_perf_query_checkpoint(capsys) -> None:
     assert main(["perf", "query", "--checkpoint", "3000", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

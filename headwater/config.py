@@ -166,8 +166,12 @@ class ServiceConfig:
 
     service_name: str = field(default="", repr=False)
 
+    def existing_data_path(self) -> Path:
+        """The storage folder, not created (it may not exist yet)."""
+        return Path(self.data_dir) if self.data_dir else headwater_home() / self.service_name
+
     def data_path(self) -> Path:
-        path = Path(self.data_dir) if self.data_dir else headwater_home() / self.service_name
+        path = self.existing_data_path()
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(OSError):  # only the service's user may read its state
             path.chmod(0o700)

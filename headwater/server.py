@@ -59,6 +59,7 @@ from headwater.interpreter import tune_interpreter
 from headwater.logs import configure_logging
 from headwater.metrics import RPC_LATENCY, RPC_REQUESTS, start_metrics_server
 from headwater.reflection import enable_reflection
+from headwater.storage import sweep_temporaries
 
 if TYPE_CHECKING:
     import ssl
@@ -418,6 +419,7 @@ async def start_service(service: Service) -> RunningService:
     """Start ``service``: storage, gRPC (health, reflection, interceptor), /metrics."""
     cfg = service.config
     auth = authenticator(cfg)
+    await asyncio.to_thread(sweep_temporaries, cfg.existing_data_path())
     await service.start()
     server = grpc.aio.server(
         interceptors=[_Interceptor(service, auth)],

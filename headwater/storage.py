@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO
 
-__all__ = ["BackgroundWriter", "atomic_file", "fsync_dir", "publish", "write_atomic", "write_new"]
+__all__ = ["BackgroundWriter", "atomic_file", "fsync_dir", "publish", "sweep_temporaries", "write_atomic", "write_new"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,40 @@ def write_new(path: str | os.PathLike[str], data: bytes, *, private: bool = Fals
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+#: A temporary file lives for one write (milliseconds); one older than this was left by a
+#: writer killed mid-write (kill -9, power loss), never renamed, and is garbage. The margin
+#: keeps a sweep from touching a write in progress in a folder another process shares.
+STALE_TEMPORARY_S = 600.0
+
+
+def sweep_temporaries(folder: str | os.PathLike[str], older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
+    """Remove, under ``folder`` (recursively), the temporary files of this module's writes
+    (``.<name>.<random>.tmp``) older than ``older_than_s``: what a writer killed mid-write
+    left behind. The files of finished writes are never touched (they carry their final
+    names). Returns the removed paths; a service runs this over its data folder at start."""
+    import time
+
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed: list[Path] = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if not (name.startswith(".") and name.endswith(".tmp")):
+                continue
+            path = Path(dirpath) / name
+            try:
+                if path.lstat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except OSError:  # gone meanwhile, or not ours to remove
+                continue
+    if removed:
+        log.info("removed %d temporary file(s) of interrupted writes under %s", len(removed), root)
+    return removed
 
 
 class BackgroundWriter:

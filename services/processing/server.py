@@ -14,6 +14,7 @@ from headwater.services.processing.jobs import JobCatalog
 from headwater.services.processing.manager import JobManager
 from headwater.services.processing.metrics import register as register_job_metrics
 from headwater.services.processing.servicer import ProcessingServicer
+from headwater.storage import sweep_temporaries
 from headwater.v1 import processing_pb2_grpc as pb_grpc
 
 __all__ = ["SERVICE", "ProcessingService", "catalog_for"]
@@ -44,6 +45,8 @@ class ProcessingService(Service):
     }
 
     async def start(self) -> None:
+        if self.config.checkpoint_dir:  # outside the data folder (swept by the base): its writes' leftovers
+            await asyncio.to_thread(sweep_temporaries, self.config.checkpoint_dir)
         self.catalog = catalog_for(self.config)
         self.manager = JobManager(self.config, self.catalog)
         self.servicer = ProcessingServicer(self.catalog, self.manager)

@@ -159,3 +159,52 @@ def test_job_catalog_writes_off_the_loop_and_flushes_on_close(tmp_path, monkeypa
     assert threads and all(name == "storage:jobs.json" for name in threads)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert JobCatalog(path).get("jobs/a").state == pb.JOB_STATE_RUNNING
+
+
+def _stale(path, age_s: float = 3600.0) -> None:
+    t = os.stat(path).st_mtime - age_s
+    os.utime(path, (t, t))
+
+
+def test_sweep_removes_only_stale_temporaries_of_interrupted_writes(tmp_path):
+    (tmp_path / "jobs" / "a").mkdir(parents=True)
+    done = tmp_path / "jobs" / "a" / "checkpoint.json"
+    storage.write_atomic(done, b"{}")
+    old = tmp_path / "jobs" / "a" / ".checkpoint.json.k3j2.tmp"  # a writer killed an hour ago
+    fresh = tmp_path / ".jobs.json.x9.tmp"  # a write in progress in another process
+    other = tmp_path / "notes.tmp"  # not one of this module's names
+    for p in (old, fresh, other):
+        p.write_bytes(b"partial")
+    _stale(old)
+    _stale(other)
+    _stale(done)
+    assert storage.sweep_temporaries(tmp_path) == [old]
+    assert not old.exists() and fresh.exists() and other.exists() and done.read_bytes() == b"{}"
+    assert storage.sweep_temporaries(tmp_path / "missing") == []
+
+
+def test_a_service_sweeps_what_a_killed_writer_left_in_its_data_folder(tmp_path, service_process):
+    """kill -9 in the middle of writes leaves a temporary file; the next start of a service
+    over that folder removes it once it is stale, and keeps the whole file."""
+    data = tmp_path / "registry-data"
+    data.mkdir()
+    path = data / "state.json"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        while not _leftovers(data) and proc.poll() is None:  # kill it while a temporary file is there
+            pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    left = _leftovers(data)
+    if not left:  # the write finished between the look and the kill: leave one as a kill would
+        (data / ".state.json.abc.tmp").write_bytes(b"partial")
+        left = _leftovers(data)
+    for name in left:
+        _stale(data / name)
+    fresh = data / ".other.json.new.tmp"
+    fresh.write_bytes(b"in progress")
+    service_process("registry", "--data-dir", str(data))  # returns once the service is healthy
+    assert _leftovers(data) == [fresh.name]
+    assert len(json.loads(path.read_bytes())["pad"]) == 200_000

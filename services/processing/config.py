@@ -19,6 +19,14 @@ class ProcessingConfig(ServiceConfig):
     registry_address: str = "localhost:50052"
     #: Seconds between job checkpoints (and output writes) unless a job sets its own.
     checkpoint_interval_s: float = 1.0
+    #: Most bytes of input events one epoch takes: an epoch ends at its checkpoint interval
+    #: or once it holds this much, whichever comes first, so a job catching up on a backlog
+    #: works through it in bounded steps (its memory stays a few times this).
+    max_epoch_bytes: int = 16 * 2**20
+    #: Bytes of input events a job's readers hold ahead of the epoch being gathered,
+    #: shared evenly by its stream partitions (at least 1 MiB each); a partition's reader
+    #: that holds its share waits until the job takes them (backpressure, no loss).
+    read_ahead_bytes: int = 32 * 2**20
     #: Seconds between samples of job metrics for alert rules.
     alert_sample_interval_s: float = 1.0
     #: Restart jobs that were running when the service stopped (or was killed).

@@ -4,7 +4,11 @@ A running job works in **epochs** of ``checkpoint_interval`` (default 1 s):
 
 1. Reader tasks stream each input partition from the ingestion service
    (``ReadEvents`` with ``packed``: bodies in one buffer, numbers as columns) into
-   a queue, as :class:`Chunk` s.
+   a queue, as :class:`Chunk` s. Each partition's queue (:class:`ReadAhead`) holds
+   at most its share of ``read_ahead_bytes``; its reader waits while it is full.
+   An epoch also ends early once it holds ``max_epoch_bytes`` of input (a chunk
+   that crosses it is split), so a backlog is worked through in bounded steps and
+   the worker's memory follows these two settings, not the backlog.
 2. At the end of an epoch the job's arrival clock is the arrival time every
    partition has been read past (see :meth:`JobRunner._arrival_clock`); the events
    that arrived by it are fed to the query runtime, a batch per partition (later
@@ -31,6 +35,7 @@ for the others, which is Stream Analytics' own guarantee.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import functools
@@ -227,6 +232,48 @@ def _column(values, dtype) -> np.ndarray:
     return np.array(values, dtype)
 
 
+class ReadAhead:
+    """A partition's read-ahead: the chunks its reader has put and the epoch loop not
+    taken yet, bounded in bytes. ``put`` waits while the queue holds ``limit`` bytes or
+    more (one chunk may go over, so a chunk bigger than the limit is still taken)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.nbytes = 0
+        self._items: collections.deque[Chunk] = collections.deque()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    async def put(self, chunk: Chunk) -> None:
+        while self.nbytes >= self.limit:
+            self._space.clear()
+            await self._space.wait()
+        self._items.append(chunk)
+        self.nbytes += chunk.nbytes
+
+    def get_nowait(self) -> Chunk:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        chunk = self._items.popleft()
+        self.nbytes -= chunk.nbytes
+        if self.nbytes < self.limit:
+            self._space.set()
+        return chunk
+
+    def put_back(self, chunk: Chunk) -> None:
+        """Return the rest of a chunk taken in part: it is the next one taken."""
+        self._items.appendleft(chunk)
+        self.nbytes += chunk.nbytes
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def batch_events(self, chunk: Chunk, most: int) -> int:
+        """How many events like ``chunk``'s make a quarter of the limit (1 to ``most``)."""
+        per_event = max(1, chunk.nbytes // max(1, len(chunk)))
+        return max(1, min(most, self.limit // 4 // per_event))
+
+
 def merge_chunks(chunks: list[Chunk]) -> dict[tuple[str, str], Chunk]:
     """One chunk per (alias, partition), in sequence order (read order)."""
     groups: dict[tuple[str, str], list[Chunk]] = {}
@@ -331,7 +378,14 @@ def _clock_us(clock) -> int | None:
 class RunnerSettings:
     checkpoint_interval_s: float = 1.0
     read_batch_size: int = 5000
-    queue_batches: int = 64
+    #: Bytes of input events read ahead of the epoch being gathered, for the whole job,
+    #: shared evenly by its stream partitions (at least 1 MiB each): a reader whose
+    #: partition holds its share waits (ProcessingConfig.read_ahead_bytes).
+    read_ahead_bytes: int = 32 * 2**20
+    #: Most bytes of input events one epoch takes: an epoch ends at its checkpoint
+    #: interval or once it holds this much, so a backlog is worked through in bounded
+    #: steps (ProcessingConfig.max_epoch_bytes).
+    max_epoch_bytes: int = 16 * 2**20
     write_batch_rows: int = 10_000
     #: Most events held back for a lagging partition (arrived after the arrival clock)
     #: before the job stops taking more from its readers.
@@ -369,7 +423,8 @@ class RunnerSettings:
         return cls(checkpoint_interval_s=config.checkpoint_interval_s,
                    stop_hold_timeout_s=config.stop_hold_timeout_s, call_timeout_s=config.call_timeout_s,
                    faults_file=config.faults_file, max_input_file_bytes=config.max_input_file_bytes,
-                   file_poll_interval_s=config.file_poll_interval_s, starvation_after_s=config.starvation_after_s)
+                   file_poll_interval_s=config.file_poll_interval_s, starvation_after_s=config.starvation_after_s,
+                   read_ahead_bytes=config.read_ahead_bytes, max_epoch_bytes=config.max_epoch_bytes)
 
 
 def _ts(dt: datetime) -> timestamp_pb2.Timestamp:
@@ -429,9 +484,9 @@ class JobRunner:
         self.start_from: str = "earliest"
         #: (alias, partition) -> last sequence number processed (-1: none).
         self.positions: dict[tuple[str, str], int] = {}
-        #: One bounded queue per partition (backpressure per reader: a partition whose
-        #: events wait for a lagging one stops reading, the lagging one does not).
-        self.queues: dict[tuple[str, str], asyncio.Queue] = {}
+        #: One queue per partition, bounded in bytes (backpressure per reader: a partition
+        #: whose events wait for a lagging one stops reading, the lagging one does not).
+        self.queues: dict[tuple[str, str], ReadAhead] = {}
         #: Set by a reader after each put: something to take.
         self._ready = asyncio.Event()
         #: (alias, partition) -> how far it has been read and what it holds.
@@ -1001,19 +1056,29 @@ class JobRunner:
         the job waits for its input, DEGRADED meanwhile)."""
         attempt = 0
         where = f"input {alias} partition {pid}"
+        queue = self._queue(alias, pid)
+        batch = self.settings.read_batch_size
         while True:
-            req = self._read_request(hub, group, pid, position, self.settings.read_batch_size, alias)
+            req = self._read_request(hub, group, pid, position, batch, alias)
             try:
-                async for resp in self._stream(req, hub, pid):
-                    if attempt:
-                        attempt = 0
-                        self._trouble(where, None)
-                    chunk = Chunk.of(alias, pid, resp)
-                    self._track(alias, pid, resp, chunk)
-                    if chunk is not None:
-                        await self._queue(alias, pid).put(chunk)
+                async with contextlib.aclosing(self._stream(req, hub, pid)) as stream:
+                    async for resp in stream:
+                        if attempt:
+                            attempt = 0
+                            self._trouble(where, None)
+                        chunk = Chunk.of(alias, pid, resp)
+                        self._track(alias, pid, resp, chunk)
+                        if chunk is None:
+                            continue
+                        await queue.put(chunk)
                         self._ready.set()
                         position = event_pb2.EventPosition(sequence_number=chunk.last_sequence, inclusive=False)
+                        # Read batches of about a quarter of the partition's read-ahead
+                        # (large events): the stream is opened again with that size.
+                        fit = queue.batch_events(chunk, self.settings.read_batch_size)
+                        if fit * 2 < batch or (fit > batch * 2 and len(chunk) == batch):
+                            batch = fit
+                            break
             except HeadwaterError as err:
                 if not err.is_transient and err.reason is not Reason.CONSUMER_DISCONNECTED:
                     self._fail(f"{where}: {err}")
@@ -1041,23 +1106,39 @@ class JobRunner:
             part.last_enqueued = last
         part.seen = True
 
-    def _queue(self, alias: str, pid: str) -> asyncio.Queue:
+    def _queue(self, alias: str, pid: str) -> ReadAhead:
         q = self.queues.get((alias, pid))
         if q is None:
-            q = self.queues[(alias, pid)] = asyncio.Queue(maxsize=max(4, self.settings.queue_batches // 4))
+            share = self.settings.read_ahead_bytes // max(1, len(self._stream_partitions))
+            q = self.queues[(alias, pid)] = ReadAhead(max(share, 2**20))
         return q
 
-    def _drain_queue(self, only: set | None = None) -> list[Chunk]:
-        """Everything the readers have queued (of the ``only`` partitions, if given)."""
-        items = []
-        for key, q in self.queues.items():
-            if only is not None and key not in only:
-                continue
-            while True:
+    def _drain_queue(self, only: set | None = None, budget: int | None = None) -> list[Chunk]:
+        """What the readers have queued (of the ``only`` partitions, if given), a chunk
+        from each partition in turn until ``budget`` bytes are taken (None: everything);
+        a chunk that crosses the budget is split, its first events taken (at least one)."""
+        items: list[Chunk] = []
+        queues = [q for key, q in self.queues.items() if only is None or key in only]
+        while queues:
+            more = []
+            for q in queues:
                 try:
-                    items.append(q.get_nowait())
+                    chunk = q.get_nowait()
                 except asyncio.QueueEmpty:
-                    break
+                    continue
+                if budget is not None and chunk.nbytes > budget and len(chunk) > 1:
+                    # Only what fits (at least one event): the rest waits for the next epoch.
+                    n = max(1, int(np.searchsorted(chunk.offsets[1:] - chunk.offsets[0], budget, side="right")))
+                    if n < len(chunk):
+                        q.put_back(chunk.take(slice(n, len(chunk))))
+                        chunk = chunk.take(slice(0, n))
+                items.append(chunk)
+                more.append(q)
+                if budget is not None:
+                    budget -= chunk.nbytes
+                    if budget <= 0:
+                        return items
+            queues = more
         return items
 
     def _laggards(self) -> set:
@@ -1117,10 +1198,16 @@ class JobRunner:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    # Too many events waiting for a lagging partition: take only the
-                    # laggards' (the others' readers fill their queues and pause).
-                    only = self._laggards() if sum(map(len, self._held)) >= self.settings.max_held_events else None
-                    taken = self._drain_queue(only)
+                    # Too many events waiting for a lagging partition (by count, or more
+                    # bytes than an epoch): take only the laggards' (the others' readers
+                    # fill their read-ahead and pause).
+                    held = self._held
+                    only = (self._laggards() if sum(map(len, held)) >= self.settings.max_held_events
+                            or sum(c.nbytes for c in held) >= self.settings.max_epoch_bytes else None)
+                    room = self.settings.max_epoch_bytes - sum(c.nbytes for c in self._pending)
+                    if room <= 0:
+                        break  # a full epoch: run it now (a backlog goes in bounded steps)
+                    taken = self._drain_queue(only, room)
                     if taken:
                         self._pending.extend(taken)
                         continue
@@ -1170,24 +1257,34 @@ class JobRunner:
             clock = frontier if clock is None else min(clock, frontier)
         return clock
 
-    def _hold_back(self, merged: dict[tuple[str, str], Chunk], clock_us: int | None) -> dict:
-        """The events to feed now: those that arrived by the clock. Later ones wait
-        (``self._held``) until every partition has been read past them, so the engine
-        sees all partitions' events in arrival order, whatever each reader's pace."""
-        feed, self._held = {}, []
-        for key, chunk in merged.items():
-            n = 0 if clock_us is None else int(np.searchsorted(chunk.arrivals, clock_us, side="right"))
-            if n:
-                feed[key] = chunk.take(slice(0, n)) if n < len(chunk) else chunk
-            if n < len(chunk):
+    def _hold_back(self, chunks: list[Chunk], clock_us: int | None) -> dict:
+        """The events to feed now, one chunk per partition: those that arrived by the
+        clock. Later ones wait (``self._held``, slices of the chunks read: not copied
+        again while they wait) until every partition has been read past them, so the
+        engine sees all partitions' events in arrival order, whatever each reader's pace."""
+        groups: dict[tuple[str, str], list[Chunk]] = {}
+        for c in chunks:  # the held ones first: each partition's events in read order
+            groups.setdefault((c.alias, c.partition_id), []).append(c)
+        feed: list[Chunk] = []
+        self._held = []
+        for group in groups.values():
+            for i, chunk in enumerate(group):
+                n = 0 if clock_us is None else int(np.searchsorted(chunk.arrivals, clock_us, side="right"))
+                if n == len(chunk):
+                    feed.append(chunk)
+                    continue
+                if n:
+                    feed.append(chunk.take(slice(0, n)))
                 self._held.append(chunk.take(slice(n, len(chunk))) if n else chunk)
-        return feed
+                self._held.extend(group[i + 1:])  # what follows waits too (read order)
+                break
+        return merge_chunks(feed)
 
     async def _run_epoch(self, items: list[Chunk], clock_us: int | None | str = "now") -> None:
         await self._checkpoint_written()
         if clock_us == "now":
             clock_us = self._arrival_clock({(c.alias, c.partition_id): c for c in items})  # each one's last
-            merged = self._hold_back(merge_chunks(self._held + items), clock_us)
+            merged = self._hold_back(self._held + items, clock_us)
         else:  # a replay: exactly the recorded events, with the recorded clock
             merged = merge_chunks(items)
         new_positions = dict(self.positions)

@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from headwater.errors import HeadwaterError, Reason
-from headwater.interpreter import tune_interpreter
+from headwater.interpreter import return_freed_memory, trim_freed_memory, tune_interpreter
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["JobWorker"]
@@ -182,6 +182,7 @@ def _child_main(conn, job_bytes: bytes, config, state_dir: str, mode: int, start
                 writer_suffix: str) -> None:
     _die_with_parent()
     tune_interpreter()
+    return_freed_memory()  # the job's batches: resident memory follows what it holds
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service stops us (a Ctrl-C reaches the group)
@@ -259,7 +260,12 @@ async def _child(conn, job: pb.Job, config, state_dir: str, mode: int, start_tim
 
     runner.on_failure = on_failure
     runner.on_degraded = lambda message: send("degraded", message)
-    runner.on_epoch = lambda: send("metrics", runner.metrics().SerializeToString())
+
+    def on_epoch() -> None:
+        send("metrics", runner.metrics().SerializeToString())
+        trim_freed_memory()  # the epoch's buffers, freed mid-heap, back to the system
+
+    runner.on_epoch = on_epoch
 
     def on_command() -> None:
         try:

@@ -63,7 +63,7 @@ browser:
 	  || echo "make: chromium/chromedriver not installed; the browser test will be skipped"; }
 
 test: setup browser ## Run the whole test suite
-	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+	$(VENV)/bin/pytest -q -n 3 --dist loadgroup
 
 # `buf breaking` compares protos/ with the last release: the newest tag, else main's previous commit.
 BUF_AGAINST ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo main~1)

@@ -5,7 +5,7 @@ import pytest
 
 from tests.types import check_headwater, check_services
 
-# One mypy cache (.mypy_cache) for both: never two runs at once.
+# A cache per check (tests/types.py): never two runs of one at once.
 pytestmark = [pytest.mark.xdist_group("mypy"), pytest.mark.timeout(600)]
 
 

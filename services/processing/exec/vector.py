@@ -72,13 +72,16 @@ _GROUPABLE = (pl.Utf8, pl.Int64, pl.Float64, pl.Boolean, pl.Null)
 
 def _series(name: str, values: list) -> pl.Series:
     """Values that group and compare: one plain type, else numbers stay numbers and other
-    values become their text (records and arrays as JSON), as the row path's group keys."""
-    try:
-        s = pl.Series(name, values, strict=False)
-        if s.dtype in _GROUPABLE or isinstance(s.dtype, pl.Datetime):
-            return s
-    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-        pass
+    values become their text (records and arrays as JSON), as the row path's group keys.
+    Records and arrays go to text without Polars inferring a nested type first (which is
+    never groupable, and took seconds for one event nested a few hundred levels deep)."""
+    if not any(isinstance(v, (dict, list)) for v in values):
+        try:
+            s = pl.Series(name, values, strict=False)
+            if s.dtype in _GROUPABLE or isinstance(s.dtype, pl.Datetime):
+                return s
+        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+            pass
     return pl.Series(name, [None if v is None else v if isinstance(v, (int, float)) and not isinstance(v, bool)
                             else _text(v) for v in values], dtype=pl.Utf8 if any(
                                 not isinstance(v, (int, float)) or isinstance(v, bool) for v in values

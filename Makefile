@@ -66,7 +66,7 @@ browser:
 # sets it): otherwise each service, job worker and command the tests start compiles the
 # modules it imports from source again (about 0.2 CPU s a process, some 750 processes a run).
 # Only changed files are compiled again (under a second for the whole tree).
-bytecode: setup
+bytecode: setup ## Compile every module's bytecode (make test and make up do it first)
 	$(PY) -m compileall -q -j 0 headwater services plugins tests
 
 test: setup browser bytecode ## Run the whole test suite

@@ -1194,22 +1194,21 @@ class JobRunner:
             await self._start_readers(starts or {})
             while True:
                 deadline = time.monotonic() + interval
+                # Too many events waiting for a lagging partition (by count, or more bytes
+                # than an epoch): take only the laggards' (the others' readers fill their
+                # read-ahead and pause). What is held and who lags change at epochs only.
+                held = self._held
+                only = (self._laggards() if sum(map(len, held)) >= self.settings.max_held_events
+                        or sum(c.nbytes for c in held) >= self.settings.max_epoch_bytes else None)
+                room = self.settings.max_epoch_bytes - sum(c.nbytes for c in self._pending)
                 while True:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    # Too many events waiting for a lagging partition (by count, or more
-                    # bytes than an epoch): take only the laggards' (the others' readers
-                    # fill their read-ahead and pause).
-                    held = self._held
-                    only = (self._laggards() if sum(map(len, held)) >= self.settings.max_held_events
-                            or sum(c.nbytes for c in held) >= self.settings.max_epoch_bytes else None)
-                    room = self.settings.max_epoch_bytes - sum(c.nbytes for c in self._pending)
-                    if room <= 0:
-                        break  # a full epoch: run it now (a backlog goes in bounded steps)
+                    if remaining <= 0 or room <= 0:
+                        break  # the interval is over, or a full epoch: a backlog goes in bounded steps
                     taken = self._drain_queue(only, room)
                     if taken:
                         self._pending.extend(taken)
+                        room -= sum(c.nbytes for c in taken)
                         continue
                     self._ready.clear()
                     try:

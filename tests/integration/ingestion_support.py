@@ -117,6 +117,23 @@ async def ingestion(data_dir: Path, **overrides) -> AsyncIterator[RunningService
         yield running[0] if len(running) == 1 else Instances(running)
 
 
+async def fault_rules_everywhere(svc: RunningService | Instances, *rule_ids: str) -> None:
+    """Until every instance follows ``rule_ids``: under NATS an instance learns a rule another
+    one set through its watch of the shared bucket, a moment later (SetFaultRule waits for
+    its own instance's watch only)."""
+    running = svc.running if isinstance(svc, Instances) else [svc]
+    for r in running:
+        local = getattr(r.service.servicer.faults, "local", None)
+        if local is None:  # the embedded store: one instance, its rules are its own
+            continue
+        for _ in range(1000):
+            if all(any(rid in rules for rules in local.values()) for rid in rule_ids):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError(f"instance {r.address} did not see fault rules {rule_ids} in 10 s")
+
+
 @contextlib.asynccontextmanager
 async def admin(address: str, policy: Policy) -> AsyncIterator[ingestion_pb2_grpc.IngestionServiceStub]:
     channel = aio_channel(conn_str(address, policy))

@@ -23,6 +23,7 @@ from tests.integration.ingestion_support import (
     admin,
     conn_str,
     create_hub,
+    fault_rules_everywhere,
     ingestion,
     ingestion_backend,  # noqa: F401 - the fixture parametrizing every test by backend
     read_all,
@@ -119,6 +120,7 @@ async def test_fault_rules_are_retried_by_the_sdk_or_surface_typed(tmp_path, roo
         await stub.SetFaultRule(ingestion_pb2.SetFaultRuleRequest(rule=ingestion_pb2.FaultRule(
             rule_id="busy", hub="h", operation=ingestion_pb2.FAULT_OPERATION_PUBLISH,
             reason=errors_pb2.SERVICE_BUSY, count=3)))
+        await fault_rules_everywhere(svc, "busy")
         async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h"),
                                                                  retry_policy=FAST_RETRY) as p:
             resp = await p.send_batch([EventData("survives")], partition_id="0")
@@ -127,6 +129,7 @@ async def test_fault_rules_are_retried_by_the_sdk_or_surface_typed(tmp_path, roo
         assert rules[0].injected == 3 and rules[0].remaining == 0
         await stub.SetFaultRule(ingestion_pb2.SetFaultRuleRequest(rule=ingestion_pb2.FaultRule(
             rule_id="gone", hub="h", reason=errors_pb2.CONSUMER_DISCONNECTED, probability=1.0)))
+        await fault_rules_everywhere(svc, "gone")
         async with EventHubProducerClient.from_connection_string(conn_str(svc.address, root_policy, "h"),
                                                                  retry_policy=FAST_RETRY) as p:
             with pytest.raises(HeadwaterError) as err:

@@ -65,7 +65,8 @@ class JobManager:
 
     # -- lifecycle of the service ------------------------------------------------------
     async def open(self) -> None:
-        self.queries.warm()
+        # The query worker starts at the first compile or TestQuery, not here: a service that
+        # only resumes and runs its jobs (a restart) never needs one (about 0.5 CPU s).
         self.alerts.start()
         if self.catalog.shared:
             # The jobs' states belong to every replica: this one joins what runs.

@@ -16,6 +16,10 @@ import pytest
 from headwater import jit
 from headwater.services.processing.exec import jsondecode
 
+#: One xdist worker runs these: in a new checkout numba's cache is empty and ``warm_up()``
+#: compiles the kernels (about 12 CPU s); a second worker would compile them again at once.
+pytestmark = pytest.mark.xdist_group("jit")
+
 JSON = "headwater.services.processing.exec._jsonkernels"
 LOG = "headwater.services.ingestion.log._kernels"
 

@@ -14,21 +14,31 @@ The partition key can also come from the ``BrokerProperties`` header
 Answers 201 with the stored sequence numbers; errors carry the same reasons as
 gRPC as JSON ``{"error": {"reason", "message", "metadata"}}`` with a status
 (400, 401, 403, 404, 413, 429/503 with Retry-After).
+
+The port is bound when the service starts; aiohttp is imported and the application built at
+the first connection (:class:`headwater.listeners.DeferredListener`), which it then serves.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 
 from headwater.auth import RefusalLog, Right
 from headwater.errors import HeadwaterError, Reason
 from headwater.eventhub.wire import PublishEventsRequestPacked
+from headwater.listeners import Closer, DeferredListener, serve_aiohttp
 from headwater.server import authenticator, http_ssl_context
 from headwater.services.ingestion import metrics as m
 from headwater.v1 import event_pb2
+
+if TYPE_CHECKING:  # imported at the first connection
+    from aiohttp import web
+
+    from headwater.auth import Authenticator
 
 __all__ = ["HTTP_STATUS", "start_http_ingest"]
 
@@ -43,6 +53,8 @@ _BATCH_TYPE = "application/vnd.microsoft.servicebus.json"
 
 
 def _error(exc: HeadwaterError) -> web.Response:
+    from aiohttp import web
+
     status = HTTP_STATUS.get(exc.reason, 500)
     headers = {}
     if exc.retry_after:
@@ -66,9 +78,23 @@ def _event_bytes(item, batch_shape: bool, default_key: str) -> tuple[bytes, str]
     return ev.SerializeToString(), default_key
 
 
-async def start_http_ingest(servicer, config, port: int):
-    """Start the aiohttp listener; returns (runner, bound port)."""
+async def start_http_ingest(servicer, config, port: int) -> tuple[DeferredListener, int]:
+    """Bind ``host:port`` (OSError as aiohttp's TCPSite raises it; TLS set up now) and serve HTTP
+    ingest from the first connection on; returns (the listener, the bound port)."""
+    ssl_context = http_ssl_context(config)
     auth = authenticator(config)
+
+    async def open_app(sockets: list[socket.socket]) -> Closer:
+        return await serve_aiohttp(lambda: _app(servicer, config, auth), sockets, ssl_context, access_log=None)
+
+    listener = await DeferredListener.bind("HTTP ingest", config.host, port, open_app)
+    return listener, listener.port
+
+
+def _app(servicer: Any, config: Any, auth: Authenticator | None) -> web.Application:
+    """The aiohttp application: POST /{hub}/messages and /{hub}/partitions/{id}/messages."""
+    from aiohttp import web
+
     refusals = RefusalLog(log, config.auth_refusal_log_interval_s)
 
     async def send(request: web.Request) -> web.Response:
@@ -124,9 +150,4 @@ async def start_http_ingest(servicer, config, port: int):
     app = web.Application(client_max_size=config.max_message_bytes * 2 + 4096)
     app.router.add_post("/{hub}/messages", send)
     app.router.add_post("/{hub}/partitions/{partition}/messages", send)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, port, ssl_context=http_ssl_context(config))
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, bound
+    return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,9 @@ from headwater.services.ingestion.hubs import HubStore
 from headwater.services.ingestion.retention import fsync_loop, retention_loop
 from headwater.services.ingestion.servicer import IngestionServicer, add_to_server
 
-if TYPE_CHECKING:  # imported where used: capture, and kafka only with headwater[kafka]
+if TYPE_CHECKING:  # imported where used: capture; kafka-python and aiohttp at their endpoint's first connection
+    from headwater.listeners import DeferredListener
     from headwater.services.ingestion.capture import CaptureWriter
-    from headwater.services.ingestion.kafka import KafkaListener
 
 __all__ = ["SERVICE", "IngestionService"]
 
@@ -67,9 +68,9 @@ class IngestionService(Service):
         self.servicer: IngestionServicer | None = None
         self.access: AccessServicer | None = None
         self._tasks: list[asyncio.Task] = []
-        self.http = None
+        self.http: DeferredListener | None = None
         self.http_port = -1
-        self.kafka: KafkaListener | None = None
+        self.kafka: DeferredListener | None = None
         self.kafka_port = -1
         self.capture: CaptureWriter | None = None
         from headwater.services.ingestion.namespace import NamespaceServicer
@@ -148,19 +149,18 @@ class IngestionService(Service):
         port = self._side_port(cfg.kafka_port, running)
         if port < 0:
             return
-        try:
-            from headwater.services.ingestion.kafka import KafkaListener
-        except ModuleNotFoundError as exc:  # an install without headwater[kafka]
+        if importlib.util.find_spec("kafka") is None:  # an install without headwater[kafka]
             log.warning("Kafka endpoint not started: %s is not installed (pip install 'headwater[kafka]'; "
-                        "kafka_port: -1 turns the endpoint off)", exc.name)
+                        "kafka_port: -1 turns the endpoint off)", "kafka")
             return
-        kafka = self.kafka = KafkaListener(self.servicer, cfg)
-        try:
-            self.kafka_port = await kafka.start(port)
+        from headwater.services.ingestion.kafka import start_kafka_endpoint
+
+        try:  # the port now; kafka-python and the listener at the first connection
+            self.kafka = await start_kafka_endpoint(self.servicer, cfg, port)
         except OSError as exc:
             log.error("Kafka endpoint not started on port %s: %s", port, exc)
-            self.kafka = None
             return
+        self.kafka_port = self.kafka.port
         print(f"ingestion kafka on {cfg.host}:{self.kafka_port}", flush=True)
 
     async def draining(self) -> None:
@@ -176,7 +176,7 @@ class IngestionService(Service):
         if self.kafka is not None:
             await self.kafka.stop()
         if self.http is not None:
-            await self.http.cleanup()
+            await self.http.stop()
         if self.capture is not None and self.hubs is not None:
             try:
                 await self.capture.flush_due_async(self.hubs, force=True)

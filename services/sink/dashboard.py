@@ -12,22 +12,32 @@ stored rows); ``GET /api/datasets/{id}/events`` (SSE: ``snapshot`` then one
 the rows replace the earlier rows with the same ``keys``, or are added when empty);
 ``GET /api/events`` (SSE: ``datasets`` whenever sinks are created or deleted, and
 every few seconds with fresh row counts).
+
+The port is bound when the service starts; aiohttp is imported and the application built at
+the first connection (:class:`headwater.listeners.DeferredListener`), which it then serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
-from aiohttp import web
 
 from headwater.errors import HeadwaterError, Reason
+from headwater.listeners import Closer, DeferredListener, serve_aiohttp
 from headwater.services.sink.outputs import Output, Outputs, Update
 from headwater.sinks import ReadableSink
+
+if TYPE_CHECKING:  # aiohttp: imported at the first connection
+    import ssl
+
+    from aiohttp import web
 
 __all__ = ["make_app", "start_dashboard"]
 
@@ -56,6 +66,8 @@ def _describe(out: Output) -> dict[str, Any]:
 
 
 def make_app(outputs: Outputs) -> web.Application:
+    from aiohttp import web
+
     app = web.Application()
 
     async def page(name: str) -> web.FileResponse:
@@ -148,6 +160,7 @@ def make_app(outputs: Outputs) -> web.Application:
 def _guarded(app: web.Application, allow) -> web.Application:
     """Every page and API answers 401 (with a Basic challenge, so a browser asks) unless
     ``allow(Authorization header)``."""
+    from aiohttp import web
 
     @web.middleware
     async def guard(request: web.Request, handler):
@@ -161,25 +174,23 @@ def _guarded(app: web.Application, allow) -> web.Application:
     return app
 
 
-async def start_dashboard(outputs: Outputs, host: str, port: int, ssl_context=None,
-                          allow=None) -> tuple[web.AppRunner, int]:
-    """Start the dashboard on ``host:port`` (0 = a free port); returns the runner and the bound port.
+async def start_dashboard(outputs: Outputs, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                          allow: Callable[[str], bool] | None = None) -> tuple[DeferredListener, int]:
+    """Bind the dashboard's port on ``host:port`` (0 = a free port) now, HeadwaterError when it cannot;
+    import aiohttp and build the pages at the first connection. Returns the listener and the bound port.
     ``allow(authorization_header) -> bool`` guards every page when given."""
-    app = make_app(outputs)
-    if allow is not None:
-        app = _guarded(app, allow)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+
+    def build() -> web.Application:
+        app = make_app(outputs)
+        return app if allow is None else _guarded(app, allow)
+
+    async def open_app(sockets: list[socket.socket]) -> Closer:
+        return await serve_aiohttp(build, sockets, ssl_context, handle_signals=False, shutdown_timeout=1.0)
+
     try:
-        await site.start()
+        listener = await DeferredListener.bind("dashboard", host, port, open_app)
     except OSError as exc:
-        await runner.cleanup()
         raise HeadwaterError(Reason.SERVICE_BUSY,
                              f"dashboard cannot listen on {host}:{port}: {exc.strerror or exc} "
                              "(set dashboard_port, or -1 to disable the dashboard)") from None
-    bound = port
-    with contextlib.suppress(Exception):
-        server = site._server
-        bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, bound
+    return listener, listener.port

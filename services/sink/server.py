@@ -113,7 +113,7 @@ class SinkService(Service):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         if self.dashboard is not None:
-            await self.dashboard.cleanup()
+            await self.dashboard.stop()
         await self.outputs.close()
 
 

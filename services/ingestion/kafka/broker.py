@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass
@@ -92,6 +94,7 @@ class KafkaListener:
         self.coordinator.on_stable = self._on_stable
         self.coordinator.on_empty = self._on_empty
         self.server: asyncio.Server | None = None
+        self.servers: list[asyncio.Server] = []
         self.port = -1
         self._conns: set[asyncio.StreamWriter] = set()
         self._producer_ids = time.time_ns() // 1000  # unique across restarts while the clock moves on
@@ -104,24 +107,38 @@ class KafkaListener:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self, port: int) -> int:
-        self.server = await asyncio.start_server(self._connection, self.config.host, port,
-                                                 ssl=http_ssl_context(self.config), limit=1 << 20)
-        self.port = self.server.sockets[0].getsockname()[1]
+        """Bind ``host:port`` and serve; returns the bound port."""
+        server = await asyncio.start_server(self._connection, self.config.host, port,
+                                            ssl=http_ssl_context(self.config), limit=1 << 20)
+        return self._serving([server], server.sockets[0])
+
+    async def serve(self, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None = None) -> int:
+        """Serve on listening sockets bound already (the service binds them at start and hands them
+        over at the first connection, see :class:`headwater.listeners.DeferredListener`); returns
+        the port (the first socket's)."""
+        servers = [await asyncio.start_server(self._connection, sock=s, ssl=ssl_context, limit=1 << 20)
+                   for s in sockets]
+        return self._serving(servers, sockets[0])
+
+    def _serving(self, servers: list[asyncio.Server], first: Any) -> int:
+        self.servers = servers
+        self.server = servers[0]
+        self.port = first.getsockname()[1]
         self.coordinator.start()
         return self.port
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        for server in self.servers:
+            server.close()
         for writer in list(self._conns):
             writer.close()
         await self.coordinator.stop()
         for task in list(self._tasks):  # stored group states being written: let them land
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(task), 2)
-        if self.server is not None:
+        for server in self.servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 2)
+                await asyncio.wait_for(server.wait_closed(), 2)
 
     def _advertised(self, session: Session) -> str:
         host = getattr(self.config, "kafka_advertised_host", "") or self.config.host

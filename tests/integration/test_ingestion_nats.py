@@ -250,3 +250,40 @@ async def test_reading_old_batches_does_not_push_the_tail_out_of_the_cache(tmp_p
         log.close()
     finally:
         await store.close_async()
+
+
+async def test_a_tail_learnt_ahead_of_the_follower_keeps_every_producer_batch(tmp_path, prefix):
+    """Instance B stores two batches (producer P's second, then another producer's) while A's
+    header follower is behind; A learns the new tail from the stream's state (as after a
+    refused append). P's third batch through A must be accepted: A reads the batches it has
+    not seen, P's second among them, instead of taking the tail as the last one seen (a kill
+    -9 of an instance mid-run refused a producer that way: "the next expected is ...")."""
+    from headwater.services.ingestion.log.nats import NatsHubStore, NatsPartitionLog
+
+    stores = [NatsHubStore(tmp_path / n, nats_url=NATS_URL, nats_prefix=prefix) for n in "ab"]
+    for st in stores:
+        await st.open_async()
+    try:
+        a = await NatsPartitionLog(stores[0].conn, "h", "0").open()
+        b = await NatsPartitionLog(stores[1].conn, "h", "0").open()
+        assert (await a.publish([b"p0"], "P", 0)).first_sequence == 0
+        a._following.cancel()  # A's follower stops: what B stores now, A learns otherwise
+        await a._follower.unsubscribe()
+        await b.refresh()
+        await b._catch_up_producers()
+        assert (await b.publish([b"p1"], "P", 1)).first_sequence == 1
+        assert (await b.publish([b"q0"], "Q", 0)).first_sequence == 2
+        await a.refresh()  # the tail (Q's batch) from the stream's state
+        assert a.next_sequence == 3
+        stored = await a.publish([b"p2"], "P", 2)
+        assert (stored.first_sequence, stored.duplicate) == (3, False)
+        again = await a.publish([b"p1"], "P", 1)  # P's retry of the batch B stored: the same numbers
+        assert (again.first_sequence, again.duplicate) == (1, True)
+        with pytest.raises(HeadwaterError) as err:
+            await a.publish([b"p9"], "P", 9)
+        assert err.value.reason is Reason.PRECONDITION_FAILED and "next expected is 3" in err.value.message
+        a.close()
+        b.close()
+    finally:
+        for st in stores:
+            await st.close_async()

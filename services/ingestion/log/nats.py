@@ -284,7 +284,12 @@ class NatsPartitionLog:
         self._infos[msg_seq] = info
         while len(self._infos) > _INFO_CACHE:
             self._infos.popitem(last=False)
-        if msg_seq > self._producers_upto:
+        # The producer table takes batches in stream order, without a gap (or past a gap of
+        # expired messages only): a tail learnt ahead of the follower (another instance appended
+        # several) must not move ``_producers_upto`` past batches not seen yet, or a producer's
+        # batch stored through that instance is never learnt and its next one is refused as
+        # out of order. The follower (or ``_catch_up_producers``) delivers them in order.
+        if self._producers_upto < msg_seq <= max(self._producers_upto + 1, self.first_msg_seq):
             self._producers_upto = msg_seq
             self.producer_table.remember(info.producer_id, info.producer_sequence, info.count, info.seq, info.ts)
         if msg_seq > self.last_msg_seq:

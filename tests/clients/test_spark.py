@@ -43,6 +43,9 @@ def spark():
     session = (SparkSession.builder.master("local[2]").appName("headwater-spark-test")
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
                .config("spark.sql.session.timeZone", "UTC")
+               # A short-lived JVM: the C1 compiler only (C2's optimising compiles pay off on
+               # long runs, not in a test of a few micro-batches).
+               .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
                # Python workers connect back to the JVM: give them time on a loaded machine.
                .config("spark.python.authenticate.socketTimeout", "180s").getOrCreate())
     register(session)

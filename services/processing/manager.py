@@ -179,7 +179,7 @@ class JobManager:
             runner = scaled = await self._scaled(job)
             scaled.joining = joining or resuming
         elif self.config.job_worker == "process":
-            runner = JobWorker(job, self.config, state_dir)
+            runner = JobWorker(job, self.config, state_dir, spare=self.queries.take)
         else:
             runtime = await asyncio.to_thread(engine_adapter.runtime_for, job, self.config)
             stream_inputs = [i for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE]
@@ -258,7 +258,8 @@ class JobManager:
             job, self.config, self.config.compile_timeout_s)
         return ScaledJob(job, self.config, ingestion, self._checkpoint_root(), self._replica_id(), parallel, hub,
                          inp.consumer_group or "$Default", list(resp.hub.partition_ids),
-                         lambda parts, state_dir, suffix: JobWorker(job, self.config, state_dir, parts, suffix))
+                         lambda parts, state_dir, suffix: JobWorker(job, self.config, state_dir, parts, suffix,
+                                                                   spare=self.queries.take))
 
     def _on_degraded(self, name: str, message: str) -> None:
         """A running job's input or output is held by a transient error (``message``), or

@@ -4,19 +4,20 @@ Compiling a query (CreateJob, UpdateJob) and running a test query are CPU work
 in Python: a 1M-item IN list or a pathological query would hold the service's
 event loop (and with it health and every other RPC) for as long as it takes.
 They run here instead, in a process of their own; one that runs past its budget
-is killed (and replaced) and the call fails with a clear error, so nothing a
-caller sends can stall the service.
+is killed (the next call starts a new one) and the call fails with a clear error, so
+nothing a caller sends can stall the service. A job started after its query was compiled
+takes the idle query worker as its worker process (:meth:`QueryPool.take`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import multiprocessing
-import os
-import threading
-import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 from headwater.errors import HeadwaterError, QueryCompileError, Reason
 from headwater.interpreter import tune_interpreter
@@ -105,90 +106,165 @@ def _partition_parallel(job_bytes: bytes, config=None) -> bool:
         return False
 
 
-def _init_worker(parent: int) -> None:
-    """A pool worker leaves when the service that started it is gone (kill -9 included), so
-    none outlives it as an orphan: a thread checks the parent every second. (Not
-    ``PR_SET_PDEATHSIG``: it fires when the *thread* that spawned the worker ends.)"""
+_CALLS: dict[str, Callable[..., Any]] = {"compile": _compile, "test_query": _test_query,
+                                         "partition_parallel": _partition_parallel}
+
+
+def _query_main(conn) -> None:
+    """The query worker: import the engine, say so, then answer calls until the service hands
+    it a job (it becomes that job's worker) or closes the pipe."""
+    from headwater.services.processing.worker import _child_main, _die_with_parent
+
+    _die_with_parent()
     tune_interpreter()
+    import headwater.services.processing.engine_adapter  # noqa: F401 - the engine, before "ready"
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
+    conn.send(("ready",))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] == "become":
+            _child_main(conn, *msg[1:])
+            return
+        _, name, args = msg
+        try:
+            conn.send(("ok", _CALLS[name](*args)))
+        except HeadwaterError as exc:
+            conn.send(("error", _marshal(exc)))
+        except Exception as exc:  # noqa: BLE001 - an engine fault is the call's, not the worker's
+            conn.send(("raised", f"{type(exc).__name__}: {exc}"))
 
-    threading.Thread(target=watch, name="parent watch", daemon=True).start()
 
+class _Worker:
+    """A spawned query worker: its process and its end of the pipe."""
 
-def _warm() -> None:
-    import headwater.services.processing.engine_adapter  # noqa: F401
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        # Started from the event loop's thread (the service's main thread), so the child's
+        # PR_SET_PDEATHSIG fires when the service dies, not when some helper thread ends.
+        self.proc = ctx.Process(target=_query_main, args=(child,), name="headwater query worker", daemon=True)
+        self.proc.start()
+        child.close()
+        #: only compiles (CreateJob, UpdateJob, a scaled job's plan): it may become a job's worker.
+        #: One that ran a TestQuery (a client's sample events) is never handed a job.
+        self.clean = True
+
+    async def recv(self):
+        """The next message, without blocking the event loop; EOFError when the process is gone."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        fd = self.conn.fileno()
+
+        def readable() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(fd)
+        return self.conn.recv()
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.proc.join(1)
 
 
 class QueryPool:
-    """A worker process for compile and TestQuery calls (``spawn``: nothing of the
-    service's gRPC state is inherited)."""
+    """The query worker: one process (``spawn``: nothing of the service's gRPC state is
+    inherited), started at the first call, answering one call at a time.
 
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = workers
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+    A job started after its query was compiled here takes this process as its worker
+    (:meth:`take`): the process has imported the engine already, so the job starts half a
+    second sooner and the service spawns one process less; the next compile starts a new
+    query worker."""
+
+    def __init__(self) -> None:
+        self._worker: _Worker | None = None
+        self._ready = False
+        self._lock = asyncio.Lock()
         self._closed = False
 
-    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                initargs=(os.getpid(),))
-        return self._pool
+    async def _started(self) -> _Worker:
+        if self._worker is None:
+            self._worker, self._ready = _Worker(), False
+        w = self._worker
+        if not self._ready:
+            # The worker up first (a new one imports the engine): the call's budget is its own.
+            try:
+                msg = await asyncio.wait_for(w.recv(), 120)
+            except (TimeoutError, EOFError, OSError):
+                self._drop(w)
+                raise HeadwaterError(Reason.SERVICE_BUSY, "the query worker did not start; retry",
+                                     retry_after=1.0) from None
+            assert msg == ("ready",), msg
+            self._ready = True
+        return w
 
-    def warm(self) -> None:
-        """Start the worker and import the engine in it now, not at the first call."""
-        self._executor().submit(_warm)
+    async def _run(self, name: str, arg: bytes, budget_s: float, what: str, *more, clean: bool = True):
+        async with self._lock:
+            if self._closed:
+                raise HeadwaterError(Reason.SERVICE_BUSY, "the service is stopping; retry", retry_after=1.0)
+            w = await self._started()
+            w.clean = w.clean and clean
+            w.conn.send(("call", name, (arg, *more)))
+            try:
+                kind, value = await asyncio.wait_for(w.recv(), budget_s)
+            except TimeoutError:
+                self._drop(w)
+                raise HeadwaterError(
+                    Reason.INVALID_ARGUMENT,
+                    f"{what} took longer than its budget of {budget_s:g} s and was stopped: simplify the query "
+                    "(long IN lists, deep nesting)", metadata={"field": "query"}) from None
+            except (EOFError, OSError):
+                self._drop(w)
+                raise HeadwaterError(Reason.INVALID_ARGUMENT, f"{what} exhausted its worker (memory?) and was stopped",
+                                     metadata={"field": "query"}) from None
+            if kind == "error":
+                raise _unmarshal(value)
+            if kind == "raised":
+                raise HeadwaterError(Reason.INTERNAL_ERROR, f"{what} failed: {value}")
+            return value
 
-    async def _run(self, fn, arg: bytes, budget_s: float, what: str, *more):
-        pool = self._executor()
-        loop = asyncio.get_running_loop()
-        # The worker up first (a new one imports the engine): the budget is the call's own.
-        await asyncio.wait_for(loop.run_in_executor(pool, _warm), 120)
-        fut = loop.run_in_executor(pool, fn, arg, *more)
-        try:
-            return await asyncio.wait_for(fut, budget_s)
-        except TimeoutError:
-            self._kill(pool)
-            raise HeadwaterError(
-                Reason.INVALID_ARGUMENT,
-                f"{what} took longer than its budget of {budget_s:g} s and was stopped: simplify the query "
-                "(long IN lists, deep nesting)", metadata={"field": "query"}) from None
-        except concurrent.futures.process.BrokenProcessPool:
-            self._kill(pool)
-            raise HeadwaterError(Reason.INVALID_ARGUMENT, f"{what} exhausted its worker (memory?) and was stopped",
-                                 metadata={"field": "query"}) from None
+    def _drop(self, w: _Worker) -> None:
+        """A worker past its budget (or gone) goes; the next call starts a new one."""
+        if self._worker is w:
+            self._worker = None
+        w.kill()
 
-    def _kill(self, pool) -> None:
-        """The worker past its budget goes; the next call starts a new one."""
-        if self._pool is pool:
-            self._pool = None
-            if not self._closed:
-                self.warm()  # the next one starts now
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            with contextlib.suppress(Exception):
-                proc.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+    def take(self) -> tuple[BaseProcess, Connection] | None:
+        """The idle query worker's process and pipe, for a job to run in (it is the pool's no
+        more), when it is up, not answering a call and has only compiled; None otherwise."""
+        w = self._worker
+        if w is None or not self._ready or not w.clean or self._lock.locked() or not w.proc.is_alive():
+            return None
+        self._worker = None
+        return w.proc, w.conn
 
     async def compile(self, job: pb.Job, config, budget_s: float) -> None:
-        err = await self._run(_compile, job.SerializeToString(), budget_s, "compiling the query", config)
+        err = await self._run("compile", job.SerializeToString(), budget_s, "compiling the query", config)
         if err is not None:
             raise _unmarshal(err)
 
     async def partition_parallel(self, job: pb.Job, config, budget_s: float) -> bool:
-        return await self._run(_partition_parallel, job.SerializeToString(), budget_s, "compiling the query",
+        return await self._run("partition_parallel", job.SerializeToString(), budget_s, "compiling the query",
                                config)
 
     async def test_query(self, request: pb.TestQueryRequest, budget_s: float) -> pb.TestQueryResponse:
-        out = await self._run(_test_query, request.SerializeToString(), budget_s, "the test query")
+        out = await self._run("test_query", request.SerializeToString(), budget_s, "the test query", clean=False)
         if isinstance(out, tuple):
             raise _unmarshal(out)
         return pb.TestQueryResponse.FromString(out)
 
     def close(self) -> None:
         self._closed = True
-        if self._pool is not None:
-            self._kill(self._pool)
+        if self._worker is not None:
+            self._drop(self._worker)

@@ -1,7 +1,8 @@
 """A job's worker process: the job's engine runs here, off the service's event loop.
 
 The service starts one process per running job (``spawn``, so nothing of the
-service's gRPC or asyncio state is inherited). The child builds the job's query
+service's gRPC or asyncio state is inherited), or hands the job the idle query worker
+that compiled it (``QueryPool.take``: a spawned process too, the engine imported). The child builds the job's query
 runtime, its own channels to ingestion and the sinks and a
 :class:`~headwater.services.processing.runtime.JobRunner`, and runs it on its
 own event loop. The two talk over a pipe with small messages:
@@ -48,8 +49,12 @@ class JobWorker:
     ``start``, ``stop``, ``metrics``, ``error``, ``on_failure``)."""
 
     def __init__(self, job: pb.Job, config, state_dir, partitions: list[str] | None = None,
-                 writer_suffix: str = "") -> None:
+                 writer_suffix: str = "",
+                 spare: Callable[[], tuple[BaseProcess, Connection] | None] | None = None) -> None:
         self.job = job
+        #: An idle query worker to run in instead of spawning a process (QueryPool.take): it
+        #: has imported the engine already.
+        self.spare = spare
         self.partitions = partitions
         self.writer_suffix = writer_suffix
         self.config = config
@@ -65,13 +70,19 @@ class JobWorker:
 
     # -- the service's side ------------------------------------------------------------
     async def start(self, mode: int, start_time: datetime | None) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        proc = self._proc = ctx.Process(target=_child_main, name=f"headwater job {self.job.name}", daemon=True,
-                                        args=(child, self.job.SerializeToString(), self.config, str(self.state_dir),
-                                              mode, start_time, self.partitions, self.writer_suffix))
-        proc.start()
-        child.close()
+        args = (self.job.SerializeToString(), self.config, str(self.state_dir), mode, start_time, self.partitions,
+                self.writer_suffix)
+        handed = self.spare() if self.spare is not None else None
+        if handed is not None:  # the query worker that compiled the job becomes its worker
+            self._proc, parent = handed
+            parent.send(("become", *args))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            parent, child = ctx.Pipe()
+            proc = self._proc = ctx.Process(target=_child_main, name=f"headwater job {self.job.name}", daemon=True,
+                                            args=(child, *args))
+            proc.start()
+            child.close()
         self._conn = parent
         loop = asyncio.get_running_loop()
         self._waiters["started"] = loop.create_future()

@@ -182,3 +182,55 @@ def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_pa
     # The service still compiles queries afterwards.
     pipe.create_sink("out2", "memory")
     pipe.create_job("small", "SELECT v INTO [Out] FROM [In] WHERE v IN (1, 2)", {"In": "h"}, {"Out": "out2"})
+
+
+def _spawned(service_pid: int) -> set[int]:
+    """The service's spawned children (query and job workers), by pid."""
+    from pathlib import Path
+
+    out = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == service_pid and b"spawn_main" in cmd:
+            out.add(int(d.name))
+    return out
+
+
+def test_the_query_worker_that_compiled_a_job_becomes_its_worker(service_process, root_policy, tmp_path):
+    """No query worker until the first compile; the job started next runs in it (no new
+    process), exactly as in one of its own; one that ran a TestQuery (a client's events) is
+    never handed a job."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    pipe = Pipeline(service_process, root_policy, tmp_path)
+    svc = pipe.processing.proc.pid
+    pipe.create_hub("trips", partitions=1)
+    pipe.create_sink("mem", "memory")
+    assert _spawned(svc) == set(), "a query worker before any compile"
+    pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
+    (query_worker,) = _spawned(svc)
+    pipe.start_job("copy")
+    pipe.wait_job("copy", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING")
+    assert _spawned(svc) == {query_worker}, "the job's worker is the query worker that compiled it"
+    trips = [f"t{i:03d}" for i in range(50)]
+    pipe.publish("trips", [{"tripId": t} for t in trips])
+    rows = pipe.wait_rows(lambda: pipe.read_table("mem"), lambda r: len(r) >= len(trips))
+    assert sorted(r["tripId"] for r in rows) == trips
+    # A TestQuery starts a new query worker; a job started after it gets a process of its own.
+    pipe.call("processing", "TestQuery", ppb.TestQueryRequest(
+        query="SELECT v INTO [Out] FROM [In]", inputs=[ppb.TestInput(alias="In", data=b'{"v": 1}')]))
+    tested = _spawned(svc) - {query_worker}
+    assert len(tested) == 1
+    pipe.create_job("again", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
+    pipe.start_job("again")
+    pipe.wait_job("again", lambda j: j.state == ppb.JOB_STATE_RUNNING, what="RUNNING")
+    third = _spawned(svc) - {query_worker} - tested
+    assert len(third) == 1 and tested <= _spawned(svc), "a worker that ran a TestQuery was handed a job"
+    pipe.stop_job("copy")
+    assert query_worker not in _spawned(svc), "the job's worker outlived its stop"

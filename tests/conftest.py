@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,30 +9,6 @@ import pytest
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.interpreter import tune_interpreter
 from headwater.procs import ServiceProcess, headwater_cmd
-
-
-def _one_polars_thread_here() -> None:
-    """This test process's Polars pool gets one thread. ``make test`` runs three xdist workers
-    on this machine's two cores, and the in-process engine tests run thousands of operations
-    on frames of a few rows: a pool per worker spinning up two threads for each cost as much
-    CPU as the work (tests/unit/processing/test_vectorised_join.py: 69 CPU s, 52 with one
-    thread, the same wall time). The variable is read when the pool starts, which is forced
-    here, then put back: the services and job workers the tests start keep Polars' default."""
-    before = os.environ.get("POLARS_MAX_THREADS")
-    os.environ["POLARS_MAX_THREADS"] = "1"
-    try:
-        import polars
-
-        polars.thread_pool_size()
-    finally:
-        if before is None:
-            del os.environ["POLARS_MAX_THREADS"]
-        else:
-            os.environ["POLARS_MAX_THREADS"] = before
-
-
-# None of these imports Polars: its pool is still to start.
-_one_polars_thread_here()
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
-
 if TYPE_CHECKING:
     from headwater.auth import Policy
 
@@ -244,6 +242,8 @@ def load_config(
     values["grpc_port"], values["metrics_port"] = grpc_port, metrics_port
 
     if path:
+        import yaml  # only with a config file: most starts have none
+
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"config file {str(p)!r} does not exist", setting="config")

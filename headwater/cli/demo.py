@@ -15,7 +15,6 @@ import signal
 from typing import Any
 
 from headwater.config import headwater_home
-from headwater.pipeline import local_connection, send_trips, setup_pipeline
 
 __all__ = ["add_commands"]
 
@@ -24,6 +23,7 @@ def _demo(args: argparse.Namespace) -> int:
     import json
 
     from headwater.cli.up import _pidfile, _write_pids, path_hint, start_stack, stop_stack
+    from headwater.pipeline import local_connection, send_trips, setup_pipeline
     from headwater.supervisor import Supervisor, compose_policies
 
     policies = compose_policies(args.file)

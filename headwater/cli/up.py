@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headwater.compose import load_compose, profile_env
 from headwater.config import headwater_home, read_endpoints
 from headwater.errors import HeadwaterError, Reason
 from headwater.procs import ServiceProcess, headwater_cmd
@@ -149,6 +148,8 @@ def start_stack(compose_file: str, profiles: Iterable[str] = (), ephemeral_ports
         raise PortBusy(Reason.SERVICE_BUSY,
                        f"a stack started by headwater up is already running from {home} "
                        f"(pids {', '.join(map(str, running.values()))}): `headwater down` stops it")
+    from headwater.compose import load_compose, profile_env  # YAML: only for `headwater up`
+
     services = load_compose(compose_file, tuple(profiles))
     variables = profile_env(compose_file, tuple(profiles))
     local = {s.name for s in services if not s.is_headwater}  # container names that are this machine here

@@ -28,8 +28,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.sinks import (
@@ -87,6 +85,8 @@ def pg_type(t: pa.DataType) -> str:
 
 def _csv_ready(table: pa.Table) -> pa.Table:
     """Columns PostgreSQL's CSV COPY reads: nested values as JSON, bytes as hex, µs timestamps."""
+    import pyarrow.compute as pc  # here, not at the top: a sink service starts without it
+
     cols = {}
     for name in table.column_names:
         col = table.column(name)
@@ -110,6 +110,8 @@ def _csv_ready(table: pa.Table) -> pa.Table:
 
 
 def _csv(table: pa.Table) -> bytes:
+    import pyarrow.csv as pacsv
+
     buf = io.BytesIO()
     pacsv.write_csv(_csv_ready(table), buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     return buf.getvalue()
@@ -258,6 +260,8 @@ class PostgresSink(Sink):
             return self._guard(lambda conn: self._write(conn, batch, checkpoint))
 
     def _check_ids(self, batch: pa.Table) -> pa.Table:
+        import pyarrow.compute as pc
+
         for field in self.ids:
             if field not in batch.column_names:
                 raise SinkRowError(f"{self._where()}: document id field {field!r} is missing from the rows "
@@ -354,6 +358,7 @@ class PostgresSink(Sink):
     def _dedupe(self, batch: pa.Table, ids: list[str] | None = None) -> pa.Table:
         """One row per id (an upsert cannot touch a row twice): the last, or all merged in order."""
         import polars as pl
+        import pyarrow.compute as pc
 
         ids = self.ids if ids is None else ids
         if len(ids) == 1 and pc.count_distinct(batch.column(ids[0])).as_py() == batch.num_rows:

@@ -14,7 +14,6 @@ from headwater.auth import ConnectionString, PolicyStore
 from headwater.channel import aio_channel
 from headwater.errors import HeadwaterError, Reason
 from headwater.secrets import SecretStore, resolve
-from headwater.services.processing import engine_adapter
 from headwater.services.processing.alerts import AlertEvaluator
 from headwater.services.processing.config import ProcessingConfig
 from headwater.services.processing.jobs import JobCatalog, job_id
@@ -181,6 +180,8 @@ class JobManager:
         elif self.config.job_worker == "process":
             runner = JobWorker(job, self.config, state_dir, spare=self.queries.take)
         else:
+            from headwater.services.processing import engine_adapter  # the engine: inline jobs only
+
             runtime = await asyncio.to_thread(engine_adapter.runtime_for, job, self.config)
             stream_inputs = [i for i in job.inputs if i.kind != pb.INPUT_KIND_REFERENCE]
             conn = resolve(stream_inputs[0].connection_string, SecretStore(self.config.secrets_path()),
@@ -401,6 +402,7 @@ class JobManager:
     def _carry_state(self, old: pb.Job, new: pb.Job) -> tuple[bool, str]:
         import json
 
+        from headwater.services.processing import engine_adapter
         from headwater.services.processing.plan.explain import explain
         from headwater.services.processing.state import snapshot
         from headwater.services.processing.state.chain import collect, resolve

@@ -72,7 +72,8 @@ def test_a_capture_folder_replayed_through_a_job_gives_the_live_result(service_p
     replay = pipe.wait_rows(lambda: pipe.read_table("replay"), lambda rows: sum(r["n"] for r in rows) >= len(sent),
                             timeout=60)
     assert _windows(replay) == _windows(live)
-    m = pipe.metrics("replay")
+    # The epoch writes its rows, then its worker reports the metrics: wait for them.
+    m = pipe.wait_metrics("replay", lambda m: m.input_events >= len(sent), what="every event counted")
     assert m.input_events == len(sent)
     assert {p.partition_id for p in m.partitions} == {"0", "1"}
 

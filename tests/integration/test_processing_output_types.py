@@ -44,5 +44,5 @@ def test_mixed_record_and_array_columns_reach_a_parquet_sink_typed(service_proce
     assert [r["x"] for r in got] == ["1", "one", "2.5"]
     assert [r["r"] for r in got] == ['{"a":1}', '{"b":[true,null]}', "{}"]
     assert [r["a"] for r in got] == ["[1,2]", "[]", '[{"z":"q"}]']
-    m = pipe.metrics("types")
+    m = pipe.wait_metrics("types", lambda m: m.output_events >= 3, what="the rows counted")  # reported after the write
     assert m.output_events == 3 and m.output_errors == 0 and m.data_conversion_errors == 0

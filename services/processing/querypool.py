@@ -170,12 +170,16 @@ class _Worker:
         return self.conn.recv()
 
     def kill(self) -> None:
+        """SIGKILL; reaped off the event loop (a join in a thread) when one runs."""
         with contextlib.suppress(Exception):
             self.proc.kill()
         with contextlib.suppress(Exception):
             self.conn.close()
-        with contextlib.suppress(Exception):
-            self.proc.join(1)
+        try:
+            asyncio.get_running_loop().run_in_executor(None, self.proc.join, 5)
+        except RuntimeError:  # no loop (the service is gone): reap it here
+            with contextlib.suppress(Exception):
+                self.proc.join(1)
 
 
 class QueryPool:

@@ -84,7 +84,8 @@ def test_metrics_persist_count_once_and_are_on_prometheus(service_process, root_
     pipe.create_job("copy", "SELECT tripId INTO [Mem] FROM [Trips]", {"Trips": "trips"}, {"Mem": "mem"})
     pipe.start_job("copy", ppb.JOB_START_MODE_EARLIEST)
     pipe.publish("trips", [{"tripId": f"a{i}"} for i in range(1000)])
-    m = pipe.wait_metrics("copy", lambda m: m.output_events >= 1000)
+    # An epoch's rows are written, and counted, before its checkpoint commits: wait for both.
+    m = pipe.wait_metrics("copy", lambda m: m.output_events >= 1000 and m.last_checkpoint_id >= 1)
     assert m.input_events == 1000 and m.last_checkpoint_id >= 1 and m.last_checkpoint_time.seconds > 0
     assert {p.partition_id for p in m.partitions} == {"0", "1"}
     assert all(p.backlog_events == 0 for p in m.partitions)

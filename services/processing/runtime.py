@@ -352,6 +352,10 @@ class PartitionProgress:
     fed_arrival_us: int = 0
     #: The partition's last sequence number, at the latest answer.
     last_enqueued: int = -1
+    #: Events read and fed since the job started here: a file input's backlog (its sequence
+    #: numbers are ``file index << 32 | event``, so their difference counts no events).
+    read_events: int = 0
+    fed_events: int = 0
     #: (last sequence read, service clock us) of the latest answer that found the
     #: reader at the partition's end.
     pending_tail: tuple[int, int] | None = None
@@ -866,6 +870,7 @@ class JobRunner:
                             part.read_seq = chunk.last_sequence
                             part.read_arrival_us = int(chunk.arrivals[-1])
                             part.last_enqueued = max(part.last_enqueued, part.read_seq)
+                            part.read_events += len(chunk)
                             await self._queue(alias, pid).put(chunk)
                             self._ready.set()
                         fs.next[pid] = idx + 1
@@ -1291,6 +1296,7 @@ class JobRunner:
             new_positions[(alias, pid)] = chunk.last_sequence
             part = self.partitions.setdefault((alias, pid), PartitionProgress())
             part.fed_seq = chunk.last_sequence
+            part.fed_events += len(chunk)
             part.fed_arrival_us = int(chunk.arrivals[-1])
         self.stats["input_events"] += sum(len(c) for c in merged.values())
         self.stats["input_bytes"] += sum(c.nbytes for c in merged.values())
@@ -1541,7 +1547,10 @@ class JobRunner:
         for (alias, pid) in self._stream_partitions:
             part = self.partitions.get((alias, pid), PartitionProgress())
             frontier = max(part.fed_arrival_us, part.caught_up_us)
-            backlog = max(0, part.last_enqueued - max(part.fed_seq, part.base_seq))
+            if alias in self.file_inputs:  # read and not yet fed (files not read yet: unknown)
+                backlog = max(0, part.read_events - part.fed_events)
+            else:
+                backlog = max(0, part.last_enqueued - max(part.fed_seq, part.base_seq))
             pm = m.partitions.add(input=alias, partition_id=pid, last_sequence_number=part.fed_seq,
                                   backlog_events=backlog, starved=self._starved(alias, pid, part, backlog))
             m.starved_partitions += pm.starved

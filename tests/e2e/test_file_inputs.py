@@ -174,3 +174,35 @@ def test_a_file_input_keeps_exactly_once_across_kill_9(service_process, root_pol
     pipe.wait_rows(ids, lambda rows: len(set(rows)) >= len(sent), timeout=60)
     pipe.wait_metrics("drop", lambda m: m.input_events >= len(sent))
     _exactly_once(sent, ids(), "memory sink fed by files")
+
+
+def test_a_file_inputs_backlog_counts_events_read_and_not_yet_fed(service_process, root_policy, tmp_path):
+    """A file input's sequence numbers are ``file index << 32 | event``: its backlog counts the
+    events read and not yet fed, never a difference of those numbers (which, with the reader a
+    file ahead of the epochs, was over 4 billion). Many files, small epochs: polled throughout,
+    no partition's backlog is ever more than the events there are, and it ends at 0."""
+    from headwater.v1 import processing_pb2 as ppb
+
+    files, per_file, pad = 12, 200, "x" * 300
+    pipe = Pipeline(service_process, root_policy, tmp_path,
+                    extra_env={"HEADWATER_PROCESSING_MAX_EPOCH_BYTES": str(32 * 1024)})
+    root = tmp_path / "proc" / "many"
+    root.mkdir(parents=True)
+    for i in range(files):
+        (root / f"f{i:02d}.json").write_text("\n".join(json.dumps({"id": i * per_file + j, "pad": pad})
+                                                       for j in range(per_file)))
+    total = files * per_file
+    pipe.create_sink("out", "memory")
+    _file_job(pipe, "many", "SELECT id INTO [Out] FROM [Files]", f"{root}/*.json", "out")
+    pipe.start_job("many", ppb.JOB_START_MODE_EARLIEST)
+    seen: list[int] = []
+
+    def done(m) -> bool:
+        seen.extend(p.backlog_events for p in m.partitions)
+        return m.input_events >= total and not any(p.backlog_events for p in m.partitions)
+
+    m = pipe.wait_metrics("many", done, what="every event fed, no backlog")
+    assert m.input_events == total
+    assert seen and max(seen) <= total, max(seen)
+    rows = pipe.wait_rows(lambda: pipe.read_table("out"), lambda rows: len(rows) >= total)
+    assert sorted(r["id"] for r in rows) == list(range(total))

@@ -219,9 +219,14 @@ class QueryPool:
                 raise HeadwaterError(Reason.SERVICE_BUSY, "the service is stopping; retry", retry_after=1.0)
             w = await self._started()
             w.clean = w.clean and clean
-            w.conn.send(("call", name, (arg, *more)))
             try:
+                w.conn.send(("call", name, (arg, *more)))
                 kind, value = await asyncio.wait_for(w.recv(), budget_s)
+            except asyncio.CancelledError:
+                # The caller went (its deadline, a disconnect): the worker's late answer must not
+                # be read as the next call's, so this worker goes too.
+                self._drop(w)
+                raise
             except TimeoutError:
                 self._drop(w)
                 raise HeadwaterError(

@@ -188,18 +188,9 @@ def _spawned(service_pid: int) -> set[int]:
     """The service's spawned children (query and job workers), by pid."""
     from pathlib import Path
 
-    out = set()
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmd = (d / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == service_pid and b"spawn_main" in cmd:
-            out.add(int(d.name))
-    return out
+    from tests.integration.test_processing_children import _children
+
+    return {c for c in _children(service_pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
 
 
 def test_the_query_worker_that_compiled_a_job_becomes_its_worker(service_process, root_policy, tmp_path):
@@ -234,3 +225,35 @@ def test_the_query_worker_that_compiled_a_job_becomes_its_worker(service_process
     assert len(third) == 1 and tested <= _spawned(svc), "a worker that ran a TestQuery was handed a job"
     pipe.stop_job("copy")
     assert query_worker not in _spawned(svc), "the job's worker outlived its stop"
+
+
+def test_a_call_its_client_abandons_leaves_no_answer_for_the_next(service_process, root_policy, tmp_path):
+    """A TestQuery whose client gives up (its deadline) while the query worker still works:
+    the next compile gets its own answer (here: its own compile error), not the abandoned
+    call's late one."""
+    import grpc
+
+    from headwater.v1 import processing_pb2 as ppb
+    from headwater.v1 import processing_pb2_grpc
+
+    pipe = Pipeline(service_process, root_policy, tmp_path)
+    pipe.create_hub("h", partitions=1)
+    pipe.create_sink("out", "memory")
+    items = ", ".join(str(i) for i in range(70_000))  # under the 512,000 characters a query may have
+    sample = [ppb.TestInput(alias="In", data=b'{"v": 1}')]
+    ch = sync_channel(conn_for(pipe.processing.address, root_policy))
+    try:
+        stub = processing_pb2_grpc.ProcessingServiceStub(ch)
+        stub.TestQuery(ppb.TestQueryRequest(query="SELECT v INTO [Out] FROM [In]", inputs=sample), timeout=60)
+        with pytest.raises(grpc.RpcError) as err:  # the worker is up: this call reaches it, then its client goes
+            stub.TestQuery(ppb.TestQueryRequest(query=f"SELECT v INTO [Out] FROM [In] WHERE v IN ({items})",
+                                                inputs=sample), timeout=0.2)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        ch.close()
+    with pytest.raises(HeadwaterError) as bad:
+        pipe.create_job("bad", "SELECT v INTO [Out] FROM [In] WHERE v >", {"In": "h"}, {"Out": "out"})
+    # Its own error (the abandoned call's late answer was "an IN list may have at most ... items").
+    assert bad.value.reason.name == "QUERY_COMPILE_ERROR" and "found end of query" in bad.value.message, bad.value
+    pipe.create_job("good", "SELECT v INTO [Out] FROM [In]", {"In": "h"}, {"Out": "out"})
+    assert pipe.get_job("good").name == "jobs/good"

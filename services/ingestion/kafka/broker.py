@@ -42,7 +42,7 @@ from kafka.protocol.sasl import SaslAuthenticateResponse, SaslHandshakeResponse
 from headwater.auth import RefusalLog, Right
 from headwater.errors import HeadwaterError, Reason
 from headwater.names import RULES
-from headwater.server import authenticator, http_ssl_context
+from headwater.server import authenticator
 from headwater.services.ingestion import metrics as m
 from headwater.services.ingestion.kafka.groups import STABLE, Group, GroupCoordinator
 from headwater.services.ingestion.kafka.protocol import API, ERR, SUPPORTED, error_code, parse_request_header
@@ -93,7 +93,6 @@ class KafkaListener:
         self.coordinator = GroupCoordinator()
         self.coordinator.on_stable = self._on_stable
         self.coordinator.on_empty = self._on_empty
-        self.server: asyncio.Server | None = None
         self.servers: list[asyncio.Server] = []
         self.port = -1
         self._conns: set[asyncio.StreamWriter] = set()
@@ -106,24 +105,13 @@ class KafkaListener:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def start(self, port: int) -> int:
-        """Bind ``host:port`` and serve; returns the bound port."""
-        server = await asyncio.start_server(self._connection, self.config.host, port,
-                                            ssl=http_ssl_context(self.config), limit=1 << 20)
-        return self._serving([server], server.sockets[0])
-
     async def serve(self, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None = None) -> int:
         """Serve on listening sockets bound already (the service binds them at start and hands them
         over at the first connection, see :class:`headwater.listeners.DeferredListener`); returns
         the port (the first socket's)."""
-        servers = [await asyncio.start_server(self._connection, sock=s, ssl=ssl_context, limit=1 << 20)
-                   for s in sockets]
-        return self._serving(servers, sockets[0])
-
-    def _serving(self, servers: list[asyncio.Server], first: Any) -> int:
-        self.servers = servers
-        self.server = servers[0]
-        self.port = first.getsockname()[1]
+        self.servers = [await asyncio.start_server(self._connection, sock=s, ssl=ssl_context, limit=1 << 20)
+                        for s in sockets]
+        self.port = sockets[0].getsockname()[1]
         self.coordinator.start()
         return self.port
 

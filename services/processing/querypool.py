@@ -167,7 +167,7 @@ class _Worker:
             await fut
         finally:
             loop.remove_reader(fd)
-        return self.conn.recv()
+        return await asyncio.to_thread(self.conn.recv)  # an answer may be large: read it off the loop
 
     def kill(self) -> None:
         """SIGKILL; reaped off the event loop (a join in a thread) when one runs."""
@@ -220,7 +220,8 @@ class QueryPool:
             w = await self._started()
             w.clean = w.clean and clean
             try:
-                w.conn.send(("call", name, (arg, *more)))
+                # Off the loop: a query of megabytes is pickled and written while health answers.
+                await asyncio.to_thread(w.conn.send, ("call", name, (arg, *more)))
                 kind, value = await asyncio.wait_for(w.recv(), budget_s)
             except asyncio.CancelledError:
                 # The caller went (its deadline, a disconnect): the worker's late answer must not

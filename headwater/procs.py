@@ -75,14 +75,7 @@ class ServiceProcess:
 
     def start(self, timeout: float = 30.0, check_health: bool = True) -> ServiceProcess:
         """Start, wait for the ``listening on`` line, then (unless told not to) for gRPC health."""
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        argv = list(self.argv)
-        if self.die_with_parent and sys.platform == "linux" and shutil.which("setpriv"):
-            argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
-        self.proc = subprocess.Popen(
-            argv, env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1, start_new_session=True,
-        )
+        self.proc = self._popen({**os.environ, **self.env, "PYTHONUNBUFFERED": "1"})
         found = threading.Event()
         listening = threading.Event()
 
@@ -113,6 +106,16 @@ class ServiceProcess:
         if self.address and check_health:
             wait_healthy(self.address, timeout)
         return self
+
+    def _popen(self, env: dict[str, str]) -> subprocess.Popen[str]:
+        """The process, in its own session, its output (stdout and stderr) on a pipe."""
+        argv = list(self.argv)
+        if self.die_with_parent and sys.platform == "linux" and shutil.which("setpriv"):
+            argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+        return subprocess.Popen(
+            argv, env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1, start_new_session=True,
+        )
 
     @property
     def pid(self) -> int:

@@ -9,6 +9,7 @@ import pytest
 from headwater.auth import ConnectionString, PolicyStore
 from headwater.interpreter import tune_interpreter
 from headwater.procs import ServiceProcess, headwater_cmd
+from tests.zygote import ForkedServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def service_process(_isolated_home, tmp_path):
                 # Hundreds of services start in the suite: the compiled kernels load at the first
                 # large batch (tests/integration/test_ingestion_service.py checks the preload).
                 "HEADWATER_INGESTION_PRELOAD_KERNELS": "0"}
-        proc = ServiceProcess(name, argv, env={**base, **(env or {})})
+        proc = ForkedServiceProcess(name, argv, env={**base, **(env or {})})
         started.append(proc)
         return proc.start()
 

@@ -27,6 +27,7 @@ zygote off (every service a fresh interpreter, as before).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pickle
@@ -40,9 +41,9 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from headwater.procs import ServiceProcess
+from headwater.procs import ServiceProcess, headwater_cmd
 
-__all__ = ["Zygote", "ForkedPopen", "ForkedServiceProcess", "enabled", "zygote"]
+__all__ = ["Zygote", "ForkedPopen", "ForkedServiceProcess", "enabled", "run_headwater", "zygote"]
 
 ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
@@ -90,10 +91,10 @@ def _serve(control: socket.socket) -> tuple[list[str], dict[str, str], str | Non
                 os.read(wake_r, 4096)
                 _reap(status)
                 continue
-            msg, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 2)
+            msg, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
             if not msg:
                 return None
-            out_fd, status_fd = fds
+            in_fd, out_fd, err_fd, status_fd = fds
             request = pickle.loads(msg)
             pid = os.fork()
             if pid == 0:
@@ -110,11 +111,13 @@ def _serve(control: socket.socket) -> tuple[list[str], dict[str, str], str | Non
                 _pdeathsig()
                 if os.getppid() != zygote_pid:
                     os._exit(1)
-                os.dup2(out_fd, 1)
-                os.dup2(out_fd, 2)
-                os.close(out_fd)
+                for target, fd in enumerate((in_fd, out_fd, err_fd)):
+                    os.dup2(fd, target)
+                for fd in {in_fd, out_fd, err_fd}:
+                    os.close(fd)
                 return request
-            os.close(out_fd)
+            for fd in {in_fd, out_fd, err_fd}:
+                os.close(fd)
             sock = socket.socket(fileno=status_fd)
             sock.sendall(pid.to_bytes(8, "little"))
             status[pid] = sock
@@ -242,23 +245,87 @@ class Zygote:
                     return False
         return True
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str | None = None) -> ForkedPopen:
-        out_r, out_w = os.pipe()
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str | None = None,
+              stdin: int | None = None, stdout: int | None = None, stderr: int | None = None) -> ForkedPopen:
+        """Fork ``argv`` with ``env`` and ``cwd``: its standard streams are the given descriptors
+        (``None``: stdin from /dev/null, stdout and stderr together on a pipe, ``.stdout``)."""
+        opened: list[int] = []
+        out_r = None
+        if stdin is None:
+            stdin = os.open(os.devnull, os.O_RDONLY)
+            opened.append(stdin)
+        if stdout is None:
+            out_r, stdout = os.pipe()
+            opened.append(stdout)
+        if stderr is None:
+            stderr = stdout
         mine, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with self._lock:
                 control = self._start()
-                socket.send_fds(control, [pickle.dumps((list(argv), dict(env), cwd))], [out_w, child.fileno()])
+                socket.send_fds(control, [pickle.dumps((list(argv), dict(env), cwd))],
+                                [stdin, stdout, stderr, child.fileno()])
         finally:
-            os.close(out_w)
+            for fd in opened:
+                os.close(fd)
             child.close()
         mine.settimeout(30)
         pid = int.from_bytes(mine.recv(8, socket.MSG_WAITALL), "little")
-        stdout = os.fdopen(out_r, "r", buffering=1, errors="replace")
-        return ForkedPopen(pid, mine, stdout)
+        lines = os.fdopen(out_r, "r", buffering=1, errors="replace") if out_r is not None else None
+        return ForkedPopen(pid, mine, lines)
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: str | None = None, input: str | None = None,
+            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """``subprocess.run(argv, env=env, cwd=cwd, input=input, capture_output=True, text=True,
+        timeout=timeout)``, forked."""
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            proc = self.spawn(argv, env, cwd, stdin=in_r, stdout=out_w, stderr=err_w)
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        got: dict[int, bytes] = {}
+
+        def read(fd: int) -> None:
+            with os.fdopen(fd, "rb") as f:
+                got[fd] = f.read()
+
+        def write() -> None:
+            with os.fdopen(in_w, "wb") as f:
+                with contextlib.suppress(BrokenPipeError):
+                    f.write((input or "").encode())
+
+        threads = [threading.Thread(target=t, args=a, daemon=True)
+                   for t, a in ((read, (out_r,)), (read, (err_r,)), (write, ()))]
+        for t in threads:
+            t.start()
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise subprocess.TimeoutExpired(argv, timeout or 0) from None
+        for t in threads:
+            t.join()
+        return subprocess.CompletedProcess(argv, code, got[out_r].decode(), got[err_r].decode())
 
 
 _ZYGOTE = Zygote()
+
+
+def run_headwater(args: list[str], env: dict[str, str] | None = None, cwd=None, input: str | None = None,
+                  timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """``headwater ARGS`` as ``subprocess.run(..., capture_output=True, text=True)`` does it, forked
+    from the zygote where it can be (a process like the console script's, imports done)."""
+    argv = [*headwater_cmd(), *args]
+    env = dict(os.environ if env is None else env)
+    cwd = None if cwd is None else str(cwd)
+    z = zygote()
+    if enabled() and z.can_fork(argv, env):
+        return z.run(argv, env, cwd, input, timeout)
+    return subprocess.run(argv, env=env, cwd=cwd, input=input, capture_output=True, text=True, timeout=timeout)
 
 
 @dataclass

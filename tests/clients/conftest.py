@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from headwater.procs import headwater_cmd
+from tests.zygote import run_headwater
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,8 +30,7 @@ class ClientStack:
 
     def cli(self, *argv: str, **kw) -> subprocess.CompletedProcess:
         env = {**os.environ, "HEADWATER_HOME": str(self.home)}
-        return subprocess.run([*headwater_cmd(), *argv], env=env, capture_output=True, text=True, timeout=60,
-                              **kw)
+        return run_headwater(list(argv), env=env, timeout=60, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import grpc
 import pytest
 
 from headwater.procs import headwater_cmd
+from tests.zygote import run_headwater
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.xdist_group("clients-stack")
@@ -38,8 +39,7 @@ def _env(home_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def _run(argv, cwd: Path, env: dict[str, str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([*headwater_cmd(), *argv], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return run_headwater(list(argv), cwd=cwd, env=env, timeout=timeout, **kw)
 
 
 class Stack:

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from headwater.procs import headwater_cmd
 from tests.integration.ingestion_support import conn_str
+from tests.zygote import run_headwater
 
 
 @pytest.fixture
@@ -18,8 +18,7 @@ def cli(service_process, tmp_path, root_policy):
     env = {**os.environ, "HEADWATER_CONNECTION_STRING": conn_str(proc.address, root_policy)}
 
     def run(*args: str, input: str | None = None, ok: bool = True) -> subprocess.CompletedProcess:
-        res = subprocess.run([*headwater_cmd(), *args], env=env, input=input, capture_output=True, text=True,
-                             timeout=60)
+        res = run_headwater(list(args), env=env, input=input, timeout=60)
         if ok:
             assert res.returncode == 0, res.stderr + res.stdout
         return res

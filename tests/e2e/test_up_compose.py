@@ -14,6 +14,7 @@ import yaml
 from headwater.compose import load_compose
 from headwater.procs import headwater_cmd, wait_healthy
 from tests.wait import wait_until
+from tests.zygote import run_headwater
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,8 +68,7 @@ def test_headwater_up_starts_every_service_and_stops_them(tmp_path):
         pids = [pid for name, pid in named.items() if name != "driver"]
         # The CLI finds the services `headwater up` started, ephemeral ports and all.
         def cli(*argv):
-            return subprocess.run([*headwater_cmd(), *argv], env=env, cwd=tmp_path, capture_output=True,
-                                  text=True, timeout=60)
+            return run_headwater(list(argv), env=env, cwd=tmp_path, timeout=60)
         made = cli("hub", "create", "up-trips", "--partitions", "2")
         assert made.returncode == 0, made.stderr
         assert "up-trips" in cli("hub", "list").stdout
@@ -118,14 +118,12 @@ def test_up_restarts_a_killed_service_and_the_pipeline_resumes(tmp_path):
         return got
 
     def cli(*argv, stdin=None):
-        done = subprocess.run([*headwater_cmd(), *argv], env=env, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=60, input=stdin)
+        done = run_headwater(list(argv), env=env, cwd=tmp_path, timeout=60, input=stdin)
         assert done.returncode == 0, f"{argv}: {done.stderr}"
         return done.stdout
 
     def trip_ids():
-        out = subprocess.run([*headwater_cmd(), "table", "show", "up-out", "--format", "json"], env=env,
-                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        out = run_headwater(["table", "show", "up-out", "--format", "json"], env=env, cwd=tmp_path, timeout=60)
         return [json.loads(r)["tripId"] for r in out.stdout.splitlines() if r.strip()] if out.returncode == 0 else []
 
     def send(ids):

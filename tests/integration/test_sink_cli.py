@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pyarrow as pa
 
 from headwater.channel import sync_channel
-from headwater.procs import headwater_cmd
 from headwater.sinks import batch_to_proto
 from headwater.v1 import sink_pb2 as spb
 from headwater.v1 import sink_pb2_grpc
 from tests.conftest import conn_for
 from tests.integration.test_sink_service import start_sink
+from tests.zygote import run_headwater
 
 
 def cli(address, *args, check=True):
-    proc = subprocess.run([*headwater_cmd(), *args, "--sink", address], capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = run_headwater([*args, "--sink", address], timeout=60)
     if check:
         assert proc.returncode == 0, proc.stderr + proc.stdout
     return proc

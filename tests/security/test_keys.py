@@ -11,7 +11,6 @@ import grpc
 import pytest
 
 from headwater.auth import ConnectionString, generate_sas_token
-from headwater.procs import headwater_cmd
 from headwater.v1 import (
     event_pb2,
     ingestion_pb2,
@@ -20,6 +19,7 @@ from headwater.v1 import (
     schema_registry_pb2_grpc,
 )
 from tests.security.conftest import NAMESPACE
+from tests.zygote import run_headwater
 
 OK, DENIED, UNAUTH = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED
 
@@ -28,7 +28,7 @@ def cli(stack, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "HEADWATER_HOME": str(stack.home),
            "HEADWATER_INGESTION_ADDRESS": stack.address("ingestion")}
     env.pop("HEADWATER_CONNECTION_STRING", None)
-    done = subprocess.run([*headwater_cmd(), *args], env=env, capture_output=True, text=True, timeout=60)
+    done = run_headwater(list(args), env=env, timeout=60)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import uuid
 
 import psycopg
@@ -18,12 +17,12 @@ import pyarrow as pa
 from google.protobuf import json_format
 
 from headwater.errors import Reason
-from headwater.procs import headwater_cmd
 from headwater.v1 import processing_pb2 as pb
 from headwater.v1 import processing_pb2_grpc, secrets_pb2, secrets_pb2_grpc, sink_pb2_grpc
 from headwater.v1 import sink_pb2 as spb
 from tests.integration.test_sink_service import cfg
 from tests.security.support import call, refused
+from tests.zygote import run_headwater
 
 KEY = "Zm9vYmFyLXNlY3JldC1rZXk9"
 PG = "host=127.0.0.1 port=5432 dbname=test user=postgres"
@@ -134,8 +133,7 @@ def test_secret_cli_set_list_delete(service_process, root_policy, tmp_path, _iso
     env = {**os.environ, "HEADWATER_HOME": str(_isolated_home), "HEADWATER_SINK_ADDRESS": proc.address}
 
     def cli(*args, stdin=""):
-        return subprocess.run([*headwater_cmd(), "secret", *args], input=stdin, capture_output=True, text=True,
-                              env=env, timeout=60)
+        return run_headwater(["secret", *args], input=stdin, env=env, timeout=60)
 
     assert cli("set", "pgpass", stdin="s3cr3t-value\n").returncode == 0
     assert cli("set", "other", "--value", "v2").returncode == 0

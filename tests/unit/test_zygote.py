@@ -11,7 +11,7 @@ import pytest
 
 from headwater.procs import headwater_cmd
 from tests.wait import wait_until
-from tests.zygote import ForkedPopen, ForkedServiceProcess, Zygote, enabled
+from tests.zygote import ForkedPopen, ForkedServiceProcess, Zygote, enabled, run_headwater
 
 pytestmark = pytest.mark.skipif(not enabled(), reason="HEADWATER_TEST_FORK=0")
 
@@ -80,3 +80,16 @@ def _state(pid: int) -> str:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return ""
+
+
+def test_a_forked_command_gives_what_subprocess_run_gives(tmp_path) -> None:
+    """A command run forked gives what subprocess.run gives: exit code, stdout and stderr apart."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
+    env["HEADWATER_HOME"] = str(tmp_path / "nowhere")
+    forked = run_headwater(["connection-string"], env=env, cwd=tmp_path, input="ignored\n", timeout=60)
+    plain = subprocess.run([*headwater_cmd(), "connection-string"], env=env, cwd=tmp_path, input="ignored\n",
+                           capture_output=True, text=True, timeout=60)
+    assert (forked.returncode, forked.stdout, forked.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+    assert forked.returncode != 0 and forked.stderr and not forked.stdout
+    version = run_headwater(["--version"], timeout=60)
+    assert version.returncode == 0 and version.stdout.strip() and not version.stderr

@@ -17,18 +17,23 @@ only with the imports done:
 - the zygote reaps it and sends its wait status back, so ``poll``, ``wait`` and
   ``returncode`` mean what they mean for a ``subprocess.Popen``.
 
-Nothing is imported that starts a thread other than NumPy's BLAS pool and jemalloc's
-background thread (both re-made in a forked child), and no gRPC channel, server or event
-loop exists before the fork. A module that reads the environment when imported
-(``IMPORT_TIME_ENV``) would see the zygote's: a service started with one of those set
-differently is started with ``subprocess`` instead. ``HEADWATER_TEST_FORK=0`` turns the
-zygote off (every service a fresh interpreter, as before).
+The zygote runs no thread of its own but jemalloc's background purger (Arrow's allocator; a
+forked child purges inline instead), and no gRPC channel, server or event loop exists before
+the fork. A setting read when a module is imported or the interpreter starts
+(``IMPORT_TIME_ENV``, ``IMPORT_TIME_PREFIXES``) would be the zygote's: a service given one
+that differs is started with ``subprocess`` instead. The child's ``sys.path[0]`` is the
+console script's folder, its multiprocessing ``authkey`` its own and ``ORIGINAL_DIR`` its
+working directory, as a fresh ``headwater`` has them. A request the zygote cannot serve is
+answered by closing the child's status socket (the test sees the start fail), never by the
+zygote dying. ``HEADWATER_TEST_FORK=0`` turns the zygote off (every service a fresh
+interpreter, as before).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import os
 import pickle
 import selectors
@@ -37,6 +42,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +53,12 @@ __all__ = ["Zygote", "ForkedPopen", "ForkedServiceProcess", "enabled", "run_head
 
 ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
-#: environment variables read when a module is imported (headwater.jit, the JSON kernels, the
-#: JavaScript UDFs) or by the interpreter and libraries at start: a service given a value that
-#: differs from the zygote's is not forked
-IMPORT_TIME_ENV = ("HEADWATER_JIT_AOT", "HEADWATER_PROCESSING_JSON_KERNELS", "HEADWATER_JS_TIME_LIMIT")
-IMPORT_TIME_PREFIXES = ("PYTHON", "OPENBLAS", "OMP_", "POLARS", "ARROW", "GRPC", "NUMBA", "MALLOC", "LD_")
+#: environment variables read when the zygote's modules are imported (headwater.jit; traced
+#: with os.environ during the preload) or by the interpreter and libraries at start: a service
+#: given a value that differs from the zygote's is not forked
+IMPORT_TIME_ENV = ("HEADWATER_JIT_AOT", "TZ", "LANG", "LANGUAGE")
+IMPORT_TIME_PREFIXES = ("PYTHON", "OPENBLAS", "OMP_", "POLARS", "ARROW", "GRPC", "NUMBA", "MALLOC", "LD_",
+                        "LC_", "PROMETHEUS_", "PROTOCOL_BUFFERS_", "NPY_", "NUMPY_", "CRAMJAM_")
 
 
 def enabled() -> bool:
@@ -94,9 +101,15 @@ def _serve(control: socket.socket) -> tuple[list[str], dict[str, str], str | Non
             msg, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
             if not msg:
                 return None
-            in_fd, out_fd, err_fd, status_fd = fds
-            request = pickle.loads(msg)
-            pid = os.fork()
+            try:
+                in_fd, out_fd, err_fd, status_fd = fds
+                request = pickle.loads(msg)
+                pid = os.fork()
+            except Exception as exc:  # the child's status socket closes unanswered: its start fails
+                print(f"zygote: cannot fork a child: {exc!r}", file=sys.stderr, flush=True)
+                for fd in fds:
+                    os.close(fd)
+                continue
             if pid == 0:
                 # the child: nothing of the zygote's but the imports
                 signal.set_wakeup_fd(-1)
@@ -119,8 +132,9 @@ def _serve(control: socket.socket) -> tuple[list[str], dict[str, str], str | Non
             for fd in {in_fd, out_fd, err_fd}:
                 os.close(fd)
             sock = socket.socket(fileno=status_fd)
-            sock.sendall(pid.to_bytes(8, "little"))
             status[pid] = sock
+            with contextlib.suppress(OSError):  # the test gone: the child is reaped all the same
+                sock.sendall(pid.to_bytes(8, "little"))
             _reap(status)
 
 
@@ -143,11 +157,17 @@ def _reap(status: dict[int, socket.socket]) -> None:
 
 def _run_child(request: tuple[list[str], dict[str, str], str | None]) -> None:
     """Become ``headwater ...`` with the request's argv, environment and directory."""
+    import multiprocessing.process
+
     argv, env, cwd = request
     os.environ.clear()
     os.environ.update(env)
-    if cwd:
-        os.chdir(cwd)
+    os.chdir(cwd)
+    # what a fresh interpreter running the console script has: its folder first on the path
+    # (not the zygote's ``-m`` working directory), its own authkey, its own start directory
+    sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+    multiprocessing.process.current_process().authkey = os.urandom(32)
+    multiprocessing.process.ORIGINAL_DIR = os.getcwd()
     # ``__main__`` is the console script, as for ``headwater serve``: a ``spawn`` child
     # (a job worker) re-runs it, not this module and its imports
     main_module = types.ModuleType("__main__")
@@ -172,7 +192,10 @@ class ForkedPopen:
         self._lock = threading.Lock()
 
     def _read_status(self, timeout: float | None) -> int | None:
-        with self._lock:
+        # as Popen.poll: a poll while another thread waits says "running" at once
+        if not self._lock.acquire(timeout != 0):
+            return self.returncode
+        try:
             if self.returncode is not None:
                 return self.returncode
             self._status.settimeout(timeout)
@@ -186,6 +209,8 @@ class ForkedPopen:
             self.returncode = int.from_bytes(data, "little", signed=True) if len(data) == 8 else -signal.SIGKILL
             self._status.close()
             return self.returncode
+        finally:
+            self._lock.release()
 
     def poll(self) -> int | None:
         return self._read_status(0)
@@ -219,14 +244,19 @@ class Zygote:
         self._control: socket.socket | None = None
         self._env: dict[str, str] = {}
 
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None and self._control is not None
+
     def _start(self) -> socket.socket:
-        if self._proc is not None and self._proc.poll() is None and self._control is not None:
+        if self.running():
+            assert self._control is not None
             return self._control
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._env = dict(os.environ)
-        argv = [sys.executable, "-u", "-m", "tests.zygote", str(theirs.fileno())]
+        # its own session (a Ctrl-C of the run reaches the tests, which stop their services)
+        argv = [sys.executable, "-u", "-m", "tests.zygote", str(theirs.fileno()), str(os.getpid())]
         self._proc = subprocess.Popen(argv, cwd=ROOT, pass_fds=(theirs.fileno(),), env=self._env,
-                                      preexec_fn=_pdeathsig)
+                                      start_new_session=True)
         theirs.close()
         self._control = ours
         return ours
@@ -236,7 +266,7 @@ class Zygote:
         dies with the thread that started it (PR_SET_PDEATHSIG): only the main thread does."""
         if not argv or Path(argv[0]).name != "headwater":
             return False
-        if self._proc is None and threading.current_thread() is not threading.main_thread():
+        if not self.running() and threading.current_thread() is not threading.main_thread():
             return False
         base = self._env or os.environ
         for key in set(env) | set(base):
@@ -249,6 +279,7 @@ class Zygote:
               stdin: int | None = None, stdout: int | None = None, stderr: int | None = None) -> ForkedPopen:
         """Fork ``argv`` with ``env`` and ``cwd``: its standard streams are the given descriptors
         (``None``: stdin from /dev/null, stdout and stderr together on a pipe, ``.stdout``)."""
+        cwd = os.getcwd() if cwd is None else cwd  # as Popen: the caller's directory
         opened: list[int] = []
         out_r = None
         if stdin is None:
@@ -270,22 +301,32 @@ class Zygote:
                 os.close(fd)
             child.close()
         mine.settimeout(30)
-        pid = int.from_bytes(mine.recv(8, socket.MSG_WAITALL), "little")
+        try:
+            got = mine.recv(8, socket.MSG_WAITALL)
+        except OSError:
+            got = b""
+        if len(got) != 8:
+            mine.close()
+            if out_r is not None:
+                os.close(out_r)
+            raise RuntimeError(f"the zygote did not fork {argv!r}")
         lines = os.fdopen(out_r, "r", buffering=1, errors="replace") if out_r is not None else None
-        return ForkedPopen(pid, mine, lines)
+        return ForkedPopen(int.from_bytes(got, "little"), mine, lines)
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None = None, input: str | None = None,
             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         """``subprocess.run(argv, env=env, cwd=cwd, input=input, capture_output=True, text=True,
-        timeout=timeout)``, forked."""
-        in_r, in_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        timeout=timeout)``, forked (stdin empty when ``input`` is None)."""
+        fds = [*os.pipe(), *os.pipe(), *os.pipe()]
+        in_r, in_w, out_r, out_w, err_r, err_w = fds
         try:
             proc = self.spawn(argv, env, cwd, stdin=in_r, stdout=out_w, stderr=err_w)
-        finally:
-            for fd in (in_r, out_w, err_w):
+        except BaseException:
+            for fd in fds:
                 os.close(fd)
+            raise
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
         got: dict[int, bytes] = {}
 
         def read(fd: int) -> None:
@@ -293,23 +334,32 @@ class Zygote:
                 got[fd] = f.read()
 
         def write() -> None:
-            with os.fdopen(in_w, "wb") as f:
-                with contextlib.suppress(BrokenPipeError):
-                    f.write((input or "").encode())
+            with os.fdopen(in_w, "wb") as f, contextlib.suppress(BrokenPipeError):
+                f.write((input or "").encode())
 
-        threads = [threading.Thread(target=t, args=a, daemon=True)
-                   for t, a in ((read, (out_r,)), (read, (err_r,)), (write, ()))]
+        threads = [threading.Thread(target=read, args=(out_r,), daemon=True),
+                   threading.Thread(target=read, args=(err_r,), daemon=True),
+                   threading.Thread(target=write, daemon=True)]
         for t in threads:
             t.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             code = proc.wait(timeout)
+            for t in threads:  # a grandchild may hold the output open: the same deadline
+                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                if t.is_alive():
+                    raise subprocess.TimeoutExpired(argv, timeout or 0)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise subprocess.TimeoutExpired(argv, timeout or 0) from None
-        for t in threads:
-            t.join()
-        return subprocess.CompletedProcess(argv, code, got[out_r].decode(), got[err_r].decode())
+            raise subprocess.TimeoutExpired(argv, timeout or 0, output=_text(got.get(out_r, b"")),
+                                            stderr=_text(got.get(err_r, b""))) from None
+        return subprocess.CompletedProcess(argv, code, _text(got[out_r]), _text(got[err_r]))
+
+
+def _text(data: bytes) -> str:
+    """As ``text=True`` decodes: universal newlines."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
 
 
 _ZYGOTE = Zygote()
@@ -345,7 +395,9 @@ def zygote() -> Zygote:
 
 
 if __name__ == "__main__":
-    _pdeathsig()
+    _pdeathsig()  # dies with the test process (the thread that started it: the main one)
+    if os.getppid() != int(sys.argv[2]):
+        sys.exit(1)  # it died already
     control = socket.socket(fileno=int(sys.argv[1]))
     _preload()
     request = _serve(control)

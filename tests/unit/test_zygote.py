@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -35,6 +37,32 @@ def test_a_forked_service_has_its_session_environment_and_directory(tmp_path) ->
     finally:
         svc.kill()
     assert svc.proc.returncode == -signal.SIGKILL
+
+
+def test_a_forked_service_starts_in_the_callers_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    svc = _service(tmp_path)
+    svc.cwd = None
+    svc.start()
+    try:
+        assert os.readlink(f"/proc/{svc.pid}/cwd") == str(tmp_path)
+    finally:
+        svc.kill()
+
+
+def test_poll_answers_while_another_thread_waits(tmp_path) -> None:
+    svc = _service(tmp_path).start()
+    try:
+        waiter = threading.Thread(target=lambda: svc.proc.wait(30), daemon=True)
+        waiter.start()
+        wait_until(lambda: svc.proc._lock.locked(), timeout=10, what="the waiter in wait()")
+        started = time.monotonic()
+        assert svc.proc.poll() is None
+        assert time.monotonic() - started < 1.0  # not until the wait ends
+    finally:
+        svc.kill()
+    waiter.join(10)
+    assert svc.proc.poll() == -signal.SIGKILL
 
 
 def test_sigterm_drains_and_the_exit_status_comes_back(tmp_path) -> None:

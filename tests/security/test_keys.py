@@ -53,8 +53,10 @@ def _register():
     return schema_registry_pb2.RegisterSchemaRequest(group_name="keys", name="s", definition='"string"')
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hub(stack):
+    """Hub ``keys`` on the worker's stack, made once for the stack's life (a module fixture
+    made it again, ALREADY_EXISTS, when this module's tests were not run one after another)."""
     root = stack.policies["root"]
     md = [("authorization", generate_sas_token(NAMESPACE, root.name, root.key))]
     with grpc.insecure_channel(stack.address("ingestion")) as ch:

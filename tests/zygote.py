@@ -192,8 +192,9 @@ class ForkedPopen:
         self._lock = threading.Lock()
 
     def _read_status(self, timeout: float | None) -> int | None:
-        # as Popen.poll: a poll while another thread waits says "running" at once
-        if not self._lock.acquire(timeout != 0):
+        # as Popen: a poll while another thread waits says "running" at once, and a wait with a
+        # timeout behind another thread's wait ends at its own timeout
+        if not self._lock.acquire(timeout != 0, -1 if timeout is None or timeout == 0 else timeout):
             return self.returncode
         try:
             if self.returncode is not None:

@@ -59,6 +59,9 @@ def test_poll_answers_while_another_thread_waits(tmp_path) -> None:
         started = time.monotonic()
         assert svc.proc.poll() is None
         assert time.monotonic() - started < 1.0  # not until the wait ends
+        with pytest.raises(subprocess.TimeoutExpired):  # a timed wait behind it keeps its timeout
+            svc.proc.wait(0.5)
+        assert time.monotonic() - started < 5.0
     finally:
         svc.kill()
     waiter.join(10)

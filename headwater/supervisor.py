@@ -137,9 +137,9 @@ class Supervisor:
             proc.kill()
             self._log(f"{proc.name} restart {st.restarts} failed: {str(exc).splitlines()[0]}")
             return
-        self._log(f"{proc.name} restarted (restart {st.restarts}), healthy at {proc.address}")
-        if self.on_restart is not None:
+        if self.on_restart is not None:  # first (up.pids), so whoever reads the line below finds the new pid
             self.on_restart(proc)
+        self._log(f"{proc.name} restarted (restart {st.restarts}), healthy at {proc.address}")
 
     def running(self) -> bool:
         """True while some service runs or will be restarted."""

@@ -100,6 +100,12 @@ class Service:
         """The gRPC services this service serves."""
         return ()
 
+    @classmethod
+    def prepare_process(cls, config: ServiceConfig) -> None:
+        """Runs in ``headwater serve``'s process, in its main thread, before the event loop
+        starts (no threads, ports or gRPC state of the service yet): the moment to fork helper
+        processes. Not called for a service embedded in another event loop (``serve_in_process``)."""
+
     async def start(self) -> None:
         """Open storage, recover, start background tasks. Runs before the port opens."""
 
@@ -527,6 +533,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(service_cls.name, cfg.log_level, cfg.log_format)
     tune_interpreter()
+    service_cls.prepare_process(cfg)
     try:
         asyncio.run(_serve_forever(service_cls(cfg)))
     except HeadwaterError as exc:

@@ -17,9 +17,12 @@ only with the imports done:
 - the zygote reaps it and sends its wait status back, so ``poll``, ``wait`` and
   ``returncode`` mean what they mean for a ``subprocess.Popen``.
 
-The zygote runs no thread of its own but jemalloc's background purger (Arrow's allocator; a
-forked child purges inline instead), and no gRPC channel, server or event loop exists before
-the fork. A setting read when a module is imported or the interpreter starts
+The zygote runs no thread of its own but jemalloc's background purgers (Arrow's and Polars'
+allocators; a forked child purges inline instead) and Polars' idle spill-folder cleaner, and no
+gRPC channel, server or event loop exists before the fork. It imports the engine too (what the
+processing service's worker template imports, ``services/processing/launcher.py``), so a
+forked processing service's template, and every query and job worker forked from it, starts
+with the engine imported. A setting read when a module is imported or the interpreter starts
 (``IMPORT_TIME_ENV``, ``IMPORT_TIME_PREFIXES``) would be the zygote's: a service given one
 that differs is started with ``subprocess`` instead. The child's ``sys.path[0]`` is the
 console script's folder, its multiprocessing ``authkey`` its own and ``ORIGINAL_DIR`` its
@@ -36,7 +39,6 @@ import ctypes
 import io
 import os
 import pickle
-import selectors
 import signal
 import socket
 import subprocess
@@ -48,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headwater.procs import ServiceProcess, headwater_cmd
+from headwater.services.processing.launcher import reap_children, sigchld_selector
 
 __all__ = ["Zygote", "ForkedPopen", "ForkedServiceProcess", "enabled", "run_headwater", "zygote"]
 
@@ -78,6 +81,10 @@ def _preload() -> None:
 
     for name in headwater.cli.services.SERVICE_NAMES:
         headwater.cli.services.service_class(name)
+    # What the processing service's worker template imports (its workers fork from it).
+    from headwater.services.processing.launcher import preload
+
+    preload()
 
 
 def _serve(control: socket.socket) -> tuple[list[str], dict[str, str], str | None] | None:
@@ -85,18 +92,13 @@ def _serve(control: socket.socket) -> tuple[list[str], dict[str, str], str | Non
     request), and ``None`` in the zygote when the client has gone."""
     zygote_pid = os.getpid()
     status: dict[int, socket.socket] = {}  # child pid -> where its exit status goes
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    sel = selectors.DefaultSelector()
-    sel.register(control, selectors.EVENT_READ)
-    sel.register(wake_r, selectors.EVENT_READ)
+    sel, wake_r, wake_w = sigchld_selector(control)
     while True:
         for key, _ in sel.select():
             if key.fileobj is wake_r:
-                os.read(wake_r, 4096)
-                _reap(status)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+                reap_children(status)
                 continue
             msg, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
             if not msg:
@@ -135,24 +137,7 @@ def _serve(control: socket.socket) -> tuple[list[str], dict[str, str], str | Non
             status[pid] = sock
             with contextlib.suppress(OSError):  # the test gone: the child is reaped all the same
                 sock.sendall(pid.to_bytes(8, "little"))
-            _reap(status)
-
-
-def _reap(status: dict[int, socket.socket]) -> None:
-    while True:
-        try:
-            pid, wstatus = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        sock = status.pop(pid, None)
-        if sock is not None:
-            try:
-                sock.sendall(os.waitstatus_to_exitcode(wstatus).to_bytes(8, "little", signed=True))
-            except OSError:
-                pass
-            sock.close()
+            reap_children(status)
 
 
 def _run_child(request: tuple[list[str], dict[str, str], str | None]) -> None:

@@ -41,6 +41,10 @@ class ProcessingConfig(ServiceConfig):
     #: service's event loop only does I/O) or ``inline`` (in the service's process,
     #: the engine on a worker thread).
     job_worker: str = "process"
+    #: Fork the query and job workers from a template process that imported the engine once
+    #: (started with the service): a worker starts in milliseconds instead of the half CPU
+    #: second an interpreter takes to import it (``false``: spawn each worker).
+    worker_template: bool = True
     #: In a job's worker process, write checkpoints from a fork (copy-on-write image of
     #: the process): the job pauses only to take its vectorised state and fork, not for
     #: the serialization and the file (``false``: the worker's thread writes them).

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from headwater.errors import HeadwaterError, QueryCompileError, Reason
 from headwater.interpreter import tune_interpreter
+from headwater.services.processing.launcher import WorkerProcess, start_worker
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["QueryPool"]
@@ -113,9 +112,11 @@ _CALLS: dict[str, Callable[..., Any]] = {"compile": _compile, "test_query": _tes
 def _query_main(conn) -> None:
     """The query worker: import the engine, say so, then answer calls until the service hands
     it a job (it becomes that job's worker) or closes the pipe."""
-    from headwater.services.processing.worker import _child_main, _die_with_parent
+    from headwater.services.processing.launcher import die_with_parent, set_process_name
+    from headwater.services.processing.worker import _child_main
 
-    _die_with_parent()
+    die_with_parent()
+    set_process_name("hw-query")
     tune_interpreter()
     import headwater.services.processing.engine_adapter  # noqa: F401 - the engine, before "ready"
 
@@ -141,13 +142,9 @@ class _Worker:
     """A spawned query worker: its process and its end of the pipe."""
 
     def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        # Started from the event loop's thread (the service's main thread), so the child's
+        # Started from the event loop's thread (the service's main thread): a spawned child's
         # PR_SET_PDEATHSIG fires when the service dies, not when some helper thread ends.
-        self.proc = ctx.Process(target=_query_main, args=(child,), name="headwater query worker", daemon=True)
-        self.proc.start()
-        child.close()
+        self.proc, self.conn = start_worker(_query_main, (), "headwater query worker")
         #: only compiles (CreateJob, UpdateJob, a scaled job's plan): it may become a job's worker.
         #: One that ran a TestQuery (a client's sample events) is never handed a job.
         self.clean = True
@@ -250,7 +247,7 @@ class QueryPool:
             self._worker = None
         w.kill()
 
-    def take(self) -> tuple[BaseProcess, Connection] | None:
+    def take(self) -> tuple[WorkerProcess, Connection] | None:
         """The idle query worker's process and pipe, for a job to run in (it is the pool's no
         more), when it is up, not answering a call and has only compiled; None otherwise."""
         w = self._worker

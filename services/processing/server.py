@@ -8,9 +8,11 @@ from pathlib import Path
 from prometheus_client.registry import REGISTRY
 
 from headwater.auth import Right
+from headwater.config import ServiceConfig
 from headwater.server import GrpcBinding, Service
 from headwater.services.processing.config import ProcessingConfig
 from headwater.services.processing.jobs import JobCatalog
+from headwater.services.processing.launcher import fork_template
 from headwater.services.processing.manager import JobManager
 from headwater.services.processing.metrics import register as register_job_metrics
 from headwater.services.processing.servicer import ProcessingServicer
@@ -43,6 +45,12 @@ class ProcessingService(Service):
         "ListEventVerdicts": Right.LISTEN,
         "TestQuery": Right.LISTEN,
     }
+
+    @classmethod
+    def prepare_process(cls, config: ServiceConfig) -> None:
+        assert isinstance(config, ProcessingConfig)
+        if config.worker_template:  # the query and job workers fork from it (launcher.py)
+            fork_template()
 
     async def start(self) -> None:
         if self.config.checkpoint_dir:  # outside the data folder (swept by the base): its writes' leftovers

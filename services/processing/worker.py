@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
-import multiprocessing
 import os
 import signal
 from collections.abc import Callable
 from datetime import datetime
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 
 from headwater.errors import HeadwaterError, Reason
 from headwater.interpreter import return_freed_memory, trim_freed_memory, tune_interpreter
+from headwater.services.processing.launcher import WorkerProcess, die_with_parent, set_process_name, start_worker
 from headwater.v1 import processing_pb2 as pb
 
 __all__ = ["JobWorker"]
@@ -50,7 +48,7 @@ class JobWorker:
 
     def __init__(self, job: pb.Job, config, state_dir, partitions: list[str] | None = None,
                  writer_suffix: str = "",
-                 spare: Callable[[], tuple[BaseProcess, Connection] | None] | None = None) -> None:
+                 spare: Callable[[], tuple[WorkerProcess, Connection] | None] | None = None) -> None:
         self.job = job
         #: An idle query worker to run in instead of spawning a process (QueryPool.take): it
         #: has imported the engine already.
@@ -63,7 +61,7 @@ class JobWorker:
         self.on_failure: Callable[[str], None] | None = None  # set by the manager
         self.on_degraded: Callable[[str], None] | None = None  # set by the manager ("" when no longer degraded)
         self._metrics = pb.JobMetrics()
-        self._proc: BaseProcess | None = None
+        self._proc: WorkerProcess | None = None
         self._conn: Connection | None = None
         self._waiters: dict[str, asyncio.Future] = {}
         self._closed = False
@@ -77,12 +75,7 @@ class JobWorker:
             self._proc, parent = handed
             parent.send(("become", *args))
         else:
-            ctx = multiprocessing.get_context("spawn")
-            parent, child = ctx.Pipe()
-            proc = self._proc = ctx.Process(target=_child_main, name=f"headwater job {self.job.name}", daemon=True,
-                                            args=(child, *args))
-            proc.start()
-            child.close()
+            self._proc, parent = start_worker(_child_main, args, f"headwater job {self.job.name}")
         self._conn = parent
         loop = asyncio.get_running_loop()
         self._waiters["started"] = loop.create_future()
@@ -176,14 +169,6 @@ class JobWorker:
 
 
 # -- the child's side -----------------------------------------------------------------------
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent died before prctl
-        os._exit(1)
-
-
 #: Job workers run a little below the service's priority: on a busy machine the
 #: control plane (health, GetJob, StopJob) still gets the CPU first.
 WORKER_NICE = 3
@@ -191,7 +176,8 @@ WORKER_NICE = 3
 
 def _child_main(conn, job_bytes: bytes, config, state_dir: str, mode: int, start_time, partitions,
                 writer_suffix: str) -> None:
-    _die_with_parent()
+    die_with_parent()
+    set_process_name("hw-job")
     tune_interpreter()
     return_freed_memory()  # the job's batches: resident memory follows what it holds
     with contextlib.suppress(OSError):

@@ -185,12 +185,10 @@ def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_pa
 
 
 def _spawned(service_pid: int) -> set[int]:
-    """The service's spawned children (query and job workers), by pid."""
-    from pathlib import Path
+    """The service's query and job workers, by pid."""
+    from tests.integration.test_processing_children import workers
 
-    from tests.integration.test_processing_children import _children
-
-    return {c for c in _children(service_pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
+    return workers(service_pid)
 
 
 def test_the_query_worker_that_compiled_a_job_becomes_its_worker(service_process, root_policy, tmp_path):

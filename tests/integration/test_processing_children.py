@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.integration.processing_support import Pipeline
 from tests.wait import wait_until
 
@@ -18,6 +20,24 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+def workers(service: int) -> set[int]:
+    """The service's query and job workers: its children, or the children of the template it
+    forks them from (``services/processing/launcher.py``), by the names they give themselves."""
+    out: set[int] = set()
+    for child in _children(service):
+        for pid in {child} | (_children(child) if _comm(child) == "hw-workers" else set()):
+            if _comm(pid) in ("hw-query", "hw-job"):
+                out.add(pid)
+    return out
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -26,15 +46,28 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
-def test_the_query_pool_leaves_with_a_killed_processing_service(service_process, root_policy, tmp_path):
-    pipe = Pipeline(service_process, root_policy, tmp_path)
+@pytest.mark.parametrize("template", [True, False], ids=["template", "spawn"])
+def test_the_workers_leave_with_a_killed_processing_service(service_process, root_policy, tmp_path, template):
+    """Query and job workers fork from the service's template (``worker_template``), or are
+    spawned by the service itself without it; either way a kill -9 of the service leaves none."""
+    pipe = Pipeline(service_process, root_policy, tmp_path,
+                    extra_env={"HEADWATER_PROCESSING_WORKER_TEMPLATE": str(template).lower()})
     pipe.create_hub("in", partitions=1)
     pipe.create_sink("out", "memory")
     pipe.create_job("j", "SELECT * INTO [Out] FROM [In]", {"In": "in"}, {"Out": "out"})  # compiled in the pool
+    pipe.start_job("j")
+    pipe.publish("in", [{"v": i} for i in range(5)])
+    pipe.wait_rows(lambda: pipe.read_table("out"), lambda r: len(r) == 5)
+    pipe.create_job("k", "SELECT * INTO [Out] FROM [In]", {"In": "in"}, {"Out": "out"})  # a new query worker
     service = pipe.processing.pid
-    pool = {c for c in _children(service)
-            if b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()}
-    assert pool, "the query pool's worker runs beside the service"
+    found = workers(service)
+    assert len(found) == 2, "the job's worker and the query worker"
+    templates = {c for c in _children(service) if _comm(c) == "hw-workers"}
+    direct = found & _children(service)
+    if template:
+        assert len(templates) == 1 and not direct, "the workers fork from the template"
+    else:
+        assert not templates and direct == found, "the workers are the service's own children"
     os.kill(service, 9)
-    wait_until(lambda: {p for p in pool if _alive(p)}, lambda left: not left, timeout=20,
-               what="the query pool's processes to exit after the service was killed")
+    wait_until(lambda: {p for p in found | templates if _alive(p)}, lambda left: not left, timeout=20,
+               what="the workers to exit after the service was killed")

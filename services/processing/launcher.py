@@ -1,0 +1,339 @@
+"""How the processing service starts its worker processes (query workers and job workers).
+
+A worker runs the engine: Polars, Arrow, NumPy and the engine's own modules, about half a
+CPU second to import in a fresh interpreter, paid again by every ``spawn``-ed worker. So the
+service forks a *template* when it starts (:func:`fork_template`, from
+:func:`headwater.server.run`, in the main thread before the service has threads, sockets or
+gRPC state of its own); the template imports the engine once (:func:`preload`) and forks each
+worker from itself. A worker then starts in milliseconds with the engine imported, and the
+workers share the imported modules' memory (copy-on-write).
+
+- service -> template: one message per worker on a ``SOCK_SEQPACKET`` socket, carrying two
+  file descriptors: the worker's end of its pipe to the service and a status socket.
+- template -> service, on the status socket: the worker's pid once forked, then its wait
+  status once the template has reaped it (:class:`ForkedWorker` reads them: ``pid``,
+  ``exitcode``, ``is_alive``, ``join``, ``kill``: what a ``multiprocessing`` process offers).
+- service -> worker, on its pipe: ``(target, name, args)``; the worker runs
+  ``target(conn, *args)`` and exits.
+
+The template dies with the service (``PR_SET_PDEATHSIG``, and it leaves when the service's end
+of its socket closes) and a worker with the template, so a kill -9 of the service leaves
+nothing running. The template ignores SIGINT and SIGTERM: a stop of the service's process
+group must not take the workers from under the service's graceful stop (it stops each job
+first, with its final checkpoint).
+
+Where no template runs (a service embedded in another program's event loop,
+``serve_in_process``; ``worker_template: false``; a template that died), workers are
+``spawn``-ed as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+__all__ = ["ForkedWorker", "WorkerProcess", "fork_template", "preload", "reap_children", "sigchld_selector",
+           "start_worker", "template_pid"]
+
+log = logging.getLogger("headwater.processing.launcher")
+
+_WORD = 8  # the status socket carries the pid, then the exit code: 8 bytes each, little-endian
+
+
+class WorkerProcess(Protocol):
+    """What the service uses of a worker process (a ``multiprocessing`` process has it too)."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+    def is_alive(self) -> bool: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+def preload() -> None:
+    """Import what a worker imports to compile a query and run a job, so a forked worker has it."""
+    import polars  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+
+    import headwater.services.processing.engine_adapter  # noqa: F401
+    import headwater.services.processing.runtime  # noqa: F401
+
+
+def set_process_name(name: str) -> None:
+    """The name ``ps -o comm``, ``top`` and /proc/PID/comm show (15 bytes at most)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
+def die_with_parent() -> None:
+    """SIGKILL when the parent goes (``PR_SET_PDEATHSIG``); gone at once if it went already."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before prctl
+        os._exit(1)
+
+
+class ForkedWorker:
+    """A worker the template forked: the service's view of it through its status socket."""
+
+    def __init__(self, status: socket.socket) -> None:
+        self._status = status
+        self._buf = b""
+        self._pid: int | None = None
+        self._exitcode: int | None = None
+        self._lock = threading.Lock()
+
+    def _read(self, timeout: float | None, records: int) -> None:
+        """Read what the template has sent until ``records`` of them have come (1: the pid,
+        2: the wait status too), waiting up to ``timeout`` seconds (None: until they come)."""
+        with self._lock:
+            while self._exitcode is None and len(self._buf) < records * _WORD:
+                self._status.settimeout(timeout)
+                try:
+                    data = self._status.recv(64)
+                except (TimeoutError, BlockingIOError):
+                    return
+                except OSError:
+                    data = b""
+                if not data:  # the template is gone without a word: the worker died with it
+                    self._exitcode = -signal.SIGKILL
+                    self._status.close()
+                    return
+                self._buf += data
+                if self._pid is None and len(self._buf) >= _WORD:
+                    self._pid = int.from_bytes(self._buf[:_WORD], "little")
+                if len(self._buf) >= 2 * _WORD:
+                    self._exitcode = int.from_bytes(self._buf[_WORD:2 * _WORD], "little", signed=True)
+                    self._status.close()
+
+    @property
+    def pid(self) -> int | None:
+        if self._pid is None:
+            self._read(None, 1)  # forked in milliseconds (later only while the template imports the engine)
+        return self._pid
+
+    @property
+    def exitcode(self) -> int | None:
+        if self._exitcode is None:
+            self._read(0, 2)
+        return self._exitcode
+
+    def is_alive(self) -> bool:
+        return self.exitcode is None
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._exitcode is None:
+            self._read(timeout, 2)
+
+    def kill(self) -> None:
+        pid = self.pid
+        if pid is not None and self.exitcode is None:  # not reaped yet: the pid is still the worker's
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class _Template:
+    """The service's handle on its template process."""
+
+    def __init__(self, pid: int, control: socket.socket) -> None:
+        self.pid = pid
+        self.control = control
+        self.lock = threading.Lock()
+
+    def start(self, conn_fd: int) -> ForkedWorker:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self.lock:
+                socket.send_fds(self.control, [b"w"], [conn_fd, theirs.fileno()])
+        except OSError:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        return ForkedWorker(mine)
+
+
+_template: _Template | None = None
+
+
+def template_pid() -> int | None:
+    """The template's pid (None when workers are spawned)."""
+    return _template.pid if _template is not None else None
+
+
+def fork_template() -> None:
+    """Fork the template. Call it in the service's main thread before the service starts
+    threads, binds ports or makes gRPC channels: the template keeps none of them."""
+    global _template
+    if _template is not None:
+        return
+    control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            control.close()
+            _template_main(theirs)
+        except BaseException:  # noqa: BLE001 - the template's end is its exit code
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    theirs.close()
+    _template = _Template(pid, control)
+
+
+def start_worker(target: Callable[..., Any], args: tuple, name: str) -> tuple[WorkerProcess, Connection]:
+    """Start a worker running ``target(conn, *args)``: forked from the template when there is
+    one, else spawned. Returns the process and the service's end of its pipe."""
+    global _template
+    parent, child = multiprocessing.Pipe()
+    try:
+        if _template is not None:
+            try:
+                proc: WorkerProcess = _template.start(child.fileno())
+            except OSError as exc:  # the template died (killed on its own): spawn from now on
+                log.warning("the worker template is gone (%s); spawning workers instead", exc)
+                with contextlib.suppress(OSError):
+                    _template.control.close()
+                _template = None
+            else:
+                parent.send((target, name, args))
+                return proc, parent
+        ctx = multiprocessing.get_context("spawn")
+        spawned = ctx.Process(target=target, name=name, daemon=True, args=(child, *args))
+        spawned.start()
+        return spawned, parent
+    finally:
+        child.close()
+
+
+# -- the template's side ----------------------------------------------------------------
+def _template_main(control: socket.socket) -> None:
+    set_process_name("hw-workers")
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # a worker reads its pipe, never the service's stdin
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    try:
+        preload()
+    except Exception:  # noqa: BLE001 - a worker imports what it needs itself
+        log.exception("the worker template could not import the engine")
+    status: dict[int, socket.socket] = {}  # worker pid -> its status socket
+    sel, wake_r, wake_w = sigchld_selector(control)
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+                reap_children(status)
+                continue
+            msg, fds, _flags, _addr = socket.recv_fds(control, 16, 2)
+            if not msg:  # the service is gone
+                return
+            if len(fds) != 2:
+                for fd in fds:
+                    os.close(fd)
+                continue
+            conn_fd, status_fd = fds
+            pid = os.fork()
+            if pid == 0:
+                sel.close()
+                signal.set_wakeup_fd(-1)
+                for fd in (wake_r, wake_w, status_fd):
+                    os.close(fd)
+                for sock in status.values():
+                    sock.close()
+                control.close()
+                _worker_main(conn_fd)  # never returns
+            os.close(conn_fd)
+            sock = socket.socket(fileno=status_fd)
+            status[pid] = sock
+            with contextlib.suppress(OSError):  # the service gave up on it: it is reaped all the same
+                sock.sendall(pid.to_bytes(_WORD, "little"))
+        reap_children(status)
+
+
+def sigchld_selector(control: socket.socket) -> tuple[selectors.BaseSelector, int, int]:
+    """A selector that wakes on a request on ``control`` or on a child's exit (SIGCHLD, through
+    a wakeup pipe): (selector, the pipe's read end, its write end). For a process that forks
+    children on request (this template; the tests' zygote)."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sel = selectors.DefaultSelector()
+    sel.register(control, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    return sel, wake_r, wake_w
+
+
+def reap_children(status: dict[int, socket.socket]) -> None:
+    """Reap every child that has exited; send each its exit code on its status socket (8 bytes,
+    little-endian, signed: -N for signal N, as ``Popen.returncode``) and close that."""
+    while True:
+        try:
+            pid, wstatus = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        sock = status.pop(pid, None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.sendall(os.waitstatus_to_exitcode(wstatus).to_bytes(_WORD, "little", signed=True))
+            sock.close()
+
+
+def _worker_main(conn_fd: int) -> None:
+    code = 0
+    try:
+        die_with_parent()  # the template: it goes when the service goes
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        conn = Connection(conn_fd)
+        try:
+            target, name, args = conn.recv()
+        except (EOFError, OSError):  # the service gave up on it before it ran
+            return
+        multiprocessing.current_process().name = name
+        target(conn, *args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - the worker's end is its exit code
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)

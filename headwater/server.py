@@ -532,8 +532,8 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None) -> int:
         print(f"headwater {service_cls.name}: {exc.message}", flush=True)
         return 2
     configure_logging(service_cls.name, cfg.log_level, cfg.log_format)
+    service_cls.prepare_process(cfg)  # before tune_interpreter: its profiler thread is not to be forked
     tune_interpreter()
-    service_cls.prepare_process(cfg)
     try:
         asyncio.run(_serve_forever(service_cls(cfg)))
     except HeadwaterError as exc:

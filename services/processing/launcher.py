@@ -18,9 +18,10 @@ workers share the imported modules' memory (copy-on-write).
 
 The template dies with the service (``PR_SET_PDEATHSIG``, and it leaves when the service's end
 of its socket closes) and a worker with the template, so a kill -9 of the service leaves
-nothing running. The template ignores SIGINT and SIGTERM: a stop of the service's process
-group must not take the workers from under the service's graceful stop (it stops each job
-first, with its final checkpoint).
+nothing running. The template and the workers ignore SIGINT and SIGTERM (a worker is stopped
+through its pipe): a stop of the service's process group (Ctrl-C, ``headwater down``) must
+not take them from under the service's graceful stop, which stops each job first, with its
+final checkpoint.
 
 Where no template runs (a service embedded in another program's event loop,
 ``serve_in_process``; ``worker_template: false``; a template that died), workers are
@@ -39,6 +40,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -83,11 +85,19 @@ def set_process_name(name: str) -> None:
         ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
 
 
-def die_with_parent() -> None:
-    """SIGKILL when the parent goes (``PR_SET_PDEATHSIG``); gone at once if it went already."""
+def die_with_parent(parent: int | None = None) -> None:
+    """SIGKILL when the parent goes (``PR_SET_PDEATHSIG``); gone at once if it went already.
+    ``parent`` is its pid; by default a spawned process's ``multiprocessing`` parent (a worker
+    forked by the template has this done already: nothing to do). Compared with the pid, not
+    with 1: in a container the service itself is PID 1."""
+    if parent is None:
+        spawner = multiprocessing.parent_process()
+        if spawner is None:
+            return
+        parent = spawner.pid
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent died before prctl
+    if os.getppid() != parent:  # the parent died before prctl
         os._exit(1)
 
 
@@ -99,21 +109,27 @@ class ForkedWorker:
         self._buf = b""
         self._pid: int | None = None
         self._exitcode: int | None = None
+        self._kill_pending = False
         self._lock = threading.Lock()
 
     def _read(self, timeout: float | None, records: int) -> None:
         """Read what the template has sent until ``records`` of them have come (1: the pid,
-        2: the wait status too), waiting up to ``timeout`` seconds (None: until they come)."""
-        with self._lock:
+        2: the exit code too), waiting up to ``timeout`` seconds (None: until they come; 0: not
+        at all, nor for another thread's read)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return
+        try:
             while self._exitcode is None and len(self._buf) < records * _WORD:
-                self._status.settimeout(timeout)
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self._status.settimeout(left)
                 try:
                     data = self._status.recv(64)
                 except (TimeoutError, BlockingIOError):
                     return
                 except OSError:
                     data = b""
-                if not data:  # the template is gone without a word: the worker died with it
+                if not data:  # the template is gone without a word: the worker dies with it
                     self._exitcode = -signal.SIGKILL
                     self._status.close()
                     return
@@ -123,6 +139,11 @@ class ForkedWorker:
                 if len(self._buf) >= 2 * _WORD:
                     self._exitcode = int.from_bytes(self._buf[_WORD:2 * _WORD], "little", signed=True)
                     self._status.close()
+                if self._kill_pending and self._pid is not None and self._exitcode is None:
+                    self._kill_pending = False
+                    self._signal(signal.SIGKILL)
+        finally:
+            self._lock.release()
 
     @property
     def pid(self) -> int | None:
@@ -144,10 +165,20 @@ class ForkedWorker:
             self._read(timeout, 2)
 
     def kill(self) -> None:
-        pid = self.pid
-        if pid is not None and self.exitcode is None:  # not reaped yet: the pid is still the worker's
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """SIGKILL, without waiting: a worker not forked yet (the template still importing the
+        engine) is killed as soon as its pid is read (it also leaves when its pipe closes)."""
+        self._read(0, 1)
+        if self._exitcode is not None:
+            return
+        if self._pid is None:
+            self._kill_pending = True
+            return
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        # Not reaped yet (no exit code has come): the pid is still the worker's.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._pid, sig)  # type: ignore[arg-type]
 
 
 class _Template:
@@ -188,12 +219,13 @@ def fork_template() -> None:
     control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sys.stdout.flush()
     sys.stderr.flush()
+    service = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
             control.close()
-            _template_main(theirs)
+            _template_main(theirs, service)
         except BaseException:  # noqa: BLE001 - the template's end is its exit code
             with contextlib.suppress(Exception):
                 traceback.print_exc()
@@ -217,6 +249,8 @@ def start_worker(target: Callable[..., Any], args: tuple, name: str) -> tuple[Wo
                 log.warning("the worker template is gone (%s); spawning workers instead", exc)
                 with contextlib.suppress(OSError):
                     _template.control.close()
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(_template.pid, os.WNOHANG)
                 _template = None
             else:
                 parent.send((target, name, args))
@@ -230,9 +264,9 @@ def start_worker(target: Callable[..., Any], args: tuple, name: str) -> tuple[Wo
 
 
 # -- the template's side ----------------------------------------------------------------
-def _template_main(control: socket.socket) -> None:
+def _template_main(control: socket.socket, service: int) -> None:
     set_process_name("hw-workers")
-    die_with_parent()
+    die_with_parent(service)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):  # a worker reads its pipe, never the service's stdin
@@ -244,6 +278,7 @@ def _template_main(control: socket.socket) -> None:
     except Exception:  # noqa: BLE001 - a worker imports what it needs itself
         log.exception("the worker template could not import the engine")
     status: dict[int, socket.socket] = {}  # worker pid -> its status socket
+    template = os.getpid()
     sel, wake_r, wake_w = sigchld_selector(control)
     while True:
         for key, _ in sel.select():
@@ -260,7 +295,13 @@ def _template_main(control: socket.socket) -> None:
                     os.close(fd)
                 continue
             conn_fd, status_fd = fds
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # EAGAIN, ENOMEM: this worker fails (its status socket closes), not the others
+                log.error("the worker template cannot fork a worker: %s", exc)
+                for fd in fds:
+                    os.close(fd)
+                continue
             if pid == 0:
                 sel.close()
                 signal.set_wakeup_fd(-1)
@@ -269,7 +310,7 @@ def _template_main(control: socket.socket) -> None:
                 for sock in status.values():
                     sock.close()
                 control.close()
-                _worker_main(conn_fd)  # never returns
+                _worker_main(conn_fd, template)  # never returns
             os.close(conn_fd)
             sock = socket.socket(fileno=status_fd)
             status[pid] = sock
@@ -310,13 +351,11 @@ def reap_children(status: dict[int, socket.socket]) -> None:
             sock.close()
 
 
-def _worker_main(conn_fd: int) -> None:
+def _worker_main(conn_fd: int, template: int) -> None:
     code = 0
     try:
-        die_with_parent()  # the template: it goes when the service goes
+        die_with_parent(template)  # it goes when the service goes
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         conn = Connection(conn_fd)
         try:
             target, name, args = conn.recv()
@@ -325,7 +364,12 @@ def _worker_main(conn_fd: int) -> None:
         multiprocessing.current_process().name = name
         target(conn, *args)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # sys.exit("message"), as the interpreter does it
+            with contextlib.suppress(Exception):
+                print(exc.code, file=sys.stderr)
+            code = 1
     except BaseException:  # noqa: BLE001 - the worker's end is its exit code
         with contextlib.suppress(Exception):
             traceback.print_exc()

@@ -183,7 +183,7 @@ def _child_main(conn, job_bytes: bytes, config, state_dir: str, mode: int, start
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service stops us (a Ctrl-C reaches the group)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as SIGINT: `headwater down` signals the whole group
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(_child(conn, pb.Job.FromString(job_bytes), config, state_dir, mode, start_time, partitions,

@@ -4,6 +4,7 @@ outlive it: killed with kill -9, it leaves no orphan behind."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,12 @@ def test_the_workers_leave_with_a_killed_processing_service(service_process, roo
         assert len(templates) == 1 and not direct, "the workers fork from the template"
     else:
         assert not templates and direct == found, "the workers are the service's own children"
+    # A stop of the whole process group (`headwater down`, Ctrl-C) leaves the job's worker to
+    # the service, which stops it with its final checkpoint.
+    (job,) = [p for p in found if _comm(p) == "hw-job"]
+    ignored = int(next(line for line in Path(f"/proc/{job}/status").read_text().splitlines()
+                       if line.startswith("SigIgn:")).split()[1], 16)
+    assert ignored & (1 << (signal.SIGTERM - 1)) and ignored & (1 << (signal.SIGINT - 1)), hex(ignored)
     os.kill(service, 9)
     wait_until(lambda: {p for p in found | templates if _alive(p)}, lambda left: not left, timeout=20,
                what="the workers to exit after the service was killed")

@@ -10,19 +10,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _scenario(name: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", f"import tests.unit.processing.test_launcher as t; t._{name}()"],
+def _scenario(name: str, prefix: tuple[str, ...] = ()) -> dict:
+    done = subprocess.run([*prefix, sys.executable, "-c", f"import tests.unit.processing.test_launcher as t; t._{name}()"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -70,6 +74,12 @@ def _forks() -> None:
     proc.join(0.2)
     out["join_waited"] = time.monotonic() - t0
     out["alive_after_join"] = proc.is_alive()
+    joiner = threading.Thread(target=proc.join, args=(3,))
+    joiner.start()
+    t0 = time.monotonic()
+    out["alive_beside_a_join"] = proc.is_alive()  # the event loop asks while a thread joins
+    out["alive_waited"] = time.monotonic() - t0
+    joiner.join()
     proc.kill()
     proc.join(30)
     out["killed"] = proc.exitcode
@@ -89,6 +99,7 @@ def _template_dies() -> None:
     assert conn.recv() == "up"
     worker = proc.pid
     os.kill(launcher.template_pid(), signal.SIGKILL)
+    os.waitpid(launcher.template_pid(), 0)  # gone: every socket of its closed
     proc.join(30)  # the worker dies with its template (PR_SET_PDEATHSIG)
     out: dict = {"exitcode": proc.exitcode}
 
@@ -108,6 +119,30 @@ def _template_dies() -> None:
     print(json.dumps(out))
 
 
+def _as_pid_1() -> None:
+    """The service as a container's PID 1: its template is not to take that for a dead parent."""
+    from headwater.services.processing import launcher
+
+    assert os.getpid() == 1
+    launcher.fork_template()
+    proc, conn = launcher.start_worker(_report, (), "headwater test worker")
+    report = conn.recv()
+    conn.send("go")
+    proc.join(30)
+    print(json.dumps({"template": launcher.template_pid(), "ppid": report["ppid"], "exitcode": proc.exitcode}))
+
+
+def _can_unshare() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs unshare --pid (root, or user namespaces)")
+def test_a_service_running_as_pid_1_keeps_its_template() -> None:
+    out = _scenario("as_pid_1", ("unshare", "--pid", "--fork", "--mount-proc"))
+    assert out["template"] is not None and out["ppid"] == out["template"] and out["exitcode"] == 0
+
+
 def test_workers_fork_from_the_template_with_the_engine_imported() -> None:
     out = _scenario("forks")
     report = out["report"]
@@ -121,6 +156,7 @@ def test_workers_fork_from_the_template_with_the_engine_imported() -> None:
 def test_join_kill_and_exit_codes_read_as_a_multiprocessing_process() -> None:
     out = _scenario("forks")
     assert 0.15 <= out["join_waited"] < 5 and out["alive_after_join"]
+    assert out["alive_beside_a_join"] and out["alive_waited"] < 1, "is_alive() waited for another thread's join"
     assert out["killed"] == -signal.SIGKILL
     assert out["after_sigterm"] == 0, "SIGTERM or SIGINT stopped the template"
 

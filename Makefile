@@ -70,7 +70,7 @@ bytecode: setup ## Compile every module's bytecode (make test and make up do it 
 	$(PY) -m compileall -q -j 0 headwater services plugins tests
 
 test: setup browser bytecode ## Run the whole test suite
-	$(VENV)/bin/pytest -q -n 3 --dist loadgroup
+	$(VENV)/bin/pytest -q -n 4 --dist loadgroup
 
 # `buf breaking` compares protos/ with the last release: the newest tag, else main's previous commit.
 BUF_AGAINST ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo main~1)

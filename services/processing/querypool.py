@@ -113,10 +113,11 @@ def _query_main(conn) -> None:
     """The query worker: import the engine, say so, then answer calls until the service hands
     it a job (it becomes that job's worker) or closes the pipe."""
     from headwater.services.processing.launcher import die_with_parent, set_process_name
-    from headwater.services.processing.worker import _child_main
+    from headwater.services.processing.worker import _child_main, lower_priority
 
     die_with_parent()
     set_process_name("hw-query")
+    lower_priority()  # a pathological query's compile must not take health's CPU
     tune_interpreter()
     import headwater.services.processing.engine_adapter  # noqa: F401 - the engine, before "ready"
 

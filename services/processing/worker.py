@@ -169,9 +169,20 @@ class JobWorker:
 
 
 # -- the child's side -----------------------------------------------------------------------
-#: Job workers run a little below the service's priority: on a busy machine the
+#: Job and query workers run a little below the service's priority: on a busy machine the
 #: control plane (health, GetJob, StopJob) still gets the CPU first.
 WORKER_NICE = 3
+_lowered = False
+
+
+def lower_priority() -> None:
+    """Nice this worker process by WORKER_NICE below the service, once (a query worker that
+    becomes a job's worker is lowered already)."""
+    global _lowered
+    if not _lowered:
+        _lowered = True
+        with contextlib.suppress(OSError):
+            os.nice(WORKER_NICE)
 
 
 def _child_main(conn, job_bytes: bytes, config, state_dir: str, mode: int, start_time, partitions,
@@ -180,8 +191,7 @@ def _child_main(conn, job_bytes: bytes, config, state_dir: str, mode: int, start
     set_process_name("hw-job")
     tune_interpreter()
     return_freed_memory()  # the job's batches: resident memory follows what it holds
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICE)
+    lower_priority()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service stops us (a Ctrl-C reaches the group)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as SIGINT: `headwater down` signals the whole group
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

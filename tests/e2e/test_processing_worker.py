@@ -153,15 +153,20 @@ def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_pa
     done = threading.Event()
 
     def heavy() -> None:
-        try:
-            pipe.call("processing", "TestQuery", ppb.TestQueryRequest(
-                query=query, inputs=[ppb.TestInput(alias="In", data=b'{"v": 1}')]))
-        except HeadwaterError as exc:
-            errors.append(exc)
-        try:
-            pipe.create_job("big", query, {"In": "h"}, {"Out": "out"})
-        except HeadwaterError as exc:
-            errors.append(exc)
+        # Again until health has 100 answers timed meanwhile, so p99 is not simply the slowest
+        # (one call the machine's scheduler delayed).
+        for _ in range(30):
+            try:
+                pipe.call("processing", "TestQuery", ppb.TestQueryRequest(
+                    query=query, inputs=[ppb.TestInput(alias="In", data=b'{"v": 1}')]))
+            except HeadwaterError as exc:
+                errors.append(exc)
+            try:
+                pipe.create_job("big", query, {"In": "h"}, {"Out": "out"})
+            except HeadwaterError as exc:
+                errors.append(exc)
+            if len(probe.times["health"]) >= 100:
+                break
         done.set()
 
     worker = threading.Thread(target=heavy)
@@ -170,7 +175,7 @@ def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_pa
         probe.once()
     worker.join()
     probe.close()
-    assert len(probe.times["health"]) >= 10
+    assert len(probe.times["health"]) >= 100
     # p99, not max: on a shared 2-core machine the scheduler alone can delay one call.
     assert probe.p99("health") < 50.0 + probe.noise(base, "health"), (
         base, probe.p99("control"), sorted(probe.times["health"])[-10:])

@@ -69,6 +69,9 @@ def test_the_workers_leave_with_a_killed_processing_service(service_process, roo
         assert len(templates) == 1 and not direct, "the workers fork from the template"
     else:
         assert not templates and direct == found, "the workers are the service's own children"
+    # Both run below the service's priority, once (the job's worker was a query worker first).
+    nice = {p: int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[16]) for p in (service, *found)}
+    assert all(nice[p] == nice[service] + 3 for p in found), nice
     # A stop of the whole process group (`headwater down`, Ctrl-C) leaves the job's worker to
     # the service, which stops it with its final checkpoint.
     (job,) = [p for p in found if _comm(p) == "hw-job"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,13 @@ from headwater.auth import ConnectionString, PolicyStore
 from headwater.interpreter import tune_interpreter
 from headwater.procs import ServiceProcess, headwater_cmd
 from tests.zygote import ForkedServiceProcess
+
+# pytest keeps the test modules it rewrites (assertions) in __pycache__ only where Python may
+# write bytecode. This machine sets PYTHONDONTWRITEBYTECODE=1, so each pytest process rewrote
+# and compiled every test module again, every run (collection 5.5 -> 2.3 CPU s a process once
+# cached, and the suite has five of them). Only these processes: the services and commands the
+# tests start follow the environment (their modules' bytecode comes from `make bytecode`).
+sys.dont_write_bytecode = False
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +59,49 @@ def _mark_xdist_groups(config, items: list[pytest.Item]) -> None:
         suffix = "@" + "_".join(names)
         if names and not item.nodeid.endswith(suffix):
             item._id = coerce_node_id(item.nodeid + suffix)
+
+
+#: A stream on the machine's NATS server that the tests never delete. nats-server (2.9, Debian's)
+#: removes an account's stream folder when its last stream is deleted, in a goroutine that
+#: races with a stream being created at that moment ("could not create storage directory -
+#: mkdir .../jetstream/$G/streams: no such file or directory", 10077): with tests creating and
+#: deleting streams in parallel, the account's streams can drop to none for an instant.
+NATS_ANCHOR_STREAM = "HEADWATER_TEST_ANCHOR"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nats_anchor_stream():
+    """Keep one stream on the test NATS server (when it runs) so the race above cannot happen."""
+    import asyncio
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    url = os.environ.get("HEADWATER_TEST_NATS_URL", "nats://127.0.0.1:4222")
+    where = urlparse(url)
+    try:
+        socket.create_connection((where.hostname or "127.0.0.1", where.port or 4222), timeout=1).close()
+    except OSError:
+        yield  # no NATS here: its tests say so themselves
+        return
+
+    async def ensure() -> None:
+        import nats
+        from nats.js.api import StorageType, StreamConfig
+
+        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+        try:
+            await nc.jetstream().add_stream(StreamConfig(name=NATS_ANCHOR_STREAM, subjects=["headwater.test.anchor"],
+                                                         storage=StorageType.FILE, max_msgs=1))
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(ensure())
+    except Exception as exc:  # noqa: BLE001 - another worker made it first with the same config, or no JetStream
+        if "already in use" not in str(exc):
+            print(f"conftest: the NATS anchor stream: {exc!r}", file=sys.stderr)
+    yield
 
 
 @pytest.fixture(autouse=True)

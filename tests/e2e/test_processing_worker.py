@@ -5,6 +5,7 @@ with real processes: while the work runs, health, GetJob and ListJobs answer fas
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -79,8 +80,9 @@ class _Probe:
         return base
 
     def p99(self, name: str) -> float:
+        """The nearest-rank 99th percentile: of 100 or more calls, not the slowest one."""
         xs = sorted(self.times[name])
-        return xs[min(len(xs) - 1, int(0.99 * len(xs)))]
+        return xs[max(0, math.ceil(0.99 * len(xs)) - 1)]
 
     def close(self) -> None:
         self.ch.close()
@@ -115,7 +117,9 @@ def test_service_answers_while_a_job_runs_flat_out_over_200k_keys(service_proces
                     p.backlog_events for p in m.partitions):
                 break
         full = m.last_checkpoint_id
-        while m.last_checkpoint_id < full + 5:  # and while it checkpoints the 200k keys again
+        # and while it checkpoints the 200k keys again, for at least 200 timed calls of each kind
+        # (so p99 is not the slowest one or two calls: the scheduler of a loaded 2-core machine)
+        while m.last_checkpoint_id < full + 5 or len(probe.times["health"]) < 200:
             probe.once()
             m = pipe.metrics("hold")
             note(m)
@@ -128,7 +132,7 @@ def test_service_answers_while_a_job_runs_flat_out_over_200k_keys(service_proces
     held = sorted(v for k, v in pauses.items() if k >= full)
     print(f"checkpoint pauses with {KEYS:,} keys (ms): {[round(v, 1) for v in held]}")
     assert len(held) >= 3 and held[len(held) // 2] < 100.0 + base["GetJob"], (held, base)
-    assert len(probe.times["health"]) >= 30
+    assert len(probe.times["health"]) >= 200
     for name in probe.calls:
         assert probe.p99(name) < 20.0 + probe.noise(base, name), (
             name, probe.p99(name), base[name], probe.p99("control"), sorted(probe.times[name])[-5:])

@@ -180,8 +180,12 @@ def test_a_huge_in_list_cannot_block_health(service_process, root_policy, tmp_pa
     worker.join()
     probe.close()
     assert len(probe.times["health"]) >= 100
-    # p99, not max: on a shared 2-core machine the scheduler alone can delay one call.
-    assert probe.p99("health") < 50.0 + probe.noise(base, "health"), (
+    # p99, not max: on a shared 2-core machine the scheduler alone can delay one call. Each
+    # heavy call is a 7 MB request the service's loop parses and hands to the query worker:
+    # 30-60 ms for the calls beside it on a quiet machine (worker template or spawned alike),
+    # 70 and more at -n 4; a compile or a wait for the worker on the loop would hold it for
+    # the call's whole time instead (its budget: 3 s).
+    assert probe.p99("health") < 200.0 + probe.noise(base, "health"), (
         base, probe.p99("control"), sorted(probe.times["health"])[-10:])
     # Either answer is fine (the engine may refuse the list, or the budget stop it); it
     # must be an error naming the problem, not a hang or a crash.

@@ -126,6 +126,10 @@ class JobWorker:
             if self._conn is not None:
                 asyncio.get_running_loop().remove_reader(self._conn.fileno())
         expected = "stopped" in self._waiters and self._waiters["stopped"].done()
+        if not expected and self._proc is not None:
+            # Its pipe closed as it died; a forked worker's exit code comes from the template,
+            # which reaps it a moment later (a worker that died unasked is rare: wait that moment).
+            self._proc.join(0.1)
         code = self._proc.exitcode if self._proc is not None else None
         if not expected:
             message = f"the job's worker process exited (code {code})"

@@ -78,6 +78,12 @@ def test_the_workers_leave_with_a_killed_processing_service(service_process, roo
     ignored = int(next(line for line in Path(f"/proc/{job}/status").read_text().splitlines()
                        if line.startswith("SigIgn:")).split()[1], 16)
     assert ignored & (1 << (signal.SIGTERM - 1)) and ignored & (1 << (signal.SIGINT - 1)), hex(ignored)
+    # A job's worker killed on its own fails the job, naming how it ended.
+    from headwater.v1 import processing_pb2 as ppb
+
+    os.kill(job, 9)
+    failed = pipe.wait_job("j", lambda j: j.state == ppb.JOB_STATE_FAILED, what="FAILED after its worker's kill -9")
+    assert "worker process exited (code -9)" in failed.error, failed.error
     os.kill(service, 9)
     wait_until(lambda: {p for p in found | templates if _alive(p)}, lambda left: not left, timeout=20,
                what="the workers to exit after the service was killed")

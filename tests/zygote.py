@@ -35,7 +35,6 @@ interpreter, as before).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import os
 import pickle
@@ -50,12 +49,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headwater.procs import ServiceProcess, headwater_cmd
-from headwater.services.processing.launcher import reap_children, sigchld_selector
+from headwater.services.processing.launcher import ForkServer, die_with_parent
 
 __all__ = ["Zygote", "ForkedPopen", "ForkedServiceProcess", "enabled", "run_headwater", "zygote"]
 
 ROOT = Path(__file__).resolve().parents[1]
-_PR_SET_PDEATHSIG = 1
 #: environment variables read when the zygote's modules are imported (headwater.jit; traced
 #: with os.environ during the preload) or by the interpreter and libraries at start: a service
 #: given a value that differs from the zygote's is not forked
@@ -66,10 +64,6 @@ IMPORT_TIME_PREFIXES = ("PYTHON", "OPENBLAS", "OMP_", "POLARS", "ARROW", "GRPC",
 
 def enabled() -> bool:
     return os.environ.get("HEADWATER_TEST_FORK", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def _pdeathsig() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 # -- the zygote ----------------------------------------------------------------------------
@@ -91,53 +85,28 @@ def _serve(control: socket.socket) -> tuple[list[str], dict[str, str], str | Non
     """Fork a child per request until the control socket closes. Returns in the child (its
     request), and ``None`` in the zygote when the client has gone."""
     zygote_pid = os.getpid()
-    status: dict[int, socket.socket] = {}  # child pid -> where its exit status goes
-    sel, wake_r, wake_w = sigchld_selector(control)
-    while True:
-        for key, _ in sel.select():
-            if key.fileobj is wake_r:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(wake_r, 4096)
-                reap_children(status)
-                continue
-            msg, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
-            if not msg:
-                return None
-            try:
-                in_fd, out_fd, err_fd, status_fd = fds
-                request = pickle.loads(msg)
-                pid = os.fork()
-            except Exception as exc:  # the child's status socket closes unanswered: its start fails
-                print(f"zygote: cannot fork a child: {exc!r}", file=sys.stderr, flush=True)
-                for fd in fds:
-                    os.close(fd)
-                continue
-            if pid == 0:
-                # the child: nothing of the zygote's but the imports
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                sel.close()
-                control.close()
-                for fd in (wake_r, wake_w, status_fd):
-                    os.close(fd)
-                for sock in status.values():
-                    sock.close()
-                os.setsid()
-                _pdeathsig()
-                if os.getppid() != zygote_pid:
-                    os._exit(1)
-                for target, fd in enumerate((in_fd, out_fd, err_fd)):
-                    os.dup2(fd, target)
-                for fd in {in_fd, out_fd, err_fd}:
-                    os.close(fd)
-                return request
+    server = ForkServer(control, 1 << 20, 4)
+    for msg, fds in server.requests():
+        try:
+            in_fd, out_fd, err_fd, status_fd = fds
+            request = pickle.loads(msg)
+            pid = server.fork(status_fd)
+        except Exception as exc:  # the child's status socket closes unanswered: its start fails
+            print(f"zygote: cannot fork a child: {exc!r}", file=sys.stderr, flush=True)
+            for fd in fds:
+                os.close(fd)
+            continue
+        if pid == 0:  # the child: nothing of the zygote's but the imports
+            os.setsid()
+            die_with_parent(zygote_pid)
+            for target, fd in enumerate((in_fd, out_fd, err_fd)):
+                os.dup2(fd, target)
             for fd in {in_fd, out_fd, err_fd}:
                 os.close(fd)
-            sock = socket.socket(fileno=status_fd)
-            status[pid] = sock
-            with contextlib.suppress(OSError):  # the test gone: the child is reaped all the same
-                sock.sendall(pid.to_bytes(8, "little"))
-            reap_children(status)
+            return request
+        for fd in {in_fd, out_fd, err_fd}:
+            os.close(fd)
+    return None
 
 
 def _run_child(request: tuple[list[str], dict[str, str], str | None]) -> None:
@@ -381,9 +350,7 @@ def zygote() -> Zygote:
 
 
 if __name__ == "__main__":
-    _pdeathsig()  # dies with the test process (the thread that started it: the main one)
-    if os.getppid() != int(sys.argv[2]):
-        sys.exit(1)  # it died already
+    die_with_parent(int(sys.argv[2]))  # dies with the test process (the thread that started it: the main one)
     control = socket.socket(fileno=int(sys.argv[1]))
     _preload()
     request = _serve(control)

@@ -42,11 +42,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-__all__ = ["ForkedWorker", "WorkerProcess", "fork_template", "preload", "reap_children", "sigchld_selector",
+__all__ = ["ForkServer", "ForkedWorker", "WorkerProcess", "die_with_parent", "fork_template", "preload",
            "start_worker", "template_pid"]
 
 log = logging.getLogger("headwater.processing.launcher")
@@ -277,78 +277,92 @@ def _template_main(control: socket.socket, service: int) -> None:
         preload()
     except Exception:  # noqa: BLE001 - a worker imports what it needs itself
         log.exception("the worker template could not import the engine")
-    status: dict[int, socket.socket] = {}  # worker pid -> its status socket
     template = os.getpid()
-    sel, wake_r, wake_w = sigchld_selector(control)
-    while True:
-        for key, _ in sel.select():
-            if key.fileobj is wake_r:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(wake_r, 4096)
-                reap_children(status)
-                continue
-            msg, fds, _flags, _addr = socket.recv_fds(control, 16, 2)
-            if not msg:  # the service is gone
-                return
-            if len(fds) != 2:
-                for fd in fds:
-                    os.close(fd)
-                continue
-            conn_fd, status_fd = fds
-            try:
-                pid = os.fork()
-            except OSError as exc:  # EAGAIN, ENOMEM: this worker fails (its status socket closes), not the others
-                log.error("the worker template cannot fork a worker: %s", exc)
-                for fd in fds:
-                    os.close(fd)
-                continue
-            if pid == 0:
-                sel.close()
-                signal.set_wakeup_fd(-1)
-                for fd in (wake_r, wake_w, status_fd):
-                    os.close(fd)
-                for sock in status.values():
-                    sock.close()
-                control.close()
-                _worker_main(conn_fd, template)  # never returns
-            os.close(conn_fd)
-            sock = socket.socket(fileno=status_fd)
-            status[pid] = sock
-            with contextlib.suppress(OSError):  # the service gave up on it: it is reaped all the same
-                sock.sendall(pid.to_bytes(_WORD, "little"))
-        reap_children(status)
-
-
-def sigchld_selector(control: socket.socket) -> tuple[selectors.BaseSelector, int, int]:
-    """A selector that wakes on a request on ``control`` or on a child's exit (SIGCHLD, through
-    a wakeup pipe): (selector, the pipe's read end, its write end). For a process that forks
-    children on request (this template; the tests' zygote)."""
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    sel = selectors.DefaultSelector()
-    sel.register(control, selectors.EVENT_READ)
-    sel.register(wake_r, selectors.EVENT_READ)
-    return sel, wake_r, wake_w
-
-
-def reap_children(status: dict[int, socket.socket]) -> None:
-    """Reap every child that has exited; send each its exit code on its status socket (8 bytes,
-    little-endian, signed: -N for signal N, as ``Popen.returncode``) and close that."""
-    while True:
+    server = ForkServer(control, 16, 2)
+    for _msg, fds in server.requests():
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        conn_fd, status_fd = fds
         try:
-            pid, wstatus = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
+            pid = server.fork(status_fd)
+        except OSError as exc:  # EAGAIN, ENOMEM: this worker fails (its status socket closes), not the others
+            log.error("the worker template cannot fork a worker: %s", exc)
+            for fd in fds:
+                os.close(fd)
+            continue
         if pid == 0:
-            return
-        sock = status.pop(pid, None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.sendall(os.waitstatus_to_exitcode(wstatus).to_bytes(_WORD, "little", signed=True))
-            sock.close()
+            _worker_main(conn_fd, template)  # never returns
+        os.close(conn_fd)
+
+
+class ForkServer:
+    """The loop of a process that forks a child per request on ``control`` (this template; the
+    tests' zygote): it reaps its children as they exit and sends each child's pid, then its exit
+    code, on the status socket its request carried (8 bytes each, little-endian, signed: -N for
+    signal N, as ``Popen.returncode``)."""
+
+    def __init__(self, control: socket.socket, bufsize: int, maxfds: int) -> None:
+        self.control, self.bufsize, self.maxfds = control, bufsize, maxfds
+        self.status: dict[int, socket.socket] = {}  # child pid -> where its exit code goes
+        self.wake_r, self.wake_w = os.pipe()  # SIGCHLD wakes the selector through it
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(control, selectors.EVENT_READ)
+        self.sel.register(self.wake_r, selectors.EVENT_READ)
+
+    def requests(self) -> Iterator[tuple[bytes, list[int]]]:
+        """Each request (its message and file descriptors) until the control socket closes."""
+        while True:
+            for key, _ in self.sel.select():
+                if key.fileobj is self.wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 4096)
+                else:
+                    msg, fds, _flags, _addr = socket.recv_fds(self.control, self.bufsize, self.maxfds)
+                    if not msg:  # the client is gone
+                        return
+                    yield msg, fds
+                self.reap()
+
+    def fork(self, status_fd: int) -> int:
+        """Fork the child of the request whose status socket is ``status_fd``: its pid in this
+        process (sent on that socket), 0 in the child, where nothing of the loop is left open.
+        OSError when it cannot fork (the caller closes the request's descriptors)."""
+        pid = os.fork()
+        if pid == 0:
+            self.sel.close()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in (self.wake_r, self.wake_w, status_fd):
+                os.close(fd)
+            for sock in self.status.values():
+                sock.close()
+            self.control.close()
+            return 0
+        sock = self.status[pid] = socket.socket(fileno=status_fd)
+        with contextlib.suppress(OSError):  # the client gave up on it: it is reaped all the same
+            sock.sendall(pid.to_bytes(_WORD, "little"))
+        return pid
+
+    def reap(self) -> None:
+        """Reap every child that has exited and send its exit code."""
+        while True:
+            try:
+                pid, wstatus = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            sock = self.status.pop(pid, None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.sendall(os.waitstatus_to_exitcode(wstatus).to_bytes(_WORD, "little", signed=True))
+                sock.close()
 
 
 def _worker_main(conn_fd: int, template: int) -> None:
